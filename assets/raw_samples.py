@@ -1,0 +1,85 @@
+"""``raw_samples`` (and ``ingest_rejects``): a dataset source read into the samples table."""
+
+
+import base64
+
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    Config,
+    DynamicPartitionsDefinition,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
+
+from pipelines.resources import HomeResource
+from robust_data.ingest import IngestOptions, IngestResult, ingest, parse_size
+from robust_data.preview import preview_grid
+
+#: One partition per dataset name; the CLI (and later the inbox sensor) registers them.
+DATASETS = DynamicPartitionsDefinition(name="datasets")
+
+
+class RawSamplesConfig(Config):
+    """How to read the partition's dataset. Empty fields fall back to the home's registration."""
+
+    source: str = ""  # registry name or imagefolder:PATH / parquet:PATH; default: registered
+    root: str = ""  # local root for mnist, cifar10, ...; default: registered
+    seed: int = 0  # seed of the stratified split for sources without a test split
+    test_fraction: float = 0.2  # share of each class held out as test when splitting
+    resize: str = ""  # HEIGHTxWIDTH to resize mixed sizes to; empty: mixed sizes fail
+    channels: int = 0  # 1 or 3 to convert; 0: mixed channel counts fail
+
+
+def _markdown_counts(counts: dict[str, int], header: str) -> str:
+    lines = [f"| {header} | rows |", "|---|---:|"]
+    lines += [f"| {name} | {count:,} |" for name, count in counts.items()]
+    return "\n".join(lines)
+
+
+def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
+    png = base64.b64encode(preview_grid(result.samples)).decode()
+    return {
+        "dagster/row_count": MetadataValue.int(result.samples.num_rows),
+        "num_classes": MetadataValue.int(len(result.class_counts())),
+        "rejects": MetadataValue.int(result.rejects.num_rows),
+        "class_counts": MetadataValue.md(_markdown_counts(result.class_counts(), "class")),
+        "split_counts": MetadataValue.md(_markdown_counts(result.split_counts(), "split")),
+        "preview": MetadataValue.md(f"![preview: one row per class](data:image/png;base64,{png})"),
+    }
+
+
+@multi_asset(
+    outs={
+        "raw_samples": AssetOut(
+            description="One row per image: sample_id, content hash, split, label, PNG image.",
+            kinds={"parquet", "python"},
+        ),
+        "ingest_rejects": AssetOut(
+            description="Source items that could not be read, with the reason.",
+            kinds={"parquet"},
+        ),
+    },
+    partitions_def=DATASETS,
+    group_name="ingest",
+)
+def raw_samples_assets(context: AssetExecutionContext, config: RawSamplesConfig, home: HomeResource):
+    """Read the partition's dataset (one core call: :func:`robust_data.ingest`)."""
+    registration = home.store().lookup(context.partition_key)
+    options = IngestOptions(
+        seed=config.seed,
+        test_fraction=config.test_fraction,
+        resize=parse_size(config.resize) if config.resize else None,
+        channels=config.channels or None,
+    )
+    result = ingest(
+        config.source or registration.source,
+        root=config.root or registration.root,
+        name=context.partition_key,
+        options=options,
+    )
+    if result.rejects.num_rows:
+        context.log.warning(f"{result.rejects.num_rows} unreadable images left out (see ingest_rejects)")
+    yield Output(result.rejects, output_name="ingest_rejects", metadata={"dagster/row_count": result.rejects.num_rows})
+    yield Output(result.samples, output_name="raw_samples", metadata=_metadata(result))

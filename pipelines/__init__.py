@@ -1,0 +1,1 @@
+"""Dagster wiring: Definitions, jobs, resources and IO managers. Loaded via ``workspace.yaml``."""

@@ -1,0 +1,26 @@
+"""robust-data: curate image-classification datasets for robustness.
+
+The core library. It never imports dagster: the Dagster assets in ``assets/`` and the
+definitions in ``pipelines/`` are thin wrappers around the functions exported here.
+"""
+
+from robust_data.errors import DatasetError
+from robust_data.ingest import IngestOptions, IngestResult, ingest
+from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA
+from robust_data.sources import SOURCES, resolve_source
+from robust_data.store import Store, resolve_home
+from robust_data.version import __version__
+
+__all__ = [
+    "REJECTS_SCHEMA",
+    "SAMPLES_SCHEMA",
+    "SOURCES",
+    "DatasetError",
+    "IngestOptions",
+    "IngestResult",
+    "Store",
+    "__version__",
+    "ingest",
+    "resolve_home",
+    "resolve_source",
+]

@@ -1,0 +1,306 @@
+"""The ``robust-data`` command: datasets, ingest, curate, query, ui.
+
+Dagster is imported only inside the commands that run it, so ``robust-data query`` and
+``robust-data datasets`` start fast and the core stays framework-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robust_data.errors import DatasetError
+from robust_data.ingest import IngestResult, parse_size
+from robust_data.query import FORMATS, QueryError, run_query
+from robust_data.sources import PATH_SOURCES, SOURCES, resolve_source
+from robust_data.store import HOME_ENV, Registration, Store, write_text_atomic
+
+DEFAULT_DATASET = "mnist-5k"
+PARTITIONS = "datasets"
+
+
+class CliError(Exception):
+    """A failure reported to the user as one line, exit status 1."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--home",
+        default=None,
+        help=f"home folder for the store and the Dagster instance (env {HOME_ENV}; default ./.robust-data)",
+    )
+
+
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", help="local folder holding the dataset's files (mnist, cifar10, svhn, ...)")
+    parser.add_argument("--name", help="dataset (partition) name; default: the source name or the path's slug")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="test share when the source has no test split")
+    parser.add_argument("--resize", default="", help="HEIGHTxWIDTH: resize images of mixed sizes instead of failing")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="convert every image to 1 or 3 channels")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robust-data",
+        description="Curate image-classification datasets for robustness (Dagster assets over a Parquet store).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("datasets", help="list dataset sources and whether each is available here")
+    _common(p)
+    p.add_argument("--root", help="check the local-root sources against this folder")
+
+    p = sub.add_parser("ingest", help="read a dataset into raw_samples (a Dagster materialization)")
+    _common(p)
+    p.add_argument("dataset", help="source name (see 'datasets'), imagefolder:PATH or parquet:PATH")
+    _source_options(p)
+
+    p = sub.add_parser("curate", help="run the main job (the whole asset graph) for one dataset")
+    _common(p)
+    p.add_argument("--dataset", default=DEFAULT_DATASET, help=f"dataset source or registered name (default {DEFAULT_DATASET})")
+    _source_options(p)
+
+    p = sub.add_parser("query", help="read-only DuckDB SQL over the materialized tables (one view per table)")
+    _common(p)
+    p.add_argument("sql", help='e.g. "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"')
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+
+    p = sub.add_parser("ui", help="start the Dagster UI and daemon on 127.0.0.1 for this home")
+    _common(p)
+    p.add_argument("--port", type=int, default=3000, help="port on 127.0.0.1 (default 3000)")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# datasets
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    store = Store.open(args.home)
+    root = Path(args.root).resolve() if args.root else None
+    registered = store.registrations()
+    rows = []
+    for name, source in SOURCES.items():
+        if name in PATH_SOURCES:
+            rows.append((f"{name}:PATH", "-", source.description))
+            continue
+        check_root = root
+        if check_root is None and name in registered and registered[name].root:
+            check_root = Path(registered[name].root)
+        available, why = source.availability(check_root)
+        rows.append((name, "yes" if available else "no", f"{source.description}; {why}"))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'source'.ljust(width)}  available  notes")
+    for name, available, notes in rows:
+        print(f"{name.ljust(width)}  {available.ljust(9)}  {notes}")
+    if registered:
+        print(f"\nregistered in {store.home}:")
+        for reg in registered.values():
+            print(f"  {reg.name}: {reg.source}" + (f" (root {reg.root})" if reg.root else ""))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# ingest / curate: Dagster runs
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a CLI-launched Dagster run did."""
+
+    run_id: str
+    seconds: float
+
+
+def _dagster_env(store: Store) -> None:
+    store.ensure()
+    os.environ[HOME_ENV] = str(store.home)
+    os.environ["DAGSTER_HOME"] = str(store.dagster_home)
+
+
+def _failure_message(result: Any) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            return error.message.strip().splitlines()[-1] if error.message.strip() else error.cls_name
+    return "the run failed; open the Dagster UI for its logs"
+
+
+def run_job(store: Store, job: str, partition: str, config: dict[str, Any]) -> RunOutcome:
+    """Materialize ``job`` for one dataset partition in the home's Dagster instance.
+
+    Raises
+    ------
+    CliError
+        With the failing step's one-line error.
+    """
+    _dagster_env(store)
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+
+    definitions = build_definitions(store)
+    started = time.perf_counter()
+    with DagsterInstance.get() as instance:
+        if not instance.has_dynamic_partition(PARTITIONS, partition):
+            instance.add_dynamic_partitions(PARTITIONS, [partition])
+        result = definitions.resolve_job_def(job).execute_in_process(
+            instance=instance,
+            partition_key=partition,
+            run_config={
+                "ops": {"raw_samples_assets": {"config": config}},
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            raise_on_error=False,
+        )
+    if not result.success:
+        raise CliError(_failure_message(result))
+    return RunOutcome(run_id=result.run_id, seconds=time.perf_counter() - started)
+
+
+def _ingest_config(args: argparse.Namespace, spec: str) -> dict[str, Any]:
+    if args.resize:
+        parse_size(args.resize)  # fail fast with the one-line message
+    return {
+        "source": spec,
+        "root": str(Path(args.root).resolve()) if args.root else "",
+        "seed": args.seed,
+        "test_fraction": args.test_fraction,
+        "resize": args.resize,
+        "channels": args.channels or 0,
+    }
+
+
+def _resolve_dataset(store: Store, args: argparse.Namespace, dataset: str) -> tuple[str, str, str | None]:
+    """(partition name, source spec, root) for a source spec or a registered dataset name."""
+    registered = store.registrations()
+    if dataset in registered and not args.root and not args.name:
+        reg = registered[dataset]
+        return reg.name, reg.source, reg.root
+    resolved = resolve_source(dataset, root=args.root, name=args.name)
+    root = str(resolved.root) if resolved.root and resolved.source.name not in PATH_SOURCES else None
+    return resolved.name, resolved.spec, root
+
+
+def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
+    result = IngestResult(name, store.read("raw_samples", name), store.read("ingest_rejects", name))
+    counts = result.class_counts()
+    splits = ", ".join(f"{s} {n:,}" for s, n in result.split_counts().items())
+    per_class = f"{min(counts.values()):,}-{max(counts.values()):,} per class"
+    return "\n".join(
+        [
+            f"{job} for dataset {name!r}: run {outcome.run_id[:8]} succeeded in {outcome.seconds:.1f} s",
+            f"  raw_samples: {result.samples.num_rows:,} rows, {len(counts)} classes ({per_class}); splits: {splits}",
+            f"  rejects: {result.rejects.num_rows:,} unreadable images left out",
+            f"  Parquet: {store.table_path('raw_samples', name)}",
+            f"  Dagster instance: {store.dagster_home}",
+            f"Open the UI: robust-data ui --home {store.home}   (then http://127.0.0.1:3000, Assets)",
+            f'Query:       robust-data query --home {store.home} "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"',
+        ]
+    )
+
+
+def _run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
+    store = Store.open(args.home)
+    name, spec, root = _resolve_dataset(store, args, dataset)
+    config = _ingest_config(args, spec)
+    if root and not config["root"]:
+        config["root"] = root
+    outcome = run_job(store, job, name, config)
+    store.register(Registration(name=name, source=spec, root=config["root"] or None))
+    print(_summary(store, name, outcome, job))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    return _run_dataset(args, args.dataset, "ingest_job")
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    return _run_dataset(args, args.dataset, "curation_job")
+
+
+# ---------------------------------------------------------------------------------------------
+# query
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    result = run_query(Store.open(args.home), args.sql)
+    sys.stdout.write(result.render(args.format))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# ui
+
+WORKSPACE = """\
+# Written by robust-data ui: the project's code location.
+load_from:
+  - python_module:
+      module_name: pipelines.definitions
+      location_name: robust_data
+"""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    store = Store.open(args.home)
+    _dagster_env(store)
+    if not _port_free(args.port):
+        raise CliError(f"expected a free port on 127.0.0.1; found {args.port} in use; pass --port 3001")
+    workspace = write_text_atomic(WORKSPACE, store.home / "workspace.yaml")
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
+    print(f"Dagster UI for {store.home}: http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+    process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        return 0
+
+
+COMMANDS = {
+    "datasets": cmd_datasets,
+    "ingest": cmd_ingest,
+    "curate": cmd_curate,
+    "query": cmd_query,
+    "ui": cmd_ui,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``robust-data`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (DatasetError, QueryError, CliError, FileNotFoundError) as exc:
+        print(f"robust-data {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

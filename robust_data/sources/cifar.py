@@ -1,0 +1,171 @@
+"""CIFAR-10 / CIFAR-100 from the standard "python version" batches, and SVHN from .mat files.
+
+CIFAR batches are Python pickles, as distributed; read only folders you trust (the same
+caveat as torchvision's loaders).
+"""
+
+from __future__ import annotations
+
+import pickle
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robust_data.errors import DatasetError
+from robust_data.sources.base import LoadOptions, Source, SourceData, require_root
+
+CIFAR_LAYOUTS = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": ("batches.meta", b"label_names"),
+        "labels_key": b"labels",
+        "num_classes": 10,
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "meta": ("meta", b"fine_label_names"),
+        "labels_key": b"fine_labels",
+        "num_classes": 100,
+    },
+}
+
+
+def _cifar_expected(name: str) -> str:
+    layout = CIFAR_LAYOUTS[name]
+    files = ", ".join(layout["train"] + layout["test"])
+    return f"{files} in ROOT/{layout['folder']} or ROOT"
+
+
+def _cifar_locate(name: str, root: Path) -> tuple[Path, dict[str, list[Path]]] | None:
+    layout = CIFAR_LAYOUTS[name]
+    for directory in (root / layout["folder"], root):
+        splits = {
+            split: [directory / f for f in layout[split]]
+            for split in ("train", "test")
+            if all((directory / f).is_file() for f in layout[split])
+        }
+        if splits:
+            return directory, splits
+    return None
+
+
+def _unpickle(path: Path) -> dict[bytes, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle, encoding="bytes")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise DatasetError(
+            "a CIFAR python batch (pickle)", f"{path}: {type(exc).__name__}: {exc}", "re-extract the archive"
+        ) from exc
+
+
+def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData:
+    """Read the complete train and/or test batches of CIFAR-10 or CIFAR-100 under ``root``."""
+    layout = CIFAR_LAYOUTS[name]
+    root = require_root(name, root, _cifar_expected(name))
+    located = _cifar_locate(name, root)
+    if located is None:
+        raise DatasetError(_cifar_expected(name), f"no complete split under {root}", "point --root at the extracted archive")
+    directory, splits = located
+    pixels, labels, keys, split_of = [], [], [], []
+    for split, paths in splits.items():
+        offset = 0
+        for path in paths:
+            batch = _unpickle(path)
+            data = np.asarray(batch[b"data"], dtype=np.uint8)  # (n, 3072), channel-major
+            targets = np.asarray(batch[layout["labels_key"]], dtype=np.int64)
+            if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(targets):
+                raise DatasetError(
+                    "data (n, 3072) and n labels per batch",
+                    f"data {data.shape} and {len(targets)} labels in {path}",
+                    "re-extract the archive",
+                )
+            pixels.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # (n, 32, 32, 3)
+            labels.append(targets)
+            keys.extend(str(offset + i) for i in range(len(data)))
+            offset += len(data)
+            split_of.extend([split] * len(data))
+    meta_file, meta_key = layout["meta"]
+    if (directory / meta_file).is_file():
+        names = [n.decode() for n in _unpickle(directory / meta_file)[meta_key]]
+    else:
+        names = [str(i) for i in range(layout["num_classes"])]
+    return SourceData(
+        pixels=np.concatenate(pixels),
+        labels=np.concatenate(labels),
+        label_names=names,
+        keys=keys,
+        splits=split_of,
+        params={"root": str(root), "files": {s: [str(p) for p in ps] for s, ps in splits.items()}},
+    )
+
+
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+SVHN_EXPECTED = "train_32x32.mat and/or test_32x32.mat in ROOT or ROOT/svhn"
+
+
+def _svhn_locate(root: Path) -> dict[str, Path]:
+    for directory in (root, root / "svhn", root / "SVHN"):
+        found = {s: directory / f for s, f in SVHN_FILES.items() if (directory / f).is_file()}
+        if found:
+            return found
+    return {}
+
+
+def load_svhn(root: Path | None, options: LoadOptions) -> SourceData:
+    """Read SVHN's cropped-digit .mat files (label 10 stands for digit 0, as in the release)."""
+    from scipy.io import loadmat
+
+    root = require_root("svhn", root, SVHN_EXPECTED)
+    located = _svhn_locate(root)
+    if not located:
+        raise DatasetError(SVHN_EXPECTED, f"neither file under {root}", "point --root at the folder with the .mat files")
+    pixels, labels, keys, splits = [], [], [], []
+    for split, path in located.items():
+        try:
+            mat = loadmat(path)
+        except (OSError, ValueError) as exc:
+            raise DatasetError("a MATLAB .mat file with X and y", f"{path}: {exc}", "re-download the file") from exc
+        if "X" not in mat or "y" not in mat or mat["X"].ndim != 4:
+            raise DatasetError("X (32, 32, 3, N) and y (N, 1)", f"keys {sorted(k for k in mat if not k.startswith('__'))} in {path}", "use the cropped-digits files")
+        images = np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2), dtype=np.uint8)  # (N, 32, 32, 3)
+        targets = mat["y"].reshape(-1).astype(np.int64) % 10  # 10 -> 0
+        pixels.append(images)
+        labels.append(targets)
+        keys.extend(str(i) for i in range(len(images)))
+        splits.extend([split] * len(images))
+    return SourceData(
+        pixels=np.concatenate(pixels),
+        labels=np.concatenate(labels),
+        label_names=[str(i) for i in range(10)],
+        keys=keys,
+        splits=splits,
+        params={"root": str(root), "files": {s: str(p) for s, p in located.items()}},
+    )
+
+
+def cifar_source(name: str, description: str) -> Source:
+    return Source(
+        name=name,
+        description=description,
+        load=partial(load_cifar, name),
+        needs_root=True,
+        expected=_cifar_expected(name),
+        find=lambda root: None if _cifar_locate(name, root) else f"no {_cifar_expected(name)} under {root}",
+    )
+
+
+SVHN_SOURCE = Source(
+    name="svhn",
+    description="SVHN cropped digits from train_32x32.mat / test_32x32.mat (real splits)",
+    load=load_svhn,
+    needs_root=True,
+    expected=SVHN_EXPECTED,
+    find=lambda root: None if _svhn_locate(root) else f"no {SVHN_EXPECTED} under {root}",
+)

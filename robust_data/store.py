@@ -1,0 +1,206 @@
+"""The home folder: the Parquet store, the Dagster instance and the dataset registry.
+
+Layout of a home (default ``./.robust-data``; ``--home`` or ``ROBUST_DATA_HOME`` move it)::
+
+    <home>/store/<table>/<dataset>.parquet   the materialized tables, one file per partition
+    <home>/dagster/                          DAGSTER_HOME: runs, materializations, schedules
+    <home>/datasets.json                     registered datasets: name -> source spec and root
+
+The storage root defaults to ``<home>/store``; ``ROBUST_DATA_STORE`` points it elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from robust_data.errors import DatasetError
+from robust_data.sources import PATH_SOURCES, SOURCES
+
+HOME_ENV = "ROBUST_DATA_HOME"
+STORE_ENV = "ROBUST_DATA_STORE"
+DEFAULT_HOME = ".robust-data"
+
+_DAGSTER_YAML = """\
+# Written by robust-data. Local SQLite storage under this folder.
+telemetry:
+  enabled: false
+"""
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """Return the absolute home folder: the argument, else ``$ROBUST_DATA_HOME``, else ``./.robust-data``."""
+    chosen = home or os.environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(chosen).expanduser().resolve()
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write ``table`` to ``path`` so that readers see the old file or the whole new one.
+
+    The table goes to a temporary file in the same folder, is fsynced, and is renamed over
+    ``path``. On any failure the temporary file is removed and ``path`` is left untouched.
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    target = Path(path)
+    tmp = _atomic_target(target)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write text to ``path`` atomically (temporary file in the same folder, then rename)."""
+    target = Path(path)
+    tmp = _atomic_target(target)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def table_path(storage_root: Path, table: str, partition: str | None = None) -> Path:
+    """Where a table (one partition of it, when partitioned) lives under a storage root."""
+    if partition is None:
+        return storage_root / f"{table}.parquet"
+    return storage_root / table / f"{partition}.parquet"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A dataset registered in a home: its partition name, source spec and local root."""
+
+    name: str
+    source: str
+    root: str | None = None
+
+
+@dataclass(frozen=True)
+class Store:
+    """Paths and tables of one home folder.
+
+    Parameters
+    ----------
+    home : Path
+        The home folder (absolute).
+    storage_root : Path
+        Where tables live; ``<home>/store`` unless configured.
+    """
+
+    home: Path
+    storage_root: Path
+
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None, storage_root: str | None = None) -> Store:
+        """Resolve a home (see :func:`resolve_home`) and its storage root."""
+        resolved = resolve_home(home)
+        root = storage_root or os.environ.get(STORE_ENV) or resolved / "store"
+        return cls(home=resolved, storage_root=Path(root).expanduser().resolve())
+
+    @property
+    def dagster_home(self) -> Path:
+        """The Dagster instance folder (``DAGSTER_HOME``)."""
+        return self.home / "dagster"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.home / "datasets.json"
+
+    def ensure(self) -> Store:
+        """Create the folders and a ``dagster.yaml`` (telemetry off) if they are missing."""
+        self.storage_root.mkdir(parents=True, exist_ok=True)
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        config = self.dagster_home / "dagster.yaml"
+        if not config.exists():
+            write_text_atomic(_DAGSTER_YAML, config)
+        return self
+
+    def table_path(self, table: str, partition: str | None = None) -> Path:
+        """Where a table (one partition of it, when partitioned) is stored."""
+        return table_path(self.storage_root, table, partition)
+
+    def read(self, table: str, partition: str | None = None) -> pa.Table:
+        """Read a stored table; FileNotFoundError names the path and how to make it."""
+        path = self.table_path(table, partition)
+        if not path.exists():
+            what = table if partition is None else f"{table}[{partition}]"
+            raise FileNotFoundError(
+                f"expected table {what} at {path}; found no file; materialize it first "
+                f"(robust-data ingest/curate with --home {self.home})"
+            )
+        return pq.read_table(path)
+
+    def tables(self) -> dict[str, list[Path]]:
+        """Every stored table name and its Parquet files (temporary files excluded)."""
+        found: dict[str, list[Path]] = {}
+        if not self.storage_root.exists():
+            return found
+        for entry in sorted(self.storage_root.iterdir()):
+            if entry.is_dir():
+                files = sorted(p for p in entry.glob("*.parquet") if not p.name.startswith("."))
+                if files:
+                    found[entry.name] = files
+            elif entry.suffix == ".parquet" and not entry.name.startswith("."):
+                found[entry.stem] = [entry]
+        return found
+
+    def registrations(self) -> dict[str, Registration]:
+        """Datasets registered in this home, by name."""
+        if not self.registry_path.exists():
+            return {}
+        raw: dict[str, dict[str, Any]] = json.loads(self.registry_path.read_text())
+        return {name: Registration(name=name, **entry) for name, entry in raw.items()}
+
+    def lookup(self, name: str) -> Registration:
+        """The registration of dataset ``name``; a built-in source name needs none.
+
+        Raises
+        ------
+        DatasetError
+            When ``name`` is neither registered in this home nor a built-in source.
+        """
+        registered = self.registrations()
+        if name in registered:
+            return registered[name]
+        if name in SOURCES and name not in PATH_SOURCES:
+            return Registration(name=name, source=name)
+        raise DatasetError(
+            f"a registered dataset or built-in source (registered: {sorted(registered)})",
+            repr(name),
+            f"register it first: robust-data ingest SOURCE --name {name} --home {self.home}",
+        )
+
+    def register(self, registration: Registration) -> None:
+        """Record (or update) a dataset registration, atomically."""
+        entries = {
+            name: {"source": r.source, "root": r.root} for name, r in self.registrations().items()
+        }
+        entries[registration.name] = {"source": registration.source, "root": registration.root}
+        self.home.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json.dumps(entries, indent=2, sort_keys=True) + "\n", self.registry_path)
