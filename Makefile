@@ -1,0 +1,30 @@
+# Two entry points: `make demo` and `make test`. Both create .venv and install on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint ui clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: ingest the bundled MNIST subset through the main Dagster job into ./.robust-data
+demo: $(STAMP)
+	$(BIN)/robust-data curate
+
+## test: lint and run the whole test suite (CPU only)
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+## ui: the Dagster UI and daemon on 127.0.0.1:3000 over ./.robust-data
+ui: $(STAMP)
+	$(BIN)/robust-data ui
+
+clean:
+	rm -rf $(VENV) .robust-data .pytest_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""Dagster: the Definitions load, raw_samples materializes into a temp store and DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from assets import DATASETS, raw_samples_assets
+from pipelines.definitions import build_definitions
+from pipelines.resources import HomeResource, ParquetIOManager
+from robust_data import Store
+from tests.fixtures import make_imagefolder
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def resources(store: Store) -> dict[str, object]:
+    return {"io_manager": ParquetIOManager(root=str(store.storage_root)), "home": HomeResource(path=str(store.home))}
+
+
+def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
+    defs = build_definitions(Store.open(isolated_home))
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {"raw_samples", "ingest_rejects"}
+    assert defs.resolve_job_def("curation_job").partitions_def == DATASETS
+    assert defs.resolve_job_def("ingest_job").name == "ingest_job"
+
+
+def test_workspace_yaml_loads_the_code_location() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "robust_data" in result.stdout + result.stderr
+
+
+def test_materialize_raw_samples_into_temp_home(isolated_home: Path) -> None:
+    store = Store.open(isolated_home).ensure()
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("datasets", ["digits"])
+        result = materialize([raw_samples_assets], partition_key="digits", instance=instance, resources=resources(store))
+        assert result.success
+        event = instance.get_latest_materialization_event(AssetKey("raw_samples"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["dagster/row_count"].value == 1797
+    assert "| 0 | 178 |" in metadata["class_counts"].value
+    assert "| test | 359 |" in metadata["split_counts"].value
+    assert metadata["preview"].value.startswith("![preview")
+    path = Path(metadata["path"].value)
+    assert path == store.table_path("raw_samples", "digits")
+    assert pq.read_metadata(path).num_rows == 1797
+    assert pq.read_metadata(store.table_path("ingest_rejects", "digits")).num_rows == 0
+
+
+def test_failed_ingestion_leaves_nothing_in_the_store(isolated_home: Path, tmp_path: Path) -> None:
+    store = Store.open(isolated_home).ensure()
+    root = make_imagefolder(tmp_path / "solo", {"cat": 3})
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("datasets", ["solo"])
+        result = materialize(
+            [raw_samples_assets],
+            partition_key="solo",
+            instance=instance,
+            resources=resources(store),
+            run_config={"ops": {"raw_samples_assets": {"config": {"source": f"imagefolder:{root}"}}}},
+            raise_on_error=False,
+        )
+    assert not result.success
+    assert list(store.storage_root.rglob("*")) == []
+
+
+def test_unregistered_partition_fails_with_the_fix(isolated_home: Path) -> None:
+    store = Store.open(isolated_home).ensure()
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("datasets", ["mystery"])
+        with pytest.raises(Exception, match="register it first"):
+            materialize([raw_samples_assets], partition_key="mystery", instance=instance, resources=resources(store))

@@ -1,0 +1,29 @@
+"""The core library never imports dagster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CORE_MODULES = [
+    "robust_data",
+    "robust_data.cli",
+    "robust_data.ingest",
+    "robust_data.query",
+    "robust_data.preview",
+    "robust_data.sources",
+    "robust_data.store",
+]
+
+
+def test_core_import_does_not_import_dagster() -> None:
+    code = (
+        "import importlib, sys\n"
+        f"for name in {CORE_MODULES!r}: importlib.import_module(name)\n"
+        "leaked = sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.'))\n"
+        "print(len(leaked)); print(leaked[:5])\n"
+        "sys.exit(1 if leaked else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "0"
