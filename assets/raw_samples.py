@@ -1,6 +1,5 @@
 """``raw_samples`` (and ``ingest_rejects``): a dataset source read into the samples table."""
 
-
 import base64
 
 from dagster import (
@@ -64,22 +63,28 @@ def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
     partitions_def=DATASETS,
     group_name="ingest",
 )
-def raw_samples_assets(context: AssetExecutionContext, config: RawSamplesConfig, home: HomeResource):
+def raw_samples_assets(
+    context: AssetExecutionContext, config: RawSamplesConfig, home: HomeResource
+):
     """Read the partition's dataset (one core call: :func:`robust_data.ingest`)."""
-    registration = home.store().lookup(context.partition_key)
+    source, root = config.source, config.root
+    if not source:
+        registration = home.store().lookup(context.partition_key)
+        source, root = registration.source, root or registration.root
     options = IngestOptions(
         seed=config.seed,
         test_fraction=config.test_fraction,
         resize=parse_size(config.resize) if config.resize else None,
         channels=config.channels or None,
     )
-    result = ingest(
-        config.source or registration.source,
-        root=config.root or registration.root,
-        name=context.partition_key,
-        options=options,
-    )
+    result = ingest(source, root=root or None, name=context.partition_key, options=options)
     if result.rejects.num_rows:
-        context.log.warning(f"{result.rejects.num_rows} unreadable images left out (see ingest_rejects)")
-    yield Output(result.rejects, output_name="ingest_rejects", metadata={"dagster/row_count": result.rejects.num_rows})
+        context.log.warning(
+            f"{result.rejects.num_rows} unreadable images left out (see ingest_rejects)"
+        )
+    yield Output(
+        result.rejects,
+        output_name="ingest_rejects",
+        metadata={"dagster/row_count": result.rejects.num_rows},
+    )
     yield Output(result.samples, output_name="raw_samples", metadata=_metadata(result))

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, MetadataValue, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+)
 
 from robust_data.store import Store, table_path, write_parquet_atomic
 

@@ -24,6 +24,7 @@ from robust_data.sources import PATH_SOURCES, SOURCES, resolve_source
 from robust_data.store import HOME_ENV, Registration, Store, write_text_atomic
 
 DEFAULT_DATASET = "mnist-5k"
+EXAMPLE_SQL = "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"
 PARTITIONS = "datasets"
 
 
@@ -40,12 +41,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _source_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", help="local folder holding the dataset's files (mnist, cifar10, svhn, ...)")
-    parser.add_argument("--name", help="dataset (partition) name; default: the source name or the path's slug")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="test share when the source has no test split")
-    parser.add_argument("--resize", default="", help="HEIGHTxWIDTH: resize images of mixed sizes instead of failing")
-    parser.add_argument("--channels", type=int, choices=(1, 3), help="convert every image to 1 or 3 channels")
+    parser.add_argument(
+        "--root", help="local folder holding the dataset's files (mnist, cifar10, svhn, ...)"
+    )
+    parser.add_argument(
+        "--name", help="dataset (partition) name; default: the source name or the path's slug"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the stratified split (default 0)"
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="test share when the source has no test split",
+    )
+    parser.add_argument(
+        "--resize", default="", help="HEIGHTxWIDTH: resize images of mixed sizes instead of failing"
+    )
+    parser.add_argument(
+        "--channels", type=int, choices=(1, 3), help="convert every image to 1 or 3 channels"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,13 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("curate", help="run the main job (the whole asset graph) for one dataset")
     _common(p)
-    p.add_argument("--dataset", default=DEFAULT_DATASET, help=f"dataset source or registered name (default {DEFAULT_DATASET})")
+    p.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        help=f"dataset source or registered name (default {DEFAULT_DATASET})",
+    )
     _source_options(p)
 
-    p = sub.add_parser("query", help="read-only DuckDB SQL over the materialized tables (one view per table)")
+    p = sub.add_parser(
+        "query", help="read-only DuckDB SQL over the materialized tables (one view per table)"
+    )
     _common(p)
     p.add_argument("sql", help='e.g. "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"')
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    p.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default table)"
+    )
 
     p = sub.add_parser("ui", help="start the Dagster UI and daemon on 127.0.0.1 for this home")
     _common(p)
@@ -128,13 +152,20 @@ def _dagster_env(store: Store) -> None:
 
 
 def _failure_message(result: Any) -> str:
+    """The root cause of a failed run's first failed step, as one line."""
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
             while error.cause is not None:
                 error = error.cause
-            return error.message.strip().splitlines()[-1] if error.message.strip() else error.cls_name
-    return "the run failed; open the Dagster UI for its logs"
+            lines = error.message.strip().splitlines()
+            text = lines[0] if lines else error.cls_name
+            _, sep, rest = text.partition(f"{error.cls_name}: ")
+            text = rest if sep else text
+            if error.cls_name != "DatasetError":
+                text = f"{error.cls_name}: {text} (run {result.run_id[:8]}; its logs are in robust-data ui)"
+            return text
+    return f"run {result.run_id[:8]} failed; its logs are in robust-data ui"
 
 
 def run_job(store: Store, job: str, partition: str, config: dict[str, Any]) -> RunOutcome:
@@ -160,7 +191,9 @@ def run_job(store: Store, job: str, partition: str, config: dict[str, Any]) -> R
             partition_key=partition,
             run_config={
                 "ops": {"raw_samples_assets": {"config": config}},
-                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                "loggers": {
+                    "console": {"config": {"log_level": "CRITICAL"}}
+                },  # errors: one line below
             },
             raise_on_error=False,
         )
@@ -182,14 +215,18 @@ def _ingest_config(args: argparse.Namespace, spec: str) -> dict[str, Any]:
     }
 
 
-def _resolve_dataset(store: Store, args: argparse.Namespace, dataset: str) -> tuple[str, str, str | None]:
+def _resolve_dataset(
+    store: Store, args: argparse.Namespace, dataset: str
+) -> tuple[str, str, str | None]:
     """(partition name, source spec, root) for a source spec or a registered dataset name."""
     registered = store.registrations()
     if dataset in registered and not args.root and not args.name:
         reg = registered[dataset]
         return reg.name, reg.source, reg.root
     resolved = resolve_source(dataset, root=args.root, name=args.name)
-    root = str(resolved.root) if resolved.root and resolved.source.name not in PATH_SOURCES else None
+    root = (
+        str(resolved.root) if resolved.root and resolved.source.name not in PATH_SOURCES else None
+    )
     return resolved.name, resolved.spec, root
 
 
@@ -206,7 +243,7 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             f"  Parquet: {store.table_path('raw_samples', name)}",
             f"  Dagster instance: {store.dagster_home}",
             f"Open the UI: robust-data ui --home {store.home}   (then http://127.0.0.1:3000, Assets)",
-            f'Query:       robust-data query --home {store.home} "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"',
+            f'Query:       robust-data query --home {store.home} "{EXAMPLE_SQL}"',
         ]
     )
 
@@ -267,10 +304,25 @@ def cmd_ui(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
     _dagster_env(store)
     if not _port_free(args.port):
-        raise CliError(f"expected a free port on 127.0.0.1; found {args.port} in use; pass --port 3001")
+        raise CliError(
+            f"expected a free port on 127.0.0.1; found {args.port} in use; pass --port 3001"
+        )
     workspace = write_text_atomic(WORKSPACE, store.home / "workspace.yaml")
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
-    print(f"Dagster UI for {store.home}: http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(workspace),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+    ]
+    print(
+        f"Dagster UI for {store.home}: http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True
+    )
     process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
     try:
         return process.wait()

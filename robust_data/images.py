@@ -34,7 +34,9 @@ def encode_png(pixels: np.ndarray) -> bytes:
         A lossless PNG ("L" mode for C=1, "RGB" for C=3).
     """
     channels = pixels.shape[2]
-    image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, "L" if channels == 1 else "RGB")
+    image = Image.fromarray(
+        pixels[:, :, 0] if channels == 1 else pixels, "L" if channels == 1 else "RGB"
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()

@@ -39,11 +39,19 @@ class IngestOptions:
 
     def __post_init__(self) -> None:
         if self.channels not in (None, 1, 3):
-            raise DatasetError("channels 1 or 3", repr(self.channels), "pass --channels 1 or --channels 3")
+            raise DatasetError(
+                "channels 1 or 3", repr(self.channels), "pass --channels 1 or --channels 3"
+            )
         if self.resize is not None and (len(self.resize) != 2 or min(self.resize) < 1):
-            raise DatasetError("resize as HEIGHTxWIDTH with both >= 1", repr(self.resize), "pass e.g. --resize 28x28")
+            raise DatasetError(
+                "resize as HEIGHTxWIDTH with both >= 1",
+                repr(self.resize),
+                "pass e.g. --resize 28x28",
+            )
         if not 0.0 < self.test_fraction < 1.0:
-            raise DatasetError("test_fraction in (0, 1)", repr(self.test_fraction), "pass e.g. --test-fraction 0.2")
+            raise DatasetError(
+                "test_fraction in (0, 1)", repr(self.test_fraction), "pass e.g. --test-fraction 0.2"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,9 @@ def _validate_labels(data: SourceData, name: str) -> None:
     present = np.unique(data.labels)
     if len(present) < 2:
         raise DatasetError(
-            "at least 2 classes", f"only class {data.label_names[int(present[0])]!r} in {name}", "add images of other classes"
+            "at least 2 classes",
+            f"only class {data.label_names[int(present[0])]!r} in {name}",
+            "add images of other classes",
         )
 
 
@@ -114,7 +124,9 @@ def _unify_shapes(pixels: list[np.ndarray], options: IngestOptions, name: str) -
         pixels = [_convert_channels(p, options.channels) for p in pixels]
     sizes = Counter(p.shape[:2] for p in pixels)
     if options.resize is not None:
-        return [p if p.shape[:2] == options.resize else resize_pixels(p, options.resize) for p in pixels]
+        return [
+            p if p.shape[:2] == options.resize else resize_pixels(p, options.resize) for p in pixels
+        ]
     if len(sizes) > 1:
         common = sizes.most_common(1)[0][0]
         shown = ", ".join(f"{h}x{w}: {n}" for (h, w), n in sizes.most_common(4))
@@ -154,7 +166,9 @@ def _encode(pixels: list[np.ndarray], name: str) -> tuple[list[bytes], list[str]
     return blobs, hashes
 
 
-def build_samples(resolved: ResolvedSource, data: SourceData, options: IngestOptions) -> IngestResult:
+def build_samples(
+    resolved: ResolvedSource, data: SourceData, options: IngestOptions
+) -> IngestResult:
     """Validate decoded source data and build the samples and rejects tables.
 
     Raises
@@ -172,15 +186,21 @@ def build_samples(resolved: ResolvedSource, data: SourceData, options: IngestOpt
                 f"all {len(data.rejects)} unreadable in {name} (first: {first.source_key}: {first.reason})",
                 "check the files are PNG/JPEG images",
             )
-        raise DatasetError("at least one image", f"an empty dataset {name!r}", "check the source path and layout")
+        raise DatasetError(
+            "at least one image", f"an empty dataset {name!r}", "check the source path and layout"
+        )
     _validate_labels(data, name)
     pixels = list(data.pixels) if isinstance(data.pixels, np.ndarray) else data.pixels
     pixels = _unify_shapes(pixels, options, name)
-    splits = data.splits or stratified_split(data.labels, data.keys, options.test_fraction, options.seed)
+    splits = data.splits or stratified_split(
+        data.labels, data.keys, options.test_fraction, options.seed
+    )
     sample_ids = [f"{name}:{s}:{k}" for s, k in zip(splits, data.keys, strict=True)]
     if len(set(sample_ids)) != len(sample_ids):
         dupes = [k for k, n in Counter(sample_ids).items() if n > 1][:3]
-        raise DatasetError("unique source keys per split", f"repeated ids {dupes}", "remove the duplicated entries")
+        raise DatasetError(
+            "unique source keys per split", f"repeated ids {dupes}", "remove the duplicated entries"
+        )
     blobs, hashes = _encode(pixels, name)
     height, width, channels = pixels[0].shape
     n = len(pixels)

@@ -11,7 +11,9 @@ from PIL import Image
 from robust_data.images import decode_image
 
 
-def preview_grid(samples: pa.Table, per_class: int = 8, max_classes: int = 10, cell: int = 32) -> bytes:
+def preview_grid(
+    samples: pa.Table, per_class: int = 8, max_classes: int = 10, cell: int = 32
+) -> bytes:
     """Render the first ``per_class`` images of up to ``max_classes`` classes as one PNG.
 
     Parameters
@@ -35,11 +37,15 @@ def preview_grid(samples: pa.Table, per_class: int = 8, max_classes: int = 10, c
     for row, label in enumerate(classes):
         for col, index in enumerate(np.flatnonzero(labels == label)[:per_class].tolist()):
             pixels = decode_image(images[index].as_py())
-            tile = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).convert("RGB")
+            tile = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).convert(
+                "RGB"
+            )
             if max(tile.size) > cell:
                 tile.thumbnail((cell, cell))
             scale = max(1, cell // max(tile.size))
-            tile = tile.resize((tile.size[0] * scale, tile.size[1] * scale), Image.Resampling.NEAREST)
+            tile = tile.resize(
+                (tile.size[0] * scale, tile.size[1] * scale), Image.Resampling.NEAREST
+            )
             canvas.paste(tile, (col * cell, row * cell))
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")

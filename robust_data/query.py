@@ -32,7 +32,9 @@ class QueryResult:
     def render(self, fmt: str = "table", max_width: int = 40) -> str:
         """Render as an aligned text table, CSV or JSON lines (binary shown as base64 in CSV/JSON)."""
         if fmt not in FORMATS:
-            raise QueryError(f"expected format one of {FORMATS}; found {fmt!r}; pass --format table")
+            raise QueryError(
+                f"expected format one of {FORMATS}; found {fmt!r}; pass --format table"
+            )
         rows = self.table.to_pylist()
         names = self.table.schema.names
         if fmt == "json":
@@ -49,7 +51,10 @@ class QueryResult:
         line = "  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))
         rule = "  ".join("-" * w for w in widths)
         body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-        return "\n".join([line, rule, *body, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"]) + "\n"
+        return (
+            "\n".join([line, rule, *body, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
+            + "\n"
+        )
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,7 +98,9 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     for table, files in store.tables().items():
         listing = "[" + ", ".join(_quote(str(f)) for f in files) + "]"
-        con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet({listing}, union_by_name = true)')
+        con.execute(
+            f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet({listing}, union_by_name = true)'
+        )
     return con
 
 
@@ -112,11 +119,15 @@ def run_query(store: Store, sql: str) -> QueryResult:
     except duckdb.Error as exc:
         raise QueryError(f"expected valid SQL; found {exc}".replace("\n", " ")) from exc
     if not statements:
-        raise QueryError("expected one SELECT statement; found none; pass e.g. \"SELECT count(*) FROM raw_samples\"")
+        raise QueryError(
+            'expected one SELECT statement; found none; pass e.g. "SELECT count(*) FROM raw_samples"'
+        )
     for statement in statements:
         kind = statement.type.name
         if kind not in READ_ONLY:
-            raise QueryError(f"expected read-only SQL (SELECT); found a {kind} statement; the store is read-only here")
+            raise QueryError(
+                f"expected read-only SQL (SELECT); found a {kind} statement; the store is read-only here"
+            )
     try:
         for statement in statements[:-1]:
             con.execute(statement.query)
@@ -124,7 +135,9 @@ def run_query(store: Store, sql: str) -> QueryResult:
     except duckdb.Error as exc:
         views = sorted(store.tables()) or ["none yet: run robust-data curate"]
         message = str(exc).replace("\n", " ")
-        raise QueryError(f"expected SQL over the tables {views}; found an error: {message}") from exc
+        raise QueryError(
+            f"expected SQL over the tables {views}; found an error: {message}"
+        ) from exc
     finally:
         con.close()
     return QueryResult(result)

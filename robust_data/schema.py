@@ -78,7 +78,7 @@ def read_metadata(schema: pa.Schema) -> dict[str, str]:
     """Return the robust-data key-value metadata of a schema with the prefix stripped."""
     raw = schema.metadata or {}
     return {
-        k.decode()[len(META_PREFIX):]: v.decode()
+        k.decode()[len(META_PREFIX) :]: v.decode()
         for k, v in raw.items()
         if k.decode().startswith(META_PREFIX)
     }

@@ -43,7 +43,7 @@ def stratified_split(
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         ranked = sorted(members.tolist(), key=lambda i: _rank_key(seed, keys[i]))
-        n_test = min(int(round(len(members) * test_fraction)), len(members) - 1)
+        n_test = min(round(len(members) * test_fraction), len(members) - 1)
         for i in ranked[:n_test]:
             splits[i] = "test"
     return splits

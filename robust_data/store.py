@@ -117,7 +117,9 @@ class Store:
     storage_root: Path
 
     @classmethod
-    def open(cls, home: str | os.PathLike[str] | None = None, storage_root: str | None = None) -> Store:
+    def open(
+        cls, home: str | os.PathLike[str] | None = None, storage_root: str | None = None
+    ) -> Store:
         """Resolve a home (see :func:`resolve_home`) and its storage root."""
         resolved = resolve_home(home)
         root = storage_root or os.environ.get(STORE_ENV) or resolved / "store"

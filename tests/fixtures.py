@@ -41,7 +41,12 @@ def write_idx(path: Path, array: np.ndarray, gz: bool) -> Path:
 
 
 def make_idx_root(
-    root: Path, folder: str = "MNIST", n_train: int = 30, n_test: int = 20, gz: bool = True, seed: int = 0
+    root: Path,
+    folder: str = "MNIST",
+    n_train: int = 30,
+    n_test: int = 20,
+    gz: bool = True,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """An MNIST-format dataset in torchvision's layout ``root/<folder>/raw``; returns the labels per split."""
     rng = np.random.default_rng(seed)
@@ -65,13 +70,25 @@ def make_cifar_root(root: Path, hundred: bool = False, per_batch: int = 6, seed:
     key = b"fine_labels" if hundred else b"labels"
 
     def batch(n: int) -> dict[bytes, object]:
-        return {b"data": pixels(rng, n, 3, 32, 32).reshape(n, 3072), key: [i % num_classes for i in range(n)]}
+        return {
+            b"data": pixels(rng, n, 3, 32, 32).reshape(n, 3072),
+            key: [i % num_classes for i in range(n)],
+        }
 
     names = [f"class_{i}".encode() for i in range(num_classes)]
-    files = {"train": batch(per_batch), "test": batch(per_batch)} if hundred else {
-        **{f"data_batch_{i}": batch(per_batch) for i in range(1, 6)}, "test_batch": batch(per_batch)
-    }
-    meta = ("meta", {b"fine_label_names": names}) if hundred else ("batches.meta", {b"label_names": names})
+    files = (
+        {"train": batch(per_batch), "test": batch(per_batch)}
+        if hundred
+        else {
+            **{f"data_batch_{i}": batch(per_batch) for i in range(1, 6)},
+            "test_batch": batch(per_batch),
+        }
+    )
+    meta = (
+        ("meta", {b"fine_label_names": names})
+        if hundred
+        else ("batches.meta", {b"label_names": names})
+    )
     for name, content in [*files.items(), meta]:
         with open(folder / name, "wb") as handle:
             pickle.dump(content, handle)
@@ -91,7 +108,9 @@ def make_svhn_root(root: Path, n: int = 12, seed: int = 0) -> Path:
     return root
 
 
-def make_imagefolder(root: Path, classes: dict[str, int], size: int = 12, channels: int = 3, seed: int = 0) -> Path:
+def make_imagefolder(
+    root: Path, classes: dict[str, int], size: int = 12, channels: int = 3, seed: int = 0
+) -> Path:
     """``root/<class>/<i>.png`` with ``classes[name]`` random PNGs each."""
     rng = np.random.default_rng(seed)
     for name, count in classes.items():
@@ -101,7 +120,9 @@ def make_imagefolder(root: Path, classes: dict[str, int], size: int = 12, channe
     return root
 
 
-def write_parquet(path: Path, columns: dict[str, object], metadata: dict[bytes, bytes] | None = None) -> Path:
+def write_parquet(
+    path: Path, columns: dict[str, object], metadata: dict[bytes, bytes] | None = None
+) -> Path:
     """A Parquet file from plain columns (optionally with schema metadata)."""
     table = pa.table(columns)
     if metadata:

@@ -20,7 +20,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def resources(store: Store) -> dict[str, object]:
-    return {"io_manager": ParquetIOManager(root=str(store.storage_root)), "home": HomeResource(path=str(store.home))}
+    return {
+        "io_manager": ParquetIOManager(root=str(store.storage_root)),
+        "home": HomeResource(path=str(store.home)),
+    }
 
 
 def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
@@ -34,7 +37,10 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
 def test_workspace_yaml_loads_the_code_location() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT, capture_output=True, text=True, timeout=180,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "robust_data" in result.stdout + result.stderr
@@ -44,7 +50,12 @@ def test_materialize_raw_samples_into_temp_home(isolated_home: Path) -> None:
     store = Store.open(isolated_home).ensure()
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("datasets", ["digits"])
-        result = materialize([raw_samples_assets], partition_key="digits", instance=instance, resources=resources(store))
+        result = materialize(
+            [raw_samples_assets],
+            partition_key="digits",
+            instance=instance,
+            resources=resources(store),
+        )
         assert result.success
         event = instance.get_latest_materialization_event(AssetKey("raw_samples"))
     metadata = event.asset_materialization.metadata
@@ -68,7 +79,9 @@ def test_failed_ingestion_leaves_nothing_in_the_store(isolated_home: Path, tmp_p
             partition_key="solo",
             instance=instance,
             resources=resources(store),
-            run_config={"ops": {"raw_samples_assets": {"config": {"source": f"imagefolder:{root}"}}}},
+            run_config={
+                "ops": {"raw_samples_assets": {"config": {"source": f"imagefolder:{root}"}}}
+            },
             raise_on_error=False,
         )
     assert not result.success
@@ -80,4 +93,9 @@ def test_unregistered_partition_fails_with_the_fix(isolated_home: Path) -> None:
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("datasets", ["mystery"])
         with pytest.raises(Exception, match="register it first"):
-            materialize([raw_samples_assets], partition_key="mystery", instance=instance, resources=resources(store))
+            materialize(
+                [raw_samples_assets],
+                partition_key="mystery",
+                instance=instance,
+                resources=resources(store),
+            )

@@ -24,6 +24,8 @@ def test_core_import_does_not_import_dagster() -> None:
         "print(len(leaked)); print(leaked[:5])\n"
         "sys.exit(1 if leaked else 0)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[0] == "0"

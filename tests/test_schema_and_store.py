@@ -29,7 +29,9 @@ def test_samples_match_the_schema_exactly(digits: pa.Table) -> None:
     assert digits.column("image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 
-def test_metadata_names_version_revision_source_and_params(digits: pa.Table, tmp_path: Path) -> None:
+def test_metadata_names_version_revision_source_and_params(
+    digits: pa.Table, tmp_path: Path
+) -> None:
     path = write_parquet_atomic(digits, tmp_path / "d.parquet")
     meta = read_metadata(pq.read_schema(path))
     assert meta["table"] == "raw_samples" and meta["source"] == "digits"
@@ -78,7 +80,9 @@ def test_split_is_stratified(sizes: list[int], fraction: float, seed: int) -> No
         assert n_test == min(round(n * fraction), n - 1)  # every class keeps a train sample
 
 
-def test_atomic_write_keeps_the_old_file_on_failure(digits: pa.Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_keeps_the_old_file_on_failure(
+    digits: pa.Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "store" / "raw_samples" / "digits.parquet"
     write_parquet_atomic(digits.slice(0, 10), target)
     real_write = pq.write_table
@@ -96,7 +100,10 @@ def test_atomic_write_keeps_the_old_file_on_failure(digits: pa.Table, tmp_path: 
 
 def test_conform_names_missing_and_extra_columns(digits: pa.Table) -> None:
     with pytest.raises(ValueError, match=r"missing \['label'\].*unexpected \['lbl'\]"):
-        conform(digits.rename_columns(["lbl" if n == "label" else n for n in digits.schema.names]), SAMPLES_SCHEMA)
+        conform(
+            digits.rename_columns(["lbl" if n == "label" else n for n in digits.schema.names]),
+            SAMPLES_SCHEMA,
+        )
 
 
 def test_registry_round_trip_and_lookup(tmp_path: Path) -> None:

@@ -48,7 +48,10 @@ def test_mnist_5k_has_500_per_class() -> None:
     assert set(counts(samples, "label").values()) == {500}
     assert set(samples.column("height").to_pylist()) == {28}
     per_class_test = Counter(
-        label for label, split in zip(samples.column("label").to_pylist(), samples.column("split").to_pylist(), strict=True)
+        label
+        for label, split in zip(
+            samples.column("label").to_pylist(), samples.column("split").to_pylist(), strict=True
+        )
         if split == "test"
     )
     assert set(per_class_test.values()) == {100}  # stratified: 20% of every class
@@ -159,7 +162,9 @@ def test_imagefolder_with_split_level(tmp_path: Path) -> None:
 def test_parquet_bytes_with_string_labels(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = [png_bytes(rng.integers(0, 256, (10, 10, 1), dtype=np.uint8)) for _ in range(10)]
-    path = write_parquet(tmp_path / "shapes.parquet", {"image": images, "label": ["round", "square"] * 5})
+    path = write_parquet(
+        tmp_path / "shapes.parquet", {"image": images, "label": ["round", "square"] * 5}
+    )
     samples = ingest(f"parquet:{path}").samples
     assert samples.num_rows == 10
     assert counts(samples, "label_name") == {"round": 5, "square": 5}
@@ -169,7 +174,8 @@ def test_parquet_bytes_with_string_labels(tmp_path: Path) -> None:
 def test_parquet_hf_struct_split_and_class_names(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     images = [
-        {"bytes": png_bytes(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)), "path": f"{i}.png"} for i in range(8)
+        {"bytes": png_bytes(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)), "path": f"{i}.png"}
+        for i in range(8)
     ]
     hf = {"info": {"features": {"label": {"_type": "ClassLabel", "names": ["ant", "bee"]}}}}
     path = write_parquet(
@@ -187,7 +193,10 @@ def test_parquet_folder_splits_from_file_names(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     for split, n in (("train", 6), ("test", 4)):
         images = [png_bytes(rng.integers(0, 256, (8, 8, 1), dtype=np.uint8)) for _ in range(n)]
-        write_parquet(tmp_path / "export" / f"{split}-00000.parquet", {"image": images, "label": [0, 1] * (n // 2)})
+        write_parquet(
+            tmp_path / "export" / f"{split}-00000.parquet",
+            {"image": images, "label": [0, 1] * (n // 2)},
+        )
     samples = ingest(f"parquet:{tmp_path / 'export'}").samples
     assert counts(samples, "split") == {"train": 6, "test": 4}
     assert len(set(samples.column("sample_id").to_pylist())) == 10

@@ -53,7 +53,11 @@ def test_nothing_readable(tmp_path: Path) -> None:
 def test_labels_out_of_range(tmp_path: Path) -> None:
     images = [png_bytes(np.zeros((4, 4, 1), np.uint8))] * 4
     hf = {"info": {"features": {"label": {"_type": "ClassLabel", "names": ["a", "b"]}}}}
-    path = write_parquet(tmp_path / "bad.parquet", {"image": images, "label": [0, 1, 1, 5]}, {b"huggingface": json.dumps(hf).encode()})
+    path = write_parquet(
+        tmp_path / "bad.parquet",
+        {"image": images, "label": [0, 1, 1, 5]},
+        {b"huggingface": json.dumps(hf).encode()},
+    )
     assert "labels from 0 to 5" in one_line_error(f"parquet:{path}")
     negative = write_parquet(tmp_path / "neg.parquet", {"image": images, "label": [0, 1, -1, 1]})
     assert "labels in [0, 1]" in one_line_error(f"parquet:{negative}")
@@ -79,7 +83,9 @@ def test_mixed_channels_fail_then_convert(tmp_path: Path) -> None:
 
 def test_bad_split_values_and_missing_columns(tmp_path: Path) -> None:
     images = [png_bytes(np.zeros((4, 4, 1), np.uint8))] * 2
-    path = write_parquet(tmp_path / "s.parquet", {"image": images, "label": [0, 1], "split": ["train", "dev"]})
+    path = write_parquet(
+        tmp_path / "s.parquet", {"image": images, "label": [0, 1], "split": ["train", "dev"]}
+    )
     assert "['dev']" in one_line_error(f"parquet:{path}")
     nolabel = write_parquet(tmp_path / "n.parquet", {"image": images, "cls": [0, 1]})
     assert "label column" in one_line_error(f"parquet:{nolabel}")

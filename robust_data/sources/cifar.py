@@ -61,7 +61,9 @@ def _unpickle(path: Path) -> dict[bytes, Any]:
             return pickle.load(handle, encoding="bytes")
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise DatasetError(
-            "a CIFAR python batch (pickle)", f"{path}: {type(exc).__name__}: {exc}", "re-extract the archive"
+            "a CIFAR python batch (pickle)",
+            f"{path}: {type(exc).__name__}: {exc}",
+            "re-extract the archive",
         ) from exc
 
 
@@ -71,7 +73,11 @@ def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData
     root = require_root(name, root, _cifar_expected(name))
     located = _cifar_locate(name, root)
     if located is None:
-        raise DatasetError(_cifar_expected(name), f"no complete split under {root}", "point --root at the extracted archive")
+        raise DatasetError(
+            _cifar_expected(name),
+            f"no complete split under {root}",
+            "point --root at the extracted archive",
+        )
     directory, splits = located
     pixels, labels, keys, split_of = [], [], [], []
     for split, paths in splits.items():
@@ -125,16 +131,28 @@ def load_svhn(root: Path | None, options: LoadOptions) -> SourceData:
     root = require_root("svhn", root, SVHN_EXPECTED)
     located = _svhn_locate(root)
     if not located:
-        raise DatasetError(SVHN_EXPECTED, f"neither file under {root}", "point --root at the folder with the .mat files")
+        raise DatasetError(
+            SVHN_EXPECTED,
+            f"neither file under {root}",
+            "point --root at the folder with the .mat files",
+        )
     pixels, labels, keys, splits = [], [], [], []
     for split, path in located.items():
         try:
             mat = loadmat(path)
         except (OSError, ValueError) as exc:
-            raise DatasetError("a MATLAB .mat file with X and y", f"{path}: {exc}", "re-download the file") from exc
+            raise DatasetError(
+                "a MATLAB .mat file with X and y", f"{path}: {exc}", "re-download the file"
+            ) from exc
         if "X" not in mat or "y" not in mat or mat["X"].ndim != 4:
-            raise DatasetError("X (32, 32, 3, N) and y (N, 1)", f"keys {sorted(k for k in mat if not k.startswith('__'))} in {path}", "use the cropped-digits files")
-        images = np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2), dtype=np.uint8)  # (N, 32, 32, 3)
+            raise DatasetError(
+                "X (32, 32, 3, N) and y (N, 1)",
+                f"keys {sorted(k for k in mat if not k.startswith('__'))} in {path}",
+                "use the cropped-digits files",
+            )
+        images = np.ascontiguousarray(
+            mat["X"].transpose(3, 0, 1, 2), dtype=np.uint8
+        )  # (N, 32, 32, 3)
         targets = mat["y"].reshape(-1).astype(np.int64) % 10  # 10 -> 0
         pixels.append(images)
         labels.append(targets)
@@ -157,7 +175,9 @@ def cifar_source(name: str, description: str) -> Source:
         load=partial(load_cifar, name),
         needs_root=True,
         expected=_cifar_expected(name),
-        find=lambda root: None if _cifar_locate(name, root) else f"no {_cifar_expected(name)} under {root}",
+        find=lambda root: (
+            None if _cifar_locate(name, root) else f"no {_cifar_expected(name)} under {root}"
+        ),
     )
 
 

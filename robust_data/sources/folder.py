@@ -42,7 +42,9 @@ def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
     names = sorted({c.name for _, d in split_dirs for c in _class_dirs(d)})
     if not names:
         raise DatasetError(
-            "one subfolder per class with PNG/JPEG files", f"no subfolders in {root}", "arrange images as ROOT/<class>/<file>.png"
+            "one subfolder per class with PNG/JPEG files",
+            f"no subfolders in {root}",
+            "arrange images as ROOT/<class>/<file>.png",
         )
     index = {name: i for i, name in enumerate(names)}
     files: list[Path] = []
@@ -66,7 +68,11 @@ def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
         splits=[splits[i] for i in kept] if split_layout else None,
         paths=[keys[i] for i in kept],
         rejects=rejects,
-        params={"root": str(root), "layout": "split/class" if split_layout else "class", "files": len(files)},
+        params={
+            "root": str(root),
+            "layout": "split/class" if split_layout else "class",
+            "files": len(files),
+        },
     )
 
 
@@ -75,22 +81,30 @@ def _pick(names: list[str], candidates: tuple[str, ...], what: str, path: Path) 
         if candidate in names:
             return candidate
     raise DatasetError(
-        f"a {what} column named one of {list(candidates)}", f"columns {names} in {path}", f"rename the {what} column"
+        f"a {what} column named one of {list(candidates)}",
+        f"columns {names} in {path}",
+        f"rename the {what} column",
     )
 
 
-def _image_blobs(column: pa.ChunkedArray, path: Path) -> tuple[list[bytes | None], list[str | None]]:
+def _image_blobs(
+    column: pa.ChunkedArray, path: Path
+) -> tuple[list[bytes | None], list[str | None]]:
     """Image bytes from a binary column or an HF-style ``{bytes, path}`` struct column."""
     kind = column.type
     if pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0:
         blobs = column.combine_chunks().field("bytes").to_pylist()
         has_path = kind.get_field_index("path") >= 0
-        paths = column.combine_chunks().field("path").to_pylist() if has_path else [None] * len(blobs)
+        paths = (
+            column.combine_chunks().field("path").to_pylist() if has_path else [None] * len(blobs)
+        )
         return blobs, paths
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return column.to_pylist(), [None] * len(column)
     raise DatasetError(
-        "an image column of PNG/JPEG bytes or a {bytes, path} struct", f"type {kind} in {path}", "store images encoded, not as arrays"
+        "an image column of PNG/JPEG bytes or a {bytes, path} struct",
+        f"type {kind} in {path}",
+        "store images encoded, not as arrays",
     )
 
 
@@ -112,7 +126,9 @@ def _parquet_files(target: Path) -> list[Path]:
         if files:
             return files
     raise DatasetError(
-        "parquet:PATH to a .parquet file or a folder of them", f"nothing readable at {target}", "check the path after 'parquet:'"
+        "parquet:PATH to a .parquet file or a folder of them",
+        f"nothing readable at {target}",
+        "check the path after 'parquet:'",
     )
 
 
@@ -124,10 +140,17 @@ def _split_from_filename(path: Path) -> str | None:
 
 
 def _labels_and_names(
-    values: list[object], names_from_meta: list[str] | None, names_column: list[str] | None, path: Path
+    values: list[object],
+    names_from_meta: list[str] | None,
+    names_column: list[str] | None,
+    path: Path,
 ) -> tuple[np.ndarray, list[str]]:
     if any(v is None for v in values):
-        raise DatasetError("a label on every row", f"{sum(v is None for v in values)} null labels in {path}", "drop or fix those rows")
+        raise DatasetError(
+            "a label on every row",
+            f"{sum(v is None for v in values)} null labels in {path}",
+            "drop or fix those rows",
+        )
     if all(isinstance(v, str) for v in values):
         names = sorted(set(values))  # type: ignore[arg-type]
         index = {n: i for i, n in enumerate(names)}
@@ -152,7 +175,9 @@ def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
     layout of Hugging Face exports), else the dataset is split later.
     """
     if target is None:
-        raise DatasetError("parquet:PATH", "no path", "write the dataset as parquet:/path/to/file.parquet")
+        raise DatasetError(
+            "parquet:PATH", "no path", "write the dataset as parquet:/path/to/file.parquet"
+        )
     files = _parquet_files(target)
     blobs: list[bytes | None] = []
     paths: list[str | None] = []
@@ -165,7 +190,9 @@ def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise DatasetError("a readable Parquet file", f"{path}: {exc}", "rewrite or remove the file") from exc
+            raise DatasetError(
+                "a readable Parquet file", f"{path}: {exc}", "rewrite or remove the file"
+            ) from exc
         names = table.schema.names
         image_col = _pick(names, IMAGE_COLUMNS, "image", path)
         label_col = _pick(names, LABEL_COLUMNS, "label", path)
@@ -187,7 +214,11 @@ def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
     labels_all, label_names = _labels_and_names(raw_labels, hf_names, names_column, target)
     bad_splits = sorted({str(s) for s in splits if s is not None and s not in SPLIT_NAMES})
     if bad_splits:
-        raise DatasetError(f"split values in {list(SPLIT_NAMES)}", f"{bad_splits} in {target}", "rename them or drop the split column")
+        raise DatasetError(
+            f"split values in {list(SPLIT_NAMES)}",
+            f"{bad_splits} in {target}",
+            "rename them or drop the split column",
+        )
     has_splits = all(s is not None for s in splits)
     pixels, kept, rejects = decode_all(blobs, keys, options.channels, desc=f"decode {target.name}")
     return SourceData(
@@ -200,5 +231,3 @@ def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
         rejects=rejects,
         params={"path": str(target), "files": [str(p) for p in files]},
     )
-
-

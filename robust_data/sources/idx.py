@@ -24,8 +24,16 @@ IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 
 FASHION_NAMES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 KMNIST_NAMES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
 
@@ -72,10 +80,12 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
         found = data[:4].hex() if len(data) >= 4 else f"{len(data)} bytes"
         raise DatasetError(
-            f"IDX magic {magic:08x} in {path.name}", f"{found}", "check the file is the MNIST-format file it is named as"
+            f"IDX magic {magic:08x} in {path.name}",
+            f"{found}",
+            "check the file is the MNIST-format file it is named as",
         )
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims))
     if len(data) - offset != expected:
@@ -94,7 +104,11 @@ def load_idx_dataset(
     root = require_root(name, root, _expected(folder))
     located = _locate(root, folder)
     if not located:
-        raise DatasetError(_expected(folder), f"no complete split under {root}", "point --root at the dataset folder")
+        raise DatasetError(
+            _expected(folder),
+            f"no complete split under {root}",
+            "point --root at the dataset folder",
+        )
     pixels, labels, keys, splits = [], [], [], []
     files = {}
     for split, (image_path, label_path) in located.items():

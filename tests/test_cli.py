@@ -1,0 +1,133 @@
+"""The robust-data command end to end: ingest/curate through Dagster, query, datasets, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from robust_data.cli import main
+from robust_data.store import Store
+from tests.fixtures import make_idx_root, make_imagefolder, png_bytes
+
+
+def run_cli(*argv: str) -> int:
+    return main(list(argv))
+
+
+def test_ingest_mnist_root_counts_match_the_labels(
+    isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = make_idx_root(tmp_path / "data", n_train=40, n_test=25)
+    assert (
+        run_cli("ingest", "mnist", "--root", str(tmp_path / "data"), "--home", str(isolated_home))
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "65 rows, 10 classes" in out and "train 40" in out and "test 25" in out
+    assert str(Store.open(isolated_home).table_path("raw_samples", "mnist")) in out
+    assert (
+        run_cli(
+            "query",
+            "SELECT label, count(*) AS n FROM raw_samples GROUP BY label ORDER BY label",
+            "--format",
+            "json",
+        )
+        == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = Counter(np.concatenate([labels["train"], labels["test"]]).tolist())
+    assert {r["label"]: r["n"] for r in rows} == dict(expected)
+    # the run is recorded in the home's Dagster instance, and the dataset is registered
+    with DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(AssetKey("raw_samples"))
+        assert event is not None and event.dagster_event.partition == "mnist"
+    assert Store.open(isolated_home).lookup("mnist").root == str((tmp_path / "data").resolve())
+
+
+def test_curate_digits_then_query_formats(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("curate", "--dataset", "digits") == 0
+    out = capsys.readouterr().out
+    assert (
+        "curation_job for dataset 'digits'" in out
+        and "1,797 rows" in out
+        and "robust-data ui" in out
+    )
+    assert (
+        run_cli(
+            "query",
+            "SELECT split, count(*) AS n FROM raw_samples GROUP BY split ORDER BY split",
+            "--format",
+            "csv",
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows == [{"split": "test", "n": "359"}, {"split": "train", "n": "1438"}]
+    assert (
+        run_cli("query", "SELECT sample_id, image FROM raw_samples ORDER BY sample_id LIMIT 1") == 0
+    )
+    text = capsys.readouterr().out
+    assert "digits:test:" in text and "bytes>" in text and "(1 row)" in text
+
+
+def test_ingest_imagefolder_reports_rejects(
+    isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_imagefolder(tmp_path / "Pets Set", {"cat": 4, "dog": 4})
+    (root / "cat" / "bad.png").write_bytes(png_bytes(np.zeros((12, 12, 3), np.uint8))[:20])
+    assert run_cli("ingest", f"imagefolder:{root}") == 0
+    out = capsys.readouterr().out
+    assert "dataset 'pets-set'" in out and "rejects: 1 unreadable" in out
+    assert (
+        run_cli("query", "SELECT source_key, reason FROM ingest_rejects", "--format", "json") == 0
+    )
+    reject = json.loads(capsys.readouterr().out)
+    assert reject["source_key"] == "cat/bad.png"
+    # re-running by registered name needs no path
+    assert run_cli("curate", "--dataset", "pets-set") == 0
+
+
+def test_errors_are_one_line_with_exit_1(
+    isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("ingest", "nosuch") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected a dataset source" in err
+    assert run_cli("ingest", "mnist", "--root", str(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train-images-idx3-ubyte" in err
+    assert run_cli("query", "DROP VIEW raw_samples") == 1
+    assert "read-only" in capsys.readouterr().err
+    root = make_imagefolder(tmp_path / "solo", {"only": 3})
+    assert run_cli("ingest", f"imagefolder:{root}") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "at least 2 classes" in err
+    assert not Store.open(isolated_home).table_path("raw_samples", "solo").exists()
+
+
+def test_datasets_lists_availability(
+    isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_idx_root(tmp_path, n_train=10, n_test=0)
+    assert run_cli("datasets", "--root", str(tmp_path)) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert lines["digits"].split()[1] == "yes"
+    assert lines["mnist"].split()[1] == "yes"
+    assert lines["cifar10"].split()[1] == "no"
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "robust-data"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "ingest" in result.stdout and "query" in result.stdout
