@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-#: PNG compression level: 1 is ~3x faster to write than the default 6 and ~10% larger on digits.
+#: PNG compression level: 1 makes ingestion faster than the default 6 for ~3% more bytes (bench/png_encode.py).
 PNG_COMPRESS_LEVEL = 1
 
 
