@@ -323,16 +323,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(
         f"Dagster UI for {store.home}: http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True
     )
-    process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
+    # Same process group as this command: Ctrl-C (or killing the group) reaches dagster dev too;
+    # a SIGTERM to this command alone is passed on as the Ctrl-C that dagster dev shuts down on.
+    process = subprocess.Popen(command, env=os.environ.copy())
+    signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGINT))
     try:
         return process.wait()
     except KeyboardInterrupt:
-        os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=20)
+            return process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        return 0
+            process.kill()
+            return 130
 
 
 COMMANDS = {

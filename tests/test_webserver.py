@@ -63,6 +63,28 @@ def graphql(port: int, query: str) -> dict[str, object]:
         return json.loads(response.read())
 
 
+def latest_raw_samples(port: int) -> dict[str, object]:
+    """Poll GraphQL until the code location has loaded; the latest raw_samples materialization."""
+    nodes: list[dict[str, object]] = []
+    deadline = time.monotonic() + 90  # the code location loads after /server_info answers
+    while time.monotonic() < deadline and not nodes:
+        nodes = graphql(port, QUERY).get("data", {}).get("assetNodes") or []  # type: ignore[union-attr]
+        time.sleep(0 if nodes else 1)
+    by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}  # type: ignore[index]
+    assert {"raw_samples", "ingest_rejects"} <= set(by_key)
+    return by_key["raw_samples"]["assetMaterializations"][0]  # type: ignore[index,return-value]
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it if it lingers."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.mark.slow
 def test_webserver_lists_raw_samples_with_its_materialization(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
@@ -95,22 +117,33 @@ def test_webserver_lists_raw_samples_with_its_materialization(
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/server_info", process)
-        nodes: list[dict[str, object]] = []
-        deadline = time.monotonic() + 90  # the code location loads after /server_info answers
-        while time.monotonic() < deadline and not nodes:
-            nodes = graphql(port, QUERY).get("data", {}).get("assetNodes") or []  # type: ignore[union-attr]
-            time.sleep(0 if nodes else 1)
-        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}  # type: ignore[index]
-        assert {"raw_samples", "ingest_rejects"} <= set(by_key)
-        latest = by_key["raw_samples"]["assetMaterializations"][0]  # type: ignore[index]
+        latest = latest_raw_samples(port)
         assert latest["partition"] == "digits"
-        entries = {e["label"]: e.get("intValue") for e in latest["metadataEntries"]}
+        entries = {e["label"]: e.get("intValue") for e in latest["metadataEntries"]}  # type: ignore[union-attr]
         assert entries["dagster/row_count"] == 1797
         assert {"class_counts", "split_counts", "preview", "path"} <= set(entries)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
+
+
+@pytest.mark.slow
+def test_ui_command_serves_the_home(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
+    capsys.readouterr()
+    port = free_port()
+    script = Path(sys.executable).parent / "robust-data"
+    process = subprocess.Popen(
+        [str(script), "ui", "--port", str(port), "--home", str(isolated_home)],
+        cwd=isolated_home.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/server_info", process)
+        assert latest_raw_samples(port)["partition"] == "digits"
+    finally:
+        stop_group(process)
+    assert (isolated_home / "workspace.yaml").exists()
