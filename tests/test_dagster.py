@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
 from assets import DATASETS, raw_samples_assets
 from pipelines.definitions import build_definitions
@@ -19,11 +18,24 @@ from tests.fixtures import make_imagefolder
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def resources(store: Store) -> dict[str, object]:
-    return {
+def materialize_partition(
+    store: Store, partition: str, config: dict[str, object] | None = None
+) -> ExecuteInProcessResult:
+    """Materialize raw_samples for one dataset partition in the test's DAGSTER_HOME."""
+    resources = {
         "io_manager": ParquetIOManager(root=str(store.storage_root)),
         "home": HomeResource(path=str(store.home)),
     }
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("datasets", [partition])
+        return materialize(
+            [raw_samples_assets],
+            partition_key=partition,
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"raw_samples_assets": {"config": config or {}}}},
+            raise_on_error=False,
+        )
 
 
 def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
@@ -47,18 +59,15 @@ def test_workspace_yaml_loads_the_code_location() -> None:
 
 
 def test_materialize_raw_samples_into_temp_home(isolated_home: Path) -> None:
-    store = Store.open(isolated_home).ensure()
-    with DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("datasets", ["digits"])
-        result = materialize(
-            [raw_samples_assets],
-            partition_key="digits",
-            instance=instance,
-            resources=resources(store),
-        )
-        assert result.success
-        event = instance.get_latest_materialization_event(AssetKey("raw_samples"))
-    metadata = event.asset_materialization.metadata
+    store = Store.open(isolated_home)
+    result = materialize_partition(store, "digits")
+    assert result.success
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey("raw_samples")
+    ]
+    metadata = event.materialization.metadata
     assert metadata["dagster/row_count"].value == 1797
     assert "| 0 | 178 |" in metadata["class_counts"].value
     assert "| test | 359 |" in metadata["split_counts"].value
@@ -70,32 +79,15 @@ def test_materialize_raw_samples_into_temp_home(isolated_home: Path) -> None:
 
 
 def test_failed_ingestion_leaves_nothing_in_the_store(isolated_home: Path, tmp_path: Path) -> None:
-    store = Store.open(isolated_home).ensure()
+    store = Store.open(isolated_home)
     root = make_imagefolder(tmp_path / "solo", {"cat": 3})
-    with DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("datasets", ["solo"])
-        result = materialize(
-            [raw_samples_assets],
-            partition_key="solo",
-            instance=instance,
-            resources=resources(store),
-            run_config={
-                "ops": {"raw_samples_assets": {"config": {"source": f"imagefolder:{root}"}}}
-            },
-            raise_on_error=False,
-        )
+    result = materialize_partition(store, "solo", {"source": f"imagefolder:{root}"})
     assert not result.success
     assert list(store.storage_root.rglob("*")) == []
 
 
 def test_unregistered_partition_fails_with_the_fix(isolated_home: Path) -> None:
-    store = Store.open(isolated_home).ensure()
-    with DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("datasets", ["mystery"])
-        with pytest.raises(Exception, match="register it first"):
-            materialize(
-                [raw_samples_assets],
-                partition_key="mystery",
-                instance=instance,
-                resources=resources(store),
-            )
+    result = materialize_partition(Store.open(isolated_home), "mystery")
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "register it first" in str(failure.step_failure_data.error.to_string())

@@ -59,6 +59,44 @@ class SourceData:
         return len(self.labels)
 
 
+def from_split_parts(
+    parts: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    label_names: list[str],
+    params: dict[str, Any],
+) -> SourceData:
+    """Join array parts of a source that has real splits.
+
+    Parameters
+    ----------
+    parts : sequence of (split, pixels, labels)
+        ``pixels`` (n, H, W, C) uint8 and ``labels`` (n,) int; several parts of one split
+        (CIFAR-10's five train batches) are numbered on from where the previous part ended.
+    label_names, params
+        As in :class:`SourceData`.
+
+    Returns
+    -------
+    SourceData
+        Keys are the row index within the split, in part order.
+    """
+    keys: list[str] = []
+    splits: list[str] = []
+    seen: dict[str, int] = {}
+    for split, pixels, _ in parts:
+        start = seen.get(split, 0)
+        keys.extend(str(start + i) for i in range(len(pixels)))
+        splits.extend([split] * len(pixels))
+        seen[split] = start + len(pixels)
+    return SourceData(
+        pixels=np.concatenate([p for _, p, _ in parts]),
+        labels=np.concatenate([np.asarray(y, dtype=np.int64) for _, _, y in parts]),
+        label_names=label_names,
+        keys=keys,
+        splits=splits,
+        params=params,
+    )
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """Options a source honours while decoding: ``channels`` forces 1 or 3 channels."""

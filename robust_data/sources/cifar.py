@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from robust_data.errors import DatasetError
-from robust_data.sources.base import LoadOptions, Source, SourceData, require_root
+from robust_data.sources.base import (
+    LoadOptions,
+    Source,
+    SourceData,
+    from_split_parts,
+    require_root,
+)
 
 CIFAR_LAYOUTS = {
     "cifar10": {
@@ -79,9 +85,8 @@ def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData
             "point --root at the extracted archive",
         )
     directory, splits = located
-    pixels, labels, keys, split_of = [], [], [], []
+    parts = []
     for split, paths in splits.items():
-        offset = 0
         for path in paths:
             batch = _unpickle(path)
             data = np.asarray(batch[b"data"], dtype=np.uint8)  # (n, 3072), channel-major
@@ -92,24 +97,15 @@ def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData
                     f"data {data.shape} and {len(targets)} labels in {path}",
                     "re-extract the archive",
                 )
-            pixels.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # (n, 32, 32, 3)
-            labels.append(targets)
-            keys.extend(str(offset + i) for i in range(len(data)))
-            offset += len(data)
-            split_of.extend([split] * len(data))
+            pixels = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # (n, 32, 32, 3)
+            parts.append((split, pixels, targets))
     meta_file, meta_key = layout["meta"]
     if (directory / meta_file).is_file():
         names = [n.decode() for n in _unpickle(directory / meta_file)[meta_key]]
     else:
         names = [str(i) for i in range(layout["num_classes"])]
-    return SourceData(
-        pixels=np.concatenate(pixels),
-        labels=np.concatenate(labels),
-        label_names=names,
-        keys=keys,
-        splits=split_of,
-        params={"root": str(root), "files": {s: [str(p) for p in ps] for s, ps in splits.items()}},
-    )
+    files = {s: [str(p) for p in ps] for s, ps in splits.items()}
+    return from_split_parts(parts, names, {"root": str(root), "files": files})
 
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -136,7 +132,7 @@ def load_svhn(root: Path | None, options: LoadOptions) -> SourceData:
             f"neither file under {root}",
             "point --root at the folder with the .mat files",
         )
-    pixels, labels, keys, splits = [], [], [], []
+    parts = []
     for split, path in located.items():
         try:
             mat = loadmat(path)
@@ -154,18 +150,9 @@ def load_svhn(root: Path | None, options: LoadOptions) -> SourceData:
             mat["X"].transpose(3, 0, 1, 2), dtype=np.uint8
         )  # (N, 32, 32, 3)
         targets = mat["y"].reshape(-1).astype(np.int64) % 10  # 10 -> 0
-        pixels.append(images)
-        labels.append(targets)
-        keys.extend(str(i) for i in range(len(images)))
-        splits.extend([split] * len(images))
-    return SourceData(
-        pixels=np.concatenate(pixels),
-        labels=np.concatenate(labels),
-        label_names=[str(i) for i in range(10)],
-        keys=keys,
-        splits=splits,
-        params={"root": str(root), "files": {s: str(p) for s, p in located.items()}},
-    )
+        parts.append((split, images, targets))
+    files = {s: str(p) for s, p in located.items()}
+    return from_split_parts(parts, [str(i) for i in range(10)], {"root": str(root), "files": files})
 
 
 def cifar_source(name: str, description: str) -> Source:

@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from robust_data.errors import DatasetError
-from robust_data.sources.base import LoadOptions, Source, SourceData, require_root
+from robust_data.sources.base import (
+    LoadOptions,
+    Source,
+    SourceData,
+    from_split_parts,
+    require_root,
+)
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -109,7 +115,7 @@ def load_idx_dataset(
             f"no complete split under {root}",
             "point --root at the dataset folder",
         )
-    pixels, labels, keys, splits = [], [], [], []
+    parts = []
     files = {}
     for split, (image_path, label_path) in located.items():
         images = read_idx(image_path, IMAGES_MAGIC)
@@ -120,19 +126,9 @@ def load_idx_dataset(
                 f"{len(images)} images in {image_path.name} and {len(targets)} labels in {label_path.name}",
                 "re-extract the pair from the same release",
             )
-        pixels.append(images[:, :, :, None])  # (N, 28, 28, 1)
-        labels.append(targets.astype(np.int64))
-        keys.extend(str(i) for i in range(len(images)))
-        splits.extend([split] * len(images))
+        parts.append((split, images[:, :, :, None], targets))  # (N, 28, 28, 1), (N,)
         files[split] = [str(image_path), str(label_path)]
-    return SourceData(
-        pixels=np.concatenate(pixels),
-        labels=np.concatenate(labels),
-        label_names=label_names,
-        keys=keys,
-        splits=splits,
-        params={"root": str(root), "files": files},
-    )
+    return from_split_parts(parts, label_names, {"root": str(root), "files": files})
 
 
 def _find(folder: str, root: Path) -> str | None:
