@@ -323,10 +323,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(
         f"Dagster UI for {store.home}: http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True
     )
-    # Same process group as this command: Ctrl-C (or killing the group) reaches dagster dev too;
-    # a SIGTERM to this command alone is passed on as the Ctrl-C that dagster dev shuts down on.
+    # Same process group as this command: Ctrl-C (or killing the group) reaches dagster dev too.
+    # dagster dev treats SIGTERM as SIGINT, so SIGINT must not be inherited as ignored (as it is
+    # under `cmd &` in a script); a SIGTERM to this command alone is passed on.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     process = subprocess.Popen(command, env=os.environ.copy())
-    signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGINT))
+    signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
     try:
         return process.wait()
     except KeyboardInterrupt:

@@ -144,6 +144,22 @@ def test_ui_command_serves_the_home(
     try:
         wait_for(f"http://127.0.0.1:{port}/server_info", process)
         assert latest_raw_samples(port)["partition"] == "digits"
+        process.send_signal(signal.SIGTERM)  # to robust-data alone: it must stop dagster dev too
+        assert process.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not group_alive(process.pid), "dagster processes outlived robust-data ui"
     finally:
-        stop_group(process)
+        if group_alive(process.pid):
+            stop_group(process)
     assert (isolated_home / "workspace.yaml").exists()
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
