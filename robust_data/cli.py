@@ -189,11 +189,10 @@ def run_job(store: Store, job: str, partition: str, config: dict[str, Any]) -> R
         result = definitions.resolve_job_def(job).execute_in_process(
             instance=instance,
             partition_key=partition,
+            # The console logger stays quiet: a failure is reported below as one line.
             run_config={
                 "ops": {"raw_samples_assets": {"config": config}},
-                "loggers": {
-                    "console": {"config": {"log_level": "CRITICAL"}}
-                },  # errors: one line below
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
             },
             raise_on_error=False,
         )
