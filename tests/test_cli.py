@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from robust_data.cli import main
+from pipelines.cli import main
 from robust_data.store import Store
 from tests.fixtures import make_idx_root, make_imagefolder, png_bytes
 

@@ -7,7 +7,6 @@ import sys
 
 CORE_MODULES = [
     "robust_data",
-    "robust_data.cli",
     "robust_data.ingest",
     "robust_data.query",
     "robust_data.preview",

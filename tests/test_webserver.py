@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from robust_data.cli import main
+from pipelines.cli import main
 
 PROJECT = Path(__file__).resolve().parents[1]
 

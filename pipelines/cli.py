@@ -1,7 +1,8 @@
 """The ``robust-data`` command: datasets, ingest, curate, query, ui.
 
-Dagster is imported only inside the commands that run it, so ``robust-data query`` and
-``robust-data datasets`` start fast and the core stays framework-free.
+It lives beside the Dagster wiring because it drives Dagster runs; the core library stays
+framework-free. Dagster is imported only inside the commands that run it, so
+``robust-data query`` and ``robust-data datasets`` start fast.
 """
 
 from __future__ import annotations
