@@ -9,6 +9,7 @@ CORE_MODULES = [
     "robust_data",
     "robust_data.ingest",
     "robust_data.query",
+    "robust_data.rpr",
     "robust_data.preview",
     "robust_data.sources",
     "robust_data.store",

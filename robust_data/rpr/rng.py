@@ -1,0 +1,72 @@
+"""Counter-based random numbers keyed by (seed, sample, step, index).
+
+Every number is a pure function of its key, computed with 32-bit integer hashing done in
+int64 tensors so that the result is bit-identical on CPU and CUDA, whatever the batch size
+or the order of samples. No global RNG state is read or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+_GOLDEN = 0x9E3779B9
+
+
+def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
+    """(x * constant) mod 2**32 for x in [0, 2**32), without int64 overflow."""
+    low, high = constant & 0xFFFF, constant >> 16
+    return (x * low + (((x * high) & 0xFFFF) << 16)) & _MASK32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's 32-bit finalizer: a bijection on [0, 2**32) with full avalanche."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = _mul32(x, 0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def sample_keys(sample_ids: Sequence[str], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Stable 32-bit keys of sample ids.
+
+    Returns
+    -------
+    torch.Tensor
+        (N,) int64 in [0, 2**32): the first 4 bytes of sha256(sample_id), big-endian.
+    """
+    keys = [int.from_bytes(hashlib.sha256(s.encode()).digest()[:4], "big") for s in sample_ids]
+    return torch.tensor(keys, dtype=torch.int64, device=device)
+
+
+def uniform(seed: int, keys: torch.Tensor, steps: torch.Tensor, count: int) -> torch.Tensor:
+    """Uniform numbers in [0, 1) for every (sample, step, index).
+
+    Parameters
+    ----------
+    seed : int
+        Any integer; reduced mod 2**32.
+    keys : torch.Tensor
+        (N,) int64 sample keys from :func:`sample_keys`.
+    steps : torch.Tensor
+        (N, S) or (S,) int64 try numbers (1-based in RPR), on the device of ``keys``.
+    count : int
+        Numbers per (sample, step).
+
+    Returns
+    -------
+    torch.Tensor
+        (N, S, count) float32 in [0, 1), with 24 random bits each, on ``keys.device``.
+    """
+    steps = steps.to(device=keys.device, dtype=torch.int64)
+    if steps.dim() == 1:
+        steps = steps.unsqueeze(0).expand(keys.shape[0], -1)
+    state = _mix32((keys & _MASK32) ^ _mix32(torch.tensor(seed & _MASK32, device=keys.device)))
+    state = _mix32(state[:, None] ^ _mul32(steps & _MASK32, _GOLDEN))  # (N, S)
+    index = torch.arange(count, device=keys.device, dtype=torch.int64)
+    bits = _mix32(_mix32(state[:, :, None] ^ _mul32(index + 1, 0x27D4EB2F)))  # (N, S, count)
+    return (bits >> 8).to(torch.float32) / float(1 << 24)

@@ -1,0 +1,119 @@
+"""Perturbation schemes, named by spec strings: ``pixels``, ``gaussian(sigma)``, ``salt_pepper(p)``.
+
+A scheme perturbs the ORIGINAL images for many tries at once: draw the parameters from the
+counter-based generator first, apply them deterministically second.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+
+from robust_data.rpr.rng import uniform
+
+_SPEC = re.compile(r"^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$")
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A perturbation scheme.
+
+    Attributes
+    ----------
+    name : str
+        ``pixels``, ``gaussian`` or ``salt_pepper``.
+    value : float or None
+        ``k`` for pixels (None: floor(sqrt(H*W)), 28 on MNIST), ``sigma`` for gaussian,
+        ``p`` for salt_pepper.
+    """
+
+    name: str
+    value: float | None = None
+
+    @property
+    def spec(self) -> str:
+        """The canonical spec string stored with the scores."""
+        if self.name == "pixels":
+            return "pixels" if self.value is None else f"pixels(k={int(self.value)})"
+        key = "sigma" if self.name == "gaussian" else "p"
+        return f"{self.name}({key}={self.value:g})"
+
+    def apply(
+        self, images: torch.Tensor, seed: int, keys: torch.Tensor, steps: torch.Tensor
+    ) -> torch.Tensor:
+        """Perturb each original image once per try.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            (N, C, H, W) float in [0, 1], the originals (never modified).
+        seed : int
+        keys : torch.Tensor
+            (N,) int64 sample keys on the device of ``images``.
+        steps : torch.Tensor
+            (N, S) or (S,) int64 try numbers.
+
+        Returns
+        -------
+        torch.Tensor
+            (N, S, C, H, W) perturbed images in [0, 1], dtype of ``images``.
+        """
+        n, c, h, w = images.shape
+        s = steps.shape[-1]
+        base = images[:, None].expand(n, s, c, h, w)
+        if self.name == "gaussian":
+            u = uniform(seed, keys, steps, 2 * c * h * w).view(n, s, 2, c, h, w)
+            z = torch.sqrt(-2.0 * torch.log1p(-u[:, :, 0])) * torch.cos(2 * math.pi * u[:, :, 1])
+            return (base + float(self.value) * z.to(images.dtype)).clamp(0.0, 1.0)
+        if self.name == "salt_pepper":
+            u = uniform(seed, keys, steps, 2 * h * w).view(n, s, 2, 1, h, w)
+            hit = u[:, :, 0] < float(self.value)
+            salt = (u[:, :, 1] < 0.5).to(images.dtype)
+            return torch.where(hit, salt, base)
+        k = int(self.value) if self.value is not None else math.isqrt(h * w)
+        u = uniform(seed, keys, steps, k * (1 + c)).view(n, s, 1 + c, k)
+        positions = (u[:, :, 0] * (h * w)).long().clamp_max(h * w - 1)  # (N, S, k), repeats allowed
+        values = u[:, :, 1:].to(images.dtype)  # (N, S, C, k)
+        flat = base.reshape(n, s, c, h * w).clone()
+        flat.scatter_(3, positions[:, :, None, :].expand(n, s, c, k), values)
+        return flat.view(n, s, c, h, w)
+
+
+def parse_scheme(spec: str) -> Scheme:
+    """Parse a scheme spec string.
+
+    Raises
+    ------
+    ValueError
+        One line naming the accepted specs and what was found.
+    """
+    expected = "pixels, pixels(k=INT>=1), gaussian(sigma=FLOAT>0), salt_pepper(p=FLOAT in (0, 1])"
+    match = _SPEC.match(spec)
+    if not match:
+        raise ValueError(f"expected a scheme spec ({expected}); found {spec!r}")
+    name, args = match.group(1), (match.group(2) or "").strip()
+    keys = {"pixels": "k", "gaussian": "sigma", "salt_pepper": "p"}
+    if name not in keys:
+        raise ValueError(f"expected a scheme spec ({expected}); found unknown scheme {name!r}")
+    if not args:
+        if name != "pixels":
+            raise ValueError(f"expected {name}({keys[name]}=...); found {spec!r} without a value")
+        return Scheme("pixels")
+    key, sep, raw = args.partition("=")
+    if not sep:
+        key, raw = keys[name], args
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number for {key} in {spec!r}; found {raw!r}") from None
+    valid = {
+        "pixels": value >= 1 and value == int(value),
+        "gaussian": value > 0,
+        "salt_pepper": 0 < value <= 1,
+    }[name]
+    if key.strip() != keys[name] or not valid:
+        raise ValueError(f"expected a scheme spec ({expected}); found {spec!r}")
+    return Scheme(name, value)

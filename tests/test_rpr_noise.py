@@ -1,0 +1,74 @@
+"""Counter-based noise and perturbation schemes: keyed, order- and batch-independent, in range."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from robust_data.rpr import parse_scheme, sample_keys, uniform
+
+IDS = [f"digits:train:{i}" for i in range(6)]
+
+
+def test_uniform_is_a_function_of_the_key_only() -> None:
+    keys = sample_keys(IDS)
+    steps = torch.arange(1, 9)
+    full = uniform(7, keys, steps, 5)  # (6, 8, 5)
+    assert full.shape == (6, 8, 5) and full.dtype == torch.float32
+    assert float(full.min()) >= 0.0 and float(full.max()) < 1.0
+    order = torch.tensor([4, 0, 5, 2, 1, 3])
+    torch.testing.assert_close(uniform(7, keys[order], steps, 5), full[order], rtol=0, atol=0)
+    torch.testing.assert_close(uniform(7, keys[2:3], steps[3:6], 5), full[2:3, 3:6], rtol=0, atol=0)
+    assert not torch.equal(uniform(8, keys, steps, 5), full)
+
+
+def test_uniform_is_close_to_uniform() -> None:
+    u = uniform(0, sample_keys([str(i) for i in range(200)]), torch.arange(1, 51), 10).flatten()
+    assert abs(float(u.mean()) - 0.5) < 0.01
+    histogram = torch.histc(u, bins=10, min=0, max=1) / u.numel()
+    assert float((histogram - 0.1).abs().max()) < 0.01
+
+
+def test_sample_keys_are_stable() -> None:
+    assert sample_keys(["a"]).tolist() == [int.from_bytes(bytes.fromhex("ca978112"), "big")]
+
+
+@pytest.mark.parametrize(
+    "spec", ["pixels", "pixels(k=5)", "gaussian(sigma=0.3)", "salt_pepper(p=0.1)"]
+)
+def test_schemes_keep_range_shape_and_originals(spec: str) -> None:
+    torch.manual_seed(0)  # test data only
+    images = torch.rand(3, 1, 17, 11)
+    before = images.clone()
+    scheme = parse_scheme(spec)
+    out = scheme.apply(images, 3, sample_keys(IDS[:3]), torch.arange(1, 5))
+    assert out.shape == (3, 4, 1, 17, 11)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    torch.testing.assert_close(images, before, rtol=0, atol=0)
+    assert parse_scheme(scheme.spec) == scheme
+    again = scheme.apply(images[1:2], 3, sample_keys(IDS[1:2]), torch.arange(3, 5))
+    torch.testing.assert_close(again, out[1:2, 2:4], rtol=0, atol=0)
+
+
+def test_pixels_alters_at_most_sqrt_hw_positions() -> None:
+    images = torch.full((2, 3, 28, 28), 0.5)
+    out = parse_scheme("pixels").apply(images, 0, sample_keys(IDS[:2]), torch.arange(1, 21))
+    changed = (out != 0.5).any(dim=2).flatten(2).sum(-1)  # positions changed per (sample, try)
+    assert int(changed.max()) <= math.isqrt(28 * 28) == 28
+    assert int(changed.min()) >= 20  # 28 draws with replacement over 784 positions
+
+
+def test_bad_specs_are_one_line_value_errors() -> None:
+    for bad in [
+        "fog",
+        "gaussian",
+        "gaussian(sigma=-1)",
+        "pixels(k=0)",
+        "salt_pepper(p=2)",
+        "pixels(q=3)",
+    ]:
+        with pytest.raises(ValueError, match="expected") as info:
+            parse_scheme(bad)
+        assert "\n" not in str(info.value)
