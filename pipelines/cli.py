@@ -202,12 +202,12 @@ def run_job(store: Store, job: str, partition: str, config: dict[str, Any]) -> R
     return RunOutcome(run_id=result.run_id, seconds=time.perf_counter() - started)
 
 
-def _ingest_config(args: argparse.Namespace, spec: str) -> dict[str, Any]:
+def _ingest_config(args: argparse.Namespace, spec: str, root: str | None) -> dict[str, Any]:
     if args.resize:
         parse_size(args.resize)  # fail fast with the one-line message
     return {
         "source": spec,
-        "root": str(Path(args.root).resolve()) if args.root else "",
+        "root": root or "",
         "seed": args.seed,
         "test_fraction": args.test_fraction,
         "resize": args.resize,
@@ -251,11 +251,9 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
 def _run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
     store = Store.open(args.home)
     name, spec, root = _resolve_dataset(store, args, dataset)
-    config = _ingest_config(args, spec)
-    if root and not config["root"]:
-        config["root"] = root
+    config = _ingest_config(args, spec, root)
     outcome = run_job(store, job, name, config)
-    store.register(Registration(name=name, source=spec, root=config["root"] or None))
+    store.register(Registration(name=name, source=spec, root=root))
     print(_summary(store, name, outcome, job))
     return 0
 
