@@ -74,10 +74,18 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
 
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
     """Write text to ``path`` atomically (temporary file in the same folder, then rename)."""
+    return write_bytes_atomic(text.encode(), path)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """Write bytes to ``path`` atomically (temporary file in the same folder, then rename)."""
     target = Path(path)
     tmp = _atomic_target(target)
     try:
-        tmp.write_text(text)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

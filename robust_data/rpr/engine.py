@@ -1,0 +1,339 @@
+"""The batched RPR engine: many datapoints and many tries in each forward pass.
+
+RPR (the paper's definition): for a datapoint (x, y) and a model M, perturb the ORIGINAL x
+again and again; the score is the number of the first try whose prediction is not y, capped
+at ``max_steps``; a point that survives every try is robust.
+
+How it is made cheap: every sample in the work pool gets a window of consecutive tries; all
+windows of the pool go through the model in one batch; a sample that flips leaves the pool at
+once (its tries after the flip in that window are the only wasted work) and its place is
+refilled from the queue; a survivor's window doubles, up to ``max_window``, so robust points
+run long windows and early flippers short ones. Try t of sample s always sees the same noise
+(drawn from (seed, s, t)), so scores do not depend on batch size, order or device.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from robust_data.device import autocast, resolve_device, resolve_precision
+from robust_data.rpr.rng import sample_keys
+from robust_data.rpr.schemes import Scheme, parse_scheme
+
+MAX_STEPS = 250
+
+
+@dataclass(frozen=True)
+class RprOptions:
+    """How to score.
+
+    Attributes
+    ----------
+    scheme : str
+        Perturbation spec (``pixels``, ``pixels(k=28)``, ``gaussian(sigma=0.1)``,
+        ``salt_pepper(p=0.05)``).
+    max_steps : int
+        Tries per datapoint; >= 1. The paper's MAX_STEPS is 250.
+    seed : int
+        Seed of the perturbations.
+    device : str
+        ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+    precision : str
+        ``auto`` (bf16 autocast where the hardware has bf16 matrix units), ``fp32``, ``bf16``.
+    batch_size : int
+        Perturbed images per forward pass; bounds memory (about
+        ``batch_size * C * H * W * 4`` bytes for the images plus the model's activations).
+    first_window, max_window : int
+        Tries given to a sample in its first round, and the most it gets in any round.
+    channels_last : bool
+        Run convolutions in channels-last memory layout (faster on CPUs and tensor cores).
+    """
+
+    scheme: str = "pixels"
+    max_steps: int = MAX_STEPS
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 4096
+    first_window: int = 4
+    max_window: int = 64
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ValueError(f"expected max_steps >= 1; found {self.max_steps}")
+        for name in ("batch_size", "first_window", "max_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"expected {name} >= 1; found {getattr(self, name)}")
+        parse_scheme(self.scheme)
+
+
+@dataclass
+class RprResult:
+    """Scores of N datapoints, row-aligned with the input.
+
+    Attributes
+    ----------
+    clean_pred : np.ndarray
+        (N,) int64, the model's prediction on the unperturbed image.
+    clean_correct : np.ndarray
+        (N,) bool, ``clean_pred == label``.
+    steps_to_flip : np.ndarray
+        (N,) int64 in 1..max_steps, the first try whose prediction is not the label; 0 where
+        the datapoint survived every try (robust). Low means fragile.
+    flip_pred : np.ndarray
+        (N,) int64, the prediction at that try; -1 where robust.
+    scheme : str
+        Canonical spec of the perturbation.
+    max_steps, seed : int
+    device, precision : str
+        Where and how it ran.
+    tries : int
+        Perturbed forward passes the definition requires: sum of min(steps_to_flip, max_steps).
+    computed : int
+        Perturbed forward passes actually run (``tries`` plus tries after a flip in a window).
+    seconds : float
+        Wall time, clean pass included.
+    """
+
+    clean_pred: np.ndarray
+    clean_correct: np.ndarray
+    steps_to_flip: np.ndarray
+    flip_pred: np.ndarray
+    scheme: str
+    max_steps: int
+    seed: int
+    device: str
+    precision: str
+    tries: int
+    computed: int
+    seconds: float
+
+    @property
+    def robust(self) -> np.ndarray:
+        """(N,) bool: survived all ``max_steps`` tries."""
+        return self.steps_to_flip == 0
+
+
+def _check_inputs(
+    images: torch.Tensor, labels: torch.Tensor, sample_ids: Sequence[str], num_classes: int
+) -> None:
+    if images.dim() != 4:
+        raise ValueError(f"expected images of shape (N, C, H, W); found {tuple(images.shape)}")
+    n = images.shape[0]
+    if labels.shape != (n,) or len(sample_ids) != n:
+        raise ValueError(
+            f"expected {n} labels and {n} sample ids for {n} images; found "
+            f"{tuple(labels.shape)} labels and {len(sample_ids)} ids"
+        )
+    if n and bool(torch.isnan(images).any() or images.min() < 0 or images.max() > 1):
+        low, high = float(images.nan_to_num(-1.0).min()), float(images.nan_to_num(2.0).max())
+        raise ValueError(
+            f"expected image values in [0, 1] (divide uint8 pixels by 255); found {low:g}..{high:g}"
+        )
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"expected labels in [0, {num_classes}); found {int(labels.min())}..{int(labels.max())}"
+        )
+
+
+def _forward(model: nn.Module, batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return model(batch)
+
+
+def _clean_predictions(
+    model: nn.Module,
+    images: torch.Tensor,
+    options: RprOptions,
+    device: torch.device,
+    num_classes: int,
+) -> torch.Tensor:
+    out = []
+    for start in range(0, images.shape[0], options.batch_size):
+        batch = images[start : start + options.batch_size].to(device)
+        try:
+            logits = _forward(model, batch, options.channels_last)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"expected images the model accepts; found shape {tuple(images.shape[1:])} "
+                f"rejected by the model ({str(exc).splitlines()[0]})"
+            ) from None
+        if logits.dim() != 2 or logits.shape[1] != num_classes:
+            raise ValueError(
+                f"expected model output of width {num_classes} (the class count); found "
+                f"shape {tuple(logits.shape)}"
+            )
+        out.append(logits.argmax(dim=1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64, device=device)
+
+
+class _Pool:
+    """The samples being scored now: their index, next try, window and originals on device."""
+
+    def __init__(self, device: torch.device, image_shape: tuple[int, ...]):
+        self.index = torch.zeros(0, dtype=torch.int64, device=device)
+        self.next_step = torch.zeros(0, dtype=torch.int64, device=device)
+        self.window = torch.zeros(0, dtype=torch.int64, device=device)
+        self.images = torch.zeros((0, *image_shape), device=device)
+
+    def add(self, index: torch.Tensor, images: torch.Tensor, window: int) -> None:
+        ones = torch.ones_like(index)
+        self.index = torch.cat([self.index, index])
+        self.next_step = torch.cat([self.next_step, ones])
+        self.window = torch.cat([self.window, ones * window])
+        self.images = torch.cat([self.images, images])
+
+    def keep(self, mask: torch.Tensor) -> None:
+        self.index, self.next_step = self.index[mask], self.next_step[mask]
+        self.window, self.images = self.window[mask], self.images[mask]
+
+
+def score_rpr(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    sample_ids: Sequence[str],
+    num_classes: int,
+    options: RprOptions | None = None,
+    progress: bool = True,
+) -> RprResult:
+    """Score every datapoint's RPR with the batched engine.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps (B, C, H, W) to (B, num_classes) logits (or any scores whose argmax is the class).
+        Not modified: the engine works on a copy.
+    images : array or tensor
+        (N, C, H, W) float in [0, 1], the originals.
+    labels : array or tensor
+        (N,) int in [0, num_classes), the given labels y.
+    sample_ids : sequence of str
+        (N,) ids; each keys its own noise.
+    num_classes : int
+    options : RprOptions, optional
+    progress : bool
+        Show a progress bar over datapoints.
+
+    Returns
+    -------
+    RprResult
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, values outside [0, 1], labels out of range, a model output width other
+        than ``num_classes``, ``max_steps`` < 1 or an unknown scheme.
+    """
+    options = options or RprOptions()
+    scheme: Scheme = parse_scheme(options.scheme)
+    images_t = torch.as_tensor(images, dtype=torch.float32)
+    labels_t = torch.tensor(np.asarray(labels), dtype=torch.int64)
+    _check_inputs(images_t, labels_t, sample_ids, num_classes)
+    device = resolve_device(options.device)
+    precision = resolve_precision(options.precision, device)
+    started = time.perf_counter()
+    model = copy.deepcopy(model).to(device).eval()
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    n = images_t.shape[0]
+    steps_to_flip = torch.zeros(n, dtype=torch.int64, device=device)
+    flip_pred = torch.full((n,), -1, dtype=torch.int64, device=device)
+    keys = sample_keys(list(sample_ids), device=device)
+    labels_d = labels_t.to(device)
+    tries = computed = 0
+    with torch.inference_mode(), autocast(device, precision):
+        clean = _clean_predictions(model, images_t, options, device, num_classes)
+        pool = _Pool(device, tuple(images_t.shape[1:]))
+        queued = 0
+        bar = tqdm(total=n, desc=f"rpr {scheme.spec}", unit="pt", disable=not progress)
+        while queued < n or pool.index.numel():
+            budget = options.batch_size - int(
+                torch.clamp(pool.window, max=options.max_steps - pool.next_step + 1).sum()
+            )
+            window = min(options.first_window, options.max_steps)
+            take = min(n - queued, max(budget // window, 0 if pool.index.numel() else 1))
+            if take:
+                index = torch.arange(queued, queued + take, device=device)
+                pool.add(index, images_t[queued : queued + take].to(device), window)
+                queued += take
+            done, flips, used, ran = _round(model, scheme, pool, keys, labels_d, options)
+            steps_to_flip[pool.index[flips[0]]] = flips[1]
+            flip_pred[pool.index[flips[0]]] = flips[2]
+            tries, computed = tries + used, computed + ran
+            bar.update(int(done.sum()))
+            pool.keep(~done)
+        bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return RprResult(
+        clean_pred=clean.cpu().numpy(),
+        clean_correct=(clean == labels_d).cpu().numpy(),
+        steps_to_flip=steps_to_flip.cpu().numpy(),
+        flip_pred=flip_pred.cpu().numpy(),
+        scheme=scheme.spec,
+        max_steps=options.max_steps,
+        seed=options.seed,
+        device=str(device),
+        precision=precision,
+        tries=tries,
+        computed=computed,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _round(
+    model: nn.Module,
+    scheme: Scheme,
+    pool: _Pool,
+    keys: torch.Tensor,
+    labels: torch.Tensor,
+    options: RprOptions,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor], int, int]:
+    """Run one window of tries for every pooled sample in one forward pass.
+
+    Returns
+    -------
+    done : (P,) bool, samples that flipped or reached ``max_steps``
+    flips : (pool positions, steps_to_flip, flip_pred) of the samples that flipped
+    used, ran : tries the definition needed, tries computed
+    """
+    device = pool.index.device
+    width = torch.clamp(pool.window, max=options.max_steps - pool.next_step + 1)  # (P,)
+    # Memory bound: the oldest samples whose windows fit in one batch run; the rest wait.
+    fits = torch.cumsum(width, 0) <= options.batch_size
+    fits[0] = True
+    width = torch.where(fits, width, 0)
+    owner = torch.repeat_interleave(torch.arange(width.numel(), device=device), width)  # (M,)
+    offsets = torch.cumsum(width, 0) - width
+    local = torch.arange(owner.numel(), device=device) - offsets[owner]  # 0-based try in window
+    steps = pool.next_step[owner] + local
+    perturbed = scheme.apply(
+        pool.images[owner], options.seed, keys[pool.index[owner]], steps[:, None]
+    ).squeeze(1)
+    predictions = _forward(model, perturbed, options.channels_last).argmax(dim=1)
+    flipped = predictions != labels[pool.index[owner]]
+    big = torch.iinfo(torch.int64).max
+    first = torch.full_like(width, big).scatter_reduce(
+        0, owner, torch.where(flipped, local, big), reduce="amin"
+    )
+    hit = first != big
+    positions = torch.nonzero(hit).squeeze(1)
+    flips = (positions, pool.next_step[hit] + first[hit], predictions[offsets[hit] + first[hit]])
+    used = int(torch.where(hit, first + 1, width).sum())
+    pool.next_step = pool.next_step + width
+    pool.window = torch.where(
+        fits, torch.clamp(pool.window * 2, max=options.max_window), pool.window
+    )
+    done = hit | (pool.next_step > options.max_steps)
+    return done, flips, used, owner.numel()

@@ -1,0 +1,98 @@
+"""The paper's RPR figures as PNG bytes: robustness curves, per-class bars, example grid."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def plot_curves(curves: Mapping[str, np.ndarray], title: str = "RPR robustness curve") -> bytes:
+    """Robust fraction against tries, one line per named curve (Figures 3 and 5).
+
+    Parameters
+    ----------
+    curves : mapping of str to np.ndarray
+        Each (max_steps,) in [0, 1], from :func:`robustness_curve`.
+    """
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    for name, curve in curves.items():
+        steps = np.arange(1, len(curve) + 1)
+        ax.plot(steps, curve, label=f"{name} (robust {curve[-1]:.4f})")
+    ax.set_xlabel("tries (random perturbations of the original image)")
+    ax.set_ylabel("fraction still robust")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return _png(fig)
+
+
+def plot_class_fractions(
+    fractions: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    title: str = "Robust fraction per class",
+) -> bytes:
+    """Grouped bars of the robust fraction per class, one colour per named series (Figure 4).
+
+    Parameters
+    ----------
+    fractions : mapping of str to np.ndarray
+        Each (K,) in [0, 1] (NaN bars are left out).
+    class_names : sequence of str
+        (K,) names on the x axis.
+    """
+    fig = Figure(figsize=(max(6, 0.5 * len(class_names) + 2), 3.6))
+    ax = fig.subplots()
+    positions = np.arange(len(class_names))
+    width = 0.8 / max(len(fractions), 1)
+    for i, (name, values) in enumerate(fractions.items()):
+        ax.bar(positions + i * width - 0.4 + width / 2, np.nan_to_num(values), width, label=name)
+    ax.set_xticks(
+        positions, [str(n) for n in class_names], rotation=45 if len(class_names) > 12 else 0
+    )
+    ax.set_ylabel("robust fraction")
+    ax.set_ylim(0, 1.0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return _png(fig)
+
+
+def plot_examples(
+    robust: Sequence[tuple[np.ndarray, str]],
+    fragile: Sequence[tuple[np.ndarray, str]],
+    title: str = "Correctly classified: robust (top) vs not robust (bottom)",
+) -> bytes:
+    """Two rows of images with captions (Figure 1).
+
+    Parameters
+    ----------
+    robust, fragile : sequence of (image, caption)
+        Images are (C, H, W) float in [0, 1]; up to 10 of each are drawn.
+    """
+    columns = max(len(robust[:10]), len(fragile[:10]), 1)
+    fig = Figure(figsize=(1.1 * columns, 2.8))
+    axes = fig.subplots(2, columns, squeeze=False)
+    for row, items in enumerate((robust[:10], fragile[:10])):
+        for col in range(columns):
+            ax = axes[row][col]
+            ax.axis("off")
+            if col < len(items):
+                image, caption = items[col]
+                pixels = np.transpose(image, (1, 2, 0))
+                ax.imshow(
+                    pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cmap="gray", vmin=0, vmax=1
+                )
+                ax.set_title(caption, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
