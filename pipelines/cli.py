@@ -8,6 +8,7 @@ framework-free. Dagster is imported only inside the commands that run it, so
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 from robust_data.errors import DatasetError
 from robust_data.ingest import IngestResult, parse_size
 from robust_data.query import FORMATS, QueryError, run_query
+from robust_data.schema import read_metadata
 from robust_data.sources import PATH_SOURCES, SOURCES, resolve_source
 from robust_data.store import HOME_ENV, Registration, Store, write_text_atomic
 
@@ -89,6 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"dataset source or registered name (default {DEFAULT_DATASET})",
     )
     _source_options(p)
+
+    p = sub.add_parser(
+        "score-model",
+        help="estimate a model's RPR robustness on a dataset split and print its robustness curve",
+    )
+    _common(p)
+    p.add_argument("dataset", help="a dataset already ingested in this home (see 'datasets')")
+    p.add_argument(
+        "--model", help="weight file from robust-data (default: the dataset's reference_model)"
+    )
+    p.add_argument("--split", default="test", help="split to score (default test)")
+    p.add_argument("--scheme", default="pixels", help="perturbation spec (default pixels)")
+    p.add_argument("--max-steps", type=int, default=250, help="tries per image (default 250)")
+    p.add_argument("--seed", type=int, default=0, help="perturbation seed (default 0)")
+    p.add_argument("--limit", type=int, help="score only the split's first N samples")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default auto)")
+    p.add_argument("--plot", help="also write the robustness curve as a PNG to this path")
 
     p = sub.add_parser(
         "query", help="read-only DuckDB SQL over the materialized tables (one view per table)"
@@ -230,6 +250,30 @@ def _resolve_dataset(
     return resolved.name, resolved.spec, root
 
 
+def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
+    """Summary lines of the reference model and the RPR scores, when the job made them."""
+    if job == "ingest_job" or not store.table_path("rpr_scores", name).exists():
+        return []
+    from robust_data.rpr.table import robust_fraction_by_split
+
+    model = store.read("reference_model", name).to_pylist()[0]
+    scores = store.read("rpr_scores", name)
+    test = model["test_accuracy"]
+    lines = [
+        f"  reference_model: {model['arch']}, train accuracy {model['train_accuracy']:.2%}, "
+        + (f"test accuracy {test:.2%}" if test is not None else "no test split")
+        + f" (sha256 {model['sha256'][:12]})"
+    ]
+    meta = read_metadata(scores.schema)
+    params = json.loads(meta.get("params", "{}"))
+    fractions = robust_fraction_by_split(scores)
+    lines.append(
+        f"  rpr_scores: {params.get('scheme')}, max_steps {params.get('max_steps')}: robust fraction "
+        + ", ".join(f"{split} {fraction:.4f}" for split, fraction in fractions.items())
+    )
+    return lines
+
+
 def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
     result = IngestResult(name, store.read("raw_samples", name), store.read("ingest_rejects", name))
     counts = result.class_counts()
@@ -240,7 +284,8 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             f"{job} for dataset {name!r}: run {outcome.run_id[:8]} succeeded in {outcome.seconds:.1f} s",
             f"  raw_samples: {result.samples.num_rows:,} rows, {len(counts)} classes ({per_class}); splits: {splits}",
             f"  rejects: {result.rejects.num_rows:,} unreadable images left out",
-            f"  Parquet: {store.table_path('raw_samples', name)}",
+            *_scoring_lines(store, name, job),
+            f"  Parquet: {store.table_path('raw_samples', name)} (and beside it, one folder per table)",
             f"  Dagster instance: {store.dagster_home}",
             f"Open the UI: robust-data ui --home {store.home}   (then http://127.0.0.1:3000, Assets)",
             f'Query:       robust-data query --home {store.home} "{EXAMPLE_SQL}"',
@@ -264,6 +309,66 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_curate(args: argparse.Namespace) -> int:
     return _run_dataset(args, args.dataset, "curation_job")
+
+
+# ---------------------------------------------------------------------------------------------
+# score-model
+
+CURVE_POINTS = (1, 5, 10, 25, 50, 100, 150, 200, 250)
+
+
+def cmd_score_model(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+
+    from robust_data.models import load_model
+    from robust_data.reference import load_reference
+    from robust_data.rpr.engine import RprOptions
+    from robust_data.rpr.plots import plot_curves
+    from robust_data.rpr.scoring import score_samples
+
+    store = Store.open(args.home)
+    samples = store.read("raw_samples", args.dataset)
+    split = samples.filter(pc.equal(samples.column("split"), args.split))
+    if split.num_rows == 0:
+        found = sorted(set(samples.column("split").to_pylist()))
+        raise CliError(
+            f"expected samples in split {args.split!r}; found splits {found}; pass --split"
+        )
+    if args.limit is not None:
+        split = split.slice(0, max(args.limit, 0))
+    if args.model:
+        model, weights = load_model(args.model)
+    else:
+        model, weights = load_reference(store.read("reference_model", args.dataset))
+    options = RprOptions(
+        scheme=args.scheme,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+    )
+    scores = score_samples(split, model, weights.sha256, options, splits=(args.split,))
+    result = scores.result
+    curve = scores.curves()[args.split]
+    print(
+        f"{args.dataset} {args.split}: {split.num_rows:,} images, model {weights.path} "
+        f"(sha256 {weights.sha256[:12]}), scheme {result.scheme}, seed {result.seed}"
+    )
+    print(f"clean accuracy  {result.clean_correct.mean():.4f}")
+    print(f"robust fraction {curve[-1]:.4f}  (survived all {result.max_steps} tries)")
+    print("still robust after k tries:")
+    for k in [k for k in CURVE_POINTS if k < result.max_steps] + [result.max_steps]:
+        print(f"  k={k:>4}  {curve[k - 1]:.4f}  {'#' * round(40 * curve[k - 1])}")
+    print(
+        f"{result.tries:,} perturbed forward passes in {result.seconds:.1f} s on "
+        f"{result.device} ({result.precision})"
+    )
+    if args.plot:
+        from robust_data.store import write_bytes_atomic
+
+        path = write_bytes_atomic(plot_curves({args.split: curve}), args.plot)
+        print(f"curve: {path}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,6 +446,7 @@ COMMANDS = {
     "datasets": cmd_datasets,
     "ingest": cmd_ingest,
     "curate": cmd_curate,
+    "score-model": cmd_score_model,
     "query": cmd_query,
     "ui": cmd_ui,
 }
@@ -351,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (DatasetError, QueryError, CliError, FileNotFoundError) as exc:
+    except (DatasetError, QueryError, CliError, FileNotFoundError, ValueError) as exc:
         print(f"robust-data {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

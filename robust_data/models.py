@@ -298,7 +298,8 @@ def train_model(
         total=config.epochs * batches,
         desc=f"train {config.arch}",
         unit="batch",
-        disable=not progress,
+        mininterval=0.5,
+        **({} if progress else {"disable": True}),
     )
     model.train()
     for epoch in range(config.epochs):
@@ -314,7 +315,7 @@ def train_model(
             if schedule is not None:
                 schedule.step()
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     seconds = time.perf_counter() - started
     model = model.cpu().eval().to(memory_format=torch.contiguous_format)

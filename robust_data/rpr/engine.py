@@ -256,7 +256,13 @@ def score_rpr(
         clean = _clean_predictions(model, images_t, options, device, num_classes)
         pool = _Pool(device, tuple(images_t.shape[1:]))
         queued = 0
-        bar = tqdm(total=n, desc=f"rpr {scheme.spec}", unit="pt", disable=not progress)
+        bar = tqdm(
+            total=n,
+            desc=f"rpr {scheme.spec}",
+            unit="pt",
+            mininterval=0.5,
+            **({} if progress else {"disable": True}),
+        )
         while queued < n or pool.index.numel():
             budget = options.batch_size - int(
                 torch.clamp(pool.window, max=options.max_steps - pool.next_step + 1).sum()

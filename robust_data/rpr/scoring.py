@@ -12,7 +12,12 @@ from robust_data.arrays import SampleArrays, decode_samples, num_classes
 from robust_data.models import TrainedModel
 from robust_data.rpr.engine import RprOptions, RprResult, score_rpr
 from robust_data.rpr.plots import plot_class_fractions, plot_curves, plot_examples
-from robust_data.rpr.table import class_robust_fraction, robustness_curve, rpr_table
+from robust_data.rpr.table import (
+    class_robust_fraction,
+    robust_fraction_by_split,
+    robustness_curve,
+    rpr_table,
+)
 
 SPLITS = ("train", "test")
 
@@ -40,13 +45,11 @@ class RprScores:
 
     def splits(self) -> list[str]:
         """The splits present, train before test."""
-        present = set(self.data.splits.tolist())
-        return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
+        return list(robust_fraction_by_split(self.table))
 
     def robust_fraction(self) -> dict[str, float]:
         """Robust fraction per split, in [0, 1]; higher is more robust."""
-        robust = self.result.robust
-        return {s: float(robust[self.data.splits == s].mean()) for s in self.splits()}
+        return robust_fraction_by_split(self.table)
 
     def curves(self) -> dict[str, np.ndarray]:
         """Robustness curve per split, each (max_steps,) in [0, 1]."""

@@ -71,6 +71,21 @@ def rpr_table(
     return table.replace_schema_metadata(table_metadata("rpr_scores", source, meta))
 
 
+def robust_fraction_by_split(table: pa.Table) -> dict[str, float]:
+    """Robust fraction per split of an ``rpr_scores`` table, train and test first.
+
+    Returns
+    -------
+    dict of str to float
+        Each in [0, 1]; higher is more robust.
+    """
+    splits = np.asarray(table.column("split").to_pylist(), dtype=object)
+    robust = np.asarray(table.column("robust").to_numpy(zero_copy_only=False), bool)
+    present = set(splits.tolist())
+    order = [s for s in ("train", "test") if s in present] + sorted(present - {"train", "test"})
+    return {s: float(robust[splits == s].mean()) for s in order}
+
+
 def robustness_curve(steps_to_flip: np.ndarray, max_steps: int) -> np.ndarray:
     """Fraction of datapoints still robust after k tries, k = 1..max_steps (Figures 3 and 5).
 
