@@ -382,7 +382,13 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
             f"expected model {path} to have sha256 {sha256[:12]}; found {digest[:12]}; "
             "the file changed since it was recorded: re-materialize reference_model"
         )
-    payload = torch.load(io.BytesIO(data), weights_only=True)
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as exc:  # torch raises several types for a file that is not its format
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"expected a {FILE_FORMAT} weight file at {path}; found unreadable content ({first})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ValueError(f"expected a {FILE_FORMAT} weight file at {path}; found something else")
     config = ModelConfig(**payload["config"])

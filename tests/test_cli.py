@@ -74,6 +74,31 @@ def test_curate_digits_then_query_formats(
     )
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows == [{"split": "test", "n": "359"}, {"split": "train", "n": "1438"}]
+    # the curation job trained the reference model and scored every sample
+    assert "reference_model: simple_cnn" in out and "rpr_scores: pixels, max_steps 250" in out
+    assert (
+        run_cli(
+            "query",
+            "SELECT r.split, avg(CAST(r.robust AS INT)) AS robust, count(*) AS n FROM rpr_scores r "
+            "JOIN raw_samples s USING (sample_id) GROUP BY 1 ORDER BY 1",
+            "--format",
+            "json",
+        )
+        == 0
+    )
+    fractions = {r["split"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert fractions["test"]["n"] == 359 and fractions["train"]["n"] == 1438
+    assert f"test {fractions['test']['robust']:.4f}" in out
+    # score-model repeats the test split's scoring exactly (same model, seed and scheme)
+    plot = Path(isolated_home) / "curve.png"
+    assert run_cli("score-model", "digits", "--plot", str(plot)) == 0
+    scored = capsys.readouterr().out
+    assert f"robust fraction {fractions['test']['robust']:.4f}" in scored
+    assert "k=  10" in scored and plot.read_bytes().startswith(b"\x89PNG")
+    assert run_cli("score-model", "digits", "--split", "valid") == 1
+    assert "expected samples in split 'valid'; found splits ['test', 'train']" in (
+        capsys.readouterr().err
+    )
     assert (
         run_cli("query", "SELECT sample_id, image FROM raw_samples ORDER BY sample_id LIMIT 1") == 0
     )

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
-from assets import DATASETS, raw_samples_assets
+from assets import DATASETS, raw_samples_assets, reference_model, rpr_scores
 from pipelines.definitions import build_definitions
 from pipelines.resources import HomeResource, ParquetIOManager
 from robust_data import Store
@@ -19,29 +21,42 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def materialize_partition(
-    store: Store, partition: str, config: dict[str, object] | None = None
+    store: Store,
+    partition: str,
+    config: dict[str, object] | None = None,
+    assets: list | None = None,
+    ops: dict[str, dict[str, object]] | None = None,
 ) -> ExecuteInProcessResult:
-    """Materialize raw_samples for one dataset partition in the test's DAGSTER_HOME."""
+    """Materialize ``assets`` (default raw_samples) for one partition in the test's DAGSTER_HOME."""
     resources = {
         "io_manager": ParquetIOManager(root=str(store.storage_root)),
         "home": HomeResource(path=str(store.home)),
     }
+    op_config = {"raw_samples_assets": {"config": config or {}}}
+    op_config.update({name: {"config": value} for name, value in (ops or {}).items()})
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("datasets", [partition])
         return materialize(
-            [raw_samples_assets],
+            assets or [raw_samples_assets],
             partition_key=partition,
             instance=instance,
             resources=resources,
-            run_config={"ops": {"raw_samples_assets": {"config": config or {}}}},
+            run_config={"ops": op_config},
             raise_on_error=False,
         )
+
+
+def _metadata(result: ExecuteInProcessResult, asset: str) -> dict:
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)
+    ]
+    return event.materialization.metadata
 
 
 def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
     defs = build_definitions(Store.open(isolated_home))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"raw_samples", "ingest_rejects"}
+    assert keys == {"raw_samples", "ingest_rejects", "reference_model", "rpr_scores"}
     assert defs.resolve_job_def("curation_job").partitions_def == DATASETS
     assert defs.resolve_job_def("ingest_job").name == "ingest_job"
 
@@ -62,12 +77,7 @@ def test_materialize_raw_samples_into_temp_home(isolated_home: Path) -> None:
     store = Store.open(isolated_home)
     result = materialize_partition(store, "digits")
     assert result.success
-    (event,) = [
-        e
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == AssetKey("raw_samples")
-    ]
-    metadata = event.materialization.metadata
+    metadata = _metadata(result, "raw_samples")
     assert metadata["dagster/row_count"].value == 1797
     assert "| 0 | 178 |" in metadata["class_counts"].value
     assert "| test | 359 |" in metadata["split_counts"].value
@@ -91,3 +101,32 @@ def test_unregistered_partition_fails_with_the_fix(isolated_home: Path) -> None:
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert "register it first" in str(failure.step_failure_data.error.to_string())
+
+
+def test_reference_model_and_rpr_scores_materialize_on_digits(isolated_home: Path) -> None:
+    store = Store.open(isolated_home)
+    result = materialize_partition(
+        store,
+        "digits",
+        assets=[raw_samples_assets, reference_model, rpr_scores],
+        ops={"reference_model": {"epochs": 2}, "rpr_scores": {"max_steps": 40}},
+    )
+    assert result.success
+    model_meta = _metadata(result, "reference_model")
+    assert 0.5 < model_meta["test_accuracy"].value <= 1.0
+    weights = Path(model_meta["weights"].value)
+    assert weights == store.storage_root / "reference_model" / "digits.pt" and weights.is_file()
+    meta = _metadata(result, "rpr_scores")
+    assert meta["dagster/row_count"].value == 1797
+    for plot in ("robustness_curve", "robust_fraction_per_class", "examples"):
+        assert meta[plot].value.startswith("![") and "data:image/png;base64," in meta[plot].value
+    scores = store.read("rpr_scores", "digits")
+    assert scores.column("model_sha256").unique().to_pylist() == [model_meta["sha256"].value]
+    assert scores.column("max_steps").unique().to_pylist() == [40]
+    for split in ("train", "test"):
+        rows = scores.filter(pc.equal(scores.column("split"), split))
+        fraction = pc.mean(rows.column("robust").cast("int8")).as_py()
+        assert meta[f"robust_fraction_{split}"].value == pytest.approx(fraction, abs=1e-4)
+    steps = scores.column("steps_to_flip")
+    assert steps.null_count == pc.sum(scores.column("robust").cast("int64")).as_py()
+    assert pc.min(steps).as_py() >= 1 and pc.max(steps).as_py() <= 40

@@ -343,3 +343,37 @@ def _round(
     )
     done = hit | (pool.next_step > options.max_steps)
     return done, flips, used, owner.numel()
+
+
+def score_rpr_loop(
+    model: nn.Module,
+    image: torch.Tensor,
+    label: int,
+    sample_id: str,
+    scheme: str = "pixels",
+    seed: int = 0,
+    max_steps: int = MAX_STEPS,
+) -> tuple[int, int]:
+    """The paper's algorithm, one image and one forward pass per try (verification baseline).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Called as is (the caller picks device, precision and eval mode).
+    image : torch.Tensor
+        (C, H, W) float in [0, 1] on the model's device.
+
+    Returns
+    -------
+    (steps_to_flip, flip_pred)
+        ``steps_to_flip`` in 1..max_steps, or 0 when it survived; ``flip_pred`` -1 then.
+    """
+    spec = parse_scheme(scheme)
+    key = sample_keys([sample_id], device=image.device)
+    for step in range(1, max_steps + 1):
+        tries = torch.tensor([[step]], device=image.device)
+        perturbed = spec.apply(image[None], seed, key, tries)[:, 0]
+        prediction = int(model(perturbed).argmax(dim=1)[0])
+        if prediction != label:
+            return step, prediction
+    return 0, -1
