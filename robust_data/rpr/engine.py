@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch._inductor.config as inductor_config
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -29,6 +31,10 @@ from robust_data.rpr.rng import sample_keys
 from robust_data.rpr.schemes import Scheme, parse_scheme
 
 MAX_STEPS = 250
+COMPILE_MODES = ("auto", "on", "off")
+#: Below this many tries (N * max_steps) ``compile="auto"`` stays eager: a compile costs
+#: about as much as 20,000 eager forward passes of the paper's CNN on a 2-core CPU.
+COMPILE_MIN_TRIES = 100_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,12 @@ class RprOptions:
         Tries given to a sample in its first round, and the most it gets in any round.
     channels_last : bool
         Run convolutions in channels-last memory layout (faster on CPUs and tensor cores).
+    compile : str
+        ``on``: compile the model with ``torch.compile`` (inductor, frozen weights) and run
+        every forward pass padded to ``batch_size``, so all passes use one compiled kernel
+        set; ``off``: eager PyTorch; ``auto`` (default): on when the work is large enough to
+        repay the compile (N * max_steps >= 100,000). A failed compile falls back to eager
+        with a warning.
     """
 
     scheme: str = "pixels"
@@ -66,8 +78,11 @@ class RprOptions:
     first_window: int = 4
     max_window: int = 64
     channels_last: bool = True
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"expected compile in {COMPILE_MODES}; found {self.compile!r}")
         if self.max_steps < 1:
             raise ValueError(f"expected max_steps >= 1; found {self.max_steps}")
         for name in ("batch_size", "first_window", "max_window"):
@@ -99,7 +114,8 @@ class RprResult:
     tries : int
         Perturbed forward passes the definition requires: sum of min(steps_to_flip, max_steps).
     computed : int
-        Perturbed forward passes actually run (``tries`` plus tries after a flip in a window).
+        Forward passes actually run beyond the clean pass: ``tries``, plus tries after a flip
+        in a window, plus padding rows of compiled batches.
     seconds : float
         Wall time, clean pass included.
     """
@@ -145,35 +161,76 @@ def _check_inputs(
         )
 
 
-def _forward(model: nn.Module, batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    if channels_last:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    return model(batch)
+class ModelRunner:
+    """Runs the model: eager, or compiled with frozen weights on batches padded to one size."""
+
+    def __init__(self, model: nn.Module, options: RprOptions, compiled: bool):
+        self.model = model
+        self.batch_size = options.batch_size
+        self.channels_last = options.channels_last
+        self.compiled = torch.compile(model, dynamic=False) if compiled else None
+        self.padded = 0  # padding rows run so far
+
+    def eager(self, batch: torch.Tensor) -> torch.Tensor:
+        """The model in eager mode, any batch size."""
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return self.model(batch)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.compiled is None:
+            return self.eager(batch)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        rows = batch.shape[0]
+        pad = self.batch_size - rows
+        if pad:
+            filler = batch[:1].expand(pad, *batch.shape[1:])
+            batch = torch.cat([batch, filler]).contiguous(memory_format=batch_format(batch))
+        try:
+            with inductor_config.patch(freezing=True):
+                out = self.compiled(batch)[:rows]
+        except Exception as exc:  # inductor needs a C++ toolchain; eager always works
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            warnings.warn(
+                f"torch.compile failed ({first}); scoring goes on in eager mode", stacklevel=2
+            )
+            self.compiled = None
+            return self.model(batch[:rows])
+        self.padded += pad
+        return out
+
+
+def batch_format(batch: torch.Tensor) -> torch.memory_format:
+    """channels_last when ``batch`` is laid out so, else contiguous."""
+    is_cl = batch.dim() == 4 and batch.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if is_cl else torch.contiguous_format
+
+
+def _check_model(model: nn.Module, sample: torch.Tensor, num_classes: int) -> None:
+    """One eager forward pass on (1, C, H, W): the model must accept it and output K scores."""
+    try:
+        logits = model(sample)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"expected images the model accepts; found shape {tuple(sample.shape[1:])} "
+            f"rejected by the model ({str(exc).splitlines()[0]})"
+        ) from None
+    if logits.dim() != 2 or logits.shape[1] != num_classes:
+        raise ValueError(
+            f"expected model output of width {num_classes} (the class count); found "
+            f"shape {tuple(logits.shape)}"
+        )
 
 
 def _clean_predictions(
-    model: nn.Module,
-    images: torch.Tensor,
-    options: RprOptions,
-    device: torch.device,
-    num_classes: int,
+    run: ModelRunner, images: torch.Tensor, device: torch.device
 ) -> torch.Tensor:
-    out = []
-    for start in range(0, images.shape[0], options.batch_size):
-        batch = images[start : start + options.batch_size].to(device)
-        try:
-            logits = _forward(model, batch, options.channels_last)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"expected images the model accepts; found shape {tuple(images.shape[1:])} "
-                f"rejected by the model ({str(exc).splitlines()[0]})"
-            ) from None
-        if logits.dim() != 2 or logits.shape[1] != num_classes:
-            raise ValueError(
-                f"expected model output of width {num_classes} (the class count); found "
-                f"shape {tuple(logits.shape)}"
-            )
-        out.append(logits.argmax(dim=1))
+    """Predictions on the unperturbed images (eager: N passes are not worth padding)."""
+    out = [
+        run.eager(images[start : start + run.batch_size].to(device)).argmax(dim=1)
+        for start in range(0, images.shape[0], run.batch_size)
+    ]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64, device=device)
 
 
@@ -252,8 +309,14 @@ def score_rpr(
     keys = sample_keys(list(sample_ids), device=device)
     labels_d = labels_t.to(device)
     tries = computed = 0
+    compiled = options.compile == "on" or (
+        options.compile == "auto" and n * options.max_steps >= COMPILE_MIN_TRIES
+    )
     with torch.inference_mode(), autocast(device, precision):
-        clean = _clean_predictions(model, images_t, options, device, num_classes)
+        if n:
+            _check_model(model, images_t[:1].to(device), num_classes)
+        run = ModelRunner(model, options, compiled)
+        clean = _clean_predictions(run, images_t, device)
         pool = _Pool(device, tuple(images_t.shape[1:]))
         queued = 0
         bar = tqdm(
@@ -273,7 +336,7 @@ def score_rpr(
                 index = torch.arange(queued, queued + take, device=device)
                 pool.add(index, images_t[queued : queued + take].to(device), window)
                 queued += take
-            done, flips, used, ran = _round(model, scheme, pool, keys, labels_d, options)
+            done, flips, used, ran = _round(run, scheme, pool, keys, labels_d, options, queued == n)
             steps_to_flip[pool.index[flips[0]]] = flips[1]
             flip_pred[pool.index[flips[0]]] = flips[2]
             tries, computed = tries + used, computed + ran
@@ -293,20 +356,23 @@ def score_rpr(
         device=str(device),
         precision=precision,
         tries=tries,
-        computed=computed,
+        computed=computed + run.padded,
         seconds=time.perf_counter() - started,
     )
 
 
 def _round(
-    model: nn.Module,
+    run: ModelRunner,
     scheme: Scheme,
     pool: _Pool,
     keys: torch.Tensor,
     labels: torch.Tensor,
     options: RprOptions,
+    fill: bool,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor], int, int]:
     """Run one window of tries for every pooled sample in one forward pass.
+
+    With ``fill`` (the queue is empty) the survivors' windows grow to fill the batch.
 
     Returns
     -------
@@ -315,11 +381,14 @@ def _round(
     used, ran : tries the definition needed, tries computed
     """
     device = pool.index.device
-    width = torch.clamp(pool.window, max=options.max_steps - pool.next_step + 1)  # (P,)
-    # Memory bound: the oldest samples whose windows fit in one batch run; the rest wait.
-    fits = torch.cumsum(width, 0) <= options.batch_size
-    fits[0] = True
-    width = torch.where(fits, width, 0)
+    remaining = options.max_steps - pool.next_step + 1
+    width = torch.clamp(pool.window, max=remaining)  # (P,)
+    if fill:
+        width = _fill(width, remaining, options.batch_size)
+    # Memory bound: windows laid end to end are cut at batch_size; samples past the cut wait.
+    start = torch.cumsum(width, 0) - width
+    width = torch.clamp(torch.minimum(width, options.batch_size - start), min=0)
+    fits = width > 0
     owner = torch.repeat_interleave(torch.arange(width.numel(), device=device), width)  # (M,)
     offsets = torch.cumsum(width, 0) - width
     local = torch.arange(owner.numel(), device=device) - offsets[owner]  # 0-based try in window
@@ -327,7 +396,7 @@ def _round(
     perturbed = scheme.apply(
         pool.images[owner], options.seed, keys[pool.index[owner]], steps[:, None]
     ).squeeze(1)
-    predictions = _forward(model, perturbed, options.channels_last).argmax(dim=1)
+    predictions = run(perturbed).argmax(dim=1)
     flipped = predictions != labels[pool.index[owner]]
     big = torch.iinfo(torch.int64).max
     first = torch.full_like(width, big).scatter_reduce(
@@ -343,6 +412,18 @@ def _round(
     )
     done = hit | (pool.next_step > options.max_steps)
     return done, flips, used, owner.numel()
+
+
+def _fill(width: torch.Tensor, remaining: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Widen unfinished windows so the batch is as full as the remaining tries allow."""
+    for _ in range(4):
+        spare = batch_size - int(width.sum())
+        growable = width < remaining
+        count = int(growable.sum())
+        if count == 0 or spare < count:
+            break
+        width = torch.where(growable, torch.minimum(width + spare // count, remaining), width)
+    return width
 
 
 def score_rpr_loop(
