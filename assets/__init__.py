@@ -1,14 +1,20 @@
 """Dagster asset definitions: thin wrappers around one core ``robust_data`` call each."""
 
+from assets.label_quality import LabelQualityConfig, label_quality
+from assets.oof_predictions import OofPredictionsConfig, oof_predictions_asset
 from assets.raw_samples import DATASETS, RawSamplesConfig, raw_samples_assets
 from assets.reference_model import ReferenceModelConfig, reference_model
 from assets.rpr_scores import RprScoresConfig, rpr_scores
 
 __all__ = [
     "DATASETS",
+    "LabelQualityConfig",
+    "OofPredictionsConfig",
     "RawSamplesConfig",
     "ReferenceModelConfig",
     "RprScoresConfig",
+    "label_quality",
+    "oof_predictions_asset",
     "raw_samples_assets",
     "reference_model",
     "rpr_scores",

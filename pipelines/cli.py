@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import socket
@@ -271,6 +272,18 @@ def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
         f"  rpr_scores: {params.get('scheme')}, max_steps {params.get('max_steps')}: robust fraction "
         + ", ".join(f"{split} {fraction:.4f}" for split, fraction in fractions.items())
     )
+    if store.table_path("label_quality", name).exists():
+        quality = store.read("label_quality", name)
+        issues = sum(quality.column("is_label_issue").to_pylist())
+        extra = ""
+        if quality.column("is_outlier").null_count == 0:
+            outliers = sum(quality.column("is_outlier").to_pylist())
+            dups = sum(quality.column("is_near_duplicate").to_pylist())
+            extra = f", {outliers:,} outliers, {dups:,} near-duplicates"
+        lines.append(
+            f"  label_quality: {issues:,} label issues in {quality.num_rows:,} training samples "
+            f"({issues / max(quality.num_rows, 1):.1%}){extra}"
+        )
     return lines
 
 
@@ -455,6 +468,8 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``robust-data`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # torch.compile logs that a CUDA build found no CUDA runtime: expected on CPU machines.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         return COMMANDS[args.command](args)
     except (DatasetError, QueryError, CliError, FileNotFoundError, ValueError) as exc:

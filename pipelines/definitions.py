@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from assets import raw_samples_assets, reference_model, rpr_scores
+from assets import (
+    label_quality,
+    oof_predictions_asset,
+    raw_samples_assets,
+    reference_model,
+    rpr_scores,
+)
 from pipelines.resources import HomeResource, ParquetIOManager
 from robust_data.store import Store
 
@@ -32,7 +38,13 @@ def build_definitions(store: Store | None = None) -> Definitions:
     """Definitions bound to a home folder (default: resolved from the environment)."""
     store = store or Store.open()
     return Definitions(
-        assets=[raw_samples_assets, reference_model, rpr_scores],
+        assets=[
+            raw_samples_assets,
+            reference_model,
+            rpr_scores,
+            oof_predictions_asset,
+            label_quality,
+        ],
         jobs=[curation_job, ingest_job],
         resources={
             "io_manager": ParquetIOManager(root=str(store.storage_root)),

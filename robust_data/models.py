@@ -199,6 +199,28 @@ def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
     )
 
 
+def _batched(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    layer: str,
+    device: str,
+    precision: str,
+    batch_size: int,
+) -> np.ndarray:
+    """Run ``model`` (``layer`` = ``forward`` or ``features``) over ``images`` in batches."""
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    model = model.to(dev).eval()
+    call = getattr(model, layer)
+    data = torch.as_tensor(images, dtype=torch.float32)
+    out = []
+    with torch.inference_mode(), autocast(dev, prec):
+        for start in range(0, len(data), batch_size):
+            out.append(call(data[start : start + batch_size].to(dev)).float().cpu())
+    model.cpu()
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
 def predict_logits(
     model: nn.Module,
     images: np.ndarray | torch.Tensor,
@@ -213,17 +235,25 @@ def predict_logits(
     np.ndarray
         (N, num_classes) float32.
     """
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    model = model.to(dev).eval()
-    data = torch.as_tensor(images, dtype=torch.float32)
-    out = []
-    with torch.inference_mode(), autocast(dev, prec):
-        for start in range(0, len(data), batch_size):
-            batch = data[start : start + batch_size].to(dev)
-            out.append(model(batch).float().cpu())
-    model.cpu()
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    return _batched(model, images, "forward", device, precision, batch_size)
+
+
+def embed(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    device: str = "auto",
+    precision: str = "fp32",
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Penultimate-layer activations (the input of the last linear layer).
+
+    Returns
+    -------
+    np.ndarray
+        (N, D) float32; D = 2 * width * ((H - 4) // 2) * ((W - 4) // 2) for simple_cnn,
+        4 * width for resnet.
+    """
+    return _batched(model, images, "features", device, precision, batch_size)
 
 
 def accuracy(
@@ -245,6 +275,7 @@ def train_model(
     test_labels: np.ndarray | None = None,
     device: str = "auto",
     progress: bool = True,
+    desc: str = "",
 ) -> TrainedModel:
     """Train a reference model with a seeded recipe.
 
@@ -262,6 +293,8 @@ def train_model(
         ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     progress : bool
         Show a progress bar (one step per batch).
+    desc : str
+        The progress bar's label (default ``train <arch>``).
 
     Returns
     -------
@@ -296,7 +329,7 @@ def train_model(
     started = time.perf_counter()
     bar = tqdm(
         total=config.epochs * batches,
-        desc=f"train {config.arch}",
+        desc=desc or f"train {config.arch}",
         unit="batch",
         mininterval=0.5,
         **({} if progress else {"disable": True}),

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -66,6 +67,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, (int, float, str, bool)) or value is None:
         return value
+    if isinstance(value, Decimal):  # DuckDB sums are HUGEINT/DECIMAL: JSON numbers, not strings
+        return int(value) if value == value.to_integral_value() else float(value)
     return str(value)
 
 

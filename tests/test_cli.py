@@ -89,6 +89,22 @@ def test_curate_digits_then_query_formats(
     fractions = {r["split"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     assert fractions["test"]["n"] == 359 and fractions["train"]["n"] == 1438
     assert f"test {fractions['test']['robust']:.4f}" in out
+    # label_quality joins rpr_scores on sample_id (training samples only)
+    assert "label_quality: " in out and "label issues in 1,438 training samples" in out
+    assert (
+        run_cli(
+            "query",
+            "SELECT count(*) AS n, sum(CAST(q.is_label_issue AS INT)) AS issues, "
+            "sum(CAST(q.is_label_issue AND NOT r.robust AS INT)) AS fragile_issues "
+            "FROM label_quality q JOIN rpr_scores r USING (sample_id)",
+            "--format",
+            "json",
+        )
+        == 0
+    )
+    joined = json.loads(capsys.readouterr().out)
+    assert joined["n"] == 1438 and 0 < joined["issues"] < 1438
+    assert 0 <= joined["fragile_issues"] <= joined["issues"]
     # score-model repeats the test split's scoring exactly (same model, seed and scheme)
     plot = Path(isolated_home) / "curve.png"
     assert run_cli("score-model", "digits", "--plot", str(plot)) == 0

@@ -11,7 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
-from assets import DATASETS, raw_samples_assets, reference_model, rpr_scores
+from assets import (
+    DATASETS,
+    label_quality,
+    oof_predictions_asset,
+    raw_samples_assets,
+    reference_model,
+    rpr_scores,
+)
 from pipelines.definitions import build_definitions
 from pipelines.resources import HomeResource, ParquetIOManager
 from robust_data import Store
@@ -56,7 +63,14 @@ def _metadata(result: ExecuteInProcessResult, asset: str) -> dict:
 def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
     defs = build_definitions(Store.open(isolated_home))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"raw_samples", "ingest_rejects", "reference_model", "rpr_scores"}
+    assert keys == {
+        "raw_samples",
+        "ingest_rejects",
+        "reference_model",
+        "rpr_scores",
+        "oof_predictions",
+        "label_quality",
+    }
     assert defs.resolve_job_def("curation_job").partitions_def == DATASETS
     assert defs.resolve_job_def("ingest_job").name == "ingest_job"
 
@@ -103,13 +117,23 @@ def test_unregistered_partition_fails_with_the_fix(isolated_home: Path) -> None:
     assert "register it first" in str(failure.step_failure_data.error.to_string())
 
 
-def test_reference_model_and_rpr_scores_materialize_on_digits(isolated_home: Path) -> None:
+def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) -> None:
     store = Store.open(isolated_home)
     result = materialize_partition(
         store,
         "digits",
-        assets=[raw_samples_assets, reference_model, rpr_scores],
-        ops={"reference_model": {"epochs": 2}, "rpr_scores": {"max_steps": 40}},
+        assets=[
+            raw_samples_assets,
+            reference_model,
+            rpr_scores,
+            oof_predictions_asset,
+            label_quality,
+        ],
+        ops={
+            "reference_model": {"epochs": 2},
+            "rpr_scores": {"max_steps": 40},
+            "oof_predictions": {"folds": 3},
+        },
     )
     assert result.success
     model_meta = _metadata(result, "reference_model")
@@ -130,3 +154,29 @@ def test_reference_model_and_rpr_scores_materialize_on_digits(isolated_home: Pat
     steps = scores.column("steps_to_flip")
     assert steps.null_count == pc.sum(scores.column("robust").cast("int64")).as_py()
     assert pc.min(steps).as_py() >= 1 and pc.max(steps).as_py() <= 40
+    # label quality: every training sample, out-of-fold, with its metadata
+    oof_meta = _metadata(result, "oof_predictions")
+    assert oof_meta["dagster/row_count"].value == 1438 and oof_meta["folds"].value == 3
+    assert 0 < oof_meta["training_share"].value <= 1
+    quality_meta = _metadata(result, "label_quality")
+    quality = store.read("label_quality", "digits")
+    assert quality.num_rows == 1438
+    assert quality_meta["label_issues"].value == sum(quality.column("is_label_issue").to_pylist())
+    given = quality.column("given_label").to_numpy()
+    issues_0 = sum(
+        quality.filter(pc.equal(quality.column("given_label"), 0))
+        .column("is_label_issue")
+        .to_pylist()
+    )
+    assert f"| 0 | {(given == 0).sum()} | {issues_0} |" in quality_meta["issues_per_class"].value
+    assert "data:image/png;base64," in quality_meta["most_suspect"].value
+    assert set(quality_meta["class_imbalance"].value) == {
+        "is_issue",
+        "score",
+        "rarest_class",
+        "threshold",
+    }
+    train_ids = set(
+        scores.filter(pc.equal(scores.column("split"), "train")).column("sample_id").to_pylist()
+    )
+    assert set(quality.column("sample_id").to_pylist()) == train_ids

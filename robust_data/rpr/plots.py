@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return buffer.getvalue()
+from robust_data.plots import figure_png, image_grid
 
 
 def plot_curves(curves: Mapping[str, np.ndarray], title: str = "RPR robustness curve") -> bytes:
@@ -34,7 +29,7 @@ def plot_curves(curves: Mapping[str, np.ndarray], title: str = "RPR robustness c
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def plot_class_fractions(
@@ -65,7 +60,7 @@ def plot_class_fractions(
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     ax.set_title(title)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def plot_examples(
@@ -80,19 +75,4 @@ def plot_examples(
     robust, fragile : sequence of (image, caption)
         Images are (C, H, W) float in [0, 1]; up to 10 of each are drawn.
     """
-    columns = max(len(robust[:10]), len(fragile[:10]), 1)
-    fig = Figure(figsize=(1.1 * columns, 2.8))
-    axes = fig.subplots(2, columns, squeeze=False)
-    for row, items in enumerate((robust[:10], fragile[:10])):
-        for col in range(columns):
-            ax = axes[row][col]
-            ax.axis("off")
-            if col < len(items):
-                image, caption = items[col]
-                pixels = np.transpose(image, (1, 2, 0))
-                ax.imshow(
-                    pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cmap="gray", vmin=0, vmax=1
-                )
-                ax.set_title(caption, fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    return _png(fig)
+    return image_grid([robust, fragile], title)

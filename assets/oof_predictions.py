@@ -1,0 +1,64 @@
+"""``oof_predictions``: out-of-fold pred_probs and embeddings of every training sample."""
+
+import json
+
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+
+from assets.raw_samples import DATASETS
+from robust_data.models import ModelConfig
+from robust_data.oof import OofOptions, oof_predictions
+from robust_data.reference import load_reference
+
+
+class OofPredictionsConfig(Config):
+    """Cross-validation settings; the fold models use the reference model's recipe."""
+
+    folds: int = 5  # reduced (with a warning) to the smallest class's training count
+    embedding_dim: int = 64  # PCA components of the reference model's penultimate layer
+    seed: int = 0  # fold assignment and PCA
+    epochs: int = 0  # 0: the reference model's epochs
+    device: str = "auto"  # auto: CUDA when present, else the CPU
+
+
+@asset(
+    name="oof_predictions",
+    ins={"raw_samples": AssetIn(), "reference_model": AssetIn()},
+    partitions_def=DATASETS,
+    group_name="label_quality",
+    kinds={"pytorch", "parquet"},
+    description="Per training sample: held-out fold, out-of-fold pred_probs (K), embedding (D).",
+)
+def oof_predictions_asset(
+    context: AssetExecutionContext,
+    config: OofPredictionsConfig,
+    raw_samples,
+    reference_model,
+):
+    """Stratified K-fold training (one core call: :func:`robust_data.oof.oof_predictions`)."""
+    reference, _ = load_reference(reference_model)
+    recipe = json.loads(reference_model.column("config")[0].as_py())
+    if config.epochs:
+        recipe["epochs"] = config.epochs
+    options = OofOptions(
+        folds=config.folds,
+        model=ModelConfig(**recipe),
+        embedding_dim=config.embedding_dim,
+        seed=config.seed,
+        device=config.device,
+    )
+    result = oof_predictions(raw_samples, reference, options)
+    for note in result.warnings:
+        context.log.warning(note)
+    accuracy = float((result.pred_probs.argmax(axis=1) == result.labels).mean())
+    context.add_output_metadata(
+        {
+            "dagster/row_count": MetadataValue.int(len(result.sample_ids)),
+            "folds": MetadataValue.int(result.folds),
+            "oof_accuracy": MetadataValue.float(round(accuracy, 4)),
+            "embedding_dim": MetadataValue.int(int(result.embeddings.shape[1])),
+            "seconds": MetadataValue.float(round(result.seconds, 1)),
+            "training_share": MetadataValue.float(round(result.train_seconds / result.seconds, 3)),
+            "warnings": MetadataValue.text("; ".join(result.warnings) or "none"),
+        }
+    )
+    return result.table({"seed": config.seed, "embedding_dim": config.embedding_dim})

@@ -1,0 +1,46 @@
+"""Plot helpers shared by the stages: PNG bytes from a matplotlib Figure, image grids."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def figure_png(fig: Figure) -> bytes:
+    """PNG bytes of a figure (no pyplot state is used or left behind)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def image_grid(
+    rows: Sequence[Sequence[tuple[np.ndarray, str]]], title: str, columns: int = 10
+) -> bytes:
+    """Rows of captioned images as one PNG.
+
+    Parameters
+    ----------
+    rows : sequence of sequences of (image, caption)
+        Images are (C, H, W) float in [0, 1], grayscale (C = 1) or RGB; at most ``columns``
+        of each row are drawn.
+    title : str
+    columns : int
+    """
+    width = max([len(r[:columns]) for r in rows] + [1])
+    fig = Figure(figsize=(1.1 * width, 1.4 * max(len(rows), 1)))
+    axes = fig.subplots(max(len(rows), 1), width, squeeze=False)
+    for row, items in enumerate(rows):
+        for col in range(width):
+            ax = axes[row][col]
+            ax.axis("off")
+            if col < len(items[:columns]):
+                image, caption = items[col]
+                pixels = np.transpose(image, (1, 2, 0))
+                shown = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+                ax.imshow(shown, cmap="gray", vmin=0, vmax=1)
+                ax.set_title(caption, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return figure_png(fig)
