@@ -194,9 +194,8 @@ class TrainedModel:
 
 
 def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(np.asarray(images, np.float32)), torch.from_numpy(
-        np.asarray(labels, np.int64)
-    )
+    pixels = np.require(images, np.float32, ["C", "W"])  # copies only if read-only
+    return torch.from_numpy(pixels), torch.tensor(np.asarray(labels), dtype=torch.int64)
 
 
 def _batched(
@@ -276,6 +275,7 @@ def train_model(
     device: str = "auto",
     progress: bool = True,
     desc: str = "",
+    evaluate: bool = True,
 ) -> TrainedModel:
     """Train a reference model with a seeded recipe.
 
@@ -295,6 +295,8 @@ def train_model(
         Show a progress bar (one step per batch).
     desc : str
         The progress bar's label (default ``train <arch>``).
+    evaluate : bool
+        Measure train (and test) accuracy after training; off, they are NaN.
 
     Returns
     -------
@@ -354,11 +356,11 @@ def train_model(
     model = model.cpu().eval().to(memory_format=torch.contiguous_format)
     test_acc = (
         accuracy(model, test_images, test_labels, device)
-        if test_images is not None and test_labels is not None
+        if evaluate and test_images is not None and test_labels is not None
         else float("nan")
     )
     metrics = {
-        "train_accuracy": accuracy(model, x.numpy(), labels, device),
+        "train_accuracy": accuracy(model, x.numpy(), labels, device) if evaluate else float("nan"),
         "test_accuracy": test_acc,
         "device": str(dev),
         "precision": precision,

@@ -193,6 +193,7 @@ def out_of_fold(
             device=options.device,
             progress=progress,
             desc=f"fold {k + 1}/{folds}",
+            evaluate=False,
         )
         train_seconds += model.train_seconds
         logits = predict_logits(model.model, train.images[held], device=options.device)
