@@ -43,7 +43,9 @@ def sample_keys(sample_ids: Sequence[str], device: torch.device | str = "cpu") -
     return torch.tensor(keys, dtype=torch.int64, device=device)
 
 
-def uniform(seed: int, keys: torch.Tensor, steps: torch.Tensor, count: int) -> torch.Tensor:
+def uniform(
+    seed: int, keys: torch.Tensor, steps: torch.Tensor, count: int, start: int = 0
+) -> torch.Tensor:
     """Uniform numbers in [0, 1) for every (sample, step, index).
 
     Parameters
@@ -56,6 +58,9 @@ def uniform(seed: int, keys: torch.Tensor, steps: torch.Tensor, count: int) -> t
         (N, S) or (S,) int64 try numbers (1-based in RPR), on the device of ``keys``.
     count : int
         Numbers per (sample, step).
+    start : int
+        Index of the first number: ``uniform(..., count=a + b)[..., a:]`` equals
+        ``uniform(..., count=b, start=a)``, so a consumer can draw in pieces.
 
     Returns
     -------
@@ -67,6 +72,6 @@ def uniform(seed: int, keys: torch.Tensor, steps: torch.Tensor, count: int) -> t
         steps = steps.unsqueeze(0).expand(keys.shape[0], -1)
     state = _mix32((keys & _MASK32) ^ _mix32(torch.tensor(seed & _MASK32, device=keys.device)))
     state = _mix32(state[:, None] ^ _mul32(steps & _MASK32, _GOLDEN))  # (N, S)
-    index = torch.arange(count, device=keys.device, dtype=torch.int64)
+    index = torch.arange(start, start + count, device=keys.device, dtype=torch.int64)
     bits = _mix32(_mix32(state[:, :, None] ^ _mul32(index + 1, 0x27D4EB2F)))  # (N, S, count)
     return (bits >> 8).to(torch.float32) / float(1 << 24)

@@ -82,7 +82,7 @@ class Scheme:
         return flat.view(n, s, c, h, w)
 
 
-def parse_scheme(spec: str) -> Scheme:
+def parse_scheme(spec: str) -> Scheme:  # or a CorruptionScheme (same interface)
     """Parse a scheme spec string.
 
     Raises
@@ -90,11 +90,18 @@ def parse_scheme(spec: str) -> Scheme:
     ValueError
         One line naming the accepted specs and what was found.
     """
-    expected = "pixels, pixels(k=INT>=1), gaussian(sigma=FLOAT>0), salt_pepper(p=FLOAT in (0, 1])"
+    expected = (
+        "pixels, pixels(k=INT>=1), gaussian(sigma=FLOAT>0), salt_pepper(p=FLOAT in (0, 1]), "
+        "or a corruption such as fog(severity=1..5)"
+    )
     match = _SPEC.match(spec)
     if not match:
         raise ValueError(f"expected a scheme spec ({expected}); found {spec!r}")
     name, args = match.group(1), (match.group(2) or "").strip()
+    from robust_data.corrupt import CORRUPTIONS, CorruptionScheme  # imports this package
+
+    if name in CORRUPTIONS:
+        return _corruption_scheme(name, args, spec, CORRUPTIONS[name].severities, CorruptionScheme)
     keys = {"pixels": "k", "gaussian": "sigma", "salt_pepper": "p"}
     if name not in keys:
         raise ValueError(f"expected a scheme spec ({expected}); found unknown scheme {name!r}")
@@ -117,3 +124,14 @@ def parse_scheme(spec: str) -> Scheme:
     if key.strip() != keys[name] or not valid:
         raise ValueError(f"expected a scheme spec ({expected}); found {spec!r}")
     return Scheme(name, value)
+
+
+def _corruption_scheme(name: str, args: str, spec: str, levels: int, cls: type) -> object:
+    """``fog``, ``fog(3)`` or ``fog(severity=3)``; the default severity is 3 (or the only one)."""
+    key, sep, raw = args.partition("=")
+    if not sep:
+        key, raw = "severity", key
+    raw = raw.strip() or str(min(3, levels))
+    if key.strip() != "severity" or not raw.isdigit() or not 1 <= int(raw) <= levels:
+        raise ValueError(f"expected {name}(severity=1..{levels}); found {spec!r}")
+    return cls(name, int(raw))
