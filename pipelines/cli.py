@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="also write the robustness curve as a PNG to this path")
 
     p = sub.add_parser(
+        "gallery",
+        help="draw every corruption at every severity on an MNIST digit and a 32x32 photo",
+    )
+    p.add_argument("--out", default="docs/gallery", help="output folder (default docs/gallery)")
+    p.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+
+    p = sub.add_parser(
         "query", help="read-only DuckDB SQL over the materialized tables (one view per table)"
     )
     _common(p)
@@ -385,6 +392,22 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# gallery
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from robust_data.corrupt.gallery import gallery_png, sample_images
+    from robust_data.store import write_bytes_atomic
+
+    titles = {"mnist": "MNIST digit (28x28)", "rgb32": "32x32 RGB photo"}
+    for name, image in sample_images().items():
+        png = gallery_png(image, f"Corruptions on a {titles[name]}, seed {args.seed}", args.seed)
+        path = write_bytes_atomic(png, Path(args.out) / f"{name}.png")
+        print(f"{path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # query
 
 
@@ -460,6 +483,7 @@ COMMANDS = {
     "ingest": cmd_ingest,
     "curate": cmd_curate,
     "score-model": cmd_score_model,
+    "gallery": cmd_gallery,
     "query": cmd_query,
     "ui": cmd_ui,
 }

@@ -238,9 +238,13 @@ def elastic(x: torch.Tensor, c: tuple, rand: Rand, scale: float) -> torch.Tensor
     jitter = (rand(6).view(n, 2, 3) * 2 - 1) * (2 * affine / size)
     grid = F.affine_grid(identity + jitter, list(x.shape), align_corners=False)
     if alpha > 0:
-        field = rand(2 * h * w).view(n, 2, h, w) * 2 - 1
-        field = gaussian_blur(field, max(sigma, 0.5)) * alpha * 2 / size
-        grid = grid + field.permute(0, 2, 3, 1)
+        # Gaussian-smoothed uniform noise times alpha, as in the reference; the smoothing is
+        # done on the image but its amplitude is set to what an unbounded field would have
+        # (std 0.577 / (2 sqrt(pi) sigma) per unit alpha), since sigma can exceed the image.
+        field = gaussian_blur(rand(2 * h * w).view(n, 2, h, w) * 2 - 1, max(sigma, 0.5))
+        spread = field.std(dim=(2, 3), keepdim=True).clamp_min(1e-8)
+        target = alpha * 0.5774 / (2 * math.sqrt(math.pi) * max(sigma, 0.5))
+        grid = grid + (field / spread * target * 2 / size).permute(0, 2, 3, 1)
     return F.grid_sample(
         x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
     )
