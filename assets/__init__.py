@@ -5,6 +5,7 @@ from assets.oof_predictions import OofPredictionsConfig, oof_predictions_asset
 from assets.raw_samples import DATASETS, RawSamplesConfig, raw_samples_assets
 from assets.reference_model import ReferenceModelConfig, reference_model
 from assets.rpr_scores import RprScoresConfig, rpr_scores
+from assets.variants import VariantsConfig, variants
 
 __all__ = [
     "DATASETS",
@@ -13,9 +14,11 @@ __all__ = [
     "RawSamplesConfig",
     "ReferenceModelConfig",
     "RprScoresConfig",
+    "VariantsConfig",
     "label_quality",
     "oof_predictions_asset",
     "raw_samples_assets",
     "reference_model",
     "rpr_scores",
+    "variants",
 ]

@@ -291,6 +291,12 @@ def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
             f"  label_quality: {issues:,} label issues in {quality.num_rows:,} training samples "
             f"({issues / max(quality.num_rows, 1):.1%}){extra}"
         )
+    if store.table_path("variants", name).exists():
+        made = store.read("variants", name)
+        kinds = sorted(set(made.column("transform").to_pylist()))
+        lines.append(
+            f"  variants: {made.num_rows:,} images from {len(kinds)} transforms ({', '.join(kinds)})"
+        )
     return lines
 
 

@@ -15,6 +15,7 @@ from assets import (
     raw_samples_assets,
     reference_model,
     rpr_scores,
+    variants,
 )
 from pipelines.resources import HomeResource, ParquetIOManager
 from robust_data.store import Store
@@ -44,6 +45,7 @@ def build_definitions(store: Store | None = None) -> Definitions:
             rpr_scores,
             oof_predictions_asset,
             label_quality,
+            variants,
         ],
         jobs=[curation_job, ingest_job],
         resources={

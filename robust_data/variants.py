@@ -1,0 +1,193 @@
+"""Corrupted, augmented and adversarial variants of samples: the ``variants`` table.
+
+A transform is named by a spec string: a corruption (``fog(severity=2)``), an augmentation
+(``trivial_augment``, ``rand_augment(num_ops=2, magnitude=9)``, ...) or an attack
+(``fgsm(eps=0.1)``, ``pgd(eps=0.1, steps=10)``; these need the reference model).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from robust_data.adversarial import attack, parse_attack
+from robust_data.arrays import decode_samples
+from robust_data.augment import augment, parse_augmentation
+from robust_data.corrupt import CORRUPTIONS, corrupt
+from robust_data.images import encode_png
+from robust_data.rpr.schemes import parse_scheme
+from robust_data.schema import IMAGE_TYPE, table_metadata
+
+VARIANTS_SCHEMA = pa.schema(
+    [
+        pa.field("variant_id", pa.string(), nullable=False),  # "{parent}~{transform}~{seed}"
+        pa.field("parent_sample_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("transform", pa.string(), nullable=False),  # canonical spec
+        pa.field("kind", pa.string(), nullable=False),  # corruption, augmentation, adversarial
+        pa.field("severity", pa.int32()),  # corruptions only
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("label", pa.int64(), nullable=False),  # the parent's label
+        pa.field("label_name", pa.string(), nullable=False),
+        pa.field("image", IMAGE_TYPE, nullable=False),  # PNG
+    ]
+)
+"""One row per generated image, tied to its parent sample."""
+
+DEFAULT_TRANSFORMS = (
+    "rotate(severity=2)",
+    "fog(severity=2)",
+    "gaussian_noise(severity=3)",
+    "trivial_augment",
+)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A parsed transform spec."""
+
+    spec: str
+    kind: str  # corruption, augmentation or adversarial
+    name: str
+    severity: int | None = None
+
+
+def parse_transform(spec: str) -> Transform:
+    """Parse a corruption, augmentation or attack spec.
+
+    Raises
+    ------
+    ValueError
+        One line naming what is accepted.
+    """
+    name = spec.split("(", 1)[0].strip()
+    if name in CORRUPTIONS:
+        scheme = parse_scheme(spec)
+        return Transform(scheme.spec, "corruption", scheme.name, scheme.severity)
+    if name in ("fgsm", "pgd"):
+        return Transform(parse_attack(spec).spec, "adversarial", name)
+    try:
+        return Transform(parse_augmentation(spec).spec, "augmentation", name)
+    except ValueError:
+        raise ValueError(
+            f"expected a corruption ({', '.join(sorted(CORRUPTIONS))}), an augmentation "
+            f"(trivial_augment, rand_augment, augmix, ...) or fgsm/pgd; found {spec!r}"
+        ) from None
+
+
+def apply_transform(
+    transform: Transform,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    sample_ids: Sequence[str],
+    seed: int,
+    model: nn.Module | None = None,
+) -> torch.Tensor:
+    """(N, C, H, W) in [0, 1] -> transformed (N, C, H, W), seeded per sample."""
+    if transform.kind == "corruption":
+        return corrupt(images, transform.name, transform.severity or 1, seed, sample_ids)
+    if transform.kind == "augmentation":
+        return augment(images, transform.spec, seed, sample_ids)
+    if model is None:
+        raise ValueError(f"expected a model for the attack {transform.spec}; found none")
+    return attack(model, images, labels, transform.spec, seed, sample_ids)
+
+
+@dataclass
+class Variants:
+    """Generated variants.
+
+    Attributes
+    ----------
+    table : pa.Table
+        :data:`VARIANTS_SCHEMA` rows.
+    examples : dict
+        Transform spec -> list of (image (C, H, W), caption) for the first parents, for a
+        gallery.
+    """
+
+    table: pa.Table
+    examples: dict[str, list[tuple[np.ndarray, str]]]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per transform spec."""
+        return dict(Counter(self.table.column("transform").to_pylist()))
+
+
+def make_variants(
+    samples: pa.Table,
+    transforms: Sequence[str] = DEFAULT_TRANSFORMS,
+    seed: int = 0,
+    splits: tuple[str, ...] = ("train",),
+    model: nn.Module | None = None,
+    batch_size: int = 512,
+    progress: bool = True,
+) -> Variants:
+    """One variant per sample of ``splits`` and per transform.
+
+    Parameters
+    ----------
+    samples : pa.Table
+        A samples table (``raw_samples``, or a curated table with the same columns).
+    transforms : sequence of str
+        Transform specs (see :func:`parse_transform`).
+    seed : int
+        Keys every random draw, with the parent's sample_id.
+    model : nn.Module, optional
+        Needed for fgsm/pgd.
+    """
+    parsed = [parse_transform(t) for t in transforms]
+    data = decode_samples(samples, splits=splits)
+    names = dict(
+        zip(
+            samples.column("label").to_pylist(),
+            samples.column("label_name").to_pylist(),
+            strict=True,
+        )
+    )
+    rows: dict[str, list] = {name: [] for name in VARIANTS_SCHEMA.names}
+    examples: dict[str, list[tuple[np.ndarray, str]]] = {}
+    total = len(parsed) * len(data)
+    bar = tqdm(
+        total=total,
+        desc="variants",
+        unit="img",
+        mininterval=0.5,
+        **({} if progress else {"disable": True}),
+    )
+    for transform in parsed:
+        for start in range(0, len(data), batch_size):
+            ids = data.sample_ids[start : start + batch_size]
+            images = torch.from_numpy(np.ascontiguousarray(data.images[start : start + batch_size]))
+            labels = torch.from_numpy(np.array(data.labels[start : start + batch_size]))
+            out = apply_transform(transform, images, labels, ids, seed, model)
+            pixels = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            for i, sample_id in enumerate(ids):
+                label = int(labels[i])
+                rows["variant_id"].append(f"{sample_id}~{transform.spec}~{seed}")
+                rows["parent_sample_id"].append(sample_id)
+                rows["split"].append(str(data.splits[start + i]))
+                rows["transform"].append(transform.spec)
+                rows["kind"].append(transform.kind)
+                rows["severity"].append(transform.severity)
+                rows["seed"].append(seed)
+                rows["label"].append(label)
+                rows["label_name"].append(names[label])
+                rows["image"].append({"bytes": encode_png(pixels[i]), "path": None})
+            if start == 0:
+                examples[transform.spec] = [
+                    (out[i].numpy(), transform.spec[:14]) for i in range(min(8, len(ids)))
+                ]
+            bar.update(len(ids))
+    bar.close()
+    table = pa.table(rows, schema=VARIANTS_SCHEMA)
+    meta = {"transforms": [t.spec for t in parsed], "seed": seed, "splits": list(splits)}
+    table = table.replace_schema_metadata(table_metadata("variants", "raw_samples", meta))
+    return Variants(table, examples)
