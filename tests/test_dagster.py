@@ -18,6 +18,7 @@ from assets import (
     raw_samples_assets,
     reference_model,
     rpr_scores,
+    variants,
 )
 from pipelines.definitions import build_definitions
 from pipelines.resources import HomeResource, ParquetIOManager
@@ -70,6 +71,7 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
         "rpr_scores",
         "oof_predictions",
         "label_quality",
+        "variants",
     }
     assert defs.resolve_job_def("curation_job").partitions_def == DATASETS
     assert defs.resolve_job_def("ingest_job").name == "ingest_job"
@@ -128,11 +130,13 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
             rpr_scores,
             oof_predictions_asset,
             label_quality,
+            variants,
         ],
         ops={
             "reference_model": {"epochs": 2},
             "rpr_scores": {"max_steps": 40},
             "oof_predictions": {"folds": 3},
+            "variants": {"transforms": ["fog(severity=1)", "fgsm(eps=0.05)"]},
         },
     )
     assert result.success
@@ -180,3 +184,10 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
         scores.filter(pc.equal(scores.column("split"), "train")).column("sample_id").to_pylist()
     )
     assert set(quality.column("sample_id").to_pylist()) == train_ids
+    # variants: one per training sample and transform, with a gallery
+    made = store.read("variants", "digits")
+    assert made.num_rows == 2 * 1438
+    assert set(made.column("parent_sample_id").to_pylist()) == train_ids
+    variant_meta = _metadata(result, "variants")
+    assert "| fgsm(eps=0.05) | 1,438 |" in variant_meta["per_transform"].value
+    assert "data:image/png;base64," in variant_meta["gallery"].value

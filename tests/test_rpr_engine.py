@@ -277,8 +277,8 @@ def test_bad_input_is_a_one_line_value_error(kwargs: dict, message: str) -> None
 def test_bad_options_and_wrong_image_size_are_value_errors() -> None:
     with pytest.raises(ValueError, match="expected max_steps >= 1; found 0"):
         RprOptions(max_steps=0)
-    with pytest.raises(ValueError, match="unknown scheme 'fog'"):
-        RprOptions(scheme="fog(severity=3)")
+    with pytest.raises(ValueError, match="unknown scheme 'rain'"):
+        RprOptions(scheme="rain(severity=3)")
     model = build_model(ModelConfig(width=2), (1, 28, 28), 10)
     with pytest.raises(
         ValueError, match=r"expected images the model accepts; found shape \(1, 8, 8\)"

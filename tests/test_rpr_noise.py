@@ -62,7 +62,8 @@ def test_pixels_alters_at_most_sqrt_hw_positions() -> None:
 
 def test_bad_specs_are_one_line_value_errors() -> None:
     for bad in [
-        "fog",
+        "rain",
+        "fog(severity=7)",
         "gaussian",
         "gaussian(sigma=-1)",
         "pixels(k=0)",
