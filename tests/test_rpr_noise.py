@@ -73,3 +73,16 @@ def test_bad_specs_are_one_line_value_errors() -> None:
         with pytest.raises(ValueError, match="expected") as info:
             parse_scheme(bad)
         assert "\n" not in str(info.value)
+
+
+def test_int32_fast_path_equals_the_int64_formula() -> None:
+    from robust_data.rpr.rng import _mix32, _mul32
+
+    keys = sample_keys([f"k{i}" for i in range(50)])
+    steps = torch.arange(1, 4)
+    fast = uniform(11, keys, steps, 300, start=7)
+    state = _mix32((keys & 0xFFFFFFFF) ^ _mix32(torch.tensor(11)))
+    state = _mix32(state[:, None] ^ _mul32(steps[None].expand(50, -1) & 0xFFFFFFFF, 0x9E3779B9))
+    index = torch.arange(7, 307, dtype=torch.int64)
+    bits = _mix32(_mix32(state[:, :, None] ^ _mul32(index + 1, 0x27D4EB2F)))
+    assert torch.equal(fast, (bits >> 8).to(torch.float32) / float(1 << 24))

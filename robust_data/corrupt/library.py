@@ -96,9 +96,8 @@ def shot_noise(x: torch.Tensor, c: float, rand: Rand, scale: float) -> torch.Ten
 
 
 def impulse_noise(x: torch.Tensor, c: float, rand: Rand, scale: float) -> torch.Tensor:
-    hit = rand(x[0].numel()).view(x.shape) < c
-    salt = (rand(x[0].numel()).view(x.shape) < 0.5).to(x.dtype)
-    return torch.where(hit, salt, x)
+    u = rand(x[0].numel()).view(x.shape)  # one stream: u < c hits, and half of the hits are salt
+    return torch.where(u < c, (u < c / 2).to(x.dtype), x)
 
 
 # ------------------------------------------------------------------------------- blur

@@ -17,11 +17,13 @@ Rand = Callable[[int], torch.Tensor]
 
 
 def normal(rand: Rand, shape: tuple[int, ...]) -> torch.Tensor:
-    """Standard normal numbers of ``shape`` = (N, ...) by Box-Muller on two uniform streams."""
+    """Standard normal numbers of ``shape`` = (N, ...): the inverse normal CDF of one stream.
+
+    The uniforms are k / 2**24; shifting them by half a step keeps them inside (0, 1), so the
+    normals are finite (|z| < 5.5).
+    """
     count = math.prod(shape[1:])
-    u1, u2 = rand(count), rand(count)
-    z = torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
-    return z.view(shape)
+    return torch.special.ndtri(rand(count) + 2.0**-25).view(shape)
 
 
 def gaussian_kernel1d(sigma: float, device: torch.device) -> torch.Tensor:
@@ -32,19 +34,38 @@ def gaussian_kernel1d(sigma: float, device: torch.device) -> torch.Tensor:
     return k / k.sum()
 
 
+def _reflect(index: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices reflected into [0, n) about the edges without repeating them (torch's reflect)."""
+    if n == 1:
+        return torch.zeros_like(index)
+    period = 2 * (n - 1)
+    index = index.remainder(period)
+    return torch.where(index >= n, period - index, index)
+
+
+def blur_matrix(n: int, sigma: float, device: torch.device) -> torch.Tensor:
+    """(n, n) matrix of a 1-D Gaussian blur with reflected borders: ``x @ B.T`` blurs rows."""
+    k = gaussian_kernel1d(sigma, device)
+    r = k.numel() // 2
+    rows = torch.arange(n, device=device).repeat_interleave(k.numel())
+    taps = torch.arange(-r, r + 1, device=device).repeat(n)
+    matrix = torch.zeros(n, n, device=device)
+    matrix.index_put_((rows, _reflect(rows + taps, n)), k.repeat(n), accumulate=True)
+    return matrix
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflected borders (same sigma for every image)."""
+    """Separable Gaussian blur with reflected borders (same sigma for every image).
+
+    Done as two small matrix products per image (H x H and W x W banded matrices), which is
+    several times faster on a CPU than a single-channel convolution over N * C planes.
+    """
     if sigma <= 0:
         return x
-    n, c, h, w = x.shape
-    k = gaussian_kernel1d(sigma, x.device).to(x.dtype)
-    r = k.numel() // 2
-    flat = x.reshape(n * c, 1, h, w)
-    flat = F.pad(flat, (r, r, 0, 0), mode="reflect" if w > r else "replicate")
-    flat = F.conv2d(flat, k.view(1, 1, 1, -1))
-    flat = F.pad(flat, (0, 0, r, r), mode="reflect" if h > r else "replicate")
-    flat = F.conv2d(flat, k.view(1, 1, -1, 1))
-    return flat.view(n, c, h, w)
+    h, w = x.shape[2:]
+    rows = blur_matrix(h, sigma, x.device).to(x.dtype)
+    cols = blur_matrix(w, sigma, x.device).to(x.dtype)
+    return rows @ x @ cols.t()
 
 
 def filter_per_image(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -121,11 +142,32 @@ def affine_theta(
     return torch.cat([inverse, shift[..., None]], dim=-1)
 
 
-def zoom_center(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
-    """Enlarge the centre by ``factor`` (>= 1) and crop to the original size (bilinear)."""
-    n = x.shape[0]
-    theta = affine_theta(n, x.device, scale=factor)
-    return warp_affine(x, theta, padding="border")
+def zoom_matrix(size: int, factor: float, device: torch.device) -> torch.Tensor:
+    """(size, size) linear interpolation matrix that enlarges a 1-D signal about its centre.
+
+    Output pixel i reads source position (i + 0.5 - size / 2) / factor + size / 2 - 0.5 with
+    linear weights, clamped to the border (grid_sample's bilinear, border padding).
+    """
+    i = torch.arange(size, device=device, dtype=torch.float32)
+    src = ((i + 0.5 - size / 2) / factor + size / 2 - 0.5).clamp(0, size - 1)
+    low = src.floor().long()
+    high = (low + 1).clamp(max=size - 1)
+    frac = src - low
+    matrix = torch.zeros(size, size, device=device)
+    matrix[i.long(), low] += 1 - frac
+    matrix[i.long(), high] += frac
+    return matrix
+
+
+def zoom_center(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Enlarge the centre by ``factor`` (>= 1) and crop to the original size (bilinear).
+
+    Separable, so it is two small matrix products per image instead of a sampling grid.
+    """
+    h, w = x.shape[2:]
+    rows = zoom_matrix(h, float(factor), x.device).to(x.dtype)
+    cols = zoom_matrix(w, float(factor), x.device).to(x.dtype)
+    return rows @ x @ cols.t()
 
 
 def value_noise(
