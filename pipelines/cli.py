@@ -402,7 +402,7 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from robust_data.corrupt.gallery import gallery_png, sample_images
+    from robust_data.corrupt.gallery import corruption_table, gallery_png, sample_images
     from robust_data.store import write_bytes_atomic
 
     titles = {"mnist": "MNIST digit (28x28)", "rgb32": "32x32 RGB photo"}
@@ -410,6 +410,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         png = gallery_png(image, f"Corruptions on a {titles[name]}, seed {args.seed}", args.seed)
         path = write_bytes_atomic(png, Path(args.out) / f"{name}.png")
         print(f"{path}")
+    print(write_text_atomic(corruption_table(), Path(args.out) / "README.md"))
     return 0
 
 

@@ -122,3 +122,16 @@ def test_corruptions_are_rpr_schemes() -> None:
     ]
     assert result.steps_to_flip.tolist() == loop
     assert 0 < result.robust.sum() < n
+
+
+def test_gallery_command_draws_every_corruption(tmp_path) -> None:
+    from PIL import Image
+
+    from pipelines.cli import main
+
+    assert main(["gallery", "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "README.md").read_text()
+    assert all(f"`{name}`" in page for name in CORRUPTIONS)
+    for name in ("mnist.png", "rgb32.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.height > 20 * image.width / 6  # one row per corruption, six columns

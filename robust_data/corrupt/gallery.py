@@ -64,3 +64,40 @@ def gallery_png(image: np.ndarray, title: str, seed: int = 0) -> bytes:
                 ax.set_title("original" if col == 0 else f"severity {col}", fontsize=7)
     fig.suptitle(title, fontsize=9)
     return figure_png(fig)
+
+
+def corruption_table() -> str:
+    """Markdown page: every corruption with its set, table source, severities and notes."""
+    from robust_data.corrupt.library import IMAGENET_C, MNIST_C
+
+    lines = [
+        "# Corruptions",
+        "",
+        "Written by `robust-data gallery` (do not edit by hand). Every corruption runs batched in",
+        "torch on (N, C, H, W) images in [0, 1], grayscale or RGB, any size from 8x8, on any",
+        "device; its random parameters come from the counter-based generator keyed by (seed,",
+        "sample_id), so a sample's corruption does not depend on its batch. Spatial parameters",
+        "scale with min(H, W) over the table's reference size (28 for MNIST-C, 32 for CIFAR-10-C);",
+        "integer-pixel kernels (disks, pixel shuffles) scale by the rounded ratio, at least 1.",
+        "Any corruption is an RPR scheme by its spec, e.g. `fog(severity=3)`.",
+        "",
+        "| corruption | MNIST-C | ImageNet-C | severities | table | parameters by severity | notes |",
+        "|---|:---:|:---:|---:|---|---|---|",
+    ]
+    for name, c in CORRUPTIONS.items():
+        lines.append(
+            f"| `{name}` | {'x' if name in MNIST_C else ''} | {'x' if name in IMAGENET_C else ''} "
+            f"| {c.severities} | {c.source} | {', '.join(str(p) for p in c.table)} | {c.note} |"
+        )
+    lines += [
+        "",
+        "## On an MNIST digit (28x28)",
+        "",
+        "![every corruption at every severity on an MNIST digit](mnist.png)",
+        "",
+        "## On a 32x32 RGB photo (a crop of scikit-learn's china.jpg)",
+        "",
+        "![every corruption at every severity on a 32x32 RGB photo](rgb32.png)",
+        "",
+    ]
+    return "\n".join(lines)
