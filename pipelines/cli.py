@@ -373,7 +373,9 @@ def cmd_score_model(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
     )
-    scores = score_samples(split, model, weights.sha256, options, splits=(args.split,))
+    scores = score_samples(
+        samples, model, weights.sha256, options, splits=(args.split,), limit=args.limit
+    )
     result = scores.result
     curve = scores.curves()[args.split]
     print(

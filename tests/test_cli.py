@@ -111,6 +111,10 @@ def test_curate_digits_then_query_formats(
     scored = capsys.readouterr().out
     assert f"robust fraction {fractions['test']['robust']:.4f}" in scored
     assert "k=  10" in scored and plot.read_bytes().startswith(b"\x89PNG")
+    # a limited run still knows all ten classes (the first test image is not a 9), and any
+    # corruption is a scheme
+    assert run_cli("score-model", "digits", "--limit", "1", "--scheme", "rotate(severity=2)") == 0
+    assert "digits test: 1 images" in capsys.readouterr().out
     assert run_cli("score-model", "digits", "--split", "valid") == 1
     assert "expected samples in split 'valid'; found splits ['test', 'train']" in (
         capsys.readouterr().err

@@ -113,8 +113,11 @@ def score_samples(
     options: RprOptions | None = None,
     splits: tuple[str, ...] = SPLITS,
     progress: bool = True,
+    limit: int | None = None,
 ) -> RprScores:
     """Score the samples of ``splits`` with the engine and build the ``rpr_scores`` table.
+
+    ``limit`` scores only the first N samples of ``splits``.
 
     Raises
     ------
@@ -123,6 +126,8 @@ def score_samples(
     """
     options = options or RprOptions()
     chosen = samples.filter(pc.is_in(samples.column("split"), pa.array(list(splits))))
+    if limit is not None:
+        chosen = chosen.slice(0, max(limit, 0))  # the class count still comes from all samples
     if chosen.num_rows == 0:
         raise ValueError(f"expected samples in splits {list(splits)}; found none")
     data = decode_samples(chosen)
