@@ -1,5 +1,7 @@
 """Dagster asset definitions: thin wrappers around one core ``robust_data`` call each."""
 
+from assets.curated_dataset import CuratedDatasetConfig, curated_dataset
+from assets.curation import CurationConfig, curation_assets
 from assets.label_quality import LabelQualityConfig, label_quality
 from assets.oof_predictions import OofPredictionsConfig, oof_predictions_asset
 from assets.raw_samples import DATASETS, RawSamplesConfig, raw_samples_assets
@@ -9,12 +11,16 @@ from assets.variants import VariantsConfig, variants
 
 __all__ = [
     "DATASETS",
+    "CuratedDatasetConfig",
+    "CurationConfig",
     "LabelQualityConfig",
     "OofPredictionsConfig",
     "RawSamplesConfig",
     "ReferenceModelConfig",
     "RprScoresConfig",
     "VariantsConfig",
+    "curated_dataset",
+    "curation_assets",
     "label_quality",
     "oof_predictions_asset",
     "raw_samples_assets",

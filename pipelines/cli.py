@@ -112,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="also write the robustness curve as a PNG to this path")
 
     p = sub.add_parser(
+        "export",
+        help="export a curated dataset as Parquet or an ImageFolder, with card and lineage",
+    )
+    _common(p)
+    p.add_argument("dataset", help="a dataset curated in this home (robust-data curate)")
+    p.add_argument("--format", choices=("parquet", "imagefolder"), default="parquet")
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--with-variants", action="store_true", help="add the kept samples' variants")
+    p.add_argument(
+        "--force", action="store_true", help="replace a non-empty folder that is not an export"
+    )
+
+    p = sub.add_parser(
         "gallery",
         help="draw every corruption at every severity on an MNIST digit and a 32x32 photo",
     )
@@ -297,6 +310,16 @@ def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
         lines.append(
             f"  variants: {made.num_rows:,} images from {len(kinds)} transforms ({', '.join(kinds)})"
         )
+    if store.table_path("curation_ledger", name).exists():
+        reasons = store.read("curation_ledger", name).column("reason").to_pylist()
+        dropped = ", ".join(f"{r} {reasons.count(r):,}" for r in sorted({r for r in reasons if r}))
+        lines.append(
+            f"  curated_samples: kept {reasons.count(None):,} of {len(reasons):,} training samples"
+            f" (dropped: {dropped or 'none'})"
+        )
+    export = store.home / "exports" / name
+    if (export / "lineage.json").exists():
+        lines.append(f"  curated_dataset: {export} (train.parquet, test.parquet, README.md)")
     return lines
 
 
@@ -400,6 +423,30 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from robust_data.export import UPSTREAM, export_dataset
+
+    store = Store.open(args.home)
+    _dagster_env(store)
+    from dagster import DagsterInstance
+
+    from assets.curated_dataset import latest_runs
+
+    with DagsterInstance.get() as instance:
+        runs = latest_runs(instance, args.dataset, (*UPSTREAM, "variants"))
+    result = export_dataset(
+        store, args.dataset, args.out, args.format, args.with_variants, args.force, runs
+    )
+    rows = ", ".join(f"{split} {n:,}" for split, n in result.rows.items())
+    print(f"exported {args.dataset} as {result.format} to {result.path}: {rows} rows")
+    print(f"  dataset card: {result.path / 'README.md'}; lineage: {result.path / 'lineage.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # gallery
 
 
@@ -493,6 +540,7 @@ COMMANDS = {
     "curate": cmd_curate,
     "score-model": cmd_score_model,
     "gallery": cmd_gallery,
+    "export": cmd_export,
     "query": cmd_query,
     "ui": cmd_ui,
 }

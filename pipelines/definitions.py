@@ -10,6 +10,8 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from assets import (
+    curated_dataset,
+    curation_assets,
     label_quality,
     oof_predictions_asset,
     raw_samples_assets,
@@ -46,6 +48,8 @@ def build_definitions(store: Store | None = None) -> Definitions:
             oof_predictions_asset,
             label_quality,
             variants,
+            curation_assets,
+            curated_dataset,
         ],
         jobs=[curation_job, ingest_job],
         resources={

@@ -15,6 +15,7 @@ __all__ = [
     "REJECTS_SCHEMA",
     "SAMPLES_SCHEMA",
     "SOURCES",
+    "CuratedDataset",
     "DatasetError",
     "IngestOptions",
     "IngestResult",
@@ -24,3 +25,12 @@ __all__ = [
     "resolve_home",
     "resolve_source",
 ]
+
+
+def __getattr__(name: str):
+    """``CuratedDataset`` imports torch: load it on first use, not with the package."""
+    if name == "CuratedDataset":
+        from robust_data.dataset import CuratedDataset
+
+        return CuratedDataset
+    raise AttributeError(f"module 'robust_data' has no attribute {name!r}")

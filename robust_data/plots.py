@@ -44,3 +44,26 @@ def image_grid(
                 ax.set_title(caption, fontsize=7)
     fig.suptitle(title, fontsize=9)
     return figure_png(fig)
+
+
+def grouped_bars(
+    series: dict[str, Sequence[float]], names: Sequence[str], title: str, ylabel: str
+) -> bytes:
+    """Grouped bars: one group per name (x axis), one colour per series."""
+    fig = Figure(figsize=(max(6, 0.5 * len(names) + 2), 3.6))
+    ax = fig.subplots()
+    positions = np.arange(len(names))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar(
+            positions + i * width - 0.4 + width / 2,
+            np.nan_to_num(np.asarray(values, float)),
+            width,
+            label=label,
+        )
+    ax.set_xticks(positions, [str(n) for n in names], rotation=45 if len(names) > 12 else 0)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return figure_png(fig)

@@ -72,6 +72,9 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
         "oof_predictions",
         "label_quality",
         "variants",
+        "curated_samples",
+        "curation_ledger",
+        "curated_dataset",
     }
     assert defs.resolve_job_def("curation_job").partitions_def == DATASETS
     assert defs.resolve_job_def("ingest_job").name == "ingest_job"

@@ -1,0 +1,70 @@
+"""``curated_dataset``: the curated dataset exported as Parquet under the home folder."""
+
+import pyarrow as pa
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
+    Config,
+    MetadataValue,
+    asset,
+)
+
+from assets.raw_samples import DATASETS
+from pipelines.resources import HomeResource
+from robust_data.export import UPSTREAM, export_dataset, file_sha256
+
+
+class CuratedDatasetConfig(Config):
+    """Where and how to export."""
+
+    with_variants: bool = True  # add the kept samples' variants to the train split
+
+
+def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Run id of the latest materialization of each asset for ``partition``."""
+    runs = {}
+    for name in names:
+        found = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(name), asset_partitions=[partition]), limit=1
+        )
+        if found.records:
+            runs[name] = found.records[0].run_id
+    return runs
+
+
+@asset(
+    deps=[*UPSTREAM, "variants"],
+    partitions_def=DATASETS,
+    group_name="curation",
+    kinds={"parquet"},
+    description="The export at <home>/exports/<dataset>: train.parquet, test.parquet, README.md "
+    "(dataset card), lineage.json; one row per file here.",
+)
+def curated_dataset(
+    context: AssetExecutionContext, config: CuratedDatasetConfig, home: HomeResource
+):
+    """Export (one core call: :func:`robust_data.export.export_dataset`)."""
+    store = home.store()
+    dataset = context.partition_key
+    runs = latest_runs(context.instance, dataset, (*UPSTREAM, "variants"))
+    result = export_dataset(
+        store, dataset, store.home / "exports" / dataset, "parquet", config.with_variants, runs=runs
+    )
+    files = [result.path / f"{split}.parquet" for split in result.rows]
+    table = pa.table(
+        {
+            "split": list(result.rows),
+            "path": [str(f) for f in files],
+            "rows": list(result.rows.values()),
+            "sha256": [file_sha256(f) for f in files],
+        }
+    )
+    context.add_output_metadata(
+        {
+            "export": MetadataValue.path(str(result.path)),
+            "rows": MetadataValue.json(result.rows),
+            "card": MetadataValue.md((result.path / "README.md").read_text()[:4000]),
+        }
+    )
+    return table

@@ -1,0 +1,123 @@
+"""``curated_samples`` and ``curation_ledger``: the policy applied, with a conservation check."""
+
+import base64
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    Config,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
+
+from assets.raw_samples import DATASETS
+from robust_data.curation import Curation, CurationPolicy, select_curated
+from robust_data.plots import grouped_bars
+from robust_data.rpr.scoring import class_names
+
+
+class CurationConfig(Config):
+    """The curation policy (see robust_data.curation.CurationPolicy)."""
+
+    require_correct: bool = True
+    require_robust: bool = True
+    min_steps_to_flip: int = 0  # > 0: keep points that flip at this try or later instead
+    drop_label_issues: bool = True
+    drop_outliers: bool = True
+    dedupe: bool = True
+    quota_mode: str = "smallest"  # fixed, smallest, cap or none
+    per_class: int = 1500  # for fixed and cap (the paper kept 1,500 per class)
+    seed: int = 0
+
+
+def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
+    before, after = result.class_counts()
+    labels = sorted(before)
+    chart = grouped_bars(
+        {"before": [before[k] for k in labels], "after": [after[k] for k in labels]},
+        [names[k] for k in labels],
+        "Training samples per class, before and after curation",
+        "samples",
+    )
+    reasons = ["| outcome | samples |", "|---|---:|"]
+    reasons += [f"| {r} | {n:,} |" for r, n in result.reason_counts().items()]
+    meta = {
+        "dagster/row_count": MetadataValue.int(result.curated.num_rows),
+        "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
+        "reasons": MetadataValue.md("\n".join(reasons)),
+        "per_class": MetadataValue.md(
+            f"![per class](data:image/png;base64,{base64.b64encode(chart).decode()})"
+        ),
+        "shortfalls": MetadataValue.json(
+            {names[k]: {"quota": q, "kept": n} for k, (q, n) in result.shortfalls.items()}
+        ),
+    }
+    return meta
+
+
+@multi_asset(
+    outs={
+        "curated_samples": AssetOut(
+            description="The kept training samples (samples-table schema).",
+            kinds={"parquet"},
+        ),
+        "curation_ledger": AssetOut(
+            description="One row per input training sample: kept, and the first reason dropped.",
+            kinds={"parquet"},
+        ),
+    },
+    ins={
+        "raw_samples": AssetIn(),
+        "rpr_scores": AssetIn(),
+        "label_quality": AssetIn(),
+    },
+    check_specs=[
+        AssetCheckSpec(
+            "conservation",
+            asset="curation_ledger",
+            blocking=True,
+            description="Ledger rows equal input rows; kept rows equal the curated table.",
+        )
+    ],
+    partitions_def=DATASETS,
+    group_name="curation",
+)
+def curation_assets(
+    context: AssetExecutionContext, config: CurationConfig, raw_samples, rpr_scores, label_quality
+):
+    """Apply the policy (one core call: :func:`robust_data.curation.select_curated`)."""
+    import pyarrow.compute as pc
+
+    train = raw_samples.filter(pc.equal(raw_samples.column("split"), "train"))
+    settings = config.model_dump()
+    settings["min_steps_to_flip"] = settings["min_steps_to_flip"] or None
+    result = select_curated(train, rpr_scores, label_quality, CurationPolicy(**settings))
+    for label, (quota, kept) in result.shortfalls.items():
+        context.log.warning(f"class {label} kept {kept} of its quota {quota}")
+    kept = int(pc.sum(result.ledger.column("kept").cast("int64")).as_py() or 0)
+    yield Output(
+        result.curated,
+        output_name="curated_samples",
+        metadata=_metadata(result, class_names(raw_samples)),
+    )
+    yield Output(
+        result.ledger,
+        output_name="curation_ledger",
+        metadata={"dagster/row_count": result.ledger.num_rows},
+    )
+    yield AssetCheckResult(
+        check_name="conservation",
+        asset_key=AssetKey("curation_ledger"),
+        passed=result.ledger.num_rows == train.num_rows and kept == result.curated.num_rows,
+        metadata={
+            "input_rows": train.num_rows,
+            "ledger_rows": result.ledger.num_rows,
+            "kept_rows": kept,
+            "curated_rows": result.curated.num_rows,
+        },
+    )

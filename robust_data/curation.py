@@ -1,0 +1,236 @@
+"""Curation policy: which training samples to keep, and a ledger that explains every row.
+
+Rules run in a fixed order and the ledger records the first one a sample fails:
+misclassified, not_robust, label_issue, outlier, duplicate, over_quota. Class balance is a
+seeded sample of each class's survivors (rank by sha256(seed, sample_id)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from robust_data.schema import table_metadata
+
+REASONS = ("misclassified", "not_robust", "label_issue", "outlier", "duplicate", "over_quota")
+QUOTA_MODES = ("fixed", "smallest", "cap", "none")
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("label", pa.int64(), nullable=False),
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string()),  # the first rule it failed; null when kept
+    ]
+)
+"""One row per input training sample."""
+
+
+@dataclass(frozen=True)
+class CurationPolicy:
+    """Which training samples to keep.
+
+    Attributes
+    ----------
+    require_correct : bool
+        Drop samples the reference model misclassifies (``misclassified``).
+    require_robust : bool
+        Drop samples that are not RPR-robust (``not_robust``).
+    min_steps_to_flip : int or None
+        With ``require_robust``: instead of the robust flag, keep samples that survived or
+        flipped at try >= this (1..max_steps).
+    drop_label_issues, drop_outliers : bool
+        Drop cleanlab label issues (``label_issue``) and Datalab outliers (``outlier``).
+    dedupe : bool
+        Keep one sample per near-duplicate group, the first by sample_id (``duplicate``).
+    quota_mode : str
+        ``fixed``: ``per_class`` from every class (the paper's 1,500; classes that fall short
+        keep what they have and are reported); ``smallest``: every class down to the smallest
+        class's survivors; ``cap``: at most ``per_class``; ``none``: no balancing.
+    per_class : int
+    seed : int
+        Seeds the per-class sampling.
+    """
+
+    require_correct: bool = True
+    require_robust: bool = True
+    min_steps_to_flip: int | None = None
+    drop_label_issues: bool = True
+    drop_outliers: bool = True
+    dedupe: bool = True
+    quota_mode: str = "smallest"
+    per_class: int = 1500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.quota_mode not in QUOTA_MODES:
+            raise ValueError(f"expected quota_mode in {QUOTA_MODES}; found {self.quota_mode!r}")
+        if self.per_class < 1:
+            raise ValueError(f"expected per_class >= 1; found {self.per_class}")
+        if self.min_steps_to_flip is not None and self.min_steps_to_flip < 1:
+            raise ValueError(
+                f"expected min_steps_to_flip >= 1 or None; found {self.min_steps_to_flip}"
+            )
+
+
+@dataclass
+class Curation:
+    """The outcome of a policy.
+
+    Attributes
+    ----------
+    curated : pa.Table
+        The kept rows of the input samples table, same schema, input order.
+    ledger : pa.Table
+        :data:`LEDGER_SCHEMA`, one row per input sample, input order.
+    shortfalls : dict
+        Class label -> (quota, kept) for classes that kept fewer than their quota.
+    """
+
+    curated: pa.Table
+    ledger: pa.Table
+    shortfalls: dict[int, tuple[int, int]]
+
+    def reason_counts(self) -> dict[str, int]:
+        """Dropped samples per reason, in rule order, plus ``kept``."""
+        reasons = self.ledger.column("reason").to_pylist()
+        counts = {"kept": reasons.count(None)}
+        counts.update({r: reasons.count(r) for r in REASONS})
+        return counts
+
+    def kept_share(self) -> float:
+        """Share of input samples kept, in [0, 1]."""
+        return self.curated.num_rows / max(self.ledger.num_rows, 1)
+
+    def class_counts(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(before, after) samples per class label."""
+        labels = self.ledger.column("label").to_numpy()
+        kept = self.ledger.column("kept").to_numpy(zero_copy_only=False).astype(bool)
+        classes = sorted(set(labels.tolist()))
+        return (
+            {k: int((labels == k).sum()) for k in classes},
+            {k: int(((labels == k) & kept).sum()) for k in classes},
+        )
+
+
+def _column(table: pa.Table, ids: list[str], name: str, default: object) -> list:
+    """``name`` of ``table`` aligned to ``ids`` by sample_id (``default`` where absent)."""
+    lookup = dict(
+        zip(table.column("sample_id").to_pylist(), table.column(name).to_pylist(), strict=True)
+    )
+    return [lookup.get(i, default) for i in ids]
+
+
+def _rank(seed: int, sample_id: str) -> bytes:
+    return hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
+
+
+def select_curated(
+    samples: pa.Table, rpr: pa.Table, quality: pa.Table | None, policy: CurationPolicy | None = None
+) -> Curation:
+    """Apply ``policy`` to the training samples.
+
+    Parameters
+    ----------
+    samples : pa.Table
+        The input samples (the train split of ``raw_samples``).
+    rpr : pa.Table
+        ``rpr_scores`` rows covering them (``clean_correct``, ``robust``, ``steps_to_flip``).
+    quality : pa.Table or None
+        ``label_quality`` rows (``is_label_issue``, ``is_outlier``, ``near_duplicate_group``);
+        None skips the label, outlier and duplicate rules.
+
+    Raises
+    ------
+    ValueError
+        When a sample has no RPR score.
+    """
+    policy = policy or CurationPolicy()
+    ids = samples.column("sample_id").to_pylist()
+    labels = np.asarray(samples.column("label").to_numpy(), np.int64)
+    correct = _column(rpr, ids, "clean_correct", None)
+    missing = [i for i, c in zip(ids, correct, strict=True) if c is None]
+    if missing:
+        raise ValueError(
+            f"expected rpr_scores for every sample; found {len(missing)} without (e.g. {missing[0]}); "
+            "re-materialize rpr_scores for this dataset"
+        )
+    robust = _column(rpr, ids, "robust", False)
+    steps = _column(rpr, ids, "steps_to_flip", None)
+    issue = (
+        _column(quality, ids, "is_label_issue", False)
+        if quality is not None
+        else [False] * len(ids)
+    )
+    outlier = (
+        _column(quality, ids, "is_outlier", False) if quality is not None else [False] * len(ids)
+    )
+    group = (
+        _column(quality, ids, "near_duplicate_group", None)
+        if quality is not None
+        else [None] * len(ids)
+    )
+
+    reason: list[str | None] = [None] * len(ids)
+    for i in range(len(ids)):
+        if policy.require_correct and not correct[i]:
+            reason[i] = "misclassified"
+        elif policy.require_robust and not _passes_robustness(robust[i], steps[i], policy):
+            reason[i] = "not_robust"
+        elif policy.drop_label_issues and issue[i]:
+            reason[i] = "label_issue"
+        elif policy.drop_outliers and outlier[i]:
+            reason[i] = "outlier"
+    if policy.dedupe:
+        seen: set[str] = set()
+        for i in sorted(range(len(ids)), key=lambda j: ids[j]):
+            if reason[i] is None and group[i] is not None:
+                if group[i] in seen:
+                    reason[i] = "duplicate"
+                seen.add(group[i])
+    shortfalls = _apply_quota(ids, labels, reason, policy)
+    kept = np.array([r is None for r in reason])
+    ledger = pa.table(
+        {"sample_id": ids, "label": labels, "kept": kept, "reason": reason}, schema=LEDGER_SCHEMA
+    )
+    meta = table_metadata(
+        "curation_ledger", "raw_samples, rpr_scores, label_quality", asdict(policy)
+    )
+    curated = samples.filter(pa.array(kept))
+    curated = curated.replace_schema_metadata(
+        table_metadata("curated_samples", "raw_samples, rpr_scores, label_quality", asdict(policy))
+    )
+    return Curation(curated, ledger.replace_schema_metadata(meta), shortfalls)
+
+
+def _passes_robustness(robust: bool, steps: int | None, policy: CurationPolicy) -> bool:
+    if policy.min_steps_to_flip is None:
+        return bool(robust)
+    return steps is None or steps >= policy.min_steps_to_flip
+
+
+def _apply_quota(
+    ids: list[str], labels: np.ndarray, reason: list[str | None], policy: CurationPolicy
+) -> dict[int, tuple[int, int]]:
+    """Mark ``over_quota`` in place; return classes short of their quota."""
+    survivors: dict[int, list[int]] = {int(k): [] for k in np.unique(labels)}
+    for i, r in enumerate(reason):
+        if r is None:
+            survivors[int(labels[i])].append(i)
+    if policy.quota_mode == "none":
+        return {}
+    if policy.quota_mode == "smallest":
+        quota = min(len(v) for v in survivors.values())
+    else:
+        quota = policy.per_class
+    shortfalls = {}
+    for label, members in survivors.items():
+        if policy.quota_mode == "fixed" and len(members) < quota:
+            shortfalls[label] = (quota, len(members))
+        ranked = sorted(members, key=lambda i: _rank(policy.seed, ids[i]))
+        for i in ranked[quota:]:
+            reason[i] = "over_quota"
+    return shortfalls

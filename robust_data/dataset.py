@@ -1,0 +1,47 @@
+"""``CuratedDataset``: a PyTorch Dataset over a robust-data Parquet export."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import Dataset
+
+from robust_data.images import decode_image
+
+
+class CuratedDataset(Dataset):
+    """Images and labels of one split of an export made by ``robust-data export``.
+
+    Items are ``(image, label)``: image (C, H, W) float32 in [0, 1], label int. Images are
+    decoded on access, so memory holds the PNG bytes only.
+
+    >>> data = CuratedDataset("exports/mnist-5k", split="train")
+    >>> loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], split: str = "train", transform=None):
+        file = Path(path) / f"{split}.parquet"
+        if not file.is_file():
+            found = sorted(p.stem for p in Path(path).glob("*.parquet"))
+            raise FileNotFoundError(
+                f"expected split {split!r} at {file}; found splits {found}; export with --format parquet"
+            )
+        table = pq.read_table(file, columns=["sample_id", "label", "image"])
+        self.sample_ids: list[str] = table.column("sample_id").to_pylist()
+        self.labels = np.asarray(table.column("label").to_numpy(), np.int64)
+        self._images = table.column("image").combine_chunks().field("bytes")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        pixels = decode_image(self._images[index].as_py())
+        image = torch.from_numpy(np.array(pixels.transpose(2, 0, 1))).float() / 255.0
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
