@@ -13,6 +13,8 @@ from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materiali
 
 from assets import (
     DATASETS,
+    curated_dataset,
+    curation_assets,
     label_quality,
     oof_predictions_asset,
     raw_samples_assets,
@@ -134,6 +136,8 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
             oof_predictions_asset,
             label_quality,
             variants,
+            curation_assets,
+            curated_dataset,
         ],
         ops={
             "reference_model": {"epochs": 2},
@@ -194,3 +198,16 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
     variant_meta = _metadata(result, "variants")
     assert "| fgsm(eps=0.05) | 1,438 |" in variant_meta["per_transform"].value
     assert "data:image/png;base64," in variant_meta["gallery"].value
+    # curation: the blocking conservation check ran and passed; the export exists
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "conservation" and check.passed
+    assert check.metadata["ledger_rows"].value == 1438
+    ledger = store.read("curation_ledger", "digits")
+    curated = store.read("curated_samples", "digits")
+    assert (
+        sum(ledger.column("kept").to_pylist())
+        == curated.num_rows
+        == check.metadata["curated_rows"].value
+    )
+    assert "kept_share" in _metadata(result, "curated_samples")
+    assert (store.home / "exports" / "digits" / "train.parquet").is_file()
