@@ -6,6 +6,12 @@ from assets.label_quality import LabelQualityConfig, label_quality
 from assets.oof_predictions import OofPredictionsConfig, oof_predictions_asset
 from assets.raw_samples import DATASETS, RawSamplesConfig, raw_samples_assets
 from assets.reference_model import ReferenceModelConfig, reference_model
+from assets.report import (
+    RetrainedModelConfig,
+    RobustnessReportConfig,
+    retrained_model,
+    robustness_report,
+)
 from assets.rpr_scores import RprScoresConfig, rpr_scores
 from assets.variants import VariantsConfig, variants
 
@@ -17,6 +23,8 @@ __all__ = [
     "OofPredictionsConfig",
     "RawSamplesConfig",
     "ReferenceModelConfig",
+    "RetrainedModelConfig",
+    "RobustnessReportConfig",
     "RprScoresConfig",
     "VariantsConfig",
     "curated_dataset",
@@ -25,6 +33,8 @@ __all__ = [
     "oof_predictions_asset",
     "raw_samples_assets",
     "reference_model",
+    "retrained_model",
+    "robustness_report",
     "rpr_scores",
     "variants",
 ]

@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default auto)")
     p.add_argument("--plot", help="also write the robustness curve as a PNG to this path")
 
+    p = sub.add_parser("report", help="print a dataset's robustness report table and its path")
+    _common(p)
+    p.add_argument("dataset", help="a dataset curated in this home (robust-data curate)")
+
     p = sub.add_parser(
         "export",
         help="export a curated dataset as Parquet or an ImageFolder, with card and lineage",
@@ -320,7 +324,21 @@ def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
     export = store.home / "exports" / name
     if (export / "lineage.json").exists():
         lines.append(f"  curated_dataset: {export} (train.parquet, test.parquet, README.md)")
+    if store.table_path("robustness_report", name).exists():
+        lines += ["", *_report_lines(store, name), ""]
     return lines
+
+
+def _report_lines(store: Store, name: str) -> list[str]:
+    """The paper's table from the stored report, and where the full report is."""
+    from robust_data.report import paper_table_markdown
+
+    table = store.read("robustness_report", name)
+    return [
+        f"Robustness report for {name!r} (test split):",
+        paper_table_markdown(table),
+        f"Full report: {store.home / 'reports' / name / 'report.md'}",
+    ]
 
 
 def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
@@ -419,6 +437,16 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
         path = write_bytes_atomic(plot_curves({args.split: curve}), args.plot)
         print(f"curve: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    store = Store.open(args.home)
+    print("\n".join(_report_lines(store, args.dataset)))
     return 0
 
 
@@ -541,6 +569,7 @@ COMMANDS = {
     "score-model": cmd_score_model,
     "gallery": cmd_gallery,
     "export": cmd_export,
+    "report": cmd_report,
     "query": cmd_query,
     "ui": cmd_ui,
 }

@@ -16,6 +16,8 @@ from assets import (
     oof_predictions_asset,
     raw_samples_assets,
     reference_model,
+    retrained_model,
+    robustness_report,
     rpr_scores,
     variants,
 )
@@ -50,6 +52,8 @@ def build_definitions(store: Store | None = None) -> Definitions:
             variants,
             curation_assets,
             curated_dataset,
+            retrained_model,
+            robustness_report,
         ],
         jobs=[curation_job, ingest_job],
         resources={

@@ -74,6 +74,11 @@ def test_curate_digits_then_query_formats(
     )
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows == [{"split": "test", "n": "359"}, {"split": "train", "n": "1438"}]
+    # the main job ends with the report table; `report` prints it again
+    assert "Robustness report for 'digits' (test split):" in out
+    assert "| reference | 1,438 |" in out and "| retrained |" in out
+    assert run_cli("report", "digits") == 0
+    assert "| random_subset |" in capsys.readouterr().out
     # the curation job trained the reference model and scored every sample
     assert "reference_model: simple_cnn" in out and "rpr_scores: pixels, max_steps 250" in out
     assert (

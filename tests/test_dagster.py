@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from assets import (
     oof_predictions_asset,
     raw_samples_assets,
     reference_model,
+    retrained_model,
+    robustness_report,
     rpr_scores,
     variants,
 )
@@ -77,6 +80,8 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
         "curated_samples",
         "curation_ledger",
         "curated_dataset",
+        "retrained_model",
+        "robustness_report",
     }
     assert defs.resolve_job_def("curation_job").partitions_def == DATASETS
     assert defs.resolve_job_def("ingest_job").name == "ingest_job"
@@ -138,12 +143,15 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
             variants,
             curation_assets,
             curated_dataset,
+            retrained_model,
+            robustness_report,
         ],
         ops={
             "reference_model": {"epochs": 2},
             "rpr_scores": {"max_steps": 40},
             "oof_predictions": {"folds": 3},
             "variants": {"transforms": ["fog(severity=1)", "fgsm(eps=0.05)"]},
+            "robustness_report": {"corruptions": ["gaussian_noise", "contrast"]},
         },
     )
     assert result.success
@@ -211,3 +219,32 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
     )
     assert "kept_share" in _metadata(result, "curated_samples")
     assert (store.home / "exports" / "digits" / "train.parquet").is_file()
+    # the report: every section, and the numbers in its JSON match the tables they came from
+    report_dir = store.home / "reports" / "digits"
+    markdown = (report_dir / "report.md").read_text()
+    for section in (
+        "## The paper's table",
+        "## Summary",
+        "## RPR robustness curves",
+        "## Corruption error",
+    ):
+        assert section in markdown
+    assert (report_dir / "plots" / "robustness_curves.png").is_file()
+    document = json.loads((report_dir / "report.json").read_text())
+    assert set(document["models"]) == {"reference", "retrained", "random_subset"}
+    test_scores = scores.filter(pc.equal(scores.column("split"), "test"))
+    robust = pc.mean(test_scores.column("robust").cast("int8")).as_py()
+    assert document["models"]["reference"]["test_robust_fraction"] == pytest.approx(robust)
+    assert document["models"]["reference"]["mce"] == pytest.approx(1.0)
+    assert (
+        document["models"]["retrained"]["train_size"] == curated.num_rows * 3
+    )  # and 2 variants each
+    table = store.read("robustness_report", "digits")
+    for row in table.to_pylist():
+        entry = document["models"][row["model"]]
+        assert row["test_accuracy"] == pytest.approx(entry["test_accuracy"])
+        assert row["test_robust_fraction"] == pytest.approx(entry["test_robust_fraction"])
+        assert len(entry["suite"]) == 1 + 5 + 5  # clean, and two corruptions at five severities
+    retrained = store.read("retrained_model", "digits").to_pylist()
+    assert [r["model"] for r in retrained] == ["retrained", "random_subset"]
+    assert retrained[1]["train_size"] == curated.num_rows

@@ -1,0 +1,158 @@
+"""``retrained_model`` and ``robustness_report``: retrain on the curated data, prove the effect."""
+
+import json
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+from pydantic import Field
+
+from assets.raw_samples import DATASETS
+from pipelines.resources import HomeResource
+from robust_data.arrays import decode_samples, num_classes
+from robust_data.models import ModelConfig, load_model
+from robust_data.reference import load_reference
+from robust_data.report import (
+    Candidate,
+    build_report,
+    inline_png,
+    paper_table_markdown,
+    random_subset,
+    read_export,
+    retrain,
+    write_report,
+)
+from robust_data.rpr.engine import RprOptions
+from robust_data.schema import read_metadata
+
+RETRAINED_SCHEMA = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("train_size", pa.int64(), nullable=False),
+        pa.field("test_accuracy", pa.float64()),
+    ]
+)
+
+
+class RetrainedModelConfig(Config):
+    """How to retrain."""
+
+    with_variants: bool = True  # train on the export's variant rows too
+    baselines: list[str] = Field(default_factory=lambda: ["random_subset"])  # or []
+    seed: int = 0  # of the random subset
+
+
+@asset(
+    ins={"curated_dataset": AssetIn(), "reference_model": AssetIn(), "raw_samples": AssetIn()},
+    partitions_def=DATASETS,
+    group_name="report",
+    kinds={"pytorch", "parquet"},
+    description="Models trained with the reference recipe on the curated export (and baselines).",
+)
+def retrained_model(
+    context: AssetExecutionContext,
+    config: RetrainedModelConfig,
+    home: HomeResource,
+    curated_dataset,
+    reference_model,
+    raw_samples,
+):
+    """Retrain (core calls: :func:`robust_data.report.retrain` per model)."""
+    export = curated_dataset.column("path")[0].as_py().rsplit("/", 1)[0]
+    recipe = ModelConfig(**json.loads(reference_model.column("config")[0].as_py()))
+    data = decode_samples(raw_samples)
+    test = data.where(data.splits == "test")
+    curated = read_export(export, "train", config.with_variants)
+    originals = read_export(export, "train", with_variants=False)
+    jobs = {"retrained": curated}
+    if "random_subset" in config.baselines:
+        jobs["random_subset"] = random_subset(
+            data.where(data.splits == "train"), len(originals), config.seed
+        )
+    folder = home.store().storage_root / "retrained_model"
+    rows = []
+    for name, train in jobs.items():
+        path = folder / f"{context.partition_key}-{name}.pt"
+        trained, sha = retrain(train, recipe, num_classes(raw_samples), path, test)
+        rows.append(
+            {
+                "model": name,
+                "path": str(path),
+                "sha256": sha,
+                "train_size": len(train),
+                "test_accuracy": trained.metrics["test_accuracy"],
+            }
+        )
+    context.add_output_metadata(
+        {
+            r["model"]: f"{r['train_size']:,} images, test accuracy {r['test_accuracy']:.4f}"
+            for r in rows
+        }
+    )
+    return pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA)
+
+
+class RobustnessReportConfig(Config):
+    """What the report evaluates."""
+
+    corruptions: list[str] = Field(default_factory=list)  # empty: every corruption
+    device: str = "auto"
+
+
+@asset(
+    ins={
+        "retrained_model": AssetIn(),
+        "reference_model": AssetIn(),
+        "raw_samples": AssetIn(),
+        "rpr_scores": AssetIn(),
+    },
+    partitions_def=DATASETS,
+    group_name="report",
+    kinds={"parquet"},
+    description="Per model: training-set size, test accuracy, test robust fraction, ECE, corruption "
+    "accuracy and mCE; the full report is under <home>/reports/<dataset>/.",
+)
+def robustness_report(
+    context: AssetExecutionContext,
+    config: RobustnessReportConfig,
+    home: HomeResource,
+    retrained_model,
+    reference_model,
+    raw_samples,
+    rpr_scores,
+):
+    """Build the report (one core call: :func:`robust_data.report.build_report`)."""
+    reference, ref_file = load_reference(reference_model)
+    ref_row = reference_model.to_pylist()[0]
+    candidates = [Candidate("reference", reference, ref_file.sha256, ref_row["train_samples"])]
+    for row in retrained_model.to_pylist():
+        model, _ = load_model(row["path"], row["sha256"])
+        candidates.append(Candidate(row["model"], model, row["sha256"], row["train_size"]))
+    params = json.loads(read_metadata(rpr_scores.schema).get("params", "{}"))
+    options = RprOptions(
+        scheme=params.get("scheme", "pixels"),
+        max_steps=params.get("max_steps", 250),
+        seed=params.get("seed", 0),
+        device=config.device,
+    )
+    data = decode_samples(raw_samples)
+    test = data.where(data.splits == "test")
+    report = build_report(
+        context.partition_key, candidates, test, rpr_scores, options, config.corruptions or None
+    )
+    path = write_report(report, home.store().home / "reports" / context.partition_key)
+    context.add_output_metadata(
+        {
+            "paper_table": MetadataValue.md(paper_table_markdown(report.table)),
+            "robustness_curves": MetadataValue.md(
+                inline_png(report.figures["robustness_curves"], "robustness curves")
+            ),
+            "corruption_accuracy": MetadataValue.md(
+                inline_png(report.figures["corruption_accuracy"], "accuracy per corruption")
+            ),
+            "mce": MetadataValue.json({r["model"]: r["mce"] for r in report.table.to_pylist()}),
+            "report": MetadataValue.path(str(path)),
+        }
+    )
+    return report.table

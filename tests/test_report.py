@@ -1,0 +1,48 @@
+"""The robustness report's metrics on hand-computed fixtures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from robust_data.corrupt.evaluate import SUITE_SCHEMA, calibration_error, mean_corruption_error
+
+
+def test_ece_matches_a_hand_computation() -> None:
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55], [1.0, 0.0]])
+    labels = np.array([0, 1, 1, 0, 0])
+    # confidences 0.9, 0.8, 0.7, 0.55, 1.0 -> 15 bins of width 1/15:
+    # bin 13 [0.867, 0.933): 0.9 correct; bin 12 [0.8, 0.867): 0.8 wrong; bin 10: 0.7 correct;
+    # bin 8: 0.55 wrong; bin 14 (1.0 goes to the last bin): correct
+    expected = (abs(1 - 0.9) + abs(0 - 0.8) + abs(1 - 0.7) + abs(0 - 0.55) + abs(1 - 1.0)) / 5
+    assert calibration_error(probs, labels) == pytest.approx(expected)
+    # two samples in one bin: |mean accuracy - mean confidence| weighted by 2/3
+    probs = np.array([[0.61, 0.39], [0.62, 0.38], [0.2, 0.8]])
+    labels = np.array([0, 1, 1])
+    assert calibration_error(probs, labels) == pytest.approx(2 / 3 * abs(0.5 - 0.615) + 1 / 3 * 0.2)
+    assert np.isnan(calibration_error(np.zeros((0, 2)), np.zeros(0)))
+
+
+def _suite(errors: dict[tuple[str, int], float]) -> pa.Table:
+    rows = [("clean", 0, 0.1)] + [(c, s, e) for (c, s), e in errors.items()]
+    return pa.table(
+        {
+            "corruption": [r[0] for r in rows],
+            "severity": [r[1] for r in rows],
+            "accuracy": [1 - r[2] for r in rows],
+            "error": [r[2] for r in rows],
+            "ece": [0.0] * len(rows),
+            "samples": [100] * len(rows),
+        },
+        schema=SUITE_SCHEMA,
+    )
+
+
+def test_mce_matches_a_hand_computation() -> None:
+    reference = _suite({("fog", 1): 0.2, ("fog", 2): 0.4, ("jpeg", 1): 0.1, ("jpeg", 2): 0.1})
+    model = _suite({("fog", 1): 0.1, ("fog", 2): 0.2, ("jpeg", 1): 0.2, ("jpeg", 2): 0.2})
+    ce, mce = mean_corruption_error(model, reference)
+    assert ce == pytest.approx({"fog": 0.3 / 0.6, "jpeg": 0.4 / 0.2})
+    assert mce == pytest.approx((0.5 + 2.0) / 2)
+    assert mean_corruption_error(reference, reference)[1] == pytest.approx(1.0)
