@@ -324,8 +324,6 @@ def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
     export = store.home / "exports" / name
     if (export / "lineage.json").exists():
         lines.append(f"  curated_dataset: {export} (train.parquet, test.parquet, README.md)")
-    if store.table_path("robustness_report", name).exists():
-        lines += ["", *_report_lines(store, name), ""]
     return lines
 
 
@@ -356,8 +354,16 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             f"  Dagster instance: {store.dagster_home}",
             f"Open the UI: robust-data ui --home {store.home}   (then http://127.0.0.1:3000, Assets)",
             f'Query:       robust-data query --home {store.home} "{EXAMPLE_SQL}"',
+            *_report_section(store, name, job),
         ]
     )
+
+
+def _report_section(store: Store, name: str, job: str) -> list[str]:
+    """The report table, last, when the job made one."""
+    if job == "ingest_job" or not store.table_path("robustness_report", name).exists():
+        return []
+    return ["", *_report_lines(store, name)]
 
 
 def _run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
