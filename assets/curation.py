@@ -16,9 +16,8 @@ from dagster import (
 )
 
 from assets.raw_samples import DATASETS
-from robust_data.curation import Curation, CurationPolicy, select_curated
-from robust_data.plots import grouped_bars
-from robust_data.rpr.scoring import class_names
+from robust_data.arrays import class_names
+from robust_data.curation import Curation, CurationPolicy, class_count_chart, select_curated
 
 
 class CurationConfig(Config):
@@ -36,14 +35,7 @@ class CurationConfig(Config):
 
 
 def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
-    before, after = result.class_counts()
-    labels = sorted(before)
-    chart = grouped_bars(
-        {"before": [before[k] for k in labels], "after": [after[k] for k in labels]},
-        [names[k] for k in labels],
-        "Training samples per class, before and after curation",
-        "samples",
-    )
+    chart = class_count_chart(result.ledger, dict(enumerate(names)))
     reasons = ["| outcome | samples |", "|---|---:|"]
     reasons += [f"| {r} | {n:,} |" for r, n in result.reason_counts().items()]
     meta = {

@@ -5,8 +5,8 @@ import base64
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
 
 from assets.raw_samples import DATASETS
+from robust_data.arrays import class_names
 from robust_data.label_quality import LabelQuality, LabelQualityOptions, assess_labels
-from robust_data.rpr.scoring import class_names
 
 
 class LabelQualityConfig(Config):

@@ -1,6 +1,7 @@
 """``retrained_model`` and ``robustness_report``: retrain on the curated data, prove the effect."""
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
@@ -15,6 +16,7 @@ from robust_data.report import (
     Candidate,
     build_report,
     inline_png,
+    original_count,
     paper_table_markdown,
     random_subset,
     read_export,
@@ -59,17 +61,15 @@ def retrained_model(
     raw_samples,
 ):
     """Retrain (core calls: :func:`robust_data.report.retrain` per model)."""
-    export = curated_dataset.column("path")[0].as_py().rsplit("/", 1)[0]
+    export = Path(curated_dataset.column("path")[0].as_py()).parent
     recipe = ModelConfig(**json.loads(reference_model.column("config")[0].as_py()))
     data = decode_samples(raw_samples)
     test = data.where(data.splits == "test")
     curated = read_export(export, "train", config.with_variants)
-    originals = read_export(export, "train", with_variants=False)
+    size = original_count(export)  # the curated set without its variants
     jobs = {"retrained": curated}
     if "random_subset" in config.baselines:
-        jobs["random_subset"] = random_subset(
-            data.where(data.splits == "train"), len(originals), config.seed
-        )
+        jobs["random_subset"] = random_subset(data.where(data.splits == "train"), size, config.seed)
     folder = home.store().storage_root / "retrained_model"
     rows = []
     for name, train in jobs.items():

@@ -51,6 +51,13 @@ def num_classes(samples: pa.Table) -> int:
     return int(pc.max(samples.column("label")).as_py()) + 1 if samples.num_rows else 0
 
 
+def class_names(samples: pa.Table) -> list[str]:
+    """(K,) label names of a samples table, indexed by label (the label's number if unnamed)."""
+    pairs = samples.select(["label", "label_name"]).group_by(["label", "label_name"]).aggregate([])
+    names = {int(r["label"]): str(r["label_name"]) for r in pairs.to_pylist()}
+    return [names.get(i, str(i)) for i in range(num_classes(samples))]
+
+
 def decode_samples(samples: pa.Table, splits: tuple[str, ...] | None = None) -> SampleArrays:
     """Decode the images of a samples table, keeping rows of ``splits`` (all when None).
 

@@ -8,12 +8,14 @@ seeded sample of each class's survivors (rank by sha256(seed, sample_id)).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from robust_data.schema import table_metadata
+from robust_data.plots import grouped_bars
+from robust_data.schema import column_by_id, table_metadata
 
 REASONS = ("misclassified", "not_robust", "label_issue", "outlier", "duplicate", "over_quota")
 QUOTA_MODES = ("fixed", "smallest", "cap", "none")
@@ -107,21 +109,30 @@ class Curation:
 
     def class_counts(self) -> tuple[dict[int, int], dict[int, int]]:
         """(before, after) samples per class label."""
-        labels = self.ledger.column("label").to_numpy()
-        kept = self.ledger.column("kept").to_numpy(zero_copy_only=False).astype(bool)
-        classes = sorted(set(labels.tolist()))
-        return (
-            {k: int((labels == k).sum()) for k in classes},
-            {k: int(((labels == k) & kept).sum()) for k in classes},
-        )
+        return class_counts(self.ledger)
 
 
-def _column(table: pa.Table, ids: list[str], name: str, default: object) -> list:
-    """``name`` of ``table`` aligned to ``ids`` by sample_id (``default`` where absent)."""
-    lookup = dict(
-        zip(table.column("sample_id").to_pylist(), table.column(name).to_pylist(), strict=True)
+def class_counts(ledger: pa.Table) -> tuple[dict[int, int], dict[int, int]]:
+    """(before, after) samples per class label of a ``curation_ledger`` table."""
+    labels = ledger.column("label").to_numpy()
+    kept = ledger.column("kept").to_numpy(zero_copy_only=False).astype(bool)
+    classes = sorted(set(labels.tolist()))
+    return (
+        {k: int((labels == k).sum()) for k in classes},
+        {k: int(((labels == k) & kept).sum()) for k in classes},
     )
-    return [lookup.get(i, default) for i in ids]
+
+
+def class_count_chart(ledger: pa.Table, names: Mapping[int, str]) -> bytes:
+    """PNG: training samples per class before and after curation (unnamed labels as numbers)."""
+    before, after = class_counts(ledger)
+    labels = sorted(before)
+    return grouped_bars(
+        {"before": [before[k] for k in labels], "after": [after[k] for k in labels]},
+        [names.get(k, str(k)) for k in labels],
+        "Training samples per class, before and after curation",
+        "samples",
+    )
 
 
 def _rank(seed: int, sample_id: str) -> bytes:
@@ -151,25 +162,27 @@ def select_curated(
     policy = policy or CurationPolicy()
     ids = samples.column("sample_id").to_pylist()
     labels = np.asarray(samples.column("label").to_numpy(), np.int64)
-    correct = _column(rpr, ids, "clean_correct", None)
+    correct = column_by_id(rpr, ids, "clean_correct", None)
     missing = [i for i, c in zip(ids, correct, strict=True) if c is None]
     if missing:
         raise ValueError(
             f"expected rpr_scores for every sample; found {len(missing)} without (e.g. {missing[0]}); "
             "re-materialize rpr_scores for this dataset"
         )
-    robust = _column(rpr, ids, "robust", False)
-    steps = _column(rpr, ids, "steps_to_flip", None)
+    robust = column_by_id(rpr, ids, "robust", False)
+    steps = column_by_id(rpr, ids, "steps_to_flip", None)
     issue = (
-        _column(quality, ids, "is_label_issue", False)
+        column_by_id(quality, ids, "is_label_issue", False)
         if quality is not None
         else [False] * len(ids)
     )
     outlier = (
-        _column(quality, ids, "is_outlier", False) if quality is not None else [False] * len(ids)
+        column_by_id(quality, ids, "is_outlier", False)
+        if quality is not None
+        else [False] * len(ids)
     )
     group = (
-        _column(quality, ids, "near_duplicate_group", None)
+        column_by_id(quality, ids, "near_duplicate_group", None)
         if quality is not None
         else [None] * len(ids)
     )

@@ -22,13 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from robust_data.arrays import class_names
+from robust_data.curation import class_count_chart
 from robust_data.images import content_sha256, decode_image
-from robust_data.schema import META_PREFIX, read_metadata
+from robust_data.schema import META_PREFIX, column_by_id, read_metadata
 from robust_data.store import Store
 from robust_data.version import __version__, code_revision
 
@@ -88,21 +89,15 @@ def _join_scores(base: pa.Table, scores: pa.Table | None, columns: tuple[str, ..
         if scores is None:
             values = pa.nulls(len(ids))
         else:
-            lookup = dict(
-                zip(
-                    scores.column("sample_id").to_pylist(),
-                    scores.column(name).to_pylist(),
-                    strict=True,
-                )
-            )
-            values = pa.array([lookup.get(i) for i in ids], type=scores.schema.field(name).type)
+            values = pa.array(column_by_id(scores, ids, name), type=scores.schema.field(name).type)
         base = base.append_column(name, values)
     return base
 
 
-def _split_tables(store: Store, dataset: str, with_variants: bool) -> dict[str, pa.Table]:
+def _split_tables(
+    store: Store, dataset: str, curated: pa.Table, with_variants: bool
+) -> dict[str, pa.Table]:
     raw = store.read("raw_samples", dataset)
-    curated = store.read("curated_samples", dataset)
     rpr = store.read("rpr_scores", dataset)
     quality = store.read("label_quality", dataset)
     test = raw.filter(pc.equal(raw.column("split"), "test"))
@@ -152,6 +147,7 @@ def _variant_rows(store: Store, dataset: str, curated: pa.Table, schema: pa.Sche
 def _lineage(
     store: Store,
     dataset: str,
+    curated: pa.Table,
     runs: dict[str, str],
     rows: dict[str, int],
     fmt: str,
@@ -167,9 +163,7 @@ def _lineage(
             "run_id": runs.get(name),
         }
     model = store.read("reference_model", dataset).to_pylist()[0]
-    policy = json.loads(
-        read_metadata(store.read("curated_samples", dataset).schema).get("params", "{}")
-    )
+    policy = json.loads(read_metadata(curated.schema).get("params", "{}"))
     return {
         "format": MARKER,
         "dataset": dataset,
@@ -348,15 +342,17 @@ def export_dataset(
             f"expected an empty folder or an earlier export at {target}; found other files; "
             "pass --force to replace it, or choose another --out"
         )
-    tables = _split_tables(store, dataset, with_variants)
+    curated = store.read("curated_samples", dataset)
+    tables = _split_tables(store, dataset, curated, with_variants)
     rows = {split: t.num_rows for split, t in tables.items()}
-    lineage = _lineage(store, dataset, runs or {}, rows, fmt, with_variants)
+    lineage = _lineage(store, dataset, curated, runs or {}, rows, fmt, with_variants)
     ledger = store.read("curation_ledger", dataset)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         (tmp / "plots").mkdir()
-        _write_plots(tmp / "plots", ledger, store.read("curated_samples", dataset))
+        chart = class_count_chart(ledger, dict(enumerate(class_names(curated))))
+        (tmp / "plots" / "class_counts.png").write_bytes(chart)
         if fmt == "parquet":
             _write_parquet(tmp, tables, lineage)
         else:
@@ -368,31 +364,6 @@ def export_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExportResult(target, fmt, rows)
-
-
-def _write_plots(folder: Path, ledger: pa.Table, curated: pa.Table) -> None:
-    from robust_data.plots import grouped_bars
-
-    labels = np.asarray(ledger.column("label").to_numpy())
-    kept = np.asarray(ledger.column("kept").to_numpy(zero_copy_only=False), bool)
-    classes = sorted(set(labels.tolist()))
-    names = dict(
-        zip(
-            curated.column("label").to_pylist(),
-            curated.column("label_name").to_pylist(),
-            strict=True,
-        )
-    )
-    png = grouped_bars(
-        {
-            "before": [int((labels == k).sum()) for k in classes],
-            "after": [int(((labels == k) & kept).sum()) for k in classes],
-        },
-        [names.get(k, str(k)) for k in classes],
-        "Training samples per class, before and after curation",
-        "samples",
-    )
-    (folder / "class_counts.png").write_bytes(png)
 
 
 def _swap_in(tmp: Path, target: Path) -> None:

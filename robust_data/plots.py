@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -47,9 +47,13 @@ def image_grid(
 
 
 def grouped_bars(
-    series: dict[str, Sequence[float]], names: Sequence[str], title: str, ylabel: str
+    series: Mapping[str, Sequence[float]],
+    names: Sequence[str],
+    title: str,
+    ylabel: str,
+    ylim: tuple[float, float] | None = None,
 ) -> bytes:
-    """Grouped bars: one group per name (x axis), one colour per series."""
+    """Grouped bars: one group per name (x axis), one colour per series (NaN bars left out)."""
     fig = Figure(figsize=(max(6, 0.5 * len(names) + 2), 3.6))
     ax = fig.subplots()
     positions = np.arange(len(names))
@@ -63,6 +67,8 @@ def grouped_bars(
         )
     ax.set_xticks(positions, [str(n) for n in names], rotation=45 if len(names) > 12 else 0)
     ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     ax.set_title(title)

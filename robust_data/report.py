@@ -82,6 +82,12 @@ def read_export(path: Path, split: str = "train", with_variants: bool = True) ->
     return decode_samples(table)
 
 
+def original_count(path: Path, split: str = "train") -> int:
+    """Rows of an export's split that are not variants (``transform`` is null)."""
+    transform = pq.read_table(Path(path) / f"{split}.parquet", columns=["transform"]).column(0)
+    return transform.null_count
+
+
 def random_subset(data: SampleArrays, size: int, seed: int) -> SampleArrays:
     """``size`` samples of ``data`` chosen with a local seeded generator (stratification: none)."""
     rng = np.random.default_rng(seed)
@@ -268,9 +274,8 @@ def build_report(
             "max_steps": options.max_steps,
             "seed": options.seed,
         },
-        "suite_corruptions": sorted(
-            {r["corruption"] for r in reference.to_pylist()} - {"clean"},
-            key=lambda c: [r["corruption"] for r in reference.to_pylist()].index(c),
+        "suite_corruptions": list(
+            dict.fromkeys(c for c in reference.column("corruption").to_pylist() if c != "clean")
         ),
         "models": models,
         "paper": PAPER_TABLE,

@@ -101,3 +101,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
             f"{extra}); build the table with the schema from robust_data.schema"
         )
     return table.cast(schema.with_metadata(table.schema.metadata))
+
+
+def column_by_id(table: pa.Table, ids: list[str], name: str, default: object = None) -> list:
+    """Column ``name`` of ``table`` in the order of ``ids``, matched on ``sample_id``.
+
+    Ids missing from ``table`` get ``default``.
+    """
+    keys = table.column("sample_id").to_pylist()
+    lookup = dict(zip(keys, table.column(name).to_pylist(), strict=True))
+    return [lookup.get(i, default) for i in ids]

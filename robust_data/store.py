@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,24 @@ def _atomic_target(path: Path) -> Path:
     return Path(tmp)
 
 
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
+
+    On any failure the temporary file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    tmp = _atomic_target(target)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Write ``table`` to ``path`` so that readers see the old file or the whole new one.
 
@@ -59,17 +78,7 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     Path
         The written path.
     """
-    target = Path(path)
-    tmp = _atomic_target(target)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return _write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
@@ -79,18 +88,7 @@ def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
     """Write bytes to ``path`` atomically (temporary file in the same folder, then rename)."""
-    target = Path(path)
-    tmp = _atomic_target(target)
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return _write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def table_path(storage_root: Path, table: str, partition: str | None = None) -> Path:

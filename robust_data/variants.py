@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robust_data.adversarial import attack, parse_attack
-from robust_data.arrays import decode_samples
+from robust_data.arrays import class_names, decode_samples
 from robust_data.augment import augment, parse_augmentation
 from robust_data.corrupt import CORRUPTIONS, corrupt
 from robust_data.images import encode_png
@@ -145,13 +145,7 @@ def make_variants(
     """
     parsed = [parse_transform(t) for t in transforms]
     data = decode_samples(samples, splits=splits)
-    names = dict(
-        zip(
-            samples.column("label").to_pylist(),
-            samples.column("label_name").to_pylist(),
-            strict=True,
-        )
-    )
+    names = class_names(samples)
     rows: dict[str, list] = {name: [] for name in VARIANTS_SCHEMA.names}
     examples: dict[str, list[tuple[np.ndarray, str]]] = {}
     total = len(parsed) * len(data)

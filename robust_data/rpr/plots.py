@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from robust_data.plots import figure_png, image_grid
+from robust_data.plots import figure_png, grouped_bars, image_grid
 
 
 def plot_curves(curves: Mapping[str, np.ndarray], title: str = "RPR robustness curve") -> bytes:
@@ -46,21 +46,7 @@ def plot_class_fractions(
     class_names : sequence of str
         (K,) names on the x axis.
     """
-    fig = Figure(figsize=(max(6, 0.5 * len(class_names) + 2), 3.6))
-    ax = fig.subplots()
-    positions = np.arange(len(class_names))
-    width = 0.8 / max(len(fractions), 1)
-    for i, (name, values) in enumerate(fractions.items()):
-        ax.bar(positions + i * width - 0.4 + width / 2, np.nan_to_num(values), width, label=name)
-    ax.set_xticks(
-        positions, [str(n) for n in class_names], rotation=45 if len(class_names) > 12 else 0
-    )
-    ax.set_ylabel("robust fraction")
-    ax.set_ylim(0, 1.0)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
-    return figure_png(fig)
+    return grouped_bars(fractions, class_names, title, "robust fraction", ylim=(0, 1.0))
 
 
 def plot_examples(

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robust_data.arrays import SampleArrays, decode_samples, num_classes
+from robust_data.arrays import SampleArrays, class_names, decode_samples
 from robust_data.models import TrainedModel
 from robust_data.rpr.engine import RprOptions, RprResult, score_rpr
 from robust_data.rpr.plots import plot_class_fractions, plot_curves, plot_examples
@@ -97,13 +97,6 @@ class RprScores:
             ),
             "examples": plot_examples(*self.examples()),
         }
-
-
-def class_names(samples: pa.Table) -> list[str]:
-    """(K,) label names of a samples table, indexed by label."""
-    pairs = samples.select(["label", "label_name"]).group_by(["label", "label_name"]).aggregate([])
-    names = {int(r["label"]): str(r["label_name"]) for r in pairs.to_pylist()}
-    return [names.get(i, str(i)) for i in range(num_classes(samples))]
 
 
 def score_samples(
