@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robust_data.corrupt import _name_key
-from robust_data.rpr.rng import sample_keys, uniform
+from robust_data.rpr.rng import purpose_key, sample_keys, uniform
 
 _SPEC = re.compile(r"^\s*(fgsm|pgd)\s*(?:\((.*)\))?\s*$")
 
@@ -94,7 +93,7 @@ def attack(
     x = x0.clone()
     if att.name == "pgd":
         ids = list(sample_ids) if sample_ids is not None else [str(i) for i in range(len(x0))]
-        keys = sample_keys(ids, device=x0.device) ^ _name_key(f"attack:{att.spec}")
+        keys = sample_keys(ids, device=x0.device) ^ purpose_key(f"attack:{att.spec}")
         u = uniform(seed, keys, torch.zeros(1, dtype=torch.int64, device=x0.device), x0[0].numel())
         x = (x0 + (u[:, 0].view_as(x0) * 2 - 1) * att.eps).clamp(0, 1)
     for _ in range(att.steps):

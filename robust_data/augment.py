@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from robust_data.corrupt import _name_key, _Stream
 from robust_data.corrupt.ops import gaussian_blur, normal
-from robust_data.rpr.rng import sample_keys
+from robust_data.rpr.rng import Stream, purpose_key, sample_keys
 
 BINS = 31
 Op = Callable[[torch.Tensor, float], torch.Tensor]  # (C, H, W) uint8, signed magnitude in [-1, 1]
@@ -218,14 +217,14 @@ def augment(images: torch.Tensor, spec: str, seed: int, sample_ids: Sequence[str
     aug = parse_augmentation(spec)
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images (N, 1 or 3, H, W); found shape {tuple(images.shape)}")
-    keys = sample_keys(list(sample_ids)) ^ _name_key(f"augment:{aug.spec}")
+    keys = sample_keys(list(sample_ids)) ^ purpose_key(f"augment:{aug.spec}")
     pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     out = []
     for i in range(pixels.shape[0]):
-        stream = _Stream(seed, keys[i : i + 1], torch.zeros(1, dtype=torch.int64))
+        stream = Stream(seed, keys[i : i + 1], torch.zeros(1, dtype=torch.int64))
         buffer: list[float] = []
 
-        def draw(stream: _Stream = stream, buffer: list[float] = buffer) -> float:
+        def draw(stream: Stream = stream, buffer: list[float] = buffer) -> float:
             if not buffer:
                 buffer.extend(stream(64)[0].tolist())
             return buffer.pop(0)

@@ -8,14 +8,13 @@ it is in, the order of the batch or the device.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from robust_data.corrupt.library import CORRUPTIONS, IMAGENET_C, MNIST_C, Corruption
-from robust_data.rpr.rng import sample_keys, uniform
+from robust_data.rpr.rng import Stream, purpose_key, sample_keys
 
 __all__ = [
     "CORRUPTIONS",
@@ -28,22 +27,6 @@ __all__ = [
 ]
 
 MIN_SIZE = 8
-
-
-class _Stream:
-    """Uniform numbers for M images, drawn in consecutive pieces: a fresh stream per call."""
-
-    def __init__(self, seed: int, keys: torch.Tensor, steps: torch.Tensor):
-        self.seed, self.keys, self.steps, self.offset = seed, keys, steps[:, None], 0
-
-    def __call__(self, count: int) -> torch.Tensor:
-        out = uniform(self.seed, self.keys, self.steps, count, start=self.offset)[:, 0]
-        self.offset += count
-        return out
-
-
-def _name_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"corruption:{name}".encode()).digest()[:4], "big")
 
 
 def _check(images: torch.Tensor, name: str, severity: int) -> Corruption:
@@ -81,7 +64,7 @@ def corrupt_keyed(
     if images.shape[0] == 0:
         return images.clone()
     steps = torch.zeros_like(keys) if steps is None else steps.to(keys.device)
-    stream = _Stream(seed, keys ^ _name_key(name), steps)
+    stream = Stream(seed, keys ^ purpose_key(name), steps)
     scale = min(images.shape[2:]) / corruption.reference_size
     x = images.float()
     out = corruption.fn(x, corruption.table[severity - 1], stream, scale)

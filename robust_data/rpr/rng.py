@@ -97,3 +97,34 @@ def _mix32_int32_(x: torch.Tensor) -> torch.Tensor:
     x *= _signed32(0xC2B2AE35)
     x ^= (x >> 16) & 0xFFFF
     return x
+
+
+def purpose_key(name: str) -> int:
+    """A 32-bit key for one use of the noise (a corruption, an augmentation, an attack).
+
+    XOR it into the sample keys so that each use draws its own numbers. (The ``corruption:``
+    prefix is part of the formula for every use, so existing outputs stay the same.)
+    """
+    return int.from_bytes(hashlib.sha256(f"corruption:{name}".encode()).digest()[:4], "big")
+
+
+class Stream:
+    """Uniform numbers for M keyed items, drawn in consecutive pieces: fresh numbers per call.
+
+    Parameters
+    ----------
+    seed : int
+    keys : torch.Tensor
+        (M,) int64 keys.
+    steps : torch.Tensor
+        (M,) int64 step of each item (RPR's try number; 0 otherwise).
+    """
+
+    def __init__(self, seed: int, keys: torch.Tensor, steps: torch.Tensor):
+        self.seed, self.keys, self.steps, self.offset = seed, keys, steps[:, None], 0
+
+    def __call__(self, count: int) -> torch.Tensor:
+        """(M, count) float32 in [0, 1)."""
+        out = uniform(self.seed, self.keys, self.steps, count, start=self.offset)[:, 0]
+        self.offset += count
+        return out
