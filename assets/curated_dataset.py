@@ -7,11 +7,14 @@ from dagster import (
     AssetRecordsFilter,
     Config,
     MetadataValue,
+    Output,
     asset,
 )
 
+from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
 from pipelines.resources import HomeResource
+from robust_data.checks import check_export
 from robust_data.export import UPSTREAM, export_dataset, file_sha256
 
 
@@ -40,6 +43,9 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     kinds={"parquet"},
     description="The export at <home>/exports/<dataset>: train.parquet, test.parquet, README.md "
     "(dataset card), lineage.json; one row per file here.",
+    check_specs=[
+        check_spec("curated_dataset", "valid", "Every exported file exists, matches its sha256 and rows.")
+    ],
 )
 def curated_dataset(
     context: AssetExecutionContext, config: CuratedDatasetConfig, home: HomeResource
@@ -67,4 +73,5 @@ def curated_dataset(
             "card": MetadataValue.md((result.path / "README.md").read_text()[:4000]),
         }
     )
-    return table
+    yield Output(table)
+    yield check_result("curated_dataset", "valid", check_export(table))

@@ -3,11 +3,8 @@
 import base64
 
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
-    AssetKey,
     AssetOut,
     Config,
     MetadataValue,
@@ -15,8 +12,10 @@ from dagster import (
     multi_asset,
 )
 
+from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from robust_data.arrays import class_names
+from robust_data.arrays import class_names, num_classes
+from robust_data.checks import check_class_balance, check_ledger
 from robust_data.curation import Curation, CurationPolicy, class_count_chart, select_curated
 
 
@@ -30,6 +29,7 @@ class CurationConfig(Config):
     drop_outliers: bool = True
     dedupe: bool = True
     quota_mode: str = "smallest"  # fixed, smallest, cap or none
+    balance_tolerance: float = 0.1  # checked: 1 - smallest/largest kept class count <= this
     per_class: int = 1500  # for fixed and cap (the paper kept 1,500 per class)
     seed: int = 0
 
@@ -69,12 +69,16 @@ def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
         "label_quality": AssetIn(),
     },
     check_specs=[
-        AssetCheckSpec(
+        check_spec(
+            "curation_ledger",
             "conservation",
-            asset="curation_ledger",
-            blocking=True,
-            description="Ledger rows equal input rows; kept rows equal the curated table.",
-        )
+            "Ledger rows equal input rows; kept rows equal the curated table; drops have reasons.",
+        ),
+        check_spec(
+            "curated_samples",
+            "class_balance",
+            "Every class kept, and 1 - smallest/largest class count within the policy's tolerance.",
+        ),
     ],
     partitions_def=DATASETS,
     group_name="curation",
@@ -88,10 +92,10 @@ def curation_assets(
     train = raw_samples.filter(pc.equal(raw_samples.column("split"), "train"))
     settings = config.model_dump()
     settings["min_steps_to_flip"] = settings["min_steps_to_flip"] or None
+    tolerance = settings.pop("balance_tolerance")
     result = select_curated(train, rpr_scores, label_quality, CurationPolicy(**settings))
     for label, (quota, kept) in result.shortfalls.items():
         context.log.warning(f"class {label} kept {kept} of its quota {quota}")
-    kept = int(pc.sum(result.ledger.column("kept").cast("int64")).as_py() or 0)
     yield Output(
         result.curated,
         output_name="curated_samples",
@@ -102,14 +106,7 @@ def curation_assets(
         output_name="curation_ledger",
         metadata={"dagster/row_count": result.ledger.num_rows},
     )
-    yield AssetCheckResult(
-        check_name="conservation",
-        asset_key=AssetKey("curation_ledger"),
-        passed=result.ledger.num_rows == train.num_rows and kept == result.curated.num_rows,
-        metadata={
-            "input_rows": train.num_rows,
-            "ledger_rows": result.ledger.num_rows,
-            "kept_rows": kept,
-            "curated_rows": result.curated.num_rows,
-        },
-    )
+    conservation = check_ledger(result.ledger, train.num_rows, result.curated.num_rows)
+    yield check_result("curation_ledger", "conservation", conservation)
+    balance = check_class_balance(result.curated, num_classes(raw_samples), tolerance)
+    yield check_result("curated_samples", "class_balance", balance)

@@ -2,10 +2,12 @@
 
 import base64
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 
+from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
 from robust_data.arrays import class_names
+from robust_data.checks import check_label_quality
 from robust_data.label_quality import LabelQuality, LabelQualityOptions, assess_labels
 
 
@@ -32,6 +34,9 @@ def _per_class_md(result: LabelQuality, names: list[str]) -> str:
     kinds={"parquet", "python"},
     description="Per training sample: label_quality (low = suspect), is_label_issue, "
     "suggested_label, outlier and near-duplicate findings.",
+    check_specs=[
+        check_spec("label_quality", "valid", "One row per training sample, scores in [0, 1], no NaN.")
+    ],
 )
 def label_quality(
     context: AssetExecutionContext, config: LabelQualityConfig, oof_predictions, raw_samples
@@ -59,4 +64,5 @@ def label_quality(
         meta["class_imbalance"] = MetadataValue.json(result.class_imbalance)
         meta["datalab_summary"] = MetadataValue.json(result.issue_summary)
     context.add_output_metadata(meta)
-    return table
+    yield Output(table)
+    yield check_result("label_quality", "valid", check_label_quality(table, oof_predictions))

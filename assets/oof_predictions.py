@@ -2,9 +2,12 @@
 
 import json
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 
+from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
+from pipelines.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
+from robust_data.checks import check_oof
 from robust_data.models import ModelConfig
 from robust_data.oof import OofOptions, oof_predictions
 from robust_data.reference import load_reference
@@ -17,7 +20,7 @@ class OofPredictionsConfig(Config):
     embedding_dim: int = 64  # PCA components of the reference model's penultimate layer
     seed: int = 0  # fold assignment and PCA
     epochs: int = 0  # 0: the reference model's epochs
-    device: str = "auto"  # auto: CUDA when present, else the CPU
+    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
 
 
 @asset(
@@ -27,10 +30,17 @@ class OofPredictionsConfig(Config):
     group_name="label_quality",
     kinds={"pytorch", "parquet"},
     description="Per training sample: held-out fold, out-of-fold pred_probs (K), embedding (D).",
+    op_tags=GPU_STEP_TAGS,
+    check_specs=[
+        check_spec(
+            "oof_predictions", "valid", "Schema, no NaN, probabilities in [0, 1] summing to 1."
+        )
+    ],
 )
 def oof_predictions_asset(
     context: AssetExecutionContext,
     config: OofPredictionsConfig,
+    compute: ComputeResource,
     raw_samples,
     reference_model,
 ):
@@ -44,9 +54,10 @@ def oof_predictions_asset(
         model=ModelConfig(**recipe),
         embedding_dim=config.embedding_dim,
         seed=config.seed,
-        device=config.device,
+        device=config.device or compute.device,
     )
-    result = oof_predictions(raw_samples, reference, options)
+    with transient_failures_retried(context):
+        result = oof_predictions(raw_samples, reference, options)
     for note in result.warnings:
         context.log.warning(note)
     accuracy = float((result.pred_probs.argmax(axis=1) == result.labels).mean())
@@ -61,4 +72,6 @@ def oof_predictions_asset(
             "warnings": MetadataValue.text("; ".join(result.warnings) or "none"),
         }
     )
-    return result.table({"seed": config.seed, "embedding_dim": config.embedding_dim})
+    table = result.table({"seed": config.seed, "embedding_dim": config.embedding_dim})
+    yield Output(table)
+    yield check_result("oof_predictions", "valid", check_oof(table, raw_samples))

@@ -12,7 +12,9 @@ from dagster import (
     multi_asset,
 )
 
+from assets.checks import check_result, check_spec
 from pipelines.resources import HomeResource
+from robust_data.checks import check_rejects, check_samples
 from robust_data.ingest import IngestOptions, IngestResult, ingest, parse_size
 from robust_data.preview import preview_grid
 
@@ -62,6 +64,14 @@ def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
     },
     partitions_def=DATASETS,
     group_name="ingest",
+    check_specs=[
+        check_spec(
+            "raw_samples",
+            "valid",
+            "Schema, unique sample_ids, labels 0..K-1 with one name each, >= 2 train classes.",
+        ),
+        check_spec("ingest_rejects", "valid", "Schema; every reject says why.", blocking=False),
+    ],
 )
 def raw_samples_assets(
     context: AssetExecutionContext, config: RawSamplesConfig, home: HomeResource
@@ -88,3 +98,5 @@ def raw_samples_assets(
         metadata={"dagster/row_count": result.rejects.num_rows},
     )
     yield Output(result.samples, output_name="raw_samples", metadata=_metadata(result))
+    yield check_result("raw_samples", "valid", check_samples(result.samples))
+    yield check_result("ingest_rejects", "valid", check_rejects(result.rejects))

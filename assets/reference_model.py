@@ -1,9 +1,16 @@
 """``reference_model``: the dataset's reference model, trained on its train split."""
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 
+from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from pipelines.resources import HomeResource
+from pipelines.resources import (
+    GPU_STEP_TAGS,
+    ComputeResource,
+    HomeResource,
+    transient_failures_retried,
+)
+from robust_data.checks import check_model_table
 from robust_data.models import ModelConfig
 from robust_data.reference import train_reference
 
@@ -18,8 +25,8 @@ class ReferenceModelConfig(Config):
     optimizer: str = "adam"  # adam (the paper's) or sgd
     lr: float = 1e-3
     seed: int = 0
-    precision: str = "auto"  # auto: bf16 where the hardware has bf16 matrix units
-    device: str = "auto"  # auto: CUDA when present, else the CPU
+    precision: str = ""  # auto, fp32 or bf16; empty: the compute resource's precision
+    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
 
 
 @asset(
@@ -28,15 +35,25 @@ class ReferenceModelConfig(Config):
     group_name="scoring",
     kinds={"pytorch", "parquet"},
     description="The reference model: weight file path, sha256, config, train/test accuracy.",
+    op_tags=GPU_STEP_TAGS,
+    check_specs=[
+        check_spec("reference_model", "valid", "Accuracies in [0, 1]; the weight file matches its sha256.")
+    ],
 )
 def reference_model(
-    context: AssetExecutionContext, config: ReferenceModelConfig, home: HomeResource, raw_samples
+    context: AssetExecutionContext,
+    config: ReferenceModelConfig,
+    home: HomeResource,
+    compute: ComputeResource,
+    raw_samples,
 ):
     """Train the reference model (one core call: :func:`robust_data.reference.train_reference`)."""
     settings = config.model_dump()
-    device = settings.pop("device")
+    device = settings.pop("device") or compute.device
+    settings["precision"] = settings["precision"] or compute.precision
     weights = home.store().storage_root / "reference_model" / f"{context.partition_key}.pt"
-    table = train_reference(raw_samples, ModelConfig(**settings), weights, device=device)
+    with transient_failures_retried(context):
+        table = train_reference(raw_samples, ModelConfig(**settings), weights, device=device)
     row = table.to_pylist()[0]
     context.add_output_metadata(
         {
@@ -50,4 +67,5 @@ def reference_model(
             "device": f"{row['device']} ({row['precision']})",
         }
     )
-    return table
+    yield Output(table)
+    yield check_result("reference_model", "valid", check_model_table(table))

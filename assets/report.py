@@ -4,16 +4,19 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from pipelines.resources import HomeResource
+from pipelines.resources import GPU_STEP_TAGS, HomeResource
 from robust_data.arrays import decode_samples, num_classes
+from robust_data.checks import check_model_table, check_report
 from robust_data.models import ModelConfig, load_model
 from robust_data.reference import load_reference
 from robust_data.report import (
     Candidate,
+    add_variants,
     build_report,
     inline_png,
     original_count,
@@ -46,11 +49,20 @@ class RetrainedModelConfig(Config):
 
 
 @asset(
-    ins={"curated_dataset": AssetIn(), "reference_model": AssetIn(), "raw_samples": AssetIn()},
+    ins={
+        "curated_dataset": AssetIn(),
+        "reference_model": AssetIn(),
+        "raw_samples": AssetIn(),
+        "variants": AssetIn(),
+    },
     partitions_def=DATASETS,
     group_name="report",
     kinds={"pytorch", "parquet"},
     description="Models trained with the reference recipe on the curated export (and baselines).",
+    op_tags=GPU_STEP_TAGS,
+    check_specs=[
+        check_spec("retrained_model", "valid", "Accuracies in [0, 1]; weight files match sha256.")
+    ],
 )
 def retrained_model(
     context: AssetExecutionContext,
@@ -59,6 +71,7 @@ def retrained_model(
     curated_dataset,
     reference_model,
     raw_samples,
+    variants,
 ):
     """Retrain (core calls: :func:`robust_data.report.retrain` per model)."""
     export = Path(curated_dataset.column("path")[0].as_py()).parent
@@ -69,7 +82,9 @@ def retrained_model(
     size = original_count(export)  # the curated set without its variants
     jobs = {"retrained": curated}
     if "random_subset" in config.baselines:
-        jobs["random_subset"] = random_subset(data.where(data.splits == "train"), size, config.seed)
+        subset = random_subset(data.where(data.splits == "train"), size, config.seed)
+        # The same variants as the curated export, of the subset's own parents.
+        jobs["random_subset"] = add_variants(subset, variants) if config.with_variants else subset
     folder = home.store().storage_root / "retrained_model"
     rows = []
     for name, train in jobs.items():
@@ -90,7 +105,9 @@ def retrained_model(
             for r in rows
         }
     )
-    return pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA)
+    table = pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA)
+    yield Output(table)
+    yield check_result("retrained_model", "valid", check_model_table(table, RETRAINED_SCHEMA))
 
 
 class RobustnessReportConfig(Config):
@@ -112,6 +129,9 @@ class RobustnessReportConfig(Config):
     kinds={"parquet"},
     description="Per model: training-set size, test accuracy, test robust fraction, ECE, corruption "
     "accuracy and mCE; the full report is under <home>/reports/<dataset>/.",
+    check_specs=[
+        check_spec("robustness_report", "valid", "No NaN; fractions in [0, 1]; reference mCE is 1.")
+    ],
 )
 def robustness_report(
     context: AssetExecutionContext,
@@ -155,4 +175,5 @@ def robustness_report(
             "report": MetadataValue.path(str(path)),
         }
     )
-    return report.table
+    yield Output(report.table)
+    yield check_result("robustness_report", "valid", check_report(report.table))

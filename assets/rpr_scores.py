@@ -1,14 +1,37 @@
-"""``rpr_scores``: every datapoint's RPR under the reference model, with the paper's plots."""
+"""``rpr_scores``: every datapoint's RPR under the reference model, with the paper's plots.
+
+A graph-backed asset that fans out: ``plan_rpr_shards`` emits one step per shard,
+``score_rpr_shard`` scores one contiguous slice of the samples (a worker process under the
+multiprocess executor, a pod with a GPU under the Kubernetes executor) and
+``merge_rpr_shards`` joins them into the table one unsharded run gives, bit for bit.
+"""
 
 import base64
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+import pyarrow as pa
+from dagster import (
+    AssetCheckSpec,
+    AssetIn,
+    Config,
+    DynamicOut,
+    DynamicOutput,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    Output,
+    config_mapping,
+    graph_asset,
+    op,
+)
 from pydantic import Field
 
+from assets.checks import check_result
 from assets.raw_samples import DATASETS
+from pipelines.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
+from robust_data.checks import check_rpr_scores
 from robust_data.reference import load_reference
 from robust_data.rpr.engine import MAX_STEPS, RprOptions
-from robust_data.rpr.scoring import SPLITS, RprScores, score_samples
+from robust_data.rpr.scoring import SPLITS, RprScores, Shard, merge_shards, score_samples
 
 
 class RprScoresConfig(Config):
@@ -18,16 +41,46 @@ class RprScoresConfig(Config):
     max_steps: int = MAX_STEPS
     seed: int = 0
     splits: list[str] = Field(default_factory=lambda: list(SPLITS))  # train, test
-    device: str = "auto"  # auto: CUDA when present, else the CPU
-    precision: str = "auto"  # auto: bf16 where the hardware has bf16 matrix units
+    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
+    precision: str = ""  # auto, fp32 or bf16; empty: the compute resource's precision
     batch_size: int = 4096  # perturbed images per forward pass (bounds memory)
+    shards: int = 1  # slices scored as separate steps (parallel processes or pods)
+
+
+class ShardPlanConfig(Config):
+    """How many shards."""
+
+    shards: int = 1
+
+
+class ShardConfig(Config):
+    """The scoring options every shard uses (one scoring: the same for all)."""
+
+    scheme: str = "pixels"
+    max_steps: int = MAX_STEPS
+    seed: int = 0
+    splits: list[str] = Field(default_factory=lambda: list(SPLITS))
+    device: str = ""
+    precision: str = ""
+    batch_size: int = 4096
+
+
+@config_mapping
+def _split_config(config: RprScoresConfig) -> dict:
+    """The asset's one config block -> the config of its three steps."""
+    settings = config.model_dump()
+    shards = settings.pop("shards")
+    return {
+        "plan_rpr_shards": {"config": {"shards": shards}},
+        "score_rpr_shard": {"config": settings},
+    }
 
 
 def _image(png: bytes, alt: str) -> MetadataValue:
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def _metadata(scores: RprScores) -> dict[str, MetadataValue]:
+def _metadata(scores: RprScores, shards: int) -> dict[str, MetadataValue]:
     result = scores.result
     meta: dict[str, MetadataValue] = {
         "dagster/row_count": MetadataValue.int(scores.table.num_rows),
@@ -35,7 +88,9 @@ def _metadata(scores: RprScores) -> dict[str, MetadataValue]:
         "max_steps": MetadataValue.int(result.max_steps),
         "model_sha256": scores.table.column("model_sha256")[0].as_py(),
         "device": f"{result.device} ({result.precision})",
+        "shards": MetadataValue.int(shards),
         "tries": MetadataValue.int(result.tries),
+        # Over the slowest shard's wall time: the rate of the whole (parallel) scoring.
         "tries_per_second": MetadataValue.float(round(result.tries / result.seconds, 1)),
     }
     for split, fraction in scores.robust_fraction().items():
@@ -50,26 +105,76 @@ def _metadata(scores: RprScores) -> dict[str, MetadataValue]:
     return meta
 
 
-@asset(
-    ins={"raw_samples": AssetIn(), "reference_model": AssetIn()},
-    partitions_def=DATASETS,
-    group_name="scoring",
-    kinds={"pytorch", "parquet"},
-    description="Per sample: clean prediction, steps_to_flip (null = robust), flip prediction.",
-)
-def rpr_scores(
-    context: AssetExecutionContext, config: RprScoresConfig, raw_samples, reference_model
-):
-    """Score RPR (one core call: :func:`robust_data.rpr.scoring.score_samples`)."""
+@op(out=DynamicOut(pa.Table))
+def plan_rpr_shards(config: ShardPlanConfig):
+    """One output per shard: a one-row table (shard, count)."""
+    if config.shards < 1:
+        raise ValueError(f"expected shards >= 1; found {config.shards}; pass shards: 1 or more")
+    for index in range(config.shards):
+        yield DynamicOutput(
+            pa.table({"shard": [index], "count": [config.shards]}), mapping_key=f"shard_{index}"
+        )
+
+
+@op(tags=GPU_STEP_TAGS, retry_policy=None)
+def score_rpr_shard(
+    context: OpExecutionContext,
+    config: ShardConfig,
+    compute: ComputeResource,
+    shard: pa.Table,
+    raw_samples: pa.Table,
+    reference_model: pa.Table,
+) -> pa.Table:
+    """Score one shard (one core call: :func:`robust_data.rpr.scoring.score_samples`)."""
+    spec = Shard(shard.column("shard")[0].as_py(), shard.column("count")[0].as_py())
     model, weights = load_reference(reference_model)
     options = RprOptions(
         scheme=config.scheme,
         max_steps=config.max_steps,
         seed=config.seed,
-        device=config.device,
-        precision=config.precision,
+        device=config.device or compute.device,
+        precision=config.precision or compute.precision,
         batch_size=config.batch_size,
     )
-    scores = score_samples(raw_samples, model, weights.sha256, options, tuple(config.splits))
-    context.add_output_metadata(_metadata(scores))
+    with transient_failures_retried(context):
+        scores = score_samples(
+            raw_samples, model, weights.sha256, options, tuple(config.splits), shard=spec
+        )
+    context.log.info(
+        f"shard {spec.index + 1}/{spec.count}: {scores.table.num_rows} samples, "
+        f"{scores.result.tries:,} tries in {scores.result.seconds:.1f} s"
+    )
     return scores.table
+
+
+@op(out={"result": Out(pa.Table), "rpr_scores_valid": Out(is_required=False)})
+def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_samples: pa.Table):
+    """Merge the shards (one core call: :func:`robust_data.rpr.scoring.merge_shards`)."""
+    scores = merge_shards(shards, raw_samples)
+    yield Output(scores.table, "result", metadata=_metadata(scores, len(shards)))
+    yield check_result("rpr_scores", "valid", check_rpr_scores(scores.table, raw_samples))
+
+
+@graph_asset(
+    ins={"raw_samples": AssetIn(), "reference_model": AssetIn()},
+    partitions_def=DATASETS,
+    group_name="scoring",
+    kinds={"pytorch", "parquet"},
+    description="Per sample: clean prediction, steps_to_flip (null = robust), flip prediction.",
+    config=_split_config,
+    check_specs=[
+        AssetCheckSpec(
+            "valid",
+            asset="rpr_scores",
+            blocking=True,
+            description="Schema, one row per scored sample, steps in 1..max_steps, flags agree.",
+        )
+    ],
+)
+def rpr_scores(raw_samples, reference_model):
+    """Plan the shards, score each, merge them."""
+    scored = plan_rpr_shards().map(
+        lambda shard: score_rpr_shard(shard, raw_samples, reference_model)
+    )
+    merged = merge_rpr_shards(scored.collect(), raw_samples)
+    return {"result": merged.result, "rpr_scores_valid": merged.rpr_scores_valid}

@@ -2,10 +2,12 @@
 
 import base64
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
+from robust_data.checks import check_variants
 from robust_data.plots import image_grid
 from robust_data.reference import load_reference
 from robust_data.variants import DEFAULT_TRANSFORMS, make_variants
@@ -26,6 +28,9 @@ class VariantsConfig(Config):
     kinds={"pytorch", "parquet"},
     description="One row per variant: variant_id, parent_sample_id, transform, severity, seed, "
     "label, PNG image.",
+    check_specs=[
+        check_spec("variants", "valid", "Schema; every parent is a sample with the same label.")
+    ],
 )
 def variants(context: AssetExecutionContext, config: VariantsConfig, raw_samples, reference_model):
     """Make variants (one core call: :func:`robust_data.variants.make_variants`).
@@ -47,4 +52,5 @@ def variants(context: AssetExecutionContext, config: VariantsConfig, raw_samples
             "gallery": MetadataValue.md(f"![variants](data:image/png;base64,{png})"),
         }
     )
-    return result.table
+    yield Output(result.table)
+    yield check_result("variants", "valid", check_variants(result.table, raw_samples))

@@ -25,7 +25,7 @@ from robust_data.ingest import IngestResult, parse_size
 from robust_data.query import FORMATS, QueryError, run_query
 from robust_data.schema import read_metadata
 from robust_data.sources import PATH_SOURCES, SOURCES, resolve_source
-from robust_data.store import HOME_ENV, Registration, Store, write_text_atomic
+from robust_data.store import HOME_ENV, Registration, Store, table_location, write_text_atomic
 
 DEFAULT_DATASET = "mnist-5k"
 EXAMPLE_SQL = "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"
@@ -277,7 +277,7 @@ def _resolve_dataset(
 
 def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
     """Summary lines of the reference model and the RPR scores, when the job made them."""
-    if job == "ingest_job" or not store.table_path("rpr_scores", name).exists():
+    if job == "ingest_job" or not store.has("rpr_scores", name):
         return []
     from robust_data.rpr.table import robust_fraction_by_split
 
@@ -296,7 +296,7 @@ def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
         f"  rpr_scores: {params.get('scheme')}, max_steps {params.get('max_steps')}: robust fraction "
         + ", ".join(f"{split} {fraction:.4f}" for split, fraction in fractions.items())
     )
-    if store.table_path("label_quality", name).exists():
+    if store.has("label_quality", name):
         quality = store.read("label_quality", name)
         issues = sum(quality.column("is_label_issue").to_pylist())
         extra = ""
@@ -308,13 +308,13 @@ def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
             f"  label_quality: {issues:,} label issues in {quality.num_rows:,} training samples "
             f"({issues / max(quality.num_rows, 1):.1%}){extra}"
         )
-    if store.table_path("variants", name).exists():
+    if store.has("variants", name):
         made = store.read("variants", name)
         kinds = sorted(set(made.column("transform").to_pylist()))
         lines.append(
             f"  variants: {made.num_rows:,} images from {len(kinds)} transforms ({', '.join(kinds)})"
         )
-    if store.table_path("curation_ledger", name).exists():
+    if store.has("curation_ledger", name):
         reasons = store.read("curation_ledger", name).column("reason").to_pylist()
         dropped = ", ".join(f"{r} {reasons.count(r):,}" for r in sorted({r for r in reasons if r}))
         lines.append(
@@ -350,7 +350,8 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             f"  raw_samples: {result.samples.num_rows:,} rows, {len(counts)} classes ({per_class}); splits: {splits}",
             f"  rejects: {result.rejects.num_rows:,} unreadable images left out",
             *_scoring_lines(store, name, job),
-            f"  Parquet: {store.table_path('raw_samples', name)} (and beside it, one folder per table)",
+            f"  Parquet: {table_location(store.tables_root, 'raw_samples', name)} "
+            "(and beside it, one folder per table)",
             f"  Dagster instance: {store.dagster_home}",
             f"Open the UI: robust-data ui --home {store.home}   (then http://127.0.0.1:3000, Assets)",
             f'Query:       robust-data query --home {store.home} "{EXAMPLE_SQL}"',
@@ -361,7 +362,7 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
 
 def _report_section(store: Store, name: str, job: str) -> list[str]:
     """The report table, last, when the job made one."""
-    if job == "ingest_job" or not store.table_path("robustness_report", name).exists():
+    if job == "ingest_job" or not store.has("robustness_report", name):
         return []
     return ["", *_report_lines(store, name)]
 

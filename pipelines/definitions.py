@@ -2,12 +2,16 @@
 
 The home folder comes from ``ROBUST_DATA_HOME`` (default ``./.robust-data``); set
 ``DAGSTER_HOME`` to ``<home>/dagster`` so that the UI sees the CLI's runs (``robust-data ui``
-does both).
+does both). ``ROBUST_DATA_STORE`` moves the tables (a folder or an fsspec URL),
+``ROBUST_DATA_DEVICE`` picks the compute device and ``ROBUST_DATA_MAX_CONCURRENT`` bounds the
+steps that run at once (default 2) when a run is launched from the UI, a sensor or a schedule.
 """
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job
+import os
+
+from dagster import Definitions, JobDefinition, multiprocess_executor
 
 from assets import (
     curated_dataset,
@@ -21,22 +25,21 @@ from assets import (
     rpr_scores,
     variants,
 )
-from pipelines.resources import HomeResource, ParquetIOManager
+from pipelines.automation import curation_schedule, inbox_sensor
+from pipelines.jobs import JOBS, curation_job, ingest_job, scoring_job
+from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager, default_device
 from robust_data.store import Store
 
-#: The main job: the whole graph for one dataset partition. It grows as the graph grows.
-curation_job = define_asset_job(
-    "curation_job",
-    selection=AssetSelection.all(),
-    description="Curate one dataset (partition): every asset of the graph.",
-)
+MAX_CONCURRENT_ENV = "ROBUST_DATA_MAX_CONCURRENT"
 
-#: Ingestion only: read a dataset into raw_samples and ingest_rejects.
-ingest_job = define_asset_job(
-    "ingest_job",
-    selection=AssetSelection.groups("ingest"),
-    description="Read one dataset (partition) into raw_samples.",
-)
+__all__ = ["build_definitions", "curation_job", "defs", "ingest_job", "scoring_job"]
+
+
+def _max_concurrent() -> int:
+    raw = os.environ.get(MAX_CONCURRENT_ENV, "2")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"expected {MAX_CONCURRENT_ENV} to be an integer >= 1; found {raw!r}")
+    return int(raw)
 
 
 def build_definitions(store: Store | None = None) -> Definitions:
@@ -55,12 +58,31 @@ def build_definitions(store: Store | None = None) -> Definitions:
             retrained_model,
             robustness_report,
         ],
-        jobs=[curation_job, ingest_job],
+        jobs=list(JOBS),
+        sensors=[inbox_sensor],
+        schedules=[curation_schedule],
         resources={
-            "io_manager": ParquetIOManager(root=str(store.storage_root)),
+            "io_manager": ParquetIOManager(root=store.tables_root),
             "home": HomeResource(path=str(store.home)),
+            "compute": ComputeResource(device=default_device()),
         },
+        executor=multiprocess_executor.configured({"max_concurrent": _max_concurrent()}),
     )
 
 
 defs = build_definitions()
+
+
+def resolved_job(name: str) -> JobDefinition:
+    """A job of the environment's definitions (for ``reconstructable`` in worker processes)."""
+    return build_definitions().resolve_job_def(name)
+
+
+def curation_job_def() -> JobDefinition:
+    """The curation job, reconstructable in worker processes."""
+    return resolved_job("curation_job")
+
+
+def scoring_job_def() -> JobDefinition:
+    """The scoring job, reconstructable in worker processes."""
+    return resolved_job("scoring_job")

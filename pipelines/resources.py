@@ -1,8 +1,12 @@
-"""Resources: the home folder (store, registry) and the Parquet IO manager."""
+"""Resources: the home folder, the compute device, the Parquet IO manager, transient retries."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import errno
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 from dagster import (
@@ -10,10 +14,38 @@ from dagster import (
     ConfigurableResource,
     InputContext,
     MetadataValue,
+    OpExecutionContext,
     OutputContext,
+    RetryRequested,
 )
 
-from robust_data.store import Store, table_path, write_parquet_atomic
+from robust_data.store import (
+    Store,
+    is_url,
+    read_parquet,
+    table_location,
+    write_parquet_atomic,
+    write_parquet_url,
+)
+
+#: Compute device for every step that runs a model: ``auto`` (CUDA when present), cpu, cuda.
+DEVICE_ENV = "ROBUST_DATA_DEVICE"
+
+#: Steps that score or train ask the Kubernetes executor for a GPU (ignored when run locally).
+GPU_STEP_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {
+            "resources": {
+                "limits": {"nvidia.com/gpu": "1"},
+                "requests": {"cpu": "2", "memory": "8Gi"},
+            }
+        }
+    }
+}
+
+#: Retries of a step that failed for a reason that can pass, and the first wait (doubling).
+TRANSIENT_RETRIES = 3
+TRANSIENT_WAIT_SECONDS = 5.0
 
 
 class HomeResource(ConfigurableResource):
@@ -25,35 +57,113 @@ class HomeResource(ConfigurableResource):
         return Store.open(self.path)
 
 
-class ParquetIOManager(ConfigurableIOManager):
-    """Stores each asset output (a ``pyarrow.Table``) as Parquet, never as a pickle.
+class ComputeResource(ConfigurableResource):
+    """Where models run: ``device`` auto/cpu/cuda, ``precision`` auto/fp32/bf16.
 
-    Layout: ``<root>/<asset>/<partition>.parquet`` for partitioned assets and
-    ``<root>/<asset>.parquet`` otherwise; writes are atomic (temp file, then rename).
+    A step's own config (``device``/``precision`` fields) wins when it is set.
+    """
+
+    device: str = "auto"
+    precision: str = "auto"
+
+
+def transient(error: BaseException) -> bool:
+    """Whether a failure can pass on a retry: GPU out of memory, or a locked storage file."""
+    try:
+        import torch
+
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            return True
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if isinstance(error, sqlite3.OperationalError):
+        return "locked" in str(error) or "busy" in str(error)
+    if isinstance(error, BlockingIOError):
+        return True
+    return isinstance(error, OSError) and error.errno in (errno.EAGAIN, errno.EBUSY, errno.ETXTBSY)
+
+
+@contextmanager
+def transient_failures_retried(context: OpExecutionContext) -> Iterator[None]:
+    """Turn a transient failure into a Dagster retry with exponential backoff.
+
+    Waits ``TRANSIENT_WAIT_SECONDS * 2**retry`` (5, 10, 20 s) for at most
+    ``TRANSIENT_RETRIES`` retries; any other failure fails the step at once.
+    """
+    try:
+        yield
+    except Exception as error:
+        if not transient(error):
+            raise
+        wait = TRANSIENT_WAIT_SECONDS * 2 ** context.retry_number
+        context.log.warning(
+            f"{type(error).__name__}: {error}; retry {context.retry_number + 1} of "
+            f"{TRANSIENT_RETRIES} in {wait:g} s"
+        )
+        raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=wait) from error
+
+
+class ParquetIOManager(ConfigurableIOManager):
+    """Stores each output (a ``pyarrow.Table``) as Parquet, never as a pickle.
+
+    ``root`` is a local folder or an fsspec URL (``s3://bucket/prefix``). Layout:
+    ``<root>/<asset>/<partition>.parquet`` for partitioned assets, ``<root>/<asset>.parquet``
+    otherwise, and ``<root>/_steps/<run id>/<step>/<output>.parquet`` for the outputs of steps
+    inside a graph-backed asset (the RPR shards). Local writes are atomic (temp file, then
+    rename); a URL gets the whole file in one put.
     """
 
     root: str
 
-    def _path(self, context: InputContext | OutputContext) -> Path:
-        partition = context.partition_key if context.has_partition_key else None
-        return table_path(Path(self.root), "/".join(context.asset_key.path), partition)
+    def _location(self, context: InputContext | OutputContext) -> str:
+        if isinstance(context, InputContext):
+            upstream = context.upstream_output
+            if not context.has_asset_key and upstream is not None:
+                return self._location(upstream)
+        if context.has_asset_key:
+            partition = context.partition_key if context.has_partition_key else None
+            return table_location(self.root, "/".join(context.asset_key.path), partition)
+        run_id, step, output, *mapping = context.get_identifier()
+        name = "__".join([output, *mapping])
+        return table_location(self.root, f"_steps/{run_id}/{step}", name)
 
     def handle_output(self, context: OutputContext, obj: pa.Table) -> None:
         if not isinstance(obj, pa.Table):
+            what = context.asset_key.to_user_string() if context.has_asset_key else context.step_key
             raise TypeError(
-                f"expected a pyarrow.Table from asset {context.asset_key.to_user_string()}; "
-                f"found {type(obj).__name__}; return a table (this IO manager never pickles)"
+                f"expected a pyarrow.Table from {what}; found {type(obj).__name__}; return a "
+                "table (this IO manager never pickles)"
             )
-        path = write_parquet_atomic(obj, self._path(context))
-        context.add_output_metadata({"path": MetadataValue.path(str(path))})
+        location = self._location(context)
+        if is_url(location):
+            write_parquet_url(obj, location)
+        else:
+            write_parquet_atomic(obj, location)
+        if context.has_asset_key:
+            context.add_output_metadata({"path": MetadataValue.path(location)})
 
     def load_input(self, context: InputContext) -> pa.Table:
-        import pyarrow.parquet as pq
-
-        path = self._path(context)
-        if not path.exists():
+        location = self._location(context)
+        try:
+            return read_parquet(location)
+        except FileNotFoundError:
+            what = context.asset_key.to_user_string() if context.has_asset_key else "the step"
             raise FileNotFoundError(
-                f"expected upstream table at {path}; found no file; materialize "
-                f"{context.asset_key.to_user_string()} first"
-            )
-        return pq.read_table(path)
+                f"expected upstream table at {location}; found no file; materialize {what} first"
+            ) from None
+
+
+def default_device() -> str:
+    """The compute device from ``ROBUST_DATA_DEVICE`` (default ``auto``)."""
+    return os.environ.get(DEVICE_ENV, "auto")
+
+
+__all__ = [
+    "GPU_STEP_TAGS",
+    "ComputeResource",
+    "HomeResource",
+    "ParquetIOManager",
+    "default_device",
+    "transient",
+    "transient_failures_retried",
+]

@@ -30,7 +30,7 @@ from robust_data.arrays import class_names
 from robust_data.curation import class_count_chart
 from robust_data.images import content_sha256, decode_image
 from robust_data.schema import META_PREFIX, column_by_id, read_metadata
-from robust_data.store import Store
+from robust_data.store import Store, read_bytes, table_location
 from robust_data.version import __version__, code_revision
 
 FORMATS = ("parquet", "imagefolder")
@@ -155,11 +155,12 @@ def _lineage(
 ) -> dict[str, Any]:
     tables = {}
     for name in (*UPSTREAM, *(("variants",) if with_variants else ())):
-        path = store.table_path(name, dataset)
+        location = table_location(store.tables_root, name, dataset)
+        data = read_bytes(location)
         tables[name] = {
-            "path": str(path),
-            "sha256": file_sha256(path),
-            "rows": pq.read_metadata(path).num_rows,
+            "path": location,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "rows": pq.read_metadata(pa.BufferReader(data)).num_rows,
             "run_id": runs.get(name),
         }
     model = store.read("reference_model", dataset).to_pylist()[0]

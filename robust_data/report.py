@@ -96,6 +96,28 @@ def random_subset(data: SampleArrays, size: int, seed: int) -> SampleArrays:
     return data.where(mask)
 
 
+def add_variants(data: SampleArrays, variants: pa.Table) -> SampleArrays:
+    """``data`` followed by the rows of a ``variants`` table whose parent is in ``data``.
+
+    Gives the random-subset baseline the same variants the curated export carries, so the two
+    differ only in which originals were chosen.
+    """
+    chosen = pa.array(list(data.sample_ids), pa.string())
+    rows = variants.filter(pc.is_in(variants.column("parent_sample_id"), chosen))
+    rows = rows.select(["variant_id", "split", "label", "image"]).rename_columns(
+        ["sample_id", "split", "label", "image"]
+    )
+    extra = decode_samples(rows)
+    if not len(extra):
+        return data
+    return SampleArrays(
+        list(data.sample_ids) + extra.sample_ids,
+        np.concatenate([data.images, extra.images]),
+        np.concatenate([data.labels, extra.labels]),
+        np.concatenate([data.splits, extra.splits]),
+    )
+
+
 def retrain(
     train: SampleArrays,
     recipe: ModelConfig,

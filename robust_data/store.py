@@ -6,7 +6,10 @@ Layout of a home (default ``./.robust-data``; ``--home`` or ``ROBUST_DATA_HOME``
     <home>/dagster/                          DAGSTER_HOME: runs, materializations, schedules
     <home>/datasets.json                     registered datasets: name -> source spec and root
 
-The storage root defaults to ``<home>/store``; ``ROBUST_DATA_STORE`` points it elsewhere.
+The storage root defaults to ``<home>/store``; ``ROBUST_DATA_STORE`` points it elsewhere: a
+local folder, or any fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``memory://...``) for the
+tables. With a URL, the tables go there and the files that are not tables (model weights)
+stay under ``<home>/store``.
 """
 
 from __future__ import annotations
@@ -91,6 +94,66 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
     return _write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """Whether ``location`` is an fsspec URL (``s3://...``) rather than a local path."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def write_parquet_url(table: pa.Table, url: str) -> str:
+    """Write a table to an fsspec URL in one put (object stores publish it whole or not at all)."""
+    import fsspec
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    fs, path = fsspec.core.url_to_fs(url)
+    parent = path.rsplit("/", 1)[0]
+    if parent and parent != path:
+        fs.makedirs(parent, exist_ok=True)
+    fs.pipe_file(path, sink.getvalue().to_pybytes())
+    return url
+
+
+def read_bytes(location: str | os.PathLike[str]) -> bytes:
+    """The bytes stored at a local path or an fsspec URL."""
+    if not is_url(location):
+        return Path(str(location).removeprefix("file://")).read_bytes()
+    import fsspec
+
+    with fsspec.open(str(location), "rb") as handle:
+        return handle.read()
+
+
+def read_parquet(location: str | os.PathLike[str]) -> pa.Table:
+    """Read a Parquet table from a local path or an fsspec URL.
+
+    Raises
+    ------
+    FileNotFoundError
+        When nothing is stored there.
+    """
+    if not is_url(location):
+        path = Path(str(location).removeprefix("file://"))
+        if not path.exists():
+            raise FileNotFoundError(f"expected a Parquet file at {path}; found no file")
+        return pq.read_table(path)
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(str(location))
+    if not fs.exists(path):
+        raise FileNotFoundError(f"expected a Parquet file at {location}; found no object")
+    with fs.open(path, "rb") as handle:
+        return pq.read_table(pa.BufferReader(handle.read()))
+
+
+def table_location(root: str, table: str, partition: str | None = None) -> str:
+    """:func:`table_path` for a storage root that may be an fsspec URL."""
+    if not is_url(root):
+        return str(table_path(Path(root.removeprefix("file://")), table, partition))
+    name = f"{table}.parquet" if partition is None else f"{table}/{partition}.parquet"
+    return f"{root.rstrip('/')}/{name}"
+
+
 def table_path(storage_root: Path, table: str, partition: str | None = None) -> Path:
     """Where a table (one partition of it, when partitioned) lives under a storage root."""
     if partition is None:
@@ -116,11 +179,14 @@ class Store:
     home : Path
         The home folder (absolute).
     storage_root : Path
-        Where tables live; ``<home>/store`` unless configured.
+        Where tables and weight files live; ``<home>/store`` unless configured.
+    tables_url : str
+        An fsspec URL where the tables live instead (empty: under ``storage_root``).
     """
 
     home: Path
     storage_root: Path
+    tables_url: str = ""
 
     @classmethod
     def open(
@@ -129,7 +195,15 @@ class Store:
         """Resolve a home (see :func:`resolve_home`) and its storage root."""
         resolved = resolve_home(home)
         root = storage_root or os.environ.get(STORE_ENV) or resolved / "store"
-        return cls(home=resolved, storage_root=Path(root).expanduser().resolve())
+        if is_url(root):
+            return cls(resolved, resolved / "store", str(root).rstrip("/"))
+        local = Path(str(root).removeprefix("file://")).expanduser().resolve()
+        return cls(home=resolved, storage_root=local)
+
+    @property
+    def tables_root(self) -> str:
+        """Where tables live: the fsspec URL, or the local storage root."""
+        return self.tables_url or str(self.storage_root)
 
     @property
     def dagster_home(self) -> Path:
@@ -150,19 +224,41 @@ class Store:
         return self
 
     def table_path(self, table: str, partition: str | None = None) -> Path:
-        """Where a table (one partition of it, when partitioned) is stored."""
+        """Where a table (one partition of it, when partitioned) is stored locally.
+
+        Raises
+        ------
+        ValueError
+            When the tables live at an fsspec URL (use :meth:`read` or :meth:`has`).
+        """
+        if self.tables_url:
+            raise ValueError(
+                f"expected tables in a local folder; found them at {self.tables_url}; "
+                "read them with Store.read, or unset ROBUST_DATA_STORE to use a local folder"
+            )
         return table_path(self.storage_root, table, partition)
+
+    def has(self, table: str, partition: str | None = None) -> bool:
+        """Whether a table (partition) is stored, locally or at the tables URL."""
+        location = table_location(self.tables_root, table, partition)
+        if not is_url(location):
+            return Path(location).exists()
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(location)
+        return bool(fs.exists(path))
 
     def read(self, table: str, partition: str | None = None) -> pa.Table:
         """Read a stored table; FileNotFoundError names the path and how to make it."""
-        path = self.table_path(table, partition)
-        if not path.exists():
+        location = table_location(self.tables_root, table, partition)
+        try:
+            return read_parquet(location)
+        except FileNotFoundError:
             what = table if partition is None else f"{table}[{partition}]"
             raise FileNotFoundError(
-                f"expected table {what} at {path}; found no file; materialize it first "
+                f"expected table {what} at {location}; found no file; materialize it first "
                 f"(robust-data ingest/curate with --home {self.home})"
-            )
-        return pq.read_table(path)
+            ) from None
 
     def tables(self) -> dict[str, list[Path]]:
         """Every stored table name and its Parquet files (temporary files excluded)."""

@@ -1,8 +1,10 @@
 """Corrupted, augmented and adversarial variants of samples: the ``variants`` table.
 
 A transform is named by a spec string: a corruption (``fog(severity=2)``), an augmentation
-(``trivial_augment``, ``rand_augment(num_ops=2, magnitude=9)``, ...) or an attack
-(``fgsm(eps=0.1)``, ``pgd(eps=0.1, steps=10)``; these need the reference model).
+(``trivial_augment``, ``rand_augment(num_ops=2, magnitude=9)``, ...), an RPR perturbation
+scheme (``pixels``, ``gaussian(sigma=0.1)``, ``salt_pepper(p=0.05)``: one random try of the
+scheme, drawn apart from the scoring's tries) or an attack (``fgsm(eps=0.1)``,
+``pgd(eps=0.1, steps=10)``; these need the reference model).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from robust_data.arrays import class_names, decode_samples
 from robust_data.augment import augment, parse_augmentation
 from robust_data.corrupt import CORRUPTIONS, corrupt
 from robust_data.images import encode_png
-from robust_data.rpr.schemes import parse_scheme
+from robust_data.rpr.rng import purpose_key, sample_keys
+from robust_data.rpr.schemes import Scheme, parse_scheme
 from robust_data.schema import IMAGE_TYPE, table_metadata
 
 VARIANTS_SCHEMA = pa.schema(
@@ -31,7 +34,8 @@ VARIANTS_SCHEMA = pa.schema(
         pa.field("parent_sample_id", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
         pa.field("transform", pa.string(), nullable=False),  # canonical spec
-        pa.field("kind", pa.string(), nullable=False),  # corruption, augmentation, adversarial
+        # corruption, augmentation, perturbation (an RPR scheme) or adversarial
+        pa.field("kind", pa.string(), nullable=False),
         pa.field("severity", pa.int32()),  # corruptions only
         pa.field("seed", pa.int64(), nullable=False),
         pa.field("label", pa.int64(), nullable=False),  # the parent's label
@@ -42,6 +46,7 @@ VARIANTS_SCHEMA = pa.schema(
 """One row per generated image, tied to its parent sample."""
 
 DEFAULT_TRANSFORMS = (
+    "pixels",
     "rotate(severity=2)",
     "fog(severity=2)",
     "gaussian_noise(severity=3)",
@@ -54,7 +59,7 @@ class Transform:
     """A parsed transform spec."""
 
     spec: str
-    kind: str  # corruption, augmentation or adversarial
+    kind: str  # corruption, augmentation, perturbation or adversarial
     name: str
     severity: int | None = None
 
@@ -73,12 +78,15 @@ def parse_transform(spec: str) -> Transform:
         return Transform(scheme.spec, "corruption", scheme.name, scheme.severity)
     if name in ("fgsm", "pgd"):
         return Transform(parse_attack(spec).spec, "adversarial", name)
+    if name in ("pixels", "gaussian", "salt_pepper"):
+        return Transform(parse_scheme(spec).spec, "perturbation", name)
     try:
         return Transform(parse_augmentation(spec).spec, "augmentation", name)
     except ValueError:
         raise ValueError(
             f"expected a corruption ({', '.join(sorted(CORRUPTIONS))}), an augmentation "
-            f"(trivial_augment, rand_augment, augmix, ...) or fgsm/pgd; found {spec!r}"
+            f"(trivial_augment, rand_augment, augmix, ...), an RPR scheme (pixels, gaussian, "
+            f"salt_pepper) or fgsm/pgd; found {spec!r}"
         ) from None
 
 
@@ -95,9 +103,34 @@ def apply_transform(
         return corrupt(images, transform.name, transform.severity or 1, seed, sample_ids)
     if transform.kind == "augmentation":
         return augment(images, transform.spec, seed, sample_ids)
+    if transform.kind == "perturbation":
+        return perturb(images, transform.spec, seed, sample_ids)
     if model is None:
         raise ValueError(f"expected a model for the attack {transform.spec}; found none")
     return attack(model, images, labels, transform.spec, seed, sample_ids)
+
+
+def perturb(images: torch.Tensor, spec: str, seed: int, sample_ids: Sequence[str]) -> torch.Tensor:
+    """One try of an RPR scheme per image, keyed apart from the scoring's tries.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) float in [0, 1].
+    spec : str
+        An RPR scheme spec (``pixels``, ``gaussian(sigma=0.1)``, ...).
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, H, W) in [0, 1].
+    """
+    scheme = parse_scheme(spec)
+    if not isinstance(scheme, Scheme):
+        raise ValueError(f"expected an RPR scheme (pixels, gaussian, salt_pepper); found {spec!r}")
+    keys = sample_keys(list(sample_ids)) ^ purpose_key(f"variant:{scheme.spec}")
+    out = scheme.apply(images, seed, keys, torch.zeros(1, dtype=torch.int64))
+    return out[:, 0]
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +20,39 @@ from robust_data.rpr.table import (
     robustness_curve,
     rpr_table,
 )
+from robust_data.schema import read_metadata, table_metadata
 
 SPLITS = ("train", "test")
+
+#: Keys of a shard table's params that differ between shards (left out of the merged table).
+_SHARD_KEYS = ("shard", "tries", "computed", "seconds")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One of ``count`` contiguous slices of the samples to score.
+
+    Attributes
+    ----------
+    index : int
+        0 .. count-1.
+    count : int
+        Number of shards, >= 1.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(
+                f"expected a shard index in 0..count-1 and count >= 1; found index "
+                f"{self.index} of {self.count}; number shards from 0"
+            )
+
+    def bounds(self, n: int) -> tuple[int, int]:
+        """Row range [start, stop) of this shard among ``n`` rows; shards differ by <= 1 row."""
+        return self.index * n // self.count, (self.index + 1) * n // self.count
 
 
 @dataclass
@@ -107,10 +140,13 @@ def score_samples(
     splits: tuple[str, ...] = SPLITS,
     progress: bool = True,
     limit: int | None = None,
+    shard: Shard | None = None,
 ) -> RprScores:
     """Score the samples of ``splits`` with the engine and build the ``rpr_scores`` table.
 
-    ``limit`` scores only the first N samples of ``splits``.
+    ``limit`` scores only the first N samples of ``splits``; ``shard`` scores only its slice
+    of them (merge the shards' tables with :func:`merge_shards`). Scores depend only on the
+    sample id, the seed and the model, so shards merge to exactly the unsharded table.
 
     Raises
     ------
@@ -123,12 +159,22 @@ def score_samples(
         chosen = chosen.slice(0, max(limit, 0))  # the class count still comes from all samples
     if chosen.num_rows == 0:
         raise ValueError(f"expected samples in splits {list(splits)}; found none")
+    if shard is not None:
+        start, stop = shard.bounds(chosen.num_rows)
+        chosen = chosen.slice(start, stop - start)
     data = decode_samples(chosen)
     names = class_names(samples)
     result = score_rpr(
         model.model, data.images, data.labels, data.sample_ids, len(names), options, progress
     )
-    params = {"splits": list(splits), "batch_size": options.batch_size}
+    params: dict[str, object] = {"splits": list(splits), "batch_size": options.batch_size}
+    if shard is not None:
+        params.update(
+            shard=[shard.index, shard.count],
+            tries=result.tries,
+            computed=result.computed,
+            seconds=result.seconds,
+        )
     table = rpr_table(
         result,
         data.sample_ids,
@@ -139,3 +185,82 @@ def score_samples(
         params,
     )
     return RprScores(table, result, data, names)
+
+
+def _shard_params(table: pa.Table) -> dict[str, object]:
+    meta = read_metadata(table.schema)
+    params = json.loads(meta.get("params", "{}"))
+    if "shard" not in params:
+        raise ValueError(
+            "expected rpr_scores shard tables (from score_samples(..., shard=...)); found a "
+            "table without shard metadata; score with a Shard"
+        )
+    return {**{k: v for k, v in meta.items() if k != "params"}, **params}
+
+
+def merge_shards(tables: Sequence[pa.Table], samples: pa.Table) -> RprScores:
+    """Merge the shard tables of one scoring into the table an unsharded run gives.
+
+    Parameters
+    ----------
+    tables : sequence of pa.Table
+        One ``rpr_scores`` table per shard, any order; together shards 0..count-1, each once,
+        with the same model, scheme, seed and splits.
+    samples : pa.Table
+        The samples table that was scored (for the plots' images and class names).
+
+    Raises
+    ------
+    ValueError
+        When shards are missing, repeated, or come from different scorings.
+    """
+    if not tables:
+        raise ValueError("expected at least one shard table; found none; score the shards first")
+    params = [_shard_params(t) for t in tables]
+    count = params[0]["shard"][1]  # type: ignore[index]
+    indices = sorted(p["shard"][0] for p in params)  # type: ignore[index]
+    if indices != list(range(count)) or any(p["shard"][1] != count for p in params):  # type: ignore[index]
+        raise ValueError(
+            f"expected shards 0..{count - 1} of {count}, each once; found "
+            f"{[p['shard'] for p in params]}; rerun the missing shards"
+        )
+    same = {k: v for k, v in params[0].items() if k not in _SHARD_KEYS}
+    for p in params[1:]:
+        differ = sorted(k for k in same if p.get(k) != same[k] and k != "code_revision")
+        if differ:
+            raise ValueError(
+                f"expected shards of one scoring; found different {differ}; rescore all shards"
+            )
+    order = sorted(range(len(tables)), key=lambda i: params[i]["shard"][0])  # type: ignore[index]
+    merged = pa.concat_tables([tables[i].replace_schema_metadata(None) for i in order])
+    steps = merged.column("steps_to_flip").fill_null(0).to_numpy().astype(np.int64)
+    flip = merged.column("flip_pred").fill_null(-1).to_numpy().astype(np.int64)
+    clean_pred = merged.column("clean_pred").to_numpy().astype(np.int64)
+    result = RprResult(
+        clean_pred=clean_pred,
+        clean_correct=merged.column("clean_correct").to_numpy(zero_copy_only=False).astype(bool),
+        steps_to_flip=steps,
+        flip_pred=flip,
+        scheme=str(same["scheme"]),
+        max_steps=int(same["max_steps"]),  # type: ignore[arg-type]
+        seed=int(same["seed"]),  # type: ignore[arg-type]
+        device=str(same["device"]),
+        precision=str(same["precision"]),
+        tries=sum(int(p["tries"]) for p in params),  # type: ignore[arg-type]
+        computed=sum(int(p["computed"]) for p in params),  # type: ignore[arg-type]
+        seconds=max(float(p["seconds"]) for p in params),  # type: ignore[arg-type]
+    )
+    keep = ("scheme", "max_steps", "seed", "model_sha256", "device", "precision")
+    meta = {k: same[k] for k in keep}
+    meta.update({"splits": same["splits"], "batch_size": same["batch_size"], "shards": count})
+    table = merged.replace_schema_metadata(table_metadata("rpr_scores", str(same["source"]), meta))
+    position = {sid: i for i, sid in enumerate(samples.column("sample_id").to_pylist())}
+    ids = merged.column("sample_id").to_pylist()
+    missing = [sid for sid in ids if sid not in position]
+    if missing:
+        raise ValueError(
+            f"expected every scored sample in the samples table; found {len(missing)} missing "
+            f"(first {missing[0]!r}); merge with the samples table that was scored"
+        )
+    data = decode_samples(samples.take(pa.array([position[sid] for sid in ids])))
+    return RprScores(table, result, data, class_names(samples))

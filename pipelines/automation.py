@@ -1,0 +1,123 @@
+"""Unattended runs: the inbox sensor and the curation schedule.
+
+- ``inbox_sensor`` watches ``$ROBUST_DATA_INBOX`` (default ``<home>/inbox``) for image folders
+  and Parquet files, registers each as a dataset partition and requests a curation run; a
+  re-dropped, changed dataset gets a new run, an unchanged one none.
+- ``curation_schedule`` re-runs curation for every registered dataset on
+  ``$ROBUST_DATA_SCHEDULE_CRON`` (default daily at 03:00 UTC).
+
+Both start RUNNING: with the daemon up (``robust-data ui``), nothing else needs doing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dagster import (
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    schedule,
+    sensor,
+)
+
+from assets.raw_samples import DATASETS
+from pipelines.jobs import curation_job
+from pipelines.resources import HomeResource
+from robust_data.inbox import scan_inbox
+from robust_data.store import Registration, Store
+
+INBOX_ENV = "ROBUST_DATA_INBOX"
+SETTLE_ENV = "ROBUST_DATA_INBOX_SETTLE_SECONDS"
+CRON_ENV = "ROBUST_DATA_SCHEDULE_CRON"
+DEFAULT_CRON = "0 3 * * *"
+
+
+def inbox_folder(store: Store) -> Path:
+    """The inbox: ``$ROBUST_DATA_INBOX``, else ``<home>/inbox``."""
+    configured = os.environ.get(INBOX_ENV)
+    return Path(configured).expanduser().resolve() if configured else store.home / "inbox"
+
+
+def _settle_seconds() -> float:
+    raw = os.environ.get(SETTLE_ENV, "5")
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        raise ValueError(
+            f"expected {SETTLE_ENV} to be a number of seconds; found {raw!r}; set e.g. 5"
+        ) from None
+
+
+@sensor(
+    job=curation_job,
+    minimum_interval_seconds=15,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="New or changed image folders / Parquet files in the inbox -> register the "
+    "dataset and run curation for it.",
+)
+def inbox_sensor(context: SensorEvaluationContext, home: HomeResource):
+    """Register and curate what was dropped into the inbox since the last evaluation.
+
+    The cursor maps dataset name -> [fingerprint, generation]; the generation makes a
+    changed-back dataset (A, then B, then A again) a new run too.
+    """
+    store = home.store()
+    folder = inbox_folder(store)
+    seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
+    changed = [e for e in scan_inbox(folder, _settle_seconds()) if seen.get(e.name, [None])[0] != e.fingerprint]
+    if not changed:
+        return SkipReason(f"no new or changed dataset in {folder}")
+    cursor = dict(seen)
+    requests = []
+    for entry in changed:
+        store.register(Registration(name=entry.name, source=entry.source))
+        generation = seen.get(entry.name, [None, 0])[1] + 1
+        cursor[entry.name] = [entry.fingerprint, generation]
+        context.log.info(f"inbox: {entry.name} from {entry.path} ({entry.fingerprint[:12]})")
+        requests.append(
+            RunRequest(
+                run_key=f"{entry.name}:{entry.fingerprint[:16]}:{generation}",
+                partition_key=entry.name,
+                tags={"robust_data/inbox": str(entry.path)},
+            )
+        )
+    new = [e.name for e in changed if not context.instance.has_dynamic_partition(DATASETS.name, e.name)]
+    return SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[DATASETS.build_add_request(new)] if new else [],
+        cursor=json.dumps(cursor, sort_keys=True),
+    )
+
+
+def _cron() -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    cron = os.environ.get(CRON_ENV, DEFAULT_CRON)
+    if not is_valid_cron_string(cron):
+        raise ValueError(
+            f"expected {CRON_ENV} to be a cron string like '{DEFAULT_CRON}'; found {cron!r}"
+        )
+    return cron
+
+
+@schedule(
+    job=curation_job,
+    cron_schedule=_cron(),
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description=f"Re-run curation for every registered dataset (cron from ${CRON_ENV}).",
+)
+def curation_schedule(context: ScheduleEvaluationContext):
+    """One curation run per registered dataset partition."""
+    names = sorted(context.instance.get_dynamic_partitions(DATASETS.name))
+    if not names:
+        return SkipReason("no dataset registered yet: robust-data ingest, or drop one in the inbox")
+    tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else ""
+    return [RunRequest(run_key=f"{name}:{tick}", partition_key=name) for name in names]
