@@ -67,7 +67,8 @@ def curated_dataset(
         }
     )
     context.add_output_metadata(
-        {
+        output_name="result",
+        metadata={
             "export": MetadataValue.path(str(result.path)),
             "rows": MetadataValue.json(result.rows),
             "card": MetadataValue.md((result.path / "README.md").read_text()[:4000]),

@@ -63,6 +63,6 @@ def label_quality(
         )
         meta["class_imbalance"] = MetadataValue.json(result.class_imbalance)
         meta["datalab_summary"] = MetadataValue.json(result.issue_summary)
-    context.add_output_metadata(meta)
+    context.add_output_metadata(meta, output_name="result")
     yield Output(table)
     yield check_result("label_quality", "valid", check_label_quality(table, oof_predictions))

@@ -62,7 +62,8 @@ def oof_predictions_asset(
         context.log.warning(note)
     accuracy = float((result.pred_probs.argmax(axis=1) == result.labels).mean())
     context.add_output_metadata(
-        {
+        output_name="result",
+        metadata={
             "dagster/row_count": MetadataValue.int(len(result.sample_ids)),
             "folds": MetadataValue.int(result.folds),
             "oof_accuracy": MetadataValue.float(round(accuracy, 4)),

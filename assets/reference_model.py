@@ -56,7 +56,8 @@ def reference_model(
         table = train_reference(raw_samples, ModelConfig(**settings), weights, device=device)
     row = table.to_pylist()[0]
     context.add_output_metadata(
-        {
+        output_name="result",
+        metadata={
             "sha256": row["sha256"],
             "weights": MetadataValue.path(row["path"]),
             "arch": row["arch"],

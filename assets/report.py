@@ -100,7 +100,8 @@ def retrained_model(
             }
         )
     context.add_output_metadata(
-        {
+        output_name="result",
+        metadata={
             r["model"]: f"{r['train_size']:,} images, test accuracy {r['test_accuracy']:.4f}"
             for r in rows
         }
@@ -163,7 +164,8 @@ def robustness_report(
     )
     path = write_report(report, home.store().home / "reports" / context.partition_key)
     context.add_output_metadata(
-        {
+        output_name="result",
+        metadata={
             "paper_table": MetadataValue.md(paper_table_markdown(report.table)),
             "robustness_curves": MetadataValue.md(
                 inline_png(report.figures["robustness_curves"], "robustness curves")

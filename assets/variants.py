@@ -46,7 +46,8 @@ def variants(context: AssetExecutionContext, config: VariantsConfig, raw_samples
     gallery = image_grid(list(result.examples.values()), "Variants: one row per transform")
     png = base64.b64encode(gallery).decode()
     context.add_output_metadata(
-        {
+        output_name="result",
+        metadata={
             "dagster/row_count": MetadataValue.int(result.table.num_rows),
             "per_transform": MetadataValue.md("\n".join(lines)),
             "gallery": MetadataValue.md(f"![variants](data:image/png;base64,{png})"),

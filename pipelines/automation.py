@@ -9,7 +9,6 @@
 Both start RUNNING: with the daemon up (``robust-data ui``), nothing else needs doing.
 """
 
-from __future__ import annotations
 
 import json
 import os

@@ -92,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"dataset source or registered name (default {DEFAULT_DATASET})",
     )
     _source_options(p)
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="score RPR in N shards, each its own step (default 1)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run up to N steps at once, each in its own process (default 1: one process)",
+    )
 
     p = sub.add_parser(
         "score-model",
@@ -214,8 +226,19 @@ def _failure_message(result: Any) -> str:
     return f"run {result.run_id[:8]} failed; its logs are in robust-data ui"
 
 
-def run_job(store: Store, job: str, partition: str, config: dict[str, Any]) -> RunOutcome:
+def run_job(
+    store: Store,
+    job: str,
+    partition: str,
+    config: dict[str, Any],
+    ops: dict[str, dict[str, Any]] | None = None,
+    workers: int = 1,
+) -> RunOutcome:
     """Materialize ``job`` for one dataset partition in the home's Dagster instance.
+
+    ``ops`` adds run config per asset (``{"rpr_scores": {"shards": 2}}``). With ``workers``
+    above 1 the multiprocess executor runs up to that many steps at once, each in its own
+    process (the RPR shards in parallel); with 1, everything runs in this process.
 
     Raises
     ------
@@ -227,24 +250,57 @@ def run_job(store: Store, job: str, partition: str, config: dict[str, Any]) -> R
 
     from pipelines.definitions import build_definitions
 
-    definitions = build_definitions(store)
+    if workers < 1:
+        raise CliError(f"expected --workers >= 1; found {workers}; pass --workers 2")
+    run_config = {
+        "ops": {
+            # The scoring job reads the stored raw_samples: no ingestion config there.
+            **({} if job == "scoring_job" else {"raw_samples_assets": {"config": config}}),
+            **{name: {"config": value} for name, value in (ops or {}).items()},
+        },
+        # The console logger stays quiet: a failure is reported below as one line.
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+    }
     started = time.perf_counter()
     with DagsterInstance.get() as instance:
         if not instance.has_dynamic_partition(PARTITIONS, partition):
             instance.add_dynamic_partitions(PARTITIONS, [partition])
-        result = definitions.resolve_job_def(job).execute_in_process(
-            instance=instance,
-            partition_key=partition,
-            # The console logger stays quiet: a failure is reported below as one line.
-            run_config={
-                "ops": {"raw_samples_assets": {"config": config}},
-                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-            },
-            raise_on_error=False,
-        )
+        if workers > 1:
+            result = _execute_in_workers(instance, job, partition, run_config, workers)
+        else:
+            result = build_definitions(store).resolve_job_def(job).execute_in_process(
+                instance=instance,
+                partition_key=partition,
+                run_config=run_config,
+                raise_on_error=False,
+            )
     if not result.success:
         raise CliError(_failure_message(result))
     return RunOutcome(run_id=result.run_id, seconds=time.perf_counter() - started)
+
+
+def _execute_in_workers(
+    instance: Any, job: str, partition: str, run_config: dict[str, Any], workers: int
+) -> Any:
+    """Run ``job`` with the multiprocess executor, ``workers`` steps at a time."""
+    from dagster import execute_job, reconstructable
+
+    from pipelines import definitions
+
+    os.environ[definitions.MAX_CONCURRENT_ENV] = str(workers)  # read by each worker process too
+    target = {
+        "curation_job": definitions.curation_job_def,
+        "scoring_job": definitions.scoring_job_def,
+    }.get(job)
+    if target is None:
+        raise CliError(f"expected curation_job or scoring_job with --workers; found {job}")
+    return execute_job(
+        reconstructable(target),
+        instance=instance,
+        run_config=run_config,
+        tags={"dagster/partition": partition},
+        raise_on_error=False,
+    )
 
 
 def _ingest_config(args: argparse.Namespace, spec: str, root: str | None) -> dict[str, Any]:
@@ -371,7 +427,11 @@ def _run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
     store = Store.open(args.home)
     name, spec, root = _resolve_dataset(store, args, dataset)
     config = _ingest_config(args, spec, root)
-    outcome = run_job(store, job, name, config)
+    shards = getattr(args, "shards", 1)
+    if shards < 1:
+        raise CliError(f"expected --shards >= 1; found {shards}; pass --shards 2")
+    ops = {"rpr_scores": {"shards": shards}} if shards > 1 else None
+    outcome = run_job(store, job, name, config, ops, getattr(args, "workers", 1))
     store.register(Registration(name=name, source=spec, root=root))
     print(_summary(store, name, outcome, job))
     return 0

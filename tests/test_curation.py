@@ -16,6 +16,7 @@ from robust_data import CuratedDataset
 from robust_data.curation import CurationPolicy, select_curated
 from robust_data.export import ExportError, _write_imagefolder, export_dataset, file_sha256
 from robust_data.store import Store
+from robust_data.variants import DEFAULT_TRANSFORMS
 
 
 def _tables(rows: list[dict]) -> tuple[pa.Table, pa.Table, pa.Table]:
@@ -234,7 +235,7 @@ def test_imagefolder_export_reads_in_torchvision(curated_home: Path, tmp_path: P
     )
     train = ImageFolder(str(out / "train"))
     curated = Store.open(curated_home).read("curated_samples", "digits").num_rows
-    assert len(train) == 5 * curated  # each kept sample and its four default variants
+    assert len(train) == (1 + len(DEFAULT_TRANSFORMS)) * curated  # and its default variants
     assert train.classes == [str(k) for k in range(10)]
     assert len(ImageFolder(str(out / "test"))) == 359
 

@@ -26,7 +26,7 @@ from assets import (
     variants,
 )
 from pipelines.definitions import build_definitions
-from pipelines.resources import HomeResource, ParquetIOManager
+from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager
 from robust_data import Store
 from tests.fixtures import make_imagefolder
 
@@ -44,6 +44,7 @@ def materialize_partition(
     resources = {
         "io_manager": ParquetIOManager(root=str(store.storage_root)),
         "home": HomeResource(path=str(store.home)),
+        "compute": ComputeResource(),
     }
     op_config = {"raw_samples_assets": {"config": config or {}}}
     op_config.update({name: {"config": value} for name, value in (ops or {}).items()})
@@ -85,6 +86,10 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
     }
     assert defs.resolve_job_def("curation_job").partitions_def == DATASETS
     assert defs.resolve_job_def("ingest_job").name == "ingest_job"
+    scoring = defs.resolve_job_def("scoring_job").asset_layer.executable_asset_keys
+    assert {k.to_user_string() for k in scoring} == {"reference_model", "rpr_scores"}
+    assert [s.name for s in defs.sensors] == ["inbox_sensor"]
+    assert [s.name for s in defs.schedules] == ["curation_schedule"]
 
 
 def test_workspace_yaml_loads_the_code_location() -> None:
@@ -206,9 +211,13 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
     variant_meta = _metadata(result, "variants")
     assert "| fgsm(eps=0.05) | 1,438 |" in variant_meta["per_transform"].value
     assert "data:image/png;base64," in variant_meta["gallery"].value
-    # curation: the blocking conservation check ran and passed; the export exists
-    (check,) = result.get_asset_check_evaluations()
-    assert check.check_name == "conservation" and check.passed
+    # every table's checks ran and passed; the conservation check counted the ledger
+    checks = {
+        (c.asset_key.to_user_string(), c.check_name): c
+        for c in result.get_asset_check_evaluations()
+    }
+    assert len(checks) == 12 and all(c.passed for c in checks.values())
+    check = checks[("curation_ledger", "conservation")]
     assert check.metadata["ledger_rows"].value == 1438
     ledger = store.read("curation_ledger", "digits")
     curated = store.read("curated_samples", "digits")
@@ -247,4 +256,4 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
         assert len(entry["suite"]) == 1 + 5 + 5  # clean, and two corruptions at five severities
     retrained = store.read("retrained_model", "digits").to_pylist()
     assert [r["model"] for r in retrained] == ["retrained", "random_subset"]
-    assert retrained[1]["train_size"] == curated.num_rows
+    assert retrained[1]["train_size"] == curated.num_rows * 3  # with its parents' variants
