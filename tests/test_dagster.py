@@ -257,3 +257,58 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
     retrained = store.read("retrained_model", "digits").to_pylist()
     assert [r["model"] for r in retrained] == ["retrained", "random_subset"]
     assert retrained[1]["train_size"] == curated.num_rows * 3  # with its parents' variants
+
+
+def test_tables_go_to_an_fsspec_url(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ROBUST_DATA_STORE=memory://... : the IO manager writes and reads the tables there."""
+    import fsspec
+
+    from pipelines.cli import main
+
+    monkeypatch.setenv("ROBUST_DATA_STORE", "memory://robust-data-test/tables")
+    assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
+    assert "memory://robust-data-test/tables/raw_samples/digits.parquet" in capsys.readouterr().out
+    fs = fsspec.filesystem("memory")
+    assert fs.exists("/robust-data-test/tables/raw_samples/digits.parquet")
+    store = Store.open(isolated_home)
+    assert store.tables_url == "memory://robust-data-test/tables"
+    assert (
+        store.has("raw_samples", "digits") and store.read("raw_samples", "digits").num_rows == 1797
+    )
+    assert not (store.storage_root / "raw_samples").exists()  # nothing written locally
+    with pytest.raises(ValueError, match="expected tables in a local folder"):
+        store.table_path("raw_samples", "digits")
+    fs.rm("/robust-data-test", recursive=True)
+
+
+def test_failing_blocking_check_stops_downstream(isolated_home: Path) -> None:
+    """No quota and a zero balance tolerance: class_balance fails, nothing downstream is built."""
+    store = Store.open(isolated_home)
+    result = materialize_partition(
+        store,
+        "digits",
+        assets=[
+            raw_samples_assets,
+            reference_model,
+            rpr_scores,
+            oof_predictions_asset,
+            label_quality,
+            curation_assets,
+            curated_dataset,
+        ],
+        ops={
+            "reference_model": {"epochs": 1},
+            "rpr_scores": {"max_steps": 5},
+            "oof_predictions": {"folds": 2, "epochs": 1},
+            "curation_assets": {"quota_mode": "none", "balance_tolerance": 0.0},
+        },
+    )
+    assert not result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["class_balance"].passed and checks["conservation"].passed
+    assert "above the policy's tolerance 0" in checks["class_balance"].description
+    built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "curated_samples" in built and "curated_dataset" not in built
+    assert not (store.home / "exports" / "digits").exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
+from robust_data import Store
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -26,11 +27,40 @@ QUERY = """
     dependencyKeys { path }
     assetMaterializations(limit: 1) {
       partition
-      metadataEntries { label ... on IntMetadataEntry { intValue } }
+      runId
+      metadataEntries {
+        label
+        ... on IntMetadataEntry { intValue }
+        ... on FloatMetadataEntry { floatValue }
+      }
     }
   }
 }
 """
+
+#: The whole graph: each asset and the assets it depends on.
+EDGES = {
+    "raw_samples": set(),
+    "ingest_rejects": set(),
+    "reference_model": {"raw_samples"},
+    "rpr_scores": {"raw_samples", "reference_model"},
+    "oof_predictions": {"raw_samples", "reference_model"},
+    "label_quality": {"oof_predictions", "raw_samples"},
+    "variants": {"raw_samples", "reference_model"},
+    "curated_samples": {"raw_samples", "rpr_scores", "label_quality"},
+    "curation_ledger": {"raw_samples", "rpr_scores", "label_quality"},
+    "curated_dataset": {
+        "raw_samples",
+        "rpr_scores",
+        "label_quality",
+        "curated_samples",
+        "curation_ledger",
+        "reference_model",
+        "variants",
+    },
+    "retrained_model": {"curated_dataset", "reference_model", "raw_samples", "variants"},
+    "robustness_report": {"retrained_model", "reference_model", "raw_samples", "rpr_scores"},
+}
 
 
 def free_port() -> int:
@@ -63,16 +93,21 @@ def graphql(port: int, query: str) -> dict[str, object]:
         return json.loads(response.read())
 
 
-def latest_raw_samples(port: int) -> dict[str, object]:
-    """Poll GraphQL until the code location has loaded; the latest raw_samples materialization."""
+def asset_nodes(port: int) -> dict[str, dict]:
+    """Poll GraphQL until the code location has loaded; the asset nodes by name."""
     nodes: list[dict[str, object]] = []
     deadline = time.monotonic() + 90  # the code location loads after /server_info answers
     while time.monotonic() < deadline and not nodes:
         nodes = graphql(port, QUERY).get("data", {}).get("assetNodes") or []  # type: ignore[union-attr]
         time.sleep(0 if nodes else 1)
-    by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}  # type: ignore[index]
+    return {"/".join(n["assetKey"]["path"]): n for n in nodes}  # type: ignore[index,misc]
+
+
+def latest_raw_samples(port: int) -> dict[str, object]:
+    """The latest raw_samples materialization, once the code location has loaded."""
+    by_key = asset_nodes(port)
     assert {"raw_samples", "ingest_rejects"} <= set(by_key)
-    return by_key["raw_samples"]["assetMaterializations"][0]  # type: ignore[index,return-value]
+    return by_key["raw_samples"]["assetMaterializations"][0]
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:
@@ -86,11 +121,12 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.slow
-def test_webserver_lists_raw_samples_with_its_materialization(
+def test_webserver_shows_the_whole_graph_with_the_cli_materializations(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["curate", "--dataset", "digits", "--home", str(isolated_home)]) == 0
     capsys.readouterr()
+    store = Store.open(isolated_home)
     port = free_port()
     env = {
         **os.environ,
@@ -117,11 +153,27 @@ def test_webserver_lists_raw_samples_with_its_materialization(
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/server_info", process)
-        latest = latest_raw_samples(port)
-        assert latest["partition"] == "digits"
-        entries = {e["label"]: e.get("intValue") for e in latest["metadataEntries"]}  # type: ignore[union-attr]
-        assert entries["dagster/row_count"] == 1797
+        nodes = asset_nodes(port)
+        # the whole graph, with its dependency edges
+        assert set(nodes) == set(EDGES)
+        for name, node in nodes.items():
+            assert {"/".join(k["path"]) for k in node["dependencyKeys"]} == EDGES[name], name
+        # every asset materialized by the CLI's one run, for the digits partition
+        latest = {name: node["assetMaterializations"][0] for name, node in nodes.items()}
+        assert {m["partition"] for m in latest.values()} == {"digits"}
+        assert len({m["runId"] for m in latest.values()}) == 1
+        entries = {e["label"]: e for e in latest["raw_samples"]["metadataEntries"]}
+        assert entries["dagster/row_count"]["intValue"] == 1797
         assert {"class_counts", "split_counts", "preview", "path"} <= set(entries)
+        scores = {e["label"]: e for e in latest["rpr_scores"]["metadataEntries"]}
+        fraction = store.read("rpr_scores", "digits").column("robust").to_numpy()
+        test_rows = (
+            store.read("rpr_scores", "digits").column("split").to_numpy(zero_copy_only=False)
+            == "test"
+        )
+        assert scores["robust_fraction_test"]["floatValue"] == pytest.approx(
+            fraction[test_rows].mean(), abs=1e-4
+        )
     finally:
         stop_group(process)
 

@@ -1,0 +1,275 @@
+"""End to end in a real browser: headless Chromium renders the webserver's global asset lineage.
+
+Only this module needs a browser. Without one (and when it cannot be installed) it skips; set
+``ROBUST_DATA_CHROMIUM`` to use a given binary and ``ROBUST_DATA_NO_BROWSER_INSTALL=1`` to never
+try ``apt-get install chromium``. The screenshot is kept at ``test-artifacts/lineage.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.test_webserver import PROJECT, free_port, graphql, stop_group, wait_for
+
+CHROMIUM_ENV = "ROBUST_DATA_CHROMIUM"
+NO_INSTALL_ENV = "ROBUST_DATA_NO_BROWSER_INSTALL"
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+INSTALL_TIMEOUT_S = 300
+CHROMIUM_TIMEOUT_S = 60
+VIRTUAL_TIME_MS = 15_000  # page time, fast-forwarded: one run takes ~2-3 s of wall time
+WIDTH, HEIGHT = 1600, 1000  # the window grows taller when the graph needs it
+TOP_CLEARANCE_PX = 60
+ARTIFACT = PROJECT / "test-artifacts" / "lineage.png"
+CORE_ASSETS = {
+    "raw_samples",
+    "reference_model",
+    "rpr_scores",
+    "label_quality",
+    "curated_samples",
+    "robustness_report",
+}
+# nux off: no "Join the Dagster community" modal (shown on 127.0.0.1 while shouldShowNux is true)
+DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+NODES_QUERY = "{ shouldShowNux assetNodes { assetKey { path } groupName } }"
+LOCATIONS_QUERY = """
+{
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries { name locationOrLoadError { __typename ... on PythonError { message } } }
+    }
+  }
+}
+"""
+# Dagster 1.13's "Global asset lineage" page (the left nav's "Lineage"). `expanded` opens the
+# groups, which it otherwise draws collapsed (one box per group, no asset names). Group ids are
+# `global@global:<group>` unless the UI flag "asset graph groups per code location" is on.
+LINEAGE_PATH = "/asset-groups"
+MATRIX = re.compile(
+    r"transform:\s*matrix\(([-\d.e]+),\s*0,\s*0,\s*[-\d.e]+,\s*([-\d.e]+),\s*([-\d.e]+)\)"
+)
+
+
+def _find_chromium() -> tuple[str | None, str]:
+    """The browser binary (or None) and what was looked at."""
+    override = os.environ.get(CHROMIUM_ENV)
+    if override:
+        found = shutil.which(override)
+        return found, f"{CHROMIUM_ENV}={override} is {'usable' if found else 'not an executable'}"
+    for name in CHROMIUM_NAMES:
+        if found := shutil.which(name):
+            return found, f"found {found}"
+    return None, f"none of {', '.join(CHROMIUM_NAMES)} on PATH"
+
+
+def _install_chromium() -> str:
+    """Try ``apt-get install -y chromium`` (root only); what happened, in a few words."""
+    if os.environ.get(NO_INSTALL_ENV) == "1":
+        return f"install disabled by {NO_INSTALL_ENV}=1"
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "not root, so no apt-get install"
+    apt = shutil.which("apt-get")
+    if apt is None:
+        return "no apt-get to install with"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    deadline = time.monotonic() + INSTALL_TIMEOUT_S
+    # An empty package list (fresh container) makes the first install fail: update, retry once.
+    for step in (["install", "-y", "chromium"], ["update"], ["install", "-y", "chromium"]):
+        left = deadline - time.monotonic()
+        try:
+            done = subprocess.run(
+                [apt, "-q", *step], capture_output=True, text=True, env=env, timeout=left
+            )
+        except subprocess.TimeoutExpired:
+            return f"apt-get {' '.join(step)} timed out (install budget {INSTALL_TIMEOUT_S} s)"
+        if done.returncode == 0 and step[0] == "install":
+            return "installed with apt-get"
+        failure = f"apt-get {' '.join(step)} exited {done.returncode}: {_tail(done.stderr)}"
+    return failure
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """A headless-capable Chromium: on PATH, or installed with apt-get, else skip this module."""
+    found, looked = _find_chromium()
+    if found:
+        return found
+    if os.environ.get(CHROMIUM_ENV):
+        pytest.skip(f"no browser: {looked}")
+    installed = _install_chromium()
+    found, after = _find_chromium()
+    if found:
+        return found
+    pytest.skip(f"no browser: {looked}; {installed}; then {after}")
+
+
+@pytest.fixture
+def webserver(isolated_home: Path) -> Iterator[int]:
+    """A real dagster-webserver on a free port over the isolated home; its port."""
+    dagster_home = isolated_home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+    port = free_port()
+    env = {**os.environ, "ROBUST_DATA_HOME": str(isolated_home), "DAGSTER_HOME": str(dagster_home)}
+    command = [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml"]
+    process = subprocess.Popen(
+        [*command, "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/server_info", process)
+        yield port
+    finally:
+        stop_group(process)
+
+
+def loaded_asset_nodes(port: int, timeout: float = 90.0) -> dict[str, object]:
+    """Poll GraphQL until the code location has loaded (it loads after /server_info answers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = graphql(port, NODES_QUERY)["data"]
+        if data["assetNodes"]:  # type: ignore[index]
+            return data  # type: ignore[return-value]
+        workspace = graphql(port, LOCATIONS_QUERY)["data"]["workspaceOrError"]  # type: ignore[index]
+        for entry in workspace.get("locationEntries") or []:
+            error = entry["locationOrLoadError"]
+            if error and error["__typename"] == "PythonError":
+                pytest.fail(f"code location {entry['name']} failed to load: {error['message']}")
+        time.sleep(1)
+    raise TimeoutError(f"no asset nodes over GraphQL in {timeout} s")
+
+
+def run_chromium(binary: str, profile: Path, size: tuple[int, int], *args: str) -> str:
+    """One headless Chromium run in its own process group, killed on timeout; its stdout."""
+    command = [
+        binary,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={size[0]},{size[1]}",
+        f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+        *args,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=CHROMIUM_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(
+            f"chromium ran past {CHROMIUM_TIMEOUT_S} s: {_tail(err.decode(errors='replace'))}"
+        )
+    finally:
+        try:  # helpers (crashpad, zygotes) must not outlive the run
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert process.returncode == 0, (
+        f"chromium exited {process.returncode}: {_tail(err.decode(errors='replace'))}"
+    )
+    return out.decode(errors="replace")
+
+
+class _AssetNodeNames(HTMLParser):
+    """The names drawn in the graph's asset nodes (class ``AssetNode_assetName__<hash>``).
+
+    Full and minimal (zoomed-out) nodes both carry that class; the sidebar and the group
+    headers do not, so a group named like one of its assets cannot pass for the asset.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+        self._open = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        classes = (dict(attrs).get("class") or "").split()
+        if any(c.startswith("AssetNode_assetName") for c in classes):
+            self._open = True
+
+    def handle_data(self, data: str) -> None:
+        if self._open and data.strip():
+            self.names.add(data.strip())
+            self._open = False
+
+
+def asset_node_names(dom: str) -> set[str]:
+    parser = _AssetNodeNames()
+    parser.feed(dom)
+    return parser.names
+
+
+def growth_to_fit(dom: str) -> int:
+    """How many pixels taller the window must be for the whole graph to show (0 if it does).
+
+    The page zooms the graph to fit its *width* and centres it vertically, so a tall graph
+    overflows equally above and below; the viewport's ``matrix(s, 0, 0, s, x, y)`` has y < 0.
+    The filter bar floats over the top ~55 px of the graph, hence a clearance above it.
+    """
+    match = MATRIX.search(dom)
+    return max(0, math.ceil(2 * (TOP_CLEARANCE_PX - float(match.group(3))))) if match else 0
+
+
+@pytest.mark.slow
+def test_lineage_page_renders_every_asset_in_chromium(
+    chromium: str, webserver: int, tmp_path: Path
+) -> None:
+    data = loaded_asset_nodes(webserver)
+    nodes: list[dict[str, object]] = data["assetNodes"]  # type: ignore[assignment]
+    expected = {"/".join(n["assetKey"]["path"]) for n in nodes}  # type: ignore[index]
+    assert expected >= CORE_ASSETS
+    assert data["shouldShowNux"] is False, "nux: enabled: false in dagster.yaml was not picked up"
+
+    groups = sorted({str(n["groupName"]) for n in nodes if n["groupName"]})
+    expanded = urllib.parse.quote(",".join(f"global@global:{g}" for g in groups), safe="")
+    url = f"http://127.0.0.1:{webserver}{LINEAGE_PATH}?expanded={expanded}"
+    print(f"\nlineage url: {url}")
+
+    # Nodes outside the viewport are not rendered at all, so make the window tall enough for
+    # the whole graph (it fits the width) before checking the DOM; the screenshot uses the same.
+    size = (WIDTH, HEIGHT)
+    dom = run_chromium(chromium, tmp_path / "profile-0", size, "--dump-dom", url)
+    if extra := growth_to_fit(dom):
+        size = (WIDTH, HEIGHT + extra)
+        dom = run_chromium(chromium, tmp_path / "profile-1", size, "--dump-dom", url)
+    assert "Global asset lineage" in dom, dom[-2000:]
+    assert "Join the Dagster community" not in dom, "the community modal is open over the graph"
+    drawn = asset_node_names(dom)
+    assert expected <= drawn, f"assets missing from the lineage graph: {sorted(expected - drawn)}"
+
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.unlink(missing_ok=True)
+    run_chromium(chromium, tmp_path / "profile-2", size, f"--screenshot={ARTIFACT}", url)
+    print(f"lineage screenshot ({size[0]}x{size[1]}): {ARTIFACT}")
+    png = ARTIFACT.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    assert struct.unpack(">II", png[16:24]) == size
+    assert len(png) > 30_000, f"suspiciously small screenshot: {len(png)} bytes"
