@@ -253,23 +253,24 @@ def test_lineage_page_renders_every_asset_in_chromium(
     url = f"http://127.0.0.1:{webserver}{LINEAGE_PATH}?expanded={expanded}"
     print(f"\nlineage url: {url}")
 
-    # Nodes outside the viewport are not rendered at all, so make the window tall enough for
-    # the whole graph (it fits the width) before checking the DOM; the screenshot uses the same.
+    # One run both dumps the DOM and takes the screenshot of the same rendered page. Nodes
+    # outside the viewport are not rendered at all: if the graph overflows, run again in a
+    # window tall enough for all of it (the graph is fitted to the width).
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.unlink(missing_ok=True)
+    render = ("--dump-dom", f"--screenshot={ARTIFACT}", url)
     size = (WIDTH, HEIGHT)
-    dom = run_chromium(chromium, tmp_path / "profile-0", size, "--dump-dom", url)
+    dom = run_chromium(chromium, tmp_path / "profile-0", size, *render)
     if extra := growth_to_fit(dom):
         size = (WIDTH, HEIGHT + extra)
-        dom = run_chromium(chromium, tmp_path / "profile-1", size, "--dump-dom", url)
+        dom = run_chromium(chromium, tmp_path / "profile-1", size, *render)
+    print(f"lineage screenshot ({size[0]}x{size[1]}): {ARTIFACT}")
+
     assert "Global asset lineage" in dom, dom[-2000:]
     assert "Join the Dagster community" not in dom, "the community modal is open over the graph"
     drawn = asset_node_names(dom)
     assert expected <= drawn, f"assets missing from the lineage graph: {sorted(expected - drawn)}"
-
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    ARTIFACT.unlink(missing_ok=True)
-    run_chromium(chromium, tmp_path / "profile-2", size, f"--screenshot={ARTIFACT}", url)
-    print(f"lineage screenshot ({size[0]}x{size[1]}): {ARTIFACT}")
     png = ARTIFACT.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", "not a PNG"
     assert struct.unpack(">II", png[16:24]) == size
     assert len(png) > 30_000, f"suspiciously small screenshot: {len(png)} bytes"
