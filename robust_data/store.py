@@ -36,6 +36,8 @@ _DAGSTER_YAML = """\
 # Written by robust-data. Local SQLite storage under this folder.
 telemetry:
   enabled: false
+nux:
+  enabled: false  # no "Join the Dagster community" dialog over the UI
 """
 
 

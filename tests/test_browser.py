@@ -29,10 +29,11 @@ CHROMIUM_ENV = "ROBUST_DATA_CHROMIUM"
 NO_INSTALL_ENV = "ROBUST_DATA_NO_BROWSER_INSTALL"
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 INSTALL_TIMEOUT_S = 300
+INSTALLED = "installed chromium with apt-get"
 CHROMIUM_TIMEOUT_S = 60
-VIRTUAL_TIME_MS = 15_000  # page time, fast-forwarded: one run takes ~2-3 s of wall time
+VIRTUAL_TIME_MS = 15_000  # page time, fast-forwarded: a run takes ~2-3 s of wall time
 WIDTH, HEIGHT = 1600, 1000  # the window grows taller when the graph needs it
-TOP_CLEARANCE_PX = 60
+TOP_CLEARANCE_PX = 60  # the filter bar floats over the top ~55 px of the graph
 ARTIFACT = PROJECT / "test-artifacts" / "lineage.png"
 CORE_ASSETS = {
     "raw_samples",
@@ -42,7 +43,8 @@ CORE_ASSETS = {
     "curated_samples",
     "robustness_report",
 }
-# nux off: no "Join the Dagster community" modal (shown on 127.0.0.1 while shouldShowNux is true)
+# With nux on, the UI opens a "Join the Dagster community" modal over the page (only on
+# http://127.0.0.1 or localhost, while GraphQL's shouldShowNux is true).
 DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 NODES_QUERY = "{ shouldShowNux assetNodes { assetKey { path } groupName } }"
 LOCATIONS_QUERY = """
@@ -54,13 +56,47 @@ LOCATIONS_QUERY = """
   }
 }
 """
-# Dagster 1.13's "Global asset lineage" page (the left nav's "Lineage"). `expanded` opens the
-# groups, which it otherwise draws collapsed (one box per group, no asset names). Group ids are
-# `global@global:<group>` unless the UI flag "asset graph groups per code location" is on.
+# Dagster 1.13's "Global asset lineage" page (the left nav's "Lineage"). It draws each group
+# collapsed (one box, no asset names) unless `expanded` lists it; group ids are
+# `global@global:<group>` while the UI flag "asset graph groups per code location" is off.
 LINEAGE_PATH = "/asset-groups"
-MATRIX = re.compile(
-    r"transform:\s*matrix\(([-\d.e]+),\s*0,\s*0,\s*[-\d.e]+,\s*([-\d.e]+),\s*([-\d.e]+)\)"
+# The graph viewport's pan and zoom: matrix(scale, 0, 0, scale, x, y); group 1 is y.
+VIEWPORT_Y = re.compile(
+    r"transform:\s*matrix\([-\d.e]+,\s*0,\s*0,\s*[-\d.e]+,\s*[-\d.e]+,\s*([-\d.e]+)\)"
 )
+
+
+def _tail(text: bytes | str, lines: int = 3) -> str:
+    """The last lines of a process's output, on one line."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _run_group(
+    command: list[str], timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run in a new process group, output captured; the whole group is killed when it ends
+    (helpers such as Chromium's crashpad must not outlive it) or on timeout (re-raised)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process.pid)
+        process.communicate()
+        raise
+    finally:
+        _kill_group(process.pid)
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def _find_chromium() -> tuple[str | None, str]:
@@ -76,7 +112,7 @@ def _find_chromium() -> tuple[str | None, str]:
 
 
 def _install_chromium() -> str:
-    """Try ``apt-get install -y chromium`` (root only); what happened, in a few words."""
+    """Try ``apt-get install -y chromium`` (root only); INSTALLED or what went wrong."""
     if os.environ.get(NO_INSTALL_ENV) == "1":
         return f"install disabled by {NO_INSTALL_ENV}=1"
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -86,38 +122,38 @@ def _install_chromium() -> str:
         return "no apt-get to install with"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     deadline = time.monotonic() + INSTALL_TIMEOUT_S
-    # An empty package list (fresh container) makes the first install fail: update, retry once.
+    failures: list[str] = []
+    # A fresh container has no package lists, so the first install fails: update, retry once.
     for step in (["install", "-y", "chromium"], ["update"], ["install", "-y", "chromium"]):
-        left = deadline - time.monotonic()
         try:
-            done = subprocess.run(
-                [apt, "-q", *step], capture_output=True, text=True, env=env, timeout=left
-            )
+            done = _run_group([apt, "-q", *step], deadline - time.monotonic(), env)
         except subprocess.TimeoutExpired:
-            return f"apt-get {' '.join(step)} timed out (install budget {INSTALL_TIMEOUT_S} s)"
+            failures.append(f"apt-get {' '.join(step)} ran past the {INSTALL_TIMEOUT_S} s budget")
+            break
         if done.returncode == 0 and step[0] == "install":
-            return "installed with apt-get"
-        failure = f"apt-get {' '.join(step)} exited {done.returncode}: {_tail(done.stderr)}"
-    return failure
-
-
-def _tail(text: str, lines: int = 3) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
+            return INSTALLED
+        if done.returncode != 0:
+            failures.append(
+                f"apt-get {' '.join(step)} exited {done.returncode}: {_tail(done.stderr)}"
+            )
+    return "; ".join(failures)
 
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    """A headless-capable Chromium: on PATH, or installed with apt-get, else skip this module."""
+    """A headless-capable Chromium: found, or installed with apt-get, else skip this module."""
     found, looked = _find_chromium()
     if found:
         return found
-    if os.environ.get(CHROMIUM_ENV):
+    if os.environ.get(CHROMIUM_ENV):  # an explicit binary: installing another would ignore it
         pytest.skip(f"no browser: {looked}")
     installed = _install_chromium()
-    found, after = _find_chromium()
-    if found:
-        return found
-    pytest.skip(f"no browser: {looked}; {installed}; then {after}")
+    if installed == INSTALLED:
+        found, after = _find_chromium()
+        if found:
+            return found
+        installed += f", yet {after}"
+    pytest.skip(f"no browser: {looked}; {installed}")
 
 
 @pytest.fixture
@@ -145,12 +181,13 @@ def webserver(isolated_home: Path) -> Iterator[int]:
 
 
 def loaded_asset_nodes(port: int, timeout: float = 90.0) -> dict[str, object]:
-    """Poll GraphQL until the code location has loaded (it loads after /server_info answers)."""
+    """Poll GraphQL until the code location has loaded (after /server_info answers); fail fast
+    with the error when it cannot load."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        data = graphql(port, NODES_QUERY)["data"]
-        if data["assetNodes"]:  # type: ignore[index]
-            return data  # type: ignore[return-value]
+        data: dict[str, object] = graphql(port, NODES_QUERY)["data"]  # type: ignore[assignment]
+        if data["assetNodes"]:
+            return data
         workspace = graphql(port, LOCATIONS_QUERY)["data"]["workspaceOrError"]  # type: ignore[index]
         for entry in workspace.get("locationEntries") or []:
             error = entry["locationOrLoadError"]
@@ -161,7 +198,7 @@ def loaded_asset_nodes(port: int, timeout: float = 90.0) -> dict[str, object]:
 
 
 def run_chromium(binary: str, profile: Path, size: tuple[int, int], *args: str) -> str:
-    """One headless Chromium run in its own process group, killed on timeout; its stdout."""
+    """One headless Chromium run with a fresh profile; its stdout (the DOM with --dump-dom)."""
     command = [
         binary,
         "--headless=new",
@@ -176,26 +213,12 @@ def run_chromium(binary: str, profile: Path, size: tuple[int, int], *args: str) 
         f"--virtual-time-budget={VIRTUAL_TIME_MS}",
         *args,
     ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
     try:
-        out, err = process.communicate(timeout=CHROMIUM_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        pytest.fail(
-            f"chromium ran past {CHROMIUM_TIMEOUT_S} s: {_tail(err.decode(errors='replace'))}"
-        )
-    finally:
-        try:  # helpers (crashpad, zygotes) must not outlive the run
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert process.returncode == 0, (
-        f"chromium exited {process.returncode}: {_tail(err.decode(errors='replace'))}"
-    )
-    return out.decode(errors="replace")
+        done = _run_group(command, CHROMIUM_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"chromium ran past {CHROMIUM_TIMEOUT_S} s: {_tail(exc.stderr or b'')}")
+    assert done.returncode == 0, f"chromium exited {done.returncode}: {_tail(done.stderr)}"
+    return done.stdout.decode(errors="replace")
 
 
 class _AssetNodeNames(HTMLParser):
@@ -222,6 +245,7 @@ class _AssetNodeNames(HTMLParser):
 
 
 def asset_node_names(dom: str) -> set[str]:
+    """The asset names the lineage graph drew."""
     parser = _AssetNodeNames()
     parser.feed(dom)
     return parser.names
@@ -231,11 +255,10 @@ def growth_to_fit(dom: str) -> int:
     """How many pixels taller the window must be for the whole graph to show (0 if it does).
 
     The page zooms the graph to fit its *width* and centres it vertically, so a tall graph
-    overflows equally above and below; the viewport's ``matrix(s, 0, 0, s, x, y)`` has y < 0.
-    The filter bar floats over the top ~55 px of the graph, hence a clearance above it.
+    overflows equally above and below the viewport, whose y offset is then negative.
     """
-    match = MATRIX.search(dom)
-    return max(0, math.ceil(2 * (TOP_CLEARANCE_PX - float(match.group(3))))) if match else 0
+    match = VIEWPORT_Y.search(dom)
+    return max(0, math.ceil(2 * (TOP_CLEARANCE_PX - float(match.group(1))))) if match else 0
 
 
 @pytest.mark.slow
@@ -255,7 +278,7 @@ def test_lineage_page_renders_every_asset_in_chromium(
 
     # One run both dumps the DOM and takes the screenshot of the same rendered page. Nodes
     # outside the viewport are not rendered at all: if the graph overflows, run again in a
-    # window tall enough for all of it (the graph is fitted to the width).
+    # window tall enough for all of it.
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     ARTIFACT.unlink(missing_ok=True)
     render = ("--dump-dom", f"--screenshot={ARTIFACT}", url)

@@ -31,9 +31,11 @@ from dagster._core.definitions.graph_definition import GraphDefinition
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config, dagster_instance_config_schema
 from dagster._core.storage.config import pg_config
+from dagster._core.system_config.objects import ResolvedRunConfig
 from dagster._serdes import class_from_code_pointer
 
 from assets import oof_predictions_asset, reference_model, retrained_model, rpr_scores
+from pipelines.definitions import build_definitions
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEPLOY = PROJECT / "deploy"
@@ -193,9 +195,9 @@ def test_fragment_configures_the_kubernetes_executor() -> None:
         assert set(step_config) <= K8S_STEP_CONFIG_KEYS
 
 
-def test_fragment_is_rejected_by_dagsters_own_executors() -> None:
-    # Run config configures the job's executor, it cannot select one: the fragment only
-    # applies to a job built with k8s_job_executor.
+def test_fragment_only_configures_the_executor_a_job_already_has() -> None:
+    # Run config configures the job's executor, it cannot select one: the fragment only takes
+    # effect in a job built with k8s_job_executor (what deploy/README.md warns about).
     @op
     def one() -> int:
         return 1
@@ -208,10 +210,18 @@ def test_fragment_is_rejected_by_dagsters_own_executors() -> None:
     def multiprocess_job() -> None:
         one()
 
+    @job(executor_def=multiprocess_executor.configured({"max_concurrent": 2}))
+    def preconfigured_job() -> None:
+        one()
+
     fragment = load("k8s-executor.yaml")
     for target in (default_executor_job, multiprocess_job):
         with pytest.raises(DagsterInvalidConfigError):
             validate_run_config(target, fragment)
+    # A preconfigured executor takes any execution config and ignores it: no error to see.
+    resolved = validate_run_config(preconfigured_job, fragment)["execution"]
+    assert resolved["multiprocess"]["max_concurrent"] == 2
+    assert "per_step_k8s_config" not in json.dumps(resolved)
 
 
 def test_per_step_config_gives_the_shard_steps_a_gpu() -> None:
@@ -229,6 +239,14 @@ def test_per_step_keys_name_ops_of_the_code() -> None:
     ops = set().union(*(op_names(assets_def) for assets_def in gpu_assets))
     assert "score_rpr_shard" in op_names(rpr_scores)
     assert set(per_step) <= ops, f"keys that match no op: {sorted(set(per_step) - ops)}"
+
+
+@pytest.mark.parametrize("job_name", ["curation_job", "scoring_job"])
+def test_readme_shard_config_plans_eight_shards(job_name: str) -> None:
+    # deploy/README.md launches both jobs with ops: {rpr_scores: {config: {shards: 8}}}.
+    run_config = {"ops": {"rpr_scores": {"config": {"shards": README_SHARDS}}}}
+    resolved = ResolvedRunConfig.build(build_definitions().resolve_job_def(job_name), run_config)
+    assert resolved.ops["rpr_scores.plan_rpr_shards"].config == {"shards": README_SHARDS}
 
 
 @pytest.mark.parametrize(
