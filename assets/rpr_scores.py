@@ -7,6 +7,7 @@ multiprocess executor, a pod with a GPU under the Kubernetes executor) and
 """
 
 import base64
+import os
 
 import pyarrow as pa
 from dagster import (
@@ -33,6 +34,10 @@ from robust_data.reference import load_reference
 from robust_data.rpr.engine import MAX_STEPS, RprOptions
 from robust_data.rpr.scoring import SPLITS, RprScores, Shard, merge_shards, score_samples
 
+#: Default shard count of every scoring run (sensor and schedule runs included), e.g. 8 on a
+#: cluster with GPUs.
+SHARDS_ENV = "ROBUST_DATA_RPR_SHARDS"
+
 
 class RprScoresConfig(Config):
     """How to score (see robust_data.rpr.engine.RprOptions)."""
@@ -44,13 +49,14 @@ class RprScoresConfig(Config):
     device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
     precision: str = ""  # auto, fp32 or bf16; empty: the compute resource's precision
     batch_size: int = 4096  # perturbed images per forward pass (bounds memory)
-    shards: int = 1  # slices scored as separate steps (parallel processes or pods)
+    # Slices scored as separate steps (parallel processes or pods); default $ROBUST_DATA_RPR_SHARDS.
+    shards: int = int(os.environ.get(SHARDS_ENV, "1") or 1)
 
 
 class ShardPlanConfig(Config):
     """How many shards."""
 
-    shards: int = 1
+    shards: int = 1  # set from RprScoresConfig by the config mapping
 
 
 class ShardConfig(Config):

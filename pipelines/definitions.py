@@ -5,13 +5,14 @@ The home folder comes from ``ROBUST_DATA_HOME`` (default ``./.robust-data``); se
 does both). ``ROBUST_DATA_STORE`` moves the tables (a folder or an fsspec URL),
 ``ROBUST_DATA_DEVICE`` picks the compute device and ``ROBUST_DATA_MAX_CONCURRENT`` bounds the
 steps that run at once (default 2) when a run is launched from the UI, a sensor or a schedule.
+``ROBUST_DATA_EXECUTOR=k8s`` runs every step as its own Kubernetes pod instead (dagster-k8s).
 """
 
 from __future__ import annotations
 
 import os
 
-from dagster import Definitions, JobDefinition, multiprocess_executor
+from dagster import Definitions, ExecutorDefinition, JobDefinition, multiprocess_executor
 
 from assets import (
     curated_dataset,
@@ -31,6 +32,7 @@ from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager,
 from robust_data.store import Store
 
 MAX_CONCURRENT_ENV = "ROBUST_DATA_MAX_CONCURRENT"
+EXECUTOR_ENV = "ROBUST_DATA_EXECUTOR"
 
 __all__ = ["build_definitions", "curation_job", "defs", "ingest_job", "scoring_job"]
 
@@ -40,6 +42,27 @@ def _max_concurrent() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"expected {MAX_CONCURRENT_ENV} to be an integer >= 1; found {raw!r}")
     return int(raw)
+
+
+def _executor() -> ExecutorDefinition:
+    """``multiprocess`` (default: steps as local processes) or ``k8s`` (steps as pods).
+
+    The Kubernetes executor is left unconfigured so that a run's ``execution`` config (see
+    deploy/k8s-executor.yaml) sets it; a preconfigured executor would silently ignore that.
+    """
+    kind = os.environ.get(EXECUTOR_ENV, "multiprocess")
+    if kind == "k8s":
+        try:
+            from dagster_k8s import k8s_job_executor
+        except ImportError:
+            raise ValueError(
+                f"expected dagster-k8s installed for {EXECUTOR_ENV}=k8s; found it missing; "
+                "pip install dagster-k8s==0.29.27 (the deploy/Dockerfile does)"
+            ) from None
+        return k8s_job_executor
+    if kind != "multiprocess":
+        raise ValueError(f"expected {EXECUTOR_ENV} to be multiprocess or k8s; found {kind!r}")
+    return multiprocess_executor.configured({"max_concurrent": _max_concurrent()})
 
 
 def build_definitions(store: Store | None = None) -> Definitions:
@@ -66,7 +89,7 @@ def build_definitions(store: Store | None = None) -> Definitions:
             "home": HomeResource(path=str(store.home)),
             "compute": ComputeResource(device=default_device()),
         },
-        executor=multiprocess_executor.configured({"max_concurrent": _max_concurrent()}),
+        executor=_executor(),
     )
 
 

@@ -312,3 +312,23 @@ def test_failing_blocking_check_stops_downstream(isolated_home: Path) -> None:
     built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "curated_samples" in built and "curated_dataset" not in built
     assert not (store.home / "exports" / "digits").exists()
+
+
+def test_executor_comes_from_the_environment(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.open(isolated_home)
+    job = build_definitions(store).resolve_job_def("curation_job")
+    assert job.executor_def.name == "multiprocess"
+    monkeypatch.setenv("ROBUST_DATA_EXECUTOR", "celery")
+    with pytest.raises(ValueError, match="expected ROBUST_DATA_EXECUTOR to be multiprocess or k8s"):
+        build_definitions(store)
+    monkeypatch.setenv("ROBUST_DATA_EXECUTOR", "k8s")
+    try:
+        import dagster_k8s  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="pip install dagster-k8s"):
+            build_definitions(store)
+    else:  # pragma: no cover - dagster-k8s is not a dependency here
+        job = build_definitions(store).resolve_job_def("curation_job")
+        assert job.executor_def.name == "k8s"
