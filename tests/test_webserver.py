@@ -196,6 +196,8 @@ def test_ui_command_serves_the_home(
     try:
         wait_for(f"http://127.0.0.1:{port}/server_info", process)
         assert latest_raw_samples(port)["partition"] == "digits"
+        # the daemon runs too, so the inbox sensor and the schedule are evaluated
+        assert daemon_healthy(port, "SENSOR") and daemon_healthy(port, "SCHEDULER")
         process.send_signal(signal.SIGTERM)  # to robust-data alone: it must stop dagster dev too
         assert process.wait(timeout=60) == 0
         deadline = time.monotonic() + 30
@@ -206,6 +208,21 @@ def test_ui_command_serves_the_home(
         if group_alive(process.pid):
             stop_group(process)
     assert (isolated_home / "workspace.yaml").exists()
+
+
+DAEMONS = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
+
+
+def daemon_healthy(port: int, daemon: str, timeout: float = 90.0) -> bool:
+    """Poll GraphQL until ``daemon`` (SENSOR, SCHEDULER, ...) reports healthy, or give up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = graphql(port, DAEMONS)["data"]["instance"]["daemonHealth"]  # type: ignore[index]
+        statuses = {d["daemonType"]: d["healthy"] for d in data["allDaemonStatuses"]}
+        if statuses.get(daemon):
+            return True
+        time.sleep(2)
+    return False
 
 
 def group_alive(pgid: int) -> bool:
