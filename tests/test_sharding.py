@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
+from dagster import DagsterEventType, DagsterInstance
 
 from pipelines.cli import main, run_job
 from robust_data import Store
@@ -33,17 +33,14 @@ def test_merge_refuses_no_shards() -> None:
 def _step_spans(instance: DagsterInstance, run_id: str) -> dict[str, dict[str, float | int]]:
     """Start and end time and process id of every shard step of a run."""
     spans: dict[str, dict[str, float | int]] = {}
-    for kind, edge in (
-        (DagsterEventType.STEP_START, "start"),
-        (DagsterEventType.STEP_SUCCESS, "end"),
-    ):
-        records = instance.get_event_records(EventRecordsFilter(event_type=kind), limit=1000)
-        for record in records:
-            entry = record.event_log_entry
-            step = entry.step_key or ""
-            if entry.run_id == run_id and "score_rpr_shard" in step:
-                spans.setdefault(step, {})[edge] = entry.timestamp
-                spans[step]["pid"] = entry.dagster_event.pid
+    kinds = {DagsterEventType.STEP_START: "start", DagsterEventType.STEP_SUCCESS: "end"}
+    records = instance.get_records_for_run(run_id, of_type=set(kinds), limit=1000).records
+    for record in records:
+        entry = record.event_log_entry
+        step = entry.step_key or ""
+        if "score_rpr_shard" in step:
+            spans.setdefault(step, {})[kinds[entry.dagster_event.event_type]] = entry.timestamp
+            spans[step]["pid"] = entry.dagster_event.pid
     return spans
 
 
