@@ -15,7 +15,22 @@ from assets.report import (
 from assets.rpr_scores import RprScoresConfig, rpr_scores
 from assets.variants import VariantsConfig, variants
 
+#: Every asset definition of the graph, upstream first.
+ALL_ASSETS = (
+    raw_samples_assets,
+    reference_model,
+    rpr_scores,
+    oof_predictions_asset,
+    label_quality,
+    variants,
+    curation_assets,
+    curated_dataset,
+    retrained_model,
+    robustness_report,
+)
+
 __all__ = [
+    "ALL_ASSETS",
     "DATASETS",
     "CuratedDatasetConfig",
     "CurationConfig",

@@ -54,30 +54,17 @@ class RprScoresConfig(Config):
 
 
 class ShardPlanConfig(Config):
-    """How many shards."""
+    """How many shards (from RprScoresConfig, by the config mapping)."""
 
-    shards: int = 1  # set from RprScoresConfig by the config mapping
-
-
-class ShardConfig(Config):
-    """The scoring options every shard uses (one scoring: the same for all)."""
-
-    scheme: str = "pixels"
-    max_steps: int = MAX_STEPS
-    seed: int = 0
-    splits: list[str] = Field(default_factory=lambda: list(SPLITS))
-    device: str = ""
-    precision: str = ""
-    batch_size: int = 4096
+    shards: int = 1
 
 
 @config_mapping
 def _split_config(config: RprScoresConfig) -> dict:
-    """The asset's one config block -> the config of its three steps."""
+    """The asset's one config block -> its steps: the shard count to the plan, all to each shard."""
     settings = config.model_dump()
-    shards = settings.pop("shards")
     return {
-        "plan_rpr_shards": {"config": {"shards": shards}},
+        "plan_rpr_shards": {"config": {"shards": settings["shards"]}},
         "score_rpr_shard": {"config": settings},
     }
 
@@ -122,10 +109,10 @@ def plan_rpr_shards(config: ShardPlanConfig):
         )
 
 
-@op(tags=GPU_STEP_TAGS, retry_policy=None)
+@op(tags=GPU_STEP_TAGS)
 def score_rpr_shard(
     context: OpExecutionContext,
-    config: ShardConfig,
+    config: RprScoresConfig,
     compute: ComputeResource,
     shard: pa.Table,
     raw_samples: pa.Table,

@@ -22,11 +22,10 @@ import argparse
 import time
 
 import numpy as np
-import pyarrow as pa
 from results import cpu_model, record
 
 from robust_data.arrays import SampleArrays, decode_samples
-from robust_data.curation import CurationPolicy, select_curated
+from robust_data.curation import CurationPolicy, select_scored
 from robust_data.ingest import ingest
 from robust_data.models import ModelConfig, train_model
 from robust_data.report import add_variants, random_subset
@@ -60,17 +59,7 @@ def curate(train: SampleArrays, recipe: ModelConfig, test: SampleArrays, options
     on_test = score_rpr(
         reference.model, test.images, test.labels, test.sample_ids, 10, options, progress=False
     )
-    samples = pa.table({"sample_id": train.sample_ids, "label": train.labels})
-    rpr = pa.table(
-        {
-            "sample_id": train.sample_ids,
-            "clean_correct": on_train.clean_correct,
-            "robust": on_train.robust,
-            "steps_to_flip": pa.nulls(len(train), pa.int32()),
-        }
-    )
-    kept = set(select_curated(samples, rpr, None, POLICY).curated.column("sample_id").to_pylist())
-    chosen = train.where(np.array([i in kept for i in train.sample_ids]))
+    chosen = select_scored(train, on_train.clean_correct, on_train.robust, POLICY)
     figures = (float(reference.metrics["test_accuracy"]), float(on_test.robust.mean()))
     return figures, chosen
 

@@ -20,11 +20,10 @@ import argparse
 import time
 
 import numpy as np
-import pyarrow as pa
 from results import cpu_model, record
 
 from robust_data.arrays import decode_samples
-from robust_data.curation import CurationPolicy, select_curated
+from robust_data.curation import CurationPolicy, select_scored
 from robust_data.ingest import ingest
 from robust_data.models import ModelConfig, train_model
 from robust_data.report import PAPER_TABLE
@@ -49,15 +48,6 @@ def main() -> None:
     full = train_model(recipe, train.images, train.labels, 10, test.images, test.labels)
     train_scores = score_rpr(full.model, train.images, train.labels, train.sample_ids, 10, options)
     test_full = score_rpr(full.model, test.images, test.labels, test.sample_ids, 10, options)
-    samples = pa.table({"sample_id": train.sample_ids, "label": train.labels})
-    rpr = pa.table(
-        {
-            "sample_id": train.sample_ids,
-            "clean_correct": train_scores.clean_correct,
-            "robust": train_scores.robust,
-            "steps_to_flip": pa.nulls(len(train), pa.int32()),
-        }
-    )
     policy = CurationPolicy(
         require_correct=False,
         drop_label_issues=False,
@@ -67,8 +57,7 @@ def main() -> None:
         per_class=args.per_class,
         seed=args.seed,
     )
-    kept = set(select_curated(samples, rpr, None, policy).curated.column("sample_id").to_pylist())
-    robust = train.where(np.array([i in kept for i in train.sample_ids]))
+    robust = select_scored(train, train_scores.clean_correct, train_scores.robust, policy)
     curated = train_model(recipe, robust.images, robust.labels, 10, test.images, test.labels)
     test_curated = score_rpr(curated.model, test.images, test.labels, test.sample_ids, 10, options)
     rows = [

@@ -14,18 +14,7 @@ import os
 
 from dagster import Definitions, ExecutorDefinition, JobDefinition, multiprocess_executor
 
-from assets import (
-    curated_dataset,
-    curation_assets,
-    label_quality,
-    oof_predictions_asset,
-    raw_samples_assets,
-    reference_model,
-    retrained_model,
-    robustness_report,
-    rpr_scores,
-    variants,
-)
+from assets import ALL_ASSETS
 from pipelines.automation import curation_schedule, inbox_sensor
 from pipelines.jobs import JOBS, curation_job, ingest_job, scoring_job
 from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager, default_device
@@ -69,18 +58,7 @@ def build_definitions(store: Store | None = None) -> Definitions:
     """Definitions bound to a home folder (default: resolved from the environment)."""
     store = store or Store.open()
     return Definitions(
-        assets=[
-            raw_samples_assets,
-            reference_model,
-            rpr_scores,
-            oof_predictions_asset,
-            label_quality,
-            variants,
-            curation_assets,
-            curated_dataset,
-            retrained_model,
-            robustness_report,
-        ],
+        assets=list(ALL_ASSETS),
         jobs=list(JOBS),
         sensors=[inbox_sensor],
         schedules=[curation_schedule],

@@ -24,7 +24,7 @@ from robust_data.oof import OOF_SCHEMA
 from robust_data.reference import REFERENCE_SCHEMA
 from robust_data.report import REPORT_SCHEMA
 from robust_data.rpr.table import RPR_SCHEMA
-from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA
+from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id
 from robust_data.variants import VARIANTS_SCHEMA
 
 #: Most problems listed in one outcome (the count is always exact).
@@ -119,24 +119,17 @@ def _unique_problems(table: pa.Table, column: str) -> list[str]:
     return [f"{repeated} repeated {column} values"] if repeated else []
 
 
-def _label_lookup(samples: pa.Table) -> dict[str, int]:
-    return dict(
-        zip(samples.column("sample_id").to_pylist(), samples.column("label").to_pylist(), strict=True)
-    )
-
-
 def _agreement_problems(
     table: pa.Table, samples: pa.Table, id_column: str, label_column: str, what: str
 ) -> list[str]:
     """Every id of ``table`` is a sample, with the sample's label."""
-    labels = _label_lookup(samples)
     ids = table.column(id_column).to_pylist()
-    unknown = [i for i in ids if i not in labels]
+    labels = column_by_id(samples, ids, "label")  # None for an id that is not a sample
+    unknown = [i for i, y in zip(ids, labels, strict=True) if y is None]
     if unknown:
         return [f"{len(unknown)} {what} not in raw_samples (e.g. {unknown[0]!r})"]
-    wrong = [
-        i for i, y in zip(ids, table.column(label_column).to_pylist(), strict=True) if labels[i] != y
-    ]
+    given = table.column(label_column).to_pylist()
+    wrong = [i for i, y, g in zip(ids, labels, given, strict=True) if y != g]
     return [f"{len(wrong)} {what} disagree with raw_samples' label"] if wrong else []
 
 

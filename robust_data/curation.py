@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
+from robust_data.arrays import SampleArrays
 from robust_data.plots import grouped_bars
 from robust_data.schema import column_by_id, table_metadata
 
@@ -247,3 +248,30 @@ def _apply_quota(
         for i in ranked[quota:]:
             reason[i] = "over_quota"
     return shortfalls
+
+
+def select_scored(
+    data: SampleArrays, clean_correct: np.ndarray, robust: np.ndarray, policy: CurationPolicy
+) -> SampleArrays:
+    """The policy's RPR rules and quota on decoded samples and their scores, in order.
+
+    For experiments outside the asset graph (no label-quality table: its rules are skipped).
+
+    Parameters
+    ----------
+    data : SampleArrays
+        N training samples.
+    clean_correct, robust : np.ndarray
+        (N,) bool, row-aligned with ``data`` (an engine result's flags).
+    """
+    samples = pa.table({"sample_id": data.sample_ids, "label": data.labels})
+    rpr = pa.table(
+        {
+            "sample_id": data.sample_ids,
+            "clean_correct": np.asarray(clean_correct, bool),
+            "robust": np.asarray(robust, bool),
+            "steps_to_flip": pa.nulls(len(data), pa.int32()),
+        }
+    )
+    kept = set(select_curated(samples, rpr, None, policy).curated.column("sample_id").to_pylist())
+    return data.where(np.array([i in kept for i in data.sample_ids], bool))

@@ -102,6 +102,11 @@ def is_url(location: str | os.PathLike[str]) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+def local_path(location: str | os.PathLike[str]) -> Path:
+    """The local path of a location that is not an fsspec URL (a ``file://`` prefix dropped)."""
+    return Path(str(location).removeprefix("file://"))
+
+
 def write_parquet_url(table: pa.Table, url: str) -> str:
     """Write a table to an fsspec URL in one put (object stores publish it whole or not at all)."""
     import fsspec
@@ -119,7 +124,7 @@ def write_parquet_url(table: pa.Table, url: str) -> str:
 def read_bytes(location: str | os.PathLike[str]) -> bytes:
     """The bytes stored at a local path or an fsspec URL."""
     if not is_url(location):
-        return Path(str(location).removeprefix("file://")).read_bytes()
+        return local_path(location).read_bytes()
     import fsspec
 
     with fsspec.open(str(location), "rb") as handle:
@@ -135,7 +140,7 @@ def read_parquet(location: str | os.PathLike[str]) -> pa.Table:
         When nothing is stored there.
     """
     if not is_url(location):
-        path = Path(str(location).removeprefix("file://"))
+        path = local_path(location)
         if not path.exists():
             raise FileNotFoundError(f"expected a Parquet file at {path}; found no file")
         return pq.read_table(path)
@@ -151,7 +156,7 @@ def read_parquet(location: str | os.PathLike[str]) -> pa.Table:
 def table_location(root: str, table: str, partition: str | None = None) -> str:
     """:func:`table_path` for a storage root that may be an fsspec URL."""
     if not is_url(root):
-        return str(table_path(Path(root.removeprefix("file://")), table, partition))
+        return str(table_path(local_path(root), table, partition))
     name = f"{table}.parquet" if partition is None else f"{table}/{partition}.parquet"
     return f"{root.rstrip('/')}/{name}"
 
@@ -199,7 +204,7 @@ class Store:
         root = storage_root or os.environ.get(STORE_ENV) or resolved / "store"
         if is_url(root):
             return cls(resolved, resolved / "store", str(root).rstrip("/"))
-        local = Path(str(root).removeprefix("file://")).expanduser().resolve()
+        local = local_path(root).expanduser().resolve()
         return cls(home=resolved, storage_root=local)
 
     @property

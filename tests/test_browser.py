@@ -14,7 +14,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_webserver import PROJECT, free_port, graphql, stop_group, wait_for
+from tests.test_webserver import PROJECT, graphql, running_webserver
 
 CHROMIUM_ENV = "ROBUST_DATA_CHROMIUM"
 NO_INSTALL_ENV = "ROBUST_DATA_NO_BROWSER_INSTALL"
@@ -44,8 +43,8 @@ CORE_ASSETS = {
     "robustness_report",
 }
 # With nux on, the UI opens a "Join the Dagster community" modal over the page (only on
-# http://127.0.0.1 or localhost, while GraphQL's shouldShowNux is true).
-DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+# http://127.0.0.1 or localhost, while GraphQL's shouldShowNux is true); every robust-data
+# home's dagster.yaml turns it off.
 NODES_QUERY = "{ shouldShowNux assetNodes { assetKey { path } groupName } }"
 LOCATIONS_QUERY = """
 {
@@ -158,26 +157,10 @@ def chromium() -> str:
 
 @pytest.fixture
 def webserver(isolated_home: Path) -> Iterator[int]:
-    """A real dagster-webserver on a free port over the isolated home; its port."""
-    dagster_home = isolated_home / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
-    port = free_port()
-    env = {**os.environ, "ROBUST_DATA_HOME": str(isolated_home), "DAGSTER_HOME": str(dagster_home)}
-    command = [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml"]
-    process = subprocess.Popen(
-        [*command, "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/server_info", process)
+    """A real dagster-webserver on a free port over the isolated home (its dagster.yaml has
+    nux off, so no community dialog covers the page); its port."""
+    with running_webserver(isolated_home) as port:
         yield port
-    finally:
-        stop_group(process)
 
 
 def loaded_asset_nodes(port: int, timeout: float = 90.0) -> dict[str, object]:

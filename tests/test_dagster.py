@@ -13,6 +13,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
 from assets import (
+    ALL_ASSETS,
     DATASETS,
     curated_dataset,
     curation_assets,
@@ -20,10 +21,7 @@ from assets import (
     oof_predictions_asset,
     raw_samples_assets,
     reference_model,
-    retrained_model,
-    robustness_report,
     rpr_scores,
-    variants,
 )
 from pipelines.definitions import build_definitions
 from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager
@@ -139,18 +137,7 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
     result = materialize_partition(
         store,
         "digits",
-        assets=[
-            raw_samples_assets,
-            reference_model,
-            rpr_scores,
-            oof_predictions_asset,
-            label_quality,
-            variants,
-            curation_assets,
-            curated_dataset,
-            retrained_model,
-            robustness_report,
-        ],
+        assets=list(ALL_ASSETS),
         ops={
             "reference_model": {"epochs": 2},
             "rpr_scores": {"max_steps": 40},

@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -120,31 +122,17 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.mark.slow
-def test_webserver_shows_the_whole_graph_with_the_cli_materializations(
-    isolated_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["curate", "--dataset", "digits", "--home", str(isolated_home)]) == 0
-    capsys.readouterr()
-    store = Store.open(isolated_home)
+@contextmanager
+def running_webserver(home: Path) -> Iterator[int]:
+    """A real dagster-webserver on a free loopback port over ``home``; its port.
+
+    The whole process group is stopped on exit.
+    """
     port = free_port()
-    env = {
-        **os.environ,
-        "ROBUST_DATA_HOME": str(isolated_home),
-        "DAGSTER_HOME": str(isolated_home / "dagster"),
-    }
+    env = {**os.environ, "ROBUST_DATA_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    command = [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dagster_webserver",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [*command, "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -153,6 +141,19 @@ def test_webserver_shows_the_whole_graph_with_the_cli_materializations(
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/server_info", process)
+        yield port
+    finally:
+        stop_group(process)
+
+
+@pytest.mark.slow
+def test_webserver_shows_the_whole_graph_with_the_cli_materializations(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["curate", "--dataset", "digits", "--home", str(isolated_home)]) == 0
+    capsys.readouterr()
+    store = Store.open(isolated_home)
+    with running_webserver(isolated_home) as port:
         nodes = asset_nodes(port)
         # the whole graph, with its dependency edges
         assert set(nodes) == set(EDGES)
@@ -166,16 +167,12 @@ def test_webserver_shows_the_whole_graph_with_the_cli_materializations(
         assert entries["dagster/row_count"]["intValue"] == 1797
         assert {"class_counts", "split_counts", "preview", "path"} <= set(entries)
         scores = {e["label"]: e for e in latest["rpr_scores"]["metadataEntries"]}
-        fraction = store.read("rpr_scores", "digits").column("robust").to_numpy()
-        test_rows = (
-            store.read("rpr_scores", "digits").column("split").to_numpy(zero_copy_only=False)
-            == "test"
-        )
+        table = store.read("rpr_scores", "digits")
+        fraction = table.column("robust").to_numpy()
+        test_rows = table.column("split").to_numpy(zero_copy_only=False) == "test"
         assert scores["robust_fraction_test"]["floatValue"] == pytest.approx(
             fraction[test_rows].mean(), abs=1e-4
         )
-    finally:
-        stop_group(process)
 
 
 @pytest.mark.slow
