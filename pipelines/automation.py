@@ -29,6 +29,7 @@ from dagster import (
 from assets.raw_samples import DATASETS
 from pipelines.jobs import curation_job
 from pipelines.resources import HomeResource
+from robust_data.errors import DatasetError
 from robust_data.inbox import scan_inbox
 from robust_data.store import Registration, Store
 
@@ -76,7 +77,12 @@ def inbox_sensor(context: SensorEvaluationContext, home: HomeResource):
     cursor = dict(seen)
     requests = []
     for entry in changed:
-        store.register(Registration(name=entry.name, source=entry.source))
+        try:  # a name bound to another source is never overwritten from the inbox
+            store.bind(Registration(name=entry.name, source=entry.source))
+        except DatasetError as error:
+            context.log.warning(f"inbox: {entry.path} left out: {error}")
+            cursor[entry.name] = [entry.fingerprint, seen.get(entry.name, [None, 0])[1]]
+            continue
         generation = seen.get(entry.name, [None, 0])[1] + 1
         cursor[entry.name] = [entry.fingerprint, generation]
         context.log.info(f"inbox: {entry.name} from {entry.path} ({entry.fingerprint[:12]})")
@@ -87,7 +93,12 @@ def inbox_sensor(context: SensorEvaluationContext, home: HomeResource):
                 tags={"robust_data/inbox": str(entry.path)},
             )
         )
-    new = [e.name for e in changed if not context.instance.has_dynamic_partition(DATASETS.name, e.name)]
+    requested = {r.partition_key for r in requests}
+    new = [
+        name
+        for name in sorted(requested)
+        if not context.instance.has_dynamic_partition(DATASETS.name, name)
+    ]
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[DATASETS.build_add_request(new)] if new else [],

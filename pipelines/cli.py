@@ -20,16 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.home import dagster_environment, run_tags, writing_home
 from robust_data.errors import DatasetError
 from robust_data.ingest import IngestResult, parse_size
 from robust_data.query import FORMATS, QueryError, run_query
 from robust_data.schema import read_metadata
-from robust_data.sources import PATH_SOURCES, SOURCES, resolve_source
+from robust_data.sources import PATH_SOURCES, SOURCES, check_name, resolve_source
 from robust_data.store import HOME_ENV, Registration, Store, table_location, write_text_atomic
 
 DEFAULT_DATASET = "mnist-5k"
 EXAMPLE_SQL = "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"
 PARTITIONS = "datasets"
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies
 
 
 class CliError(Exception):
@@ -65,6 +67,11 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--channels", type=int, choices=(1, 3), help="convert every image to 1 or 3 channels"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="the name is registered with another source: drop its old tables and use this one",
     )
 
 
@@ -203,10 +210,15 @@ class RunOutcome:
     seconds: float
 
 
-def _dagster_env(store: Store) -> None:
-    store.ensure()
-    os.environ[HOME_ENV] = str(store.home)
-    os.environ["DAGSTER_HOME"] = str(store.dagster_home)
+def _failed_checks(result: Any) -> list[str]:
+    """'asset.check: description' of every failed asset check of a run, one line each."""
+    failed = []
+    for event in result.all_events:
+        data = event.event_specific_data
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not data.passed:
+            description = " ".join((data.description or "no description").split())
+            failed.append(f"{data.asset_key.to_user_string()}.{data.check_name}: {description}")
+    return failed
 
 
 def _failure_message(result: Any) -> str:
@@ -216,11 +228,17 @@ def _failure_message(result: Any) -> str:
             error = event.step_failure_data.error
             while error.cause is not None:
                 error = error.cause
+            if error.cls_name == "DagsterAssetCheckFailedError":
+                checks = "; ".join(_failed_checks(result)) or "no check evaluation recorded"
+                return (
+                    f"expected the data to pass its blocking checks; found failed check {checks}; "
+                    f"fix the input and run again (run {result.run_id[:8]})"
+                )
             lines = error.message.strip().splitlines()
             text = lines[0] if lines else error.cls_name
             _, sep, rest = text.partition(f"{error.cls_name}: ")
             text = rest if sep else text
-            if error.cls_name != "DatasetError":
+            if error.cls_name not in ("DatasetError", "HomeLockedError"):
                 text = f"{error.cls_name}: {text} (run {result.run_id[:8]}; its logs are in robust-data ui)"
             return text
     return f"run {result.run_id[:8]} failed; its logs are in robust-data ui"
@@ -245,7 +263,6 @@ def run_job(
     CliError
         With the failing step's one-line error.
     """
-    _dagster_env(store)
     from dagster import DagsterInstance
 
     from pipelines.definitions import build_definitions
@@ -268,14 +285,20 @@ def run_job(
         if workers > 1:
             result = _execute_in_workers(instance, job, partition, run_config, workers)
         else:
-            result = build_definitions(store).resolve_job_def(job).execute_in_process(
-                instance=instance,
-                partition_key=partition,
-                run_config=run_config,
-                raise_on_error=False,
+            result = (
+                build_definitions(store)
+                .resolve_job_def(job)
+                .execute_in_process(
+                    instance=instance,
+                    partition_key=partition,
+                    run_config=run_config,
+                    raise_on_error=False,
+                    tags=run_tags(),
+                )
             )
     if not result.success:
         raise CliError(_failure_message(result))
+    store.remove_step_outputs(result.run_id)  # shard outputs, merged into the stored table
     return RunOutcome(run_id=result.run_id, seconds=time.perf_counter() - started)
 
 
@@ -298,7 +321,7 @@ def _execute_in_workers(
         reconstructable(target),
         instance=instance,
         run_config=run_config,
-        tags={"dagster/partition": partition},
+        tags={"dagster/partition": partition, **run_tags()},
         raise_on_error=False,
     )
 
@@ -325,10 +348,10 @@ def _resolve_dataset(
         reg = registered[dataset]
         return reg.name, reg.source, reg.root
     resolved = resolve_source(dataset, root=args.root, name=args.name)
-    root = (
-        str(resolved.root) if resolved.root and resolved.source.name not in PATH_SOURCES else None
-    )
-    return resolved.name, resolved.spec, root
+    if resolved.source.name in PATH_SOURCES:
+        # stored resolved: a relative path must not re-resolve against a later directory
+        return resolved.name, f"{resolved.source.name}:{resolved.root}", None
+    return resolved.name, resolved.spec, str(resolved.root) if resolved.root else None
 
 
 def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
@@ -424,16 +447,22 @@ def _report_section(store: Store, name: str, job: str) -> list[str]:
 
 
 def _run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
-    store = Store.open(args.home)
-    name, spec, root = _resolve_dataset(store, args, dataset)
-    config = _ingest_config(args, spec, root)
     shards = getattr(args, "shards", 1)
     if shards < 1:
         raise CliError(f"expected --shards >= 1; found {shards}; pass --shards 2")
-    ops = {"rpr_scores": {"shards": shards}} if shards > 1 else None
-    outcome = run_job(store, job, name, config, ops, getattr(args, "workers", 1))
-    store.register(Registration(name=name, source=spec, root=root))
-    print(_summary(store, name, outcome, job))
+    with writing_home(args.home, f"robust-data {args.command}") as store:
+        name, spec, root = _resolve_dataset(store, args, dataset)
+        config = _ingest_config(args, spec, root)
+        # The name is bound to its source before anything is written: data never mixes.
+        removed = store.bind(Registration(name=name, source=spec, root=root), args.replace)
+        if removed:
+            print(
+                f"--replace: removed {len(removed)} stored items of the old {name!r}",
+                file=sys.stderr,
+            )
+        ops = {"rpr_scores": {"shards": shards}} if shards > 1 else None
+        outcome = run_job(store, job, name, config, ops, getattr(args, "workers", 1))
+        print(_summary(store, name, outcome, job))
     return 0
 
 
@@ -461,7 +490,7 @@ def cmd_score_model(args: argparse.Namespace) -> int:
     from robust_data.rpr.scoring import score_samples
 
     store = Store.open(args.home)
-    samples = store.read("raw_samples", args.dataset)
+    samples = store.read("raw_samples", check_name(args.dataset))
     split = samples.filter(pc.equal(samples.column("split"), args.split))
     if split.num_rows == 0:
         found = sorted(set(samples.column("split").to_pylist()))
@@ -513,7 +542,7 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
-    print("\n".join(_report_lines(store, args.dataset)))
+    print("\n".join(_report_lines(store, check_name(args.dataset))))
     return 0
 
 
@@ -524,17 +553,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from robust_data.export import UPSTREAM, export_dataset
 
-    store = Store.open(args.home)
-    _dagster_env(store)
-    from dagster import DagsterInstance
+    dataset = check_name(args.dataset)
+    with writing_home(args.home, "robust-data export") as store:
+        from dagster import DagsterInstance
 
-    from assets.curated_dataset import latest_runs
+        from assets.curated_dataset import latest_runs
 
-    with DagsterInstance.get() as instance:
-        runs = latest_runs(instance, args.dataset, (*UPSTREAM, "variants"))
-    result = export_dataset(
-        store, args.dataset, args.out, args.format, args.with_variants, args.force, runs
-    )
+        with DagsterInstance.get() as instance:
+            runs = latest_runs(instance, dataset, (*UPSTREAM, "variants"))
+        result = export_dataset(
+            store, dataset, args.out, args.format, args.with_variants, args.force, runs
+        )
     rows = ", ".join(f"{split} {n:,}" for split, n in result.rows.items())
     print(f"exported {args.dataset} as {result.format} to {result.path}: {rows} rows")
     print(f"  dataset card: {result.path / 'README.md'}; lineage: {result.path / 'lineage.json'}")
@@ -590,14 +619,24 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _die_with(parent: int) -> None:
+    """In a child before exec: get SIGTERM when ``parent`` ends, even by SIGKILL (Linux)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
-    store = Store.open(args.home)
-    _dagster_env(store)
     if not _port_free(args.port):
         raise CliError(
             f"expected a free port on 127.0.0.1; found {args.port} in use; pass --port 3001"
         )
-    workspace = write_text_atomic(WORKSPACE, store.home / "workspace.yaml")
+    # Locked only while the instance is created and cleaned: the UI runs beside other commands.
+    with writing_home(args.home, "robust-data ui") as store:
+        workspace = write_text_atomic(WORKSPACE, store.home / "workspace.yaml")
     command = [
         sys.executable,
         "-m",
@@ -615,9 +654,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
     )
     # Same process group as this command: Ctrl-C (or killing the group) reaches dagster dev too.
     # dagster dev treats SIGTERM as SIGINT, so SIGINT must not be inherited as ignored (as it is
-    # under `cmd &` in a script); a SIGTERM to this command alone is passed on.
+    # under `cmd &` in a script); a SIGTERM to this command alone is passed on. If this command
+    # is killed outright (SIGKILL), the kernel sends dagster dev SIGTERM (PR_SET_PDEATHSIG), and
+    # dagster dev stops the webserver and the daemon: no server outlives the command.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    process = subprocess.Popen(command, env=os.environ.copy())
+    parent = os.getpid()
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **dagster_environment(store)},
+        preexec_fn=lambda: _die_with(parent),
+    )
     signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
     try:
         return process.wait()

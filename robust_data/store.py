@@ -31,6 +31,8 @@ from robust_data.sources import PATH_SOURCES, SOURCES
 HOME_ENV = "ROBUST_DATA_HOME"
 STORE_ENV = "ROBUST_DATA_STORE"
 DEFAULT_HOME = ".robust-data"
+#: Outputs of steps inside graph-backed assets: ``<tables root>/_steps/<run id>/...``.
+STEPS_FOLDER = "_steps"
 
 _DAGSTER_YAML = """\
 # Written by robust-data. Local SQLite storage under this folder.
@@ -47,11 +49,74 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
+#: Temporary files of atomic writes: ``.<name>.<pid>.<random>.tmp`` beside their target. The
+#: pid tells a temporary file of a live writer from one a killed process left behind.
+TMP_SUFFIX = ".tmp"
+
+
 def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent
+    )
     os.close(fd)
     return Path(tmp)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid in a temporary name ``.<target>.<pid>.<random>.tmp``; None for other names."""
+    if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+        return None
+    parts = name[: -len(TMP_SUFFIX)].split(".")
+    for part in reversed(parts[:-1]):
+        if part.isdigit():
+            return int(part)
+    return None
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove temporary files and folders under ``folder`` whose writing process is gone.
+
+    Only names of the form ``.<target>.<pid>.<random>.tmp`` whose pid no longer runs are
+    removed; a live writer's temporary files and every other file are left alone.
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    import shutil
+
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.rglob(f".*{TMP_SUFFIX}"):
+        owner = temp_owner(path.name)
+        if owner is None or pid_alive(owner):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def _write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
@@ -121,6 +186,17 @@ def write_parquet_url(table: pa.Table, url: str) -> str:
     return url
 
 
+def _remove(location: str) -> None:
+    """Delete the file at a local path or an fsspec URL."""
+    if not is_url(location):
+        local_path(location).unlink(missing_ok=True)
+        return
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(location)
+    fs.rm(path)
+
+
 def read_bytes(location: str | os.PathLike[str]) -> bytes:
     """The bytes stored at a local path or an fsspec URL."""
     if not is_url(location):
@@ -168,13 +244,47 @@ def table_path(storage_root: Path, table: str, partition: str | None = None) -> 
     return storage_root / table / f"{partition}.parquet"
 
 
+def _ensure_folder(folder: Path) -> None:
+    """Create ``folder``; one-line DatasetError when a file is in the way or it is not writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DatasetError(
+            "a folder", f"a file at {folder} (or above it)", "pass --home with a folder path"
+        ) from None
+    except PermissionError:
+        raise DatasetError(
+            "a writable folder",
+            f"no permission to create {folder}",
+            "pass --home with a folder you can write",
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DatasetError(
+            "a writable folder",
+            f"{folder} is read-only",
+            "pass --home with a folder you can write, or fix its permissions",
+        )
+
+
 @dataclass(frozen=True)
 class Registration:
-    """A dataset registered in a home: its partition name, source spec and local root."""
+    """A dataset registered in a home: its partition name, source spec and local root.
+
+    ``source`` and ``root`` are stored resolved (absolute paths), so a registration means the
+    same data whatever the current directory; together they are the dataset's fingerprint.
+    """
 
     name: str
     source: str
     root: str | None = None
+
+    def fingerprint(self) -> tuple[str, str | None]:
+        """What binds the name: the source spec and the root."""
+        return (self.source, self.root)
+
+    def describe(self) -> str:
+        """The source as one phrase ('mnist (root /data/mnist)')."""
+        return self.source + (f" (root {self.root})" if self.root else "")
 
 
 @dataclass(frozen=True)
@@ -222,9 +332,15 @@ class Store:
         return self.home / "datasets.json"
 
     def ensure(self) -> Store:
-        """Create the folders and a ``dagster.yaml`` (telemetry off) if they are missing."""
-        self.storage_root.mkdir(parents=True, exist_ok=True)
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        """Create the folders and a ``dagster.yaml`` (telemetry off) if they are missing.
+
+        Raises
+        ------
+        DatasetError
+            When the home (or a folder in it) is a file, or cannot be written.
+        """
+        for folder in (self.home, self.storage_root, self.dagster_home):
+            _ensure_folder(folder)
         config = self.dagster_home / "dagster.yaml"
         if not config.exists():
             write_text_atomic(_DAGSTER_YAML, config)
@@ -306,6 +422,105 @@ class Store:
             repr(name),
             f"register it first: robust-data ingest SOURCE --name {name} --home {self.home}",
         )
+
+    def bind(self, registration: Registration, replace: bool = False) -> list[str]:
+        """Bind a dataset name to its source before anything of it is written.
+
+        A name already registered with another source (spec or root) is refused unless
+        ``replace``: then everything stored for the name (its tables, weights, report and
+        default export) is removed first, so old and new data never mix.
+
+        Returns
+        -------
+        list of str
+            What ``replace`` removed (empty when nothing was).
+
+        Raises
+        ------
+        DatasetError
+            One line naming both sources, when the name is bound to another source.
+        """
+        known = self.registrations().get(registration.name)
+        removed: list[str] = []
+        if known is not None and known.fingerprint() != registration.fingerprint():
+            if not replace:
+                raise DatasetError(
+                    f"dataset {registration.name!r} from its registered source {known.describe()}",
+                    f"another source {registration.describe()}",
+                    "pass --name NEW_NAME to keep both, or --replace to drop the old tables and "
+                    "re-ingest under this name",
+                )
+            removed = self.invalidate(registration.name)
+        self.register(registration)
+        return removed
+
+    def invalidate(self, name: str) -> list[str]:
+        """Remove every stored table partition, weight file, report and export of ``name``.
+
+        Returns
+        -------
+        list of str
+            The removed locations.
+        """
+        import shutil
+
+        removed = []
+        for table in self._table_names():
+            location = table_location(self.tables_root, table, name)
+            if self.has(table, name):
+                _remove(location)
+                removed.append(location)
+        for folder in (
+            self.storage_root / "reference_model",
+            self.storage_root / "retrained_model",
+        ):
+            for path in sorted(folder.glob(f"{name}.pt")) + sorted(folder.glob(f"{name}-*.pt")):
+                path.unlink()
+                removed.append(str(path))
+        for folder in (self.home / "reports" / name, self.home / "exports" / name):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                removed.append(str(folder))
+        return removed
+
+    def step_output_runs(self) -> list[str]:
+        """Run ids that have step outputs under ``<tables root>/_steps`` (graph-asset steps)."""
+        return self._names_under(f"{self.tables_root}/{STEPS_FOLDER}")
+
+    def remove_step_outputs(self, run_id: str) -> bool:
+        """Remove ``<tables root>/_steps/<run_id>``; whether there was anything to remove."""
+        import shutil
+
+        location = f"{self.tables_root}/{STEPS_FOLDER}/{run_id}"
+        if not is_url(location):
+            path = local_path(location)
+            if not path.is_dir():
+                return False
+            shutil.rmtree(path)
+            return True
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(location)
+        if not fs.exists(path):
+            return False
+        fs.rm(path, recursive=True)
+        return True
+
+    def _names_under(self, location: str) -> list[str]:
+        """Names of the entries in a local folder or under a URL prefix (sorted)."""
+        if not is_url(location):
+            path = local_path(location)
+            return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(location)
+        if not fs.exists(path):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+
+    def _table_names(self) -> list[str]:
+        """Names of the tables stored under the tables root (locally or at the URL)."""
+        return [n for n in self._names_under(self.tables_root) if n != STEPS_FOLDER]
 
     def register(self, registration: Registration) -> None:
         """Record (or update) a dataset registration, atomically."""

@@ -1,0 +1,138 @@
+"""A CLI command's hold on a home: the lock, the Dagster instance, and cleanup after faults.
+
+Every command that writes a home enters :func:`writing_home`: it checks the home is a
+writable folder, takes the home's lock (a second writer waits with a message), creates the
+Dagster instance once under the lock (two fresh instances created at once corrupted SQLite's
+migration table), and cleans up what killed processes left behind:
+
+- runs that this CLI started, whose process is gone while the run still says STARTED, are
+  marked failed (Dagster never hears of a SIGKILL);
+- step outputs (``<tables>/_steps/<run id>``) of runs that have succeeded or no longer exist;
+- temporary files of atomic writes and exports whose writing process is gone.
+
+Each cleanup prints one line saying what it did.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from robust_data.lock import home_lock
+from robust_data.store import HOME_ENV, Store, pid_alive, remove_stale_temps
+
+#: Run tags that say which process on which machine runs a CLI-launched run.
+PID_TAG = "robust_data/pid"
+HOST_TAG = "robust_data/host"
+
+
+def run_tags() -> dict[str, str]:
+    """Tags for a run this process executes: its pid and host, for dead-run detection."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def dagster_environment(store: Store) -> dict[str, str]:
+    """The environment variables that point Dagster and the assets at this home."""
+    return {HOME_ENV: str(store.home), "DAGSTER_HOME": str(store.dagster_home)}
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def writing_home(
+    home: str | os.PathLike[str] | None,
+    what: str,
+    say: Callable[[str], None] = _say,
+    timeout: float | None = None,
+) -> Iterator[Store]:
+    """Hold ``home`` for a writing command: validated, locked, instance ready, cleaned up.
+
+    Parameters
+    ----------
+    home : path or None
+        ``--home`` (None: ``$ROBUST_DATA_HOME`` or ``./.robust-data``).
+    what : str
+        The command, shown to a second writer that waits ('robust-data curate').
+    say : callable
+        Where the one-line cleanup and waiting messages go (default stderr).
+    timeout : float or None
+        Seconds to wait for another writer (None: as long as it takes).
+
+    Yields
+    ------
+    Store
+        The home's store; ``ROBUST_DATA_HOME`` and ``DAGSTER_HOME`` point at it.
+    """
+    store = Store.open(home)
+    store.ensure()
+    with home_lock(store.home, what, timeout=timeout, notify=say):
+        os.environ.update(dagster_environment(store))
+        from dagster import DagsterInstance
+
+        with DagsterInstance.get() as instance:  # creates (migrates) the storage once, locked
+            cleanup(store, instance, say)
+        yield store
+
+
+def cleanup(store: Store, instance: Any, say: Callable[[str], None] = _say) -> None:
+    """Fail dead runs, drop finished runs' step outputs and dead writers' temporary files."""
+    for run_id in fail_dead_runs(instance):
+        say(f"marked run {run_id[:8]} failed: the process running it was killed")
+    for run_id in remove_finished_step_outputs(store, instance):
+        say(f"removed the step outputs of finished run {run_id[:8]}")
+    stale = remove_stale_temps(store.home) + remove_stale_temps(store.storage_root)
+    for path in stale:
+        say(f"removed {path}: a temporary file left by a killed write")
+
+
+def fail_dead_runs(instance: Any) -> list[str]:
+    """Mark failed the in-progress runs this CLI started whose process no longer runs.
+
+    Runs launched by the UI or the daemon carry no pid tag and are left to Dagster.
+
+    Returns
+    -------
+    list of str
+        The run ids marked failed.
+    """
+    from dagster import DagsterRunStatus, RunsFilter
+
+    active = [DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED]
+    host = socket.gethostname()
+    failed = []
+    for run in instance.get_runs(RunsFilter(statuses=active, tags={HOST_TAG: host})):
+        pid = run.tags.get(PID_TAG, "")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            instance.report_run_failed(
+                run, message=f"the process running this run (pid {pid}) ended without finishing it"
+            )
+            failed.append(run.run_id)
+    return failed
+
+
+def remove_finished_step_outputs(store: Store, instance: Any) -> list[str]:
+    """Remove ``_steps/<run id>`` of runs that succeeded or are no longer in the instance.
+
+    A failed run keeps its step outputs so that re-executing it from the failure reuses them.
+
+    Returns
+    -------
+    list of str
+        The run ids whose outputs were removed.
+    """
+    from dagster import DagsterRunStatus
+
+    removed = []
+    for run_id in store.step_output_runs():
+        run = instance.get_run_by_id(run_id)
+        if (run is None or run.status == DagsterRunStatus.SUCCESS) and store.remove_step_outputs(
+            run_id
+        ):
+            removed.append(run_id)
+    return removed
