@@ -15,6 +15,7 @@ from dagster import (
 from assets.checks import check_result, check_spec
 from pipelines.resources import HomeResource
 from robust_data.checks import check_rejects, check_samples
+from robust_data.errors import DatasetError
 from robust_data.ingest import IngestOptions, IngestResult, ingest, parse_size
 from robust_data.preview import preview_grid
 
@@ -88,6 +89,13 @@ def raw_samples_assets(
         channels=config.channels or None,
     )
     result = ingest(source, root=root or None, name=context.partition_key, options=options)
+    samples_check = check_samples(result.samples)
+    if not samples_check.passed:  # refused before anything is stored: no half-ingested table
+        raise DatasetError(
+            "samples that pass the raw_samples check 'valid'",
+            samples_check.summary(),
+            f"fix the source {source} and ingest again (nothing was stored)",
+        )
     if result.rejects.num_rows:
         context.log.warning(
             f"{result.rejects.num_rows} unreadable images left out (see ingest_rejects)"
@@ -98,5 +106,5 @@ def raw_samples_assets(
         metadata={"dagster/row_count": result.rejects.num_rows},
     )
     yield Output(result.samples, output_name="raw_samples", metadata=_metadata(result))
-    yield check_result("raw_samples", "valid", check_samples(result.samples))
+    yield check_result("raw_samples", "valid", samples_check)
     yield check_result("ingest_rejects", "valid", check_rejects(result.rejects))

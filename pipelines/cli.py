@@ -267,6 +267,7 @@ def run_job(
 
     from pipelines.definitions import build_definitions
 
+    os.environ.update(dagster_environment(store))  # read by the assets and by worker processes
     if workers < 1:
         raise CliError(f"expected --workers >= 1; found {workers}; pass --workers 2")
     run_config = {

@@ -252,10 +252,10 @@ def _ensure_folder(folder: Path) -> None:
         raise DatasetError(
             "a folder", f"a file at {folder} (or above it)", "pass --home with a folder path"
         ) from None
-    except PermissionError:
+    except OSError as error:  # no permission, a read-only file system, ...
         raise DatasetError(
             "a writable folder",
-            f"no permission to create {folder}",
+            f"cannot create {folder} ({error.strerror})",
             "pass --home with a folder you can write",
         ) from None
     if not os.access(folder, os.W_OK | os.X_OK):

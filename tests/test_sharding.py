@@ -71,4 +71,6 @@ def test_two_shards_in_parallel_processes_equal_the_unsharded_run(
     ]
     first, second = spans.values()
     assert first["pid"] != second["pid"]  # two worker processes
+    # the shards' outputs are merged into the table, then removed with the run's success
+    assert not (store.storage_root / "_steps" / outcome.run_id).exists()
     assert first["start"] < second["end"] and second["start"] < first["end"]  # at the same time
