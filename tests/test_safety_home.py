@@ -263,3 +263,26 @@ def test_a_home_that_is_a_file_or_read_only_fails_in_one_line(
     assert "expected a writable folder; found cannot create /sys/robust-data-home" in one_line_error(
         capsys
     )
+
+
+def test_a_failed_blocking_check_is_named_with_its_whole_message() -> None:
+    from dagster import AssetCheckResult, AssetCheckSpec, Output, asset, materialize
+
+    from pipelines.cli import _failure_message
+
+    @asset(check_specs=[AssetCheckSpec("valid", asset="scores", blocking=True)])
+    def scores():
+        yield Output(1)
+        yield AssetCheckResult(
+            passed=False, description="3 labels out of range\n(first: 11, 12, 13)"
+        )
+
+    @asset(deps=[scores])
+    def downstream() -> int:
+        return 2
+
+    result = materialize([scores, downstream], raise_on_error=False)
+    assert not result.success
+    message = _failure_message(result)
+    assert "\n" not in message
+    assert "failed check scores.valid: 3 labels out of range (first: 11, 12, 13)" in message
