@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -14,6 +15,8 @@ from robust_data.images import content_sha256, encode_png, resize_pixels
 from robust_data.schema import IMAGE_TYPE, REJECTS_SCHEMA, SAMPLES_SCHEMA, table_metadata
 from robust_data.sources import LoadOptions, ResolvedSource, SourceData, resolve_source
 from robust_data.splits import stratified_split
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,16 @@ class IngestResult:
         Conforms to ``SAMPLES_SCHEMA``, with key-value metadata.
     rejects : pa.Table
         Conforms to ``REJECTS_SCHEMA``: what was left out and why.
+    notes : tuple of str
+        One line per way the stored pixels differ from the source's (16-bit images scaled
+        to 8 bits, alpha dropped), with counts and example keys; also in the samples
+        table's ``robust_data.params`` metadata under ``notes``.
     """
 
     dataset: str
     samples: pa.Table
     rejects: pa.Table
+    notes: tuple[str, ...] = ()
 
     def class_counts(self) -> dict[str, int]:
         """Rows per ``label_name``, in label order."""
@@ -109,6 +117,25 @@ def _validate_labels(data: SourceData, name: str) -> None:
             f"only class {data.label_names[int(present[0])]!r} in {name}",
             "add images of other classes",
         )
+
+
+def _validate_train(data: SourceData, splits: list[str], name: str) -> None:
+    """Refuse a dataset whose train split has fewer than 2 classes (curation trains on it)."""
+    train = data.labels[np.asarray(splits) == "train"]
+    present = np.unique(train)
+    if len(present) >= 2:
+        return
+    counts = ", ".join(f"{s} {n:,}" for s, n in sorted(Counter(splits).items()))
+    found = (
+        f"only class {data.label_names[int(present[0])]!r} in the train split"
+        if len(present)
+        else "no train split"
+    )
+    raise DatasetError(
+        "a train split with at least 2 classes (the models train on it)",
+        f"{found} of dataset {name!r} (splits: {counts})",
+        data.missing_train_fix,
+    )
 
 
 def _unify_shapes(pixels: list[np.ndarray], options: IngestOptions, name: str) -> list[np.ndarray]:
@@ -174,8 +201,9 @@ def build_samples(
     Raises
     ------
     DatasetError
-        Empty dataset, nothing readable, fewer than 2 classes, labels out of range, mixed
-        sizes or channel counts (unless ``options`` resize/convert), duplicate keys.
+        Empty dataset, nothing readable, fewer than 2 classes (overall or in train), labels
+        out of range, mixed sizes or channel counts (unless ``options`` resize/convert),
+        duplicate keys.
     """
     name = resolved.name
     if len(data) == 0:
@@ -195,6 +223,7 @@ def build_samples(
     splits = data.splits or stratified_split(
         data.labels, data.keys, options.test_fraction, options.seed
     )
+    _validate_train(data, splits, name)
     sample_ids = [f"{name}:{s}:{k}" for s, k in zip(splits, data.keys, strict=True)]
     if len(set(sample_ids)) != len(sample_ids):
         dupes = [k for k, n in Counter(sample_ids).items() if n > 1][:3]
@@ -208,7 +237,14 @@ def build_samples(
         [pa.array(blobs, pa.binary()), pa.array(data.paths or [None] * n, pa.string())],
         fields=list(IMAGE_TYPE),
     )
-    params = {"source_params": data.params, "options": asdict(options), "dataset": name}
+    for note in data.notes:
+        logger.warning("%s: %s", name, note)
+    params = {
+        "source_params": data.params,
+        "options": asdict(options),
+        "dataset": name,
+        "notes": list(data.notes),
+    }
     samples = pa.table(
         {
             "sample_id": sample_ids,
@@ -227,7 +263,7 @@ def build_samples(
     rejects = _rejects_table(name, data).replace_schema_metadata(
         table_metadata("ingest_rejects", resolved.spec, params)
     )
-    return IngestResult(dataset=name, samples=samples, rejects=rejects)
+    return IngestResult(dataset=name, samples=samples, rejects=rejects, notes=tuple(data.notes))
 
 
 def ingest(

@@ -1,11 +1,69 @@
-"""Deterministic stratified train/test split for sources that have no test split."""
+"""Split names, and a deterministic stratified train/test split for sources without one.
+
+The samples table has two splits, ``train`` and ``test``. A source may name its held-out split
+``test`` or ``val``/``valid``/``validation``: a validation split is the test split when the
+source has no test split; a source with both is refused, since one of them would be lost.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from robust_data.errors import DatasetError
+
+#: The splits of the samples table.
+SPLITS = ("train", "test")
+#: Names of a validation split, stored as ``test`` when the source has no test split.
+VALIDATION_NAMES = ("val", "valid", "validation")
+#: Every split name a source may use (folder names, ``split`` values, file-name prefixes).
+SPLIT_WORDS = (*SPLITS, *VALIDATION_NAMES)
+
+
+def is_split_name(name: str) -> bool:
+    """Whether ``name`` (any case) is one of ``SPLIT_WORDS``."""
+    return name.lower() in SPLIT_WORDS
+
+
+def split_mapping(names: Iterable[str], where: str) -> dict[str, str]:
+    """Map the split names a source uses to ``train`` / ``test``.
+
+    Parameters
+    ----------
+    names : iterable of str
+        Split names found (any case): folder names, ``split`` values or file-name prefixes.
+    where : str
+        The source, for messages.
+
+    Returns
+    -------
+    dict of str to str
+        Each name to ``"train"`` or ``"test"``; a validation name maps to ``"test"``.
+
+    Raises
+    ------
+    DatasetError
+        A name outside ``SPLIT_WORDS``, or more than one held-out name (``test`` and ``val``,
+        or ``val`` and ``validation``).
+    """
+    found = sorted(set(names))
+    unknown = [n for n in found if not is_split_name(n)]
+    if unknown:
+        raise DatasetError(
+            f"split names among {list(SPLIT_WORDS)}",
+            f"{unknown} in {where}",
+            "rename them (val/valid/validation become test) or drop the split information",
+        )
+    held_out = sorted({n.lower() for n in found} - {"train"})
+    if len(held_out) > 1:
+        raise DatasetError(
+            "train plus one held-out split: test, or val/valid/validation used as test",
+            f"held-out splits {held_out} in {where}",
+            "merge the validation data into train or test, or move it out of the dataset",
+        )
+    return {n: "train" if n.lower() == "train" else "test" for n in found}
 
 
 def _rank_key(seed: int, key: str) -> bytes:

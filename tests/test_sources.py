@@ -70,9 +70,11 @@ def test_mnist_idx_with_real_splits(tmp_path: Path, gz: bool) -> None:
 
 def test_mnist_only_test_files(tmp_path: Path) -> None:
     make_idx_root(tmp_path, n_train=0, n_test=20)
-    samples = ingest("mnist", root=str(tmp_path)).samples
-    assert samples.num_rows == 20
-    assert counts(samples, "split") == {"test": 20}
+    with pytest.raises(DatasetError, match="train split"):  # the models train on train
+        ingest("mnist", root=str(tmp_path))
+    make_idx_root(tmp_path / "train-only", n_train=20, n_test=0)
+    samples = ingest("mnist", root=str(tmp_path / "train-only")).samples
+    assert counts(samples, "split") == {"train": 20}
 
 
 def test_fashion_mnist_and_kmnist_folders_and_names(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ SOURCES: dict[str, Source] = {
         SVHN_SOURCE,
         Source(
             "imagefolder",
-            "imagefolder:PATH, one subfolder per class (PNG/JPEG), optional train/test level",
+            "imagefolder:PATH, one subfolder per class (PNG/JPEG), optional train/test (or val) level",
             load_imagefolder,
             needs_root=True,
             expected="ROOT/<class>/<image>.png",

@@ -19,7 +19,9 @@ from robust_data.sources.base import (
     Source,
     SourceData,
     from_split_parts,
+    integer_labels,
     require_root,
+    uint8_pixels,
 )
 
 CIFAR_LAYOUTS = {
@@ -73,6 +75,16 @@ def _unpickle(path: Path) -> dict[bytes, Any]:
         ) from exc
 
 
+def _field(batch: object, key: bytes, path: Path) -> Any:
+    """``batch[key]`` of an unpickled batch, or the one-line error naming the file."""
+    if not isinstance(batch, dict) or key not in batch:
+        found = list(batch)[:6] if isinstance(batch, dict) else type(batch).__name__
+        raise DatasetError(
+            f"a CIFAR batch dict with key {key!r}", f"{found} in {path}", "re-extract the archive"
+        )
+    return batch[key]
+
+
 def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData:
     """Read the complete train and/or test batches of CIFAR-10 or CIFAR-100 under ``root``."""
     layout = CIFAR_LAYOUTS[name]
@@ -89,8 +101,9 @@ def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData
     for split, paths in splits.items():
         for path in paths:
             batch = _unpickle(path)
-            data = np.asarray(batch[b"data"], dtype=np.uint8)  # (n, 3072), channel-major
-            targets = np.asarray(batch[layout["labels_key"]], dtype=np.int64)
+            data = uint8_pixels(_field(batch, b"data", path), str(path))  # (n, 3072), channel-major
+            key = layout["labels_key"]
+            targets = integer_labels(_field(batch, key, path), f"{key.decode()} of {path}")
             if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(targets):
                 raise DatasetError(
                     "data (n, 3072) and n labels per batch",
@@ -105,7 +118,10 @@ def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData
     else:
         names = [str(i) for i in range(layout["num_classes"])]
     files = {s: [str(p) for p in ps] for s, ps in splits.items()}
-    return from_split_parts(parts, names, {"root": str(root), "files": files})
+    fix = f"add the train batches ({', '.join(layout['train'])}) next to the test batch"
+    return from_split_parts(
+        parts, names, {"root": str(root), "files": files}, missing_train_fix=fix
+    )
 
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -146,13 +162,27 @@ def load_svhn(root: Path | None, options: LoadOptions) -> SourceData:
                 f"keys {sorted(k for k in mat if not k.startswith('__'))} in {path}",
                 "use the cropped-digits files",
             )
-        images = np.ascontiguousarray(
-            mat["X"].transpose(3, 0, 1, 2), dtype=np.uint8
-        )  # (N, 32, 32, 3)
-        targets = mat["y"].reshape(-1).astype(np.int64) % 10  # 10 -> 0
-        parts.append((split, images, targets))
+        images = np.ascontiguousarray(uint8_pixels(mat["X"], str(path)).transpose(3, 0, 1, 2))
+        parts.append((split, images, _svhn_labels(mat["y"], path)))  # (N, 32, 32, 3), (N,)
     files = {s: str(p) for s, p in located.items()}
-    return from_split_parts(parts, [str(i) for i in range(10)], {"root": str(root), "files": files})
+    return from_split_parts(
+        parts,
+        [str(i) for i in range(10)],
+        {"root": str(root), "files": files},
+        missing_train_fix="add train_32x32.mat next to test_32x32.mat",
+    )
+
+
+def _svhn_labels(y: np.ndarray, path: Path) -> np.ndarray:
+    """SVHN's labels 1..10 (10 for digit 0; 0 also accepted) as digits 0..9."""
+    labels = integer_labels(np.asarray(y).reshape(-1), f"y of {path}")
+    if labels.size and labels.max() > 10:
+        raise DatasetError(
+            "SVHN labels 1..10 (10 for the digit 0)",
+            f"label {int(labels.max())} in {path}",
+            "use the cropped-digits files",
+        )
+    return np.where(labels == 10, 0, labels)
 
 
 def cifar_source(name: str, description: str) -> Source:

@@ -6,6 +6,7 @@ Unreadable images become rejects (key and reason) instead of failing the whole d
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +14,81 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robust_data.errors import DatasetError
-from robust_data.sources.base import LoadOptions, SourceData, decode_all
+from robust_data.sources.base import (
+    LoadOptions,
+    Reject,
+    SourceData,
+    decode_all,
+    integer_labels,
+)
+from robust_data.splits import SPLIT_WORDS, is_split_name, split_mapping
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-SPLIT_NAMES = ("train", "test")
 IMAGE_COLUMNS = ("image", "img", "images")
 LABEL_COLUMNS = ("label", "labels", "fine_label", "target")
+#: At most this many row keys are named in a message.
+SHOWN_ROWS = 5
+FOLDER_TRAIN_FIX = (
+    "add ROOT/train/<class>/ folders, or put the class folders directly under ROOT so that "
+    "ingest splits the data"
+)
+PARQUET_TRAIN_FIX = (
+    "add rows with split 'train', or drop the split column (and train*/test* file names) so "
+    "that ingest splits the data"
+)
 
 
 def _class_dirs(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
-    """Read ``ROOT/<class>/**/*.{png,jpg,jpeg}``, or ``ROOT/{train,test}/<class>/...``.
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
-    Classes are the sorted subfolder names; files with other suffixes are ignored.
+
+def _split_dirs(root: Path) -> list[tuple[str | None, Path]]:
+    """``[(split, folder)]`` for ``ROOT/{train,test,val...}/<class>``, else ``[(None, ROOT)]``.
+
+    Raises
+    ------
+    DatasetError
+        Split folders beside other folders, or both a test and a validation folder.
+    """
+    top = _class_dirs(root)
+    splits = [p.name for p in top if is_split_name(p.name)]
+    if not splits:
+        return [(None, root)]
+    others = [p.name for p in top if not is_split_name(p.name)]
+    if others:
+        raise DatasetError(
+            f"either class folders or split folders ({'/'.join(SPLIT_WORDS)}) at the top of {root}",
+            f"split folders {splits} beside other folders {others[:SHOWN_ROWS]}",
+            "move the class folders into the split folders, or rename the folder named like a split",
+        )
+    mapping = split_mapping(splits, str(root))
+    return [(mapping[p.name], p) for p in top]
+
+
+def _stray_images(root: Path, split_dirs: list[tuple[str | None, Path]]) -> list[Reject]:
+    """Images outside any class folder: listed as rejects rather than silently skipped."""
+    folders = [root] + ([d for _, d in split_dirs] if split_dirs[0][0] else [])
+    return [
+        Reject(
+            p.relative_to(root).as_posix(), "not inside a class folder; move it into ROOT/<class>/"
+        )
+        for folder in folders
+        for p in sorted(folder.iterdir())
+        if _is_image(p)
+    ]
+
+
+def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
+    """Read ``ROOT/<class>/**/*.{png,jpg,jpeg}``, or ``ROOT/<split>/<class>/...``.
+
+    Classes are the sorted class-folder names; files with other suffixes are ignored, and
+    images outside a class folder become rejects. Split folders are ``train`` and ``test``,
+    or ``val``/``valid``/``validation`` standing for test when there is no test folder
+    (see :func:`robust_data.splits.split_mapping`).
     """
     if root is None or not root.is_dir():
         raise DatasetError(
@@ -36,9 +96,8 @@ def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
             f"{root} is not a folder",
             "check the path after 'imagefolder:'",
         )
-    top = _class_dirs(root)
-    split_layout = bool(top) and {p.name for p in top} <= set(SPLIT_NAMES)
-    split_dirs = [(p.name, p) for p in top] if split_layout else [(None, root)]
+    split_dirs = _split_dirs(root)
+    split_layout = split_dirs[0][0] is not None
     names = sorted({c.name for _, d in split_dirs for c in _class_dirs(d)})
     if not names:
         raise DatasetError(
@@ -53,13 +112,15 @@ def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
     for split, directory in split_dirs:
         for class_dir in _class_dirs(directory):
             for path in sorted(class_dir.rglob("*")):
-                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                if _is_image(path):
                     files.append(path)
                     labels.append(index[class_dir.name])
                     splits.append(split or "")
     keys = [p.relative_to(root).as_posix() for p in files]
     blobs = [p.read_bytes() for p in files]
-    pixels, kept, rejects = decode_all(blobs, keys, options.channels, desc=f"decode {root.name}")
+    pixels, kept, rejects, notes = decode_all(
+        blobs, keys, options.channels, desc=f"decode {root.name}"
+    )
     return SourceData(
         pixels=pixels,
         labels=np.asarray([labels[i] for i in kept], dtype=np.int64),
@@ -67,12 +128,15 @@ def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
         keys=[keys[i] for i in kept],
         splits=[splits[i] for i in kept] if split_layout else None,
         paths=[keys[i] for i in kept],
-        rejects=rejects,
+        rejects=_stray_images(root, split_dirs) + rejects,
         params={
             "root": str(root),
             "layout": "split/class" if split_layout else "class",
+            "split_folders": {d.name: s for s, d in split_dirs} if split_layout else {},
             "files": len(files),
         },
+        notes=notes,
+        missing_train_fix=FOLDER_TRAIN_FIX,
     )
 
 
@@ -132,47 +196,163 @@ def _parquet_files(target: Path) -> list[Path]:
     )
 
 
+#: A split name at the start of a file name: ``train*``, ``test*``, ``val``/``valid``/``validation``
+#: followed by a non-letter (``validation-00000-of-00001.parquet``, not ``values.parquet``).
+SPLIT_PREFIX = re.compile(r"^(train|test|(?:validation|valid|val)(?![a-z]))")
+
+
 def _split_from_filename(path: Path) -> str | None:
-    for split in SPLIT_NAMES:
-        if path.name.startswith(split) or path.parent.name == split:
-            return split
-    return None
+    """The split word a file's name starts with, or its folder's name if that is one."""
+    match = SPLIT_PREFIX.match(path.name.lower())
+    if match:
+        return match.group(1)
+    return path.parent.name if is_split_name(path.parent.name) else None
+
+
+def _null_rows(column: pa.ChunkedArray) -> list[int]:
+    """Indices of the first few null rows of ``column``."""
+    nulls = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+    return nulls[:SHOWN_ROWS].tolist()
+
+
+def _file_labels(column: pa.ChunkedArray, name: str, path: Path) -> np.ndarray | list[str]:
+    """One file's label column as int64 class indices, or as class-name strings.
+
+    Raises
+    ------
+    DatasetError
+        Nulls, or values that are not one integer (1.0 counts) or one string per row.
+    """
+    where = f"column {name!r} of {path}"
+    if pa.types.is_dictionary(column.type):  # pandas categoricals
+        column = column.cast(column.type.value_type)
+    kind = column.type
+    if column.null_count:
+        raise DatasetError(
+            "a label on every row",
+            f"{column.null_count} null labels (rows {_null_rows(column)}) in {where}",
+            "drop or fix those rows",
+        )
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.to_pylist()
+    if pa.types.is_decimal(kind):
+        column, kind = column.cast(pa.float64()), pa.float64()
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return integer_labels(column.to_numpy(), where)
+    raise DatasetError(
+        "one integer or string label per row",
+        f"labels of type {kind} in {where}",
+        "store one class per row, as an integer index or a name",
+    )
+
+
+def _names_by_label(
+    labels: np.ndarray, names: list[str | None], keys: list[str], path: Path
+) -> dict[int, str]:
+    """``{label: name}`` from a ``label_name`` column; refuse nulls and two names for one label."""
+    first: dict[int, int] = {}  # label -> first row
+    for row, (label, name) in enumerate(zip(labels.tolist(), names, strict=True)):
+        if name is None:
+            raise DatasetError(
+                "a label_name on every row", f"null at row {keys[row]} in {path}", "fill it in"
+            )
+        seen = first.setdefault(label, row)
+        if names[seen] != name:
+            raise DatasetError(
+                "one label_name per label",
+                f"label {label} named {names[seen]!r} (row {keys[seen]}) and {name!r} "
+                f"(row {keys[row]}) in {path}",
+                "make label_name the same on every row of that label, or fix the label",
+            )
+    mapping = {label: str(names[row]) for label, row in sorted(first.items())}
+    owner: dict[str, int] = {}
+    for label, name in mapping.items():
+        other = owner.setdefault(name, label)
+        if other != label:
+            raise DatasetError(
+                "a different label_name for each label",
+                f"{name!r} for labels {other} and {label} in {path}",
+                "give each label its own name, or the rows of one class the same label",
+            )
+    return mapping
 
 
 def _labels_and_names(
-    values: list[object],
+    per_file: list[np.ndarray | list[str]],
     names_from_meta: list[str] | None,
-    names_column: list[str] | None,
+    names_column: list[str | None] | None,
+    keys: list[str],
     path: Path,
 ) -> tuple[np.ndarray, list[str]]:
-    if any(v is None for v in values):
-        raise DatasetError(
-            "a label on every row",
-            f"{sum(v is None for v in values)} null labels in {path}",
-            "drop or fix those rows",
-        )
-    if all(isinstance(v, str) for v in values):
-        names = sorted(set(values))  # type: ignore[arg-type]
+    """Join the files' labels; class names from strings, HF metadata, ``label_name`` or ids."""
+    if all(isinstance(v, list) for v in per_file):
+        values = [v for part in per_file for v in part]
+        names = sorted(set(values))
         index = {n: i for i, n in enumerate(names)}
-        return np.asarray([index[v] for v in values], dtype=np.int64), names  # type: ignore[index]
-    labels = np.asarray(values, dtype=np.int64)
+        return np.asarray([index[v] for v in values], dtype=np.int64), names
+    if any(isinstance(v, list) for v in per_file):
+        raise DatasetError(
+            "labels of one kind in every file: all integers or all names",
+            f"integer labels in some files and names in others under {path}",
+            "store the labels the same way in every file",
+        )
+    labels = np.concatenate(per_file) if per_file else np.zeros(0, dtype=np.int64)
+    mapping = _names_by_label(labels, names_column, keys, path) if names_column else {}
     if names_from_meta:
+        clash = [
+            (i, n)
+            for i, n in mapping.items()
+            if i < len(names_from_meta) and names_from_meta[i] != n
+        ]
+        if clash:
+            label, name = clash[0]
+            raise DatasetError(
+                "label_name agreeing with the class names in the Hugging Face metadata",
+                f"label {label} named {name!r} in label_name but {names_from_meta[label]!r} in the metadata of {path}",
+                "fix the label_name column or the metadata",
+            )
         return labels, names_from_meta
-    if names_column is not None:
-        mapping: dict[int, str] = {}
-        for label, name in zip(labels.tolist(), names_column, strict=True):
-            mapping.setdefault(label, name)
-        top = max(mapping) + 1 if mapping else 0
-        return labels, [mapping.get(i, str(i)) for i in range(top)]
     top = int(labels.max()) + 1 if len(labels) else 0
-    return labels, [str(i) for i in range(max(top, 0))]
+    return labels, [mapping.get(i, str(i)) for i in range(top)]
+
+
+def _file_splits(table: pa.Table, path: Path) -> list[str | None]:
+    """Per row, the split word of its ``split`` column or its file name (None: no split)."""
+    if "split" not in table.schema.names:
+        return [_split_from_filename(path)] * table.num_rows
+    column = table.column("split")
+    if column.null_count:
+        count = column.null_count
+        raise DatasetError(
+            "a split on every row of the 'split' column",
+            f"{count} null value{'s' if count > 1 else ''} (rows {_null_rows(column)}) in {path}",
+            "fill in train or test on those rows, or drop the split column so that ingest splits the data",
+        )
+    return [str(v) for v in column.to_pylist()]
+
+
+def _joined_splits(splits: list[str | None], keys: list[str], target: Path) -> list[str] | None:
+    """Every row's split as train/test, or None when no row has one; refuse a mixture."""
+    missing = [k for k, s in zip(keys, splits, strict=True) if s is None]
+    if len(missing) == len(splits):
+        return None
+    if missing:
+        raise DatasetError(
+            "a split for every row (a split column or train*/test* file names) or for none",
+            f"{len(missing)} rows without a split (rows {missing[:SHOWN_ROWS]}) beside "
+            f"{len(splits) - len(missing)} with one in {target}",
+            "give those files a split column or a train*/test* name, or drop the splits everywhere",
+        )
+    mapping = split_mapping({s for s in splits if s is not None}, str(target))
+    return [mapping[s] for s in splits if s is not None]
 
 
 def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
     """Read a Parquet file (or folder of files): image, label and optional split columns.
 
-    Splits come from a ``split`` column, else from file names starting with train/test (the
-    layout of Hugging Face exports), else the dataset is split later.
+    Splits come from a ``split`` column, else from file names starting with a split name (the
+    layout of Hugging Face exports), else the dataset is split later; a validation split is
+    the test split when there is no test split. Rows with and without a split are refused.
     """
     if target is None:
         raise DatasetError(
@@ -181,8 +361,8 @@ def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
     files = _parquet_files(target)
     blobs: list[bytes | None] = []
     paths: list[str | None] = []
-    raw_labels: list[object] = []
-    names_column: list[str] | None = []
+    per_file: list[np.ndarray | list[str]] = []
+    names_column: list[str | None] | None = []
     splits: list[str | None] = []
     keys: list[str] = []
     hf_names: list[str] | None = None
@@ -199,35 +379,29 @@ def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
         file_blobs, file_paths = _image_blobs(table.column(image_col), path)
         blobs.extend(file_blobs)
         paths.extend(file_paths)
-        raw_labels.extend(table.column(label_col).to_pylist())
+        per_file.append(_file_labels(table.column(label_col), label_col, path))
         hf_names = hf_names or _hf_class_names(table.schema, label_col)
         if names_column is not None and "label_name" in names:
             names_column.extend(table.column("label_name").to_pylist())
         else:
             names_column = None
-        if "split" in names:
-            splits.extend(table.column("split").to_pylist())
-        else:
-            splits.extend([_split_from_filename(path)] * table.num_rows)
+        splits.extend(_file_splits(table, path))
         stem = path.relative_to(target).as_posix() if target.is_dir() else ""
         keys.extend(f"{stem}#{i}" if stem else str(i) for i in range(table.num_rows))
-    labels_all, label_names = _labels_and_names(raw_labels, hf_names, names_column, target)
-    bad_splits = sorted({str(s) for s in splits if s is not None and s not in SPLIT_NAMES})
-    if bad_splits:
-        raise DatasetError(
-            f"split values in {list(SPLIT_NAMES)}",
-            f"{bad_splits} in {target}",
-            "rename them or drop the split column",
-        )
-    has_splits = all(s is not None for s in splits)
-    pixels, kept, rejects = decode_all(blobs, keys, options.channels, desc=f"decode {target.name}")
+    labels_all, label_names = _labels_and_names(per_file, hf_names, names_column, keys, target)
+    joined = _joined_splits(splits, keys, target)
+    pixels, kept, rejects, notes = decode_all(
+        blobs, keys, options.channels, desc=f"decode {target.name}"
+    )
     return SourceData(
         pixels=pixels,
         labels=labels_all[kept] if kept else np.zeros(0, dtype=np.int64),
         label_names=label_names,
         keys=[keys[i] for i in kept],
-        splits=[splits[i] for i in kept] if has_splits else None,  # type: ignore[misc]
+        splits=[joined[i] for i in kept] if joined is not None else None,
         paths=[paths[i] for i in kept],
         rejects=rejects,
         params={"path": str(target), "files": [str(p) for p in files]},
+        notes=notes,
+        missing_train_fix=PARQUET_TRAIN_FIX,
     )

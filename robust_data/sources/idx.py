@@ -8,8 +8,11 @@ read whichever of the train and test splits is complete there.
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -28,6 +31,14 @@ IDX_FILES = {
 }
 IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
+#: Most data bytes one IDX file may declare (2 GiB; EMNIST ByClass, the largest, holds 0.6 GiB).
+MAX_IDX_BYTES = 2**31
+#: Deflate expands at most ~1032:1, so a gzip file of S bytes holds at most S * 1032 bytes.
+DEFLATE_MAX_RATIO = 1032
+READ_CHUNK = 1 << 20
+TRAIN_FIX = (
+    "add train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] next to the t10k files"
+)
 
 FASHION_NAMES = [
     "T-shirt/top",
@@ -70,37 +81,106 @@ def _locate(root: Path, folder: str) -> dict[str, tuple[Path, Path]]:
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
-    """Read one IDX file (gzipped or not).
+    """Read one IDX file (gzipped or not), checking its header before reading its body.
+
+    The dimensions in the header must be positive for images, declare at most
+    ``MAX_IDX_BYTES`` and fit the file: exactly its size when uncompressed, at most
+    ``DEFLATE_MAX_RATIO`` times its size when gzipped. The body is then read in chunks up to
+    the declared size, so a short, corrupt or oversized stream fails without ever holding
+    more than the declared bytes.
 
     Returns
     -------
     np.ndarray
         uint8, (N, rows, cols) for images or (N,) for labels.
+
+    Raises
+    ------
+    DatasetError
+        One line naming the file: wrong magic, empty images, a size the file cannot hold,
+        a truncated or corrupt (gzip) stream, or more data than declared.
     """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as exc:
-        raise DatasetError("a readable IDX file", f"{path}: {exc}", "re-extract the file") from exc
-    if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
-        found = data[:4].hex() if len(data) >= 4 else f"{len(data)} bytes"
+            dims = _read_header(handle, path, magic)
+            _check_declared(path, dims)
+            body = _read_body(handle, path, dims)
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
+        raise DatasetError(
+            "a readable IDX file", f"{path}: {kind}: {exc}", "re-extract the file"
+        ) from exc
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _read_header(handle: BinaryIO, path: Path, magic: int) -> list[int]:
+    """The dimensions declared after the 4-byte magic number."""
+    head = handle.read(4)
+    if len(head) < 4 or int.from_bytes(head, "big") != magic:
+        found = head.hex() if len(head) == 4 else f"{len(head)} bytes"
         raise DatasetError(
             f"IDX magic {magic:08x} in {path.name}",
-            f"{found}",
+            f"{found} in {path}",
             "check the file is the MNIST-format file it is named as",
         )
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    expected = int(np.prod(dims))
-    if len(data) - offset != expected:
+    ndim = head[3]
+    raw = handle.read(4 * ndim)
+    if len(raw) < 4 * ndim:
         raise DatasetError(
-            f"{expected} data bytes for shape {dims} in {path}",
-            f"{len(data) - offset}",
+            f"{ndim} dimensions after the magic number in {path}",
+            f"{len(raw)} header bytes",
             "the file is truncated or corrupt; re-extract it",
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+    return [int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+
+
+def _check_declared(path: Path, dims: list[int]) -> None:
+    """Refuse empty images, and declared sizes the file cannot hold, before reading the body."""
+    if len(dims) == 3 and min(dims[1:]) < 1:
+        raise DatasetError(
+            f"images of at least 1x1 pixels in {path}",
+            f"shape {dims}",
+            "re-extract the file; this one declares empty images",
+        )
+    declared = math.prod(dims)
+    size = path.stat().st_size
+    header = 4 + 4 * len(dims)
+    if path.suffix == ".gz":
+        possible = size * DEFLATE_MAX_RATIO
+        if declared > min(possible, MAX_IDX_BYTES):
+            raise DatasetError(
+                f"at most {min(possible, MAX_IDX_BYTES)} data bytes in {path} "
+                f"({size} bytes gzipped; at most {MAX_IDX_BYTES} in any IDX file)",
+                f"shape {dims} declaring {declared}",
+                "the file is truncated or corrupt; re-extract it",
+            )
+    elif size - header != declared:
+        raise DatasetError(
+            f"{declared} data bytes for shape {dims} in {path}",
+            f"{size - header}",
+            "the file is truncated or corrupt; re-extract it",
+        )
+
+
+def _read_body(handle: BinaryIO, path: Path, dims: list[int]) -> bytearray:
+    """Exactly the declared bytes, read in chunks; refuse a shorter or longer stream."""
+    declared = math.prod(dims)
+    body = bytearray()
+    while len(body) < declared:
+        chunk = handle.read(min(READ_CHUNK, declared - len(body)))
+        if not chunk:
+            break
+        body.extend(chunk)
+    extra = handle.read(1)
+    if len(body) != declared or extra:
+        found = f"{len(body)}" if len(body) < declared else "more"
+        raise DatasetError(
+            f"{declared} data bytes for shape {dims} in {path}",
+            found,
+            "the file is truncated or corrupt; re-extract it",
+        )
+    return body
 
 
 def load_idx_dataset(
@@ -128,7 +208,9 @@ def load_idx_dataset(
             )
         parts.append((split, images[:, :, :, None], targets))  # (N, 28, 28, 1), (N,)
         files[split] = [str(image_path), str(label_path)]
-    return from_split_parts(parts, label_names, {"root": str(root), "files": files})
+    return from_split_parts(
+        parts, label_names, {"root": str(root), "files": files}, missing_train_fix=TRAIN_FIX
+    )
 
 
 def _find(folder: str, root: Path) -> str | None:
