@@ -46,6 +46,7 @@ def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
         "dagster/row_count": MetadataValue.int(result.samples.num_rows),
         "num_classes": MetadataValue.int(len(result.class_counts())),
         "rejects": MetadataValue.int(result.rejects.num_rows),
+        "notes": MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none"),
         "class_counts": MetadataValue.md(_markdown_counts(result.class_counts(), "class")),
         "split_counts": MetadataValue.md(_markdown_counts(result.split_counts(), "split")),
         "preview": MetadataValue.md(f"![preview: one row per class](data:image/png;base64,{png})"),
@@ -96,6 +97,8 @@ def raw_samples_assets(
             samples_check.summary(),
             f"fix the source {source} and ingest again (nothing was stored)",
         )
+    for note in result.notes:  # what ingestion changed, e.g. 16-bit pixels scaled to 8 bits
+        context.log.warning(f"ingest note: {note}")
     if result.rejects.num_rows:
         context.log.warning(
             f"{result.rejects.num_rows} unreadable images left out (see ingest_rejects)"

@@ -429,6 +429,7 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             f"{job} for dataset {name!r}: run {outcome.run_id[:8]} succeeded in {outcome.seconds:.1f} s",
             f"  raw_samples: {result.samples.num_rows:,} rows, {len(counts)} classes ({per_class}); splits: {splits}",
             f"  rejects: {result.rejects.num_rows:,} unreadable images left out",
+            *(f"  note: {note}" for note in _ingest_notes(result.samples)),
             *_scoring_lines(store, name, job),
             f"  Parquet: {table_location(store.tables_root, 'raw_samples', name)} "
             "(and beside it, one folder per table)",
@@ -438,6 +439,12 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             *_report_section(store, name, job),
         ]
     )
+
+
+def _ingest_notes(samples: Any) -> list[str]:
+    """What ingestion changed on the way in (16-bit pixels scaled, ...), from the table's params."""
+    params = json.loads(read_metadata(samples.schema).get("params", "{}"))
+    return [str(note) for note in params.get("notes", [])]
 
 
 def _report_section(store: Store, name: str, job: str) -> list[str]:

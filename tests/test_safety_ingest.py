@@ -74,6 +74,21 @@ def test_16bit_png_is_scaled_to_8bit_not_clipped_and_said(tmp_path: Path) -> Non
     assert notes == [HIGH_BYTE_16BIT_NOTE]
 
 
+def test_the_cli_summary_says_what_ingest_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.cli import main
+
+    ramp = np.array([[0, 32768, 65535], [256, 257, 65280]], dtype=np.uint16)
+    for name in ("dark", "light"):
+        for i in range(3):
+            (tmp_path / "deep" / name).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "deep" / name / f"{i}.png").write_bytes(png16(ramp + i))
+    assert main(["ingest", f"imagefolder:{tmp_path / 'deep'}"]) == 0
+    out = capsys.readouterr().out
+    assert "note: 16-bit pixels scaled to 8-bit as round(v * 255 / 65535): 6 images" in out
+
+
 # 2. Labels that are not small non-negative integers --------------------------------------
 
 
