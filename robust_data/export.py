@@ -5,16 +5,21 @@ with the image as a ``{bytes, path}`` struct, so Hugging Face ``datasets``, pyar
 read it directly, and every score column joined on. ImageFolder: ``split/label/sample.png``.
 Both get ``README.md`` (the dataset card), ``lineage.json`` and ``plots/``. The export is
 written into a temporary folder beside the target and swapped in at the end, so a failure
-leaves the previous export as it was.
+leaves the previous export as it was; folders that a killed export left beside the target are
+removed (or the previous export restored) by the next export to that target. An export never
+replaces or writes into the home, the storage root, the Dagster instance or the tables it reads,
+nor anywhere inside the home other than ``<home>/exports/``.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -30,7 +35,7 @@ from robust_data.arrays import class_names
 from robust_data.curation import class_count_chart
 from robust_data.images import content_sha256, decode_image
 from robust_data.schema import META_PREFIX, column_by_id, read_metadata
-from robust_data.store import Store, read_bytes, table_location
+from robust_data.store import Store, is_url, local_path, read_bytes, table_location
 from robust_data.version import __version__, code_revision
 
 FORMATS = ("parquet", "imagefolder")
@@ -60,11 +65,16 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Where the export went and what it holds."""
+    """Where the export went and what it holds.
+
+    ``removed`` lists the folders that killed exports had left beside the target and that this
+    export removed (a previous export restored from one of them is listed too).
+    """
 
     path: Path
     format: str
     rows: dict[str, int]  # split -> rows
+    removed: tuple[Path, ...] = ()
 
 
 def file_sha256(path: Path) -> str:
@@ -279,35 +289,102 @@ def _hf_features(table: pa.Table, tables: dict[str, pa.Table]) -> dict[str, Any]
     return features
 
 
-def _write_imagefolder(folder: Path, tables: dict[str, pa.Table]) -> None:
-    for split, table in tables.items():
-        labels = sorted(
-            set(
-                zip(
-                    table.column("label").to_pylist(),
-                    table.column("label_name").to_pylist(),
-                    strict=True,
-                )
-            )
+#: Longest file or folder name (before ``.png``) taken from a sample id or class name.
+NAME_LIMIT = 100
+
+
+def _class_folders(tables: dict[str, pa.Table]) -> dict[int, str]:
+    """One folder name per label, the same in every split and distinct even ignoring case.
+
+    A label gets :func:`safe_name` of its name; when a smaller label already has that name
+    (say ``"a b"`` and ``"a_b"``, or ``"Cat"`` and ``"cat"``), the label's number is appended,
+    then ``_`` until the name is free.
+    """
+    names: dict[int, str] = {}
+    for table in tables.values():
+        pairs = zip(
+            table.column("label").to_pylist(), table.column("label_name").to_pylist(), strict=True
         )
-        used: dict[str, int] = {}
-        folders = {}
-        for label, name in labels:
-            safe = safe_name(name)
-            if safe in used and used[safe] != label:
-                safe = f"{safe}_{label}"
-            used[safe] = label
-            folders[label] = safe
+        for label, name in sorted(set(pairs), key=lambda pair: (pair[0], str(pair[1]))):
+            names.setdefault(label, str(label) if name is None else name)
+    folders: dict[int, str] = {}
+    taken: set[str] = set()
+    for label in sorted(names):
+        folder = safe_name(names[label])[:NAME_LIMIT]
+        if folder.casefold() in taken:
+            folder = f"{folder}_{label}"
+        while folder.casefold() in taken:
+            folder += "_"
+        taken.add(folder.casefold())
+        folders[label] = folder
+    return folders
+
+
+def _file_stems(sample_ids: list[str], where: str) -> list[str]:
+    """Distinct file names (without ``.png``) for the samples of one folder, in order.
+
+    A sample gets :func:`safe_name` of its id. Ids whose safe names coincide, also when only
+    their case differs (as on macOS and Windows file systems), all get 16 hex digits of the
+    sha256 of the exact id appended: ``"x y"`` and ``"x_y"`` become ``x_y-<hash>.png`` twice
+    with different hashes, and so do names in other scripts, which all map to ``_``.
+
+    Raises
+    ------
+    ExportError
+        When names still coincide: the same sample id twice in one folder.
+    """
+    stems = [safe_name(i)[:NAME_LIMIT] for i in sample_ids]
+    counts = Counter(stem.casefold() for stem in stems)
+    stems = [
+        stem if counts[stem.casefold()] == 1 else f"{stem}-{_short_hash(i)}"
+        for stem, i in zip(stems, sample_ids, strict=True)
+    ]
+    seen: dict[str, int] = {}
+    for row, stem in enumerate(stems):
+        first = seen.setdefault(stem.casefold(), row)
+        if first != row:
+            raise ExportError(
+                f"expected one file name per sample in {where}; found {sample_ids[first]!r} "
+                f"and {sample_ids[row]!r} both named {stem}.png; give the samples distinct ids"
+            )
+    return stems
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_imagefolder(folder: Path, tables: dict[str, pa.Table]) -> None:
+    """Write ``split/<class>/<sample>.png``: one file per row of every split.
+
+    Raises
+    ------
+    ExportError
+        When a split's files do not number its rows (nothing may overwrite anything).
+    """
+    folders = _class_folders(tables)
+    for split, table in tables.items():
+        ids = table.column("sample_id").to_pylist()
         blobs = table.column("image").combine_chunks().field("bytes").to_pylist()
-        for sample_id, label, blob in zip(
-            table.column("sample_id").to_pylist(),
-            table.column("label").to_pylist(),
-            blobs,
-            strict=True,
-        ):
-            target = folder / safe_name(split) / folders[label]
+        by_folder: dict[str, list[int]] = {}
+        for row, label in enumerate(table.column("label").to_pylist()):
+            by_folder.setdefault(folders[label], []).append(row)
+        for name, rows in by_folder.items():
+            target = folder / safe_name(split) / name
             target.mkdir(parents=True, exist_ok=True)
-            (target / f"{safe_name(sample_id)}.png").write_bytes(blob)
+            stems = _file_stems([ids[r] for r in rows], f"{split}/{name}")
+            for row, stem in zip(rows, stems, strict=True):
+                (target / f"{stem}.png").write_bytes(blobs[row])
+        _check_file_count(folder / safe_name(split), split, table.num_rows)
+
+
+def _check_file_count(root: Path, split: str, rows: int) -> None:
+    files = sum(1 for path in root.rglob("*") if path.is_file()) if root.exists() else 0
+    if files != rows:
+        raise ExportError(
+            f"expected {rows} image files in split {split}, one per row; found {files}; "
+            "nothing was exported; report this with the dataset's sample ids"
+        )
 
 
 def _is_export(path: Path) -> bool:
@@ -315,6 +392,138 @@ def _is_export(path: Path) -> bool:
         return json.loads((path / "lineage.json").read_text()).get("format") == MARKER
     except (OSError, ValueError):
         return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def _protected(store: Store, dataset: str) -> list[tuple[str, Path]]:
+    """The folders and files no export may replace, resolved: home, store, instance, inputs.
+
+    Tables at an fsspec URL are not local files and are left out.
+    """
+    found = [
+        ("home", store.home),
+        ("storage root", store.storage_root),
+        ("Dagster instance", store.dagster_home),
+    ]
+    for name in (*UPSTREAM, "variants"):
+        location = table_location(store.tables_root, name, dataset)
+        if not is_url(location):
+            found.append((f"input table {name}", local_path(location)))
+    return [(what, path.resolve()) for what, path in found]
+
+
+def check_target(store: Store, target: Path, dataset: str) -> None:
+    """Refuse an export folder that would replace or sit in the store's own folders.
+
+    ``target`` (resolved, symlinks included) may not be, nor hold, the home, the storage root,
+    the Dagster instance or a table the export reads; inside the home or the storage root it
+    must lie under ``<home>/exports/``; it may not lie in the Dagster instance; and it may not
+    be a file. ``--force`` overrides none of these.
+
+    Raises
+    ------
+    ExportError
+        One line naming the folder it found and an --out that works.
+    """
+    exports = store.home.resolve() / "exports"
+    example = f"choose another --out, e.g. {exports / safe_name(dataset)}"
+    for what, path in _protected(store, dataset):
+        if _inside(path, target):
+            relation = "is" if path == target else "holds"
+            raise ExportError(
+                "expected an --out folder apart from the home, storage root, Dagster instance "
+                f"and input tables; found {target}, which {relation} the {what} {path}; {example}"
+            )
+    for what, folder in (
+        ("Dagster instance", store.dagster_home.resolve()),
+        ("storage root", store.storage_root.resolve()),
+        ("home", store.home.resolve()),
+    ):
+        in_exports = exports in target.parents and what != "Dagster instance"
+        if _inside(target, folder) and not in_exports:
+            raise ExportError(
+                f"expected an --out folder under {exports} or outside the home; "
+                f"found {target}, inside the {what} {folder}; {example}"
+            )
+    if target.exists() and not target.is_dir():
+        raise ExportError(
+            f"expected --out to be a folder; found a file at {target}; "
+            "choose another --out, or move the file away"
+        )
+
+
+def _owner_tag() -> str:
+    """``<host>-<pid>`` of this process, put in the names of its temporary folders."""
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (True when that cannot be told)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's live process
+        return True
+    return True
+
+
+def _stale_folders(target: Path) -> tuple[list[Path], list[Path]]:
+    """(temporary, old) folders beside ``target`` left by exports whose process is gone.
+
+    Only names this module makes are considered: ``.<name>.<host>-<pid>-<random>.tmp`` and
+    ``.<name>.old-<host>-<pid>`` (``.<name>.old-<pid>`` from earlier versions), with the host
+    being this one and no process ``pid`` alive.
+    """
+    name = re.escape(target.name)
+    patterns = {
+        "tmp": re.compile(rf"\.{name}\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[a-z0-9_]+\.tmp"),
+        "old": re.compile(rf"\.{name}\.old-(?:(?P<host>[A-Za-z0-9]+)-)?(?P<pid>\d+)"),
+    }
+    host = _owner_tag().rsplit("-", 1)[0]
+    found: dict[str, list[Path]] = {"tmp": [], "old": []}
+    if not target.parent.is_dir():
+        return found["tmp"], found["old"]
+    for entry in sorted(target.parent.glob(f".{glob.escape(target.name)}.*")):
+        for kind, pattern in patterns.items():
+            match = pattern.fullmatch(entry.name)
+            if (
+                match
+                and match["host"] in (None, host)
+                and entry.is_dir()
+                and not entry.is_symlink()
+                and not _alive(int(match["pid"]))
+            ):
+                found[kind].append(entry)
+    return found["tmp"], found["old"]
+
+
+def remove_stale(store: Store, target: Path, dataset: str) -> tuple[Path, ...]:
+    """Clear what killed exports left beside ``target``; return the paths that are gone.
+
+    When ``target`` itself is missing (an export was killed between its two renames), the
+    newest stale ``.old-`` folder, the previous export, is renamed back to ``target`` first.
+    Folders of live processes, of other hosts, and anything holding a protected path stay.
+    """
+    protected = [path for _, path in _protected(store, dataset)]
+    tmps, olds = _stale_folders(target)
+    tmps, olds = (
+        [p for p in group if not any(_inside(q, p.resolve()) for q in protected)]
+        for group in (tmps, olds)
+    )
+    if olds and not target.exists():
+        newest = max(olds, key=lambda path: path.stat().st_mtime)
+        os.replace(newest, target)
+    for path in (*tmps, *olds):
+        shutil.rmtree(path, ignore_errors=True)
+    return tuple(path for path in (*tmps, *olds) if not path.exists())
 
 
 def export_dataset(
@@ -331,13 +540,17 @@ def export_dataset(
     Raises
     ------
     ExportError
-        Unknown format, or a non-empty target that is not an earlier export (without force).
+        Unknown format; an --out that is, holds or lies in the home's own folders (see
+        :func:`check_target`, which --force does not override); or a non-empty target that
+        is not an earlier export (without force).
     FileNotFoundError
         When an upstream table has not been materialized.
     """
     if fmt not in FORMATS:
         raise ExportError(f"expected a format in {FORMATS}; found {fmt!r}")
-    target = Path(out).resolve()
+    target = Path(out).expanduser().resolve()
+    check_target(store, target, dataset)
+    removed = remove_stale(store, target, dataset)
     if target.exists() and any(target.iterdir()) and not _is_export(target) and not force:
         raise ExportError(
             f"expected an empty folder or an earlier export at {target}; found other files; "
@@ -349,7 +562,9 @@ def export_dataset(
     lineage = _lineage(store, dataset, curated, runs or {}, rows, fmt, with_variants)
     ledger = store.read("curation_ledger", dataset)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.{_owner_tag()}-", suffix=".tmp", dir=target.parent)
+    )
     try:
         (tmp / "plots").mkdir()
         chart = class_count_chart(ledger, dict(enumerate(class_names(curated))))
@@ -364,14 +579,14 @@ def export_dataset(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(target, fmt, rows)
+    return ExportResult(target, fmt, rows, removed)
 
 
 def _swap_in(tmp: Path, target: Path) -> None:
     """Replace ``target`` by ``tmp`` with renames; the old export is removed only at the end."""
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        old = target.with_name(f".{target.name}.old-{_owner_tag()}")
         os.replace(target, old)
     try:
         os.replace(tmp, target)
