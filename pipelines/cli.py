@@ -23,7 +23,7 @@ from typing import Any
 from pipelines.home import dagster_environment, run_tags, writing_home
 from robust_data.errors import DatasetError
 from robust_data.ingest import IngestResult, parse_size
-from robust_data.query import FORMATS, QueryError, run_query
+from robust_data.query import FORMATS, QueryError, max_rows_for, stream_query
 from robust_data.schema import read_metadata
 from robust_data.sources import PATH_SOURCES, SOURCES, check_name, resolve_source
 from robust_data.store import HOME_ENV, Registration, Store, table_location, write_text_atomic
@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql", help='e.g. "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"')
     p.add_argument(
         "--format", choices=FORMATS, default="table", help="output format (default table)"
+    )
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N rows (default 10000 for --format table, every row for csv/json; 0: no cap)",
     )
 
     p = sub.add_parser("ui", help="start the Dagster UI and daemon on 127.0.0.1 for this home")
@@ -575,6 +582,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     rows = ", ".join(f"{split} {n:,}" for split, n in result.rows.items())
     print(f"exported {args.dataset} as {result.format} to {result.path}: {rows} rows")
     print(f"  dataset card: {result.path / 'README.md'}; lineage: {result.path / 'lineage.json'}")
+    for path in result.removed:
+        print(f"  removed {path}: left by an export that was stopped", file=sys.stderr)
     return 0
 
 
@@ -600,8 +609,12 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    result = run_query(Store.open(args.home), args.sql)
-    sys.stdout.write(result.render(args.format))
+    max_rows = max_rows_for(args.format, args.max_rows)
+    try:
+        stream_query(Store.open(args.home), args.sql, sys.stdout, args.format, max_rows)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `robust-data query ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -584,3 +584,25 @@ def test_max_rows_flag_and_run_query(numbers: Store) -> None:
     assert query_module.run_query(numbers, "SELECT * FROM numbers").table.num_rows == 25_000
     capped = query_module.run_query(numbers, "SELECT * FROM numbers", max_rows=10)
     assert capped.render("csv").count("\n") == 11
+
+
+def test_cli_query_caps_rows_and_survives_a_closed_pipe(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.cli import main
+
+    sql = "SELECT sample_id FROM raw_samples ORDER BY sample_id"
+    assert main(["query", sql, "--max-rows", "2", "--home", str(store.home)]) == 0
+    out = capsys.readouterr().out
+    assert len([line for line in out.splitlines() if ":train:" in line or ":test:" in line]) == 2
+    assert "output truncated at 2 rows; pass --max-rows N" in out
+    script = Path(sys.executable).parent / "robust-data"
+    many = "SELECT s.sample_id, r.range FROM raw_samples s, range(200000) r"  # megabytes of CSV
+    piped = subprocess.run(
+        f"'{script}' query --home '{store.home}' \"{many}\" --format csv --max-rows 0 | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert piped.stdout == "sample_id,range\n" and "Traceback" not in piped.stderr
