@@ -86,3 +86,28 @@ def test_int32_fast_path_equals_the_int64_formula() -> None:
     index = torch.arange(7, 307, dtype=torch.int64)
     bits = _mix32(_mix32(state[:, :, None] ^ _mul32(index + 1, 0x27D4EB2F)))
     assert torch.equal(fast, (bits >> 8).to(torch.float32) / float(1 << 24))
+
+
+def test_repeated_pixel_positions_get_the_last_draw_on_every_device() -> None:
+    """scatter_ keeps an unspecified value at a repeated index on CUDA (found on an H100:
+    perturbed images differed from the CPU's); the scheme must not depend on that."""
+    scheme = parse_scheme("pixels(k=20)")  # 20 draws on 8x8 = 64 positions: repeats are common
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    keys = sample_keys([f"s{i}" for i in range(6)])
+    steps = torch.arange(1, 41)
+    perturbed = scheme.apply(images, 3, keys, steps)
+    u = uniform(3, keys, steps, 20 * 2).view(6, 40, 2, 20)
+    repeats = 0
+    for i in range(6):
+        for t in range(40):
+            expected = images[i, 0].flatten().clone()
+            positions = (u[i, t, 0] * 64).long().clamp_max(63).tolist()
+            repeats += len(positions) - len(set(positions))
+            for j, position in enumerate(positions):  # one draw after another: the last wins
+                expected[position] = u[i, t, 1, j]
+            assert torch.equal(perturbed[i, t, 0].flatten(), expected)
+    assert repeats > 50  # the case under test did occur
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices[1:]:
+        on_device = scheme.apply(images.to(device), 3, keys.to(device), steps.to(device))
+        assert torch.equal(on_device.cpu(), perturbed)

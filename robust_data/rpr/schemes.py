@@ -76,10 +76,39 @@ class Scheme:
         k = int(self.value) if self.value is not None else math.isqrt(h * w)
         u = uniform(seed, keys, steps, k * (1 + c)).view(n, s, 1 + c, k)
         positions = (u[:, :, 0] * (h * w)).long().clamp_max(h * w - 1)  # (N, S, k), repeats allowed
-        values = u[:, :, 1:].to(images.dtype)  # (N, S, C, k)
+        values = _last_writer_values(u[:, :, 1:].to(images.dtype), positions, h * w)
         flat = base.reshape(n, s, c, h * w).clone()
         flat.scatter_(3, positions[:, :, None, :].expand(n, s, c, k), values)
         return flat.view(n, s, c, h, w)
+
+
+def _last_writer_values(values: torch.Tensor, positions: torch.Tensor, size: int) -> torch.Tensor:
+    """The values to scatter so that a repeated position gets its last draw's value everywhere.
+
+    ``scatter_`` with repeated indices keeps an unspecified one of the values: the last on the
+    CPU, any on CUDA. Giving every draw of a position the value of its last draw makes the
+    result the same on every device (and equal to the CPU's sequential result).
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        (N, S, C, k) the drawn values.
+    positions : torch.Tensor
+        (N, S, k) int64 flat pixel positions in [0, size), repeats allowed.
+    size : int
+        H * W.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, S, C, k) values, equal for draws that share a position.
+    """
+    n, s, c, k = values.shape
+    order = torch.arange(k, device=positions.device, dtype=torch.int32).expand(n, s, k)
+    last = torch.full((n, s, size), -1, device=positions.device, dtype=torch.int32)
+    last.scatter_reduce_(2, positions, order, reduce="amax")  # max is order-independent
+    winner = last.gather(2, positions).long()  # (N, S, k): the last draw at each position
+    return values.gather(3, winner[:, :, None, :].expand(n, s, c, k))
 
 
 def parse_scheme(spec: str) -> Scheme:  # or a CorruptionScheme (same interface)
