@@ -238,14 +238,13 @@ def test_dataset_names_are_validated_by_every_command(
 # one-line errors
 
 
-def test_a_failed_check_names_the_check_and_stores_nothing(
+def test_a_train_split_of_one_class_is_refused_before_anything_is_stored(
     isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = parquet_dataset(tmp_path / "one-class.parquet", seed=0, train_labels=[0] * 12)
     assert main(["ingest", f"parquet:{source}", "--name", "oneclass"]) == 1
     line = one_line_error(capsys)
-    assert "raw_samples check 'valid'" in line
-    assert "1 classes in the train split, expected at least 2" in line
+    assert "expected a train split with at least 2 classes" in line and "only class" in line
     assert not Store.open(isolated_home).has("raw_samples", "oneclass")
     assert main(["query", "SELECT count(*) FROM raw_samples"]) == 1  # no such view: not stored
 
