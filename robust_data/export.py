@@ -35,7 +35,7 @@ from robust_data.arrays import class_names
 from robust_data.curation import class_count_chart
 from robust_data.images import content_sha256, decode_image
 from robust_data.schema import META_PREFIX, column_by_id, read_metadata
-from robust_data.store import Store, is_url, local_path, read_bytes, table_location
+from robust_data.store import Store, is_url, local_path, pid_alive, read_bytes, table_location
 from robust_data.version import __version__, code_revision
 
 FORMATS = ("parquet", "imagefolder")
@@ -462,19 +462,6 @@ def _owner_tag() -> str:
     return f"{host}-{os.getpid()}"
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (True when that cannot be told)."""
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: another user's live process
-        return True
-    return True
-
-
 def _stale_folders(target: Path) -> tuple[list[Path], list[Path]]:
     """(temporary, old) folders beside ``target`` left by exports whose process is gone.
 
@@ -499,7 +486,7 @@ def _stale_folders(target: Path) -> tuple[list[Path], list[Path]]:
                 and match["host"] in (None, host)
                 and entry.is_dir()
                 and not entry.is_symlink()
-                and not _alive(int(match["pid"]))
+                and not pid_alive(int(match["pid"]))
             ):
                 found[kind].append(entry)
     return found["tmp"], found["old"]

@@ -64,9 +64,13 @@ def _atomic_target(path: Path) -> Path:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid runs on this machine (a zombie counts as dead)."""
+    """Whether a process with this pid runs on this machine (a zombie counts as dead).
+
+    True when that cannot be told (no such pid number, another user's process), so that
+    nothing of a process that may still run is ever removed.
+    """
     if pid <= 0:
-        return False
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -150,24 +150,13 @@ def test_a_killed_run_is_failed_and_its_leftovers_removed_by_the_next_command(
 
 @pytest.mark.slow
 def test_ui_killed_outright_takes_its_servers_with_it(isolated_home: Path) -> None:
-    from tests.test_webserver import free_port, group_alive, stop_group, wait_for
+    from tests.test_webserver import group_alive, group_ends, start_ui, stop_group
 
-    port = free_port()
-    process = subprocess.Popen(
-        [str(SCRIPT), "ui", "--port", str(port), "--home", str(isolated_home)],
-        cwd=isolated_home.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    _, process = start_ui(isolated_home)
     try:
-        wait_for(f"http://127.0.0.1:{port}/server_info", process)
         process.send_signal(signal.SIGKILL)  # no handler runs: only the kernel can pass it on
         process.wait()
-        deadline = time.monotonic() + 60
-        while group_alive(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert not group_alive(process.pid), "dagster dev outlived a SIGKILLed robust-data ui"
+        assert group_ends(process.pid, 60), "dagster dev outlived a SIGKILLed robust-data ui"
     finally:
         if group_alive(process.pid):
             stop_group(process)

@@ -181,26 +181,14 @@ def test_ui_command_serves_the_home(
 ) -> None:
     assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
     capsys.readouterr()
-    port = free_port()
-    script = Path(sys.executable).parent / "robust-data"
-    process = subprocess.Popen(
-        [str(script), "ui", "--port", str(port), "--home", str(isolated_home)],
-        cwd=isolated_home.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    port, process = start_ui(isolated_home)
     try:
-        wait_for(f"http://127.0.0.1:{port}/server_info", process)
         assert latest_raw_samples(port)["partition"] == "digits"
         # the daemon runs too, so the inbox sensor and the schedule are evaluated
         assert daemon_healthy(port, "SENSOR") and daemon_healthy(port, "SCHEDULER")
         process.send_signal(signal.SIGTERM)  # to robust-data alone: it must stop dagster dev too
         assert process.wait(timeout=60) == 0
-        deadline = time.monotonic() + 30
-        while group_alive(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert not group_alive(process.pid), "dagster processes outlived robust-data ui"
+        assert group_ends(process.pid, 30), "dagster processes outlived robust-data ui"
     finally:
         if group_alive(process.pid):
             stop_group(process)
@@ -220,6 +208,34 @@ def daemon_healthy(port: int, daemon: str, timeout: float = 90.0) -> bool:
             return True
         time.sleep(2)
     return False
+
+
+def start_ui(home: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """``robust-data ui`` over ``home`` on a free port, in a process group of its own, once
+    ``/server_info`` answers; its port and process."""
+    port = free_port()
+    script = Path(sys.executable).parent / "robust-data"
+    process = subprocess.Popen(
+        [str(script), "ui", "--port", str(port), "--home", str(home)],
+        cwd=home.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/server_info", process)
+    except BaseException:
+        stop_group(process)
+        raise
+    return port, process
+
+
+def group_ends(pgid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for every process of the group to end; whether they did."""
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return not group_alive(pgid)
 
 
 def group_alive(pgid: int) -> bool:
