@@ -468,15 +468,21 @@ def _run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
     with writing_home(args.home, f"robust-data {args.command}") as store:
         name, spec, root = _resolve_dataset(store, args, dataset)
         config = _ingest_config(args, spec, root)
-        # The name is bound to its source before anything is written: data never mixes.
-        removed = store.bind(Registration(name=name, source=spec, root=root), args.replace)
+        # Checked before anything is written, so two sources never mix under one name; bound
+        # once the source's samples are stored (a refused ingest binds nothing).
+        registration = Registration(name=name, source=spec, root=root)
+        removed = store.claim(registration, args.replace)
         if removed:
             print(
                 f"--replace: removed {len(removed)} stored items of the old {name!r}",
                 file=sys.stderr,
             )
         ops = {"rpr_scores": {"shards": shards}} if shards > 1 else None
-        outcome = run_job(store, job, name, config, ops, getattr(args, "workers", 1))
+        try:
+            outcome = run_job(store, job, name, config, ops, getattr(args, "workers", 1))
+        finally:
+            if store.has("raw_samples", name):
+                store.register(registration)
         print(_summary(store, name, outcome, job))
     return 0
 

@@ -427,12 +427,13 @@ class Store:
             f"register it first: robust-data ingest SOURCE --name {name} --home {self.home}",
         )
 
-    def bind(self, registration: Registration, replace: bool = False) -> list[str]:
-        """Bind a dataset name to its source before anything of it is written.
+    def claim(self, registration: Registration, replace: bool = False) -> list[str]:
+        """Check that a dataset name may take this source, before anything of it is written.
 
         A name already registered with another source (spec or root) is refused unless
         ``replace``: then everything stored for the name (its tables, weights, report and
-        default export) is removed first, so old and new data never mix.
+        default export) is removed, so old and new data never mix. Nothing is registered:
+        :meth:`register` follows once the source's data is stored.
 
         Returns
         -------
@@ -445,16 +446,24 @@ class Store:
             One line naming both sources, when the name is bound to another source.
         """
         known = self.registrations().get(registration.name)
-        removed: list[str] = []
-        if known is not None and known.fingerprint() != registration.fingerprint():
-            if not replace:
-                raise DatasetError(
-                    f"dataset {registration.name!r} from its registered source {known.describe()}",
-                    f"another source {registration.describe()}",
-                    "pass --name NEW_NAME to keep both, or --replace to drop the old tables and "
-                    "re-ingest under this name",
-                )
-            removed = self.invalidate(registration.name)
+        if known is None or known.fingerprint() == registration.fingerprint():
+            return []
+        if not replace:
+            raise DatasetError(
+                f"dataset {registration.name!r} from its registered source {known.describe()}",
+                f"another source {registration.describe()}",
+                "pass --name NEW_NAME to keep both, or --replace to drop the old tables and "
+                "re-ingest under this name",
+            )
+        removed = self.invalidate(registration.name)
+        self._write_registry(
+            {n: r for n, r in self.registrations().items() if n != registration.name}
+        )
+        return removed
+
+    def bind(self, registration: Registration, replace: bool = False) -> list[str]:
+        """:meth:`claim` the name, then :meth:`register` it at once (for runs requested later)."""
+        removed = self.claim(registration, replace)
         self.register(registration)
         return removed
 
@@ -528,9 +537,9 @@ class Store:
 
     def register(self, registration: Registration) -> None:
         """Record (or update) a dataset registration, atomically."""
-        entries = {
-            name: {"source": r.source, "root": r.root} for name, r in self.registrations().items()
-        }
-        entries[registration.name] = {"source": registration.source, "root": registration.root}
+        self._write_registry({**self.registrations(), registration.name: registration})
+
+    def _write_registry(self, registrations: dict[str, Registration]) -> None:
+        entries = {n: {"source": r.source, "root": r.root} for n, r in registrations.items()}
         self.home.mkdir(parents=True, exist_ok=True)
         write_text_atomic(json.dumps(entries, indent=2, sort_keys=True) + "\n", self.registry_path)

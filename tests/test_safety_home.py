@@ -194,6 +194,17 @@ def test_a_name_is_bound_to_its_source_and_replace_drops_the_old_tables(
     assert store.lookup("pets").source == f"parquet:{second}"
 
 
+def test_a_refused_ingest_binds_nothing(
+    isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one_class = parquet_dataset(tmp_path / "bad.parquet", seed=0, train_labels=[0] * 12)
+    good = parquet_dataset(tmp_path / "good.parquet", seed=1)
+    assert main(["ingest", f"parquet:{one_class}", "--name", "pets"]) == 1
+    assert "pets" not in Store.open(isolated_home).registrations()
+    assert main(["ingest", f"parquet:{good}", "--name", "pets"]) == 0  # the name is still free
+    assert Store.open(isolated_home).lookup("pets").source == f"parquet:{good}"
+
+
 def test_a_relative_source_path_is_stored_resolved(
     isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
