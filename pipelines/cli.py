@@ -23,6 +23,7 @@ from typing import Any
 from pipelines.home import dagster_environment, run_tags, writing_home
 from robust_data.errors import DatasetError
 from robust_data.ingest import IngestResult, parse_size
+from robust_data.lock import HomeLockedError
 from robust_data.query import FORMATS, QueryError, max_rows_for, stream_query
 from robust_data.schema import read_metadata
 from robust_data.sources import PATH_SOURCES, SOURCES, check_name, resolve_source
@@ -656,14 +657,32 @@ def _die_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _ui_home(home: str | None) -> Store:
+    """The home for the UI: locked only while its instance is created and cleaned up.
+
+    The UI runs beside other commands; when another command holds the lock and the
+    instance already exists, it starts at once (without the cleanup) instead of waiting.
+    """
+    try:
+        with writing_home(home, "robust-data ui", timeout=0) as store:
+            return store
+    except HomeLockedError as busy:
+        store = Store.open(home)
+        if not (store.dagster_home / "history" / "runs.db").exists():
+            with writing_home(home, "robust-data ui") as store:  # wait: the instance is new
+                return store
+        print(f"robust-data ui: {busy.found}; the UI starts beside it", file=sys.stderr)
+        os.environ.update(dagster_environment(store))
+        return store
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     if not _port_free(args.port):
         raise CliError(
             f"expected a free port on 127.0.0.1; found {args.port} in use; pass --port 3001"
         )
-    # Locked only while the instance is created and cleaned: the UI runs beside other commands.
-    with writing_home(args.home, "robust-data ui") as store:
-        workspace = write_text_atomic(WORKSPACE, store.home / "workspace.yaml")
+    store = _ui_home(args.home)
+    workspace = write_text_atomic(WORKSPACE, store.home / "workspace.yaml")
     command = [
         sys.executable,
         "-m",

@@ -20,6 +20,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from robust_data.lock import home_lock
@@ -89,6 +90,29 @@ def cleanup(store: Store, instance: Any, say: Callable[[str], None] = _say) -> N
     stale = remove_stale_temps(store.home) + remove_stale_temps(store.storage_root)
     for path in stale:
         say(f"removed {path}: a temporary file left by a killed write")
+    for path in remove_stale_exports(store):
+        say(f"removed {path}: left by an export that was stopped")
+
+
+def remove_stale_exports(store: Store) -> list[Path]:
+    """Clear what killed exports left in ``<home>/exports`` (see ``export.remove_stale``).
+
+    Returns
+    -------
+    list of Path
+        The removed temporary and old folders.
+    """
+    from robust_data.export import remove_stale
+    from robust_data.sources import NAME_PATTERN
+
+    folder = store.home / "exports"
+    if not folder.is_dir():
+        return []
+    names = {entry.name[1:].split(".", 1)[0] for entry in folder.glob(".*.*")}
+    removed: list[Path] = []
+    for name in sorted(n for n in names if NAME_PATTERN.match(n)):
+        removed += remove_stale(store, folder / name, name)
+    return removed
 
 
 def fail_dead_runs(instance: Any) -> list[str]:

@@ -20,6 +20,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from pipelines.cli import main
+from robust_data.export import _owner_tag
 from robust_data.lock import HomeLockedError, home_lock
 from robust_data.store import Store
 from tests.fixtures import png_bytes, write_parquet
@@ -49,24 +50,31 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 # two commands on one home
 
 
-def test_a_second_writer_waits_for_the_lock_with_a_message(
-    isolated_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def hold_lock(home: Path, seconds: float) -> subprocess.Popen[str]:
+    """A process that holds ``home``'s lock for ``seconds``, once it holds it."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path; from robust_data.lock import home_lock\n"
             "with home_lock(Path(sys.argv[1]), 'robust-data curate (test holder)'):\n"
-            "    print('held', flush=True); time.sleep(4)",
-            str(isolated_home),
+            "    print('held', flush=True); time.sleep(float(sys.argv[2]))",
+            str(home),
+            str(seconds),
         ],
         cwd=PROJECT,
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_writer_waits_for_the_lock_with_a_message(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    holder = hold_lock(isolated_home, seconds=4)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         started = time.monotonic()
         assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
         waited = time.monotonic() - started
@@ -133,6 +141,10 @@ def test_a_killed_run_is_failed_and_its_leftovers_removed_by_the_next_command(
     orphan_steps = store.storage_root / "_steps" / "0f0f0f0f-gone-run" / "shard" / "result.parquet"
     orphan_steps.parent.mkdir(parents=True)
     orphan_steps.write_bytes(b"x")
+    host = _owner_tag().rsplit("-", 1)[0]
+    dead_export = isolated_home / "exports" / f".digits.{host}-{curate.pid}-ab12.tmp"
+    dead_export.mkdir(parents=True)
+    (dead_export / "train.parquet").write_bytes(b"half an export")
     with DagsterInstance.get() as instance:
         (killed,) = instance.get_runs()
         assert killed.status == DagsterRunStatus.STARTED  # Dagster never heard of the kill
@@ -142,17 +154,26 @@ def test_a_killed_run_is_failed_and_its_leftovers_removed_by_the_next_command(
     assert f"marked run {killed.run_id[:8]} failed: the process running it was killed" in err
     assert "removed the step outputs of finished run 0f0f0f0f" in err
     assert f"removed {dead_tmp}: a temporary file left by a killed write" in err
-    assert not dead_tmp.exists() and live_tmp.exists()
+    assert f"removed {dead_export}: left by an export that was stopped" in err
+    assert not dead_tmp.exists() and live_tmp.exists() and not dead_export.exists()
     assert not (store.storage_root / "_steps" / "0f0f0f0f-gone-run").exists()
     with DagsterInstance.get() as instance:
         assert instance.get_run_by_id(killed.run_id).status == DagsterRunStatus.FAILURE
 
 
 @pytest.mark.slow
-def test_ui_killed_outright_takes_its_servers_with_it(isolated_home: Path) -> None:
+def test_ui_starts_beside_a_writer_and_killed_outright_takes_its_servers_with_it(
+    isolated_home: Path,
+) -> None:
     from tests.test_webserver import group_alive, group_ends, start_ui, stop_group
 
-    _, process = start_ui(isolated_home)
+    assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0  # the instance exists
+    holder = hold_lock(isolated_home, seconds=120)  # a long curate, say: the UI must not wait
+    try:
+        _, process = start_ui(isolated_home)
+    finally:
+        holder.kill()
+        holder.wait()
     try:
         process.send_signal(signal.SIGKILL)  # no handler runs: only the kernel can pass it on
         process.wait()
