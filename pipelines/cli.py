@@ -218,6 +218,16 @@ class RunOutcome:
     seconds: float
 
 
+def _dataset_name(name: str) -> str:
+    """A dataset name given to report, export or score-model, checked like ingest's."""
+    try:
+        return check_name(name)
+    except DatasetError as error:
+        raise DatasetError(
+            error.expected, error.found, "pass a dataset listed by 'robust-data datasets'"
+        ) from None
+
+
 def _failed_checks(result: Any) -> list[str]:
     """'asset.check: description' of every failed asset check of a run, one line each."""
     failed = []
@@ -512,7 +522,7 @@ def cmd_score_model(args: argparse.Namespace) -> int:
     from robust_data.rpr.scoring import score_samples
 
     store = Store.open(args.home)
-    samples = store.read("raw_samples", check_name(args.dataset))
+    samples = store.read("raw_samples", _dataset_name(args.dataset))
     split = samples.filter(pc.equal(samples.column("split"), args.split))
     if split.num_rows == 0:
         found = sorted(set(samples.column("split").to_pylist()))
@@ -564,7 +574,7 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
-    print("\n".join(_report_lines(store, check_name(args.dataset))))
+    print("\n".join(_report_lines(store, _dataset_name(args.dataset))))
     return 0
 
 
@@ -575,7 +585,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from robust_data.export import UPSTREAM, export_dataset
 
-    dataset = check_name(args.dataset)
+    dataset = _dataset_name(args.dataset)
     with writing_home(args.home, "robust-data export") as store:
         from dagster import DagsterInstance
 
