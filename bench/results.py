@@ -11,14 +11,23 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, or the platform's processor string."""
+    """The CPU's model name and its bf16 matrix units (AMX, AVX512-BF16 only, or neither)."""
+    name, flags = platform.processor() or "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    if "amx_bf16" in flags:
+        units = "AMX bf16"
+    elif "avx512_bf16" in flags:
+        units = "AVX512-BF16 only, no AMX"
+    else:
+        units = "no bf16 matrix units"
+    return f"{name} ({units})"
 
 
 def record(

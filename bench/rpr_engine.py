@@ -24,7 +24,7 @@ from results import cpu_model, record
 from torch.utils.flop_counter import FlopCounterMode
 
 from robust_data.arrays import decode_samples
-from robust_data.device import autocast, resolve_device
+from robust_data.device import autocast, resolve_device, tune_allocator
 from robust_data.ingest import ingest
 from robust_data.models import ModelConfig, train_model
 from robust_data.rpr.engine import ModelRunner, RprOptions, score_rpr, score_rpr_loop
@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--width", type=int, default=ModelConfig().width, help="CNN channels")
     args = parser.parse_args()
+    tune_allocator()
     device = resolve_device(args.device)
 
     data = decode_samples(ingest("mnist-5k", name="mnist-5k").samples)

@@ -18,10 +18,14 @@ from assets import ALL_ASSETS
 from pipelines.automation import curation_schedule, inbox_sensor
 from pipelines.jobs import JOBS, curation_job, ingest_job, scoring_job
 from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager, default_device
+from robust_data.device import tune_allocator
 from robust_data.store import Store
 
 MAX_CONCURRENT_ENV = "ROBUST_DATA_MAX_CONCURRENT"
 EXECUTOR_ENV = "ROBUST_DATA_EXECUTOR"
+
+# Every step process loads this module: reuse freed tensor memory (no page-fault churn).
+tune_allocator()
 
 __all__ = ["build_definitions", "curation_job", "defs", "ingest_job", "scoring_job"]
 

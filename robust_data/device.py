@@ -70,3 +70,40 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """An autocast context for ``precision`` (disabled for fp32)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+#: glibc mallopt parameters: M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: glibc's largest mmap threshold on 64-bit: blocks up to this size come from the heap.
+MMAP_THRESHOLD = 32 << 20
+#: Free heap memory kept for reuse instead of being returned to the kernel.
+TRIM_THRESHOLD = 1 << 30
+
+
+@cache
+def tune_allocator() -> bool:
+    """Let glibc reuse freed tensor memory instead of unmapping and re-faulting it.
+
+    By default glibc serves blocks above a few MB with ``mmap`` and trims the heap after each
+    large ``free``, so every forward pass maps fresh pages and the kernel zeroes them: on the
+    paper's CNN at 512 images per pass a third of the CPU time went to minor page faults.
+    This raises the mmap threshold to its maximum (32 MB) and keeps up to 1 GB of freed heap
+    for reuse. Process-wide, idempotent, a no-op where the C library is not glibc. Called by
+    the pipelines and the benchmarks, not on import of the core library.
+
+    Returns
+    -------
+    bool
+        Whether the settings were applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )

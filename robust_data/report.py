@@ -22,8 +22,9 @@ import torch
 
 from robust_data.arrays import SampleArrays, decode_samples
 from robust_data.corrupt.evaluate import (
+    SuiteOptions,
     calibration_error,
-    corruption_accuracy,
+    evaluate_suite,
     mean_corruption_error,
 )
 from robust_data.models import ModelConfig, TrainedModel, predict_logits, save_model, train_model
@@ -32,6 +33,9 @@ from robust_data.rpr.engine import RprOptions, score_rpr
 from robust_data.rpr.plots import plot_curves
 from robust_data.rpr.table import robustness_curve, steps_column
 from robust_data.store import write_bytes_atomic, write_text_atomic
+
+#: Test images per corrupted chunk and forward pass in the corruption suite.
+SUITE_BATCH = 1024
 
 REPORT_SCHEMA = pa.schema(
     [
@@ -219,7 +223,7 @@ def build_report(
     as they are (same scheme, seed and tries as ``options``), the others are scored here.
     """
     classes = int(max(c.model.num_classes for c in candidates))
-    rows, models, curves, suites = [], {}, {}, {}
+    rows, models, curves = [], {}, {}
     test_rows = reference_rpr.filter(pc.equal(reference_rpr.column("split"), "test"))
     for index, cand in enumerate(candidates):
         logits = predict_logits(cand.model.model, test.images, device=options.device)
@@ -238,16 +242,6 @@ def build_report(
                 progress,
             ).steps_to_flip
         curve = robustness_curve(steps, options.max_steps)
-        suites[cand.name] = corruption_accuracy(
-            cand.model.model,
-            test.images,
-            test.labels,
-            test.sample_ids,
-            suite,
-            options.seed,
-            options.device,
-            progress=progress,
-        )
         curves[cand.name] = curve
         models[cand.name] = {
             "train_size": cand.train_size,
@@ -257,6 +251,16 @@ def build_report(
             "test_robust_fraction": float(curve[-1]),
             "curve": curve.tolist(),
         }
+    # Each corrupted test set is made once and shared by every model, in the scoring precision.
+    suites = evaluate_suite(
+        {cand.name: cand.model.model for cand in candidates},
+        test.images,
+        test.labels,
+        test.sample_ids,
+        suite,
+        SuiteOptions(options.seed, options.device, options.precision, SUITE_BATCH, options.compile),
+        progress,
+    )
     reference = suites[candidates[0].name]
     for cand in candidates:
         ce, mce = mean_corruption_error(suites[cand.name], reference)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +13,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robust_data.corrupt.library import CORRUPTIONS
-from robust_data.models import predict_logits
+from robust_data.device import autocast, resolve_device, resolve_precision
+from robust_data.rpr.engine import COMPILE_MIN_TRIES, ModelRunner, RprOptions
 
 SUITE_SCHEMA = pa.schema(
     [
@@ -37,8 +40,11 @@ def corruption_accuracy(
     device: str = "auto",
     batch_size: int = 1024,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> pa.Table:
     """Accuracy on the clean images and under each corruption at each of its severities.
+
+    One model's :func:`evaluate_suite`.
 
     Parameters
     ----------
@@ -54,42 +60,149 @@ def corruption_accuracy(
     pa.Table
         :data:`SUITE_SCHEMA`, one row for clean and one per (corruption, severity).
     """
-    from robust_data.corrupt import corrupt
+    options = SuiteOptions(seed, device, precision, batch_size, compile="off")
+    suites = evaluate_suite({"model": model}, images, labels, sample_ids, names, options, progress)
+    return suites["model"]
 
-    x = torch.as_tensor(images, dtype=torch.float32)
-    y = np.asarray(labels)
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """How the suite runs the models.
+
+    Attributes
+    ----------
+    seed : int
+        Seed of the corruptions (per sample, so batches and order do not matter).
+    device, precision : str
+        As for scoring: ``auto``/``cpu``/``cuda`` and ``auto``/``fp32``/``bf16``.
+    batch_size : int
+        Images per forward pass and per corrupted chunk; bounds memory (a chunk of corrupted
+        images, ``batch_size * C * H * W * 4`` bytes, is made once and shared by the models).
+    compile : str
+        ``auto`` compiles each model when it runs at least ``COMPILE_MIN_TRIES`` images in all,
+        ``on``, ``off``.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 1024
+    compile: str = "auto"
+
+
+def suite_jobs(names: Sequence[str] | None = None) -> list[tuple[str, int]]:
+    """(corruption, severity) pairs of the suite, ``("clean", 0)`` first.
+
+    Raises
+    ------
+    ValueError
+        For an unknown corruption name.
+    """
     chosen = list(names) if names is not None else list(CORRUPTIONS)
     unknown = sorted(set(chosen) - set(CORRUPTIONS))
     if unknown:
         raise ValueError(f"expected corruptions from {sorted(CORRUPTIONS)}; found {unknown}")
+    return [("clean", 0)] + [
+        (name, severity)
+        for name in chosen
+        for severity in range(1, CORRUPTIONS[name].severities + 1)
+    ]
 
-    def score(batch_fn) -> tuple[float, float]:
-        probs = []
-        for start in range(0, len(x), batch_size):
-            batch = batch_fn(
-                x[start : start + batch_size], list(sample_ids[start : start + batch_size])
-            )
-            logits = torch.from_numpy(predict_logits(model, batch, device=device))
-            probs.append(torch.softmax(logits.float(), dim=1).numpy())
-        p = np.concatenate(probs) if probs else np.zeros((0, 1))
-        return float((p.argmax(1) == y).mean()) if len(y) else float("nan"), calibration_error(p, y)
 
-    rows = [("clean", 0, *score(lambda b, ids: b))]
-    jobs = [(n, s) for n in chosen for s in range(1, CORRUPTIONS[n].severities + 1)]
-    for name, severity in tqdm(
-        jobs, desc="corruption suite", unit="run", **({} if progress else {"disable": True})
-    ):
-        rows.append(
-            (name, severity, *score(lambda b, ids, n=name, s=severity: corrupt(b, n, s, seed, ids)))
+def evaluate_suite(
+    models: Mapping[str, nn.Module],
+    images: np.ndarray | torch.Tensor,
+    labels: np.ndarray,
+    sample_ids: Sequence[str],
+    names: Sequence[str] | None = None,
+    options: SuiteOptions = SuiteOptions(),
+    progress: bool = True,
+) -> dict[str, pa.Table]:
+    """Every model's accuracy and ECE on the clean images and under every corruption.
+
+    Each corrupted chunk of images is made once and run through every model (the corruption
+    costs the same whatever the number of models); the models run in ``options.precision``,
+    channels-last, compiled where it pays, in batches of ``options.batch_size``.
+
+    Parameters
+    ----------
+    models : mapping of str to nn.Module
+        Models by name; each takes (B, C, H, W) in [0, 1] and returns (B, K) logits.
+    images : array
+        (N, C, H, W) float in [0, 1].
+    labels : np.ndarray
+        (N,) int.
+    sample_ids : sequence of str
+        (N,) the corruptions' per-sample seeds.
+
+    Returns
+    -------
+    dict of str to pa.Table
+        :data:`SUITE_SCHEMA` per model: one row for clean and one per (corruption, severity).
+    """
+    from robust_data.corrupt import corrupt
+
+    jobs = suite_jobs(names)
+    x = torch.as_tensor(images, dtype=torch.float32)
+    y = np.asarray(labels)
+    dev = resolve_device(options.device)
+    precision = resolve_precision(options.precision, dev)
+    compiled = options.compile == "on" or (
+        options.compile == "auto" and len(x) * len(jobs) >= COMPILE_MIN_TRIES
+    )
+    batch = max(1, min(options.batch_size, len(x)))
+    run_options = RprOptions(device=options.device, batch_size=batch)
+    runners = {
+        name: ModelRunner(
+            copy.deepcopy(model).to(dev).eval().to(memory_format=torch.channels_last),
+            run_options,
+            compiled,
         )
+        for name, model in models.items()
+    }
+    # Per model and job: each sample's top probability and whether its argmax is right.
+    confidence = {name: np.zeros((len(jobs), len(x)), np.float32) for name in models}
+    correct = {name: np.zeros((len(jobs), len(x)), bool) for name in models}
+    bar = tqdm(
+        total=len(jobs),
+        desc="corruption suite",
+        unit="run",
+        **({} if progress else {"disable": True}),
+    )
+    try:
+        with torch.inference_mode(), autocast(dev, precision):
+            for j, (corruption, severity) in enumerate(jobs):
+                for start in range(0, len(x), batch):
+                    chunk = x[start : start + batch]
+                    if corruption != "clean":
+                        ids = list(sample_ids[start : start + batch])
+                        chunk = corrupt(chunk, corruption, severity, options.seed, ids)
+                    chunk = chunk.to(dev)
+                    rows = slice(start, start + len(chunk))
+                    for name, runner in runners.items():
+                        top, pred = torch.softmax(runner(chunk).float(), dim=1).max(dim=1)
+                        confidence[name][j, rows] = top.cpu().numpy()
+                        correct[name][j, rows] = pred.cpu().numpy() == y[rows]
+                bar.update(1)
+    finally:
+        bar.close()
+    return {name: _suite_table(jobs, confidence[name], correct[name]) for name in models}
+
+
+def _suite_table(
+    jobs: list[tuple[str, int]], confidence: np.ndarray, correct: np.ndarray
+) -> pa.Table:
+    """:data:`SUITE_SCHEMA` from (jobs, N) top probabilities and correctness."""
+    n = confidence.shape[1]
+    accuracy = [float(c.mean()) if n else float("nan") for c in correct]
     return pa.table(
         {
-            "corruption": [r[0] for r in rows],
-            "severity": [r[1] for r in rows],
-            "accuracy": [r[2] for r in rows],
-            "error": [1 - r[2] for r in rows],
-            "ece": [r[3] for r in rows],
-            "samples": [len(x)] * len(rows),
+            "corruption": [c for c, _ in jobs],
+            "severity": [s for _, s in jobs],
+            "accuracy": accuracy,
+            "error": [1 - a for a in accuracy],
+            "ece": [_ece(conf, ok) for conf, ok in zip(confidence, correct, strict=True)],
+            "samples": [n] * len(jobs),
         },
         schema=SUITE_SCHEMA,
     )
@@ -115,8 +228,13 @@ def calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> 
     """
     if len(labels) == 0:
         return float("nan")
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(labels)
+    return _ece(probs.max(axis=1), probs.argmax(axis=1) == np.asarray(labels), bins)
+
+
+def _ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """:func:`calibration_error` from (N,) top probabilities and (N,) correctness."""
+    if len(correct) == 0:
+        return float("nan")
     index = np.minimum(
         (confidence * bins).astype(int), bins - 1
     )  # a confidence of 1 goes in the last bin

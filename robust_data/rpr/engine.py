@@ -31,6 +31,8 @@ from robust_data.rpr.rng import sample_keys
 from robust_data.rpr.schemes import Scheme, parse_scheme
 
 MAX_STEPS = 250
+#: Images per forward pass on the CPU (see ``RprOptions.forward_rows``).
+CPU_FORWARD_ROWS = 256
 COMPILE_MODES = ("auto", "on", "off")
 #: Below this many tries (N * max_steps) ``compile="auto"`` stays eager: a compile costs
 #: about as much as 20,000 eager forward passes of the paper's CNN on a 2-core CPU.
@@ -55,15 +57,20 @@ class RprOptions:
     precision : str
         ``auto`` (bf16 autocast where the hardware has bf16 matrix units), ``fp32``, ``bf16``.
     batch_size : int
-        Perturbed images per forward pass; bounds memory (about
-        ``batch_size * C * H * W * 4`` bytes for the images plus the model's activations).
+        Perturbed images per round of the engine; bounds memory (about
+        ``batch_size * C * H * W * 4`` bytes for the perturbed images).
+    forward_rows : int, optional
+        Images per forward pass: a round runs through the model in slices of this many, so
+        activations stay small enough to stay in cache and to be reused by the allocator
+        instead of being mapped afresh (on the paper's CNN on a CPU, 256 ran 2x faster than
+        1024). Default: 256 on the CPU, ``batch_size`` on CUDA.
     first_window, max_window : int
         Tries given to a sample in its first round, and the most it gets in any round.
     channels_last : bool
         Run convolutions in channels-last memory layout (faster on CPUs and tensor cores).
     compile : str
         ``on``: compile the model with ``torch.compile`` (inductor, frozen weights) and run
-        every forward pass padded to ``batch_size``, so all passes use one compiled kernel
+        every forward pass padded to ``forward_rows``, so all passes use one compiled kernel
         set; ``off``: eager PyTorch; ``auto`` (default): on when the work is large enough to
         repay the compile (N * max_steps >= 100,000). A failed compile falls back to eager
         with a warning.
@@ -75,6 +82,7 @@ class RprOptions:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int = 4096
+    forward_rows: int | None = None
     first_window: int = 4
     max_window: int = 64
     channels_last: bool = True
@@ -85,8 +93,8 @@ class RprOptions:
             raise ValueError(f"expected compile in {COMPILE_MODES}; found {self.compile!r}")
         if self.max_steps < 1:
             raise ValueError(f"expected max_steps >= 1; found {self.max_steps}")
-        for name in ("batch_size", "first_window", "max_window"):
-            if getattr(self, name) < 1:
+        for name in ("batch_size", "forward_rows", "first_window", "max_window"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"expected {name} >= 1; found {getattr(self, name)}")
         parse_scheme(self.scheme)
 
@@ -162,28 +170,43 @@ def _check_inputs(
 
 
 class ModelRunner:
-    """Runs the model: eager, or compiled with frozen weights on batches padded to one size."""
+    """Runs the model in slices of ``forward_rows``: eager, or compiled with frozen weights.
+
+    Compiled, every slice is padded to ``forward_rows`` so all passes use one kernel set.
+    """
 
     def __init__(self, model: nn.Module, options: RprOptions, compiled: bool):
         self.model = model
-        self.batch_size = options.batch_size
+        cuda = next(model.parameters(), torch.zeros(0)).device.type == "cuda"
+        self.rows = options.forward_rows or (options.batch_size if cuda else CPU_FORWARD_ROWS)
         self.channels_last = options.channels_last
         self.compiled = torch.compile(model, dynamic=False) if compiled else None
         self.padded = 0  # padding rows run so far
 
     def eager(self, batch: torch.Tensor) -> torch.Tensor:
-        """The model in eager mode, any batch size."""
+        """The model in eager mode, any batch size, in slices."""
+        return self._sliced(batch, self._eager_slice)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._sliced(batch, self._slice)
+
+    def _sliced(self, batch: torch.Tensor, run) -> torch.Tensor:
+        if batch.shape[0] <= self.rows:
+            return run(batch)
+        return torch.cat([run(batch[s : s + self.rows]) for s in range(0, len(batch), self.rows)])
+
+    def _eager_slice(self, batch: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return self.model(batch)
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def _slice(self, batch: torch.Tensor) -> torch.Tensor:
         if self.compiled is None:
-            return self.eager(batch)
+            return self._eager_slice(batch)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         rows = batch.shape[0]
-        pad = self.batch_size - rows
+        pad = self.rows - rows
         if pad:
             filler = batch[:1].expand(pad, *batch.shape[1:])
             batch = torch.cat([batch, filler]).contiguous(memory_format=batch_format(batch))
@@ -196,7 +219,7 @@ class ModelRunner:
                 f"torch.compile failed ({first}); scoring goes on in eager mode", stacklevel=2
             )
             self.compiled = None
-            return self.model(batch[:rows])
+            return self._eager_slice(batch[:rows])
         self.padded += pad
         return out
 
@@ -228,8 +251,8 @@ def _clean_predictions(
 ) -> torch.Tensor:
     """Predictions on the unperturbed images (eager: N passes are not worth padding)."""
     out = [
-        run.eager(images[start : start + run.batch_size].to(device)).argmax(dim=1)
-        for start in range(0, images.shape[0], run.batch_size)
+        run.eager(images[start : start + run.rows].to(device)).argmax(dim=1)
+        for start in range(0, images.shape[0], run.rows)
     ]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64, device=device)
 
