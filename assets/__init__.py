@@ -1,5 +1,6 @@
 """Dagster asset definitions: thin wrappers around one core ``robust_data`` call each."""
 
+from assets.corrupted_test import CorruptedTestConfig, corrupted_test
 from assets.curated_dataset import CuratedDatasetConfig, curated_dataset
 from assets.curation import CurationConfig, curation_assets
 from assets.label_quality import LabelQualityConfig, label_quality
@@ -25,6 +26,7 @@ ALL_ASSETS = (
     variants,
     curation_assets,
     curated_dataset,
+    corrupted_test,
     retrained_model,
     robustness_report,
 )
@@ -32,6 +34,7 @@ ALL_ASSETS = (
 __all__ = [
     "ALL_ASSETS",
     "DATASETS",
+    "CorruptedTestConfig",
     "CuratedDatasetConfig",
     "CurationConfig",
     "LabelQualityConfig",
@@ -42,6 +45,7 @@ __all__ = [
     "RobustnessReportConfig",
     "RprScoresConfig",
     "VariantsConfig",
+    "corrupted_test",
     "curated_dataset",
     "curation_assets",
     "label_quality",

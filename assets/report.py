@@ -114,7 +114,7 @@ def retrained_model(
 class RobustnessReportConfig(Config):
     """What the report evaluates."""
 
-    corruptions: list[str] = Field(default_factory=list)  # empty: every corruption
+    corruptions: list[str] = Field(default_factory=list)  # empty: all corrupted_test holds
     device: str = "auto"
 
 
@@ -124,6 +124,7 @@ class RobustnessReportConfig(Config):
         "reference_model": AssetIn(),
         "raw_samples": AssetIn(),
         "rpr_scores": AssetIn(),
+        "corrupted_test": AssetIn(),
     },
     partitions_def=DATASETS,
     group_name="report",
@@ -142,6 +143,7 @@ def robustness_report(
     reference_model,
     raw_samples,
     rpr_scores,
+    corrupted_test,
 ):
     """Build the report (one core call: :func:`robust_data.report.build_report`)."""
     reference, ref_file = load_reference(reference_model)
@@ -160,7 +162,13 @@ def robustness_report(
     data = decode_samples(raw_samples)
     test = data.where(data.splits == "test")
     report = build_report(
-        context.partition_key, candidates, test, rpr_scores, options, config.corruptions or None
+        context.partition_key,
+        candidates,
+        test,
+        rpr_scores,
+        options,
+        corrupted_test,
+        config.corruptions or None,
     )
     path = write_report(report, home.store().home / "reports" / context.partition_key)
     context.add_output_metadata(

@@ -74,6 +74,7 @@ def plain_inference(model, images, count, options: RprOptions, device) -> float:
         while done < count:
             run(batch).argmax(1).cpu()
             done += len(batch)
+    run.close()
     return (time.perf_counter() - start) * count / done
 
 

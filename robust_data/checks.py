@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from robust_data.corrupt.testset import CORRUPTED_SCHEMA, corrupted_jobs
 from robust_data.curation import LEDGER_SCHEMA
 from robust_data.export import file_sha256
 from robust_data.label_quality import LABEL_QUALITY_SCHEMA
@@ -24,7 +25,7 @@ from robust_data.oof import OOF_SCHEMA
 from robust_data.reference import REFERENCE_SCHEMA
 from robust_data.report import REPORT_SCHEMA
 from robust_data.rpr.table import RPR_SCHEMA
-from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id
+from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id, read_metadata
 from robust_data.variants import VARIANTS_SCHEMA
 
 #: Most problems listed in one outcome (the count is always exact).
@@ -380,3 +381,31 @@ def check_report(report: pa.Table) -> CheckOutcome:
     elif abs(rows["reference"]["mce"] - 1.0) > 1e-9:
         problems.append(f"the reference's mCE is {rows['reference']['mce']:g}, expected 1")
     return CheckOutcome(problems, {"rows": report.num_rows, "models": json.dumps(sorted(rows))})
+
+
+def check_corrupted_test(table: pa.Table, samples: pa.Table) -> CheckOutcome:
+    """``corrupted_test``: schema; every job holds exactly the test split's ids and labels, in
+    order; every row's pixels have the image's byte count."""
+    problems = schema_problems(table, CORRUPTED_SCHEMA)
+    if problems:
+        return CheckOutcome(problems, {"rows": table.num_rows})
+    test = samples.filter(pc.equal(samples.column("split"), "test"))
+    ids, labels = test.column("sample_id").to_pylist(), test.column("label").to_pylist()
+    jobs = corrupted_jobs(table)
+    if not ids:
+        problems.append("the dataset has no test split")
+    if table.num_rows != len(ids) * len(jobs):
+        problems.append(f"{table.num_rows} rows, expected {len(ids)} test images x {len(jobs)} jobs")
+    else:
+        for j, (corruption, severity) in enumerate(jobs):
+            rows = table.slice(j * len(ids), len(ids))
+            if rows.column("sample_id").to_pylist() != ids or rows.column("label").to_pylist() != labels:
+                problems.append(f"{corruption}/{severity}: ids or labels differ from the test split")
+    params = json.loads(read_metadata(table.schema).get("params", "{}"))
+    width = int(np.prod(params.get("shape", [0])))
+    lengths = pc.binary_length(table.column("pixels"))
+    wrong = table.num_rows - pc.sum(pc.equal(lengths, width)).as_py() if table.num_rows else 0
+    if wrong:
+        problems.append(f"{wrong} rows whose pixels are not {width} bytes")
+    return CheckOutcome(problems, {"rows": table.num_rows, "jobs": len(jobs), "samples": len(ids)})
+

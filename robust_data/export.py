@@ -35,7 +35,15 @@ from robust_data.arrays import class_names
 from robust_data.curation import class_count_chart
 from robust_data.images import content_sha256, decode_image
 from robust_data.schema import META_PREFIX, column_by_id, read_metadata
-from robust_data.store import Store, is_url, local_path, pid_alive, read_bytes, table_location
+from robust_data.store import (
+    ROW_GROUP_ROWS,
+    Store,
+    is_url,
+    local_path,
+    pid_alive,
+    read_bytes,
+    table_location,
+)
 from robust_data.version import __version__, code_revision
 
 FORMATS = ("parquet", "imagefolder")
@@ -258,7 +266,9 @@ def _write_parquet(folder: Path, tables: dict[str, pa.Table], lineage: dict[str,
         # datasets applies the features only to fields that match its own (nullable) fields
         table = table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
         table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
-        pq.write_table(table, folder / f"{split}.parquet", compression="zstd")
+        pq.write_table(
+            table, folder / f"{split}.parquet", compression="zstd", row_group_size=ROW_GROUP_ROWS
+        )
 
 
 _HF_DTYPES = {

@@ -26,6 +26,8 @@ from robust_data.store import write_bytes_atomic
 ARCHS = ("simple_cnn", "resnet")
 OPTIMIZERS = ("adam", "sgd")
 FILE_FORMAT = "robust-data-model/1"
+#: Training batches between two readings of the loss for the progress bar (a host sync each).
+POSTFIX_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -350,7 +352,8 @@ def train_model(
             if schedule is not None:
                 schedule.step()
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
+            if bar.n % POSTFIX_EVERY == 0:  # reading the loss waits for the device
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     seconds = time.perf_counter() - started
     model = model.cpu().eval().to(memory_format=torch.contiguous_format)

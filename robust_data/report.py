@@ -27,6 +27,7 @@ from robust_data.corrupt.evaluate import (
     evaluate_suite,
     mean_corruption_error,
 )
+from robust_data.corrupt.testset import corrupted_jobs, select_corruptions, stored_chunks
 from robust_data.models import ModelConfig, TrainedModel, predict_logits, save_model, train_model
 from robust_data.plots import grouped_bars
 from robust_data.rpr.engine import RprOptions, score_rpr
@@ -214,6 +215,7 @@ def build_report(
     test: SampleArrays,
     reference_rpr: pa.Table,
     options: RprOptions,
+    corrupted: pa.Table,
     suite: list[str] | None = None,
     progress: bool = True,
 ) -> Report:
@@ -221,6 +223,9 @@ def build_report(
 
     ``reference_rpr`` holds the reference model's stored RPR scores; its test rows are used
     as they are (same scheme, seed and tries as ``options``), the others are scored here.
+    ``corrupted`` is the stored corrupted test set (:mod:`robust_data.corrupt.testset`) of
+    ``test``: each of its chunks is read once and run through every model; ``suite`` picks
+    corruptions from it (default: all it holds).
     """
     classes = int(max(c.model.num_classes for c in candidates))
     rows, models, curves = [], {}, {}
@@ -252,12 +257,19 @@ def build_report(
             "curve": curve.tolist(),
         }
     # Each corrupted test set is made once and shared by every model, in the scoring precision.
+    corrupted = select_corruptions(corrupted, suite)
+    stored_ids = corrupted.column("sample_id").slice(0, len(test)).to_pylist()
+    if stored_ids != list(test.sample_ids) or corrupted.num_rows % max(len(test), 1):
+        raise ValueError(
+            f"expected a corrupted test set of the {len(test):,} test images in split order; "
+            f"found {corrupted.num_rows:,} rows starting with other images; re-materialize "
+            "corrupted_test"
+        )
     suites = evaluate_suite(
         {cand.name: cand.model.model for cand in candidates},
-        test.images,
         test.labels,
-        test.sample_ids,
-        suite,
+        corrupted_jobs(corrupted),
+        stored_chunks(corrupted, SUITE_BATCH),
         SuiteOptions(options.seed, options.device, options.precision, SUITE_BATCH, options.compile),
         progress,
     )

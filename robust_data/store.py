@@ -141,6 +141,10 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -
     return target
 
 
+#: Rows per Parquet row group: readers can stream a stored table group by group.
+ROW_GROUP_ROWS = 8192
+
+
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Write ``table`` to ``path`` so that readers see the old file or the whole new one.
 
@@ -152,7 +156,10 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     Path
         The written path.
     """
-    return _write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    return _write_atomic(
+        path,
+        lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS),
+    )
 
 
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
@@ -181,7 +188,7 @@ def write_parquet_url(table: pa.Table, url: str) -> str:
     import fsspec
 
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     fs, path = fsspec.core.url_to_fs(url)
     parent = path.rsplit("/", 1)[0]
     if parent and parent != path:

@@ -79,6 +79,7 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
         "curated_samples",
         "curation_ledger",
         "curated_dataset",
+        "corrupted_test",
         "retrained_model",
         "robustness_report",
     }
@@ -143,7 +144,7 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
             "rpr_scores": {"max_steps": 40},
             "oof_predictions": {"folds": 3},
             "variants": {"transforms": ["fog(severity=1)", "fgsm(eps=0.05)"]},
-            "robustness_report": {"corruptions": ["gaussian_noise", "contrast"]},
+            "corrupted_test": {"corruptions": ["gaussian_noise", "contrast"]},
         },
     )
     assert result.success
@@ -203,7 +204,7 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
         (c.asset_key.to_user_string(), c.check_name): c
         for c in result.get_asset_check_evaluations()
     }
-    assert len(checks) == 12 and all(c.passed for c in checks.values())
+    assert len(checks) == 13 and all(c.passed for c in checks.values())
     check = checks[("curation_ledger", "conservation")]
     assert check.metadata["ledger_rows"].value == 1438
     ledger = store.read("curation_ledger", "digits")

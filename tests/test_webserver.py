@@ -61,7 +61,14 @@ EDGES = {
         "variants",
     },
     "retrained_model": {"curated_dataset", "reference_model", "raw_samples", "variants"},
-    "robustness_report": {"retrained_model", "reference_model", "raw_samples", "rpr_scores"},
+    "corrupted_test": {"raw_samples"},
+    "robustness_report": {
+        "retrained_model",
+        "reference_model",
+        "raw_samples",
+        "rpr_scores",
+        "corrupted_test",
+    },
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,8 +61,9 @@ def corruption_accuracy(
         :data:`SUITE_SCHEMA`, one row for clean and one per (corruption, severity).
     """
     options = SuiteOptions(seed, device, precision, batch_size, compile="off")
-    suites = evaluate_suite({"model": model}, images, labels, sample_ids, names, options, progress)
-    return suites["model"]
+    jobs = suite_jobs(names)
+    chunks = corrupt_chunks(images, sample_ids, jobs, seed, batch_size)
+    return evaluate_suite({"model": model}, labels, jobs, chunks, options, progress)["model"]
 
 
 @dataclass(frozen=True)
@@ -109,49 +110,76 @@ def suite_jobs(names: Sequence[str] | None = None) -> list[tuple[str, int]]:
     ]
 
 
+#: One chunk of a corrupted test set: (job index into the jobs, first row, (B, C, H, W) images).
+Chunk = tuple[int, int, torch.Tensor]
+
+
+def corrupt_chunks(
+    images: np.ndarray | torch.Tensor,
+    sample_ids: Sequence[str],
+    jobs: Sequence[tuple[str, int]],
+    seed: int,
+    batch_size: int,
+) -> Iterator[Chunk]:
+    """Corrupt ``images`` (N, C, H, W) in [0, 1] job by job, ``batch_size`` images at a time.
+
+    Yields
+    ------
+    Chunk
+        Job index, first row and the corrupted (B, C, H, W) float32 images in [0, 1]; the
+        ``("clean", 0)`` job yields the images as they are.
+    """
+    from robust_data.corrupt import corrupt
+
+    x = torch.as_tensor(images, dtype=torch.float32)
+    batch = max(1, batch_size)
+    for j, (corruption, severity) in enumerate(jobs):
+        for start in range(0, len(x), batch):
+            chunk = x[start : start + batch]
+            if corruption != "clean":
+                ids = list(sample_ids[start : start + batch])
+                chunk = corrupt(chunk, corruption, severity, seed, ids)
+            yield j, start, chunk
+
+
 def evaluate_suite(
     models: Mapping[str, nn.Module],
-    images: np.ndarray | torch.Tensor,
     labels: np.ndarray,
-    sample_ids: Sequence[str],
-    names: Sequence[str] | None = None,
+    jobs: Sequence[tuple[str, int]],
+    chunks: Iterable[Chunk],
     options: SuiteOptions = SuiteOptions(),
     progress: bool = True,
 ) -> dict[str, pa.Table]:
-    """Every model's accuracy and ECE on the clean images and under every corruption.
+    """Every model's accuracy and ECE on every job (clean, or a corruption at a severity).
 
-    Each corrupted chunk of images is made once and run through every model (the corruption
-    costs the same whatever the number of models); the models run in ``options.precision``,
-    channels-last, compiled where it pays, in batches of ``options.batch_size``.
+    Each chunk of corrupted images is made (or read) once and run through every model; the
+    models run in ``options.precision``, channels-last, compiled where it pays.
 
     Parameters
     ----------
     models : mapping of str to nn.Module
-        Models by name; each takes (B, C, H, W) in [0, 1] and returns (B, K) logits.
-    images : array
-        (N, C, H, W) float in [0, 1].
+        Models by name; each takes (B, C, H, W) in [0, 1] and returns (B, K) logits. Not
+        modified (each runs as a copy).
     labels : np.ndarray
-        (N,) int.
-    sample_ids : sequence of str
-        (N,) the corruptions' per-sample seeds.
+        (N,) int, the labels of the test images.
+    jobs : sequence of (str, int)
+        (corruption, severity) per job, ``("clean", 0)`` for the uncorrupted images.
+    chunks : iterable of Chunk
+        Every job's N images in chunks (:func:`corrupt_chunks`, or
+        :func:`robust_data.corrupt.testset.stored_chunks` over a stored corrupted test set).
 
     Returns
     -------
     dict of str to pa.Table
-        :data:`SUITE_SCHEMA` per model: one row for clean and one per (corruption, severity).
+        :data:`SUITE_SCHEMA` per model, one row per job in the order of ``jobs``.
     """
-    from robust_data.corrupt import corrupt
-
-    jobs = suite_jobs(names)
-    x = torch.as_tensor(images, dtype=torch.float32)
     y = np.asarray(labels)
     dev = resolve_device(options.device)
     precision = resolve_precision(options.precision, dev)
     compiled = options.compile == "on" or (
-        options.compile == "auto" and len(x) * len(jobs) >= COMPILE_MIN_TRIES
+        options.compile == "auto" and len(y) * len(jobs) >= COMPILE_MIN_TRIES
     )
-    batch = max(1, min(options.batch_size, len(x)))
-    run_options = RprOptions(device=options.device, batch_size=batch)
+    run_options = RprOptions(device=options.device, batch_size=max(1, options.batch_size))
     runners = {
         name: ModelRunner(
             copy.deepcopy(model).to(dev).eval().to(memory_format=torch.channels_last),
@@ -161,31 +189,29 @@ def evaluate_suite(
         for name, model in models.items()
     }
     # Per model and job: each sample's top probability and whether its argmax is right.
-    confidence = {name: np.zeros((len(jobs), len(x)), np.float32) for name in models}
-    correct = {name: np.zeros((len(jobs), len(x)), bool) for name in models}
+    confidence = {name: np.zeros((len(jobs), len(y)), np.float32) for name in models}
+    correct = {name: np.zeros((len(jobs), len(y)), bool) for name in models}
     bar = tqdm(
-        total=len(jobs),
+        total=len(jobs) * len(y),
         desc="corruption suite",
-        unit="run",
+        unit="img",
+        mininterval=0.5,
         **({} if progress else {"disable": True}),
     )
     try:
         with torch.inference_mode(), autocast(dev, precision):
-            for j, (corruption, severity) in enumerate(jobs):
-                for start in range(0, len(x), batch):
-                    chunk = x[start : start + batch]
-                    if corruption != "clean":
-                        ids = list(sample_ids[start : start + batch])
-                        chunk = corrupt(chunk, corruption, severity, options.seed, ids)
-                    chunk = chunk.to(dev)
-                    rows = slice(start, start + len(chunk))
-                    for name, runner in runners.items():
-                        top, pred = torch.softmax(runner(chunk).float(), dim=1).max(dim=1)
-                        confidence[name][j, rows] = top.cpu().numpy()
-                        correct[name][j, rows] = pred.cpu().numpy() == y[rows]
-                bar.update(1)
+            for j, start, chunk in chunks:
+                chunk = chunk.to(dev)
+                rows = slice(start, start + len(chunk))
+                for name, runner in runners.items():
+                    top, pred = torch.softmax(runner(chunk).float(), dim=1).max(dim=1)
+                    confidence[name][j, rows] = top.cpu().numpy()
+                    correct[name][j, rows] = pred.cpu().numpy() == y[rows]
+                bar.update(len(chunk))
     finally:
         bar.close()
+        for runner in runners.values():
+            runner.close()
     return {name: _suite_table(jobs, confidence[name], correct[name]) for name in models}
 
 

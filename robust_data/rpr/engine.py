@@ -183,6 +183,17 @@ class ModelRunner:
         self.compiled = torch.compile(model, dynamic=False) if compiled else None
         self.padded = 0  # padding rows run so far
 
+    def close(self) -> None:
+        """Drop the compiled code of the model's class.
+
+        Dynamo keeps one cache entry per compiled model on the class's ``forward`` and falls
+        back to eager for good after ``recompile_limit`` (8) of them, so a process that
+        compiles many models (a whole job in one process) must drop each when done.
+        """
+        if self.compiled is not None:
+            torch._dynamo.reset_code(type(self.model).forward.__code__)
+            self.compiled = None
+
     def eager(self, batch: torch.Tensor) -> torch.Tensor:
         """The model in eager mode, any batch size, in slices."""
         return self._sliced(batch, self._eager_slice)
@@ -331,7 +342,6 @@ def score_rpr(
     flip_pred = torch.full((n,), -1, dtype=torch.int64, device=device)
     keys = sample_keys(list(sample_ids), device=device)
     labels_d = labels_t.to(device)
-    tries = computed = 0
     compiled = options.compile == "on" or (
         options.compile == "auto" and n * options.max_steps >= COMPILE_MIN_TRIES
     )
@@ -339,33 +349,12 @@ def score_rpr(
         if n:
             _check_model(model, images_t[:1].to(device), num_classes)
         run = ModelRunner(model, options, compiled)
-        clean = _clean_predictions(run, images_t, device)
-        pool = _Pool(device, tuple(images_t.shape[1:]))
-        queued = 0
-        bar = tqdm(
-            total=n,
-            desc=f"rpr {scheme.spec}",
-            unit="pt",
-            mininterval=0.5,
-            **({} if progress else {"disable": True}),
-        )
-        while queued < n or pool.index.numel():
-            budget = options.batch_size - int(
-                torch.clamp(pool.window, max=options.max_steps - pool.next_step + 1).sum()
+        try:
+            clean, tries, computed = _score_all(
+                run, scheme, images_t, labels_d, keys, steps_to_flip, flip_pred, options, progress
             )
-            window = min(options.first_window, options.max_steps)
-            take = min(n - queued, max(budget // window, 0 if pool.index.numel() else 1))
-            if take:
-                index = torch.arange(queued, queued + take, device=device)
-                pool.add(index, images_t[queued : queued + take].to(device), window)
-                queued += take
-            done, flips, used, ran = _round(run, scheme, pool, keys, labels_d, options, queued == n)
-            steps_to_flip[pool.index[flips[0]]] = flips[1]
-            flip_pred[pool.index[flips[0]]] = flips[2]
-            tries, computed = tries + used, computed + ran
-            bar.update(int(done.sum()))
-            pool.keep(~done)
-        bar.close()
+        finally:
+            run.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return RprResult(
@@ -379,9 +368,60 @@ def score_rpr(
         device=str(device),
         precision=precision,
         tries=tries,
-        computed=computed + run.padded,
+        computed=computed,
         seconds=time.perf_counter() - started,
     )
+
+
+def _score_all(
+    run: ModelRunner,
+    scheme: Scheme,
+    images_t: torch.Tensor,
+    labels_d: torch.Tensor,
+    keys: torch.Tensor,
+    steps_to_flip: torch.Tensor,
+    flip_pred: torch.Tensor,
+    options: RprOptions,
+    progress: bool,
+) -> tuple[torch.Tensor, int, int]:
+    """Clean predictions, then every datapoint's tries in pooled rounds.
+
+    Fills ``steps_to_flip`` and ``flip_pred`` (N,) in place.
+
+    Returns
+    -------
+    (clean predictions (N,), tries the definition needed, forward passes computed)
+    """
+    device, n = labels_d.device, images_t.shape[0]
+    tries = computed = 0
+    clean = _clean_predictions(run, images_t, device)
+    pool = _Pool(device, tuple(images_t.shape[1:]))
+    queued = 0
+    bar = tqdm(
+        total=n,
+        desc=f"rpr {scheme.spec}",
+        unit="pt",
+        mininterval=0.5,
+        **({} if progress else {"disable": True}),
+    )
+    while queued < n or pool.index.numel():
+        budget = options.batch_size - int(
+            torch.clamp(pool.window, max=options.max_steps - pool.next_step + 1).sum()
+        )
+        window = min(options.first_window, options.max_steps)
+        take = min(n - queued, max(budget // window, 0 if pool.index.numel() else 1))
+        if take:
+            index = torch.arange(queued, queued + take, device=device)
+            pool.add(index, images_t[queued : queued + take].to(device), window)
+            queued += take
+        done, flips, used, ran = _round(run, scheme, pool, keys, labels_d, options, queued == n)
+        steps_to_flip[pool.index[flips[0]]] = flips[1]
+        flip_pred[pool.index[flips[0]]] = flips[2]
+        tries, computed = tries + used, computed + ran
+        bar.update(int(done.sum()))
+        pool.keep(~done)
+    bar.close()
+    return clean, tries, computed + run.padded
 
 
 def _round(

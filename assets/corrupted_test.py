@@ -1,0 +1,54 @@
+"""``corrupted_test``: the test split under every corruption and severity, made once per dataset."""
+
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from assets.checks import check_result, check_spec
+from assets.raw_samples import DATASETS
+from robust_data.arrays import decode_samples
+from robust_data.checks import check_corrupted_test
+from robust_data.corrupt.testset import corrupted_jobs, make_corrupted_test
+
+
+class CorruptedTestConfig(Config):
+    """Which corruptions, and their seed."""
+
+    corruptions: list[str] = Field(default_factory=list)  # empty: every corruption
+    seed: int = 0
+
+
+@asset(
+    ins={"raw_samples": AssetIn()},
+    partitions_def=DATASETS,
+    group_name="report",
+    kinds={"pytorch", "parquet"},
+    description="Every test image under every corruption and severity (uint8 pixels), made once "
+    "and read by the report for every model.",
+    check_specs=[
+        check_spec(
+            "corrupted_test", "valid", "Every job holds the test split's ids and labels in order."
+        )
+    ],
+)
+def corrupted_test(context: AssetExecutionContext, config: CorruptedTestConfig, raw_samples):
+    """Corrupt the test split (one core call: :func:`make_corrupted_test`)."""
+    data = decode_samples(raw_samples)
+    test = data.where(data.splits == "test")
+    table = make_corrupted_test(
+        test.images,
+        test.labels,
+        test.sample_ids,
+        config.corruptions or None,
+        config.seed,
+        source=f"raw_samples/{context.partition_key} (test split)",
+    )
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
+            "dagster/row_count": MetadataValue.int(table.num_rows),
+            "jobs": MetadataValue.int(len(corrupted_jobs(table))),
+            "test_images": MetadataValue.int(len(test)),
+        },
+    )
+    yield Output(table)
+    yield check_result("corrupted_test", "valid", check_corrupted_test(table, raw_samples))

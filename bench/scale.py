@@ -1,0 +1,204 @@
+"""Benchmark: the main job (`robust-data curate`) at growing dataset sizes, real digits.
+
+For each size the bundled MNIST subset (mnist-5k, 5,000 real digits) gives the images: a
+seeded subset below 5,000; above, all 5,000 plus copies of seeded random originals, each
+shifted by a seeded 1-2 pixel translation (so copies are not exact duplicates). Splits are
+seeded too (test: 400 / 1,000 / 5,000 / 10,000 for 2k / 5k / 15k / 60k, else a fifth). The
+images go to a Parquet file and through the whole job in a fresh home, one process; the run
+records wall time per stage (from the Dagster instance), seconds per 1,000 images, user and
+system CPU time and peak RSS of the job's process.
+
+Copies share their original's digit, so above 5k a test image can be a shifted copy of a
+training image: accuracies there are optimistic; the timings are what this measures.
+
+Prints and appends to bench/RESULTS.md. Run: .venv/bin/python bench/scale.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+from results import cpu_model, record
+
+from robust_data.arrays import decode_samples
+from robust_data.ingest import ingest
+
+TEST_SIZES = {2000: 400, 5000: 1000, 15000: 5000, 60000: 10000}
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def digits(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(size, 28, 28) uint8 images, (size,) labels and (size,) splits from real MNIST digits."""
+    data = decode_samples(ingest("mnist-5k", name="mnist-5k").samples)
+    pixels = np.round(data.images[:, 0] * 255).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    if size <= len(pixels):
+        index = rng.permutation(len(pixels))[:size]
+        images, labels = pixels[index], data.labels[index]
+    else:
+        extra = rng.integers(0, len(pixels), size - len(pixels))
+        shifts = rng.choice([-2, -1, 1, 2], size=(len(extra), 2))
+        copies = np.stack(
+            [np.roll(pixels[i], tuple(s), axis=(0, 1)) for i, s in zip(extra, shifts, strict=True)]
+        )
+        images = np.concatenate([pixels, copies])
+        labels = np.concatenate([data.labels, data.labels[extra]])
+    splits = np.full(size, "train", dtype=object)
+    splits[rng.permutation(size)[: TEST_SIZES.get(size, size // 5)]] = "test"
+    return images, labels, splits
+
+
+def write_dataset(path: Path, size: int, seed: int) -> dict[str, int]:
+    """The dataset as a Parquet file of PNG images; returns its split counts."""
+    images, labels, splits = digits(size, seed)
+    pngs = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    table = pa.table(
+        {"image": pngs, "label": labels.astype(np.int64), "split": splits.astype(str)}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return {s: int((splits == s).sum()) for s in ("train", "test")}
+
+
+def stage_seconds(dagster_home: Path) -> dict[str, float]:
+    """Wall seconds of each step of the newest run in the instance."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    instance = DagsterInstance.from_config(str(dagster_home))
+    run = instance.get_runs(limit=1)[0]
+    starts, seconds = {}, {}
+    for entry in instance.all_logs(run.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type == DagsterEventType.STEP_SUCCESS:
+            seconds[event.step_key] = entry.timestamp - starts[event.step_key]
+    instance.dispose()
+    return seconds
+
+
+def run_job(root: Path, size: int, seed: int) -> dict[str, object]:
+    """Build the dataset, run the main job in a fresh home, measure it."""
+    name = f"mnist-scale-{size}"
+    source = root / "data" / f"{name}.parquet"
+    counts = write_dataset(source, size, seed)
+    home = root / f"home-{size}"
+    shutil.rmtree(home, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    command = [
+        str(Path(sys.executable).parent / "robust-data"),
+        "curate",
+        "--home",
+        str(home),
+        "--dataset",
+        f"parquet:{source}",
+        "--name",
+        name,
+    ]
+    log = root / f"{name}.log"
+    with log.open("w") as out:
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code:
+        raise SystemExit(f"curate failed for {size} images (exit {code}); see {log}")
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return {
+        "size": size,
+        **counts,
+        "wall": wall,
+        "user": user,
+        "sys": system,
+        "rss_gb": after.ru_maxrss / 2**20,  # KiB; the largest child so far (sizes ascend)
+        "stages": stage_seconds(home / "dagster"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2000,5000,15000,60000", help="comma-separated")
+    parser.add_argument("--root", default="/tmp/robust-data-scale", help="data and homes")
+    parser.add_argument("--seed", type=int, default=0, help="seed of subsets, copies, splits")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    root = Path(args.root)
+    results = []
+    for size in sizes:
+        result = run_job(root, size, args.seed)
+        results.append(result)
+        print(
+            f"{size:,} images: {result['wall']:.0f} s, user {result['user']:.0f} s, sys "
+            f"{result['sys']:.0f} s, peak RSS {result['rss_gb']:.2f} GB; "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in result["stages"].items()),
+            flush=True,
+        )
+    stages = list(dict.fromkeys(k for r in results for k in r["stages"]))
+    base = next((r for r in results if r["size"] == 5000), results[0])
+    base_rate = base["wall"] / base["size"] * 1000
+    rows = [
+        [
+            f"{r['size']:,}",
+            f"{r['train']:,} / {r['test']:,}",
+            f"{r['wall']:.0f}",
+            f"{r['wall'] / r['size'] * 1000:.1f} ({r['wall'] / r['size'] * 1000 / base_rate:.2f}x)",
+            f"{r['user']:.0f} / {r['sys']:.0f} ({r['sys'] / r['user']:.1%})",
+            f"{r['rss_gb']:.2f}",
+            *(f"{r['stages'].get(s, float('nan')):.0f}" for s in stages),
+        ]
+        for r in results
+    ]
+    record(
+        "Main job at growing dataset sizes",
+        f"`python bench/scale.py --sizes {args.sizes}`: `robust-data curate` (the whole graph, "
+        f"defaults, one process) in a fresh home per size; real MNIST digits of mnist-5k, above "
+        f"5,000 with seeded 1-2 pixel shifted copies (seed {args.seed}); {os.cpu_count()} cores, "
+        f"{cpu_model()}. s/1k: wall seconds per 1,000 images (ratio to the 5k run). Peak RSS: "
+        "the job process. Stage columns: wall seconds per step.",
+        [
+            "images",
+            "train / test",
+            "wall s",
+            "s/1k images",
+            "user / sys s",
+            "peak RSS GB",
+            *stages,
+        ],
+        rows,
+        _summary(results, base_rate),
+    )
+
+
+def _summary(results: list[dict], base_rate: float) -> str:
+    """Growth of seconds per 1,000 images against the 5k run, and CPU time in the kernel."""
+    largest = results[-1]
+    growth = largest["wall"] / largest["size"] * 1000 / base_rate
+    user = sum(r["user"] for r in results)
+    system = sum(r["sys"] for r in results)
+    return (
+        f"Seconds per 1,000 images at {largest['size']:,}: {growth:.2f}x the 5k run (target "
+        f"<= 1.2x); peak RSS there {largest['rss_gb']:.2f} GB (target <= 4 GB at 60k); system "
+        f"time {system / user:.1%} of user time over all runs (target <= 10%)."
+    )
+
+
+if __name__ == "__main__":
+    main()
