@@ -78,16 +78,21 @@ def retrained_model(
     recipe = ModelConfig(**json.loads(reference_model.column("config")[0].as_py()))
     data = decode_samples(raw_samples)
     test = data.where(data.splits == "test")
-    curated = read_export(export, "train", config.with_variants)
     size = original_count(export)  # the curated set without its variants
-    jobs = {"retrained": curated}
-    if "random_subset" in config.baselines:
+
+    def baseline():
         subset = random_subset(data.where(data.splits == "train"), size, config.seed)
         # The same variants as the curated export, of the subset's own parents.
-        jobs["random_subset"] = add_variants(subset, variants) if config.with_variants else subset
+        return add_variants(subset, variants) if config.with_variants else subset
+
+    # Each training set is decoded when its model trains, so one is in memory at a time.
+    jobs = {"retrained": lambda: read_export(export, "train", config.with_variants)}
+    if "random_subset" in config.baselines:
+        jobs["random_subset"] = baseline
     folder = home.store().storage_root / "retrained_model"
     rows = []
-    for name, train in jobs.items():
+    for name, load in jobs.items():
+        train = load()
         path = folder / f"{context.partition_key}-{name}.pt"
         trained, sha = retrain(train, recipe, num_classes(raw_samples), path, test)
         rows.append(
