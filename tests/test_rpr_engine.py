@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import platform
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
-from robust_data.models import ModelConfig, build_model
-from robust_data.rpr.engine import RprOptions, score_rpr, score_rpr_loop
+from robust_data.device import tune_allocator
+from robust_data.models import ModelConfig, SimpleCNN, build_model
+from robust_data.rpr.engine import ModelRunner, RprOptions, score_rpr, score_rpr_loop
 from robust_data.rpr.table import robustness_curve, rpr_table
 
 FP32 = {"precision": "fp32", "device": "cpu"}
@@ -203,8 +206,28 @@ def test_compiled_engine_pads_batches_and_gives_the_same_scores() -> None:
     assert compiled.steps_to_flip.tolist() == eager.steps_to_flip.tolist()
     assert compiled.flip_pred.tolist() == eager.flip_pred.tolist()
     assert compiled.tries == eager.tries
-    # every perturbed pass ran padded to the batch size
+    # every perturbed pass ran padded to the forward slice (256 on the CPU)
     assert compiled.computed % 256 == 0 and compiled.computed > eager.computed
+    sliced = score_rpr(
+        *args, RprOptions(compile="off", forward_rows=7, **options), progress=False
+    )
+    assert sliced.steps_to_flip.tolist() == eager.steps_to_flip.tolist()
+    assert sliced.tries == eager.tries
+
+
+def test_a_closed_runner_leaves_no_compiled_code_behind() -> None:
+    # Every compiled model adds a cache entry on its class's forward; at dynamo's recompile
+    # limit (8) it falls back to eager for good, so a job that compiles many models in one
+    # process must drop each one when done.
+    model = build_model(ModelConfig(width=2), (1, 8, 8), 3).eval()
+    runner = ModelRunner(model, RprOptions(forward_rows=8, **FP32), compiled=True)
+    with torch.inference_mode():
+        out = runner(torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
+    assert out.shape == (5, 3) and runner.padded == 3
+    code = SimpleCNN.forward.__code__
+    assert len(_debug_get_cache_entry_list(code)) == 1
+    runner.close()
+    assert _debug_get_cache_entry_list(code) == []
 
 
 def test_bf16_autocast_runs_on_the_cpu_and_mostly_agrees_with_fp32() -> None:
@@ -284,3 +307,9 @@ def test_bad_options_and_wrong_image_size_are_value_errors() -> None:
         ValueError, match=r"expected images the model accepts; found shape \(1, 8, 8\)"
     ):
         score_rpr(model, _flat(2), torch.tensor([0, 1]), _ids(2), 10, progress=False)
+
+
+def test_the_allocator_is_tuned_on_glibc() -> None:
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert tune_allocator() is True  # both mallopt calls accepted
