@@ -32,8 +32,7 @@ class CorruptedTestConfig(Config):
 )
 def corrupted_test(context: AssetExecutionContext, config: CorruptedTestConfig, raw_samples):
     """Corrupt the test split (one core call: :func:`make_corrupted_test`)."""
-    data = decode_samples(raw_samples)
-    test = data.where(data.splits == "test")
+    test = decode_samples(raw_samples, splits=("test",))
     table = make_corrupted_test(
         test.images,
         test.labels,

@@ -27,7 +27,7 @@ from robust_data.report import (
     write_report,
 )
 from robust_data.rpr.engine import RprOptions
-from robust_data.schema import read_metadata
+from robust_data.schema import read_params
 
 RETRAINED_SCHEMA = pa.schema(
     [
@@ -157,15 +157,14 @@ def robustness_report(
     for row in retrained_model.to_pylist():
         model, _ = load_model(row["path"], row["sha256"])
         candidates.append(Candidate(row["model"], model, row["sha256"], row["train_size"]))
-    params = json.loads(read_metadata(rpr_scores.schema).get("params", "{}"))
+    params = read_params(rpr_scores.schema)
     options = RprOptions(
         scheme=params.get("scheme", "pixels"),
         max_steps=params.get("max_steps", 250),
         seed=params.get("seed", 0),
         device=config.device,
     )
-    data = decode_samples(raw_samples)
-    test = data.where(data.splits == "test")
+    test = decode_samples(raw_samples, splits=("test",))
     report = build_report(
         context.partition_key,
         candidates,

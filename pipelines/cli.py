@@ -8,7 +8,6 @@ framework-free. Dagster is imported only inside the commands that run it, so
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -25,7 +24,7 @@ from robust_data.errors import DatasetError
 from robust_data.ingest import IngestResult, parse_size
 from robust_data.lock import HomeLockedError
 from robust_data.query import FORMATS, QueryError, max_rows_for, stream_query
-from robust_data.schema import read_metadata
+from robust_data.schema import read_params
 from robust_data.sources import PATH_SOURCES, SOURCES, check_name, resolve_source
 from robust_data.store import HOME_ENV, Registration, Store, table_location, write_text_atomic
 
@@ -387,8 +386,7 @@ def _scoring_lines(store: Store, name: str, job: str) -> list[str]:
         + (f"test accuracy {test:.2%}" if test is not None else "no test split")
         + f" (sha256 {model['sha256'][:12]})"
     ]
-    meta = read_metadata(scores.schema)
-    params = json.loads(meta.get("params", "{}"))
+    params = read_params(scores.schema)
     fractions = robust_fraction_by_split(scores)
     lines.append(
         f"  rpr_scores: {params.get('scheme')}, max_steps {params.get('max_steps')}: robust fraction "
@@ -461,7 +459,7 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
 
 def _ingest_notes(samples: Any) -> list[str]:
     """What ingestion changed on the way in (16-bit pixels scaled, ...), from the table's params."""
-    params = json.loads(read_metadata(samples.schema).get("params", "{}"))
+    params = read_params(samples.schema)
     return [str(note) for note in params.get("notes", [])]
 
 

@@ -25,7 +25,7 @@ from robust_data.oof import OOF_SCHEMA
 from robust_data.reference import REFERENCE_SCHEMA
 from robust_data.report import REPORT_SCHEMA
 from robust_data.rpr.table import RPR_SCHEMA
-from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id, read_metadata
+from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id, read_params
 from robust_data.variants import VARIANTS_SCHEMA
 
 #: Most problems listed in one outcome (the count is always exact).
@@ -401,7 +401,7 @@ def check_corrupted_test(table: pa.Table, samples: pa.Table) -> CheckOutcome:
             rows = table.slice(j * len(ids), len(ids))
             if rows.column("sample_id").to_pylist() != ids or rows.column("label").to_pylist() != labels:
                 problems.append(f"{corruption}/{severity}: ids or labels differ from the test split")
-    params = json.loads(read_metadata(table.schema).get("params", "{}"))
+    params = read_params(table.schema)
     width = int(np.prod(params.get("shape", [0])))
     lengths = pc.binary_length(table.column("pixels"))
     wrong = table.num_rows - pc.sum(pc.equal(lengths, width)).as_py() if table.num_rows else 0

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from robust_data.arrays import class_names
 from robust_data.curation import class_count_chart
 from robust_data.images import content_sha256, decode_image
-from robust_data.schema import META_PREFIX, column_by_id, read_metadata
+from robust_data.schema import META_PREFIX, column_by_id, read_params
 from robust_data.store import (
     ROW_GROUP_ROWS,
     Store,
@@ -182,7 +182,7 @@ def _lineage(
             "run_id": runs.get(name),
         }
     model = store.read("reference_model", dataset).to_pylist()[0]
-    policy = json.loads(read_metadata(curated.schema).get("params", "{}"))
+    policy = read_params(curated.schema)
     return {
         "format": MARKER,
         "dataset": dataset,

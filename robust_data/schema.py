@@ -84,6 +84,11 @@ def read_metadata(schema: pa.Schema) -> dict[str, str]:
     }
 
 
+def read_params(schema: pa.Schema) -> dict[str, Any]:
+    """The ``params`` a table was made with (its robust-data metadata), ``{}`` when absent."""
+    return json.loads(read_metadata(schema).get("params", "{}"))
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Check that ``table`` has exactly the columns of ``schema`` and cast it to it.
 

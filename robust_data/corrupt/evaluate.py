@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ from tqdm.auto import tqdm
 
 from robust_data.corrupt.library import CORRUPTIONS
 from robust_data.device import autocast, resolve_device, resolve_precision
-from robust_data.rpr.engine import COMPILE_MIN_TRIES, ModelRunner, RprOptions
+from robust_data.rpr.engine import COMPILE_MIN_TRIES, ModelRunner, RprOptions, working_copy
 
 SUITE_SCHEMA = pa.schema(
     [
@@ -181,11 +180,7 @@ def evaluate_suite(
     )
     run_options = RprOptions(device=options.device, batch_size=max(1, options.batch_size))
     runners = {
-        name: ModelRunner(
-            copy.deepcopy(model).to(dev).eval().to(memory_format=torch.channels_last),
-            run_options,
-            compiled,
-        )
+        name: ModelRunner(working_copy(model, dev, run_options.channels_last), run_options, compiled)
         for name, model in models.items()
     }
     # Per model and job: each sample's top probability and whether its argmax is right.

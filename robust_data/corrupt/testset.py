@@ -10,7 +10,6 @@ samples of a job in test-split order, so a job is a contiguous slice of rows.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from robust_data.corrupt.evaluate import Chunk, corrupt_chunks, suite_jobs
-from robust_data.schema import read_metadata, table_metadata
+from robust_data.schema import read_params, table_metadata
 
 CORRUPTED_SCHEMA = pa.schema(
     [
@@ -170,7 +169,7 @@ def stored_chunks(table: pa.Table, batch_size: int = 1024) -> Iterator[Chunk]:
     ValueError
         When the table's jobs do not all have the same number of rows.
     """
-    shape = tuple(json.loads(read_metadata(table.schema).get("params", "{}")).get("shape", ()))
+    shape = tuple(read_params(table.schema).get("shape", ()))
     jobs = corrupted_jobs(table)
     if not jobs:
         return

@@ -235,6 +235,13 @@ class ModelRunner:
         return out
 
 
+def working_copy(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """A copy of ``model`` on ``device`` in eval mode (channels-last if asked); the caller's
+    model is not moved or changed."""
+    copied = copy.deepcopy(model).to(device).eval()
+    return copied.to(memory_format=torch.channels_last) if channels_last else copied
+
+
 def batch_format(batch: torch.Tensor) -> torch.memory_format:
     """channels_last when ``batch`` is laid out so, else contiguous."""
     is_cl = batch.dim() == 4 and batch.is_contiguous(memory_format=torch.channels_last)
@@ -334,9 +341,7 @@ def score_rpr(
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
     started = time.perf_counter()
-    model = copy.deepcopy(model).to(device).eval()
-    if options.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = working_copy(model, device, options.channels_last)
     n = images_t.shape[0]
     steps_to_flip = torch.zeros(n, dtype=torch.int64, device=device)
     flip_pred = torch.full((n,), -1, dtype=torch.int64, device=device)
