@@ -13,7 +13,7 @@ from dagster import (
 
 from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from pipelines.resources import HomeResource
+from assets.resources import HomeResource
 from robust_data.checks import check_export
 from robust_data.export import UPSTREAM, export_dataset, file_sha256
 

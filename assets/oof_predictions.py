@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Outpu
 
 from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from pipelines.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
+from assets.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
 from robust_data.checks import check_oof
 from robust_data.models import ModelConfig
 from robust_data.oof import OofOptions, oof_predictions

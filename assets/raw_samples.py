@@ -13,7 +13,7 @@ from dagster import (
 )
 
 from assets.checks import check_result, check_spec
-from pipelines.resources import HomeResource
+from assets.resources import HomeResource
 from robust_data.checks import check_rejects, check_samples
 from robust_data.errors import DatasetError
 from robust_data.ingest import IngestOptions, IngestResult, ingest, parse_size

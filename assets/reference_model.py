@@ -4,7 +4,7 @@ from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Outpu
 
 from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from pipelines.resources import (
+from assets.resources import (
     GPU_STEP_TAGS,
     ComputeResource,
     HomeResource,

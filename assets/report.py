@@ -9,7 +9,7 @@ from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from pipelines.resources import GPU_STEP_TAGS, HomeResource
+from assets.resources import GPU_STEP_TAGS, HomeResource
 from robust_data.arrays import decode_samples, num_classes
 from robust_data.checks import check_model_table, check_report
 from robust_data.models import ModelConfig, load_model

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from assets.checks import check_result
 from assets.raw_samples import DATASETS
-from pipelines.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
+from assets.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
 from robust_data.checks import check_rpr_scores
 from robust_data.reference import load_reference
 from robust_data.rpr.engine import MAX_STEPS, RprOptions

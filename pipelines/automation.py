@@ -27,8 +27,8 @@ from dagster import (
 )
 
 from assets.raw_samples import DATASETS
+from assets.resources import HomeResource
 from pipelines.jobs import curation_job
-from pipelines.resources import HomeResource
 from robust_data.errors import DatasetError
 from robust_data.inbox import scan_inbox
 from robust_data.store import Registration, Store

@@ -15,9 +15,9 @@ import os
 from dagster import Definitions, ExecutorDefinition, JobDefinition, multiprocess_executor
 
 from assets import ALL_ASSETS
+from assets.resources import ComputeResource, HomeResource, ParquetIOManager, default_device
 from pipelines.automation import curation_schedule, inbox_sensor
 from pipelines.jobs import JOBS, curation_job, ingest_job, scoring_job
-from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager, default_device
 from robust_data.device import tune_allocator
 from robust_data.store import Store
 

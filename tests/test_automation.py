@@ -20,9 +20,9 @@ from dagster import (
     op,
 )
 
-from pipelines import resources
+from assets import resources
+from assets.resources import HomeResource, transient, transient_failures_retried
 from pipelines.automation import curation_schedule, inbox_sensor
-from pipelines.resources import HomeResource, transient, transient_failures_retried
 from robust_data import Store
 from robust_data.inbox import scan_inbox
 from tests.fixtures import make_imagefolder, write_parquet

@@ -23,8 +23,8 @@ from assets import (
     reference_model,
     rpr_scores,
 )
+from assets.resources import ComputeResource, HomeResource, ParquetIOManager
 from pipelines.definitions import build_definitions
-from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager
 from robust_data import Store
 from tests.fixtures import make_imagefolder
 

@@ -219,7 +219,7 @@ def test_test_only_sources_are_refused_before_anything_is_written(
     assert "train split" in one_line_error(f"parquet:{path}")
     # through Dagster: the run fails on the DatasetError, not a blocking check, and no table is written
     from assets import raw_samples_assets
-    from pipelines.resources import ComputeResource, HomeResource, ParquetIOManager
+    from assets.resources import ComputeResource, HomeResource, ParquetIOManager
 
     store = Store.open(isolated_home)
     with DagsterInstance.get() as instance:
