@@ -48,7 +48,7 @@ class RprScoresConfig(Config):
     splits: list[str] = Field(default_factory=lambda: list(SPLITS))  # train, test
     device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
     precision: str = ""  # auto, fp32 or bf16; empty: the compute resource's precision
-    batch_size: int = 4096  # perturbed images per forward pass (bounds memory)
+    batch_size: int = 4096  # perturbed images per engine round (bounds memory)
     # Slices scored as separate steps (parallel processes or pods); default $ROBUST_DATA_RPR_SHARDS.
     shards: int = int(os.environ.get(SHARDS_ENV, "1") or 1)
 

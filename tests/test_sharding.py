@@ -51,14 +51,20 @@ def test_two_shards_in_parallel_processes_equal_the_unsharded_run(
     assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
     capsys.readouterr()
     store = Store.open(isolated_home)
-    ops = {"reference_model": {"epochs": 1}, "rpr_scores": {"max_steps": 30, "shards": 2}}
+    # Enough work per shard (a 128-channel model, 50 tries; still under the compile threshold:
+    # about 3 s each) that
+    # the two shard steps overlap despite their processes starting up to ~0.5 s apart.
+    ops = {
+        "reference_model": {"epochs": 1, "width": 128},
+        "rpr_scores": {"max_steps": 50, "shards": 2},
+    }
     outcome = run_job(store, "scoring_job", "digits", {}, ops, workers=2)
     sharded = store.read("rpr_scores", "digits")
     # The same scoring in one call, in this process, with the model the job trained.
     samples = store.read("raw_samples", "digits")
     model, weights = load_reference(store.read("reference_model", "digits"))
     unsharded = score_samples(
-        samples, model, weights.sha256, RprOptions(max_steps=30), progress=False
+        samples, model, weights.sha256, RprOptions(max_steps=50), progress=False
     )
     assert sharded.num_rows == unsharded.table.num_rows == 1797
     assert sharded.equals(unsharded.table)  # every column, every row, in order
