@@ -51,9 +51,8 @@ def test_two_shards_in_parallel_processes_equal_the_unsharded_run(
     assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
     capsys.readouterr()
     store = Store.open(isolated_home)
-    # Enough work per shard (a 128-channel model, 50 tries; still under the compile threshold:
-    # about 3 s each) that
-    # the two shard steps overlap despite their processes starting up to ~0.5 s apart.
+    # Enough work per shard (a 128-channel model, 50 tries, under the compile threshold: about
+    # 3 s each) that the two shard steps overlap though their processes start ~0.5 s apart.
     ops = {
         "reference_model": {"epochs": 1, "width": 128},
         "rpr_scores": {"max_steps": 50, "shards": 2},
