@@ -23,6 +23,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,16 +69,14 @@ def write_dataset(path: Path, size: int, seed: int) -> dict[str, int]:
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
-    table = pa.table(
-        {"image": pngs, "label": labels.astype(np.int64), "split": splits.astype(str)}
-    )
+    table = pa.table({"image": pngs, "label": labels.astype(np.int64), "split": splits.astype(str)})
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return {s: int((splits == s).sum()) for s in ("train", "test")}
 
 
-def stage_seconds(dagster_home: Path) -> dict[str, float]:
-    """Wall seconds of each step of the newest run in the instance."""
+def stage_windows(dagster_home: Path) -> dict[str, tuple[float, float]]:
+    """(start, end) Unix times of each step of the newest run in the instance."""
     from dagster import DagsterEventType, DagsterInstance
 
     instance = DagsterInstance.from_config(str(dagster_home))
@@ -90,9 +89,37 @@ def stage_seconds(dagster_home: Path) -> dict[str, float]:
         if event.event_type == DagsterEventType.STEP_START:
             starts[event.step_key] = entry.timestamp
         elif event.event_type == DagsterEventType.STEP_SUCCESS:
-            seconds[event.step_key] = entry.timestamp - starts[event.step_key]
+            seconds[event.step_key] = (starts[event.step_key], entry.timestamp)
     instance.dispose()
     return seconds
+
+
+class RssSampler:
+    """Samples a process's resident set size (VmRSS, GB) every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while not self._stop.wait(self.interval):
+            try:
+                line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS"))
+            except (OSError, StopIteration):
+                return
+            self.samples.append((time.time(), int(line.split()[1]) / 2**20))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self, start: float, end: float) -> float:
+        """Largest sampled RSS (GB) between two Unix times; 0 when none was sampled."""
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
 
 
 def run_job(root: Path, size: int, seed: int) -> dict[str, object]:
@@ -116,12 +143,16 @@ def run_job(root: Path, size: int, seed: int) -> dict[str, object]:
     ]
     log = root / f"{name}.log"
     with log.open("w") as out:
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT)
+        sampler = RssSampler(process.pid)
+        code = process.wait()
+        sampler.stop()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code:
         raise SystemExit(f"curate failed for {size} images (exit {code}); see {log}")
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    windows = stage_windows(home / "dagster")
     return {
         "size": size,
         **counts,
@@ -129,7 +160,8 @@ def run_job(root: Path, size: int, seed: int) -> dict[str, object]:
         "user": user,
         "sys": system,
         "rss_gb": after.ru_maxrss / 2**20,  # KiB; the largest child so far (sizes ascend)
-        "stages": stage_seconds(home / "dagster"),
+        "stages": {step: end - start for step, (start, end) in windows.items()},
+        "stage_rss": {step: sampler.peak(*window) for step, window in windows.items()},
     }
 
 
@@ -148,7 +180,10 @@ def main() -> None:
         print(
             f"{size:,} images: {result['wall']:.0f} s, user {result['user']:.0f} s, sys "
             f"{result['sys']:.0f} s, peak RSS {result['rss_gb']:.2f} GB; "
-            + ", ".join(f"{k} {v:.0f} s" for k, v in result["stages"].items()),
+            + ", ".join(
+                f"{k} {v:.0f} s / {result['stage_rss'][k]:.2f} GB"
+                for k, v in result["stages"].items()
+            ),
             flush=True,
         )
     stages = list(dict.fromkeys(k for r in results for k in r["stages"]))
@@ -162,7 +197,10 @@ def main() -> None:
             f"{r['wall'] / r['size'] * 1000:.1f} ({r['wall'] / r['size'] * 1000 / base_rate:.2f}x)",
             f"{r['user']:.0f} / {r['sys']:.0f} ({r['sys'] / r['user']:.1%})",
             f"{r['rss_gb']:.2f}",
-            *(f"{r['stages'].get(s, float('nan')):.0f}" for s in stages),
+            *(
+                f"{r['stages'].get(s, float('nan')):.0f} / {r['stage_rss'].get(s, 0.0):.2f}"
+                for s in stages
+            ),
         ]
         for r in results
     ]
@@ -172,7 +210,7 @@ def main() -> None:
         f"defaults, one process) in a fresh home per size; real MNIST digits of mnist-5k, above "
         f"5,000 with seeded 1-2 pixel shifted copies (seed {args.seed}); {os.cpu_count()} cores, "
         f"{cpu_model()}. s/1k: wall seconds per 1,000 images (ratio to the 5k run). Peak RSS: "
-        "the job process. Stage columns: wall seconds per step.",
+        "the job process. Stage columns: wall seconds / peak sampled RSS (GB, every 0.5 s) per step.",
         [
             "images",
             "train / test",

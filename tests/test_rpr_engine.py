@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
-from robust_data.device import tune_allocator
+from robust_data.device import release_memory, tune_allocator
 from robust_data.models import ModelConfig, SimpleCNN, build_model
 from robust_data.rpr.engine import ModelRunner, RprOptions, score_rpr, score_rpr_loop
 from robust_data.rpr.table import robustness_curve, rpr_table
@@ -313,3 +314,21 @@ def test_the_allocator_is_tuned_on_glibc() -> None:
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert tune_allocator() is True  # both mallopt calls accepted
+
+
+def _rss_mb() -> float:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if "VmRSS" in x)
+    return int(line.split()[1]) / 1024
+
+
+def test_released_memory_goes_back_to_the_os() -> None:
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    tune_allocator()  # keeps up to 1 GB of freed heap: what release_memory hands back
+    blocks = [bytearray(64 * 1024) for _ in range(4000)]  # 256 MB in heap-sized blocks
+    held = _rss_mb()
+    del blocks
+    freed = _rss_mb()
+    assert release_memory() is True
+    released = _rss_mb()
+    assert freed - released > 150, (held, freed, released)
