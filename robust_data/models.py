@@ -281,6 +281,7 @@ def train_model(
     progress: bool = True,
     desc: str = "",
     evaluate: bool = True,
+    class_weights: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train a reference model with a seeded recipe.
 
@@ -302,6 +303,9 @@ def train_model(
         The progress bar's label (default ``train <arch>``).
     evaluate : bool
         Measure train (and test) accuracy after training; off, they are NaN.
+    class_weights : np.ndarray, optional
+        (num_classes,) float loss weight per class (e.g. inverse frequency, to balance classes
+        without dropping samples); default: every class 1.
 
     Returns
     -------
@@ -332,7 +336,12 @@ def train_model(
             model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4
         )
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs * batches)
-    loss_fn = nn.CrossEntropyLoss()
+    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+    if weight is not None and weight.shape != (num_classes,):
+        raise ValueError(
+            f"expected class_weights of shape ({num_classes},); found {tuple(weight.shape)}"
+        )
+    loss_fn = nn.CrossEntropyLoss(weight=None if weight is None else weight.to(dev))
     started = time.perf_counter()
     bar = tqdm(
         total=config.epochs * batches,

@@ -115,6 +115,8 @@ def verdict(metric: Metric, difference: Interval, baseline: str, subject: str = 
         f"{difference.high * scale:+.{1 if metric.points else 3}f}]"
     )
     seeds = f"{difference.n} seed{'s' if difference.n != 1 else ''}"
+    if difference.n < 2:
+        return f"{subject} vs {baseline} on {metric.name}: {text} (1 seed: cannot tell from noise)"
     good = difference.mean > 0 if metric.higher_is_better else difference.mean < 0
     if difference.excludes_zero() and good:
         return f"{subject} is {metric.adjective} than {baseline} by {text} ({seeds})"

@@ -43,3 +43,8 @@ def test_verdicts_read_in_the_metric_direction() -> None:
     assert worse.startswith("curated is worse than the reference")
     lower_mce = verdict(MCE, Interval(-0.08, -0.12, -0.04, 3), "the reference")
     assert lower_mce.startswith("curated is lower in held-out mCE than the reference by -0.080")
+
+
+def test_one_seed_gives_no_verdict() -> None:
+    line = verdict(ROBUST, Interval(0.05, 0.05, 0.05, 1), "the reference")
+    assert line.endswith("(1 seed: cannot tell from noise)") and "more" not in line

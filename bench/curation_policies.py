@@ -1,0 +1,163 @@
+"""Which curation preset trains more robust models? Every preset, several seeds, with intervals.
+
+For each dataset and seed s: train the reference recipe (seed s) on the training split; score
+RPR on it (pixels, 250 tries); apply each preset's RPR rules (the label-quality rules are
+skipped here: they need the out-of-fold stage; the graph applies them); build the training
+sets of robust_data.retrain (curated, random_subset at the same number of images,
+all_with_variants) and train the recipe on each; judge every model on the test split
+(robust_data.evaluate.judge: accuracy, RPR robust fraction under pixels and under a held-out
+family, held-out corruption accuracy and mCE). Reports per preset the mean and 95% interval
+of every model and the paired difference curated minus each baseline, and the preset that
+meets the issue's target (robust fraction >= +3 pt over the reference and >= +2 pt over the
+random baseline with intervals excluding zero, accuracy within 0.5 pt of the reference,
+held-out mCE below 1).
+
+Run: .venv/bin/python bench/curation_policies.py [--datasets digits mnist-5k] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from results import cpu_model, record
+
+from robust_data.arrays import decode_samples, num_classes
+from robust_data.curation import select_scored
+from robust_data.device import tune_allocator
+from robust_data.evaluate import METRICS, JudgeOptions, compare, held_out_scheme, judge
+from robust_data.ingest import ingest
+from robust_data.models import ModelConfig, train_model
+from robust_data.policies import PRESETS
+from robust_data.retrain import train_on, training_sets
+from robust_data.rpr.engine import RprOptions, score_rpr
+
+SHOWN = ("test_accuracy", "robust_fraction", "robust_fraction_held_out", "mce_held_out")
+
+
+def run_dataset(name: str, seeds: list[int], presets: list[str]) -> dict[str, list[dict]]:
+    """Preset -> rows (seed, model, train_size, metrics) for one dataset."""
+    raw = ingest(name, name=name).samples
+    data = decode_samples(raw)
+    classes = num_classes(raw)
+    train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
+    runs: dict[str, list[dict]] = {p: [] for p in presets}
+    for seed in seeds:
+        recipe = ModelConfig(seed=0)
+        reference = train_model(
+            ModelConfig(seed=seed), train.images, train.labels, classes, progress=False
+        )
+        scores = score_rpr(
+            reference.model,
+            train.images,
+            train.labels,
+            train.sample_ids,
+            classes,
+            RprOptions(),
+            progress=False,
+        )
+        for p in presets:
+            preset = PRESETS[p]
+            kept_ids = set(
+                select_scored(train, scores.clean_correct, scores.robust, preset.policy).sample_ids
+            )
+            kept = np.array([i in kept_ids for i in train.sample_ids])
+            sets = training_sets(
+                train,
+                kept,
+                scores.steps_to_flip,
+                preset,
+                seed,
+                classes,
+                250,
+                names=("curated", "random_subset", "all_with_variants"),
+            )
+            clock = time.perf_counter()
+            models = {"reference": reference.model}
+            sizes = {"reference": len(train)}
+            for set_name, training in sets.items():
+                models[set_name] = train_on(training, recipe, classes, seed).model
+                sizes[set_name] = len(training.labels)
+            trained = time.perf_counter() - clock
+            options = JudgeOptions(held_out_scheme=held_out_scheme(preset.plan.transforms))
+            seen = {t.split("(")[0] for t in preset.plan.transforms}
+            judged = judge(models, test, classes, seen, options)
+            print(
+                f"{p}: training {trained:.0f} s, judging {time.perf_counter() - clock - trained:.0f} s"
+            )
+            for model_name, metrics in judged.items():
+                row = {"seed": seed, "model": model_name, "train_size": sizes[model_name]}
+                runs[p].append(row | metrics)
+                print(
+                    f"{name} seed {seed} {p:6s} {model_name:18s} {sizes[model_name]:7,d} "
+                    + " ".join(f"{k} {metrics[k]:.4f}" for k in SHOWN),
+                    flush=True,
+                )
+    return runs
+
+
+def meets_target(comparison) -> bool:
+    """The issue's target for a default preset."""
+    ref, rnd = comparison.differences["reference"], comparison.differences["random_subset"]
+    return (
+        ref["robust_fraction"].low >= 0.0
+        and ref["robust_fraction"].mean >= 0.03
+        and rnd["robust_fraction"].low > 0.0
+        and rnd["robust_fraction"].mean >= 0.02
+        and ref["test_accuracy"].mean >= -0.005
+        and comparison.summary["curated"].get("mce_held_out", None) is not None
+        and comparison.summary["curated"]["mce_held_out"].mean < 1.0
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["digits", "mnist-5k"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS))
+    args = parser.parse_args()
+    tune_allocator()
+    for dataset in args.datasets:
+        started = time.perf_counter()
+        runs = run_dataset(dataset, args.seeds, args.presets)
+        rows, lines = [], []
+        for p, preset_runs in runs.items():
+            comparison = compare(preset_runs)
+            for model, summary in comparison.summary.items():
+                size = next(r["train_size"] for r in preset_runs if r["model"] == model)
+                rows.append(
+                    [p, model, f"{size:,}"]
+                    + [
+                        f"{summary[m].mean:.4f} [{summary[m].low:.4f}, {summary[m].high:.4f}]"
+                        if m in summary
+                        else "n/a"
+                        for m in SHOWN
+                    ]
+                )
+            target = "meets" if meets_target(comparison) else "does not meet"
+            lines.append(f"**{p}** ({target} the target):")
+            lines += [f"- {v}" for v in comparison.verdicts if _headline(v)]
+        record(
+            f"Curation presets on {dataset}",
+            f"`python bench/curation_policies.py --datasets {dataset} --seeds "
+            f"{' '.join(map(str, args.seeds))}`, {cpu_model()}: per seed the reference recipe "
+            "(simple_cnn, 4 epochs), RPR on the training split (pixels, 250 tries), each preset's "
+            "RPR rules (no label-quality rules), models trained on curated / random_subset (same "
+            "number of images) / all_with_variants, judged on the test split. Mean [95% t-interval] "
+            f"over {len(args.seeds)} seeds; {time.perf_counter() - started:.0f} s.",
+            ["preset", "model", "train images", *SHOWN],
+            rows,
+            "\n".join(lines),
+        )
+
+
+def _headline(line: str) -> bool:
+    """Verdicts shown in RESULTS.md: accuracy, both robust fractions, held-out mCE."""
+    return any(f" {m} " in f" {line} " or m.replace("_", " ") in line for m in SHOWN) or any(
+        metric.adjective in line for metric in METRICS if metric.name in SHOWN
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Judge models on the test split, seed by seed, and compare curated against its baselines.
+
+Per model: clean test accuracy and ECE; the RPR robust fraction under the scoring scheme and
+under a held-out perturbation family (one not used to make variants); accuracy under the
+corruptions the variants used (``seen``) and under the others (``held_out``), and the mCE of
+each relative to the reference model of the same seed. Training on a perturbation and testing
+on the same one is visible as such: ``robust_fraction`` vs ``robust_fraction_held_out`` and
+``mce_seen`` vs ``mce_held_out`` (the headline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from robust_data.arrays import SampleArrays
+from robust_data.corrupt.evaluate import (
+    SuiteOptions,
+    corrupt_chunks,
+    evaluate_suite,
+    mean_corruption_error,
+    suite_jobs,
+)
+from robust_data.corrupt.library import MNIST_C
+from robust_data.rpr.engine import RprOptions, score_rpr
+from robust_data.stats import Interval, Metric, interval, paired_difference, verdict
+from robust_data.variants import parse_transform
+
+#: Perturbation families in the order a held-out one is chosen (the first the plan does not use).
+HELD_OUT_SCHEMES = ("salt_pepper(p=0.05)", "gaussian(sigma=0.2)", "pixels")
+
+METRICS = (
+    Metric("test_accuracy", "more accurate"),
+    Metric("robust_fraction", "more RPR-robust"),
+    Metric("robust_fraction_held_out", "more RPR-robust under a held-out perturbation"),
+    Metric("corruption_accuracy_held_out", "more accurate under held-out corruptions"),
+    Metric("mce_held_out", "lower in held-out mCE", higher_is_better=False, points=False),
+    Metric("mce_seen", "lower in mCE on corruptions used as variants", False, points=False),
+    Metric("ece", "better calibrated", higher_is_better=False, points=False),
+)
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """What the models are measured on.
+
+    Attributes
+    ----------
+    scheme : str
+        The RPR scoring scheme (as the curation scored with).
+    held_out_scheme : str
+        A perturbation family not used as a variant; default: the first of
+        :data:`HELD_OUT_SCHEMES` that the plan does not use (see :func:`held_out_scheme`).
+    corruptions : tuple of str
+        The corruption suite (default: the MNIST-C set).
+    """
+
+    scheme: str = "pixels"
+    held_out_scheme: str = "salt_pepper(p=0.05)"
+    max_steps: int = 250
+    seed: int = 0
+    corruptions: tuple[str, ...] = MNIST_C
+    device: str = "auto"
+
+
+def used_families(transforms: Sequence[str]) -> set[str]:
+    """Names of the corruptions and perturbation schemes a plan's transforms use."""
+    return {parse_transform(t).name for t in transforms}
+
+
+def held_out_scheme(transforms: Sequence[str]) -> str:
+    """The first of :data:`HELD_OUT_SCHEMES` the transforms do not use."""
+    used = used_families(transforms)
+    return next((s for s in HELD_OUT_SCHEMES if s.split("(")[0] not in used), HELD_OUT_SCHEMES[-1])
+
+
+def judge(
+    models: Mapping[str, nn.Module],
+    test: SampleArrays,
+    classes: int,
+    seen: set[str],
+    options: JudgeOptions = JudgeOptions(),
+    reference: str = "reference",
+) -> dict[str, dict[str, float]]:
+    """Every metric of every model on ``test``; mCEs relative to ``models[reference]``.
+
+    The corrupted images are made once per chunk and run through every model.
+
+    Returns
+    -------
+    dict
+        Model name -> metric name (see :data:`METRICS`) -> value. Accuracies and fractions
+        in [0, 1] (higher is better); mCE >= 0 (1 is the reference, lower is better); ECE in
+        [0, 1] (lower is better).
+    """
+    jobs = suite_jobs(options.corruptions)
+    chunks = corrupt_chunks(test.images, test.sample_ids, jobs, options.seed, 1024)
+    suites = evaluate_suite(
+        dict(models), test.labels, jobs, chunks, SuiteOptions(options.seed, options.device), False
+    )
+    held = [c for c in options.corruptions if c not in seen]
+    out: dict[str, dict[str, float]] = {}
+    for name, model in models.items():
+        rows = suites[name].to_pylist()
+        clean = next(r for r in rows if r["corruption"] == "clean")
+        ce, _ = mean_corruption_error(suites[name], suites[reference])
+        out[name] = {
+            "test_accuracy": clean["accuracy"],
+            "ece": clean["ece"],
+            "robust_fraction": _robust(model, test, classes, options.scheme, options),
+            "robust_fraction_held_out": _robust(
+                model, test, classes, options.held_out_scheme, options
+            ),
+            "corruption_accuracy_held_out": _mean(
+                [r["accuracy"] for r in rows if r["corruption"] in held]
+            ),
+            "corruption_accuracy_seen": _mean(
+                [r["accuracy"] for r in rows if r["corruption"] in seen]
+            ),
+            "mce_held_out": _mean([ce[c] for c in held if c in ce]),
+            "mce_seen": _mean([ce[c] for c in seen if c in ce]),
+        }
+    return out
+
+
+def _robust(model: nn.Module, test: SampleArrays, classes: int, scheme: str, o: JudgeOptions):
+    options = RprOptions(scheme=scheme, max_steps=o.max_steps, seed=o.seed, device=o.device)
+    result = score_rpr(
+        model, test.images, test.labels, test.sample_ids, classes, options, progress=False
+    )
+    return float(result.robust.mean())
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+@dataclass
+class Comparison:
+    """Metrics over seeds and curated-minus-baseline differences.
+
+    Attributes
+    ----------
+    runs : list of dict
+        One row per (seed, model): ``seed``, ``model``, ``train_size``, every metric.
+    summary : dict
+        Model -> metric -> :class:`Interval` over seeds.
+    differences : dict
+        Baseline -> metric -> :class:`Interval` of curated minus baseline, paired by seed.
+    verdicts : list of str
+        One line per metric and baseline (the reference first), NaN metrics skipped.
+    """
+
+    runs: list[dict]
+    summary: dict[str, dict[str, Interval]]
+    differences: dict[str, dict[str, Interval]]
+    verdicts: list[str]
+
+
+def compare(runs: list[dict], subject: str = "curated") -> Comparison:
+    """Intervals per model and metric, and ``subject`` minus every other model, by seed.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Rows with ``seed``, ``model`` and the metrics of :data:`METRICS`.
+    """
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    seeds = sorted({r["seed"] for r in runs})
+    value = {(r["model"], r["seed"]): r for r in runs}
+    summary: dict[str, dict[str, Interval]] = {}
+    differences: dict[str, dict[str, Interval]] = {}
+    verdicts: list[str] = []
+    for model in models:
+        summary[model] = {
+            m.name: interval([value[(model, s)][m.name] for s in seeds])
+            for m in METRICS
+            if all(not np.isnan(value[(model, s)][m.name]) for s in seeds)
+        }
+    for baseline in (m for m in models if m != subject):
+        differences[baseline] = {}
+        for metric in METRICS:
+            pairs = [
+                (value[(subject, s)][metric.name], value[(baseline, s)][metric.name]) for s in seeds
+            ]
+            if any(np.isnan(a) or np.isnan(b) for a, b in pairs):
+                continue
+            diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+            differences[baseline][metric.name] = diff
+            name = "the reference" if baseline == "reference" else baseline
+            verdicts.append(verdict(metric, diff, name, subject))
+    return Comparison(runs, summary, differences, verdicts)

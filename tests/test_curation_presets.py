@@ -1,0 +1,100 @@
+"""Presets, variant plans, the equal-budget training sets and the judge, on real digits."""
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from robust_data.arrays import SampleArrays, decode_samples
+from robust_data.evaluate import JudgeOptions, compare, held_out_scheme, judge
+from robust_data.ingest import ingest
+from robust_data.models import ModelConfig, train_model
+from robust_data.policies import PRESETS, VariantPlan, class_weights, preset, spread
+from robust_data.retrain import train_on, training_sets
+
+
+@cache
+def _digits() -> tuple[SampleArrays, SampleArrays]:
+    data = decode_samples(ingest("digits", name="digits").samples)
+    return data.where(data.splits == "train"), data.where(data.splits == "test")
+
+
+def test_focus_spends_more_copies_on_fragile_points() -> None:
+    plan = PRESETS["focus"].plan
+    copies = plan.copies_per_sample(np.array([1, 125, 250, 0]), 250)
+    assert copies.tolist() == [4, 3, 1, 1]  # at once: 1 + 3; halfway: 1 + 2; robust (0): 1
+    assert plan.total(np.array([1, 125, 250, 0]), 250) == 9
+    with pytest.raises(ValueError, match="expected copies >= 0"):
+        VariantPlan(("pixels",), copies=-1)
+    with pytest.raises(ValueError, match=r"expected a preset in \['clean', 'focus', 'paper'\]"):
+        preset("robust")
+
+
+def test_spread_and_class_weights() -> None:
+    copies = spread(7, 10, seed=3)
+    assert copies.sum() == 10 and set(copies.tolist()) <= {1, 2}
+    assert spread(7, 10, seed=3).tolist() == copies.tolist()  # seeded
+    weights = class_weights(np.array([0, 0, 0, 1]), 3)
+    assert weights[2] == 0 and weights[1] == pytest.approx(3 * weights[0])
+    assert weights[:2].mean() == pytest.approx(1.0)
+
+
+def test_curated_and_random_subset_train_on_the_same_number_of_images() -> None:
+    train, _ = _digits()
+    rng = np.random.default_rng(0)
+    kept = rng.random(len(train)) < 0.6
+    steps = rng.integers(0, 251, len(train))
+    sets = training_sets(train, kept, steps, PRESETS["focus"], seed=1, classes=10, max_steps=250)
+    curated, subset = sets["curated"], sets["random_subset"]
+    assert curated.originals == subset.originals == kept.sum()
+    assert curated.variants == subset.variants == PRESETS["focus"].plan.total(steps[kept], 250)
+    assert sets["all_with_variants"].variants == curated.variants
+    assert sets["reference"].variants == 0 and sets["reference"].originals == len(train)
+    assert curated.weights is not None and subset.weights is None
+    assert curated.images.shape[1:] == train.images.shape[1:]
+    assert 0.0 <= curated.images.min() and curated.images.max() <= 1.0
+    # A variant differs from its parent (pixels sets some pixels to random values).
+    first = int(np.flatnonzero(kept)[0])
+    assert not np.array_equal(curated.images[kept.sum()], train.images[first])
+    again = training_sets(train, kept, steps, PRESETS["focus"], 1, 10, 250, names=("curated",))
+    assert np.array_equal(again["curated"].images, curated.images)  # same seed, same set
+    with pytest.raises(ValueError, match="expected kept and steps_to_flip for each of"):
+        training_sets(train, kept[:5], steps, PRESETS["focus"], 1, 10, 250)
+
+
+def test_judge_splits_seen_and_held_out_and_compare_pairs_seeds() -> None:
+    train, test = _digits()
+    recipe = ModelConfig(width=8, epochs=1)
+    assert held_out_scheme(("pixels",)) == "salt_pepper(p=0.05)"
+    assert held_out_scheme(("salt_pepper(p=0.1)", "pixels")) == "gaussian(sigma=0.2)"
+    options = JudgeOptions(max_steps=20, corruptions=("gaussian_noise", "fog"))
+    runs = []
+    for seed in (0, 1):
+        reference = train_model(recipe, train.images, train.labels, 10, progress=False)
+        sets = training_sets(
+            train,
+            np.ones(len(train), bool),
+            np.zeros(len(train), int),
+            PRESETS["clean"],
+            seed,
+            10,
+            250,
+            names=("curated",),
+        )
+        models = {
+            "reference": reference.model,
+            "curated": train_on(sets["curated"], recipe, 10, seed).model,
+        }
+        judged = judge(models, test, 10, {"gaussian_noise"}, options)
+        assert judged["reference"]["mce_held_out"] == pytest.approx(1.0)
+        assert judged["reference"]["mce_seen"] == pytest.approx(1.0)
+        for metrics in judged.values():
+            for name in ("test_accuracy", "robust_fraction", "robust_fraction_held_out"):
+                assert 0.0 <= metrics[name] <= 1.0
+        runs += [{"seed": seed, "model": m} | v for m, v in judged.items()]
+    comparison = compare(runs)
+    assert set(comparison.differences) == {"reference"}
+    assert comparison.summary["curated"]["robust_fraction"].n == 2
+    assert len(comparison.verdicts) == 7 and all(
+        v.startswith("curated ") for v in comparison.verdicts
+    )
