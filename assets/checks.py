@@ -14,13 +14,18 @@ def check_spec(asset: str, name: str, description: str, blocking: bool = True) -
     return AssetCheckSpec(name, asset=asset, blocking=blocking, description=description)
 
 
-def check_result(asset: str, name: str, outcome: CheckOutcome) -> AssetCheckResult:
-    """The Dagster result of a core check outcome, its problems and figures as metadata."""
+def check_result(
+    asset: str, name: str, outcome: CheckOutcome, warning: bool = False
+) -> AssetCheckResult:
+    """The Dagster result of a core check outcome, its problems and figures as metadata.
+
+    ``warning``: a failure is shown as a warning (for the non-blocking guards), not an error.
+    """
     return AssetCheckResult(
         check_name=name,
         asset_key=AssetKey(asset),
         passed=outcome.passed,
-        severity=AssetCheckSeverity.ERROR,
+        severity=AssetCheckSeverity.WARN if warning else AssetCheckSeverity.ERROR,
         description=outcome.summary(),
         metadata={**outcome.metadata, "problems": len(outcome.problems)},
     )

@@ -15,7 +15,7 @@ from dagster import (
 from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
 from robust_data.arrays import class_names, num_classes
-from robust_data.checks import check_class_balance, check_ledger
+from robust_data.checks import check_class_balance, check_kept_share, check_ledger
 from robust_data.curation import Curation, CurationPolicy, class_count_chart, select_curated
 
 
@@ -75,6 +75,12 @@ def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
             "Ledger rows equal input rows; kept rows equal the curated table; drops have reasons.",
         ),
         check_spec(
+            "curation_ledger",
+            "kept_share",
+            "Guard (warning): curation kept at least half of the training samples.",
+            blocking=False,
+        ),
+        check_spec(
             "curated_samples",
             "class_balance",
             "Every class kept, and 1 - smallest/largest class count within the policy's tolerance.",
@@ -96,6 +102,9 @@ def curation_assets(
     result = select_curated(train, rpr_scores, label_quality, CurationPolicy(**settings))
     for label, (quota, kept) in result.shortfalls.items():
         context.log.warning(f"class {label} kept {kept} of its quota {quota}")
+    guard = check_kept_share(result.ledger)
+    for problem in guard.problems:
+        context.log.warning(problem)
     yield Output(
         result.curated,
         output_name="curated_samples",
@@ -104,9 +113,13 @@ def curation_assets(
     yield Output(
         result.ledger,
         output_name="curation_ledger",
-        metadata={"dagster/row_count": result.ledger.num_rows},
+        metadata={
+            "dagster/row_count": result.ledger.num_rows,
+            "guard": MetadataValue.text(guard.summary()),
+        },
     )
     conservation = check_ledger(result.ledger, train.num_rows, result.curated.num_rows)
     yield check_result("curation_ledger", "conservation", conservation)
+    yield check_result("curation_ledger", "kept_share", guard, warning=True)
     balance = check_class_balance(result.curated, num_classes(raw_samples), tolerance)
     yield check_result("curated_samples", "class_balance", balance)

@@ -11,7 +11,7 @@ from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
 from assets.resources import GPU_STEP_TAGS, HomeResource
 from robust_data.arrays import decode_samples, num_classes
-from robust_data.checks import check_model_table, check_report
+from robust_data.checks import check_accuracy_loss, check_model_table, check_report
 from robust_data.models import ModelConfig, load_model
 from robust_data.reference import load_reference
 from robust_data.report import (
@@ -61,7 +61,13 @@ class RetrainedModelConfig(Config):
     description="Models trained with the reference recipe on the curated export (and baselines).",
     op_tags=GPU_STEP_TAGS,
     check_specs=[
-        check_spec("retrained_model", "valid", "Accuracies in [0, 1]; weight files match sha256.")
+        check_spec("retrained_model", "valid", "Accuracies in [0, 1]; weight files match sha256."),
+        check_spec(
+            "retrained_model",
+            "accuracy_loss",
+            "Guard (warning): no retrained model more than 1 pt below the reference's accuracy.",
+            blocking=False,
+        ),
     ],
 )
 def retrained_model(
@@ -104,16 +110,18 @@ def retrained_model(
                 "test_accuracy": trained.metrics["test_accuracy"],
             }
         )
-    context.add_output_metadata(
-        output_name="result",
-        metadata={
-            r["model"]: f"{r['train_size']:,} images, test accuracy {r['test_accuracy']:.4f}"
-            for r in rows
-        }
-    )
     table = pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA)
+    guard = check_accuracy_loss(table, reference_model.column("test_accuracy")[0].as_py())
+    for problem in guard.problems:
+        context.log.warning(problem)
+    metadata = {
+        r["model"]: f"{r['train_size']:,} images, test accuracy {r['test_accuracy']:.4f}"
+        for r in rows
+    }
+    context.add_output_metadata(output_name="result", metadata=metadata | {"guard": guard.summary()})
     yield Output(table)
     yield check_result("retrained_model", "valid", check_model_table(table, RETRAINED_SCHEMA))
+    yield check_result("retrained_model", "accuracy_loss", guard, warning=True)
 
 
 class RobustnessReportConfig(Config):

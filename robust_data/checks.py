@@ -409,3 +409,52 @@ def check_corrupted_test(table: pa.Table, samples: pa.Table) -> CheckOutcome:
         problems.append(f"{wrong} rows whose pixels are not {width} bytes")
     return CheckOutcome(problems, {"rows": table.num_rows, "jobs": len(jobs), "samples": len(ids)})
 
+
+
+#: Guards (warnings, not blocking): curation keeps at least this share of the training set...
+MIN_KEPT_SHARE = 0.5
+#: ... and a retrained model loses at most this much test accuracy against the reference.
+MAX_ACCURACY_LOSS = 0.01
+
+
+def check_kept_share(ledger: pa.Table, minimum: float = MIN_KEPT_SHARE) -> CheckOutcome:
+    """``curation_ledger``: curation kept at least ``minimum`` (in [0, 1]) of the samples.
+
+    Below it the retrained model trains on far less data than the reference and usually
+    loses accuracy: a warning, not an error.
+    """
+    total = ledger.num_rows
+    kept = int(pc.sum(ledger.column("kept").cast(pa.int64())).as_py() or 0) if total else 0
+    share = kept / total if total else 0.0
+    problems = []
+    if share < minimum:
+        problems.append(
+            f"curation kept {kept:,} of {total:,} training samples ({share:.1%}), below "
+            f"{minimum:.0%}: expected most of the data kept; use the clean or focus preset or "
+            "relax the policy (require_robust, quota_mode) to keep more"
+        )
+    return CheckOutcome(problems, {"kept": kept, "samples": total, "kept_share": round(share, 4)})
+
+
+def check_accuracy_loss(
+    retrained: pa.Table, reference_accuracy: float | None, limit: float = MAX_ACCURACY_LOSS
+) -> CheckOutcome:
+    """``retrained_model``: no model's test accuracy is more than ``limit`` below the reference.
+
+    ``limit`` and accuracies in [0, 1]; higher accuracy is better. Skipped (passes) without a
+    reference test accuracy.
+    """
+    problems = []
+    worst = {}
+    for row in retrained.to_pylist():
+        if reference_accuracy is None or row["test_accuracy"] is None:
+            continue
+        loss = reference_accuracy - row["test_accuracy"]
+        worst[row["model"]] = round(loss, 4)
+        if loss > limit:
+            problems.append(
+                f"{row['model']} test accuracy {row['test_accuracy']:.4f} is {loss * 100:.1f} pt "
+                f"below the reference's {reference_accuracy:.4f} (limit {limit * 100:.0f} pt): "
+                "expected curation not to cost accuracy; keep more data (clean or focus preset)"
+            )
+    return CheckOutcome(problems, {"accuracy_loss": worst})
