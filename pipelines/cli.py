@@ -215,6 +215,7 @@ class RunOutcome:
 
     run_id: str
     seconds: float
+    warnings: tuple[str, ...] = ()  # failed non-blocking checks (the guards), one line each
 
 
 def _dataset_name(name: str) -> str:
@@ -317,7 +318,9 @@ def run_job(
     if not result.success:
         raise CliError(_failure_message(result))
     store.remove_step_outputs(result.run_id)  # shard outputs, merged into the stored table
-    return RunOutcome(run_id=result.run_id, seconds=time.perf_counter() - started)
+    # The run succeeded, so any failed check is a non-blocking guard: shown as a warning.
+    warnings = tuple(_failed_checks(result))
+    return RunOutcome(result.run_id, time.perf_counter() - started, warnings)
 
 
 def _execute_in_workers(
@@ -443,6 +446,7 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
     return "\n".join(
         [
             f"{job} for dataset {name!r}: run {outcome.run_id[:8]} succeeded in {outcome.seconds:.1f} s",
+            *(f"  warning: {warning}" for warning in outcome.warnings),
             f"  raw_samples: {result.samples.num_rows:,} rows, {len(counts)} classes ({per_class}); splits: {splits}",
             f"  rejects: {result.rejects.num_rows:,} unreadable images left out",
             *(f"  note: {note}" for note in _ingest_notes(result.samples)),

@@ -63,6 +63,11 @@ def test_curate_digits_then_query_formats(
         and "1,797 rows" in out
         and "robust-data ui" in out
     )
+    # the guards' warnings follow the first line when they fire (digits' default keeps few)
+    ledger = Store.open(isolated_home).read("curation_ledger", "digits")
+    share = sum(ledger.column("kept").to_pylist()) / ledger.num_rows
+    warned = "\n  warning: curation_ledger.kept_share: curation kept " in out
+    assert warned == (share < 0.5), (share, out[:600])
     assert (
         run_cli(
             "query",
