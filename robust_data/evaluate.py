@@ -166,7 +166,8 @@ def compare(runs: list[dict], subject: str = "curated") -> Comparison:
     Parameters
     ----------
     runs : list of dict
-        Rows with ``seed``, ``model`` and the metrics of :data:`METRICS`.
+        Rows with ``seed``, ``model`` and metrics of :data:`METRICS` (those missing from any
+        row are left out).
     """
     models = list(dict.fromkeys(r["model"] for r in runs))
     seeds = sorted({r["seed"] for r in runs})
@@ -174,15 +175,16 @@ def compare(runs: list[dict], subject: str = "curated") -> Comparison:
     summary: dict[str, dict[str, Interval]] = {}
     differences: dict[str, dict[str, Interval]] = {}
     verdicts: list[str] = []
+    metrics = [m for m in METRICS if all(m.name in r for r in runs)]
     for model in models:
         summary[model] = {
             m.name: interval([value[(model, s)][m.name] for s in seeds])
-            for m in METRICS
+            for m in metrics
             if all(not np.isnan(value[(model, s)][m.name]) for s in seeds)
         }
     for baseline in (m for m in models if m != subject):
         differences[baseline] = {}
-        for metric in METRICS:
+        for metric in metrics:
             pairs = [
                 (value[(subject, s)][metric.name], value[(baseline, s)][metric.name]) for s in seeds
             ]
