@@ -26,7 +26,14 @@ from results import cpu_model, record
 from robust_data.arrays import decode_samples, num_classes
 from robust_data.curation import select_scored
 from robust_data.device import tune_allocator
-from robust_data.evaluate import METRICS, JudgeOptions, compare, held_out_scheme, judge
+from robust_data.evaluate import (
+    METRICS,
+    JudgeOptions,
+    compare,
+    held_out_scheme,
+    judge,
+    used_families,
+)
 from robust_data.ingest import ingest
 from robust_data.models import ModelConfig, train_model
 from robust_data.policies import PRESETS
@@ -81,7 +88,7 @@ def run_dataset(name: str, seeds: list[int], presets: list[str]) -> dict[str, li
                 sizes[set_name] = len(training.labels)
             trained = time.perf_counter() - clock
             options = JudgeOptions(held_out_scheme=held_out_scheme(preset.plan.transforms))
-            seen = {t.split("(")[0] for t in preset.plan.transforms}
+            seen = used_families(preset.plan.transforms)
             judged = judge(models, test, classes, seen, options)
             print(
                 f"{p}: training {trained:.0f} s, judging {time.perf_counter() - clock - trained:.0f} s"

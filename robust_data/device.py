@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -96,17 +97,29 @@ def tune_allocator() -> bool:
     bool
         Whether the settings were applied.
     """
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+
+
+@cache
+def _glibc() -> Any:
+    """The C library when it is glibc (has ``mallopt`` and ``malloc_trim``), else None.
+
+    Looked up once: ``ctypes.util.find_library`` runs ``ldconfig`` in a subprocess.
+    """
     import ctypes
     import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - AttributeError where not glibc
     except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+        return None
+    return libc
 
 
 def release_memory() -> bool:
@@ -122,14 +135,11 @@ def release_memory() -> bool:
     bool
         Whether memory could be trimmed (False where the C library is not glibc).
     """
-    import ctypes
-    import ctypes.util
     import gc
 
     gc.collect()
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
-    trim(0)
+    libc.malloc_trim(0)
     return True

@@ -59,7 +59,7 @@ class JudgeOptions:
     """
 
     scheme: str = "pixels"
-    held_out_scheme: str = "salt_pepper(p=0.05)"
+    held_out_scheme: str = HELD_OUT_SCHEMES[0]
     max_steps: int = 250
     seed: int = 0
     corruptions: tuple[str, ...] = MNIST_C

@@ -8,8 +8,8 @@
            budget on fragile points: 1 ``pixels`` copy per sample plus up to 3 more, growing
            with fragility (1 - steps_to_flip / max_steps; robust points get none extra).
 
-A plan's budget is explicit (:meth:`VariantPlan.copies`), so a baseline can be given the same
-number of variant images (:func:`spread`).
+A plan's budget is explicit (:meth:`VariantPlan.copies_per_sample`, :meth:`VariantPlan.total`),
+so a baseline can be given the same number of variant images (:func:`spread`).
 """
 
 from __future__ import annotations

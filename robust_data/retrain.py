@@ -24,6 +24,7 @@ import torch
 from robust_data.arrays import SampleArrays
 from robust_data.models import ModelConfig, TrainedModel, train_model
 from robust_data.policies import Preset, class_weights, spread
+from robust_data.report import random_subset
 from robust_data.variants import apply_transform, parse_transform
 
 TRAINING_SETS = ("reference", "curated", "random_subset", "all_with_variants")
@@ -124,10 +125,7 @@ def training_sets(
             "curated", images, labels, len(chosen), len(labels) - len(chosen), weights
         )
     if "random_subset" in names:
-        rng = np.random.default_rng(seed)
-        mask = np.zeros(len(train), bool)
-        mask[rng.choice(len(train), size=len(chosen), replace=False)] = True
-        subset = train.where(mask)
+        subset = random_subset(train, len(chosen), seed)
         images, labels = with_variants(
             subset, spread(len(subset), budget, seed), plan.transforms, seed
         )

@@ -108,12 +108,9 @@ def verdict(metric: Metric, difference: Interval, baseline: str, subject: str = 
     ``difference`` is subject minus baseline. Better means the interval excludes zero on the
     good side (above 0 when higher is better, below 0 when lower is).
     """
-    scale, unit = (100.0, " pt") if metric.points else (1.0, "")
-    text = (
-        f"{difference.mean * scale:+.{1 if metric.points else 3}f}{unit} "
-        f"[{difference.low * scale:+.{1 if metric.points else 3}f}, "
-        f"{difference.high * scale:+.{1 if metric.points else 3}f}]"
-    )
+    scale, unit, digits = (100.0, " pt", 1) if metric.points else (1.0, "", 3)
+    mean, low, high = (v * scale for v in (difference.mean, difference.low, difference.high))
+    text = f"{mean:+.{digits}f}{unit} [{low:+.{digits}f}, {high:+.{digits}f}]"
     seeds = f"{difference.n} seed{'s' if difference.n != 1 else ''}"
     if difference.n < 2:
         return f"{subject} vs {baseline} on {metric.name}: {text} (1 seed: cannot tell from noise)"
