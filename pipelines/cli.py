@@ -283,7 +283,6 @@ def run_job(
     """
     from dagster import DagsterInstance
 
-    from pipelines.definitions import build_definitions
 
     os.environ.update(dagster_environment(store))  # read by the assets and by worker processes
     if workers < 1:
@@ -304,23 +303,35 @@ def run_job(
         if workers > 1:
             result = _execute_in_workers(instance, job, partition, run_config, workers)
         else:
-            result = (
-                build_definitions(store)
-                .resolve_job_def(job)
-                .execute_in_process(
-                    instance=instance,
-                    partition_key=partition,
-                    run_config=run_config,
-                    raise_on_error=False,
-                    tags=run_tags(),
-                )
-            )
+            result = _execute_here(instance, job, partition, run_config)
     if not result.success:
         raise CliError(_failure_message(result))
     store.remove_step_outputs(result.run_id)  # shard outputs, merged into the stored table
     # The run succeeded, so any failed check is a non-blocking guard: shown as a warning.
     warnings = tuple(_failed_checks(result))
     return RunOutcome(result.run_id, time.perf_counter() - started, warnings)
+
+
+def _execute_here(
+    instance: Any, job: str, partition: str, run_config: dict[str, Any]
+) -> Any:
+    """Run ``job`` step by step in this process, no step's output kept after its consumers.
+
+    Not ``execute_in_process``: that captures every output value for the result object, so
+    memory grew with each step (see :func:`pipelines.definitions.in_process_job`).
+    """
+    from dagster import build_reconstructable_job, execute_job
+
+    target = build_reconstructable_job(
+        "pipelines.definitions", "in_process_job", reconstructable_args=(job,)
+    )
+    return execute_job(
+        target,
+        instance=instance,
+        run_config=run_config,
+        tags={"dagster/partition": partition, **run_tags()},
+        raise_on_error=False,
+    )
 
 
 def _execute_in_workers(

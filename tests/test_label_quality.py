@@ -17,7 +17,14 @@ from robust_data.label_quality import (
     plant_label_noise,
 )
 from robust_data.models import ModelConfig, train_model
-from robust_data.oof import OofOptions, OofResult, fold_count, matrix_column, out_of_fold
+from robust_data.oof import (
+    OofOptions,
+    OofResult,
+    fold_count,
+    matrix_column,
+    out_of_fold,
+    reference_embeddings,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +54,27 @@ def test_planted_label_noise_on_digits_is_found_well_above_chance(digits_train) 
     # a flagged sample's suggestion is its out-of-fold prediction, and it differs from the label
     rows = result.table.filter(result.table.column("is_label_issue")).to_pylist()
     assert all(r["suggested_label"] == r["oof_pred"] != r["given_label"] for r in rows)
+
+
+def test_embeddings_fitted_on_a_sample_keep_the_geometry_of_the_full_fit(digits_train) -> None:
+    model = train_model(
+        ModelConfig(epochs=2), digits_train.images, digits_train.labels, 10, progress=False
+    ).model
+    full = reference_embeddings(model, digits_train.images, OofOptions(embedding_dim=16))
+    options = OofOptions(embedding_dim=16, pca_fit_rows=300)  # 300 of 1,438 rows fitted
+    sampled = reference_embeddings(model, digits_train.images, options)
+    assert sampled.shape == full.shape == (len(digits_train), 16) and sampled.dtype == np.float32
+    np.testing.assert_array_equal(
+        sampled, reference_embeddings(model, digits_train.images, options)
+    )
+
+    # the same neighbourhoods: pairwise distances of 200 rows agree between the two spaces
+    def distances(x: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(x[:200, None] - x[None, :200], axis=-1)[np.triu_indices(200, 1)]
+
+    assert np.corrcoef(distances(full), distances(sampled))[0, 1] > 0.95
+    with pytest.raises(ValueError, match="pca_fit_rows >= 2"):
+        OofOptions(pca_fit_rows=1)
 
 
 def test_oof_table_round_trips_the_matrices() -> None:
