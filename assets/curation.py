@@ -16,22 +16,31 @@ from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
 from robust_data.arrays import class_names, num_classes
 from robust_data.checks import check_class_balance, check_kept_share, check_ledger
-from robust_data.curation import Curation, CurationPolicy, class_count_chart, select_curated
+from robust_data.curation import Curation, class_count_chart
+from robust_data.policies import DEFAULT_PRESET, apply_preset, customized
+from robust_data.schema import read_params
 
 
 class CurationConfig(Config):
-    """The curation policy (see robust_data.curation.CurationPolicy)."""
+    """A curation preset (robust_data.policies.PRESETS), optionally with policy fields changed.
 
-    require_correct: bool = True
-    require_robust: bool = True
-    min_steps_to_flip: int = 0  # > 0: keep points that flip at this try or later instead
-    drop_label_issues: bool = True
-    drop_outliers: bool = True
-    dedupe: bool = True
-    quota_mode: str = "smallest"  # fixed, smallest, cap or none
-    balance_tolerance: float = 0.1  # checked: 1 - smallest/largest kept class count <= this
-    per_class: int = 1500  # for fixed and cap (the paper kept 1,500 per class)
-    seed: int = 0
+    Every policy field left unset (None) takes the preset's value (see
+    robust_data.curation.CurationPolicy).
+    """
+
+    preset: str = DEFAULT_PRESET  # paper, clean or focus
+    require_correct: bool | None = None
+    require_robust: bool | None = None
+    min_steps_to_flip: int | None = None  # > 0: keep points that flip at this try or later
+    drop_label_issues: bool | None = None
+    drop_outliers: bool | None = None
+    dedupe: bool | None = None
+    quota_mode: str | None = None  # fixed, smallest, cap or none
+    per_class: int | None = None  # for fixed and cap (the paper kept 1,500 per class)
+    seed: int | None = None
+    # Checked when a quota drops samples: 1 - smallest/largest kept class count <= this.
+    # Presets that balance by class weights keep every sample; then only every class is checked.
+    balance_tolerance: float = 0.1
 
 
 def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
@@ -40,6 +49,7 @@ def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
     reasons += [f"| {r} | {n:,} |" for r, n in result.reason_counts().items()]
     meta = {
         "dagster/row_count": MetadataValue.int(result.curated.num_rows),
+        "preset": MetadataValue.text(read_params(result.ledger.schema)["preset"]),
         "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
         "reasons": MetadataValue.md("\n".join(reasons)),
         "per_class": MetadataValue.md(
@@ -97,9 +107,12 @@ def curation_assets(
 
     train = raw_samples.filter(pc.equal(raw_samples.column("split"), "train"))
     settings = config.model_dump()
-    settings["min_steps_to_flip"] = settings["min_steps_to_flip"] or None
-    tolerance = settings.pop("balance_tolerance")
-    result = select_curated(train, rpr_scores, label_quality, CurationPolicy(**settings))
+    name, tolerance = settings.pop("preset"), settings.pop("balance_tolerance")
+    chosen = customized(name, **settings)
+    if chosen.policy.quota_mode == "none":
+        tolerance = 1.0  # nothing dropped for balance: every class present is what counts
+    result = apply_preset(train, rpr_scores, label_quality, chosen)
+    context.log.info(f"preset {chosen.name}: {chosen.description}")
     for label, (quota, kept) in result.shortfalls.items():
         context.log.warning(f"class {label} kept {kept} of its quota {quota}")
     guard = check_kept_share(result.ledger)

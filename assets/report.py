@@ -1,71 +1,66 @@
 """``retrained_model`` and ``robustness_report``: retrain on the curated data, prove the effect."""
 
-import json
-from pathlib import Path
-
-import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from assets.resources import GPU_STEP_TAGS, HomeResource
+from assets.resources import GPU_STEP_TAGS, ComputeResource, HomeResource
 from robust_data.arrays import decode_samples, num_classes
 from robust_data.checks import check_accuracy_loss, check_model_table, check_report
-from robust_data.models import ModelConfig, load_model
+from robust_data.evaluate import JudgeOptions, held_out_scheme, used_families
+from robust_data.models import load_model
+from robust_data.policies import preset_from_params
 from robust_data.reference import load_reference
 from robust_data.report import (
     Candidate,
-    add_variants,
+    ReportSetup,
     build_report,
     inline_png,
-    original_count,
     paper_table_markdown,
-    random_subset,
-    read_export,
-    retrain,
+    stored_steps,
+    summary_markdown,
     write_report,
 )
-from robust_data.rpr.engine import RprOptions
-from robust_data.schema import read_params
-
-RETRAINED_SCHEMA = pa.schema(
-    [
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("path", pa.string(), nullable=False),
-        pa.field("sha256", pa.string(), nullable=False),
-        pa.field("train_size", pa.int64(), nullable=False),
-        pa.field("test_accuracy", pa.float64()),
-    ]
+from robust_data.retrain import (
+    RETRAINED_SCHEMA,
+    RetrainOptions,
+    StoredModel,
+    curation_inputs,
+    retrain_models,
 )
+from robust_data.schema import read_params, table_metadata
 
 
 class RetrainedModelConfig(Config):
-    """How to retrain."""
+    """Which models the report compares, and how many seeds each."""
 
-    with_variants: bool = True  # train on the export's variant rows too
-    baselines: list[str] = Field(default_factory=lambda: ["random_subset"])  # or []
-    seed: int = 0  # of the random subset
+    seeds: int = 3  # >= 2 for intervals; each seed trains every training set
+    baselines: list[str] = Field(
+        default_factory=lambda: ["random_subset", "all_with_variants"]
+    )  # besides reference and curated; see robust_data.retrain.TRAINING_SETS
+    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
 
 
 @asset(
     ins={
-        "curated_dataset": AssetIn(),
-        "reference_model": AssetIn(),
         "raw_samples": AssetIn(),
-        "variants": AssetIn(),
+        "rpr_scores": AssetIn(),
+        "curation_ledger": AssetIn(),
+        "reference_model": AssetIn(),
     },
     partitions_def=DATASETS,
     group_name="report",
     kinds={"pytorch", "parquet"},
-    description="Models trained with the reference recipe on the curated export (and baselines).",
+    description="Per seed: the reference recipe trained on all originals, on the curated set "
+    "with its preset's variants, and on the equal-budget baselines.",
     op_tags=GPU_STEP_TAGS,
     check_specs=[
         check_spec("retrained_model", "valid", "Accuracies in [0, 1]; weight files match sha256."),
         check_spec(
             "retrained_model",
             "accuracy_loss",
-            "Guard (warning): no retrained model more than 1 pt below the reference's accuracy.",
+            "Guard (warning): no model's mean accuracy more than 1 pt below the reference's.",
             blocking=False,
         ),
     ],
@@ -74,128 +69,147 @@ def retrained_model(
     context: AssetExecutionContext,
     config: RetrainedModelConfig,
     home: HomeResource,
-    curated_dataset,
-    reference_model,
+    compute: ComputeResource,
     raw_samples,
-    variants,
+    rpr_scores,
+    curation_ledger,
+    reference_model,
 ):
-    """Retrain (core calls: :func:`robust_data.report.retrain` per model)."""
-    export = Path(curated_dataset.column("path")[0].as_py()).parent
-    recipe = ModelConfig(**json.loads(reference_model.column("config")[0].as_py()))
+    """Train every model of every seed (one core call: :func:`robust_data.retrain.retrain_models`)."""
+    chosen = preset_from_params(read_params(curation_ledger.schema))
+    reference, ref_file = load_reference(reference_model)
     data = decode_samples(raw_samples)
-    test = data.where(data.splits == "test")
-    size = original_count(export)  # the curated set without its variants
-
-    def baseline():
-        subset = random_subset(data.where(data.splits == "train"), size, config.seed)
-        # The same variants as the curated export, of the subset's own parents.
-        return add_variants(subset, variants) if config.with_variants else subset
-
-    # Each training set is decoded when its model trains, so one is in memory at a time.
-    jobs = {"retrained": lambda: read_export(export, "train", config.with_variants)}
-    if "random_subset" in config.baselines:
-        jobs["random_subset"] = baseline
+    train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
+    kept, steps = curation_inputs(train, curation_ledger, rpr_scores)
     folder = home.store().storage_root / "retrained_model"
-    rows = []
-    for name, load in jobs.items():
-        train = load()
-        path = folder / f"{context.partition_key}-{name}.pt"
-        trained, sha = retrain(train, recipe, num_classes(raw_samples), path, test)
-        rows.append(
-            {
-                "model": name,
-                "path": str(path),
-                "sha256": sha,
-                "train_size": len(train),
-                "test_accuracy": trained.metrics["test_accuracy"],
-            }
+    options = RetrainOptions(
+        seeds=config.seeds,
+        names=("reference", "curated", *config.baselines),
+        max_steps=int(read_params(rpr_scores.schema).get("max_steps", 250)),
+        device=config.device or compute.device,
+    )
+    table = retrain_models(
+        train,
+        test,
+        kept,
+        steps,
+        chosen,
+        reference.config,
+        num_classes(raw_samples),
+        lambda name, seed: folder / f"{context.partition_key}-{name}-seed{seed}.pt",
+        StoredModel(reference, str(ref_file.path), ref_file.sha256),
+        options,
+    )
+    table = table.replace_schema_metadata(
+        table_metadata(
+            "retrained_model",
+            "raw_samples, rpr_scores, curation_ledger, reference_model",
+            {**config.model_dump(), "preset": chosen.name},
         )
-    table = pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA)
-    guard = check_accuracy_loss(table, reference_model.column("test_accuracy")[0].as_py())
+    )
+    guard = check_accuracy_loss(table)
     for problem in guard.problems:
         context.log.warning(problem)
+    rows = table.to_pylist()
     metadata = {
-        r["model"]: f"{r['train_size']:,} images, test accuracy {r['test_accuracy']:.4f}"
+        f"{r['model']} (seed {r['seed']})": f"{r['train_size']:,} images "
+        f"({r['originals']:,} originals + {r['variants']:,} variants), test accuracy "
+        f"{r['test_accuracy']:.4f}"
         for r in rows
     }
-    context.add_output_metadata(output_name="result", metadata=metadata | {"guard": guard.summary()})
+    context.add_output_metadata(
+        output_name="result",
+        metadata={"preset": chosen.name, **metadata, "guard": guard.summary()},
+    )
     yield Output(table)
     yield check_result("retrained_model", "valid", check_model_table(table, RETRAINED_SCHEMA))
     yield check_result("retrained_model", "accuracy_loss", guard, warning=True)
 
 
 class RobustnessReportConfig(Config):
-    """What the report evaluates."""
+    """How the report judges the models."""
 
-    corruptions: list[str] = Field(default_factory=list)  # empty: all corrupted_test holds
-    device: str = "auto"
+    held_out_scheme: str = ""  # empty: the first of HELD_OUT_SCHEMES the variants do not use
+    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
 
 
 @asset(
     ins={
         "retrained_model": AssetIn(),
-        "reference_model": AssetIn(),
         "raw_samples": AssetIn(),
         "rpr_scores": AssetIn(),
+        "curation_ledger": AssetIn(),
         "corrupted_test": AssetIn(),
     },
     partitions_def=DATASETS,
     group_name="report",
     kinds={"parquet"},
-    description="Per model: training-set size, test accuracy, test robust fraction, ECE, corruption "
-    "accuracy and mCE; the full report is under <home>/reports/<dataset>/.",
+    description="Per seed and model: test accuracy, RPR robust fraction (scoring scheme and "
+    "held out), corruption accuracy and mCE (seen and held out), ECE; verdicts with 95% "
+    "intervals; the full report is under <home>/reports/<dataset>/.",
     check_specs=[
-        check_spec("robustness_report", "valid", "No NaN; fractions in [0, 1]; reference mCE is 1.")
+        check_spec(
+            "robustness_report",
+            "valid",
+            "Metrics in range; every seed has reference and curated; reference mCE is 1.",
+        )
     ],
 )
 def robustness_report(
     context: AssetExecutionContext,
     config: RobustnessReportConfig,
     home: HomeResource,
+    compute: ComputeResource,
     retrained_model,
-    reference_model,
     raw_samples,
     rpr_scores,
+    curation_ledger,
     corrupted_test,
 ):
-    """Build the report (one core call: :func:`robust_data.report.build_report`)."""
-    reference, ref_file = load_reference(reference_model)
-    ref_row = reference_model.to_pylist()[0]
-    candidates = [Candidate("reference", reference, ref_file.sha256, ref_row["train_samples"])]
+    """Judge and compare (one core call: :func:`robust_data.report.build_report`)."""
+    chosen = preset_from_params(read_params(curation_ledger.schema))
+    params = read_params(rpr_scores.schema)
+    transforms = chosen.plan.transforms
+    setup = ReportSetup(
+        context.partition_key,
+        chosen.name,
+        frozenset(used_families(transforms)),
+        JudgeOptions(
+            scheme=params.get("scheme", "pixels"),
+            held_out_scheme=config.held_out_scheme or held_out_scheme(transforms),
+            max_steps=params.get("max_steps", 250),
+            seed=params.get("seed", 0),
+            device=config.device or compute.device,
+        ),
+    )
+    candidates = []
     for row in retrained_model.to_pylist():
         model, _ = load_model(row["path"], row["sha256"])
-        candidates.append(Candidate(row["model"], model, row["sha256"], row["train_size"]))
-    params = read_params(rpr_scores.schema)
-    options = RprOptions(
-        scheme=params.get("scheme", "pixels"),
-        max_steps=params.get("max_steps", 250),
-        seed=params.get("seed", 0),
-        device=config.device,
-    )
+        candidates.append(
+            Candidate(row["model"], row["seed"], model, row["sha256"], row["train_size"])
+        )
     test = decode_samples(raw_samples, splits=("test",))
-    report = build_report(
-        context.partition_key,
-        candidates,
-        test,
-        rpr_scores,
-        options,
-        corrupted_test,
-        config.corruptions or None,
-    )
+    known = stored_steps(rpr_scores, test, candidates)
+    report = build_report(setup, candidates, test, corrupted_test, known)
     path = write_report(report, home.store().home / "reports" / context.partition_key)
+    for line in report.verdicts:
+        context.log.info(line)
     context.add_output_metadata(
         output_name="result",
         metadata={
+            "verdicts": MetadataValue.md("\n".join(f"- {v}" for v in report.verdicts)),
             "paper_table": MetadataValue.md(paper_table_markdown(report.table)),
+            "models": MetadataValue.md(
+                summary_markdown(report.document["summary"], report.document["train_sizes"])
+            ),
             "robustness_curves": MetadataValue.md(
                 inline_png(report.figures["robustness_curves"], "robustness curves")
             ),
             "corruption_accuracy": MetadataValue.md(
                 inline_png(report.figures["corruption_accuracy"], "accuracy per corruption")
             ),
-            "mce": MetadataValue.json({r["model"]: r["mce"] for r in report.table.to_pylist()}),
             "report": MetadataValue.path(str(path)),
-        }
+        },
     )
     yield Output(report.table)
     yield check_result("robustness_report", "valid", check_report(report.table))

@@ -1,4 +1,4 @@
-"""``variants``: corrupted, augmented and adversarial variants of the training samples."""
+"""``variants``: the curation preset's variants of the kept training samples."""
 
 import base64
 
@@ -9,49 +9,66 @@ from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
 from robust_data.checks import check_variants
 from robust_data.plots import image_grid
+from robust_data.policies import plan_variants, preset_from_params
 from robust_data.reference import load_reference
-from robust_data.variants import DEFAULT_TRANSFORMS, make_variants
+from robust_data.schema import read_params
 
 
 class VariantsConfig(Config):
-    """Which variants to make (one per sample and transform)."""
+    """Which variants to make: by default the curation preset's plan (its transforms, and its
+    copies per sample, more for fragile points under ``focus``)."""
 
-    transforms: list[str] = Field(default_factory=lambda: list(DEFAULT_TRANSFORMS))
-    seed: int = 0
-    splits: list[str] = Field(default_factory=lambda: ["train"])
+    transforms: list[str] = Field(default_factory=list)  # set: one copy of each per sample
+    seed: int = 0  # seed 0 is the curated training set the report's seed 0 trains on
 
 
 @asset(
-    ins={"raw_samples": AssetIn(), "reference_model": AssetIn()},
+    ins={
+        "curated_samples": AssetIn(),
+        "curation_ledger": AssetIn(),
+        "rpr_scores": AssetIn(),
+        "reference_model": AssetIn(),
+    },
     partitions_def=DATASETS,
     group_name="variants",
     kinds={"pytorch", "parquet"},
-    description="One row per variant: variant_id, parent_sample_id, transform, severity, seed, "
-    "label, PNG image.",
+    description="One row per variant of a kept training sample: variant_id, parent_sample_id, "
+    "transform, severity, seed, label, PNG image.",
     check_specs=[
         check_spec("variants", "valid", "Schema; every parent is a sample with the same label.")
     ],
 )
-def variants(context: AssetExecutionContext, config: VariantsConfig, raw_samples, reference_model):
-    """Make variants (one core call: :func:`robust_data.variants.make_variants`).
-
-    Until curation exists, the parents are the samples of ``splits`` in ``raw_samples``.
-    """
+def variants(
+    context: AssetExecutionContext,
+    config: VariantsConfig,
+    curated_samples,
+    curation_ledger,
+    rpr_scores,
+    reference_model,
+):
+    """Make the plan's variants (one core call: :func:`robust_data.policies.plan_variants`)."""
+    chosen = preset_from_params(read_params(curation_ledger.schema))
     model, _ = load_reference(reference_model)
-    result = make_variants(
-        raw_samples, config.transforms, config.seed, tuple(config.splits), model=model.model
+    result = plan_variants(
+        curated_samples,
+        rpr_scores,
+        chosen,
+        config.seed,
+        model.model,
+        int(read_params(rpr_scores.schema).get("max_steps", 250)),
+        config.transforms,
     )
     lines = ["| transform | variants |", "|---|---:|"]
     lines += [f"| {name} | {count:,} |" for name, count in result.counts().items()]
-    gallery = image_grid(list(result.examples.values()), "Variants: one row per transform")
-    png = base64.b64encode(gallery).decode()
-    context.add_output_metadata(
-        output_name="result",
-        metadata={
-            "dagster/row_count": MetadataValue.int(result.table.num_rows),
-            "per_transform": MetadataValue.md("\n".join(lines)),
-            "gallery": MetadataValue.md(f"![variants](data:image/png;base64,{png})"),
-        }
-    )
+    metadata = {
+        "dagster/row_count": MetadataValue.int(result.table.num_rows),
+        "preset": MetadataValue.text(chosen.name),
+        "per_transform": MetadataValue.md("\n".join(lines)),
+    }
+    if result.examples:
+        gallery = image_grid(list(result.examples.values()), "Variants: one row per transform")
+        png = base64.b64encode(gallery).decode()
+        metadata["gallery"] = MetadataValue.md(f"![variants](data:image/png;base64,{png})")
+    context.add_output_metadata(output_name="result", metadata=metadata)
     yield Output(result.table)
-    yield check_result("variants", "valid", check_variants(result.table, raw_samples))
+    yield check_result("variants", "valid", check_variants(result.table, curated_samples))

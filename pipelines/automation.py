@@ -9,7 +9,6 @@
 Both start RUNNING: with the daemon up (``robust-data ui``), nothing else needs doing.
 """
 
-
 import json
 import os
 from pathlib import Path
@@ -71,7 +70,11 @@ def inbox_sensor(context: SensorEvaluationContext, home: HomeResource):
     store = home.store()
     folder = inbox_folder(store)
     seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
-    changed = [e for e in scan_inbox(folder, _settle_seconds()) if seen.get(e.name, [None])[0] != e.fingerprint]
+    changed = [
+        e
+        for e in scan_inbox(folder, _settle_seconds())
+        if seen.get(e.name, [None])[0] != e.fingerprint
+    ]
     if not changed:
         return SkipReason(f"no new or changed dataset in {folder}")
     cursor = dict(seen)

@@ -283,7 +283,6 @@ def run_job(
     """
     from dagster import DagsterInstance
 
-
     os.environ.update(dagster_environment(store))  # read by the assets and by worker processes
     if workers < 1:
         raise CliError(f"expected --workers >= 1; found {workers}; pass --workers 2")
@@ -312,9 +311,7 @@ def run_job(
     return RunOutcome(result.run_id, time.perf_counter() - started, warnings)
 
 
-def _execute_here(
-    instance: Any, job: str, partition: str, run_config: dict[str, Any]
-) -> Any:
+def _execute_here(instance: Any, job: str, partition: str, run_config: dict[str, Any]) -> Any:
     """Run ``job`` step by step in this process, no step's output kept after its consumers.
 
     Not ``execute_in_process``: that captures every output value for the result object, so
@@ -457,6 +454,7 @@ def _summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
     return "\n".join(
         [
             f"{job} for dataset {name!r}: run {outcome.run_id[:8]} succeeded in {outcome.seconds:.1f} s",
+            *_verdict_lines(store, name, job),
             *(f"  warning: {warning}" for warning in outcome.warnings),
             f"  raw_samples: {result.samples.num_rows:,} rows, {len(counts)} classes ({per_class}); splits: {splits}",
             f"  rejects: {result.rejects.num_rows:,} unreadable images left out",
@@ -476,6 +474,22 @@ def _ingest_notes(samples: Any) -> list[str]:
     """What ingestion changed on the way in (16-bit pixels scaled, ...), from the table's params."""
     params = read_params(samples.schema)
     return [str(note) for note in params.get("notes", [])]
+
+
+def _verdict_lines(store: Store, name: str, job: str) -> list[str]:
+    """The report's verdicts on the headline metrics, first in the summary."""
+    if job == "ingest_job" or not store.has("robustness_report", name):
+        return []
+    from robust_data.report import headline_verdicts
+    from robust_data.schema import read_params
+
+    table = store.read("robustness_report", name)
+    params = read_params(table.schema)
+    return [
+        f"  verdict (preset {params.get('preset', '?')}, {params.get('seeds', '?')} seeds, "
+        "95% intervals; all metrics in report.md):",
+        *(f"    {line}" for line in headline_verdicts(table)),
+    ]
 
 
 def _report_section(store: Store, name: str, job: str) -> list[str]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from torch import nn
 
 from robust_data.arrays import SampleArrays
@@ -25,12 +26,16 @@ from robust_data.corrupt.evaluate import (
     suite_jobs,
 )
 from robust_data.corrupt.library import MNIST_C
+from robust_data.corrupt.testset import corrupted_jobs, stored_chunks
 from robust_data.rpr.engine import RprOptions, score_rpr
 from robust_data.stats import Interval, Metric, interval, paired_difference, verdict
 from robust_data.variants import parse_transform
 
 #: Perturbation families in the order a held-out one is chosen (the first the plan does not use).
 HELD_OUT_SCHEMES = ("salt_pepper(p=0.05)", "gaussian(sigma=0.2)", "pixels")
+
+#: Test images per corrupted chunk and forward pass in the corruption suite.
+SUITE_BATCH = 1024
 
 METRICS = (
     Metric("test_accuracy", "more accurate"),
@@ -77,6 +82,28 @@ def held_out_scheme(transforms: Sequence[str]) -> str:
     return next((s for s in HELD_OUT_SCHEMES if s.split("(")[0] not in used), HELD_OUT_SCHEMES[-1])
 
 
+@dataclass
+class Judged:
+    """One model's measurements on the test split.
+
+    Attributes
+    ----------
+    metrics : dict
+        Metric name (see :data:`METRICS`) -> value.
+    steps : np.ndarray
+        (N,) int64 RPR tries to the flip under the scoring scheme; 0 for survivors.
+    suite : pa.Table
+        Accuracy and ECE per corruption job (``SUITE_SCHEMA`` of robust_data.corrupt.evaluate).
+    ce : dict
+        Corruption error per corruption relative to the reference (1 = as the reference).
+    """
+
+    metrics: dict[str, float]
+    steps: np.ndarray
+    suite: pa.Table
+    ce: dict[str, float]
+
+
 def judge(
     models: Mapping[str, nn.Module],
     test: SampleArrays,
@@ -96,42 +123,106 @@ def judge(
         in [0, 1] (higher is better); mCE >= 0 (1 is the reference, lower is better); ECE in
         [0, 1] (lower is better).
     """
-    jobs = suite_jobs(options.corruptions)
-    chunks = corrupt_chunks(test.images, test.sample_ids, jobs, options.seed, 1024)
+    judged = judge_models(models, test, classes, seen, options, reference)
+    return {name: j.metrics for name, j in judged.items()}
+
+
+def judge_models(
+    models: Mapping[str, nn.Module],
+    test: SampleArrays,
+    classes: int,
+    seen: set[str],
+    options: JudgeOptions = JudgeOptions(),
+    reference: str = "reference",
+    corrupted: pa.Table | None = None,
+    known_steps: Mapping[str, np.ndarray] | None = None,
+    progress: bool = False,
+) -> dict[str, Judged]:
+    """:func:`judge` with the details a report draws, and shared work reused.
+
+    Parameters
+    ----------
+    corrupted : pa.Table, optional
+        The stored corrupted test set of ``test`` (robust_data.corrupt.testset): its chunks
+        are read instead of made, and its corruptions are the suite (``options.corruptions``
+        is then ignored). Default: made here from ``options.corruptions``.
+    known_steps : mapping, optional
+        Model name -> (N,) stored tries to the flip under ``options.scheme`` (0 survived):
+        those models are not scored again under the scoring scheme.
+    """
+    if corrupted is None:
+        jobs = suite_jobs(options.corruptions)
+        chunks = corrupt_chunks(test.images, test.sample_ids, jobs, options.seed, SUITE_BATCH)
+    else:
+        check_corrupted(corrupted, test)
+        jobs, chunks = corrupted_jobs(corrupted), stored_chunks(corrupted, SUITE_BATCH)
     suites = evaluate_suite(
-        dict(models), test.labels, jobs, chunks, SuiteOptions(options.seed, options.device), False
+        dict(models),
+        test.labels,
+        jobs,
+        chunks,
+        SuiteOptions(options.seed, options.device),
+        progress,
     )
-    held = [c for c in options.corruptions if c not in seen]
-    out: dict[str, dict[str, float]] = {}
+    suite_names = list(dict.fromkeys(c for c, _ in jobs if c != "clean"))
+    held = [c for c in suite_names if c not in seen]
+    seen_names = [c for c in suite_names if c in seen]
+    known = dict(known_steps or {})
+    out: dict[str, Judged] = {}
     for name, model in models.items():
         rows = suites[name].to_pylist()
         clean = next(r for r in rows if r["corruption"] == "clean")
         ce, _ = mean_corruption_error(suites[name], suites[reference])
-        out[name] = {
+        steps = known.get(name)
+        if steps is None:
+            steps = _steps(model, test, classes, options.scheme, options, progress)
+        metrics = {
             "test_accuracy": clean["accuracy"],
             "ece": clean["ece"],
-            "robust_fraction": _robust(model, test, classes, options.scheme, options),
-            "robust_fraction_held_out": _robust(
-                model, test, classes, options.held_out_scheme, options
+            "robust_fraction": float(np.mean(np.asarray(steps) <= 0)) if len(steps) else np.nan,
+            "robust_fraction_held_out": float(
+                np.mean(
+                    _steps(model, test, classes, options.held_out_scheme, options, progress) <= 0
+                )
             ),
             "corruption_accuracy_held_out": _mean(
                 [r["accuracy"] for r in rows if r["corruption"] in held]
             ),
             "corruption_accuracy_seen": _mean(
-                [r["accuracy"] for r in rows if r["corruption"] in seen]
+                [r["accuracy"] for r in rows if r["corruption"] in seen_names]
             ),
             "mce_held_out": _mean([ce[c] for c in held if c in ce]),
-            "mce_seen": _mean([ce[c] for c in seen if c in ce]),
+            "mce_seen": _mean([ce[c] for c in seen_names if c in ce]),
         }
+        out[name] = Judged(metrics, np.asarray(steps, np.int64), suites[name], ce)
     return out
 
 
-def _robust(model: nn.Module, test: SampleArrays, classes: int, scheme: str, o: JudgeOptions):
+def check_corrupted(corrupted: pa.Table, test: SampleArrays) -> None:
+    """Raise unless ``corrupted`` holds whole jobs of ``test``'s images in split order."""
+    stored_ids = corrupted.column("sample_id").slice(0, len(test)).to_pylist()
+    if stored_ids != list(test.sample_ids) or corrupted.num_rows % max(len(test), 1):
+        raise ValueError(
+            f"expected a corrupted test set of the {len(test):,} test images in split order; "
+            f"found {corrupted.num_rows:,} rows starting with other images; re-materialize "
+            "corrupted_test"
+        )
+
+
+def _steps(
+    model: nn.Module,
+    test: SampleArrays,
+    classes: int,
+    scheme: str,
+    o: JudgeOptions,
+    progress: bool = False,
+) -> np.ndarray:
+    """(N,) int64 tries to the flip under ``scheme``; 0 for the points that survived."""
     options = RprOptions(scheme=scheme, max_steps=o.max_steps, seed=o.seed, device=o.device)
     result = score_rpr(
-        model, test.images, test.labels, test.sample_ids, classes, options, progress=False
+        model, test.images, test.labels, test.sample_ids, classes, options, progress=progress
     )
-    return float(result.robust.mean())
+    return np.asarray(result.steps_to_flip, np.int64)
 
 
 def _mean(values: list[float]) -> float:

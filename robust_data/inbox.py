@@ -96,7 +96,5 @@ def scan_inbox(folder: str | Path, settle_seconds: float = 5.0) -> list[InboxEnt
         if not _files(path) or now - _newest_change(path) < settle_seconds:
             continue
         kind = "parquet" if path.is_file() else "imagefolder"
-        entries.append(
-            InboxEntry(dataset_name(path), f"{kind}:{path}", path, fingerprint(path))
-        )
+        entries.append(InboxEntry(dataset_name(path), f"{kind}:{path}", path, fingerprint(path)))
     return entries

@@ -14,11 +14,18 @@ so a baseline can be given the same number of variant images (:func:`spread`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from torch import nn
 
-from robust_data.curation import CurationPolicy
+from robust_data.curation import Curation, CurationPolicy, select_curated
+from robust_data.schema import column_by_id, table_metadata
+from robust_data.variants import Variants, make_variants
 
 BALANCES = ("drop", "weights")
 
@@ -123,6 +130,95 @@ def preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"expected a preset in {sorted(PRESETS)}; found {name!r}")
     return PRESETS[name]
+
+
+#: The main job's preset: the best of bench/curation_policies.py (see bench/RESULTS.md).
+DEFAULT_PRESET = "focus"
+
+
+def customized(name: str, **overrides: Any) -> Preset:
+    """Preset ``name`` with some :class:`CurationPolicy` fields replaced (None: keep).
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset or policy field.
+    """
+    base = preset(name)
+    names = {f.name for f in fields(CurationPolicy)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"expected CurationPolicy fields {sorted(names)}; found {unknown}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return replace(base, policy=replace(base.policy, **changes)) if changes else base
+
+
+def preset_params(chosen: Preset) -> dict[str, Any]:
+    """The preset as JSON-ready table parameters (read back by :func:`preset_from_params`)."""
+    plan = asdict(chosen.plan)
+    plan["transforms"] = list(chosen.plan.transforms)
+    return {**asdict(chosen.policy), "preset": chosen.name, "balance": chosen.balance, "plan": plan}
+
+
+def preset_from_params(params: dict[str, Any]) -> Preset:
+    """The preset a ``curation_ledger`` was made with (its table parameters).
+
+    Raises
+    ------
+    ValueError
+        When the table predates presets (no ``preset`` parameter): re-materialize curation.
+    """
+    if "preset" not in params:
+        raise ValueError(
+            "expected a curation_ledger made with a preset (robust-data >= presets); found one "
+            "without; re-materialize curation_assets"
+        )
+    policy = CurationPolicy(**{f.name: params[f.name] for f in fields(CurationPolicy)})
+    plan = VariantPlan(**{**params["plan"], "transforms": tuple(params["plan"]["transforms"])})
+    description = PRESETS[params["preset"]].description if params["preset"] in PRESETS else ""
+    return Preset(params["preset"], description, policy, plan, params["balance"])
+
+
+def apply_preset(
+    samples: pa.Table, rpr: pa.Table, quality: pa.Table | None, chosen: Preset
+) -> Curation:
+    """Apply the preset's policy; both tables carry the whole preset in their parameters."""
+    result = select_curated(samples, rpr, quality, chosen.policy)
+    source = "raw_samples, rpr_scores, label_quality"
+    params = preset_params(chosen)
+    return Curation(
+        result.curated.replace_schema_metadata(table_metadata("curated_samples", source, params)),
+        result.ledger.replace_schema_metadata(table_metadata("curation_ledger", source, params)),
+        result.shortfalls,
+    )
+
+
+def plan_variants(
+    curated: pa.Table,
+    rpr: pa.Table,
+    chosen: Preset,
+    seed: int = 0,
+    model: nn.Module | None = None,
+    max_steps: int = 250,
+    transforms: Sequence[str] = (),
+    progress: bool = True,
+) -> Variants:
+    """The variants a preset's plan adds to the curated training samples.
+
+    Per kept sample, :meth:`VariantPlan.copies_per_sample` copies per plan transform, from its
+    ``steps_to_flip`` in ``rpr`` (the ``rpr_scores`` table). With ``transforms`` given instead,
+    one copy of each per sample. Copy c is keyed like the training sets of
+    robust_data.retrain (seed 0 here is the curated set of seed 0 there).
+    """
+    train = curated.filter(pc.equal(curated.column("split"), "train"))
+    if transforms:
+        return make_variants(train, transforms, seed, ("train",), model, progress=progress)
+    ids = train.column("sample_id").to_pylist()
+    steps = np.asarray([s or 0 for s in column_by_id(rpr, ids, "steps_to_flip")], np.int64)
+    copies = chosen.plan.copies_per_sample(steps, max_steps)
+    return make_variants(
+        train, chosen.plan.transforms, seed, ("train",), model, progress=progress, copies=copies
+    )
 
 
 def spread(samples: int, total: int, seed: int) -> np.ndarray:

@@ -1,96 +1,101 @@
-"""Retrain on the curated dataset, and the robustness report that compares the models.
+"""The robustness report: does the curated set train more robust models, with statistics.
 
-The report evaluates every model on the untouched test split: clean accuracy and calibration,
-RPR robustness (robust fraction and curve), accuracy and calibration under every corruption
-and severity, mean corruption error relative to the reference model, and the paper's table
-(model, training-set size, test accuracy, test robust fraction).
+Every model of every seed (robust_data.retrain) is judged on the untouched test split
+(robust_data.evaluate): clean accuracy and calibration, RPR robust fraction under the scoring
+scheme and under a held-out perturbation family, accuracy and mCE under the corruptions used
+as variants and under the held-out ones. The report opens with one verdict line per metric
+and baseline (curated minus baseline, paired by seed, 95% interval), then the mean and
+interval of every model, the paper's table, and seed 0's curves and per-corruption errors.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import torch
 
 from robust_data.arrays import SampleArrays, decode_samples
-from robust_data.corrupt.evaluate import (
-    SuiteOptions,
-    calibration_error,
-    evaluate_suite,
-    mean_corruption_error,
-)
-from robust_data.corrupt.testset import corrupted_jobs, select_corruptions, stored_chunks
-from robust_data.models import ModelConfig, TrainedModel, predict_logits, save_model, train_model
+from robust_data.evaluate import METRICS, JudgeOptions, compare, judge_models
+from robust_data.models import TrainedModel
 from robust_data.plots import grouped_bars
-from robust_data.rpr.engine import RprOptions, score_rpr
 from robust_data.rpr.plots import plot_curves
-from robust_data.rpr.table import robustness_curve, steps_column
+from robust_data.rpr.table import robustness_curve
+from robust_data.schema import column_by_id, table_metadata
 from robust_data.store import write_bytes_atomic, write_text_atomic
-
-#: Test images per corrupted chunk and forward pass in the corruption suite.
-SUITE_BATCH = 1024
 
 REPORT_SCHEMA = pa.schema(
     [
-        pa.field("model", pa.string(), nullable=False),  # reference, retrained, random_subset
-        pa.field("train_size", pa.int64(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),  # reference, curated, random_subset, ...
+        pa.field("train_size", pa.int64(), nullable=False),  # originals + variants
         pa.field("test_accuracy", pa.float64(), nullable=False),  # higher is better
-        pa.field("test_robust_fraction", pa.float64(), nullable=False),  # higher is better
+        pa.field("robust_fraction", pa.float64(), nullable=False),  # scoring scheme; higher better
+        pa.field("robust_fraction_held_out", pa.float64(), nullable=False),  # held-out family
+        pa.field("corruption_accuracy_held_out", pa.float64()),  # NaN: no held-out corruption
+        pa.field("corruption_accuracy_seen", pa.float64()),  # NaN: no corruption used as variant
+        pa.field("mce_held_out", pa.float64()),  # the headline mCE; 1 = reference, lower better
+        pa.field("mce_seen", pa.float64()),  # on corruptions used as variants
         pa.field("ece", pa.float64(), nullable=False),  # clean, 15 bins; lower is better
-        pa.field("corruption_accuracy", pa.float64(), nullable=False),  # mean over the suite
-        pa.field("corruption_ece", pa.float64(), nullable=False),  # mean over the suite
-        pa.field("mce", pa.float64(), nullable=False),  # relative to the reference; lower is better
         pa.field("model_sha256", pa.string(), nullable=False),
     ]
 )
-"""One row per model: the paper's table and the summary numbers."""
+"""One row per (seed, model): every metric the verdicts compare."""
 
 PAPER_TABLE = [
     {
         "model": "paper: M (all of MNIST train)",
         "train_size": 60000,
         "test_accuracy": 0.9885,
-        "test_robust_fraction": 0.2957,
+        "robust_fraction": 0.2957,
     },
     {
         "model": "paper: M_R (1,500 robust per class)",
         "train_size": 15000,
         "test_accuracy": 0.9692,
-        "test_robust_fraction": 0.5101,
+        "robust_fraction": 0.5101,
     },
 ]
+
+#: Metrics the CLI summary shows verdicts for (report.md shows them all).
+HEADLINE = ("test_accuracy", "robust_fraction", "robust_fraction_held_out", "mce_held_out")
 
 
 @dataclass
 class Candidate:
-    """A model to report on."""
+    """A model to report on: ``name`` (a training set) trained with seed ``seed``."""
 
     name: str
+    seed: int
     model: TrainedModel
     sha256: str
     train_size: int
 
 
-def read_export(path: Path, split: str = "train", with_variants: bool = True) -> SampleArrays:
-    """Decode one split of a Parquet export (variant rows only with ``with_variants``)."""
-    table = pq.read_table(Path(path) / f"{split}.parquet")
-    if not with_variants:
-        table = table.filter(pc.is_null(table.column("transform")))
-    return decode_samples(table)
+@dataclass(frozen=True)
+class ReportSetup:
+    """What the models were trained on and how they are judged.
 
+    Attributes
+    ----------
+    dataset : str
+    preset : str
+        The curation preset behind ``curated``.
+    seen : set of str
+        Corruptions and perturbation families the variants used (``used_families``).
+    judge : JudgeOptions
+        Scoring scheme, held-out scheme, tries, RPR seed, device.
+    """
 
-def original_count(path: Path, split: str = "train") -> int:
-    """Rows of an export's split that are not variants (``transform`` is null)."""
-    transform = pq.read_table(Path(path) / f"{split}.parquet", columns=["transform"]).column(0)
-    return transform.null_count
+    dataset: str
+    preset: str
+    seen: frozenset[str]
+    judge: JudgeOptions
 
 
 def random_subset(data: SampleArrays, size: int, seed: int) -> SampleArrays:
@@ -123,223 +128,236 @@ def add_variants(data: SampleArrays, variants: pa.Table) -> SampleArrays:
     )
 
 
-def retrain(
-    train: SampleArrays,
-    recipe: ModelConfig,
-    classes: int,
-    path: Path,
-    test: SampleArrays,
-    progress: bool = True,
-) -> tuple[TrainedModel, str]:
-    """Train the reference recipe on ``train``, save it, return the model and its sha256."""
-    trained = train_model(
-        recipe, train.images, train.labels, classes, test.images, test.labels, progress=progress
-    )
-    return trained, save_model(trained, path).sha256
-
-
 @dataclass
 class Report:
-    """The report: its table, its JSON document and its figures."""
+    """The report: its table (:data:`REPORT_SCHEMA`), JSON document, and figures."""
 
     table: pa.Table
     document: dict[str, Any]
     figures: dict[str, bytes] = field(default_factory=dict)
 
+    @property
+    def verdicts(self) -> list[str]:
+        """One line per metric and baseline, the reference first."""
+        return list(self.document["verdicts"])
+
     def markdown(self) -> str:
-        """The report as Markdown, figures linked from ``plots/``."""
+        """The report as Markdown (verdicts first), figures linked from ``plots/``."""
         doc = self.document
-        rpr = doc["rpr"]
+        judge = doc["judge"]
         lines = [
             f"# Robustness report: {doc['dataset']}",
             "",
-            f"Test split: {doc['test_samples']:,} images. RPR: {rpr['scheme']}, {rpr['max_steps']} tries, "
-            f"seed {rpr['seed']}. Corruption suite: {len(doc['suite_corruptions'])} corruptions, all severities.",
+            *(f"- {v}" for v in doc["verdicts"]),
             "",
-            "## The paper's table",
+            f"Curated with preset `{doc['preset']}`; {doc['seeds']} seeds per model; intervals are "
+            "95% Student-t intervals over seeds, differences paired by seed. Test split: "
+            f"{doc['test_samples']:,} images. RPR: {judge['scheme']}, {judge['max_steps']} tries; "
+            f"held-out perturbation: {judge['held_out_scheme']}. Variants used "
+            f"{', '.join(sorted(doc['seen'])) or 'nothing'}: corruptions among them count as "
+            "seen, the others as held out (the headline mCE is held out).",
+            "",
+            "## Models (mean [95% interval] over seeds)",
+            "",
+            summary_markdown(doc["summary"], doc["train_sizes"]),
+            "",
+            "## The paper's table (means over seeds)",
             "",
             paper_table_markdown(self.table),
             "",
             "The paper's own numbers on full MNIST, for comparison: "
             + "; ".join(
                 f"{r['model']}: {r['train_size']:,} images, accuracy {r['test_accuracy']:.4f}, "
-                f"robust {r['test_robust_fraction']:.4f}"
+                f"robust {r['robust_fraction']:.4f}"
                 for r in PAPER_TABLE
             ),
             "",
-            "## Summary",
-            "",
-            "| model | clean ECE | corruption accuracy | corruption ECE | mCE |",
-            "|---|---:|---:|---:|---:|",
-            *(
-                f"| {r['model']} | {r['ece']:.4f} | {r['corruption_accuracy']:.4f} "
-                f"| {r['corruption_ece']:.4f} | {r['mce']:.3f} |"
-                for r in self.table.to_pylist()
-            ),
-            "",
-            "## RPR robustness curves",
+            "## RPR robustness curves (seed 0)",
             "",
             "![robustness curves](plots/robustness_curves.png)",
             "",
-            "## Corruption error per corruption (CE, relative to the reference)",
+            "## Corruption error per corruption (seed 0, relative to the reference)",
             "",
-            "| corruption | " + " | ".join(doc["models"]) + " |",
-            "|---|" + "---:|" * len(doc["models"]),
+            "| corruption | seen in variants | " + " | ".join(doc["seed0"]) + " |",
+            "|---|---|" + "---:|" * len(doc["seed0"]),
         ]
         for corruption in doc["suite_corruptions"]:
+            seen = "yes" if corruption in doc["seen"] else "no"
             lines.append(
-                f"| {corruption} | "
-                + " | ".join(f"{doc['models'][m]['ce'][corruption]:.3f}" for m in doc["models"])
+                f"| {corruption} | {seen} | "
+                + " | ".join(f"{doc['seed0'][m]['ce'][corruption]:.3f}" for m in doc["seed0"])
                 + " |"
             )
         lines += ["", "![accuracy per corruption](plots/corruption_accuracy.png)", ""]
         return "\n".join(lines)
 
 
+def summary_markdown(summary: dict[str, dict[str, list[float]]], sizes: dict[str, int]) -> str:
+    """Model rows, metric columns: ``mean [low, high]`` (``n/a`` where undefined)."""
+    names = [m.name for m in METRICS]
+    lines = [
+        "| model | train images | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for model, metrics in summary.items():
+        cells = [
+            f"{metrics[n][0]:.4f} [{metrics[n][1]:.4f}, {metrics[n][2]:.4f}]"
+            if n in metrics
+            else "n/a"
+            for n in names
+        ]
+        lines.append(f"| {model} | {sizes[model]:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def paper_table_markdown(table: pa.Table) -> str:
-    """Model, training-set size, test accuracy, test robust fraction: the paper's table."""
+    """Model, training-set size, test accuracy, test robust fraction (means over seeds)."""
     lines = [
         "| model | training-set size | test accuracy | test robust fraction |",
         "|---|---:|---:|---:|",
     ]
-    lines += [
-        f"| {r['model']} | {r['train_size']:,} | {r['test_accuracy']:.4f} | {r['test_robust_fraction']:.4f} |"
-        for r in table.to_pylist()
-    ]
+    rows = table.to_pylist()
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        lines.append(
+            f"| {model} | {mine[0]['train_size']:,} "
+            f"| {np.mean([r['test_accuracy'] for r in mine]):.4f} "
+            f"| {np.mean([r['robust_fraction'] for r in mine]):.4f} |"
+        )
     return "\n".join(lines)
 
 
+def stored_steps(
+    rpr: pa.Table, test: SampleArrays, candidates: list[Candidate]
+) -> dict[tuple[str, int], np.ndarray]:
+    """RPR tries (N,) of the test split already stored in ``rpr`` (the ``rpr_scores`` table),
+    keyed by the (model, seed) candidate whose weights scored them; ``{}`` when none did."""
+    rows = rpr.filter(pc.equal(rpr.column("split"), "test"))
+    if rows.num_rows != len(test) or rows.num_rows == 0:
+        return {}
+    sha = rows.column("model_sha256")[0].as_py()
+    steps = column_by_id(rows, list(test.sample_ids), "steps_to_flip")
+    return {
+        (c.name, c.seed): np.asarray([s or 0 for s in steps], np.int64)
+        for c in candidates
+        if c.sha256 == sha
+    }
+
+
 def build_report(
-    dataset: str,
+    setup: ReportSetup,
     candidates: list[Candidate],
     test: SampleArrays,
-    reference_rpr: pa.Table,
-    options: RprOptions,
-    corrupted: pa.Table,
-    suite: list[str] | None = None,
+    corrupted: pa.Table | None,
+    known_steps: dict[tuple[str, int], np.ndarray] | None = None,
     progress: bool = True,
 ) -> Report:
-    """Evaluate every candidate on ``test``; the first candidate is the reference.
+    """Judge every candidate on ``test`` seed by seed, and compare curated with the rest.
 
-    ``reference_rpr`` holds the reference model's stored RPR scores; its test rows are used
-    as they are (same scheme, seed and tries as ``options``), the others are scored here.
-    ``corrupted`` is the stored corrupted test set (:mod:`robust_data.corrupt.testset`) of
-    ``test``: each of its chunks is read once and run through every model; ``suite`` picks
-    corruptions from it (default: all it holds).
+    Every seed must have a ``reference`` (the mCE base) and a ``curated`` candidate.
+    ``corrupted`` is the stored corrupted test set of ``test`` (each chunk read once per seed
+    and run through that seed's models); ``known_steps`` maps (model, seed) to stored RPR
+    tries under the scoring scheme, not scored again.
     """
+    seeds = sorted({c.seed for c in candidates})
     classes = int(max(c.model.num_classes for c in candidates))
-    rows, models, curves = [], {}, {}
-    test_rows = reference_rpr.filter(pc.equal(reference_rpr.column("split"), "test"))
-    for index, cand in enumerate(candidates):
-        logits = predict_logits(cand.model.model, test.images, device=options.device)
-        probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-        accuracy = float((probs.argmax(1) == test.labels).mean())
-        if index == 0:
-            steps = steps_column(test_rows)
-        else:
-            steps = score_rpr(
-                cand.model.model,
-                test.images,
-                test.labels,
-                test.sample_ids,
-                classes,
-                options,
-                progress,
-            ).steps_to_flip
-        curve = robustness_curve(steps, options.max_steps)
-        curves[cand.name] = curve
-        models[cand.name] = {
-            "train_size": cand.train_size,
-            "sha256": cand.sha256,
-            "test_accuracy": accuracy,
-            "ece": calibration_error(probs, test.labels),
-            "test_robust_fraction": float(curve[-1]),
-            "curve": curve.tolist(),
-        }
-    # Each corrupted test set is made once and shared by every model, in the scoring precision.
-    corrupted = select_corruptions(corrupted, suite)
-    stored_ids = corrupted.column("sample_id").slice(0, len(test)).to_pylist()
-    if stored_ids != list(test.sample_ids) or corrupted.num_rows % max(len(test), 1):
-        raise ValueError(
-            f"expected a corrupted test set of the {len(test):,} test images in split order; "
-            f"found {corrupted.num_rows:,} rows starting with other images; re-materialize "
-            "corrupted_test"
+    runs, seed0 = [], {}
+    curves: dict[str, np.ndarray] = {}
+    for seed in seeds:
+        mine = [c for c in candidates if c.seed == seed]
+        names = {c.name for c in mine}
+        if not {"reference", "curated"} <= names:
+            raise ValueError(
+                f"expected a reference and a curated model for seed {seed}; found {sorted(names)}"
+            )
+        judged = judge_models(
+            {c.name: c.model.model for c in mine},
+            test,
+            classes,
+            set(setup.seen),
+            setup.judge,
+            corrupted=corrupted,
+            known_steps={n: v for (n, s), v in (known_steps or {}).items() if s == seed},
+            progress=progress,
         )
-    suites = evaluate_suite(
-        {cand.name: cand.model.model for cand in candidates},
-        test.labels,
-        corrupted_jobs(corrupted),
-        stored_chunks(corrupted, SUITE_BATCH),
-        SuiteOptions(options.seed, options.device, options.precision, SUITE_BATCH, options.compile),
-        progress,
-    )
-    reference = suites[candidates[0].name]
-    for cand in candidates:
-        ce, mce = mean_corruption_error(suites[cand.name], reference)
-        corrupted = suites[cand.name].filter(
-            pc.not_equal(suites[cand.name].column("corruption"), "clean")
-        )
-        entry = models[cand.name]
-        entry.update(
-            {
-                "ce": ce,
-                "mce": mce,
-                "suite": suites[cand.name].to_pylist(),
-                "corruption_accuracy": float(pc.mean(corrupted.column("accuracy")).as_py()),
-                "corruption_ece": float(pc.mean(corrupted.column("ece")).as_py()),
-            }
-        )
-        rows.append(
-            {
-                "model": cand.name,
-                "train_size": cand.train_size,
-                "test_accuracy": entry["test_accuracy"],
-                "test_robust_fraction": entry["test_robust_fraction"],
-                "ece": entry["ece"],
-                "corruption_accuracy": entry["corruption_accuracy"],
-                "corruption_ece": entry["corruption_ece"],
-                "mce": mce,
-                "model_sha256": cand.sha256,
-            }
-        )
+        for cand in mine:
+            result = judged[cand.name]
+            runs.append(
+                {
+                    "seed": seed,
+                    "model": cand.name,
+                    "train_size": cand.train_size,
+                    **{
+                        f.name: result.metrics[f.name]
+                        for f in REPORT_SCHEMA
+                        if f.name in result.metrics
+                    },
+                    "model_sha256": cand.sha256,
+                }
+            )
+            if seed == seeds[0]:
+                curves[cand.name] = robustness_curve(result.steps, setup.judge.max_steps)
+                seed0[cand.name] = {
+                    "curve": curves[cand.name].tolist(),
+                    "ce": result.ce,
+                    "suite": result.suite.to_pylist(),
+                }
+    comparison = compare(runs)
+    suite_names = [
+        c
+        for c in dict.fromkeys(r["corruption"] for r in next(iter(seed0.values()))["suite"])
+        if c != "clean"
+    ]
     document = {
-        "dataset": dataset,
+        "dataset": setup.dataset,
+        "preset": setup.preset,
+        "seeds": len(seeds),
         "test_samples": len(test),
-        "rpr": {
-            "scheme": test_rows.column("scheme")[0].as_py()
-            if test_rows.num_rows
-            else options.scheme,
-            "max_steps": options.max_steps,
-            "seed": options.seed,
+        "seen": sorted(setup.seen),
+        "judge": asdict(setup.judge),
+        "verdicts": comparison.verdicts,
+        "summary": {
+            m: {k: [v.mean, v.low, v.high] for k, v in per.items()}
+            for m, per in comparison.summary.items()
         },
-        "suite_corruptions": list(
-            dict.fromkeys(c for c in reference.column("corruption").to_pylist() if c != "clean")
-        ),
-        "models": models,
+        "differences": {
+            b: {k: [v.mean, v.low, v.high] for k, v in per.items()}
+            for b, per in comparison.differences.items()
+        },
+        "train_sizes": {r["model"]: r["train_size"] for r in runs if r["seed"] == seeds[0]},
+        "runs": runs,
+        "suite_corruptions": suite_names,
+        "seed0": seed0,
         "paper": PAPER_TABLE,
     }
     figures = {
         "robustness_curves": plot_curves(
-            curves, f"RPR robustness curves, test split ({document['rpr']['scheme']})"
+            curves, f"RPR robustness curves, test split ({setup.judge.scheme}, seed 0)"
         ),
         "corruption_accuracy": grouped_bars(
             {
                 name: [
-                    float(
-                        np.mean(
-                            [r["accuracy"] for r in models[name]["suite"] if r["corruption"] == c]
-                        )
-                    )
-                    for c in document["suite_corruptions"]
+                    float(np.mean([r["accuracy"] for r in entry["suite"] if r["corruption"] == c]))
+                    for c in suite_names
                 ]
-                for name in models
+                for name, entry in seed0.items()
             },
-            document["suite_corruptions"],
-            "Test accuracy per corruption (mean over severities)",
+            suite_names,
+            "Test accuracy per corruption (seed 0, mean over severities)",
             "accuracy",
         ),
     }
-    return Report(pa.Table.from_pylist(rows, schema=REPORT_SCHEMA), document, figures)
+    params = {k: document[k] for k in ("preset", "seeds", "seen", "judge")}
+    table = pa.Table.from_pylist(runs, schema=REPORT_SCHEMA).replace_schema_metadata(
+        table_metadata("robustness_report", "retrained_model, corrupted_test, rpr_scores", params)
+    )
+    return Report(table, document, figures)
+
+
+def headline_verdicts(table: pa.Table, metrics: tuple[str, ...] = HEADLINE) -> list[str]:
+    """Verdict lines of a stored report table on ``metrics`` only (curated vs each baseline)."""
+    keep = {"seed", "model", *metrics}
+    return compare([{k: v for k, v in r.items() if k in keep} for r in table.to_pylist()]).verdicts
 
 
 def write_report(report: Report, folder: Path) -> Path:

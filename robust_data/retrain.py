@@ -15,19 +15,36 @@ only in which originals (and which of them get the variants) were chosen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from robust_data.arrays import SampleArrays
-from robust_data.models import ModelConfig, TrainedModel, train_model
+from robust_data.models import ModelConfig, TrainedModel, accuracy, save_model, train_model
 from robust_data.policies import Preset, class_weights, spread
 from robust_data.report import random_subset
-from robust_data.variants import apply_transform, parse_transform
+from robust_data.schema import column_by_id
+from robust_data.variants import apply_transform, copy_key, parse_transform
 
 TRAINING_SETS = ("reference", "curated", "random_subset", "all_with_variants")
+
+RETRAINED_SCHEMA = pa.schema(
+    [
+        pa.field("seed", pa.int64(), nullable=False),  # 0..seeds-1; model seed = recipe + seed
+        pa.field("model", pa.string(), nullable=False),  # one of TRAINING_SETS
+        pa.field("path", pa.string(), nullable=False),  # the weight file
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("train_size", pa.int64(), nullable=False),  # originals + variants
+        pa.field("originals", pa.int64(), nullable=False),
+        pa.field("variants", pa.int64(), nullable=False),
+        pa.field("test_accuracy", pa.float64()),  # in [0, 1], higher is better
+    ]
+)
+"""One row per (seed, training set): the models a report compares."""
 
 
 @dataclass
@@ -59,8 +76,8 @@ def with_variants(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``data``'s images followed by ``copies[i]`` variants of sample i per transform.
 
-    Copy c of a sample under a transform is keyed by (seed, c, sample_id): the same sample
-    gets the same c-th copy whichever set it is in.
+    Copy c of a sample under a transform is keyed by (copy_key(seed, c), sample_id): the same
+    sample gets the same c-th copy whichever set it is in, and as the stored variants of seed 0.
 
     Returns
     -------
@@ -76,7 +93,7 @@ def with_variants(
             chosen = np.flatnonzero(copies > c)
             ids = [data.sample_ids[i] for i in chosen]
             index = torch.from_numpy(chosen)
-            out = apply_transform(transform, x[index], y[index], ids, seed * 1009 + c)
+            out = apply_transform(transform, x[index], y[index], ids, copy_key(seed, c))
             images.append(out.clamp(0, 1).numpy().astype(np.float32))
             labels.append(data.labels[chosen])
     return np.concatenate(images), np.concatenate(labels).astype(np.int64)
@@ -162,3 +179,126 @@ def train_on(
         evaluate=False,
         class_weights=training.weights,
     )
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """Which models to train for a report.
+
+    Attributes
+    ----------
+    seeds : int
+        Seeds 0..seeds-1 (>= 1; intervals need >= 2). Each seed trains every training set.
+    names : tuple of str
+        Training sets (see :data:`TRAINING_SETS`); ``reference`` and ``curated`` always.
+    max_steps : int
+        The RPR cap the ``steps_to_flip`` were scored with (fragility for ``focus``).
+    device : str
+    """
+
+    seeds: int = 3
+    names: tuple[str, ...] = TRAINING_SETS
+    max_steps: int = 250
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"expected seeds >= 1; found {self.seeds}; pass 3 (the default)")
+        unknown = sorted(set(self.names) - set(TRAINING_SETS))
+        if unknown:
+            raise ValueError(f"expected training sets from {TRAINING_SETS}; found {unknown}")
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model already on disk (the reference model of seed 0)."""
+
+    model: TrainedModel
+    path: str
+    sha256: str
+
+
+def retrain_models(
+    train: SampleArrays,
+    test: SampleArrays,
+    kept: np.ndarray,
+    steps_to_flip: np.ndarray,
+    preset: Preset,
+    recipe: ModelConfig,
+    classes: int,
+    path_for: Callable[[str, int], Path],
+    reference: StoredModel | None = None,
+    options: RetrainOptions = RetrainOptions(),
+    progress: bool = True,
+) -> pa.Table:
+    """Train every training set of every seed with ``recipe``, save each, measure test accuracy.
+
+    One training set is in memory at a time. The reference of seed 0 is ``reference`` when
+    given (the stored reference model: the same recipe and seed on the same originals).
+
+    Parameters
+    ----------
+    train, test : SampleArrays
+        The training split's N originals, and the test split.
+    kept, steps_to_flip : np.ndarray
+        (N,) bool kept by the curation; (N,) int try of the flip, <= 0 for robust points.
+    path_for : callable
+        (training set, seed) -> where its weight file goes (written atomically).
+
+    Returns
+    -------
+    pa.Table
+        :data:`RETRAINED_SCHEMA`, rows seed by seed in :data:`TRAINING_SETS` order.
+    """
+    names = [n for n in TRAINING_SETS if n in {"reference", "curated", *options.names}]
+    rows = []
+    for seed in range(options.seeds):
+        for name in names:
+            (training,) = training_sets(
+                train, kept, steps_to_flip, preset, seed, classes, options.max_steps, (name,)
+            ).values()
+            if name == "reference" and seed == 0 and reference is not None:
+                model, path, sha = reference.model, reference.path, reference.sha256
+            else:
+                model = train_on(training, recipe, classes, seed, options.device, progress)
+                path = str(path_for(name, seed))
+                sha = save_model(model, path).sha256
+            rows.append(
+                {
+                    "seed": seed,
+                    "model": name,
+                    "path": path,
+                    "sha256": sha,
+                    "train_size": len(training.labels),
+                    "originals": training.originals,
+                    "variants": training.variants,
+                    "test_accuracy": accuracy(
+                        model.model, test.images, test.labels, options.device
+                    ),
+                }
+            )
+            del training
+    return pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA)
+
+
+def curation_inputs(
+    train: SampleArrays, ledger: pa.Table, rpr: pa.Table
+) -> tuple[np.ndarray, np.ndarray]:
+    """``kept`` (N,) bool from a curation ledger and ``steps_to_flip`` (N,) int64 (0: robust)
+    from the ``rpr_scores`` table, both in the order of ``train``'s samples.
+
+    Raises
+    ------
+    ValueError
+        When a training sample is missing from either table (they are from another run).
+    """
+    ids = list(train.sample_ids)
+    kept = column_by_id(ledger, ids, "kept")
+    steps = column_by_id(rpr, ids, "steps_to_flip", default=-1)
+    missing = [i for i, k, s in zip(ids, kept, steps, strict=True) if k is None or s == -1]
+    if missing:
+        raise ValueError(
+            f"expected every training sample in curation_ledger and rpr_scores; found "
+            f"{len(missing):,} missing (e.g. {missing[0]}); re-materialize the curation job"
+        )
+    return np.asarray(kept, bool), np.asarray([s or 0 for s in steps], np.int64)

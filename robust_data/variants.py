@@ -154,6 +154,13 @@ class Variants:
         return dict(Counter(self.table.column("transform").to_pylist()))
 
 
+def copy_key(seed: int, copy: int) -> int:
+    """The random key of the ``copy``-th variant of a sample under ``seed`` (copy 0 of seed 0
+    is key 0). Shared by stored variants and the training sets of robust_data.retrain, so the
+    same sample gets the same c-th copy wherever it is made."""
+    return seed * 1009 + copy
+
+
 def make_variants(
     samples: pa.Table,
     transforms: Sequence[str] = DEFAULT_TRANSFORMS,
@@ -162,8 +169,9 @@ def make_variants(
     model: nn.Module | None = None,
     batch_size: int = 512,
     progress: bool = True,
+    copies: np.ndarray | None = None,
 ) -> Variants:
-    """One variant per sample of ``splits`` and per transform.
+    """``copies[i]`` variants (default one) per sample of ``splits`` and per transform.
 
     Parameters
     ----------
@@ -172,47 +180,60 @@ def make_variants(
     transforms : sequence of str
         Transform specs (see :func:`parse_transform`).
     seed : int
-        Keys every random draw, with the parent's sample_id.
+        With the copy number (:func:`copy_key`) and the parent's sample_id, keys every draw.
     model : nn.Module, optional
         Needed for fgsm/pgd.
+    copies : np.ndarray, optional
+        (N,) int >= 0 per sample of ``splits`` in table order: copies per transform (a
+        variant plan's :meth:`~robust_data.policies.VariantPlan.copies_per_sample`). Copy 0
+        is ``<sample_id>~<transform>~<seed>``, copy c > 0 adds ``~<c>``.
     """
     parsed = [parse_transform(t) for t in transforms]
     data = decode_samples(samples, splits=splits)
+    counts = np.ones(len(data), np.int64) if copies is None else np.asarray(copies, np.int64)
+    if counts.shape != (len(data),) or (counts < 0).any():
+        raise ValueError(
+            f"expected copies: {len(data)} counts >= 0, one per sample; found shape "
+            f"{counts.shape} with minimum {counts.min(initial=0)}"
+        )
     names = class_names(samples)
     rows: dict[str, list] = {name: [] for name in VARIANTS_SCHEMA.names}
     examples: dict[str, list[tuple[np.ndarray, str]]] = {}
-    total = len(parsed) * len(data)
     bar = tqdm(
-        total=total,
+        total=len(parsed) * int(counts.sum()),
         desc="variants",
         unit="img",
         mininterval=0.5,
         **({} if progress else {"disable": True}),
     )
     for transform in parsed:
-        for start in range(0, len(data), batch_size):
-            ids = data.sample_ids[start : start + batch_size]
-            images = torch.from_numpy(np.ascontiguousarray(data.images[start : start + batch_size]))
-            labels = torch.from_numpy(np.array(data.labels[start : start + batch_size]))
-            out = apply_transform(transform, images, labels, ids, seed, model)
-            pixels = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            for i, sample_id in enumerate(ids):
-                label = int(labels[i])
-                rows["variant_id"].append(f"{sample_id}~{transform.spec}~{seed}")
-                rows["parent_sample_id"].append(sample_id)
-                rows["split"].append(str(data.splits[start + i]))
-                rows["transform"].append(transform.spec)
-                rows["kind"].append(transform.kind)
-                rows["severity"].append(transform.severity)
-                rows["seed"].append(seed)
-                rows["label"].append(label)
-                rows["label_name"].append(names[label])
-                rows["image"].append({"bytes": encode_png(pixels[i]), "path": None})
-            if start == 0:
-                examples[transform.spec] = [
-                    (out[i].numpy(), transform.spec[:14]) for i in range(min(8, len(ids)))
-                ]
-            bar.update(len(ids))
+        for c in range(int(counts.max(initial=0))):
+            chosen = np.flatnonzero(counts > c)
+            for start in range(0, len(chosen), batch_size):
+                index = chosen[start : start + batch_size]
+                ids = [data.sample_ids[i] for i in index]
+                images = torch.from_numpy(np.ascontiguousarray(data.images[index]))
+                labels = torch.from_numpy(np.asarray(data.labels[index]))
+                out = apply_transform(transform, images, labels, ids, copy_key(seed, c), model)
+                pixels = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                suffix = f"~{c}" if c else ""
+                for i, sample_id in enumerate(ids):
+                    label = int(labels[i])
+                    rows["variant_id"].append(f"{sample_id}~{transform.spec}~{seed}{suffix}")
+                    rows["parent_sample_id"].append(sample_id)
+                    rows["split"].append(str(data.splits[index[i]]))
+                    rows["transform"].append(transform.spec)
+                    rows["kind"].append(transform.kind)
+                    rows["severity"].append(transform.severity)
+                    rows["seed"].append(seed)
+                    rows["label"].append(label)
+                    rows["label_name"].append(names[label])
+                    rows["image"].append({"bytes": encode_png(pixels[i]), "path": None})
+                if transform.spec not in examples:
+                    examples[transform.spec] = [
+                        (out[i].numpy(), transform.spec[:14]) for i in range(min(8, len(ids)))
+                    ]
+                bar.update(len(ids))
     bar.close()
     table = pa.table(rows, schema=VARIANTS_SCHEMA)
     meta = {"transforms": [t.spec for t in parsed], "seed": seed, "splits": list(splits)}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -26,6 +27,8 @@ from assets import (
 from assets.resources import ComputeResource, HomeResource, ParquetIOManager
 from pipelines.definitions import build_definitions
 from robust_data import Store
+from robust_data.policies import DEFAULT_PRESET, PRESETS
+from robust_data.schema import read_params
 from tests.fixtures import make_imagefolder
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -143,8 +146,8 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
             "reference_model": {"epochs": 2},
             "rpr_scores": {"max_steps": 40},
             "oof_predictions": {"folds": 3},
-            "variants": {"transforms": ["fog(severity=1)", "fgsm(eps=0.05)"]},
             "corrupted_test": {"corruptions": ["gaussian_noise", "contrast"]},
+            "retrained_model": {"seeds": 2},
         },
     )
     assert result.success
@@ -192,12 +195,21 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
         scores.filter(pc.equal(scores.column("split"), "train")).column("sample_id").to_pylist()
     )
     assert set(quality.column("sample_id").to_pylist()) == train_ids
-    # variants: one per training sample and transform, with a gallery
+    # curation: the default preset, recorded in the tables it made
+    ledger = store.read("curation_ledger", "digits")
+    assert read_params(ledger.schema)["preset"] == DEFAULT_PRESET
+    assert _metadata(result, "curated_samples")["preset"].value == DEFAULT_PRESET
+    kept_ids = [r["sample_id"] for r in ledger.to_pylist() if r["kept"]]
+    # variants: the preset's plan, more copies for fragile kept points, with a gallery
+    plan = PRESETS[DEFAULT_PRESET].plan
+    train_steps = dict(zip(scores.column("sample_id").to_pylist(), steps.to_pylist(), strict=True))
+    copies = plan.copies_per_sample(np.array([train_steps[i] or 0 for i in kept_ids]), 40)
     made = store.read("variants", "digits")
-    assert made.num_rows == 2 * 1438
-    assert set(made.column("parent_sample_id").to_pylist()) == train_ids
+    assert made.num_rows == plan.total(np.array([train_steps[i] or 0 for i in kept_ids]), 40)
+    assert made.num_rows == copies.sum() * len(plan.transforms) > len(kept_ids)
+    assert set(made.column("parent_sample_id").to_pylist()) <= set(kept_ids)
     variant_meta = _metadata(result, "variants")
-    assert "| fgsm(eps=0.05) | 1,438 |" in variant_meta["per_transform"].value
+    assert f"| pixels | {made.num_rows:,} |" in variant_meta["per_transform"].value
     assert "data:image/png;base64," in variant_meta["gallery"].value
     # every table's checks ran and passed; the conservation check counted the ledger
     checks = {
@@ -208,53 +220,68 @@ def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) ->
     assert len(checks) == 15 and all(c.passed for k, c in checks.items() if k not in guards)
     check = checks[("curation_ledger", "conservation")]
     assert check.metadata["ledger_rows"].value == 1438
-    ledger = store.read("curation_ledger", "digits")
-    # the guards warn without stopping the run: the default keeps few of digits' samples
-    kept_share = sum(ledger.column("kept").to_pylist()) / ledger.num_rows
+    # the guards warn without stopping the run
+    kept_share = len(kept_ids) / ledger.num_rows
     guard = checks[("curation_ledger", "kept_share")]
     assert guard.passed == (kept_share >= 0.5) and guard.severity.value == "WARN"
     assert guard.metadata["kept_share"].value == pytest.approx(kept_share, abs=1e-4)
-    retrained_rows = store.read("retrained_model", "digits").to_pylist()
-    reference_accuracy = store.read("reference_model", "digits").column("test_accuracy")[0].as_py()
-    worst = max(reference_accuracy - r["test_accuracy"] for r in retrained_rows)
+    retrained = store.read("retrained_model", "digits").to_pylist()
+    mean = {
+        m: np.mean([r["test_accuracy"] for r in retrained if r["model"] == m])
+        for m in {r["model"] for r in retrained}
+    }
+    worst = max(mean["reference"] - v for m, v in mean.items() if m != "reference")
     assert checks[("retrained_model", "accuracy_loss")].passed == (worst <= 0.01)
     curated = store.read("curated_samples", "digits")
-    assert (
-        sum(ledger.column("kept").to_pylist())
-        == curated.num_rows
-        == check.metadata["curated_rows"].value
-    )
-    assert "kept_share" in _metadata(result, "curated_samples")
-    assert (store.home / "exports" / "digits" / "train.parquet").is_file()
-    # the report: every section, and the numbers in its JSON match the tables they came from
+    assert len(kept_ids) == curated.num_rows == check.metadata["curated_rows"].value
+    # the export holds the kept samples and exactly the variants the report's curated model saw
+    export = pq.read_table(store.home / "exports" / "digits" / "train.parquet")
+    assert export.num_rows == curated.num_rows + made.num_rows
+    # retraining: two seeds of four training sets; seed 0's reference is the stored model
+    assert [(r["seed"], r["model"]) for r in retrained] == [
+        (s, m)
+        for s in (0, 1)
+        for m in ("reference", "curated", "random_subset", "all_with_variants")
+    ]
+    by = {(r["seed"], r["model"]): r for r in retrained}
+    assert by[(0, "reference")]["sha256"] == model_meta["sha256"].value
+    for seed in (0, 1):
+        assert by[(seed, "curated")]["train_size"] == export.num_rows
+        assert by[(seed, "random_subset")]["train_size"] == export.num_rows  # equal budget
+        assert by[(seed, "all_with_variants")]["variants"] == made.num_rows
+        assert by[(seed, "all_with_variants")]["originals"] == 1438
+    # the report: verdicts first, every section, numbers that match the tables they came from
     report_dir = store.home / "reports" / "digits"
     markdown = (report_dir / "report.md").read_text()
+    head = markdown.splitlines()
+    assert head[0] == "# Robustness report: digits" and head[2].startswith("- curated ")
     for section in (
+        "## Models (mean [95% interval] over seeds)",
         "## The paper's table",
-        "## Summary",
         "## RPR robustness curves",
         "## Corruption error",
     ):
         assert section in markdown
     assert (report_dir / "plots" / "robustness_curves.png").is_file()
     document = json.loads((report_dir / "report.json").read_text())
-    assert set(document["models"]) == {"reference", "retrained", "random_subset"}
+    # pixels is the scoring scheme and a variant: held-out RPR uses salt_pepper; both corruptions
+    # of the suite are held out, none seen, so mce_seen has no verdict
+    assert document["judge"]["held_out_scheme"].startswith("salt_pepper")
+    assert document["seen"] == ["pixels"] and document["seeds"] == 2
+    assert len(document["verdicts"]) == 3 * 6
+    assert not any("mce_seen" in v for v in document["verdicts"])
+    report_meta = _metadata(result, "robustness_report")
+    assert report_meta["verdicts"].value.splitlines()[0] == f"- {document['verdicts'][0]}"
     test_scores = scores.filter(pc.equal(scores.column("split"), "test"))
     robust = pc.mean(test_scores.column("robust").cast("int8")).as_py()
-    assert document["models"]["reference"]["test_robust_fraction"] == pytest.approx(robust)
-    assert document["models"]["reference"]["mce"] == pytest.approx(1.0)
-    assert (
-        document["models"]["retrained"]["train_size"] == curated.num_rows * 3
-    )  # and 2 variants each
     table = store.read("robustness_report", "digits")
-    for row in table.to_pylist():
-        entry = document["models"][row["model"]]
-        assert row["test_accuracy"] == pytest.approx(entry["test_accuracy"])
-        assert row["test_robust_fraction"] == pytest.approx(entry["test_robust_fraction"])
+    rows = {(r["seed"], r["model"]): r for r in table.to_pylist()}
+    assert rows[(0, "reference")]["robust_fraction"] == pytest.approx(robust)  # stored, reused
+    assert all(rows[(s, "reference")]["mce_held_out"] == pytest.approx(1.0) for s in (0, 1))
+    assert np.isnan(rows[(0, "curated")]["mce_seen"])
+    assert read_params(table.schema)["preset"] == DEFAULT_PRESET
+    for entry in document["seed0"].values():
         assert len(entry["suite"]) == 1 + 5 + 5  # clean, and two corruptions at five severities
-    retrained = store.read("retrained_model", "digits").to_pylist()
-    assert [r["model"] for r in retrained] == ["retrained", "random_subset"]
-    assert retrained[1]["train_size"] == curated.num_rows * 3  # with its parents' variants
 
 
 def test_tables_go_to_an_fsspec_url(

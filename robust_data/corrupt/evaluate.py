@@ -180,7 +180,9 @@ def evaluate_suite(
     )
     run_options = RprOptions(device=options.device, batch_size=max(1, options.batch_size))
     runners = {
-        name: ModelRunner(working_copy(model, dev, run_options.channels_last), run_options, compiled)
+        name: ModelRunner(
+            working_copy(model, dev, run_options.channels_last), run_options, compiled
+        )
         for name, model in models.items()
     }
     # Per model and job: each sample's top probability and whether its argmax is right.

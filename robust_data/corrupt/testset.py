@@ -191,7 +191,9 @@ def _decode(column: pa.ChunkedArray, width: int) -> np.ndarray:
     """(B, width) uint8 from a binary column whose values are each ``width`` bytes."""
     parts = []
     for array in column.chunks:
-        offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset : array.offset + len(array) + 1]
+        offsets = np.frombuffer(array.buffers()[1], np.int32)[
+            array.offset : array.offset + len(array) + 1
+        ]
         data = np.frombuffer(array.buffers()[2], np.uint8)
         if len(array) and not np.all(np.diff(offsets) == width):
             raise ValueError(
