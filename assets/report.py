@@ -49,6 +49,8 @@ class RetrainedModelConfig(Config):
         "curation_ledger": AssetIn(),
         "reference_model": AssetIn(),
     },
+    # Seed 0's curated set is the export's train split, variants included (made alike).
+    deps=["curated_dataset", "variants"],
     partitions_def=DATASETS,
     group_name="report",
     kinds={"pytorch", "parquet"},

@@ -1,12 +1,14 @@
 """Which curation preset trains more robust models? Every preset, several seeds, with intervals.
 
 For each dataset and seed s: train the reference recipe (seed s) on the training split; score
-RPR on it (pixels, 250 tries); apply each preset's RPR rules (the label-quality rules are
-skipped here: they need the out-of-fold stage; the graph applies them); build the training
-sets of robust_data.retrain (curated, random_subset at the same number of images,
-all_with_variants) and train the recipe on each; judge every model on the test split
-(robust_data.evaluate.judge: accuracy, RPR robust fraction under pixels and under a held-out
-family, held-out corruption accuracy and mCE). Reports per preset the mean and 95% interval
+RPR on it (pixels, 250 tries); apply each preset's policy (RPR rules, and the label-quality
+rules with cleanlab's findings from 3-fold out-of-fold predictions made once per dataset with
+seed 0's reference); build the training sets of robust_data.retrain (curated, random_subset at
+the same number of images, all_with_variants; presets without variants skip the last: it is
+the reference) and train the recipe on each; judge every model of a seed together on the test
+split (robust_data.evaluate.judge: accuracy, RPR robust fraction under pixels and under a
+held-out family, held-out corruption accuracy and mCE; one reference, shared corrupted images).
+Reports per preset the mean and 95% interval
 of every model and the paired difference curated minus each baseline, and the preset that
 meets the issue's target (robust fraction >= +3 pt over the reference and >= +2 pt over the
 random baseline with intervals excluding zero, accuracy within 0.5 pt of the reference,
@@ -35,21 +37,25 @@ from robust_data.evaluate import (
     used_families,
 )
 from robust_data.ingest import ingest
+from robust_data.label_quality import assess_labels
 from robust_data.models import ModelConfig, train_model
+from robust_data.oof import OofOptions, out_of_fold
 from robust_data.policies import PRESETS
 from robust_data.retrain import train_on, training_sets
 from robust_data.rpr.engine import RprOptions, score_rpr
 
+FLAGS = ("is_label_issue", "is_outlier", "is_near_duplicate")
 SHOWN = ("test_accuracy", "robust_fraction", "robust_fraction_held_out", "mce_held_out")
 
 
-def run_dataset(name: str, seeds: list[int], presets: list[str]) -> dict[str, list[dict]]:
+def run_dataset(dataset: str, seeds: list[int], presets: list[str]) -> dict[str, list[dict]]:
     """Preset -> rows (seed, model, train_size, metrics) for one dataset."""
-    raw = ingest(name, name=name).samples
+    raw = ingest(dataset, name=dataset).samples
     data = decode_samples(raw)
     classes = num_classes(raw)
     train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
     runs: dict[str, list[dict]] = {p: [] for p in presets}
+    quality = None
     for seed in seeds:
         recipe = ModelConfig(seed=0)
         reference = train_model(
@@ -64,41 +70,61 @@ def run_dataset(name: str, seeds: list[int], presets: list[str]) -> dict[str, li
             RprOptions(),
             progress=False,
         )
+        if quality is None:  # label quality once per dataset: out-of-fold, 3 folds, seed 0
+            oof = out_of_fold(train, classes, reference, OofOptions(folds=3), progress=False)
+            quality = assess_labels(oof.table()).table
+            flagged = {k: int(sum(quality.column(k).to_pylist())) for k in FLAGS}
+            print(f"label quality ({oof.seconds:.0f} s): {flagged}", flush=True)
+        models = {"reference": reference.model}
+        sizes = {"reference": len(train)}
+        clock = time.perf_counter()
         for p in presets:
             preset = PRESETS[p]
             kept_ids = set(
-                select_scored(train, scores.clean_correct, scores.robust, preset.policy).sample_ids
+                select_scored(
+                    train, scores.clean_correct, scores.robust, preset.policy, quality
+                ).sample_ids
             )
             kept = np.array([i in kept_ids for i in train.sample_ids])
+            # Without variants all_with_variants is the reference itself: not trained twice.
+            names = ("curated", "random_subset", "all_with_variants")[
+                : 3 if preset.plan.transforms else 2
+            ]
             sets = training_sets(
-                train,
-                kept,
-                scores.steps_to_flip,
-                preset,
-                seed,
-                classes,
-                250,
-                names=("curated", "random_subset", "all_with_variants"),
+                train, kept, scores.steps_to_flip, preset, seed, classes, 250, names=names
             )
-            clock = time.perf_counter()
-            models = {"reference": reference.model}
-            sizes = {"reference": len(train)}
             for set_name, training in sets.items():
-                models[set_name] = train_on(training, recipe, classes, seed).model
-                sizes[set_name] = len(training.labels)
-            trained = time.perf_counter() - clock
-            options = JudgeOptions(held_out_scheme=held_out_scheme(preset.plan.transforms))
-            seen = used_families(preset.plan.transforms)
-            judged = judge(models, test, classes, seen, options)
-            print(
-                f"{p}: training {trained:.0f} s, judging {time.perf_counter() - clock - trained:.0f} s"
-            )
-            for model_name, metrics in judged.items():
-                row = {"seed": seed, "model": model_name, "train_size": sizes[model_name]}
-                runs[p].append(row | metrics)
+                models[f"{p}/{set_name}"] = train_on(training, recipe, classes, seed).model
+                sizes[f"{p}/{set_name}"] = len(training.labels)
+        trained = time.perf_counter() - clock
+        # Models judged together share the reference, the corrupted images and the RPR noise;
+        # presets are grouped by what their variants used (which corruptions count as seen).
+        groups: dict[tuple, list[str]] = {}
+        for p in presets:
+            transforms = PRESETS[p].plan.transforms
+            key = (frozenset(used_families(transforms)), held_out_scheme(transforms))
+            groups.setdefault(key, []).append(p)
+        judged: dict[str, dict[str, float]] = {}
+        for (seen, held_out), members in groups.items():
+            chosen = {"reference": models["reference"]} | {
+                k: m for k, m in models.items() if k.split("/")[0] in members
+            }
+            options = JudgeOptions(held_out_scheme=held_out)
+            judged |= judge(chosen, test, classes, set(seen), options)
+        print(
+            f"seed {seed}: training {trained:.0f} s, judging "
+            f"{time.perf_counter() - clock - trained:.0f} s",
+            flush=True,
+        )
+        for p in presets:
+            for key in ["reference", *(k for k in models if k.startswith(f"{p}/"))]:
+                name = key.split("/")[-1]
+                runs[p].append(
+                    {"seed": seed, "model": name, "train_size": sizes[key]} | judged[key]
+                )
                 print(
-                    f"{name} seed {seed} {p:6s} {model_name:18s} {sizes[model_name]:7,d} "
-                    + " ".join(f"{k} {metrics[k]:.4f}" for k in SHOWN),
+                    f"{dataset} seed {seed} {p:6s} {name:18s} {sizes[key]:7,d} "
+                    + " ".join(f"{k} {judged[key][k]:.4f}" for k in SHOWN),
                     flush=True,
                 )
     return runs
@@ -150,8 +176,9 @@ def main() -> None:
             f"`python bench/curation_policies.py --datasets {dataset} --seeds "
             f"{' '.join(map(str, args.seeds))}`, {cpu_model()}: per seed the reference recipe "
             "(simple_cnn, 4 epochs), RPR on the training split (pixels, 250 tries), each preset's "
-            "RPR rules (no label-quality rules), models trained on curated / random_subset (same "
-            "number of images) / all_with_variants, judged on the test split. Mean [95% t-interval] "
+            "policy (label-quality rules from 3-fold out-of-fold cleanlab, once), models trained "
+            "on curated / random_subset (same number of images) / all_with_variants, judged on "
+            "the test split. Mean [95% t-interval] "
             f"over {len(args.seeds)} seeds; {time.perf_counter() - started:.0f} s.",
             ["preset", "model", "train images", *SHOWN],
             rows,

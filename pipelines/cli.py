@@ -111,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="run up to N steps at once, each in its own process (default 1: one process)",
     )
+    p.add_argument(
+        "--preset",
+        help="curation preset: paper, clean or focus (default focus; README 'Does curation help?')",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="seeds per model in the report (default 3; 2 is the least that gives intervals)",
+    )
 
     p = sub.add_parser(
         "score-model",
@@ -515,7 +525,9 @@ def _run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
                 f"--replace: removed {len(removed)} stored items of the old {name!r}",
                 file=sys.stderr,
             )
-        ops = {"rpr_scores": {"shards": shards}} if shards > 1 else None
+        ops = _curation_ops(args) if job == "curation_job" else {}
+        if shards > 1:
+            ops["rpr_scores"] = {"shards": shards}
         try:
             outcome = run_job(store, job, name, config, ops, getattr(args, "workers", 1))
         finally:
@@ -523,6 +535,22 @@ def _run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
                 store.register(registration)
         print(_summary(store, name, outcome, job))
     return 0
+
+
+def _curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Run config of the main job's options (preset, seeds), checked first."""
+    from robust_data.policies import PRESETS
+
+    if args.seeds < 1:
+        raise CliError(f"expected --seeds >= 1; found {args.seeds}; pass --seeds 3")
+    if args.preset is not None and args.preset not in PRESETS:
+        raise CliError(
+            f"expected --preset in {sorted(PRESETS)}; found {args.preset!r}; pass --preset focus"
+        )
+    ops: dict[str, dict[str, Any]] = {"retrained_model": {"seeds": args.seeds}}
+    if args.preset is not None:
+        ops["curation_assets"] = {"preset": args.preset}
+    return ops
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

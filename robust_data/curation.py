@@ -251,11 +251,16 @@ def _apply_quota(
 
 
 def select_scored(
-    data: SampleArrays, clean_correct: np.ndarray, robust: np.ndarray, policy: CurationPolicy
+    data: SampleArrays,
+    clean_correct: np.ndarray,
+    robust: np.ndarray,
+    policy: CurationPolicy,
+    quality: pa.Table | None = None,
 ) -> SampleArrays:
     """The policy's RPR rules and quota on decoded samples and their scores, in order.
 
-    For experiments outside the asset graph (no label-quality table: its rules are skipped).
+    For experiments outside the asset graph. Without a ``label_quality`` table
+    (robust_data.label_quality) its rules are skipped.
 
     Parameters
     ----------
@@ -273,5 +278,6 @@ def select_scored(
             "steps_to_flip": pa.nulls(len(data), pa.int32()),
         }
     )
-    kept = set(select_curated(samples, rpr, None, policy).curated.column("sample_id").to_pylist())
+    kept = select_curated(samples, rpr, quality, policy).curated.column("sample_id").to_pylist()
+    kept = set(kept)
     return data.where(np.array([i in kept for i in data.sample_ids], bool))

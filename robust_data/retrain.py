@@ -86,7 +86,7 @@ def with_variants(
     """
     images, labels = [data.images], [data.labels]
     x = torch.from_numpy(np.ascontiguousarray(data.images))
-    y = torch.from_numpy(np.asarray(data.labels, np.int64))
+    y = torch.from_numpy(np.array(data.labels, np.int64))  # a writable copy
     for spec in transforms:
         transform = parse_transform(spec)
         for c in range(int(copies.max(initial=0))):

@@ -56,13 +56,19 @@ def test_ingest_mnist_root_counts_match_the_labels(
 def test_curate_digits_then_query_formats(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_cli("curate", "--dataset", "digits") == 0
+    assert run_cli("curate", "--dataset", "digits", "--seeds", "2") == 0
     out = capsys.readouterr().out
     assert (
         "curation_job for dataset 'digits'" in out
         and "1,797 rows" in out
         and "robust-data ui" in out
     )
+    # the verdicts come right after the first line: 4 headline metrics x 3 baselines
+    lines = out.splitlines()
+    assert lines[1] == "  verdict (preset focus, 2 seeds, 95% intervals; all metrics in report.md):"
+    verdicts = [line for line in lines if line.startswith("    curated ")]
+    assert len(verdicts) == 12 and all("(2 seeds)" in v for v in verdicts)
+    assert any(" than the reference" in v or " the reference on " in v for v in verdicts)
     # the guards' warnings follow the first line when they fire (digits' default keeps few)
     ledger = Store.open(isolated_home).read("curation_ledger", "digits")
     share = sum(ledger.column("kept").to_pylist()) / ledger.num_rows
@@ -150,12 +156,17 @@ def test_ingest_imagefolder_reports_rejects(
     reject = json.loads(capsys.readouterr().out)
     assert reject["source_key"] == "cat/bad.png"
     # re-running by registered name needs no path
-    assert run_cli("curate", "--dataset", "pets-set") == 0
+    assert run_cli("curate", "--dataset", "pets-set", "--seeds", "2") == 0
 
 
 def test_errors_are_one_line_with_exit_1(
     isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert run_cli("curate", "--dataset", "digits", "--preset", "best") == 1
+    err = capsys.readouterr().err
+    assert "expected --preset in ['clean', 'focus', 'paper']; found 'best'" in err
+    assert run_cli("curate", "--dataset", "digits", "--seeds", "0") == 1
+    assert "expected --seeds >= 1; found 0" in capsys.readouterr().err
     assert run_cli("ingest", "nosuch") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "expected a dataset source" in err

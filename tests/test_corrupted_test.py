@@ -54,7 +54,9 @@ def test_stored_set_holds_every_job_in_order_and_round_trips(tmp_path) -> None:
     assert table.num_rows == len(ids) * len(jobs) == 7 * 11
     assert corrupted_jobs(table) == jobs
     params = read_metadata(table.schema)
-    assert read_metadata(table.schema)["table"] == "corrupted_test" and '"seed": 5' in params["params"]
+    assert (
+        read_metadata(table.schema)["table"] == "corrupted_test" and '"seed": 5' in params["params"]
+    )
     path = write_parquet_atomic(table, tmp_path / "c.parquet")
     stored = read_parquet(path)
     assert read_metadata(stored.schema) == read_metadata(table.schema)
@@ -78,7 +80,9 @@ def test_suite_shared_by_models_equals_each_model_alone() -> None:
     models = {"a": _model(0), "b": _model(1)}
     jobs = suite_jobs(NAMES)
     options = SuiteOptions(seed=2, device="cpu", precision="fp32", batch_size=4, compile="off")
-    shared = evaluate_suite(models, labels, jobs, corrupt_chunks(images, ids, jobs, 2, 4), options, False)
+    shared = evaluate_suite(
+        models, labels, jobs, corrupt_chunks(images, ids, jobs, 2, 4), options, False
+    )
     for name, model in models.items():
         alone = corruption_accuracy(model, images, labels, ids, NAMES, 2, "cpu", 4, False)
         assert shared[name].to_pylist() == alone.to_pylist()

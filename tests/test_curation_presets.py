@@ -3,14 +3,25 @@
 from functools import cache
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 
 from robust_data.arrays import SampleArrays, decode_samples
 from robust_data.evaluate import JudgeOptions, compare, held_out_scheme, judge
 from robust_data.ingest import ingest
 from robust_data.models import ModelConfig, train_model
-from robust_data.policies import PRESETS, VariantPlan, class_weights, preset, spread
-from robust_data.retrain import train_on, training_sets
+from robust_data.policies import (
+    PRESETS,
+    VariantPlan,
+    class_weights,
+    customized,
+    preset,
+    preset_from_params,
+    preset_params,
+    spread,
+)
+from robust_data.retrain import train_on, training_sets, with_variants
+from robust_data.variants import make_variants
 
 
 @cache
@@ -98,3 +109,36 @@ def test_judge_splits_seen_and_held_out_and_compare_pairs_seeds() -> None:
     assert len(comparison.verdicts) == 7 and all(
         v.startswith("curated ") for v in comparison.verdicts
     )
+
+
+def test_stored_plan_variants_are_the_variants_seed_0_trains_on() -> None:
+    """The export carries exactly what the report's curated model of seed 0 saw."""
+    raw = ingest("digits", name="digits").samples
+    train_table = raw.filter(pc.equal(raw.column("split"), "train")).slice(0, 60)
+    train = decode_samples(train_table)
+    copies = np.array([0, 1, 3] * 20)
+    made = make_variants(train_table, ("pixels",), seed=0, copies=copies, progress=False)
+    assert made.table.num_rows == copies.sum()
+    ids = made.table.column("variant_id").to_pylist()
+    assert f"{train.sample_ids[2]}~pixels~0~2" in ids and len(set(ids)) == len(ids)
+    images, labels = with_variants(train, copies, ("pixels",), seed=0)
+    stored = decode_samples(
+        made.table.select(["variant_id", "split", "label", "image"]).rename_columns(
+            ["sample_id", "split", "label", "image"]
+        )
+    )
+    # same order (copy by copy), same pixels up to the PNG's 8-bit rounding
+    np.testing.assert_array_equal(stored.labels, labels[len(train) :])
+    np.testing.assert_allclose(stored.images, images[len(train) :], atol=0.5 / 255 + 1e-6)
+    with pytest.raises(ValueError, match="expected copies: 60 counts >= 0"):
+        make_variants(train_table, ("pixels",), copies=np.array([1, 2]), progress=False)
+
+
+def test_presets_round_trip_through_table_parameters_with_overrides() -> None:
+    chosen = customized("focus", dedupe=False, per_class=None)
+    assert chosen.policy.dedupe is False and chosen.plan == PRESETS["focus"].plan
+    assert preset_from_params(preset_params(chosen)) == chosen
+    with pytest.raises(ValueError, match="expected a curation_ledger made with a preset"):
+        preset_from_params({"require_correct": True})
+    with pytest.raises(ValueError, match="expected CurationPolicy fields"):
+        customized("focus", colour="red")

@@ -30,9 +30,7 @@ def imported_roots(path: Path) -> set[str]:
 def test_no_layer_imports_a_layer_above_it(layer: str) -> None:
     files = sorted((PROJECT / layer).rglob("*.py"))
     assert files, f"no Python files under {layer}/"
-    bad = {
-        str(f.relative_to(PROJECT)): sorted(imported_roots(f) & FORBIDDEN[layer]) for f in files
-    }
+    bad = {str(f.relative_to(PROJECT)): sorted(imported_roots(f) & FORBIDDEN[layer]) for f in files}
     assert {f: names for f, names in bad.items() if names} == {}
 
 

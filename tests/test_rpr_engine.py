@@ -209,9 +209,7 @@ def test_compiled_engine_pads_batches_and_gives_the_same_scores() -> None:
     assert compiled.tries == eager.tries
     # every perturbed pass ran padded to the forward slice (256 on the CPU)
     assert compiled.computed % 256 == 0 and compiled.computed > eager.computed
-    sliced = score_rpr(
-        *args, RprOptions(compile="off", forward_rows=7, **options), progress=False
-    )
+    sliced = score_rpr(*args, RprOptions(compile="off", forward_rows=7, **options), progress=False)
     assert sliced.steps_to_flip.tolist() == eager.steps_to_flip.tolist()
     assert sliced.tries == eager.tries
 

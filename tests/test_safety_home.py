@@ -280,8 +280,9 @@ def test_a_home_that_is_a_file_or_read_only_fails_in_one_line(
     assert blocker.read_text() == "the user's notes\n"
     # /sys is a read-only file system, for root too
     assert main(["ingest", "digits", "--home", "/sys/robust-data-home"]) == 1
-    assert "expected a writable folder; found cannot create /sys/robust-data-home" in one_line_error(
-        capsys
+    assert (
+        "expected a writable folder; found cannot create /sys/robust-data-home"
+        in one_line_error(capsys)
     )
 
 

@@ -48,7 +48,7 @@ EDGES = {
     "rpr_scores": {"raw_samples", "reference_model"},
     "oof_predictions": {"raw_samples", "reference_model"},
     "label_quality": {"oof_predictions", "raw_samples"},
-    "variants": {"raw_samples", "reference_model"},
+    "variants": {"curated_samples", "curation_ledger", "rpr_scores", "reference_model"},
     "curated_samples": {"raw_samples", "rpr_scores", "label_quality"},
     "curation_ledger": {"raw_samples", "rpr_scores", "label_quality"},
     "curated_dataset": {
@@ -60,13 +60,20 @@ EDGES = {
         "reference_model",
         "variants",
     },
-    "retrained_model": {"curated_dataset", "reference_model", "raw_samples", "variants"},
+    "retrained_model": {
+        "raw_samples",
+        "rpr_scores",
+        "curation_ledger",
+        "reference_model",
+        "curated_dataset",
+        "variants",
+    },
     "corrupted_test": {"raw_samples"},
     "robustness_report": {
         "retrained_model",
-        "reference_model",
         "raw_samples",
         "rpr_scores",
+        "curation_ledger",
         "corrupted_test",
     },
 }
@@ -157,7 +164,9 @@ def running_webserver(home: Path) -> Iterator[int]:
 def test_webserver_shows_the_whole_graph_with_the_cli_materializations(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["curate", "--dataset", "digits", "--home", str(isolated_home)]) == 0
+    assert (
+        main(["curate", "--dataset", "digits", "--home", str(isolated_home), "--seeds", "2"]) == 0
+    )
     capsys.readouterr()
     store = Store.open(isolated_home)
     with running_webserver(isolated_home) as port:
