@@ -77,7 +77,9 @@ def make_corrupted_test(
     jobs = suite_jobs(names)
     ids = pa.array(list(sample_ids), pa.string())
     y = pa.array(np.asarray(labels, np.int64))
-    per_job: list[list[np.ndarray]] = [[] for _ in jobs]
+    per_job: list[np.ndarray | None] = [None] * len(jobs)
+    parts: list[np.ndarray] = []  # the current job's chunks, joined when the next job starts
+    current = 0
     bar = tqdm(
         total=len(jobs) * len(x),
         desc="corrupted test set",
@@ -86,8 +88,11 @@ def make_corrupted_test(
         **({} if progress else {"disable": True}),
     )
     for j, _, chunk in corrupt_chunks(x, sample_ids, jobs, seed, batch_size):
-        per_job[j].append(to_uint8(chunk))
+        if j != current:  # chunks come job by job: one job's pieces exist at a time
+            per_job[current], parts, current = _joined(parts), [], j
+        parts.append(to_uint8(chunk))
         bar.update(len(chunk))
+    per_job[current] = _joined(parts)
     bar.close()
     batches = [
         pa.record_batch(
@@ -96,11 +101,11 @@ def make_corrupted_test(
                 pa.array([corruption] * len(x), pa.string()),
                 pa.array([severity] * len(x), pa.int32()),
                 y,
-                _pixels(np.concatenate(parts) if parts else np.zeros((0, 0), np.uint8)),
+                _pixels(rows if rows is not None else np.zeros((0, 0), np.uint8)),
             ],
             schema=CORRUPTED_SCHEMA,
         )
-        for (corruption, severity), parts in zip(jobs, per_job, strict=True)
+        for (corruption, severity), rows in zip(jobs, per_job, strict=True)
     ]
     params = {
         "seed": seed,
@@ -111,6 +116,10 @@ def make_corrupted_test(
     }
     metadata = table_metadata("corrupted_test", source or "raw_samples (test split)", params)
     return pa.Table.from_batches(batches, CORRUPTED_SCHEMA).replace_schema_metadata(metadata)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray | None:
+    return np.concatenate(parts) if parts else None
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
