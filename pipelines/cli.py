@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        help="curation preset: paper, clean or focus (default focus; README 'Does curation help?')",
+        help="curation preset: paper, clean or focus (default clean; README 'Does curation help?')",
     )
     p.add_argument(
         "--seeds",
@@ -545,7 +545,7 @@ def _curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         raise CliError(f"expected --seeds >= 1; found {args.seeds}; pass --seeds 3")
     if args.preset is not None and args.preset not in PRESETS:
         raise CliError(
-            f"expected --preset in {sorted(PRESETS)}; found {args.preset!r}; pass --preset focus"
+            f"expected --preset in {sorted(PRESETS)}; found {args.preset!r}; pass --preset clean"
         )
     ops: dict[str, dict[str, Any]] = {"retrained_model": {"seeds": args.seeds}}
     if args.preset is not None:

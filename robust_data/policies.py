@@ -133,7 +133,7 @@ def preset(name: str) -> Preset:
 
 
 #: The main job's preset: the best of bench/curation_policies.py (see bench/RESULTS.md).
-DEFAULT_PRESET = "focus"
+DEFAULT_PRESET = "clean"
 
 
 def customized(name: str, **overrides: Any) -> Preset:

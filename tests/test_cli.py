@@ -65,7 +65,7 @@ def test_curate_digits_then_query_formats(
     )
     # the verdicts come right after the first line: 4 headline metrics x 3 baselines
     lines = out.splitlines()
-    assert lines[1] == "  verdict (preset focus, 2 seeds, 95% intervals; all metrics in report.md):"
+    assert lines[1] == "  verdict (preset clean, 2 seeds, 95% intervals; all metrics in report.md):"
     verdicts = [line for line in lines if line.startswith("    curated ")]
     assert len(verdicts) == 12 and all("(2 seeds)" in v for v in verdicts)
     assert any(" than the reference" in v or " the reference on " in v for v in verdicts)
