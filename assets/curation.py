@@ -38,9 +38,9 @@ class CurationConfig(Config):
     quota_mode: str | None = None  # fixed, smallest, cap or none
     per_class: int | None = None  # for fixed and cap (the paper kept 1,500 per class)
     seed: int | None = None
-    # Checked when a quota drops samples: 1 - smallest/largest kept class count <= this.
-    # Presets that balance by class weights keep every sample; then only every class is checked.
-    balance_tolerance: float = 0.1
+    # Checked: 1 - smallest/largest kept class count <= this. Unset: 0.1 when a quota drops
+    # samples for balance, else 1 (class weights balance instead: only every class is checked).
+    balance_tolerance: float | None = None
 
 
 def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
@@ -109,8 +109,8 @@ def curation_assets(
     settings = config.model_dump()
     name, tolerance = settings.pop("preset"), settings.pop("balance_tolerance")
     chosen = customized(name, **settings)
-    if chosen.policy.quota_mode == "none":
-        tolerance = 1.0  # nothing dropped for balance: every class present is what counts
+    if tolerance is None:
+        tolerance = 1.0 if chosen.policy.quota_mode == "none" else 0.1
     result = apply_preset(train, rpr_scores, label_quality, chosen)
     context.log.info(f"preset {chosen.name}: {chosen.description}")
     for label, (quota, kept) in result.shortfalls.items():

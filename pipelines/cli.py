@@ -312,7 +312,7 @@ def run_job(
         if workers > 1:
             result = _execute_in_workers(instance, job, partition, run_config, workers)
         else:
-            result = _execute_here(instance, job, partition, run_config)
+            result = _execute_here(instance, store, job, partition, run_config)
     if not result.success:
         raise CliError(_failure_message(result))
     store.remove_step_outputs(result.run_id)  # shard outputs, merged into the stored table
@@ -321,7 +321,9 @@ def run_job(
     return RunOutcome(result.run_id, time.perf_counter() - started, warnings)
 
 
-def _execute_here(instance: Any, job: str, partition: str, run_config: dict[str, Any]) -> Any:
+def _execute_here(
+    instance: Any, store: Store, job: str, partition: str, run_config: dict[str, Any]
+) -> Any:
     """Run ``job`` step by step in this process, no step's output kept after its consumers.
 
     Not ``execute_in_process``: that captures every output value for the result object, so
@@ -330,7 +332,9 @@ def _execute_here(instance: Any, job: str, partition: str, run_config: dict[str,
     from dagster import build_reconstructable_job, execute_job
 
     target = build_reconstructable_job(
-        "pipelines.definitions", "in_process_job", reconstructable_args=(job,)
+        "pipelines.definitions",
+        "in_process_job",
+        reconstructable_args=(job, str(store.home), store.tables_root),
     )
     return execute_job(
         target,

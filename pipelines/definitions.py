@@ -89,14 +89,17 @@ def resolved_job(name: str) -> JobDefinition:
     return build_definitions().resolve_job_def(name)
 
 
-def in_process_job(name: str) -> JobDefinition:
-    """Job ``name`` with the in-process executor: every step runs in the calling process.
+def in_process_job(name: str, home: str, tables_root: str) -> JobDefinition:
+    """Job ``name`` over the store at ``home`` / ``tables_root``, with the in-process executor.
 
     The CLI runs single-worker jobs this way through ``execute_job`` rather than
     ``execute_in_process``, which keeps every step's output value in memory until the run ends
-    (at 60,000 images the corrupted test set alone is 0.6 GB held to the last step).
+    (at 60,000 images the corrupted test set alone is 0.6 GB held to the last step). The store
+    is an argument because Dagster caches a reconstructed job by its arguments: one process
+    that runs jobs for several homes must not reuse the first home's definitions.
     """
-    return resolved_job(name).with_executor_def(in_process_executor)
+    store = Store.open(home, storage_root=tables_root)
+    return build_definitions(store).resolve_job_def(name).with_executor_def(in_process_executor)
 
 
 def curation_job_def() -> JobDefinition:

@@ -87,7 +87,9 @@ def test_curate_digits_then_query_formats(
     assert rows == [{"split": "test", "n": "359"}, {"split": "train", "n": "1438"}]
     # the main job ends with the report table; `report` prints it again
     assert "Robustness report for 'digits' (test split):" in out
-    assert "| reference | 1,438 |" in out and "| retrained |" in out
+    assert (
+        "| reference | 1,438 |" in out and "| curated |" in out and "| all_with_variants |" in out
+    )
     assert run_cli("report", "digits") == 0
     assert "| random_subset |" in capsys.readouterr().out
     # the curation job trained the reference model and scored every sample

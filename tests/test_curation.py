@@ -15,6 +15,7 @@ from pipelines.cli import main
 from robust_data import CuratedDataset
 from robust_data.curation import CurationPolicy, select_curated
 from robust_data.export import ExportError, _write_imagefolder, export_dataset, file_sha256
+from robust_data.policies import DEFAULT_PRESET
 from robust_data.store import Store
 
 
@@ -173,11 +174,16 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
     assert result.rows == {"train": curated.num_rows, "test": 359}
     train = pq.read_table(out / "train.parquet")
     assert train.column("sample_id").to_pylist() == curated.column("sample_id").to_pylist()
-    assert all(train.column("robust").to_pylist()) and not any(
-        train.column("is_label_issue").to_pylist()
-    )
+    # the default preset drops label issues, keeps fragile points (RPR scores still joined on)
+    assert not any(train.column("is_label_issue").to_pylist())
+    assert train.column("robust").null_count == 0
     meta = {k.decode(): v.decode() for k, v in train.schema.metadata.items()}
-    assert json.loads(meta["robust_data.policy"])["quota_mode"] == "smallest"
+    policy = json.loads(meta["robust_data.policy"])
+    assert policy["preset"] == DEFAULT_PRESET and policy["plan"] == {
+        "transforms": ["pixels"],
+        "copies": 2,
+        "focus_copies": 0,
+    }
     assert (
         meta["robust_data.model_sha256"]
         == store.read("reference_model", "digits").column("sha256")[0].as_py()
@@ -202,7 +208,7 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
     card = (out / "README.md").read_text()
     assert (
         "## Policy" in card
-        and "| not_robust |" in card
+        and "| kept |" in card
         and (out / "plots" / "class_counts.png").is_file()
     )
     datasets = pytest.importorskip("datasets")
