@@ -122,7 +122,7 @@ class RssSampler:
         return max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
 
 
-def run_job(root: Path, size: int, seed: int) -> dict[str, object]:
+def run_job(root: Path, size: int, seed: int, seeds: int | None) -> dict[str, object]:
     """Build the dataset, run the main job in a fresh home, measure it."""
     name = f"mnist-scale-{size}"
     source = root / "data" / f"{name}.parquet"
@@ -140,6 +140,7 @@ def run_job(root: Path, size: int, seed: int) -> dict[str, object]:
         f"parquet:{source}",
         "--name",
         name,
+        *(["--seeds", str(seeds)] if seeds else []),
     ]
     log = root / f"{name}.log"
     with log.open("w") as out:
@@ -170,12 +171,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="2000,5000,15000,60000", help="comma-separated")
     parser.add_argument("--root", default="/tmp/robust-data-scale", help="data and homes")
     parser.add_argument("--seed", type=int, default=0, help="seed of subsets, copies, splits")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="training seeds per model (default: curate's)"
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     root = Path(args.root)
     results = []
     for size in sizes:
-        result = run_job(root, size, args.seed)
+        result = run_job(root, size, args.seed, args.seeds)
         results.append(result)
         print(
             f"{size:,} images: {result['wall']:.0f} s, user {result['user']:.0f} s, sys "
@@ -206,8 +210,15 @@ def main() -> None:
     ]
     record(
         "Main job at growing dataset sizes",
-        f"`python bench/scale.py --sizes {args.sizes}`: `robust-data curate` (the whole graph, "
-        f"defaults, one process) in a fresh home per size; real MNIST digits of mnist-5k, above "
+        f"`python bench/scale.py --sizes {args.sizes}"
+        + (f" --seeds {args.seeds}" if args.seeds else "")
+        + "`: `robust-data curate` (the whole graph, "
+        + (
+            "defaults"
+            if not args.seeds
+            else f"defaults but {args.seeds} training seed(s) per model"
+        )
+        + f", one process) in a fresh home per size; real MNIST digits of mnist-5k, above "
         f"5,000 with seeded 1-2 pixel shifted copies (seed {args.seed}); {os.cpu_count()} cores, "
         f"{cpu_model()}. s/1k: wall seconds per 1,000 images (ratio to the 5k run). Peak RSS: "
         "the job process. Stage columns: wall seconds / peak sampled RSS (GB, every 0.5 s) per step.",
