@@ -182,6 +182,7 @@ def robustness_report(
             max_steps=params.get("max_steps", 250),
             seed=params.get("seed", 0),
             device=config.device or compute.device,
+            precision=compute.precision,
         ),
     )
     candidates = []

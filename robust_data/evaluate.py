@@ -61,6 +61,10 @@ class JudgeOptions:
         :data:`HELD_OUT_SCHEMES` that the plan does not use (see :func:`held_out_scheme`).
     corruptions : tuple of str
         The corruption suite (default: the MNIST-C set).
+    device, precision : str
+        Where and how the models run, for the suite and RPR alike: ``auto``/``cpu``/``cuda``
+        and ``auto``/``fp32``/``bf16`` (``auto``: bf16 where the hardware has bf16 matrix
+        units, the scoring precision of :func:`robust_data.rpr.score_rpr`).
     """
 
     scheme: str = "pixels"
@@ -69,6 +73,7 @@ class JudgeOptions:
     seed: int = 0
     corruptions: tuple[str, ...] = MNIST_C
     device: str = "auto"
+    precision: str = "auto"
 
 
 def used_families(transforms: Sequence[str]) -> set[str]:
@@ -161,7 +166,7 @@ def judge_models(
         test.labels,
         jobs,
         chunks,
-        SuiteOptions(options.seed, options.device),
+        SuiteOptions(options.seed, options.device, options.precision),
         progress,
     )
     suite_names = list(dict.fromkeys(c for c, _ in jobs if c != "clean"))
@@ -218,7 +223,9 @@ def _steps(
     progress: bool = False,
 ) -> np.ndarray:
     """(N,) int64 tries to the flip under ``scheme``; 0 for the points that survived."""
-    options = RprOptions(scheme=scheme, max_steps=o.max_steps, seed=o.seed, device=o.device)
+    options = RprOptions(
+        scheme=scheme, max_steps=o.max_steps, seed=o.seed, device=o.device, precision=o.precision
+    )
     result = score_rpr(
         model, test.images, test.labels, test.sample_ids, classes, options, progress=progress
     )
