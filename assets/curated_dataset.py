@@ -1,6 +1,5 @@
 """``curated_dataset``: the curated dataset exported as Parquet under the home folder."""
 
-import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -15,7 +14,7 @@ from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
 from assets.resources import HomeResource
 from robust_data.checks import check_export
-from robust_data.export import UPSTREAM, export_dataset, file_sha256
+from robust_data.export import UPSTREAM, export_dataset
 
 
 class CuratedDatasetConfig(Config):
@@ -44,7 +43,9 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     description="The export at <home>/exports/<dataset>: train.parquet, test.parquet, README.md "
     "(dataset card), lineage.json; one row per file here.",
     check_specs=[
-        check_spec("curated_dataset", "valid", "Every exported file exists, matches its sha256 and rows.")
+        check_spec(
+            "curated_dataset", "valid", "Every exported file exists, matches its sha256 and rows."
+        )
     ],
 )
 def curated_dataset(
@@ -57,22 +58,14 @@ def curated_dataset(
     result = export_dataset(
         store, dataset, store.home / "exports" / dataset, "parquet", config.with_variants, runs=runs
     )
-    files = [result.path / f"{split}.parquet" for split in result.rows]
-    table = pa.table(
-        {
-            "split": list(result.rows),
-            "path": [str(f) for f in files],
-            "rows": list(result.rows.values()),
-            "sha256": [file_sha256(f) for f in files],
-        }
-    )
+    table = result.files_table()
     context.add_output_metadata(
         output_name="result",
         metadata={
             "export": MetadataValue.path(str(result.path)),
             "rows": MetadataValue.json(result.rows),
             "card": MetadataValue.md((result.path / "README.md").read_text()[:4000]),
-        }
+        },
     )
     yield Output(table)
     yield check_result("curated_dataset", "valid", check_export(table))

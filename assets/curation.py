@@ -1,60 +1,54 @@
 """``curated_samples`` and ``curation_ledger``: the policy applied, with a conservation check."""
 
-import base64
-
 from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetOut,
-    Config,
     MetadataValue,
     Output,
     multi_asset,
 )
 
 from assets.checks import check_result, check_spec
+from assets.config import core_config, set_fields
 from assets.raw_samples import DATASETS
 from robust_data.arrays import class_names, num_classes
-from robust_data.checks import check_class_balance, check_kept_share, check_ledger
-from robust_data.curation import Curation, class_count_chart
+from robust_data.checks import (
+    check_class_balance,
+    check_kept_share,
+    check_ledger,
+    split_rows,
+)
+from robust_data.curation import Curation, CurationPolicy, class_count_chart
+from robust_data.markdown import count_table, inline_png
 from robust_data.policies import DEFAULT_PRESET, apply_preset, customized
 from robust_data.schema import read_params
 
-
-class CurationConfig(Config):
-    """A curation preset (robust_data.policies.PRESETS), optionally with policy fields changed.
-
-    Every policy field left unset (None) takes the preset's value (see
-    robust_data.curation.CurationPolicy).
-    """
-
-    preset: str = DEFAULT_PRESET  # paper, clean or focus
-    require_correct: bool | None = None
-    require_robust: bool | None = None
-    min_steps_to_flip: int | None = None  # > 0: keep points that flip at this try or later
-    drop_label_issues: bool | None = None
-    drop_outliers: bool | None = None
-    dedupe: bool | None = None
-    quota_mode: str | None = None  # fixed, smallest, cap or none
-    per_class: int | None = None  # for fixed and cap (the paper kept 1,500 per class)
-    seed: int | None = None
-    # Checked: 1 - smallest/largest kept class count <= this. Unset: 0.1 when a quota drops
-    # samples for balance, else 1 (class weights balance instead: only every class is checked).
-    balance_tolerance: float | None = None
+CurationConfig = core_config(
+    CurationPolicy,
+    "CurationConfig",
+    "A curation preset (robust_data.policies.PRESETS), optionally with policy fields changed "
+    "(robust_data.curation.CurationPolicy); unset fields take the preset's values.",
+    unset="the preset's value",
+    preset=(str, DEFAULT_PRESET, "paper, clean or focus (see README, Does curation help?)"),
+    balance_tolerance=(
+        float | None,
+        None,
+        "Checked: 1 - smallest/largest kept class count <= this (unset: 0.1 when a quota drops "
+        "samples for balance, else 1: class weights balance instead)",
+    ),
+)
 
 
 def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
     chart = class_count_chart(result.ledger, dict(enumerate(names)))
-    reasons = ["| outcome | samples |", "|---|---:|"]
-    reasons += [f"| {r} | {n:,} |" for r, n in result.reason_counts().items()]
+    reasons = count_table(result.reason_counts(), "outcome", "samples")
     meta = {
         "dagster/row_count": MetadataValue.int(result.curated.num_rows),
         "preset": MetadataValue.text(read_params(result.ledger.schema)["preset"]),
         "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
-        "reasons": MetadataValue.md("\n".join(reasons)),
-        "per_class": MetadataValue.md(
-            f"![per class](data:image/png;base64,{base64.b64encode(chart).decode()})"
-        ),
+        "reasons": MetadataValue.md(reasons),
+        "per_class": MetadataValue.md(inline_png(chart, "per class")),
         "shortfalls": MetadataValue.json(
             {names[k]: {"quota": q, "kept": n} for k, (q, n) in result.shortfalls.items()}
         ),
@@ -103,15 +97,11 @@ def curation_assets(
     context: AssetExecutionContext, config: CurationConfig, raw_samples, rpr_scores, label_quality
 ):
     """Apply the policy (one core call: :func:`robust_data.curation.select_curated`)."""
-    import pyarrow.compute as pc
-
-    train = raw_samples.filter(pc.equal(raw_samples.column("split"), "train"))
-    settings = config.model_dump()
-    name, tolerance = settings.pop("preset"), settings.pop("balance_tolerance")
-    chosen = customized(name, **settings)
+    chosen = customized(config.preset, **set_fields(config, CurationPolicy))
+    tolerance = config.balance_tolerance
     if tolerance is None:
         tolerance = 1.0 if chosen.policy.quota_mode == "none" else 0.1
-    result = apply_preset(train, rpr_scores, label_quality, chosen)
+    result = apply_preset(raw_samples, rpr_scores, label_quality, chosen)
     context.log.info(f"preset {chosen.name}: {chosen.description}")
     for label, (quota, kept) in result.shortfalls.items():
         context.log.warning(f"class {label} kept {kept} of its quota {quota}")
@@ -128,10 +118,12 @@ def curation_assets(
         output_name="curation_ledger",
         metadata={
             "dagster/row_count": result.ledger.num_rows,
+            "reason_counts": MetadataValue.json(result.reason_counts()),
             "guard": MetadataValue.text(guard.summary()),
         },
     )
-    conservation = check_ledger(result.ledger, train.num_rows, result.curated.num_rows)
+    train_rows = split_rows(raw_samples, "train")
+    conservation = check_ledger(result.ledger, train_rows, result.curated.num_rows)
     yield check_result("curation_ledger", "conservation", conservation)
     yield check_result("curation_ledger", "kept_share", guard, warning=True)
     balance = check_class_balance(result.curated, num_classes(raw_samples), tolerance)

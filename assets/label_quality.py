@@ -1,7 +1,5 @@
 """``label_quality``: cleanlab label issues, outliers and near-duplicates per training sample."""
 
-import base64
-
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
@@ -9,6 +7,7 @@ from assets.raw_samples import DATASETS
 from robust_data.arrays import class_names
 from robust_data.checks import check_label_quality
 from robust_data.label_quality import LabelQuality, LabelQualityOptions, assess_labels
+from robust_data.markdown import inline_png
 
 
 class LabelQualityConfig(Config):
@@ -35,7 +34,9 @@ def _per_class_md(result: LabelQuality, names: list[str]) -> str:
     description="Per training sample: label_quality (low = suspect), is_label_issue, "
     "suggested_label, outlier and near-duplicate findings.",
     check_specs=[
-        check_spec("label_quality", "valid", "One row per training sample, scores in [0, 1], no NaN.")
+        check_spec(
+            "label_quality", "valid", "One row per training sample, scores in [0, 1], no NaN."
+        )
     ],
 )
 def label_quality(
@@ -47,14 +48,15 @@ def label_quality(
     )
     result = assess_labels(oof_predictions, options)
     names = class_names(raw_samples)
-    png = base64.b64encode(result.suspect_grid(raw_samples, names)).decode()
     table = result.table
     meta = {
         "dagster/row_count": MetadataValue.int(table.num_rows),
         "label_issues": MetadataValue.int(sum(table.column("is_label_issue").to_pylist())),
         "flagged_share": MetadataValue.float(round(result.flagged_share(), 4)),
         "issues_per_class": MetadataValue.md(_per_class_md(result, names)),
-        "most_suspect": MetadataValue.md(f"![most suspect labels](data:image/png;base64,{png})"),
+        "most_suspect": MetadataValue.md(
+            inline_png(result.suspect_grid(raw_samples, names), "most suspect labels")
+        ),
     }
     if config.datalab:
         meta["outliers"] = MetadataValue.int(sum(table.column("is_outlier").to_pylist()))

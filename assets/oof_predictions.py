@@ -19,8 +19,8 @@ class OofPredictionsConfig(Config):
     folds: int = 5  # reduced (with a warning) to the smallest class's training count
     embedding_dim: int = 64  # PCA components of the reference model's penultimate layer
     seed: int = 0  # fold assignment and PCA
-    epochs: int = 0  # 0: the reference model's epochs
-    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
+    epochs: int | None = None  # unset: the reference model's epochs
+    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
 
 
 @asset(
@@ -71,7 +71,7 @@ def oof_predictions_asset(
             "seconds": MetadataValue.float(round(result.seconds, 1)),
             "training_share": MetadataValue.float(round(result.train_seconds / result.seconds, 3)),
             "warnings": MetadataValue.text("; ".join(result.warnings) or "none"),
-        }
+        },
     )
     table = result.table({"seed": config.seed, "embedding_dim": config.embedding_dim})
     yield Output(table)

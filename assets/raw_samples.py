@@ -1,7 +1,5 @@
 """``raw_samples`` (and ``ingest_rejects``): a dataset source read into the samples table."""
 
-import base64
-
 from dagster import (
     AssetExecutionContext,
     AssetOut,
@@ -17,6 +15,7 @@ from assets.resources import HomeResource
 from robust_data.checks import check_rejects, check_samples
 from robust_data.errors import DatasetError
 from robust_data.ingest import IngestOptions, IngestResult, ingest, parse_size
+from robust_data.markdown import count_table, inline_png
 from robust_data.preview import preview_grid
 
 #: One partition per dataset name; the CLI (and later the inbox sensor) registers them.
@@ -26,30 +25,32 @@ DATASETS = DynamicPartitionsDefinition(name="datasets")
 class RawSamplesConfig(Config):
     """How to read the partition's dataset. Empty fields fall back to the home's registration."""
 
-    source: str = ""  # registry name or imagefolder:PATH / parquet:PATH; default: registered
-    root: str = ""  # local root for mnist, cifar10, ...; default: registered
+    source: str | None = None  # registry name or imagefolder:PATH / parquet:PATH; unset: registered
+    root: str | None = None  # local root for mnist, cifar10, ...; unset: registered
     seed: int = 0  # seed of the stratified split for sources without a test split
     test_fraction: float = 0.2  # share of each class held out as test when splitting
-    resize: str = ""  # HEIGHTxWIDTH to resize mixed sizes to; empty: mixed sizes fail
-    channels: int = 0  # 1 or 3 to convert; 0: mixed channel counts fail
-
-
-def _markdown_counts(counts: dict[str, int], header: str) -> str:
-    lines = [f"| {header} | rows |", "|---|---:|"]
-    lines += [f"| {name} | {count:,} |" for name, count in counts.items()]
-    return "\n".join(lines)
+    resize: str | None = None  # HEIGHTxWIDTH to resize mixed sizes to; unset: mixed sizes fail
+    channels: int | None = None  # 1 or 3 to convert; unset: mixed channel counts fail
 
 
 def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
-    png = base64.b64encode(preview_grid(result.samples)).decode()
     return {
         "dagster/row_count": MetadataValue.int(result.samples.num_rows),
         "num_classes": MetadataValue.int(len(result.class_counts())),
         "rejects": MetadataValue.int(result.rejects.num_rows),
         "notes": MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none"),
-        "class_counts": MetadataValue.md(_markdown_counts(result.class_counts(), "class")),
-        "split_counts": MetadataValue.md(_markdown_counts(result.split_counts(), "split")),
-        "preview": MetadataValue.md(f"![preview: one row per class](data:image/png;base64,{png})"),
+        "class_counts": MetadataValue.md(count_table(result.class_counts(), "class")),
+        "split_counts": MetadataValue.md(count_table(result.split_counts(), "split")),
+        "counts": MetadataValue.json(
+            {
+                "classes": result.class_counts(),
+                "splits": result.split_counts(),
+                "notes": list(result.notes),
+            }
+        ),
+        "preview": MetadataValue.md(
+            inline_png(preview_grid(result.samples), "preview: one row per class")
+        ),
     }
 
 

@@ -1,8 +1,9 @@
 """``reference_model``: the dataset's reference model, trained on its train split."""
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
+from assets.config import core_config, set_fields
 from assets.raw_samples import DATASETS
 from assets.resources import (
     GPU_STEP_TAGS,
@@ -14,19 +15,13 @@ from robust_data.checks import check_model_table
 from robust_data.models import ModelConfig
 from robust_data.reference import train_reference
 
-
-class ReferenceModelConfig(Config):
-    """Architecture and training recipe (see robust_data.models.ModelConfig)."""
-
-    arch: str = "simple_cnn"  # simple_cnn (the paper's) or resnet (ResNet-8 for 32x32 RGB)
-    width: int = 32  # channels of the first convolution
-    epochs: int = 4
-    batch_size: int = 64
-    optimizer: str = "adam"  # adam (the paper's) or sgd
-    lr: float = 1e-3
-    seed: int = 0
-    precision: str = ""  # auto, fp32 or bf16; empty: the compute resource's precision
-    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
+ReferenceModelConfig = core_config(
+    ModelConfig,
+    "ReferenceModelConfig",
+    "Architecture and training recipe (robust_data.models.ModelConfig); unset fields take its "
+    "defaults, precision the compute resource's.",
+    device=(str | None, None, "auto, cpu or cuda (unset: the compute resource's device)"),
+)
 
 
 @asset(
@@ -37,7 +32,9 @@ class ReferenceModelConfig(Config):
     description="The reference model: weight file path, sha256, config, train/test accuracy.",
     op_tags=GPU_STEP_TAGS,
     check_specs=[
-        check_spec("reference_model", "valid", "Accuracies in [0, 1]; the weight file matches its sha256.")
+        check_spec(
+            "reference_model", "valid", "Accuracies in [0, 1]; the weight file matches its sha256."
+        )
     ],
 )
 def reference_model(
@@ -48,9 +45,9 @@ def reference_model(
     raw_samples,
 ):
     """Train the reference model (one core call: :func:`robust_data.reference.train_reference`)."""
-    settings = config.model_dump()
-    device = settings.pop("device") or compute.device
-    settings["precision"] = settings["precision"] or compute.precision
+    settings = set_fields(config, ModelConfig)
+    settings.setdefault("precision", compute.precision)
+    device = config.device or compute.device
     weights = home.store().storage_root / "reference_model" / f"{context.partition_key}.pt"
     with transient_failures_retried(context):
         table = train_reference(raw_samples, ModelConfig(**settings), weights, device=device)
@@ -66,7 +63,7 @@ def reference_model(
             "test_accuracy": MetadataValue.float(row["test_accuracy"] or float("nan")),
             "train_seconds": MetadataValue.float(row["train_seconds"]),
             "device": f"{row['device']} ({row['precision']})",
-        }
+        },
     )
     yield Output(table)
     yield check_result("reference_model", "valid", check_model_table(table))

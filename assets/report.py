@@ -5,10 +5,16 @@ from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
-from assets.resources import GPU_STEP_TAGS, ComputeResource, HomeResource
+from assets.resources import (
+    GPU_STEP_TAGS,
+    ComputeResource,
+    HomeResource,
+    transient_failures_retried,
+)
 from robust_data.arrays import decode_samples, num_classes
 from robust_data.checks import check_accuracy_loss, check_model_table, check_report
 from robust_data.evaluate import JudgeOptions, held_out_scheme, used_families
+from robust_data.markdown import inline_png
 from robust_data.models import load_model
 from robust_data.policies import preset_from_params
 from robust_data.reference import load_reference
@@ -16,7 +22,7 @@ from robust_data.report import (
     Candidate,
     ReportSetup,
     build_report,
-    inline_png,
+    headline_verdicts,
     paper_table_markdown,
     stored_steps,
     summary_markdown,
@@ -29,7 +35,7 @@ from robust_data.retrain import (
     curation_inputs,
     retrain_models,
 )
-from robust_data.schema import read_params, table_metadata
+from robust_data.schema import read_params
 
 
 class RetrainedModelConfig(Config):
@@ -39,7 +45,7 @@ class RetrainedModelConfig(Config):
     baselines: list[str] = Field(
         default_factory=lambda: ["random_subset", "all_with_variants"]
     )  # besides reference and curated; see robust_data.retrain.TRAINING_SETS
-    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
+    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
 
 
 @asset(
@@ -90,25 +96,19 @@ def retrained_model(
         max_steps=int(read_params(rpr_scores.schema).get("max_steps", 250)),
         device=config.device or compute.device,
     )
-    table = retrain_models(
-        train,
-        test,
-        kept,
-        steps,
-        chosen,
-        reference.config,
-        num_classes(raw_samples),
-        lambda name, seed: folder / f"{context.partition_key}-{name}-seed{seed}.pt",
-        StoredModel(reference, str(ref_file.path), ref_file.sha256),
-        options,
-    )
-    table = table.replace_schema_metadata(
-        table_metadata(
-            "retrained_model",
-            "raw_samples, rpr_scores, curation_ledger, reference_model",
-            {**config.model_dump(), "preset": chosen.name},
+    with transient_failures_retried(context):
+        table = retrain_models(
+            train,
+            test,
+            kept,
+            steps,
+            chosen,
+            reference.config,
+            num_classes(raw_samples),
+            lambda name, seed: folder / f"{context.partition_key}-{name}-seed{seed}.pt",
+            StoredModel(reference, str(ref_file.path), ref_file.sha256),
+            options,
         )
-    )
     guard = check_accuracy_loss(table)
     for problem in guard.problems:
         context.log.warning(problem)
@@ -131,8 +131,10 @@ def retrained_model(
 class RobustnessReportConfig(Config):
     """How the report judges the models."""
 
-    held_out_scheme: str = ""  # empty: the first of HELD_OUT_SCHEMES the variants do not use
-    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
+    held_out_scheme: str | None = (
+        None  # unset: the first of HELD_OUT_SCHEMES the variants do not use
+    )
+    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
 
 
 @asset(
@@ -193,7 +195,8 @@ def robustness_report(
         )
     test = decode_samples(raw_samples, splits=("test",))
     known = stored_steps(rpr_scores, test, candidates)
-    report = build_report(setup, candidates, test, corrupted_test, known)
+    with transient_failures_retried(context):
+        report = build_report(setup, candidates, test, corrupted_test, known)
     path = write_report(report, home.store().home / "reports" / context.partition_key)
     for line in report.verdicts:
         context.log.info(line)
@@ -201,6 +204,13 @@ def robustness_report(
         output_name="result",
         metadata={
             "verdicts": MetadataValue.md("\n".join(f"- {v}" for v in report.verdicts)),
+            "headline": MetadataValue.json(
+                {
+                    "preset": chosen.name,
+                    "seeds": len({c.seed for c in candidates}),
+                    "verdicts": headline_verdicts(report.table),
+                }
+            ),
             "paper_table": MetadataValue.md(paper_table_markdown(report.table)),
             "models": MetadataValue.md(
                 summary_markdown(report.document["summary"], report.document["train_sizes"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pyarrow as pa
 from dagster import (
@@ -30,6 +31,97 @@ from robust_data.store import (
 
 #: Compute device for every step that runs a model: ``auto`` (CUDA when present), cpu, cuda.
 DEVICE_ENV = "ROBUST_DATA_DEVICE"
+#: RPR shards (steps) per scoring when the run config does not set ``shards``.
+SHARDS_ENV = "ROBUST_DATA_RPR_SHARDS"
+#: The inbox folder the sensor watches (default ``<home>/inbox``).
+INBOX_ENV = "ROBUST_DATA_INBOX"
+#: Seconds an inbox entry must be unchanged before the sensor takes it.
+SETTLE_ENV = "ROBUST_DATA_INBOX_SETTLE_SECONDS"
+#: Cron string of the curation schedule.
+CRON_ENV = "ROBUST_DATA_SCHEDULE_CRON"
+DEFAULT_CRON = "0 3 * * *"
+#: Steps run at once by the multiprocess executor.
+MAX_CONCURRENT_ENV = "ROBUST_DATA_MAX_CONCURRENT"
+#: ``multiprocess`` (steps as local processes) or ``k8s`` (steps as pods).
+EXECUTOR_ENV = "ROBUST_DATA_EXECUTOR"
+EXECUTORS = ("multiprocess", "k8s")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every environment variable the Dagster side reads, read in one place at run time.
+
+    (The home and the storage root, ``ROBUST_DATA_HOME`` and ``ROBUST_DATA_STORE``, are the
+    core's: :meth:`robust_data.store.Store.open` resolves them.)
+
+    Attributes
+    ----------
+    device : str
+        ``$ROBUST_DATA_DEVICE``: ``auto``, ``cpu`` or ``cuda``.
+    rpr_shards : int
+        ``$ROBUST_DATA_RPR_SHARDS`` (>= 1).
+    inbox : str or None
+        ``$ROBUST_DATA_INBOX``; None: ``<home>/inbox``.
+    settle_seconds : float
+        ``$ROBUST_DATA_INBOX_SETTLE_SECONDS`` (>= 0).
+    cron : str
+        ``$ROBUST_DATA_SCHEDULE_CRON`` (checked by the schedule).
+    max_concurrent : int
+        ``$ROBUST_DATA_MAX_CONCURRENT`` (>= 1).
+    executor : str
+        ``$ROBUST_DATA_EXECUTOR``: one of :data:`EXECUTORS`.
+    """
+
+    device: str = "auto"
+    rpr_shards: int = 1
+    inbox: str | None = None
+    settle_seconds: float = 5.0
+    cron: str = DEFAULT_CRON
+    max_concurrent: int = 2
+    executor: str = "multiprocess"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of ``environ`` (default: this process's environment).
+
+        Raises
+        ------
+        ValueError
+            One line naming the variable, what it holds and what it should.
+        """
+        env = os.environ if environ is None else environ
+        executor = env.get(EXECUTOR_ENV) or "multiprocess"
+        if executor not in EXECUTORS:
+            raise ValueError(
+                f"expected {EXECUTOR_ENV} to be multiprocess or k8s; found {executor!r}"
+            )
+        return cls(
+            device=env.get(DEVICE_ENV) or "auto",
+            rpr_shards=_whole(env, SHARDS_ENV, 1),
+            inbox=env.get(INBOX_ENV) or None,
+            settle_seconds=_seconds(env, SETTLE_ENV, 5.0),
+            cron=env.get(CRON_ENV) or DEFAULT_CRON,
+            max_concurrent=_whole(env, MAX_CONCURRENT_ENV, 2),
+            executor=executor,
+        )
+
+
+def _whole(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key) or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"expected {key} to be an integer >= 1; found {raw!r}")
+    return int(raw)
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key) or str(default)
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        raise ValueError(
+            f"expected {key} to be a number of seconds; found {raw!r}; set e.g. 5"
+        ) from None
+
 
 #: Steps that score or train ask the Kubernetes executor for a GPU (ignored when run locally).
 GPU_STEP_TAGS = {
@@ -95,7 +187,7 @@ def transient_failures_retried(context: OpExecutionContext) -> Iterator[None]:
     except Exception as error:
         if not transient(error):
             raise
-        wait = TRANSIENT_WAIT_SECONDS * 2 ** context.retry_number
+        wait = TRANSIENT_WAIT_SECONDS * 2**context.retry_number
         context.log.warning(
             f"{type(error).__name__}: {error}; retry {context.retry_number + 1} of "
             f"{TRANSIENT_RETRIES} in {wait:g} s"
@@ -153,17 +245,12 @@ class ParquetIOManager(ConfigurableIOManager):
             ) from None
 
 
-def default_device() -> str:
-    """The compute device from ``ROBUST_DATA_DEVICE`` (default ``auto``)."""
-    return os.environ.get(DEVICE_ENV, "auto")
-
-
 __all__ = [
     "GPU_STEP_TAGS",
     "ComputeResource",
     "HomeResource",
     "ParquetIOManager",
-    "default_device",
+    "Settings",
     "transient",
     "transient_failures_retried",
 ]

@@ -6,9 +6,6 @@ multiprocess executor, a pod with a GPU under the Kubernetes executor) and
 ``merge_rpr_shards`` joins them into the table one unsharded run gives, bit for bit.
 """
 
-import base64
-import os
-
 import pyarrow as pa
 from dagster import (
     AssetCheckSpec,
@@ -28,15 +25,15 @@ from pydantic import Field
 
 from assets.checks import check_result
 from assets.raw_samples import DATASETS
-from assets.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
+from assets.resources import GPU_STEP_TAGS, ComputeResource, Settings, transient_failures_retried
 from robust_data.checks import check_rpr_scores
+from robust_data.markdown import inline_png
 from robust_data.reference import load_reference
 from robust_data.rpr.engine import MAX_STEPS, RprOptions
 from robust_data.rpr.scoring import SPLITS, RprScores, Shard, merge_shards, score_samples
 
 #: Default shard count of every scoring run (sensor and schedule runs included), e.g. 8 on a
 #: cluster with GPUs.
-SHARDS_ENV = "ROBUST_DATA_RPR_SHARDS"
 
 
 class RprScoresConfig(Config):
@@ -46,11 +43,12 @@ class RprScoresConfig(Config):
     max_steps: int = MAX_STEPS
     seed: int = 0
     splits: list[str] = Field(default_factory=lambda: list(SPLITS))  # train, test
-    device: str = ""  # auto, cpu or cuda; empty: the compute resource's device
-    precision: str = ""  # auto, fp32 or bf16; empty: the compute resource's precision
+    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
+    precision: str | None = None  # auto, fp32 or bf16; unset: the compute resource's precision
     batch_size: int = 4096  # perturbed images per engine round (bounds memory)
-    # Slices scored as separate steps (parallel processes or pods); default $ROBUST_DATA_RPR_SHARDS.
-    shards: int = int(os.environ.get(SHARDS_ENV, "1") or 1)
+    # Slices scored as separate steps (parallel processes or pods); unset: $ROBUST_DATA_RPR_SHARDS
+    # (default 1), read when the run starts.
+    shards: int | None = None
 
 
 class ShardPlanConfig(Config):
@@ -63,14 +61,11 @@ class ShardPlanConfig(Config):
 def _split_config(config: RprScoresConfig) -> dict:
     """The asset's one config block -> its steps: the shard count to the plan, all to each shard."""
     settings = config.model_dump()
+    settings["shards"] = settings["shards"] or Settings.from_environ().rpr_shards
     return {
         "plan_rpr_shards": {"config": {"shards": settings["shards"]}},
         "score_rpr_shard": {"config": settings},
     }
-
-
-def _image(png: bytes, alt: str) -> MetadataValue:
-    return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def _metadata(scores: RprScores, shards: int) -> dict[str, MetadataValue]:
@@ -94,7 +89,7 @@ def _metadata(scores: RprScores, shards: int) -> dict[str, MetadataValue]:
         "examples": "robust vs non-robust examples",
     }
     for name, png in scores.figures().items():
-        meta[name] = _image(png, titles[name])
+        meta[name] = MetadataValue.md(inline_png(png, titles[name]))
     return meta
 
 

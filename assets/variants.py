@@ -1,13 +1,12 @@
 """``variants``: the curation preset's variants of the kept training samples."""
 
-import base64
-
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.raw_samples import DATASETS
 from robust_data.checks import check_variants
+from robust_data.markdown import count_table, inline_png
 from robust_data.plots import image_grid
 from robust_data.policies import plan_variants, preset_from_params
 from robust_data.reference import load_reference
@@ -58,17 +57,15 @@ def variants(
         int(read_params(rpr_scores.schema).get("max_steps", 250)),
         config.transforms,
     )
-    lines = ["| transform | variants |", "|---|---:|"]
-    lines += [f"| {name} | {count:,} |" for name, count in result.counts().items()]
     metadata = {
         "dagster/row_count": MetadataValue.int(result.table.num_rows),
         "preset": MetadataValue.text(chosen.name),
-        "per_transform": MetadataValue.md("\n".join(lines)),
+        "per_transform": MetadataValue.md(count_table(result.counts(), "transform", "variants")),
+        "transforms": MetadataValue.json(sorted(result.counts())),
     }
     if result.examples:
         gallery = image_grid(list(result.examples.values()), "Variants: one row per transform")
-        png = base64.b64encode(gallery).decode()
-        metadata["gallery"] = MetadataValue.md(f"![variants](data:image/png;base64,{png})")
+        metadata["gallery"] = MetadataValue.md(inline_png(gallery, "variants"))
     context.add_output_metadata(output_name="result", metadata=metadata)
     yield Output(result.table)
     yield check_result("variants", "valid", check_variants(result.table, curated_samples))

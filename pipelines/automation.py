@@ -10,7 +10,6 @@ Both start RUNNING: with the daemon up (``robust-data ui``), nothing else needs 
 """
 
 import json
-import os
 from pathlib import Path
 
 from dagster import (
@@ -26,32 +25,17 @@ from dagster import (
 )
 
 from assets.raw_samples import DATASETS
-from assets.resources import HomeResource
+from assets.resources import CRON_ENV, DEFAULT_CRON, HomeResource, Settings
 from pipelines.jobs import curation_job
 from robust_data.errors import DatasetError
 from robust_data.inbox import scan_inbox
 from robust_data.store import Registration, Store
 
-INBOX_ENV = "ROBUST_DATA_INBOX"
-SETTLE_ENV = "ROBUST_DATA_INBOX_SETTLE_SECONDS"
-CRON_ENV = "ROBUST_DATA_SCHEDULE_CRON"
-DEFAULT_CRON = "0 3 * * *"
-
 
 def inbox_folder(store: Store) -> Path:
     """The inbox: ``$ROBUST_DATA_INBOX``, else ``<home>/inbox``."""
-    configured = os.environ.get(INBOX_ENV)
+    configured = Settings.from_environ().inbox
     return Path(configured).expanduser().resolve() if configured else store.home / "inbox"
-
-
-def _settle_seconds() -> float:
-    raw = os.environ.get(SETTLE_ENV, "5")
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        raise ValueError(
-            f"expected {SETTLE_ENV} to be a number of seconds; found {raw!r}; set e.g. 5"
-        ) from None
 
 
 @sensor(
@@ -72,7 +56,7 @@ def inbox_sensor(context: SensorEvaluationContext, home: HomeResource):
     seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
     changed = [
         e
-        for e in scan_inbox(folder, _settle_seconds())
+        for e in scan_inbox(folder, Settings.from_environ().settle_seconds)
         if seen.get(e.name, [None])[0] != e.fingerprint
     ]
     if not changed:
@@ -112,7 +96,7 @@ def inbox_sensor(context: SensorEvaluationContext, home: HomeResource):
 def _cron() -> str:
     from dagster._utils.schedules import is_valid_cron_string
 
-    cron = os.environ.get(CRON_ENV, DEFAULT_CRON)
+    cron = Settings.from_environ().cron
     if not is_valid_cron_string(cron):
         raise ValueError(
             f"expected {CRON_ENV} to be a cron string like '{DEFAULT_CRON}'; found {cron!r}"

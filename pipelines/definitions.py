@@ -10,8 +10,6 @@ steps that run at once (default 2) when a run is launched from the UI, a sensor 
 
 from __future__ import annotations
 
-import os
-
 from dagster import (
     Definitions,
     ExecutorDefinition,
@@ -21,26 +19,22 @@ from dagster import (
 )
 
 from assets import ALL_ASSETS
-from assets.resources import ComputeResource, HomeResource, ParquetIOManager, default_device
+from assets.resources import (
+    EXECUTOR_ENV,
+    ComputeResource,
+    HomeResource,
+    ParquetIOManager,
+    Settings,
+)
 from pipelines.automation import curation_schedule, inbox_sensor
 from pipelines.jobs import JOBS, curation_job, ingest_job, scoring_job
 from robust_data.device import tune_allocator
 from robust_data.store import Store
 
-MAX_CONCURRENT_ENV = "ROBUST_DATA_MAX_CONCURRENT"
-EXECUTOR_ENV = "ROBUST_DATA_EXECUTOR"
-
 # Every step process loads this module: reuse freed tensor memory (no page-fault churn).
 tune_allocator()
 
 __all__ = ["build_definitions", "curation_job", "defs", "ingest_job", "scoring_job"]
-
-
-def _max_concurrent() -> int:
-    raw = os.environ.get(MAX_CONCURRENT_ENV, "2")
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"expected {MAX_CONCURRENT_ENV} to be an integer >= 1; found {raw!r}")
-    return int(raw)
 
 
 def _executor() -> ExecutorDefinition:
@@ -49,8 +43,8 @@ def _executor() -> ExecutorDefinition:
     The Kubernetes executor is left unconfigured so that a run's ``execution`` config (see
     deploy/k8s-executor.yaml) sets it; a preconfigured executor would silently ignore that.
     """
-    kind = os.environ.get(EXECUTOR_ENV, "multiprocess")
-    if kind == "k8s":
+    settings = Settings.from_environ()
+    if settings.executor == "k8s":
         try:
             from dagster_k8s import k8s_job_executor
         except ImportError:
@@ -59,9 +53,7 @@ def _executor() -> ExecutorDefinition:
                 "pip install dagster-k8s==0.29.27 (the deploy/Dockerfile does)"
             ) from None
         return k8s_job_executor
-    if kind != "multiprocess":
-        raise ValueError(f"expected {EXECUTOR_ENV} to be multiprocess or k8s; found {kind!r}")
-    return multiprocess_executor.configured({"max_concurrent": _max_concurrent()})
+    return multiprocess_executor.configured({"max_concurrent": settings.max_concurrent})
 
 
 def build_definitions(store: Store | None = None) -> Definitions:
@@ -75,7 +67,7 @@ def build_definitions(store: Store | None = None) -> Definitions:
         resources={
             "io_manager": ParquetIOManager(root=store.tables_root),
             "home": HomeResource(path=str(store.home)),
-            "compute": ComputeResource(device=default_device()),
+            "compute": ComputeResource(device=Settings.from_environ().device),
         },
         executor=_executor(),
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,25 @@ def run_tags() -> dict[str, str]:
 def dagster_environment(store: Store) -> dict[str, str]:
     """The environment variables that point Dagster and the assets at this home."""
     return {HOME_ENV: str(store.home), "DAGSTER_HOME": str(store.dagster_home)}
+
+
+@contextmanager
+def scoped_environ(environment: Mapping[str, str]) -> Iterator[None]:
+    """Set ``environment`` in ``os.environ`` for the block, then restore what was there.
+
+    Dagster reads ``DAGSTER_HOME`` and the assets read the home from the environment, and
+    worker processes inherit it; a command sets it for its run only, never for good.
+    """
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _say(message: str) -> None:
@@ -68,17 +87,18 @@ def writing_home(
     Yields
     ------
     Store
-        The home's store; ``ROBUST_DATA_HOME`` and ``DAGSTER_HOME`` point at it.
+        The home's store; ``ROBUST_DATA_HOME`` and ``DAGSTER_HOME`` point at it inside the
+        block (restored after it).
     """
     store = Store.open(home)
     store.ensure()
     with home_lock(store.home, what, timeout=timeout, notify=say):
-        os.environ.update(dagster_environment(store))
         from dagster import DagsterInstance
 
-        with DagsterInstance.get() as instance:  # creates (migrates) the storage once, locked
-            cleanup(store, instance, say)
-        yield store
+        with scoped_environ(dagster_environment(store)):
+            with DagsterInstance.get() as instance:  # creates (migrates) the storage, locked
+                cleanup(store, instance, say)
+            yield store
 
 
 def cleanup(store: Store, instance: Any, say: Callable[[str], None] = _say) -> None:

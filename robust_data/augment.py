@@ -143,69 +143,92 @@ def _chain(
     return img
 
 
-def _augment_one(
-    img: torch.Tensor,
-    aug: Augmentation,
-    draw: Callable[[], float],
-    bulk: Callable[[int], torch.Tensor],
-) -> torch.Tensor:
-    """One (C, H, W) uint8 image; ``draw()`` gives one uniform number, ``bulk(n)`` n of them."""
-    size = min(img.shape[1:])
-    name = aug.name
-    if name == "trivial_augment":
-        return _chain(img, _ops(True, size), draw, 1, None)
-    if name == "rand_augment":
-        return _chain(
-            img, _ops(False, size), draw, int(aug.arg("num_ops")), aug.arg("magnitude") / (BINS - 1)
-        )
-    if name == "augmix":
-        width, level = int(aug.arg("width")), aug.arg("severity") / 10
-        weights = torch.tensor([-math.log(1 - draw()) for _ in range(width)])
-        weights = weights / weights.sum()  # Dirichlet(1, ..., 1)
-        mixed = torch.zeros(img.shape, dtype=torch.float32)
-        ops = _ops(False, size)
-        for w in weights.tolist():
-            depth = 1 + min(int(draw() * 3), 2)
-            mixed += w * _chain(img, ops, draw, depth, level).float()
-        skip = draw()  # Beta(1, 1)
-        return (skip * img.float() + (1 - skip) * mixed).round().clamp(0, 255).to(torch.uint8)
-    if name == "random_affine":
-        deg, tr, sh = aug.arg("degrees"), aug.arg("translate"), aug.arg("shear")
-        return _affine(
-            img,
-            angle=(2 * draw() - 1) * deg,
-            tx=(2 * draw() - 1) * tr * img.shape[2],
-            ty=(2 * draw() - 1) * tr * img.shape[1],
-            sx=(2 * draw() - 1) * sh,
-        )
-    if name == "random_resized_crop":
-        h, w = img.shape[1:]
-        area = aug.arg("scale") + (1 - aug.arg("scale")) * draw()
-        ch, cw = max(1, round(h * math.sqrt(area))), max(1, round(w * math.sqrt(area)))
-        top, left = int(draw() * (h - ch + 1)), int(draw() * (w - cw + 1))
-        return TF.resized_crop(img, top, left, ch, cw, [h, w], antialias=True)
-    if name == "color_jitter":
-        s = aug.arg("strength")
-        img = TF.adjust_brightness(img, 1 + s * (2 * draw() - 1))
-        img = TF.adjust_contrast(img, 1 + s * (2 * draw() - 1))
-        return TF.adjust_saturation(img, 1 + s * (2 * draw() - 1)) if img.shape[0] == 3 else img
-    if name == "hflip":
-        return TF.horizontal_flip(img) if draw() < 0.5 else img
-    if name == "elastic_transform":
-        h, w = img.shape[1:]
-        field = gaussian_blur(bulk(2 * h * w).view(1, 2, h, w) * 2 - 1, aug.arg("sigma"))
-        field = field * aug.arg("alpha") / torch.tensor([w, h]).view(1, 2, 1, 1)
-        return TF.elastic(
-            img, field.permute(0, 2, 3, 1), interpolation=TF.InterpolationMode.BILINEAR
-        )
-    # gaussian_noise
-    noise = normal(lambda n: bulk(n)[None], (1, img.numel()))
-    return (
-        (img.float() + 255 * aug.arg("sigma") * noise.view(img.shape))
-        .round()
-        .clamp(0, 255)
-        .to(torch.uint8)
+Draw = Callable[[], float]  # one uniform number in [0, 1)
+Bulk = Callable[[int], torch.Tensor]  # (n,) uniform numbers in [0, 1)
+
+
+def _trivial_augment(img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk) -> torch.Tensor:
+    return _chain(img, _ops(True, min(img.shape[1:])), draw, 1, None)
+
+
+def _rand_augment(img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk) -> torch.Tensor:
+    ops = _ops(False, min(img.shape[1:]))
+    return _chain(img, ops, draw, int(aug.arg("num_ops")), aug.arg("magnitude") / (BINS - 1))
+
+
+def _augmix(img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk) -> torch.Tensor:
+    width, level = int(aug.arg("width")), aug.arg("severity") / 10
+    weights = torch.tensor([-math.log(1 - draw()) for _ in range(width)])
+    weights = weights / weights.sum()  # Dirichlet(1, ..., 1)
+    mixed = torch.zeros(img.shape, dtype=torch.float32)
+    ops = _ops(False, min(img.shape[1:]))
+    for w in weights.tolist():
+        depth = 1 + min(int(draw() * 3), 2)
+        mixed += w * _chain(img, ops, draw, depth, level).float()
+    skip = draw()  # Beta(1, 1)
+    return (skip * img.float() + (1 - skip) * mixed).round().clamp(0, 255).to(torch.uint8)
+
+
+def _random_affine(img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk) -> torch.Tensor:
+    deg, tr, sh = aug.arg("degrees"), aug.arg("translate"), aug.arg("shear")
+    return _affine(
+        img,
+        angle=(2 * draw() - 1) * deg,
+        tx=(2 * draw() - 1) * tr * img.shape[2],
+        ty=(2 * draw() - 1) * tr * img.shape[1],
+        sx=(2 * draw() - 1) * sh,
     )
+
+
+def _random_resized_crop(
+    img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk
+) -> torch.Tensor:
+    h, w = img.shape[1:]
+    area = aug.arg("scale") + (1 - aug.arg("scale")) * draw()
+    ch, cw = max(1, round(h * math.sqrt(area))), max(1, round(w * math.sqrt(area)))
+    top, left = int(draw() * (h - ch + 1)), int(draw() * (w - cw + 1))
+    return TF.resized_crop(img, top, left, ch, cw, [h, w], antialias=True)
+
+
+def _color_jitter(img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk) -> torch.Tensor:
+    s = aug.arg("strength")
+    img = TF.adjust_brightness(img, 1 + s * (2 * draw() - 1))
+    img = TF.adjust_contrast(img, 1 + s * (2 * draw() - 1))
+    return TF.adjust_saturation(img, 1 + s * (2 * draw() - 1)) if img.shape[0] == 3 else img
+
+
+def _hflip(img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk) -> torch.Tensor:
+    return TF.horizontal_flip(img) if draw() < 0.5 else img
+
+
+def _elastic_transform(
+    img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk
+) -> torch.Tensor:
+    h, w = img.shape[1:]
+    field = gaussian_blur(bulk(2 * h * w).view(1, 2, h, w) * 2 - 1, aug.arg("sigma"))
+    field = field * aug.arg("alpha") / torch.tensor([w, h]).view(1, 2, 1, 1)
+    return TF.elastic(img, field.permute(0, 2, 3, 1), interpolation=TF.InterpolationMode.BILINEAR)
+
+
+def _gaussian_noise(img: torch.Tensor, aug: Augmentation, draw: Draw, bulk: Bulk) -> torch.Tensor:
+    noise = normal(lambda n: bulk(n)[None], (1, img.numel()))
+    scaled = img.float() + 255 * aug.arg("sigma") * noise.view(img.shape)
+    return scaled.round().clamp(0, 255).to(torch.uint8)
+
+
+#: Augmentation name -> its operation on one (C, H, W) uint8 image, given ``draw()`` (one
+#: uniform number) and ``bulk(n)`` (n of them); keys equal :data:`AUGMENTATIONS`'.
+APPLY: dict[str, Callable[[torch.Tensor, Augmentation, Draw, Bulk], torch.Tensor]] = {
+    "trivial_augment": _trivial_augment,
+    "rand_augment": _rand_augment,
+    "augmix": _augmix,
+    "random_affine": _random_affine,
+    "random_resized_crop": _random_resized_crop,
+    "color_jitter": _color_jitter,
+    "hflip": _hflip,
+    "elastic_transform": _elastic_transform,
+    "gaussian_noise": _gaussian_noise,
+}
 
 
 def augment(images: torch.Tensor, spec: str, seed: int, sample_ids: Sequence[str]) -> torch.Tensor:
@@ -229,6 +252,6 @@ def augment(images: torch.Tensor, spec: str, seed: int, sample_ids: Sequence[str
                 buffer.extend(stream(64)[0].tolist())
             return buffer.pop(0)
 
-        out.append(_augment_one(pixels[i], aug, draw, lambda n, stream=stream: stream(n)[0]))
+        out.append(APPLY[aug.name](pixels[i], aug, draw, lambda n, stream=stream: stream(n)[0]))
     result = torch.stack(out) if out else pixels.clone()
     return (result.float() / 255).to(device=images.device, dtype=images.dtype)

@@ -317,6 +317,11 @@ def check_class_balance(curated: pa.Table, classes: int, tolerance: float) -> Ch
     )
 
 
+def split_rows(samples: pa.Table, split: str = "train") -> int:
+    """Rows of ``samples`` in ``split`` (the input count a ledger must account for)."""
+    return int(pc.sum(pc.equal(samples.column("split"), split).cast(pa.int64())).as_py() or 0)
+
+
 def check_ledger(ledger: pa.Table, train_rows: int, curated_rows: int) -> CheckOutcome:
     """``curation_ledger``: one row per input sample; kept rows equal the curated table."""
     problems = schema_problems(ledger, LEDGER_SCHEMA)

@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 from robust_data.arrays import class_names
 from robust_data.curation import class_count_chart
 from robust_data.images import content_sha256, decode_image
-from robust_data.schema import META_PREFIX, column_by_id, read_params
+from robust_data.markdown import count_table
+from robust_data.schema import META_PREFIX, column_by_id, read_params, table_metadata
 from robust_data.store import (
     ROW_GROUP_ROWS,
     Store,
@@ -83,6 +84,23 @@ class ExportResult:
     format: str
     rows: dict[str, int]  # split -> rows
     removed: tuple[Path, ...] = ()
+
+    def files_table(self, source: str = "curated_samples, variants, raw_samples") -> pa.Table:
+        """One row per exported Parquet file: split, path, rows, sha256; with table metadata.
+
+        Only for the Parquet format (``<split>.parquet`` per split).
+        """
+        files = [self.path / f"{split}.parquet" for split in self.rows]
+        table = pa.table(
+            {
+                "split": list(self.rows),
+                "path": [str(f) for f in files],
+                "rows": list(self.rows.values()),
+                "sha256": [file_sha256(f) for f in files],
+            }
+        )
+        params = {"format": self.format, "export": str(self.path)}
+        return table.replace_schema_metadata(table_metadata("curated_dataset", source, params))
 
 
 def file_sha256(path: Path) -> str:
@@ -226,10 +244,14 @@ def _card(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table
         "",
         "## Ledger (input training samples)",
         "",
-        "| outcome | samples |",
-        "|---|---:|",
-        f"| kept | {reasons.count(None):,} |",
-        *(f"| {r} | {reasons.count(r):,} |" for r in sorted({r for r in reasons if r is not None})),
+        count_table(
+            {
+                "kept": reasons.count(None),
+                **{r: reasons.count(r) for r in sorted({r for r in reasons if r is not None})},
+            },
+            "outcome",
+            "samples",
+        ),
         "",
         "## Rows per class and split",
         "",

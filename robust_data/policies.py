@@ -182,7 +182,14 @@ def preset_from_params(params: dict[str, Any]) -> Preset:
 def apply_preset(
     samples: pa.Table, rpr: pa.Table, quality: pa.Table | None, chosen: Preset
 ) -> Curation:
-    """Apply the preset's policy; both tables carry the whole preset in their parameters."""
+    """Apply the preset's policy to the training split of ``samples``.
+
+    Rows of other splits (when ``samples`` has a ``split`` column) are left out first: the
+    test split is never curated. Both returned tables carry the whole preset in their
+    parameters.
+    """
+    if "split" in samples.column_names:
+        samples = samples.filter(pc.equal(samples.column("split"), "train"))
     result = select_curated(samples, rpr, quality, chosen.policy)
     source = "raw_samples, rpr_scores, label_quality"
     params = preset_params(chosen)

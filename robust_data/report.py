@@ -10,7 +10,6 @@ interval of every model, the paper's table, and seed 0's curves and per-corrupti
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -367,8 +366,3 @@ def write_report(report: Report, folder: Path) -> Path:
         write_bytes_atomic(png, folder / "plots" / f"{name}.png")
     write_text_atomic(json.dumps(report.document, indent=2, allow_nan=True), folder / "report.json")
     return write_text_atomic(report.markdown(), folder / "report.md")
-
-
-def inline_png(png: bytes, alt: str) -> str:
-    """Markdown image with the PNG inlined (for Dagster metadata)."""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

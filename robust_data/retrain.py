@@ -16,7 +16,7 @@ only in which originals (and which of them get the variants) were chosen.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from robust_data.arrays import SampleArrays
 from robust_data.models import ModelConfig, TrainedModel, accuracy, save_model, train_model
 from robust_data.policies import Preset, class_weights, spread
 from robust_data.report import random_subset
-from robust_data.schema import column_by_id
+from robust_data.schema import column_by_id, table_metadata
 from robust_data.variants import apply_transform, copy_key, parse_transform
 
 TRAINING_SETS = ("reference", "curated", "random_subset", "all_with_variants")
@@ -248,7 +248,8 @@ def retrain_models(
     Returns
     -------
     pa.Table
-        :data:`RETRAINED_SCHEMA`, rows seed by seed in :data:`TRAINING_SETS` order.
+        :data:`RETRAINED_SCHEMA`, rows seed by seed in :data:`TRAINING_SETS` order, with the
+        robust_data table metadata (the options and the preset as parameters).
     """
     names = [n for n in TRAINING_SETS if n in {"reference", "curated", *options.names}]
     rows = []
@@ -278,7 +279,11 @@ def retrain_models(
                 }
             )
             del training
-    return pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA)
+    params = {**asdict(options), "names": list(options.names), "preset": preset.name}
+    meta = table_metadata(
+        "retrained_model", "raw_samples, rpr_scores, curation_ledger, reference_model", params
+    )
+    return pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA).replace_schema_metadata(meta)
 
 
 def curation_inputs(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,36 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("ROBUST_DATA_STORE", raising=False)
     Store.open(home).ensure()
     return home
+
+
+@dataclass(frozen=True)
+class CuratedHome:
+    """A home where ``robust-data curate --dataset digits --seeds 2`` ran, and what it printed."""
+
+    home: Path
+    out: str
+
+
+@pytest.fixture(scope="session")
+def curated_digits(tmp_path_factory: pytest.TempPathFactory) -> CuratedHome:
+    """The main job on digits, run once per session (about 100 s on 2 cores).
+
+    Tests that use it only read the home (queries, exports to their own folders, a
+    webserver); anything that changes it needs its own home.
+    """
+    from pipelines.cli import main
+
+    home = tmp_path_factory.mktemp("curated-digits") / "home"
+    saved = {k: os.environ.get(k) for k in ("ROBUST_DATA_HOME", "DAGSTER_HOME")}
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            code = main(["curate", "--dataset", "digits", "--home", str(home), "--seeds", "2"])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert code == 0, buffer.getvalue()[-2000:]
+    return CuratedHome(home, buffer.getvalue())

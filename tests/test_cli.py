@@ -16,6 +16,7 @@ from dagster import AssetKey, DagsterInstance
 
 from pipelines.cli import main
 from robust_data.store import Store
+from tests.conftest import CuratedHome
 from tests.fixtures import make_idx_root, make_imagefolder, png_bytes
 
 
@@ -53,11 +54,17 @@ def test_ingest_mnist_root_counts_match_the_labels(
     assert Store.open(isolated_home).lookup("mnist").root == str((tmp_path / "data").resolve())
 
 
+@pytest.mark.slow
 def test_curate_digits_then_query_formats(
-    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+    curated_digits: CuratedHome,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert run_cli("curate", "--dataset", "digits", "--seeds", "2") == 0
-    out = capsys.readouterr().out
+    home, out = curated_digits.home, curated_digits.out
+    monkeypatch.setenv("ROBUST_DATA_HOME", str(home))  # the commands below read this home
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    capsys.readouterr()
     assert (
         "curation_job for dataset 'digits'" in out
         and "1,797 rows" in out
@@ -70,7 +77,7 @@ def test_curate_digits_then_query_formats(
     assert len(verdicts) == 12 and all("(2 seeds)" in v for v in verdicts)
     assert any(" than the reference" in v or " the reference on " in v for v in verdicts)
     # the guards' warnings follow the first line when they fire (digits' default keeps few)
-    ledger = Store.open(isolated_home).read("curation_ledger", "digits")
+    ledger = Store.open(home).read("curation_ledger", "digits")
     share = sum(ledger.column("kept").to_pylist()) / ledger.num_rows
     warned = "\n  warning: curation_ledger.kept_share: curation kept " in out
     assert warned == (share < 0.5), (share, out[:600])
@@ -124,7 +131,7 @@ def test_curate_digits_then_query_formats(
     assert joined["n"] == 1438 and 0 < joined["issues"] < 1438
     assert 0 <= joined["fragile_issues"] <= joined["issues"]
     # score-model repeats the test split's scoring exactly (same model, seed and scheme)
-    plot = Path(isolated_home) / "curve.png"
+    plot = tmp_path / "curve.png"
     assert run_cli("score-model", "digits", "--plot", str(plot)) == 0
     scored = capsys.readouterr().out
     assert f"robust fraction {fractions['test']['robust']:.4f}" in scored

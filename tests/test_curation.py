@@ -16,7 +16,9 @@ from robust_data import CuratedDataset
 from robust_data.curation import CurationPolicy, select_curated
 from robust_data.export import ExportError, _write_imagefolder, export_dataset, file_sha256
 from robust_data.policies import DEFAULT_PRESET
+from robust_data.schema import read_metadata
 from robust_data.store import Store
+from tests.conftest import CuratedHome
 
 
 def _tables(rows: list[dict]) -> tuple[pa.Table, pa.Table, pa.Table]:
@@ -144,21 +146,12 @@ def test_imagefolder_names_cannot_escape(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.png")) and not (tmp_path / "evil.png").exists()
 
 
-@pytest.fixture(scope="module")
-def curated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("curated") / "home"
-    import os
-
-    saved = {k: os.environ.get(k) for k in ("ROBUST_DATA_HOME", "DAGSTER_HOME")}
-    assert main(["curate", "--dataset", "digits", "--home", str(home), "--seeds", "2"]) == 0
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    return home
+@pytest.fixture
+def curated_home(curated_digits: CuratedHome) -> Path:
+    return curated_digits.home
 
 
+@pytest.mark.slow
 def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_path: Path) -> None:
     store = Store.open(curated_home)
     exported = curated_home / "exports" / "digits"  # curate made it (curated_dataset asset)
@@ -218,6 +211,7 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
     assert loaded["test"][0]["image"].size == (8, 8)  # decoded to a PIL image
 
 
+@pytest.mark.slow
 def test_imagefolder_export_reads_in_torchvision(curated_home: Path, tmp_path: Path) -> None:
     from torchvision.datasets import ImageFolder
 
@@ -246,6 +240,7 @@ def test_imagefolder_export_reads_in_torchvision(curated_home: Path, tmp_path: P
     assert len(ImageFolder(str(out / "test"))) == 359
 
 
+@pytest.mark.slow
 def test_exports_refuse_foreign_folders_and_survive_failures(
     curated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -269,3 +264,20 @@ def test_exports_refuse_foreign_folders_and_survive_failures(
         export_dataset(store, "digits", foreign)
     assert {p.name: file_sha256(p) for p in foreign.glob("*.parquet")} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders
+
+
+@pytest.mark.slow
+def test_every_stored_table_carries_the_table_metadata(curated_home: Path) -> None:
+    store = Store.open(curated_home)
+    tables = sorted(p for p in store.storage_root.glob("*/digits.parquet"))
+    assert {p.parent.name for p in tables} >= {
+        "raw_samples",
+        "curated_dataset",
+        "retrained_model",
+        "robustness_report",
+        "corrupted_test",
+    }
+    for path in tables:
+        meta = read_metadata(pq.read_schema(path))
+        assert meta.get("table") == path.parent.name, (path, meta)
+        assert {"version", "code_revision", "source", "params"} <= set(meta), path

@@ -136,7 +136,7 @@ def test_unregistered_partition_fails_with_the_fix(isolated_home: Path) -> None:
     assert "register it first" in str(failure.step_failure_data.error.to_string())
 
 
-def test_scoring_and_label_quality_materialize_on_digits(isolated_home: Path) -> None:
+def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     store = Store.open(isolated_home)
     result = materialize_partition(
         store,

@@ -7,6 +7,7 @@ opaque block), and the executor fragment against the field names of dagster-k8s 
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shlex
@@ -18,21 +19,23 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from dagster import (
+    AssetsDefinition,
+    DagsterInvalidConfigError,
+    GraphDefinition,
     QueuedRunCoordinator,
     job,
     multiprocess_executor,
     op,
     validate_run_config,
 )
+
+# No public API validates a dagster.yaml or a run config against the schemas without a live
+# instance, or runs the dagster CLI in process: these few stay on Dagster's internals.
 from dagster._cli import cli as dagster_cli
 from dagster._config import Shape, process_config
-from dagster._core.definitions.assets.definition.assets_definition import AssetsDefinition
-from dagster._core.definitions.graph_definition import GraphDefinition
-from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config, dagster_instance_config_schema
 from dagster._core.storage.config import pg_config
 from dagster._core.system_config.objects import ResolvedRunConfig
-from dagster._serdes import class_from_code_pointer
 
 from assets import oof_predictions_asset, reference_model, retrained_model, rpr_scores
 from pipelines.definitions import build_definitions
@@ -163,7 +166,7 @@ def test_run_pods_receive_every_variable_the_instance_reads() -> None:
 
 def test_instance_run_coordinator_is_dagsters_queued_coordinator() -> None:
     block = load("dagster.yaml")["run_coordinator"]
-    coordinator = class_from_code_pointer(block["module"], block["class"])
+    coordinator = getattr(importlib.import_module(block["module"]), block["class"])
     assert coordinator is QueuedRunCoordinator
     assert process_config(coordinator.config_type(), block.get("config") or {}).success
 

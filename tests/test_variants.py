@@ -8,7 +8,7 @@ import torch
 
 from robust_data.adversarial import attack, parse_attack
 from robust_data.arrays import decode_samples
-from robust_data.augment import AUGMENTATIONS, augment, parse_augmentation
+from robust_data.augment import APPLY, AUGMENTATIONS, augment, parse_augmentation
 from robust_data.corrupt.evaluate import corruption_accuracy
 from robust_data.ingest import ingest
 from robust_data.models import ModelConfig, train_model
@@ -36,6 +36,10 @@ def test_augmentations_are_seeded_per_sample(name: str) -> None:
     assert torch.equal(augment(x[2:3], name, 3, ids[2:3]), out[2:3])  # per sample, any batch
     assert torch.equal(augment(x, name, 3, ids), out)
     assert not torch.equal(augment(x, name, 4, ids), out)
+
+
+def test_every_augmentation_name_has_one_operation() -> None:
+    assert set(APPLY) == set(AUGMENTATIONS)
 
 
 def test_augmentation_and_transform_specs() -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from pipelines.cli import main
 from robust_data import Store
+from tests.conftest import CuratedHome
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -162,14 +163,10 @@ def running_webserver(home: Path) -> Iterator[int]:
 
 @pytest.mark.slow
 def test_webserver_shows_the_whole_graph_with_the_cli_materializations(
-    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+    curated_digits: CuratedHome,
 ) -> None:
-    assert (
-        main(["curate", "--dataset", "digits", "--home", str(isolated_home), "--seeds", "2"]) == 0
-    )
-    capsys.readouterr()
-    store = Store.open(isolated_home)
-    with running_webserver(isolated_home) as port:
+    store = Store.open(curated_digits.home)
+    with running_webserver(curated_digits.home) as port:
         nodes = asset_nodes(port)
         # the whole graph, with its dependency edges
         assert set(nodes) == set(EDGES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -187,7 +188,32 @@ def score_samples(
     return RprScores(table, result, data, names)
 
 
-def _shard_params(table: pa.Table) -> dict[str, object]:
+@dataclass(frozen=True)
+class ShardInfo:
+    """What one shard table's metadata says.
+
+    Attributes
+    ----------
+    index, count : int
+        This shard is ``index`` of ``count`` (0-based).
+    tries, computed : int
+        Forward passes it needed and ran.
+    seconds : float
+        Its scoring time.
+    scoring : dict
+        Everything else in its metadata (scheme, seed, model_sha256, ...): equal in every
+        shard of one scoring, except ``code_revision``.
+    """
+
+    index: int
+    count: int
+    tries: int
+    computed: int
+    seconds: float
+    scoring: dict[str, Any]
+
+
+def _shard_info(table: pa.Table) -> ShardInfo:
     meta = read_metadata(table.schema)
     params = json.loads(meta.get("params", "{}"))
     if "shard" not in params:
@@ -195,7 +221,16 @@ def _shard_params(table: pa.Table) -> dict[str, object]:
             "expected rpr_scores shard tables (from score_samples(..., shard=...)); found a "
             "table without shard metadata; score with a Shard"
         )
-    return {**{k: v for k, v in meta.items() if k != "params"}, **params}
+    merged = {**{k: v for k, v in meta.items() if k != "params"}, **params}
+    index, count = merged["shard"]
+    return ShardInfo(
+        index=int(index),
+        count=int(count),
+        tries=int(merged["tries"]),
+        computed=int(merged["computed"]),
+        seconds=float(merged["seconds"]),
+        scoring={k: v for k, v in merged.items() if k not in _SHARD_KEYS},
+    )
 
 
 def merge_shards(tables: Sequence[pa.Table], samples: pa.Table) -> RprScores:
@@ -216,22 +251,22 @@ def merge_shards(tables: Sequence[pa.Table], samples: pa.Table) -> RprScores:
     """
     if not tables:
         raise ValueError("expected at least one shard table; found none; score the shards first")
-    params = [_shard_params(t) for t in tables]
-    count = params[0]["shard"][1]  # type: ignore[index]
-    indices = sorted(p["shard"][0] for p in params)  # type: ignore[index]
-    if indices != list(range(count)) or any(p["shard"][1] != count for p in params):  # type: ignore[index]
+    infos = [_shard_info(t) for t in tables]
+    count = infos[0].count
+    indices = sorted(i.index for i in infos)
+    if indices != list(range(count)) or any(i.count != count for i in infos):
         raise ValueError(
             f"expected shards 0..{count - 1} of {count}, each once; found "
-            f"{[p['shard'] for p in params]}; rerun the missing shards"
+            f"{[[i.index, i.count] for i in infos]}; rerun the missing shards"
         )
-    same = {k: v for k, v in params[0].items() if k not in _SHARD_KEYS}
-    for p in params[1:]:
-        differ = sorted(k for k in same if p.get(k) != same[k] and k != "code_revision")
+    same = infos[0].scoring
+    for info in infos[1:]:
+        differ = sorted(k for k in same if info.scoring.get(k) != same[k] and k != "code_revision")
         if differ:
             raise ValueError(
                 f"expected shards of one scoring; found different {differ}; rescore all shards"
             )
-    order = sorted(range(len(tables)), key=lambda i: params[i]["shard"][0])  # type: ignore[index]
+    order = sorted(range(len(tables)), key=lambda i: infos[i].index)
     merged = pa.concat_tables([tables[i].replace_schema_metadata(None) for i in order])
     steps = merged.column("steps_to_flip").fill_null(0).to_numpy().astype(np.int64)
     flip = merged.column("flip_pred").fill_null(-1).to_numpy().astype(np.int64)
@@ -242,13 +277,13 @@ def merge_shards(tables: Sequence[pa.Table], samples: pa.Table) -> RprScores:
         steps_to_flip=steps,
         flip_pred=flip,
         scheme=str(same["scheme"]),
-        max_steps=int(same["max_steps"]),  # type: ignore[arg-type]
-        seed=int(same["seed"]),  # type: ignore[arg-type]
+        max_steps=int(same["max_steps"]),
+        seed=int(same["seed"]),
         device=str(same["device"]),
         precision=str(same["precision"]),
-        tries=sum(int(p["tries"]) for p in params),  # type: ignore[arg-type]
-        computed=sum(int(p["computed"]) for p in params),  # type: ignore[arg-type]
-        seconds=max(float(p["seconds"]) for p in params),  # type: ignore[arg-type]
+        tries=sum(i.tries for i in infos),
+        computed=sum(i.computed for i in infos),
+        seconds=max(i.seconds for i in infos),
     )
     keep = ("scheme", "max_steps", "seed", "model_sha256", "device", "precision")
     meta = {k: same[k] for k in keep}

@@ -1,0 +1,63 @@
+"""The ``robust-data`` command: datasets, ingest, curate, score-model, gallery, export, report,
+query, ui.
+
+It lives beside the Dagster wiring because it drives Dagster runs; the core library stays
+framework-free. One module per concern: ``parser`` (arguments), ``launch`` (run config and
+Dagster execution, with the home's environment set for the run only), ``summary`` (what a
+run prints), ``ui`` (``dagster dev`` tied to this command) and ``commands`` (one function per
+command). Dagster is imported only inside the commands that run it, so ``robust-data query``
+and ``robust-data datasets`` start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pipelines.cli.commands import (
+    cmd_curate,
+    cmd_datasets,
+    cmd_export,
+    cmd_gallery,
+    cmd_ingest,
+    cmd_query,
+    cmd_report,
+    cmd_score_model,
+)
+from pipelines.cli.common import CliError
+from pipelines.cli.launch import _failure_message, run_job
+from pipelines.cli.parser import build_parser
+from pipelines.cli.ui import cmd_ui
+from robust_data.errors import DatasetError
+from robust_data.query import QueryError
+
+__all__ = ["COMMANDS", "CliError", "_failure_message", "build_parser", "main", "run_job"]
+
+
+COMMANDS = {
+    "datasets": cmd_datasets,
+    "ingest": cmd_ingest,
+    "curate": cmd_curate,
+    "score-model": cmd_score_model,
+    "gallery": cmd_gallery,
+    "export": cmd_export,
+    "report": cmd_report,
+    "query": cmd_query,
+    "ui": cmd_ui,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``robust-data`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    # torch.compile logs that a CUDA build found no CUDA runtime: expected on CPU machines.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    try:
+        return COMMANDS[args.command](args)
+    except (DatasetError, QueryError, CliError, FileNotFoundError, ValueError) as exc:
+        print(f"robust-data {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The commands: each takes the parsed arguments and returns the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pipelines.cli.common import CliError, dataset_name
+from pipelines.cli.launch import curation_ops, ingest_config, resolve_dataset, run_job
+from pipelines.cli.summary import report_lines, summary
+from pipelines.home import writing_home
+from robust_data.query import max_rows_for, stream_query
+from robust_data.sources import PATH_SOURCES, SOURCES
+from robust_data.store import Registration, Store, write_text_atomic
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    store = Store.open(args.home)
+    root = Path(args.root).resolve() if args.root else None
+    registered = store.registrations()
+    rows = []
+    for name, source in SOURCES.items():
+        if name in PATH_SOURCES:
+            rows.append((f"{name}:PATH", "-", source.description))
+            continue
+        check_root = root
+        if check_root is None and name in registered and registered[name].root:
+            check_root = Path(registered[name].root)
+        available, why = source.availability(check_root)
+        rows.append((name, "yes" if available else "no", f"{source.description}; {why}"))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'source'.ljust(width)}  available  notes")
+    for name, available, notes in rows:
+        print(f"{name.ljust(width)}  {available.ljust(9)}  {notes}")
+    if registered:
+        print(f"\nregistered in {store.home}:")
+        for reg in registered.values():
+            print(f"  {reg.name}: {reg.source}" + (f" (root {reg.root})" if reg.root else ""))
+    return 0
+
+
+def run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
+    shards = getattr(args, "shards", 1)
+    if shards < 1:
+        raise CliError(f"expected --shards >= 1; found {shards}; pass --shards 2")
+    with writing_home(args.home, f"robust-data {args.command}") as store:
+        name, spec, root = resolve_dataset(store, args, dataset)
+        config = ingest_config(args, spec, root)
+        # Checked before anything is written, so two sources never mix under one name; bound
+        # once the source's samples are stored (a refused ingest binds nothing).
+        registration = Registration(name=name, source=spec, root=root)
+        removed = store.claim(registration, args.replace)
+        if removed:
+            print(
+                f"--replace: removed {len(removed)} stored items of the old {name!r}",
+                file=sys.stderr,
+            )
+        ops = curation_ops(args) if job == "curation_job" else {}
+        if shards > 1:
+            ops["rpr_scores"] = {"shards": shards}
+        try:
+            outcome = run_job(store, job, name, config, ops, getattr(args, "workers", 1))
+        finally:
+            if store.has("raw_samples", name):
+                store.register(registration)
+        print(summary(store, name, outcome, job))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    return run_dataset(args, args.dataset, "ingest_job")
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    return run_dataset(args, args.dataset, "curation_job")
+
+
+# ---------------------------------------------------------------------------------------------
+# score-model
+
+CURVE_POINTS = (1, 5, 10, 25, 50, 100, 150, 200, 250)
+
+
+def cmd_score_model(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+
+    from robust_data.models import load_model
+    from robust_data.reference import load_reference
+    from robust_data.rpr.engine import RprOptions
+    from robust_data.rpr.plots import plot_curves
+    from robust_data.rpr.scoring import score_samples
+
+    store = Store.open(args.home)
+    samples = store.read("raw_samples", dataset_name(args.dataset))
+    split = samples.filter(pc.equal(samples.column("split"), args.split))
+    if split.num_rows == 0:
+        found = sorted(set(samples.column("split").to_pylist()))
+        raise CliError(
+            f"expected samples in split {args.split!r}; found splits {found}; pass --split"
+        )
+    if args.limit is not None:
+        split = split.slice(0, max(args.limit, 0))
+    if args.model:
+        model, weights = load_model(args.model)
+    else:
+        model, weights = load_reference(store.read("reference_model", args.dataset))
+    options = RprOptions(
+        scheme=args.scheme,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+    )
+    scores = score_samples(
+        samples, model, weights.sha256, options, splits=(args.split,), limit=args.limit
+    )
+    result = scores.result
+    curve = scores.curves()[args.split]
+    print(
+        f"{args.dataset} {args.split}: {split.num_rows:,} images, model {weights.path} "
+        f"(sha256 {weights.sha256[:12]}), scheme {result.scheme}, seed {result.seed}"
+    )
+    print(f"clean accuracy  {result.clean_correct.mean():.4f}")
+    print(f"robust fraction {curve[-1]:.4f}  (survived all {result.max_steps} tries)")
+    print("still robust after k tries:")
+    for k in [k for k in CURVE_POINTS if k < result.max_steps] + [result.max_steps]:
+        print(f"  k={k:>4}  {curve[k - 1]:.4f}  {'#' * round(40 * curve[k - 1])}")
+    print(
+        f"{result.tries:,} perturbed forward passes in {result.seconds:.1f} s on "
+        f"{result.device} ({result.precision})"
+    )
+    if args.plot:
+        from robust_data.store import write_bytes_atomic
+
+        path = write_bytes_atomic(plot_curves({args.split: curve}), args.plot)
+        print(f"curve: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    store = Store.open(args.home)
+    print("\n".join(report_lines(store, dataset_name(args.dataset))))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from robust_data.export import UPSTREAM, export_dataset
+
+    dataset = dataset_name(args.dataset)
+    with writing_home(args.home, "robust-data export") as store:
+        from dagster import DagsterInstance
+
+        from assets.curated_dataset import latest_runs
+
+        with DagsterInstance.get() as instance:
+            runs = latest_runs(instance, dataset, (*UPSTREAM, "variants"))
+        result = export_dataset(
+            store, dataset, args.out, args.format, args.with_variants, args.force, runs
+        )
+    rows = ", ".join(f"{split} {n:,}" for split, n in result.rows.items())
+    print(f"exported {args.dataset} as {result.format} to {result.path}: {rows} rows")
+    print(f"  dataset card: {result.path / 'README.md'}; lineage: {result.path / 'lineage.json'}")
+    for path in result.removed:
+        print(f"  removed {path}: left by an export that was stopped", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# gallery
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from robust_data.corrupt.gallery import corruption_table, gallery_png, sample_images
+    from robust_data.store import write_bytes_atomic
+
+    titles = {"mnist": "MNIST digit (28x28)", "rgb32": "32x32 RGB photo"}
+    for name, image in sample_images().items():
+        png = gallery_png(image, f"Corruptions on a {titles[name]}, seed {args.seed}", args.seed)
+        path = write_bytes_atomic(png, Path(args.out) / f"{name}.png")
+        print(f"{path}")
+    print(write_text_atomic(corruption_table(), Path(args.out) / "README.md"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# query
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    max_rows = max_rows_for(args.format, args.max_rows)
+    try:
+        stream_query(Store.open(args.home), args.sql, sys.stdout, args.format, max_rows)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `robust-data query ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

@@ -1,0 +1,235 @@
+"""Launching Dagster runs for the CLI: run config, execution, and failures as one line."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.cli.common import CliError
+from pipelines.home import dagster_environment, run_tags, scoped_environ
+from robust_data.ingest import parse_size
+from robust_data.sources import PATH_SOURCES, resolve_source
+from robust_data.store import Store
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a CLI-launched Dagster run did."""
+
+    run_id: str
+    seconds: float
+    warnings: tuple[str, ...] = ()  # failed non-blocking checks (the guards), one line each
+    # Asset name -> the metadata it logged in this run (raw_samples: its latest, when the
+    # run read it without making it); the summary is built from these.
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def run_metadata(instance: Any, run_id: str, partition: str) -> dict[str, dict[str, Any]]:
+    """Asset name -> the plain values of the metadata it logged in run ``run_id``.
+
+    ``raw_samples`` comes from its latest materialization for ``partition`` when the run did
+    not make it (the scoring job reads the stored samples).
+    """
+    from dagster import AssetKey, AssetRecordsFilter, DagsterEventType
+
+    def values(materialization: Any) -> dict[str, Any]:
+        return {key: value.value for key, value in materialization.metadata.items()}
+
+    records = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is not None:
+            found[materialization.asset_key.to_user_string()] = values(materialization)
+    if "raw_samples" not in found:
+        latest = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("raw_samples"), asset_partitions=[partition]),
+            limit=1,
+        ).records
+        if latest:
+            found["raw_samples"] = values(latest[0].asset_materialization)
+    return found
+
+
+def failed_checks(result: Any) -> list[str]:
+    """'asset.check: description' of every failed asset check of a run, one line each."""
+    failed = []
+    for event in result.all_events:
+        data = event.event_specific_data
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not data.passed:
+            description = " ".join((data.description or "no description").split())
+            failed.append(f"{data.asset_key.to_user_string()}.{data.check_name}: {description}")
+    return failed
+
+
+def _failure_message(result: Any) -> str:
+    """The root cause of a failed run's first failed step, as one line."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            if error.cls_name == "DagsterAssetCheckFailedError":
+                checks = "; ".join(failed_checks(result)) or "no check evaluation recorded"
+                return (
+                    f"expected the data to pass its blocking checks; found failed check {checks}; "
+                    f"fix the input and run again (run {result.run_id[:8]})"
+                )
+            lines = error.message.strip().splitlines()
+            text = lines[0] if lines else error.cls_name
+            _, sep, rest = text.partition(f"{error.cls_name}: ")
+            text = rest if sep else text
+            if error.cls_name not in ("DatasetError", "HomeLockedError"):
+                text = f"{error.cls_name}: {text} (run {result.run_id[:8]}; its logs are in robust-data ui)"
+            return text
+    return f"run {result.run_id[:8]} failed; its logs are in robust-data ui"
+
+
+def run_job(
+    store: Store,
+    job: str,
+    partition: str,
+    config: dict[str, Any],
+    ops: dict[str, dict[str, Any]] | None = None,
+    workers: int = 1,
+) -> RunOutcome:
+    """Materialize ``job`` for one dataset partition in the home's Dagster instance.
+
+    ``ops`` adds run config per asset (``{"rpr_scores": {"shards": 2}}``). With ``workers``
+    above 1 the multiprocess executor runs up to that many steps at once, each in its own
+    process (the RPR shards in parallel); with 1, everything runs in this process.
+
+    Raises
+    ------
+    CliError
+        With the failing step's one-line error.
+    """
+    if workers < 1:
+        raise CliError(f"expected --workers >= 1; found {workers}; pass --workers 2")
+    run_config = {
+        "ops": {
+            # The scoring job reads the stored raw_samples: no ingestion config there.
+            **({} if job == "scoring_job" else {"raw_samples_assets": {"config": config}}),
+            **{name: {"config": value} for name, value in (ops or {}).items()},
+        },
+        # The console logger stays quiet: a failure is reported below as one line.
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+    }
+    from dagster import DagsterInstance
+
+    from assets.raw_samples import DATASETS
+    from assets.resources import MAX_CONCURRENT_ENV
+
+    # The run's environment (read by the assets and inherited by worker processes) is set
+    # for the run only: this process's environment is as it was afterwards.
+    environment = dagster_environment(store)
+    if workers > 1:
+        environment[MAX_CONCURRENT_ENV] = str(workers)
+    started = time.perf_counter()
+    with scoped_environ(environment), DagsterInstance.get() as instance:
+        if not instance.has_dynamic_partition(DATASETS.name, partition):
+            instance.add_dynamic_partitions(DATASETS.name, [partition])
+        if workers > 1:
+            result = _execute_in_workers(instance, job, partition, run_config)
+        else:
+            result = _execute_here(instance, store, job, partition, run_config)
+        metadata = run_metadata(instance, result.run_id, partition) if result.success else {}
+    if not result.success:
+        raise CliError(_failure_message(result))
+    store.remove_step_outputs(result.run_id)  # shard outputs, merged into the stored table
+    # The run succeeded, so any failed check is a non-blocking guard: shown as a warning.
+    warnings = tuple(failed_checks(result))
+    return RunOutcome(result.run_id, time.perf_counter() - started, warnings, metadata)
+
+
+def _execute_here(
+    instance: Any, store: Store, job: str, partition: str, run_config: dict[str, Any]
+) -> Any:
+    """Run ``job`` step by step in this process, no step's output kept after its consumers.
+
+    Not ``execute_in_process``: that captures every output value for the result object, so
+    memory grew with each step (see :func:`pipelines.definitions.in_process_job`).
+    """
+    from dagster import build_reconstructable_job, execute_job
+
+    target = build_reconstructable_job(
+        "pipelines.definitions",
+        "in_process_job",
+        reconstructable_args=(job, str(store.home), store.tables_root),
+    )
+    return execute_job(
+        target,
+        instance=instance,
+        run_config=run_config,
+        tags={"dagster/partition": partition, **run_tags()},
+        raise_on_error=False,
+    )
+
+
+def _execute_in_workers(instance: Any, job: str, partition: str, run_config: dict[str, Any]) -> Any:
+    """Run ``job`` with the multiprocess executor (steps at once: ``$ROBUST_DATA_MAX_CONCURRENT``)."""
+    from dagster import execute_job, reconstructable
+
+    from pipelines import definitions
+
+    target = {
+        "curation_job": definitions.curation_job_def,
+        "scoring_job": definitions.scoring_job_def,
+    }.get(job)
+    if target is None:
+        raise CliError(f"expected curation_job or scoring_job with --workers; found {job}")
+    return execute_job(
+        reconstructable(target),
+        instance=instance,
+        run_config=run_config,
+        tags={"dagster/partition": partition, **run_tags()},
+        raise_on_error=False,
+    )
+
+
+def ingest_config(args: argparse.Namespace, spec: str, root: str | None) -> dict[str, Any]:
+    if args.resize:
+        parse_size(args.resize)  # fail fast with the one-line message
+    return {
+        "source": spec,
+        "root": root or None,
+        "seed": args.seed,
+        "test_fraction": args.test_fraction,
+        "resize": args.resize or None,
+        "channels": args.channels,
+    }
+
+
+def resolve_dataset(
+    store: Store, args: argparse.Namespace, dataset: str
+) -> tuple[str, str, str | None]:
+    """(partition name, source spec, root) for a source spec or a registered dataset name."""
+    registered = store.registrations()
+    if dataset in registered and not args.root and not args.name:
+        reg = registered[dataset]
+        return reg.name, reg.source, reg.root
+    resolved = resolve_source(dataset, root=args.root, name=args.name)
+    if resolved.source.name in PATH_SOURCES:
+        # stored resolved: a relative path must not re-resolve against a later directory
+        return resolved.name, f"{resolved.source.name}:{resolved.root}", None
+    return resolved.name, resolved.spec, str(resolved.root) if resolved.root else None
+
+
+def curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Run config of the main job's options (preset, seeds), checked first."""
+    from robust_data.policies import PRESETS
+
+    if args.seeds < 1:
+        raise CliError(f"expected --seeds >= 1; found {args.seeds}; pass --seeds 3")
+    if args.preset is not None and args.preset not in PRESETS:
+        raise CliError(
+            f"expected --preset in {sorted(PRESETS)}; found {args.preset!r}; pass --preset clean"
+        )
+    ops: dict[str, dict[str, Any]] = {"retrained_model": {"seeds": args.seeds}}
+    if args.preset is not None:
+        ops["curation_assets"] = {"preset": args.preset}
+    return ops
