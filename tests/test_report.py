@@ -46,3 +46,41 @@ def test_mce_matches_a_hand_computation() -> None:
     assert ce == pytest.approx({"fog": 0.3 / 0.6, "jpeg": 0.4 / 0.2})
     assert mce == pytest.approx((0.5 + 2.0) / 2)
     assert mean_corruption_error(reference, reference)[1] == pytest.approx(1.0)
+
+
+def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps() -> None:
+    import torch
+
+    from robust_data.arrays import SampleArrays
+    from robust_data.evaluate import JudgeOptions
+    from robust_data.models import ModelConfig, TrainedModel, build_model
+    from robust_data.report import REPORT_SCHEMA, Candidate, ReportSetup, build_report
+
+    rng = np.random.default_rng(0)
+    test = SampleArrays(
+        [f"t:{i}" for i in range(12)],
+        rng.random((12, 1, 8, 8), dtype=np.float32),
+        np.arange(12) % 3,
+        np.full(12, "test", dtype=object),
+    )
+    config = ModelConfig(width=2)
+    candidates = []
+    for seed in (0, 1):
+        for name in ("reference", "curated", "random_subset"):
+            torch.manual_seed(seed * 10 + len(name))  # test-only weights; the library never seeds
+            model = build_model(config, (1, 8, 8), 3).eval()
+            trained = TrainedModel(model, config, (1, 8, 8), 3)
+            candidates.append(Candidate(name, seed, trained, f"{name}{seed}", 100))
+    judge = JudgeOptions(max_steps=5, corruptions=("gaussian_noise", "fog"), device="cpu")
+    setup = ReportSetup("toy", "clean", frozenset({"pixels"}), judge)
+    known = {("reference", 0): np.full(12, 3)}  # every point flipped at try 3: robust 0
+    report = build_report(setup, candidates, test, None, known, progress=False)
+    assert report.table.schema.remove_metadata() == REPORT_SCHEMA.remove_metadata()
+    assert report.table.num_rows == 6
+    rows = {(r["model"], r["seed"]): r for r in report.table.to_pylist()}
+    assert rows[("reference", 0)]["robust_fraction"] == 0.0  # the stored steps, not rescored
+    assert rows[("reference", 1)]["mce_held_out"] == pytest.approx(1.0)
+    verdicts = report.verdicts
+    assert verdicts and all(v.startswith("curated ") and "(2 seeds)" in v for v in verdicts)
+    assert report.markdown().splitlines()[2] == f"- {verdicts[0]}"  # the verdicts come first
+    assert {"robustness_curves", "corruption_accuracy"} <= set(report.figures)
