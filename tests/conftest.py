@@ -44,16 +44,10 @@ def curated_digits(tmp_path_factory: pytest.TempPathFactory) -> CuratedHome:
     from pipelines.cli import main
 
     home = tmp_path_factory.mktemp("curated-digits") / "home"
-    saved = {k: os.environ.get(k) for k in ("ROBUST_DATA_HOME", "DAGSTER_HOME")}
     buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buffer):
-            code = main(["curate", "--dataset", "digits", "--home", str(home), "--seeds", "2"])
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # The command sets the home's environment for its run only (pipelines.home.scoped_environ).
+    with contextlib.redirect_stdout(buffer):
+        code = main(["curate", "--dataset", "digits", "--home", str(home), "--seeds", "2"])
     assert code == 0, buffer.getvalue()[-2000:]
+    assert os.environ.get("DAGSTER_HOME") != str(home / "dagster")  # nothing leaked
     return CuratedHome(home, buffer.getvalue())

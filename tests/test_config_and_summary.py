@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,14 @@ def test_summary_is_built_from_the_run_metadata(tmp_path: Path) -> None:
         "Full report: /r/report.md",
     ]
     assert not any(line.startswith("  label_quality") for line in lines)  # not in this run
+
+
+def test_scoped_environ_restores_what_was_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.home import scoped_environ
+
+    monkeypatch.setenv("ROBUST_DATA_HOME", "/before")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with scoped_environ({"ROBUST_DATA_HOME": "/run", "DAGSTER_HOME": "/run/dagster"}):
+        assert os.environ["ROBUST_DATA_HOME"] == "/run"
+        assert os.environ["DAGSTER_HOME"] == "/run/dagster"
+    assert os.environ["ROBUST_DATA_HOME"] == "/before" and "DAGSTER_HOME" not in os.environ
