@@ -151,6 +151,7 @@ def test_curate_digits_then_query_formats(
     assert "digits:test:" in text and "bytes>" in text and "(1 row)" in text
 
 
+@pytest.mark.slow
 def test_ingest_imagefolder_reports_rejects(
     isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

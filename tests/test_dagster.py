@@ -94,6 +94,7 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
     assert [s.name for s in defs.schedules] == ["curation_schedule"]
 
 
+@pytest.mark.slow
 def test_workspace_yaml_loads_the_code_location() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
@@ -136,6 +137,7 @@ def test_unregistered_partition_fails_with_the_fix(isolated_home: Path) -> None:
     assert "register it first" in str(failure.step_failure_data.error.to_string())
 
 
+@pytest.mark.slow
 def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     store = Store.open(isolated_home)
     result = materialize_partition(
