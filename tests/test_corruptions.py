@@ -124,6 +124,7 @@ def test_corruptions_are_rpr_schemes() -> None:
     assert 0 < result.robust.sum() < n
 
 
+@pytest.mark.slow
 def test_gallery_command_draws_every_corruption(tmp_path) -> None:
     from PIL import Image
 

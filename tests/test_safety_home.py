@@ -70,6 +70,7 @@ def hold_lock(home: Path, seconds: float) -> subprocess.Popen[str]:
     return holder
 
 
+@pytest.mark.slow
 def test_a_second_writer_waits_for_the_lock_with_a_message(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
