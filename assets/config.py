@@ -46,8 +46,8 @@ def core_config(
     source: type,
     name: str,
     doc: str,
+    module: str,
     unset: str = "the default",
-    exclude: tuple[str, ...] = (),
     **extra: tuple[Any, Any, str],
 ) -> type[Config]:
     """A Dagster ``Config`` class with ``source``'s fields, each optional (None: unset).
@@ -58,10 +58,10 @@ def core_config(
         A dataclass of the core library.
     name, doc : str
         The class name and docstring (shown in the launchpad).
+    module : str
+        The defining module's ``__name__`` (the class's ``__module__``).
     unset : str
         What an unset field takes, for the descriptions ("the default" adds its value).
-    exclude : tuple of str
-        Fields of ``source`` the step sets itself.
     **extra : (type, default, description)
         Step-only fields (for example ``device``), declared as given.
     """
@@ -69,8 +69,6 @@ def core_config(
     docs = attribute_docs(source)
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(source):
-        if field.name in exclude:
-            continue
         default = field.default
         if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
             default = field.default_factory()
@@ -79,9 +77,8 @@ def core_config(
         fields[field.name] = (hints[field.name] | None, Field(default=None, description=described))
     for key, (kind, default, described) in extra.items():
         fields[key] = (kind, Field(default=default, description=described))
-    model = create_model(name, __base__=Config, **fields)
+    model = create_model(name, __base__=Config, __module__=module, **fields)
     model.__doc__ = doc
-    model.__module__ = inspect.stack()[1].frame.f_globals.get("__name__", __name__)
     return model
 
 

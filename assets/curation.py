@@ -29,6 +29,7 @@ CurationConfig = core_config(
     "CurationConfig",
     "A curation preset (robust_data.policies.PRESETS), optionally with policy fields changed "
     "(robust_data.curation.CurationPolicy); unset fields take the preset's values.",
+    __name__,
     unset="the preset's value",
     preset=(str, DEFAULT_PRESET, "paper, clean or focus (see README, Does curation help?)"),
     balance_tolerance=(

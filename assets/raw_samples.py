@@ -34,19 +34,16 @@ class RawSamplesConfig(Config):
 
 
 def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
+    classes, splits = result.class_counts(), result.split_counts()
     return {
         "dagster/row_count": MetadataValue.int(result.samples.num_rows),
-        "num_classes": MetadataValue.int(len(result.class_counts())),
+        "num_classes": MetadataValue.int(len(classes)),
         "rejects": MetadataValue.int(result.rejects.num_rows),
         "notes": MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none"),
-        "class_counts": MetadataValue.md(count_table(result.class_counts(), "class")),
-        "split_counts": MetadataValue.md(count_table(result.split_counts(), "split")),
+        "class_counts": MetadataValue.md(count_table(classes, "class")),
+        "split_counts": MetadataValue.md(count_table(splits, "split")),
         "counts": MetadataValue.json(
-            {
-                "classes": result.class_counts(),
-                "splits": result.split_counts(),
-                "notes": list(result.notes),
-            }
+            {"classes": classes, "splits": splits, "notes": list(result.notes)}
         ),
         "preview": MetadataValue.md(
             inline_png(preview_grid(result.samples), "preview: one row per class")

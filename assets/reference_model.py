@@ -20,6 +20,7 @@ ReferenceModelConfig = core_config(
     "ReferenceModelConfig",
     "Architecture and training recipe (robust_data.models.ModelConfig); unset fields take its "
     "defaults, precision the compute resource's.",
+    __name__,
     device=(str | None, None, "auto, cpu or cuda (unset: the compute resource's device)"),
 )
 

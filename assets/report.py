@@ -206,8 +206,8 @@ def robustness_report(
             "verdicts": MetadataValue.md("\n".join(f"- {v}" for v in report.verdicts)),
             "headline": MetadataValue.json(
                 {
-                    "preset": chosen.name,
-                    "seeds": len({c.seed for c in candidates}),
+                    "preset": report.document["preset"],
+                    "seeds": report.document["seeds"],
                     "verdicts": headline_verdicts(report.table),
                 }
             ),

@@ -37,13 +37,12 @@ tune_allocator()
 __all__ = ["build_definitions", "curation_job", "defs", "ingest_job", "scoring_job"]
 
 
-def _executor() -> ExecutorDefinition:
+def _executor(settings: Settings) -> ExecutorDefinition:
     """``multiprocess`` (default: steps as local processes) or ``k8s`` (steps as pods).
 
     The Kubernetes executor is left unconfigured so that a run's ``execution`` config (see
     deploy/k8s-executor.yaml) sets it; a preconfigured executor would silently ignore that.
     """
-    settings = Settings.from_environ()
     if settings.executor == "k8s":
         try:
             from dagster_k8s import k8s_job_executor
@@ -59,6 +58,7 @@ def _executor() -> ExecutorDefinition:
 def build_definitions(store: Store | None = None) -> Definitions:
     """Definitions bound to a home folder (default: resolved from the environment)."""
     store = store or Store.open()
+    settings = Settings.from_environ()
     return Definitions(
         assets=list(ALL_ASSETS),
         jobs=list(JOBS),
@@ -67,9 +67,9 @@ def build_definitions(store: Store | None = None) -> Definitions:
         resources={
             "io_manager": ParquetIOManager(root=store.tables_root),
             "home": HomeResource(path=str(store.home)),
-            "compute": ComputeResource(device=Settings.from_environ().device),
+            "compute": ComputeResource(device=settings.device),
         },
-        executor=_executor(),
+        executor=_executor(settings),
     )
 
 

@@ -26,7 +26,7 @@ def _ingest_lines(meta: dict[str, Any]) -> list[str]:
     ]
 
 
-def _scoring_lines(meta: dict[str, dict[str, Any]], store: Store, name: str) -> list[str]:
+def _scoring_lines(meta: dict[str, dict[str, Any]]) -> list[str]:
     """One line per stage the run materialized after ingestion."""
     lines = []
     if "reference_model" in meta:
@@ -126,7 +126,7 @@ def summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             *_verdict_lines(meta),
             *(f"  warning: {warning}" for warning in outcome.warnings),
             *(_ingest_lines(meta["raw_samples"]) if "raw_samples" in meta else []),
-            *_scoring_lines(meta, store, name),
+            *_scoring_lines(meta),
             f"  Parquet: {table_location(store.tables_root, 'raw_samples', name)} "
             "(and beside it, one folder per table)",
             f"  Dagster instance: {store.dagster_home}",
