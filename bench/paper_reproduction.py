@@ -138,14 +138,13 @@ def main() -> None:
     gain = paired_difference([o.robust[1] for o in outcomes], [o.robust[0] for o in outcomes])
     robust_metric = Metric("robust_fraction", "more RPR-robust")
     regime = (
-        f"paper regime ({args.epochs} epochs)"
-        if args.regime == "paper"
-        else "reference recipe"
+        f"paper regime ({args.epochs} epochs)" if args.regime == "paper" else "reference recipe"
     )
     record(
         f"Paper reproduction ({name}, {regime})"
         + (f", first {args.limit} images per split" if args.limit else ""),
-        f"`python bench/paper_reproduction.py {'--root ROOT' if args.root else '--dataset ' + name} "
+        "`python bench/paper_reproduction.py "
+        f"{'--root ROOT' if args.root else '--dataset ' + name} "
         f"--regime {args.regime} --seeds {' '.join(map(str, args.seeds))}`: pixels (28), 250 "
         f"tries; {cpu_model()}. Ours: mean [95% t-interval] over {len(outcomes)} seed(s).",
         ["model", "training-set size", "test accuracy", "test robust fraction"],

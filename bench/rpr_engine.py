@@ -182,7 +182,8 @@ def main() -> None:
     accel = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     record(
         f"RPR engine vs per-image loop ({device.type})",
-        f"`python bench/rpr_engine.py`: reference simple CNN ({args.width}/{2 * args.width} channels, "
+        "`python bench/rpr_engine.py`: reference simple CNN "
+        f"({args.width}/{2 * args.width} channels, "
         f"{flops / 1e6:.1f} MFLOP per forward) trained on mnist-5k (test accuracy "
         f"{trained.metrics['test_accuracy']:.3f}); its test split; scheme `pixels` (28 pixels), "
         f"MAX_STEPS 250, seed 0; batch {args.batch_size}; {cpu_model()}. 'vs plain' is the "
@@ -201,7 +202,8 @@ def main() -> None:
         ],
         rows,
         f"Loop scores equal the fp32 engine's on the {args.loop} shared images: {loop_equal}. "
-        f"bf16 (compiled) vs fp32 (eager) on the same perturbations: robust flag agrees on {agree:.2%}, "
+        "bf16 (compiled) vs fp32 (eager) on the same perturbations: "
+        f"robust flag agrees on {agree:.2%}, "
         f"steps_to_flip identical on {steps_equal:.2%}. " + "; ".join(summary_bits) + ".",
         device=accel,
     )

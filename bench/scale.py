@@ -221,7 +221,8 @@ def main() -> None:
         + f", one process) in a fresh home per size; real MNIST digits of mnist-5k, above "
         f"5,000 with seeded 1-2 pixel shifted copies (seed {args.seed}); {os.cpu_count()} cores, "
         f"{cpu_model()}. s/1k: wall seconds per 1,000 images (ratio to the 5k run). Peak RSS: "
-        "the job process. Stage columns: wall seconds / peak sampled RSS (GB, every 0.5 s) per step.",
+        "the job process. Stage columns: wall seconds / peak sampled RSS "
+        "(GB, every 0.5 s) per step.",
         [
             "images",
             "train / test",

@@ -252,6 +252,9 @@ def augment(images: torch.Tensor, spec: str, seed: int, sample_ids: Sequence[str
                 buffer.extend(stream(64)[0].tolist())
             return buffer.pop(0)
 
-        out.append(APPLY[aug.name](pixels[i], aug, draw, lambda n, stream=stream: stream(n)[0]))
+        def draws(n: int, stream: Stream = stream) -> torch.Tensor:
+            return stream(n)[0]
+
+        out.append(APPLY[aug.name](pixels[i], aug, draw, draws))
     result = torch.stack(out) if out else pixels.clone()
     return (result.float() / 255).to(device=images.device, dtype=images.dtype)

@@ -167,7 +167,8 @@ def select_curated(
     missing = [i for i, c in zip(ids, correct, strict=True) if c is None]
     if missing:
         raise ValueError(
-            f"expected rpr_scores for every sample; found {len(missing)} without (e.g. {missing[0]}); "
+            f"expected rpr_scores for every sample; found {len(missing)} without "
+            f"(e.g. {missing[0]}); "
             "re-materialize rpr_scores for this dataset"
         )
     robust = column_by_id(rpr, ids, "robust", False)
@@ -201,10 +202,11 @@ def select_curated(
     if policy.dedupe:
         seen: set[str] = set()
         for i in sorted(range(len(ids)), key=lambda j: ids[j]):
-            if reason[i] is None and group[i] is not None:
-                if group[i] in seen:
+            key = group[i]
+            if reason[i] is None and key is not None:
+                if key in seen:
                     reason[i] = "duplicate"
-                seen.add(group[i])
+                seen.add(key)
     shortfalls = _apply_quota(ids, labels, reason, policy)
     kept = np.array([r is None for r in reason])
     ledger = pa.table(

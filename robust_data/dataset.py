@@ -28,7 +28,8 @@ class CuratedDataset(Dataset):
         if not file.is_file():
             found = sorted(p.stem for p in Path(path).glob("*.parquet"))
             raise FileNotFoundError(
-                f"expected split {split!r} at {file}; found splits {found}; export with --format parquet"
+                f"expected split {split!r} at {file}; found splits {found}; "
+                "export with --format parquet"
             )
         table = pq.read_table(file, columns=["sample_id", "label", "image"])
         self.sample_ids: list[str] = table.column("sample_id").to_pylist()

@@ -225,14 +225,17 @@ def _card(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table
     lines = [
         f"# {lineage['dataset']} (curated by robust-data {lineage['robust_data_version']})",
         "",
-        f"Exported {lineage['created']} as {lineage['export_format']}; code revision {lineage['code_revision']}.",
-        "Training samples were kept by the policy below; the test split is the dataset's own, untouched.",
+        f"Exported {lineage['created']} as {lineage['export_format']}; "
+        f"code revision {lineage['code_revision']}.",
+        "Training samples were kept by the policy below; "
+        "the test split is the dataset's own, untouched.",
         "",
         "## Provenance",
         "",
         f"- Reference model: {lineage['model']['arch']}, sha256 `{lineage['model']['sha256']}`",
         *(
-            f"- `{name}`: {t['rows']:,} rows, sha256 `{t['sha256'][:16]}`, run {t['run_id'] or 'unknown'}"
+            f"- `{name}`: {t['rows']:,} rows, sha256 `{t['sha256'][:16]}`, "
+            f"run {t['run_id'] or 'unknown'}"
             for name, t in lineage["tables"].items()
         ),
         "",

@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-#: PNG compression level: 1 encodes ~1.2x faster than the default 6 for ~3% more bytes (bench/png_encode.py).
+#: PNG compression level: 1 encodes ~1.2x faster than the default 6 for ~3% more bytes
+#: (bench/png_encode.py).
 PNG_COMPRESS_LEVEL = 1
 
 
@@ -43,7 +44,8 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-#: Note for 16-bit images (PNG "I;16", or 32-bit "I" holding 0..65535), which are scaled, not clipped.
+#: Note for 16-bit images (PNG "I;16", or 32-bit "I" holding 0..65535), which are scaled,
+#: not clipped.
 SCALED_16BIT_NOTE = "16-bit pixels scaled to 8-bit as round(v * 255 / 65535)"
 #: Note for 16-bit colour images, which Pillow reduces to 8 bits by keeping the high byte.
 HIGH_BYTE_16BIT_NOTE = "16-bit colour pixels reduced to 8-bit as v >> 8 (the high byte)"
@@ -147,7 +149,8 @@ def _scale_16bit(values: np.ndarray) -> np.ndarray:
     low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
     if low < 0 or high > 65535:
         raise ImageDecodeError(
-            f"integer pixels from {low} to {high} do not fit 16 bits; save the image as 8- or 16-bit"
+            f"integer pixels from {low} to {high} do not fit 16 bits; "
+            "save the image as 8- or 16-bit"
         )
     return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
@@ -176,7 +179,8 @@ def _has_transparency(image: Image.Image) -> bool:
     """Whether converting ``image`` drops transparency some pixel actually uses."""
     if "A" in image.getbands() or "a" in image.getbands():
         band = "A" if "A" in image.getbands() else "a"
-        return image.getchannel(band).getextrema()[0] < 255
+        low, _high = image.getchannel(band).getextrema()  # one band: (min, max) numbers
+        return bool(low < 255)  # type: ignore[operator]  # Pillow types it for many bands
     return "transparency" in image.info
 
 

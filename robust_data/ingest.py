@@ -211,7 +211,8 @@ def build_samples(
             first = data.rejects[0]
             raise DatasetError(
                 "at least one readable image",
-                f"all {len(data.rejects)} unreadable in {name} (first: {first.source_key}: {first.reason})",
+                f"all {len(data.rejects)} unreadable in {name} "
+                f"(first: {first.source_key}: {first.reason})",
                 "check the files are PNG/JPEG images",
             )
         raise DatasetError(

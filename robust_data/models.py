@@ -11,6 +11,7 @@ import hashlib
 import io
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,14 @@ class SmallResNet(nn.Module):
         return self.head(self.features(x))
 
 
+def image_shape(values: Sequence[int]) -> tuple[int, int, int]:
+    """``values`` as a (C, H, W) triple of ints; ValueError when it has another length."""
+    if len(values) != 3:
+        raise ValueError(f"expected an image shape (C, H, W); found {tuple(values)}")
+    channels, height, width = (int(v) for v in values)
+    return channels, height, width
+
+
 def build_model(config: ModelConfig, in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """An initialised model for images of ``in_shape`` = (C, H, W) and ``num_classes`` classes.
 
@@ -159,7 +168,7 @@ def build_model(config: ModelConfig, in_shape: tuple[int, int, int], num_classes
     if num_classes < 2:
         raise ValueError(f"expected at least 2 classes; found {num_classes}")
     cls = SimpleCNN if config.arch == "simple_cnn" else SmallResNet
-    model = cls(tuple(in_shape), num_classes, config.width)
+    model = cls(image_shape(in_shape), num_classes, config.width)
     generator = torch.Generator().manual_seed(config.seed)
     with torch.no_grad():
         for module in model.modules():
@@ -447,7 +456,7 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ValueError(f"expected a {FILE_FORMAT} weight file at {path}; found something else")
     config = ModelConfig(**payload["config"])
-    in_shape = tuple(int(v) for v in payload["in_shape"])
+    in_shape = image_shape(payload["in_shape"])
     model = build_model(config, in_shape, int(payload["num_classes"]))
     model.load_state_dict(payload["state_dict"])
     trained = TrainedModel(

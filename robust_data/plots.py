@@ -47,7 +47,7 @@ def image_grid(
 
 
 def grouped_bars(
-    series: Mapping[str, Sequence[float]],
+    series: Mapping[str, Sequence[float] | np.ndarray],
     names: Sequence[str],
     title: str,
     ylabel: str,

@@ -56,7 +56,10 @@ class QueryResult:
     table: pa.Table
 
     def render(self, fmt: str = "table", max_width: int = 40) -> str:
-        """Render as an aligned text table, CSV or JSON lines (binary shown as base64 in CSV/JSON)."""
+        """Render as an aligned text table, CSV or JSON lines.
+
+        Binary values are shown as base64 in CSV/JSON.
+        """
         _check_format(fmt)
         rows = self.table.to_pylist()
         names = self.table.schema.names
@@ -199,7 +202,8 @@ def _one_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
         raise QueryError(f"expected valid SQL; found {exc}".replace("\n", " ")) from exc
     if not statements:
         raise QueryError(
-            'expected one SELECT statement; found none; pass e.g. "SELECT count(*) FROM raw_samples"'
+            "expected one SELECT statement; found none; "
+            'pass e.g. "SELECT count(*) FROM raw_samples"'
         )
     if len(statements) > 1:
         raise QueryError(
@@ -363,8 +367,10 @@ def _write_table(
         for batch in batches
         for row in batch.to_pylist()
     ]
-    truncated = batches.truncated and max_rows is not None
-    footer = f"({truncation_note(max_rows)})" if truncated else _row_count(len(cells))
+    if batches.truncated and max_rows is not None:
+        footer = f"({truncation_note(max_rows)})"
+    else:
+        footer = _row_count(len(cells))
     out.write(_table_text(names, cells, footer))
 
 

@@ -76,7 +76,8 @@ def paired_difference(curated: Sequence[float], baseline: Sequence[float]) -> In
     """
     if len(curated) != len(baseline):
         raise ValueError(
-            f"expected one baseline value per curated seed; found {len(curated)} and {len(baseline)}"
+            "expected one baseline value per curated seed; "
+            f"found {len(curated)} and {len(baseline)}"
         )
     return interval([c - b for c, b in zip(curated, baseline, strict=True)])
 

@@ -44,7 +44,10 @@ nux:
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """Return the absolute home folder: the argument, else ``$ROBUST_DATA_HOME``, else ``./.robust-data``."""
+    """Return the absolute home folder.
+
+    The argument, else ``$ROBUST_DATA_HOME``, else ``./.robust-data``.
+    """
     chosen = home or os.environ.get(HOME_ENV) or DEFAULT_HOME
     return Path(chosen).expanduser().resolve()
 
@@ -123,7 +126,7 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     return removed
 
 
-def _write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Run ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
 
     On any failure the temporary file is removed and ``path`` is left untouched.

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from robust_data.adversarial import attack, parse_attack
 from robust_data.arrays import class_names, decode_samples
 from robust_data.augment import augment, parse_augmentation
-from robust_data.corrupt import CORRUPTIONS, corrupt
+from robust_data.corrupt import CORRUPTIONS, CorruptionScheme, corrupt
 from robust_data.images import encode_png
 from robust_data.rpr.rng import purpose_key, sample_keys
 from robust_data.rpr.schemes import Scheme, parse_scheme
@@ -75,6 +75,7 @@ def parse_transform(spec: str) -> Transform:
     name = spec.split("(", 1)[0].strip()
     if name in CORRUPTIONS:
         scheme = parse_scheme(spec)
+        assert isinstance(scheme, CorruptionScheme)  # parse_scheme maps corruption names to one
         return Transform(scheme.spec, "corruption", scheme.name, scheme.severity)
     if name in ("fgsm", "pgd"):
         return Transform(parse_attack(spec).spec, "adversarial", name)

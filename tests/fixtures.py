@@ -1,4 +1,7 @@
-"""Tiny real-format datasets built on the fly: IDX, CIFAR python batches, SVHN .mat, folders, Parquet."""
+"""Tiny real-format datasets built on the fly.
+
+IDX, CIFAR python batches, SVHN .mat, folders, Parquet.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +51,10 @@ def make_idx_root(
     gz: bool = True,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """An MNIST-format dataset in torchvision's layout ``root/<folder>/raw``; returns the labels per split."""
+    """An MNIST-format dataset in torchvision's layout ``root/<folder>/raw``.
+
+    Returns the labels per split.
+    """
     rng = np.random.default_rng(seed)
     raw = root / folder / "raw"
     labels = {}

@@ -36,6 +36,8 @@ from dagster._config import Shape, process_config
 from dagster._core.instance.config import dagster_instance_config, dagster_instance_config_schema
 from dagster._core.storage.config import pg_config
 from dagster._core.system_config.objects import ResolvedRunConfig
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from assets import oof_predictions_asset, reference_model, retrained_model, rpr_scores
 from pipelines.definitions import build_definitions
@@ -332,17 +334,36 @@ def test_image_starts_the_code_server_with_a_command_dagster_accepts() -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_image_installs_the_libraries_released_with_the_pinned_dagster() -> None:
+def pinned_versions() -> dict[str, str]:
+    """``constraints.txt``: package name (lower case) -> the exact version installed."""
+    lines = (PROJECT / "constraints.txt").read_text().splitlines()
+    pins = [line.split("==") for line in lines if line and not line.startswith("#")]
+    assert all(len(pin) == 2 for pin in pins), "every constraints.txt line is NAME==VERSION"
+    return {name.lower(): version for name, version in pins}
+
+
+def test_constraints_pin_every_dependency_inside_its_range() -> None:
     pyproject = tomllib.loads((PROJECT / "pyproject.toml").read_text())
-    pin = next(dep for dep in pyproject["project"]["dependencies"] if dep.startswith("dagster=="))
-    major, minor, patch = (int(part) for part in pin.removeprefix("dagster==").split("."))
+    pins = pinned_versions()
+    declared = (
+        pyproject["project"]["dependencies"] + pyproject["project"]["optional-dependencies"]["dev"]
+    )
+    for requirement in map(Requirement, declared):
+        assert requirement.name.lower() in pins, f"constraints.txt does not pin {requirement.name}"
+        version = pins[requirement.name.lower()]
+        assert requirement.specifier.contains(version), f"{requirement.name}=={version}"
+        assert requirement.specifier != SpecifierSet(f"=={version}"), "a range, not a pin"
+
+
+def test_image_installs_the_libraries_released_with_the_pinned_dagster() -> None:
+    major, minor, patch = (int(part) for part in pinned_versions()["dagster"].split("."))
     assert major == 1
     library = f"0.{minor + 16}.{patch}"  # dagster 1.X.Y ships its libraries as 0.(X+16).Y
     runs = " ".join(value for name, value in dockerfile_instructions() if name == "RUN")
     words = [word.strip("\"'") for word in shlex.split(runs)]
     assert f"dagster-k8s=={library}" in words
     assert f"dagster-postgres=={library}" in words
-    assert re.search(r"\bpip install \.", runs)
+    assert re.search(r"\bpip install -c constraints\.txt \.", runs)
 
 
 def test_image_copies_every_package_pyproject_installs() -> None:
@@ -355,4 +376,4 @@ def test_image_copies_every_package_pyproject_installs() -> None:
     }
     for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
         assert pattern.rstrip("*") in sources, f"the image misses {pattern.rstrip('*')}/"
-    assert {"pyproject.toml", pyproject["project"]["readme"]} <= sources
+    assert {"pyproject.toml", "constraints.txt", pyproject["project"]["readme"]} <= sources

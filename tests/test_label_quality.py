@@ -104,7 +104,10 @@ def test_folds_shrink_to_the_smallest_class_or_fail_clearly() -> None:
     assert fold_count(labels, 2) == (2, [])
     with pytest.raises(
         ValueError,
-        match=r"expected at least 2 training samples in every class .* found 1 in class\(es\) \[1\]",
+        match=(
+            r"expected at least 2 training samples in every class .* "
+            r"found 1 in class\(es\) \[1\]"
+        ),
     ):
         fold_count(np.array([0, 0, 0, 1]), 5)
     with pytest.raises(ValueError, match="expected folds >= 2; found 1"):

@@ -217,7 +217,8 @@ def test_test_only_sources_are_refused_before_anything_is_written(
         {"image": small_pngs(4), "label": [0, 1] * 2, "split": ["test"] * 4},
     )
     assert "train split" in one_line_error(f"parquet:{path}")
-    # through Dagster: the run fails on the DatasetError, not a blocking check, and no table is written
+    # through Dagster: the run fails on the DatasetError, not a blocking check, and no table is
+    # written
     from assets import raw_samples_assets
     from assets.resources import ComputeResource, HomeResource, ParquetIOManager
 

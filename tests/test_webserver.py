@@ -1,4 +1,7 @@
-"""End to end with the real webserver: the CLI materializes, dagster-webserver shows it over GraphQL."""
+"""End to end with the real webserver.
+
+The CLI materializes, dagster-webserver shows it over GraphQL.
+"""
 
 from __future__ import annotations
 

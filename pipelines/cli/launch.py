@@ -84,7 +84,10 @@ def _failure_message(result: Any) -> str:
             _, sep, rest = text.partition(f"{error.cls_name}: ")
             text = rest if sep else text
             if error.cls_name not in ("DatasetError", "HomeLockedError"):
-                text = f"{error.cls_name}: {text} (run {result.run_id[:8]}; its logs are in robust-data ui)"
+                text = (
+                    f"{error.cls_name}: {text} "
+                    f"(run {result.run_id[:8]}; its logs are in robust-data ui)"
+                )
             return text
     return f"run {result.run_id[:8]} failed; its logs are in robust-data ui"
 
@@ -171,7 +174,10 @@ def _execute_here(
 
 
 def _execute_in_workers(instance: Any, job: str, partition: str, run_config: dict[str, Any]) -> Any:
-    """Run ``job`` with the multiprocess executor (steps at once: ``$ROBUST_DATA_MAX_CONCURRENT``)."""
+    """Run ``job`` with the multiprocess executor.
+
+    Steps at once: ``$ROBUST_DATA_MAX_CONCURRENT``.
+    """
     from dagster import execute_job, reconstructable
 
     from pipelines import definitions

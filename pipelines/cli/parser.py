@@ -13,7 +13,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--home",
         default=None,
-        help=f"home folder for the store and the Dagster instance (env {HOME_ENV}; default ./.robust-data)",
+        help=(
+            "home folder for the store and the Dagster instance "
+            f"(env {HOME_ENV}; default ./.robust-data)"
+        ),
     )
 
 
@@ -49,7 +52,10 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robust-data",
-        description="Curate image-classification datasets for robustness (Dagster assets over a Parquet store).",
+        description=(
+            "Curate image-classification datasets for robustness "
+            "(Dagster assets over a Parquet store)."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -148,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="stop after N rows (default 10000 for --format table, every row for csv/json; 0: no cap)",
+        help=(
+            "stop after N rows "
+            "(default 10000 for --format table, every row for csv/json; 0: no cap)"
+        ),
     )
 
     p = sub.add_parser("ui", help="start the Dagster UI and daemon on 127.0.0.1 for this home")

@@ -53,7 +53,10 @@ def _scoring_lines(meta: dict[str, dict[str, Any]]) -> list[str]:
         rows, issues = quality["dagster/row_count"], quality["label_issues"]
         extra = ""
         if "outliers" in quality:
-            extra = f", {quality['outliers']:,} outliers, {quality['near_duplicates']:,} near-duplicates"
+            extra = (
+                f", {quality['outliers']:,} outliers, "
+                f"{quality['near_duplicates']:,} near-duplicates"
+            )
         lines.append(
             f"  label_quality: {issues:,} label issues in {rows:,} training samples "
             f"({issues / max(rows, 1):.1%}){extra}"
@@ -122,7 +125,8 @@ def summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
     meta = outcome.metadata
     return "\n".join(
         [
-            f"{job} for dataset {name!r}: run {outcome.run_id[:8]} succeeded in {outcome.seconds:.1f} s",
+            f"{job} for dataset {name!r}: run {outcome.run_id[:8]} "
+            f"succeeded in {outcome.seconds:.1f} s",
             *_verdict_lines(meta),
             *(f"  warning: {warning}" for warning in outcome.warnings),
             *(_ingest_lines(meta["raw_samples"]) if "raw_samples" in meta else []),
@@ -130,7 +134,8 @@ def summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             f"  Parquet: {table_location(store.tables_root, 'raw_samples', name)} "
             "(and beside it, one folder per table)",
             f"  Dagster instance: {store.dagster_home}",
-            f"Open the UI: robust-data ui --home {store.home}   (then http://127.0.0.1:3000, Assets)",
+            f"Open the UI: robust-data ui --home {store.home}   "
+            "(then http://127.0.0.1:3000, Assets)",
             f'Query:       robust-data query --home {store.home} "{EXAMPLE_SQL}"',
             *_report_section(meta, name),
         ]

@@ -41,7 +41,8 @@ def _check(images: torch.Tensor, name: str, severity: int) -> Corruption:
         raise ValueError(f"expected images (N, 1 or 3, H, W); found shape {tuple(images.shape)}")
     if min(images.shape[2:]) < MIN_SIZE:
         raise ValueError(
-            f"expected images of at least {MIN_SIZE}x{MIN_SIZE}; found {images.shape[2]}x{images.shape[3]}"
+            f"expected images of at least {MIN_SIZE}x{MIN_SIZE}; "
+            f"found {images.shape[2]}x{images.shape[3]}"
         )
     return corruption
 

@@ -213,7 +213,7 @@ def evaluate_suite(
 
 
 def _suite_table(
-    jobs: list[tuple[str, int]], confidence: np.ndarray, correct: np.ndarray
+    jobs: Sequence[tuple[str, int]], confidence: np.ndarray, correct: np.ndarray
 ) -> pa.Table:
     """:data:`SUITE_SCHEMA` from (jobs, N) top probabilities and correctness."""
     n = confidence.shape[1]

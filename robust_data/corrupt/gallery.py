@@ -81,7 +81,8 @@ def corruption_table() -> str:
         "integer-pixel kernels (disks, pixel shuffles) scale by the rounded ratio, at least 1.",
         "Any corruption is an RPR scheme by its spec, e.g. `fog(severity=3)`.",
         "",
-        "| corruption | MNIST-C | ImageNet-C | severities | table | parameters by severity | notes |",
+        "| corruption | MNIST-C | ImageNet-C | severities | table "
+        "| parameters by severity | notes |",
         "|---|:---:|:---:|---:|---|---|---|",
     ]
     for name, c in CORRUPTIONS.items():

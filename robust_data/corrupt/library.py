@@ -249,7 +249,7 @@ def elastic(x: torch.Tensor, c: tuple, rand: Rand, scale: float) -> torch.Tensor
     )
 
 
-# ------------------------------------------------------------------------------- geometric (MNIST-C)
+# ------------------------------------------------------------------------------ geometric (MNIST-C)
 
 
 def shear(x: torch.Tensor, c: float, rand: Rand, scale: float) -> torch.Tensor:

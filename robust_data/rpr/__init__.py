@@ -6,6 +6,6 @@ device and in any batch, and the paper's perturbation schemes.
 """
 
 from robust_data.rpr.rng import sample_keys, uniform
-from robust_data.rpr.schemes import Scheme, parse_scheme
+from robust_data.rpr.schemes import PerturbationScheme, Scheme, parse_scheme
 
-__all__ = ["Scheme", "parse_scheme", "sample_keys", "uniform"]
+__all__ = ["PerturbationScheme", "Scheme", "parse_scheme", "sample_keys", "uniform"]

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from robust_data.device import autocast, resolve_device, resolve_precision
 from robust_data.rpr.rng import sample_keys
-from robust_data.rpr.schemes import Scheme, parse_scheme
+from robust_data.rpr.schemes import PerturbationScheme, parse_scheme
 
 MAX_STEPS = 250
 #: Images per forward pass on the CPU (see ``RprOptions.forward_rows``).
@@ -334,7 +334,7 @@ def score_rpr(
         than ``num_classes``, ``max_steps`` < 1 or an unknown scheme.
     """
     options = options or RprOptions()
-    scheme: Scheme = parse_scheme(options.scheme)
+    scheme = parse_scheme(options.scheme)
     images_t = torch.as_tensor(images, dtype=torch.float32)
     labels_t = torch.tensor(np.asarray(labels), dtype=torch.int64)
     _check_inputs(images_t, labels_t, sample_ids, num_classes)
@@ -380,7 +380,7 @@ def score_rpr(
 
 def _score_all(
     run: ModelRunner,
-    scheme: Scheme,
+    scheme: PerturbationScheme,
     images_t: torch.Tensor,
     labels_d: torch.Tensor,
     keys: torch.Tensor,
@@ -431,7 +431,7 @@ def _score_all(
 
 def _round(
     run: ModelRunner,
-    scheme: Scheme,
+    scheme: PerturbationScheme,
     pool: _Pool,
     keys: torch.Tensor,
     labels: torch.Tensor,

@@ -8,11 +8,32 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from robust_data.rpr.rng import uniform
+
+
+class PerturbationScheme(Protocol):
+    """What scoring needs of a scheme: a name, its canonical spec and ``apply``.
+
+    :class:`Scheme` (pixels, gaussian, salt_pepper) and
+    :class:`robust_data.corrupt.CorruptionScheme` (``fog(severity=3)``, ...) both provide it.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> str: ...
+
+    def apply(
+        self, images: torch.Tensor, seed: int, keys: torch.Tensor, steps: torch.Tensor
+    ) -> torch.Tensor: ...
+
 
 _SPEC = re.compile(r"^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$")
 
@@ -41,6 +62,12 @@ class Scheme:
         key = "sigma" if self.name == "gaussian" else "p"
         return f"{self.name}({key}={self.value:g})"
 
+    def _number(self) -> float:
+        """``sigma`` or ``p``: the value a gaussian or salt_pepper scheme cannot lack."""
+        if self.value is None:
+            raise ValueError(f"expected a value for {self.name}; found None")
+        return float(self.value)
+
     def apply(
         self, images: torch.Tensor, seed: int, keys: torch.Tensor, steps: torch.Tensor
     ) -> torch.Tensor:
@@ -67,10 +94,10 @@ class Scheme:
         if self.name == "gaussian":
             u = uniform(seed, keys, steps, 2 * c * h * w).view(n, s, 2, c, h, w)
             z = torch.sqrt(-2.0 * torch.log1p(-u[:, :, 0])) * torch.cos(2 * math.pi * u[:, :, 1])
-            return (base + float(self.value) * z.to(images.dtype)).clamp(0.0, 1.0)
+            return (base + self._number() * z.to(images.dtype)).clamp(0.0, 1.0)
         if self.name == "salt_pepper":
             u = uniform(seed, keys, steps, 2 * h * w).view(n, s, 2, 1, h, w)
-            hit = u[:, :, 0] < float(self.value)
+            hit = u[:, :, 0] < self._number()
             salt = (u[:, :, 1] < 0.5).to(images.dtype)
             return torch.where(hit, salt, base)
         k = int(self.value) if self.value is not None else math.isqrt(h * w)
@@ -111,7 +138,7 @@ def _last_writer_values(values: torch.Tensor, positions: torch.Tensor, size: int
     return values.gather(3, winner[:, :, None, :].expand(n, s, c, k))
 
 
-def parse_scheme(spec: str) -> Scheme:  # or a CorruptionScheme (same interface)
+def parse_scheme(spec: str) -> PerturbationScheme:
     """Parse a scheme spec string.
 
     Raises
@@ -155,7 +182,9 @@ def parse_scheme(spec: str) -> Scheme:  # or a CorruptionScheme (same interface)
     return Scheme(name, value)
 
 
-def _corruption_scheme(name: str, args: str, spec: str, levels: int, cls: type) -> object:
+def _corruption_scheme(
+    name: str, args: str, spec: str, levels: int, cls: Callable[[str, int], PerturbationScheme]
+) -> PerturbationScheme:
     """``fog``, ``fog(3)`` or ``fog(severity=3)``; the default severity is 3 (or the only one)."""
     key, sep, raw = args.partition("=")
     if not sep:

@@ -115,7 +115,8 @@ class RprScores:
         bottom = [
             (
                 self.data.images[i],
-                f"{names[self.data.labels[i]]}→{names[self.result.flip_pred[i]]} @{self.result.steps_to_flip[i]}",
+                f"{names[self.data.labels[i]]}→{names[self.result.flip_pred[i]]} "
+                f"@{self.result.steps_to_flip[i]}",
             )
             for i in fragile
         ]

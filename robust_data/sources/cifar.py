@@ -7,6 +7,7 @@ caveat as torchvision's loaders).
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,39 +25,59 @@ from robust_data.sources.base import (
     uint8_pixels,
 )
 
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """Where one CIFAR variant keeps its batches, labels and class names."""
+
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta_file: str
+    meta_key: bytes
+    labels_key: bytes
+    num_classes: int
+
+    def files(self, split: str) -> tuple[str, ...]:
+        """The batch files of ``split`` ("train" or "test")."""
+        return self.train if split == "train" else self.test
+
+
 CIFAR_LAYOUTS = {
-    "cifar10": {
-        "folder": "cifar-10-batches-py",
-        "train": [f"data_batch_{i}" for i in range(1, 6)],
-        "test": ["test_batch"],
-        "meta": ("batches.meta", b"label_names"),
-        "labels_key": b"labels",
-        "num_classes": 10,
-    },
-    "cifar100": {
-        "folder": "cifar-100-python",
-        "train": ["train"],
-        "test": ["test"],
-        "meta": ("meta", b"fine_label_names"),
-        "labels_key": b"fine_labels",
-        "num_classes": 100,
-    },
+    "cifar10": CifarLayout(
+        folder="cifar-10-batches-py",
+        train=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        test=("test_batch",),
+        meta_file="batches.meta",
+        meta_key=b"label_names",
+        labels_key=b"labels",
+        num_classes=10,
+    ),
+    "cifar100": CifarLayout(
+        folder="cifar-100-python",
+        train=("train",),
+        test=("test",),
+        meta_file="meta",
+        meta_key=b"fine_label_names",
+        labels_key=b"fine_labels",
+        num_classes=100,
+    ),
 }
 
 
 def _cifar_expected(name: str) -> str:
     layout = CIFAR_LAYOUTS[name]
-    files = ", ".join(layout["train"] + layout["test"])
-    return f"{files} in ROOT/{layout['folder']} or ROOT"
+    files = ", ".join(layout.train + layout.test)
+    return f"{files} in ROOT/{layout.folder} or ROOT"
 
 
 def _cifar_locate(name: str, root: Path) -> tuple[Path, dict[str, list[Path]]] | None:
     layout = CIFAR_LAYOUTS[name]
-    for directory in (root / layout["folder"], root):
+    for directory in (root / layout.folder, root):
         splits = {
-            split: [directory / f for f in layout[split]]
+            split: [directory / f for f in layout.files(split)]
             for split in ("train", "test")
-            if all((directory / f).is_file() for f in layout[split])
+            if all((directory / f).is_file() for f in layout.files(split))
         }
         if splits:
             return directory, splits
@@ -102,7 +123,7 @@ def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData
         for path in paths:
             batch = _unpickle(path)
             data = uint8_pixels(_field(batch, b"data", path), str(path))  # (n, 3072), channel-major
-            key = layout["labels_key"]
+            key = layout.labels_key
             targets = integer_labels(_field(batch, key, path), f"{key.decode()} of {path}")
             if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(targets):
                 raise DatasetError(
@@ -112,13 +133,13 @@ def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData
                 )
             pixels = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # (n, 32, 32, 3)
             parts.append((split, pixels, targets))
-    meta_file, meta_key = layout["meta"]
-    if (directory / meta_file).is_file():
-        names = [n.decode() for n in _unpickle(directory / meta_file)[meta_key]]
+    meta_path = directory / layout.meta_file
+    if meta_path.is_file():
+        names = [n.decode() for n in _field(_unpickle(meta_path), layout.meta_key, meta_path)]
     else:
-        names = [str(i) for i in range(layout["num_classes"])]
+        names = [str(i) for i in range(layout.num_classes)]
     files = {s: [str(p) for p in ps] for s, ps in splits.items()}
-    fix = f"add the train batches ({', '.join(layout['train'])}) next to the test batch"
+    fix = f"add the train batches ({', '.join(layout.train)}) next to the test batch"
     return from_split_parts(
         parts, names, {"root": str(root), "files": files}, missing_train_fix=fix
     )

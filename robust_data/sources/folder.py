@@ -63,7 +63,8 @@ def _split_dirs(root: Path) -> list[tuple[str | None, Path]]:
         raise DatasetError(
             f"either class folders or split folders ({'/'.join(SPLIT_WORDS)}) at the top of {root}",
             f"split folders {splits} beside other folders {others[:SHOWN_ROWS]}",
-            "move the class folders into the split folders, or rename the folder named like a split",
+            "move the class folders into the split folders, "
+            "or rename the folder named like a split",
         )
     mapping = split_mapping(splits, str(root))
     return [(mapping[p.name], p) for p in top]
@@ -308,7 +309,8 @@ def _labels_and_names(
             label, name = clash[0]
             raise DatasetError(
                 "label_name agreeing with the class names in the Hugging Face metadata",
-                f"label {label} named {name!r} in label_name but {names_from_meta[label]!r} in the metadata of {path}",
+                f"label {label} named {name!r} in label_name "
+                f"but {names_from_meta[label]!r} in the metadata of {path}",
                 "fix the label_name column or the metadata",
             )
         return labels, names_from_meta
@@ -326,7 +328,8 @@ def _file_splits(table: pa.Table, path: Path) -> list[str | None]:
         raise DatasetError(
             "a split on every row of the 'split' column",
             f"{count} null value{'s' if count > 1 else ''} (rows {_null_rows(column)}) in {path}",
-            "fill in train or test on those rows, or drop the split column so that ingest splits the data",
+            "fill in train or test on those rows, "
+            "or drop the split column so that ingest splits the data",
         )
     return [str(v) for v in column.to_pylist()]
 

@@ -12,7 +12,7 @@ import math
 import zlib
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import numpy as np
 
@@ -114,7 +114,13 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
-def _read_header(handle: BinaryIO, path: Path, magic: int) -> list[int]:
+class _Readable(Protocol):
+    """An open binary file, plain or gzip."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _read_header(handle: _Readable, path: Path, magic: int) -> list[int]:
     """The dimensions declared after the 4-byte magic number."""
     head = handle.read(4)
     if len(head) < 4 or int.from_bytes(head, "big") != magic:
@@ -163,7 +169,7 @@ def _check_declared(path: Path, dims: list[int]) -> None:
         )
 
 
-def _read_body(handle: BinaryIO, path: Path, dims: list[int]) -> bytearray:
+def _read_body(handle: _Readable, path: Path, dims: list[int]) -> bytearray:
     """Exactly the declared bytes, read in chunks; refuse a shorter or longer stream."""
     declared = math.prod(dims)
     body = bytearray()
@@ -203,7 +209,8 @@ def load_idx_dataset(
         if len(images) != len(targets):
             raise DatasetError(
                 f"as many labels as images for {split}",
-                f"{len(images)} images in {image_path.name} and {len(targets)} labels in {label_path.name}",
+                f"{len(images)} images in {image_path.name} "
+                f"and {len(targets)} labels in {label_path.name}",
                 "re-extract the pair from the same release",
             )
         parts.append((split, images[:, :, :, None], targets))  # (N, 28, 28, 1), (N,)
