@@ -29,9 +29,9 @@ check: $(STAMP)
 test: check
 	$(BIN)/python -m pytest
 
-## test-fast: the checks and the tests not marked slow (no end-to-end runs), for development
+## test-fast: the checks and the tests not marked slow (no end-to-end runs), on every core
 test-fast: check
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n auto
 
 ## ui: the Dagster UI and daemon on 127.0.0.1:3000 over ./.robust-data
 ui: $(STAMP)
