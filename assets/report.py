@@ -13,6 +13,7 @@ from assets.resources import (
 )
 from robust_data.arrays import decode_samples, num_classes
 from robust_data.checks import check_accuracy_loss, check_model_table, check_report
+from robust_data.defaults import MAX_STEPS
 from robust_data.evaluate import JudgeOptions, held_out_scheme, used_families
 from robust_data.markdown import inline_png
 from robust_data.models import load_model
@@ -35,6 +36,7 @@ from robust_data.retrain import (
     curation_inputs,
     retrain_models,
 )
+from robust_data.rpr.table import scored_max_steps
 from robust_data.schema import read_params
 
 
@@ -96,7 +98,7 @@ def retrained_model(
     options = RetrainOptions(
         seeds=config.seeds,
         names=("reference", "curated", *config.baselines),
-        max_steps=int(read_params(rpr_scores.schema).get("max_steps", 250)),
+        max_steps=scored_max_steps(rpr_scores),
         device=config.device or compute.device,
     )
     with transient_failures_retried(context):
@@ -184,7 +186,7 @@ def robustness_report(
         JudgeOptions(
             scheme=params.get("scheme", "pixels"),
             held_out_scheme=config.held_out_scheme or held_out_scheme(transforms),
-            max_steps=params.get("max_steps", 250),
+            max_steps=params.get("max_steps", MAX_STEPS),
             seed=params.get("seed", 0),
             device=config.device or compute.device,
             precision=compute.precision,

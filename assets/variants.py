@@ -10,6 +10,7 @@ from robust_data.markdown import count_table, inline_png
 from robust_data.plots import image_grid
 from robust_data.policies import plan_variants, preset_from_params
 from robust_data.reference import load_reference
+from robust_data.rpr.table import scored_max_steps
 from robust_data.schema import read_params
 
 
@@ -54,7 +55,7 @@ def variants(
         chosen,
         config.seed,
         model.model,
-        int(read_params(rpr_scores.schema).get("max_steps", 250)),
+        scored_max_steps(rpr_scores),
         config.transforms,
     )
     metadata = {

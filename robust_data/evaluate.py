@@ -27,6 +27,7 @@ from robust_data.corrupt.evaluate import (
 )
 from robust_data.corrupt.library import MNIST_C
 from robust_data.corrupt.testset import corrupted_jobs, stored_chunks
+from robust_data.defaults import MAX_STEPS
 from robust_data.rpr.engine import RprOptions, score_rpr
 from robust_data.stats import Interval, Metric, interval, paired_difference, verdict
 from robust_data.variants import parse_transform
@@ -69,7 +70,7 @@ class JudgeOptions:
 
     scheme: str = "pixels"
     held_out_scheme: str = HELD_OUT_SCHEMES[0]
-    max_steps: int = 250
+    max_steps: int = MAX_STEPS
     seed: int = 0
     corruptions: tuple[str, ...] = MNIST_C
     device: str = "auto"

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from torch import nn
 
 from robust_data.curation import Curation, CurationPolicy, select_curated
+from robust_data.defaults import MAX_STEPS
 from robust_data.schema import column_by_id, table_metadata
 from robust_data.variants import Variants, make_variants
 
@@ -206,7 +207,7 @@ def plan_variants(
     chosen: Preset,
     seed: int = 0,
     model: nn.Module | None = None,
-    max_steps: int = 250,
+    max_steps: int = MAX_STEPS,
     transforms: Sequence[str] = (),
     progress: bool = True,
 ) -> Variants:

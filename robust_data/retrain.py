@@ -24,6 +24,7 @@ import pyarrow as pa
 import torch
 
 from robust_data.arrays import SampleArrays
+from robust_data.defaults import MAX_STEPS
 from robust_data.models import ModelConfig, TrainedModel, accuracy, save_model, train_model
 from robust_data.policies import Preset, class_weights, spread
 from robust_data.report import random_subset
@@ -198,7 +199,7 @@ class RetrainOptions:
 
     seeds: int = 3
     names: tuple[str, ...] = TRAINING_SETS
-    max_steps: int = 250
+    max_steps: int = MAX_STEPS
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""The core library never imports dagster."""
+"""The core library never imports dagster; the CLI parser imports no framework."""
 
 from __future__ import annotations
 
@@ -29,3 +29,18 @@ def test_core_import_does_not_import_dagster() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[0] == "0"
+
+
+def test_the_cli_parser_imports_neither_dagster_nor_torch() -> None:
+    """``robust-data query`` and ``datasets`` start fast: building the parser loads no framework."""
+    code = (
+        "import sys\n"
+        "from pipelines.cli.parser import build_parser\n"
+        "build_parser()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'torch'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ from pipelines.cli.common import CliError, dataset_name
 from pipelines.cli.launch import curation_ops, ingest_config, resolve_dataset, run_job
 from pipelines.cli.summary import report_lines, summary
 from pipelines.home import writing_home
+from robust_data.defaults import MAX_STEPS
 from robust_data.query import max_rows_for, stream_query
 from robust_data.sources import PATH_SOURCES, SOURCES
 from robust_data.store import Registration, Store, write_text_atomic
@@ -80,7 +81,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # score-model
 
-CURVE_POINTS = (1, 5, 10, 25, 50, 100, 150, 200, 250)
+CURVE_POINTS = (1, 5, 10, 25, 50, 100, 150, 200, MAX_STEPS)
 
 
 def cmd_score_model(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli.common import DEFAULT_DATASET
+from robust_data.defaults import MAX_STEPS
 from robust_data.query import FORMATS
 from robust_data.store import HOME_ENV
 
@@ -110,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default="test", help="split to score (default test)")
     p.add_argument("--scheme", default="pixels", help="perturbation spec (default pixels)")
-    p.add_argument("--max-steps", type=int, default=250, help="tries per image (default 250)")
+    p.add_argument(
+        "--max-steps", type=int, default=MAX_STEPS, help=f"tries per image (default {MAX_STEPS})"
+    )
     p.add_argument("--seed", type=int, default=0, help="perturbation seed (default 0)")
     p.add_argument("--limit", type=int, help="score only the split's first N samples")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")

@@ -26,11 +26,11 @@ import torch._inductor.config as inductor_config
 from torch import nn
 from tqdm.auto import tqdm
 
+from robust_data.defaults import MAX_STEPS
 from robust_data.device import autocast, resolve_device, resolve_precision
 from robust_data.rpr.rng import sample_keys
 from robust_data.rpr.schemes import PerturbationScheme, parse_scheme
 
-MAX_STEPS = 250
 #: Images per forward pass on the CPU (see ``RprOptions.forward_rows``).
 CPU_FORWARD_ROWS = 256
 COMPILE_MODES = ("auto", "on", "off")

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from robust_data.defaults import MAX_STEPS
 from robust_data.rpr.engine import RprResult
-from robust_data.schema import table_metadata
+from robust_data.schema import read_params, table_metadata
 
 RPR_SCHEMA = pa.schema(
     [
@@ -69,6 +70,11 @@ def rpr_table(
         **(params or {}),
     }
     return table.replace_schema_metadata(table_metadata("rpr_scores", source, meta))
+
+
+def scored_max_steps(table: pa.Table) -> int:
+    """The ``max_steps`` an RPR table was scored with (its params), :data:`MAX_STEPS` if absent."""
+    return int(read_params(table.schema).get("max_steps", MAX_STEPS))
 
 
 def robust_fraction_by_split(table: pa.Table) -> dict[str, float]:
