@@ -12,6 +12,7 @@ from dagster import (
 from assets.checks import check_result, check_spec
 from assets.config import core_config, set_fields
 from assets.raw_samples import DATASETS
+from assets.resources import HomeResource
 from robust_data.arrays import class_names, num_classes
 from robust_data.checks import (
     check_class_balance,
@@ -22,6 +23,7 @@ from robust_data.checks import (
 from robust_data.curation import Curation, CurationPolicy, class_count_chart
 from robust_data.markdown import count_table, inline_png
 from robust_data.policies import DEFAULT_PRESET, apply_preset, customized
+from robust_data.reviews import load_reviews
 from robust_data.schema import read_params
 
 CurationConfig = core_config(
@@ -49,6 +51,7 @@ def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
         "preset": MetadataValue.text(read_params(result.ledger.schema)["preset"]),
         "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
         "reasons": MetadataValue.md(reasons),
+        "reviews_applied": MetadataValue.int(read_params(result.ledger.schema).get("reviews", 0)),
         "per_class": MetadataValue.md(inline_png(chart, "per class")),
         "shortfalls": MetadataValue.json(
             {names[k]: {"quota": q, "kept": n} for k, (q, n) in result.shortfalls.items()}
@@ -95,14 +98,23 @@ def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
     group_name="curation",
 )
 def curation_assets(
-    context: AssetExecutionContext, config: CurationConfig, raw_samples, rpr_scores, label_quality
+    context: AssetExecutionContext,
+    config: CurationConfig,
+    home: HomeResource,
+    raw_samples,
+    rpr_scores,
+    label_quality,
 ):
-    """Apply the policy (one core call: :func:`robust_data.curation.select_curated`)."""
+    """Apply the policy, then the human reviews (one core call: :func:`apply_preset`)."""
     chosen = customized(config.preset, **set_fields(config, CurationPolicy))
     tolerance = config.balance_tolerance
     if tolerance is None:
         tolerance = 1.0 if chosen.policy.quota_mode == "none" else 0.1
-    result = apply_preset(raw_samples, rpr_scores, label_quality, chosen)
+    reviews = load_reviews(home.store(), context.partition_key)
+    result = apply_preset(raw_samples, rpr_scores, label_quality, chosen, reviews)
+    if reviews.num_rows:
+        applied = read_params(result.ledger.schema)["reviews"]
+        context.log.info(f"{applied} reviewed samples: their latest decisions override the rules")
     context.log.info(f"preset {chosen.name}: {chosen.description}")
     for label, (quota, kept) in result.shortfalls.items():
         context.log.warning(f"class {label} kept {kept} of its quota {quota}")

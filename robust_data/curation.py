@@ -2,7 +2,10 @@
 
 Rules run in a fixed order and the ledger records the first one a sample fails:
 misclassified, not_robust, label_issue, outlier, duplicate, over_quota. Class balance is a
-seeded sample of each class's survivors (rank by sha256(seed, sample_id)).
+seeded sample of each class's survivors (rank by sha256(seed, sample_id)). Human reviews
+(robust_data.reviews) come last and win: ``drop`` is the reason ``review_drop``; ``keep`` and
+``relabel`` keep a sample whatever the rules say (the ledger's ``overridden`` names the rule),
+first in its class's quota, and ``relabel`` trains it with its ``new_label``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from robust_data.arrays import SampleArrays
 from robust_data.plots import grouped_bars
+from robust_data.reviews import Review
 from robust_data.schema import column_by_id, table_metadata
 
-REASONS = ("misclassified", "not_robust", "label_issue", "outlier", "duplicate", "over_quota")
+REASONS = (
+    "misclassified",
+    "not_robust",
+    "label_issue",
+    "outlier",
+    "duplicate",
+    "over_quota",
+    "review_drop",
+)
 QUOTA_MODES = ("fixed", "smallest", "cap", "none")
 
 LEDGER_SCHEMA = pa.schema(
@@ -27,9 +40,12 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("label", pa.int64(), nullable=False),
         pa.field("kept", pa.bool_(), nullable=False),
         pa.field("reason", pa.string()),  # the first rule it failed; null when kept
+        pa.field("review", pa.string()),  # the latest human decision: keep, drop, relabel
+        pa.field("overridden", pa.string()),  # the rule a keep or relabel review overrode
+        pa.field("new_label", pa.int64()),  # the label it trains with, when relabelled
     ]
 )
-"""One row per input training sample."""
+"""One row per input training sample; ``label`` is the stored label, before any relabel."""
 
 
 @dataclass(frozen=True)
@@ -114,13 +130,20 @@ class Curation:
 
 
 def class_counts(ledger: pa.Table) -> tuple[dict[int, int], dict[int, int]]:
-    """(before, after) samples per class label of a ``curation_ledger`` table."""
+    """(before, after) samples per class label of a ``curation_ledger`` table.
+
+    Before counts the stored labels; after counts the labels the kept samples train with
+    (``new_label`` where a review relabelled them).
+    """
     labels = ledger.column("label").to_numpy()
     kept = ledger.column("kept").to_numpy(zero_copy_only=False).astype(bool)
-    classes = sorted(set(labels.tolist()))
+    trained = labels
+    if "new_label" in ledger.column_names:
+        trained = pc.coalesce(ledger.column("new_label"), ledger.column("label")).to_numpy()
+    classes = sorted(set(labels.tolist()) | set(trained[kept].tolist()))
     return (
         {k: int((labels == k).sum()) for k in classes},
-        {k: int(((labels == k) & kept).sum()) for k in classes},
+        {k: int(((trained == k) & kept).sum()) for k in classes},
     )
 
 
@@ -141,7 +164,11 @@ def _rank(seed: int, sample_id: str) -> bytes:
 
 
 def select_curated(
-    samples: pa.Table, rpr: pa.Table, quality: pa.Table | None, policy: CurationPolicy | None = None
+    samples: pa.Table,
+    rpr: pa.Table,
+    quality: pa.Table | None,
+    policy: CurationPolicy | None = None,
+    reviews: Mapping[str, Review] | None = None,
 ) -> Curation:
     """Apply ``policy`` to the training samples.
 
@@ -154,6 +181,11 @@ def select_curated(
     quality : pa.Table or None
         ``label_quality`` rows (``is_label_issue``, ``is_outlier``, ``near_duplicate_group``);
         None skips the label, outlier and duplicate rules.
+    policy : CurationPolicy or None
+        None: the defaults.
+    reviews : mapping of str to Review, or None
+        Sample id -> its latest human decision (robust_data.reviews.latest_decisions);
+        decisions about samples not in ``samples`` are ignored.
 
     Raises
     ------
@@ -207,19 +239,56 @@ def select_curated(
                 if key in seen:
                     reason[i] = "duplicate"
                 seen.add(key)
-    shortfalls = _apply_quota(ids, labels, reason, policy)
+    decided = [reviews.get(i) if reviews else None for i in ids]
+    overridden = _apply_reviews(decided, reason)
+    reviewed = [d is not None and d.decision != "drop" for d in decided]
+    new_label = [d.new_label if d is not None else None for d in decided]
+    trained = np.array([k if k is not None else labels[i] for i, k in enumerate(new_label)])
+    shortfalls = _apply_quota(ids, trained.astype(np.int64), reason, policy, reviewed)
     kept = np.array([r is None for r in reason])
     ledger = pa.table(
-        {"sample_id": ids, "label": labels, "kept": kept, "reason": reason}, schema=LEDGER_SCHEMA
+        {
+            "sample_id": ids,
+            "label": labels,
+            "kept": kept,
+            "reason": reason,
+            "review": [d.decision if d is not None else None for d in decided],
+            "overridden": overridden,
+            "new_label": new_label,
+        },
+        schema=LEDGER_SCHEMA,
     )
     meta = table_metadata(
         "curation_ledger", "raw_samples, rpr_scores, label_quality", asdict(policy)
     )
-    curated = samples.filter(pa.array(kept))
+    curated = _relabelled(samples, new_label).filter(pa.array(kept))
     curated = curated.replace_schema_metadata(
         table_metadata("curated_samples", "raw_samples, rpr_scores, label_quality", asdict(policy))
     )
     return Curation(curated, ledger.replace_schema_metadata(meta), shortfalls)
+
+
+def _apply_reviews(decided: list[Review | None], reason: list[str | None]) -> list[str | None]:
+    """Let each decision win over the rules, in place; the rule each keep/relabel overrode."""
+    overridden: list[str | None] = [None] * len(reason)
+    for i, decision in enumerate(decided):
+        if decision is None:
+            continue
+        if decision.decision == "drop":
+            reason[i] = "review_drop"
+        else:
+            overridden[i], reason[i] = reason[i], None
+    return overridden
+
+
+def _relabelled(samples: pa.Table, new_label: list[int | None]) -> pa.Table:
+    """``samples`` with ``label`` replaced where a review gave a new one."""
+    if all(label is None for label in new_label):
+        return samples
+    labels = pc.coalesce(pa.array(new_label, pa.int64()), samples.column("label").cast(pa.int64()))
+    index = samples.column_names.index("label")
+    field = samples.schema.field("label")
+    return samples.set_column(index, field, labels.cast(field.type))
 
 
 def _passes_robustness(robust: bool, steps: int | None, policy: CurationPolicy) -> bool:
@@ -229,9 +298,17 @@ def _passes_robustness(robust: bool, steps: int | None, policy: CurationPolicy) 
 
 
 def _apply_quota(
-    ids: list[str], labels: np.ndarray, reason: list[str | None], policy: CurationPolicy
+    ids: list[str],
+    labels: np.ndarray,
+    reason: list[str | None],
+    policy: CurationPolicy,
+    reviewed: list[bool],
 ) -> dict[int, tuple[int, int]]:
-    """Mark ``over_quota`` in place; return classes short of their quota."""
+    """Mark ``over_quota`` in place; return classes short of their quota.
+
+    Reviewed samples (``reviewed[i]``: a keep or relabel decision) fill their class's quota
+    first and are never marked, even past the quota.
+    """
     survivors: dict[int, list[int]] = {int(k): [] for k in np.unique(labels)}
     for i, r in enumerate(reason):
         if r is None:
@@ -246,9 +323,10 @@ def _apply_quota(
     for label, members in survivors.items():
         if policy.quota_mode == "fixed" and len(members) < quota:
             shortfalls[label] = (quota, len(members))
-        ranked = sorted(members, key=lambda i: _rank(policy.seed, ids[i]))
+        ranked = sorted(members, key=lambda i: (not reviewed[i], _rank(policy.seed, ids[i])))
         for i in ranked[quota:]:
-            reason[i] = "over_quota"
+            if not reviewed[i]:
+                reason[i] = "over_quota"
     return shortfalls
 
 

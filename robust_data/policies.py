@@ -25,6 +25,7 @@ from torch import nn
 
 from robust_data.curation import Curation, CurationPolicy, select_curated
 from robust_data.defaults import MAX_STEPS
+from robust_data.reviews import latest_decisions
 from robust_data.schema import column_by_id, table_metadata
 from robust_data.variants import Variants, make_variants
 
@@ -181,19 +182,25 @@ def preset_from_params(params: dict[str, Any]) -> Preset:
 
 
 def apply_preset(
-    samples: pa.Table, rpr: pa.Table, quality: pa.Table | None, chosen: Preset
+    samples: pa.Table,
+    rpr: pa.Table,
+    quality: pa.Table | None,
+    chosen: Preset,
+    reviews: pa.Table | None = None,
 ) -> Curation:
-    """Apply the preset's policy to the training split of ``samples``.
+    """Apply the preset's policy, then the human reviews, to the training split of ``samples``.
 
     Rows of other splits (when ``samples`` has a ``split`` column) are left out first: the
-    test split is never curated. Both returned tables carry the whole preset in their
-    parameters.
+    test split is never curated. ``reviews`` is a reviews table (robust_data.reviews); the
+    latest decision per sample wins. Both returned tables carry the whole preset in their
+    parameters, and the number of decisions applied.
     """
     if "split" in samples.column_names:
         samples = samples.filter(pc.equal(samples.column("split"), "train"))
-    result = select_curated(samples, rpr, quality, chosen.policy)
-    source = "raw_samples, rpr_scores, label_quality"
-    params = preset_params(chosen)
+    decisions = latest_decisions(reviews) if reviews is not None else {}
+    result = select_curated(samples, rpr, quality, chosen.policy, decisions)
+    source = "raw_samples, rpr_scores, label_quality" + (", reviews" if decisions else "")
+    params = {**preset_params(chosen), "reviews": len(decisions)}
     return Curation(
         result.curated.replace_schema_metadata(table_metadata("curated_samples", source, params)),
         result.ledger.replace_schema_metadata(table_metadata("curation_ledger", source, params)),

@@ -397,6 +397,20 @@ class Store:
                 f"(robust-data ingest/curate with --home {self.home})"
             ) from None
 
+    def write(self, table: pa.Table, name: str, partition: str | None = None) -> str:
+        """Store a table atomically (a local temporary file renamed, or one put to the URL).
+
+        Returns
+        -------
+        str
+            Its location.
+        """
+        location = table_location(self.tables_root, name, partition)
+        if is_url(location):
+            return write_parquet_url(table, location)
+        _ensure_folder(Path(location).parent)
+        return str(write_parquet_atomic(table, location))
+
     def tables(self) -> dict[str, list[Path]]:
         """Every stored table name and its Parquet files (temporary files excluded)."""
         found: dict[str, list[Path]] = {}

@@ -129,6 +129,9 @@ def test_ledger_conservation() -> None:
             "label": [0, 1, 1],
             "kept": [True, False, True],
             "reason": [None, "outlier", None],
+            "review": [None, None, "keep"],
+            "overridden": [None, None, "label_issue"],
+            "new_label": [None, None, None],
         },
         schema=LEDGER_SCHEMA,
     )

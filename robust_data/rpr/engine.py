@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch._inductor.config as inductor_config
 from torch import nn
-from tqdm.auto import tqdm
 
 from robust_data.defaults import MAX_STEPS
 from robust_data.device import autocast, resolve_device, resolve_precision
+from robust_data.progress import progress_bar
 from robust_data.rpr.rng import sample_keys
 from robust_data.rpr.schemes import PerturbationScheme, parse_scheme
 
@@ -402,12 +402,12 @@ def _score_all(
     clean = _clean_predictions(run, images_t, device)
     pool = _Pool(device, tuple(images_t.shape[1:]))
     queued = 0
-    bar = tqdm(
+    bar = progress_bar(
         total=n,
         desc=f"rpr {scheme.spec}",
         unit="pt",
         mininterval=0.5,
-        **({} if progress else {"disable": True}),
+        disable=not progress,
     )
     while queued < n or pool.index.numel():
         budget = options.batch_size - int(
@@ -518,11 +518,37 @@ def score_rpr_loop(
         ``steps_to_flip`` in 1..max_steps, or 0 when it survived; ``flip_pred`` -1 then.
     """
     spec = parse_scheme(scheme)
-    key = sample_keys([sample_id], device=image.device)
     for step in range(1, max_steps + 1):
-        tries = torch.tensor([[step]], device=image.device)
-        perturbed = spec.apply(image[None], seed, key, tries)[:, 0]
+        perturbed = perturbed_at(image, sample_id, spec, seed, step)[None]
         prediction = int(model(perturbed).argmax(dim=1)[0])
         if prediction != label:
             return step, prediction
     return 0, -1
+
+
+def perturbed_at(
+    image: torch.Tensor,
+    sample_id: str,
+    scheme: str | PerturbationScheme,
+    seed: int,
+    step: int,
+) -> torch.Tensor:
+    """The image RPR scoring perturbed at try ``step`` (1-based) of ``sample_id``, regenerated.
+
+    The noise is keyed by (seed, sample key, try), so this is the exact image the engine fed
+    the model at that try: ``steps_to_flip`` gives the one that flipped it.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        (C, H, W) float in [0, 1], the original.
+
+    Returns
+    -------
+    torch.Tensor
+        (C, H, W) in [0, 1], dtype and device of ``image``.
+    """
+    spec = parse_scheme(scheme) if isinstance(scheme, str) else scheme
+    key = sample_keys([sample_id], device=image.device)
+    tries = torch.tensor([[step]], device=image.device)
+    return spec.apply(image[None], seed, key, tries)[0, 0]

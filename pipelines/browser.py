@@ -1,0 +1,357 @@
+"""``robust-data browse``: a local web app over one dataset's stored tables (Starlette).
+
+Pages are rendered on the server (Jinja2 templates, plain HTML forms, no frontend build):
+
+- ``/``: the grid of thumbnails, with filters, sorting and paging (robust_data.browse);
+- ``/sample?id=...``: one sample, large, with every score, its ledger outcome, its
+  near-duplicate group, its variants and the perturbed image that flipped it;
+- ``/embedding``: the stored embeddings projected to 2-D, each point a link to its sample;
+- ``POST /review``: keep / drop / relabel decisions for one sample or a selection of the grid,
+  recorded in the ``reviews`` table (robust_data.reviews); nothing else is ever written.
+
+It listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from robust_data.browse import PAGE_SIZE, SORTABLE, SampleFilter, SampleIndex, flipped_image
+from robust_data.reviews import DECISIONS, Review, check_reviews, record_reviews
+
+_BASE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }} · robust-data</title>
+<style>
+ body { font: 14px system-ui, sans-serif; margin: 1em 2em; color: #222 }
+ a { color: #1456b8 } h1 { font-size: 1.3em } nav a { margin-right: 1em }
+ form.filters { display: flex; flex-wrap: wrap; gap: .4em 1em; align-items: end;
+   background: #f4f6f8; padding: .6em; border-radius: 6px }
+ form.filters label { display: flex; flex-direction: column; font-size: 12px }
+ .grid { display: flex; flex-wrap: wrap; gap: 8px; margin-top: .8em }
+ .cell { width: 104px; border: 1px solid #ddd; border-radius: 4px; padding: 3px;
+   font-size: 11px; text-align: center }
+ .cell img { width: 96px; height: 96px; image-rendering: pixelated; background: #000 }
+ .cell.dropped { border-color: #d33 } .cell.reviewed { outline: 2px solid #e8a100 }
+ table.scores td, table.scores th { padding: 2px 8px; border-bottom: 1px solid #eee;
+   text-align: left }
+ img.large { width: 280px; height: 280px; image-rendering: pixelated; background: #000 }
+ .row { display: flex; gap: 2em; flex-wrap: wrap } .muted { color: #777 }
+ .thumbs img { width: 64px; height: 64px; image-rendering: pixelated; margin: 2px }
+ .review { background: #fff8e6; padding: .6em; border-radius: 6px; margin: .8em 0 }
+</style></head><body>
+<nav><a href="/">Samples</a><a href="/embedding">Embedding</a>
+<span class="muted">dataset <b>{{ dataset }}</b></span></nav>
+{% block body %}{% endblock %}
+</body></html>"""
+
+_REVIEW_FORM = """{% macro review_form(classes, single=None, next_url='/') %}
+<div class="review">
+ {% if single %}<input type="hidden" name="sample_id" value="{{ single }}">{% endif %}
+ <input type="hidden" name="next" value="{{ next_url }}">
+ <b>Review{% if not single %} the checked samples{% endif %}:</b>
+ <select name="decision" id="decision">
+  {% for d in decisions %}<option value="{{ d }}">{{ d }}</option>{% endfor %}
+ </select>
+ <label>new label <select name="new_label" id="new_label"><option value="">-</option>
+  {% for name in classes %}<option value="{{ loop.index0 }}">{{ loop.index0 }} {{ name }}
+  </option>{% endfor %}</select></label>
+ <input name="note" id="note" placeholder="note (optional)" size="30">
+ <button type="submit" id="review-submit">Record</button>
+</div>
+{% endmacro %}"""
+
+_GRID = """{% extends "base" %}{% from "review" import review_form with context %}{% block body %}
+<h1>Samples</h1>
+<form class="filters" method="get" action="/" id="filters">
+ <label>split<select name="split" id="f-split"><option value="">any</option>
+  {% for s in ["train", "test"] %}<option {{ "selected" if f.split == s }}>{{ s }}</option>
+  {% endfor %}</select></label>
+ <label>class<select name="label" id="f-label"><option value="">any</option>
+  {% for name in classes %}<option value="{{ loop.index0 }}"
+   {{ "selected" if f.label == loop.index0 }}>{{ loop.index0 }} {{ name }}</option>
+  {% endfor %}</select></label>
+ {% for key, title in bools %}
+ <label>{{ title }}<select name="{{ key }}" id="f-{{ key }}"><option value="">any</option>
+  <option value="true" {{ "selected" if values.get(key) == "true" }}>yes</option>
+  <option value="false" {{ "selected" if values.get(key) == "false" }}>no</option></select></label>
+ {% endfor %}
+ <label>steps from<input name="min_steps" id="f-min_steps" size="4"
+  value="{{ values.get('min_steps', '') }}"></label>
+ <label>to<input name="max_steps" id="f-max_steps" size="4"
+  value="{{ values.get('max_steps', '') }}"></label>
+ <label>suggested<select name="suggested_label" id="f-suggested_label">
+  <option value="">any</option>
+  {% for name in classes %}<option value="{{ loop.index0 }}"
+   {{ "selected" if f.suggested_label == loop.index0 }}>{{ loop.index0 }} {{ name }}</option>
+  {% endfor %}</select></label>
+ <label>dup. group<input name="group" id="f-group" size="12" value="{{ f.group or '' }}">
+ </label>
+ <label>outcome<select name="reason" id="f-reason"><option value="">any</option>
+  {% for r in reasons %}<option {{ "selected" if f.reason == r }}>{{ r }}</option>
+  {% endfor %}</select></label>
+ <label>variant<select name="transform" id="f-transform"><option value="">any</option>
+  {% for t in transforms %}<option {{ "selected" if f.transform == t }}>{{ t }}</option>
+  {% endfor %}</select></label>
+ <label>review<select name="review" id="f-review"><option value="">any</option>
+  {% for r in ["keep", "drop", "relabel", "none"] %}
+  <option {{ "selected" if f.review == r }}>{{ r }}</option>{% endfor %}</select></label>
+ <label>sort<select name="sort" id="f-sort">
+  {% for s in sortable %}<option {{ "selected" if sort == s }}>{{ s }}</option>
+  {% endfor %}</select></label>
+ <label>order<select name="order" id="f-order">
+  <option value="asc">ascending</option>
+  <option value="desc" {{ "selected" if descending }}>descending</option></select></label>
+ <button type="submit" id="apply">Apply</button> <a href="/">clear</a>
+</form>
+<p><b id="count">{{ "{:,}".format(total) }}</b> samples match;
+ showing {{ offset + 1 if rows else 0 }}-{{ offset + rows|length }}.
+ {% if offset > 0 %}<a id="prev" href="{{ page_url(offset - page_size) }}">previous</a>
+ {% endif %}
+ {% if offset + page_size < total %}<a id="next" href="{{ page_url(offset + page_size) }}"
+ >next</a>{% endif %}</p>
+<form method="post" action="/review" id="bulk">
+{{ review_form(classes, None, here) }}
+<div class="grid">
+{% for r in rows %}
+ <div class="cell {{ 'dropped' if r.kept == false }} {{ 'reviewed' if r.review }}"
+  data-sample="{{ r.sample_id }}">
+  <a href="/sample?id={{ r.sample_id|urlencode }}"><img loading="lazy" alt="{{ r.sample_id }}"
+   src="/image?id={{ r.sample_id|urlencode }}"></a><br>
+  <input type="checkbox" name="sample_id" value="{{ r.sample_id }}">
+  {{ r.label }}{% if r.review %} · <b>{{ r.review }}</b>{% endif %}<br>
+  <span class="muted">{{ "robust" if r.robust else ("flip@" ~ r.steps_to_flip
+   if r.steps_to_flip else "-") }}{% if r.is_label_issue %} · issue{% endif %}</span>
+ </div>
+{% endfor %}
+</div></form>
+{% endblock %}"""
+
+_SAMPLE = """{% extends "base" %}{% from "review" import review_form with context %}{% block body %}
+<h1>{{ s.sample_id }}</h1>
+<div class="row">
+ <div><img class="large" id="image" alt="sample" src="/image?id={{ s.sample_id|urlencode }}">
+  <br>label {{ s.label }} ({{ s.label_name }})</div>
+ {% if flip %}<div><img class="large" id="flip" alt="flipped"
+  src="/flip?id={{ s.sample_id|urlencode }}"><br>
+  try {{ flip.step }} of {{ s.scheme }} (seed {{ s.rpr_seed }}): the model predicted
+  <b id="flip-pred">{{ flip.prediction }}</b> (stored flip_pred {{ flip.stored }})</div>
+ {% endif %}
+ <div><table class="scores" id="scores">
+  {% for key, value in s.items() %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>
+  {% endfor %}</table></div>
+</div>
+<form method="post" action="/review" id="review">
+{{ review_form(classes, s.sample_id, here) }}
+</form>
+{% if group %}<h2>Near-duplicate group {{ s.near_duplicate_group }}</h2><div class="thumbs">
+ {% for g in group %}<a href="/sample?id={{ g|urlencode }}"><img alt="{{ g }}"
+  src="/image?id={{ g|urlencode }}"></a>{% endfor %}</div>{% endif %}
+{% if variants %}<h2>Variants ({{ variants|length }})</h2><div class="thumbs">
+ {% for v in variants %}<img title="{{ v.transform }}" alt="{{ v.transform }}"
+  src="/variant?id={{ v.variant_id|urlencode }}">{% endfor %}</div>{% endif %}
+{% endblock %}"""
+
+_EMBEDDING = """{% extends "base" %}{% block body %}
+<h1>Embedding (PCA of the reference model's features)</h1>
+<p>Colour by: {% for c in ["label", "robust", "is_label_issue"] %}
+ <a href="/embedding?color={{ c }}">{{ c }}</a>{% endfor %} · {{ points|length }} points
+ {% if not points %}(no embeddings stored: materialize oof_predictions){% endif %}</p>
+<svg width="720" height="720" viewBox="0 0 720 720" style="background:#fafafa">
+{% for p in points %}<a href="/sample?id={{ p.sample_id|urlencode }}"><circle
+ cx="{{ 10 + 700 * p.x }}" cy="{{ 10 + 700 * (1 - p.y) }}" r="3"
+ fill="{{ colour(p) }}"><title>{{ p.sample_id }}</title></circle></a>{% endfor %}
+</svg>{% endblock %}"""
+
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+BOOL_FILTERS = (
+    ("robust", "robust"),
+    ("label_issue", "label issue"),
+    ("outlier", "outlier"),
+    ("kept", "kept"),
+)
+
+
+def _templates() -> jinja2.Environment:
+    loader = jinja2.DictLoader(
+        {
+            "base": _BASE,
+            "review": _REVIEW_FORM,
+            "grid": _GRID,
+            "sample": _SAMPLE,
+            "embedding": _EMBEDDING,
+        }
+    )
+    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _html(env: jinja2.Environment, name: str, **context: Any) -> HTMLResponse:
+    return HTMLResponse(env.get_template(name).render(decisions=DECISIONS, **context))
+
+
+def _png(data: bytes) -> Response:
+    return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+def build_app(index: SampleIndex) -> Starlette:
+    """The browser's Starlette app over one dataset's :class:`SampleIndex`."""
+    env = _templates()
+    common = {"dataset": index.dataset, "classes": index.class_names}
+
+    def grid(request: Request) -> Response:
+        values = dict(request.query_params)
+        try:
+            where = SampleFilter.from_query(values)
+            offset = max(0, int(values.get("offset") or 0))
+        except ValueError as exc:
+            return PlainTextResponse(f"bad filter: {exc}", status_code=400)
+        sort = values.get("sort") or "sample_id"
+        descending = values.get("order") == "desc"
+        try:
+            rows = index.page(where, sort, descending, offset, PAGE_SIZE)
+        except ValueError as exc:
+            return PlainTextResponse(f"bad sort: {exc}", status_code=400)
+
+        def page_url(start: int) -> str:
+            return "/?" + urllib.parse.urlencode({**values, "offset": max(0, start)})
+
+        return _html(
+            env,
+            "grid",
+            title="samples",
+            f=where,
+            values=values,
+            rows=rows,
+            offset=offset,
+            total=index.count(where),
+            page_size=PAGE_SIZE,
+            page_url=page_url,
+            here=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
+            bools=BOOL_FILTERS,
+            reasons=index.reasons(),
+            transforms=index.transforms(),
+            sortable=SORTABLE,
+            sort=sort,
+            descending=descending,
+            **common,
+        )
+
+    def sample(request: Request) -> Response:
+        sample_id = request.query_params.get("id", "")
+        row = index.sample(sample_id)
+        if row is None:
+            return PlainTextResponse(f"no sample {sample_id!r} in {index.dataset}", 404)
+        flip = None
+        if row["steps_to_flip"] is not None and index.store.has("reference_model", index.dataset):
+            made = flipped_image(index, sample_id)
+            if made is not None:
+                flip = {"step": made[1], "stored": made[2], "prediction": made[3]}
+        group = (
+            index.group_members(row["near_duplicate_group"]) if row["near_duplicate_group"] else []
+        )
+        return _html(
+            env,
+            "sample",
+            title=sample_id,
+            s=row,
+            flip=flip,
+            group=group,
+            variants=index.sample_variants(sample_id),
+            here=f"/sample?{request.url.query}",
+            **common,
+        )
+
+    def image(request: Request) -> Response:
+        try:
+            return _png(index.image(request.query_params.get("id", "")))
+        except KeyError:
+            return PlainTextResponse("no such sample", 404)
+
+    def variant(request: Request) -> Response:
+        try:
+            return _png(index.variant_image(request.query_params.get("id", "")))
+        except KeyError:
+            return PlainTextResponse("no such variant", 404)
+
+    def flip(request: Request) -> Response:
+        made = flipped_image(index, request.query_params.get("id", ""))
+        return _png(made[0]) if made else PlainTextResponse("not flipped", 404)
+
+    def embedding(request: Request) -> Response:
+        color = request.query_params.get("color", "label")
+
+        def colour(point: dict[str, Any]) -> str:
+            value = point.get(color)
+            if color == "label" and value is not None:
+                return PALETTE[int(value) % len(PALETTE)]
+            bad = (color == "robust" and value is False) or (
+                color == "is_label_issue" and value is True
+            )
+            return "#d62728" if bad else "#9aa"
+
+        return _html(
+            env,
+            "embedding",
+            title="embedding",
+            points=index.embedding_2d(),
+            colour=colour,
+            **common,
+        )
+
+    async def review(request: Request) -> Response:
+        form = urllib.parse.parse_qs((await request.body()).decode(), keep_blank_values=True)
+        ids = form.get("sample_id", [])
+        decision = (form.get("decision") or [""])[0]
+        raw_label = (form.get("new_label") or [""])[0]
+        note = (form.get("note") or [""])[0] or None
+        next_url = (form.get("next") or ["/"])[0]
+        if not next_url.startswith("/"):
+            next_url = "/"
+        if not ids:
+            return PlainTextResponse("no samples checked: tick at least one", 400)
+        try:
+            label = int(raw_label) if decision == "relabel" and raw_label else None
+            reviews = [Review(i, decision, label, note) for i in ids]
+            check_reviews(reviews, index.sample_ids, len(index.class_names))
+        except ValueError as exc:
+            return PlainTextResponse(f"review refused: {exc}", 400)
+        record_reviews(index.store, index.dataset, reviews, "browser")
+        index.refresh_reviews()
+        return RedirectResponse(next_url, status_code=303)
+
+    return Starlette(
+        routes=[
+            Route("/", grid),
+            Route("/sample", sample),
+            Route("/image", image),
+            Route("/variant", variant),
+            Route("/flip", flip),
+            Route("/embedding", embedding),
+            Route("/review", review, methods=["POST"]),
+            Route("/healthz", lambda request: PlainTextResponse("ok")),
+        ]
+    )
+
+
+def serve(index: SampleIndex, port: int) -> None:
+    """Serve the browser on 127.0.0.1:``port`` until interrupted."""
+    import uvicorn
+
+    uvicorn.run(build_app(index), host="127.0.0.1", port=port, log_level="warning")

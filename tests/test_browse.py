@@ -1,0 +1,212 @@
+"""The sample browser: the DuckDB index over stored tables, and the web app over HTTP.
+
+The stored tables here are real digits samples with synthetic scores (fast); the end-to-end
+run in Chromium over a curated home is in tests/test_browser_review.py.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from robust_data.browse import SampleFilter, SampleIndex
+from robust_data.curation import LEDGER_SCHEMA
+from robust_data.ingest import ingest
+from robust_data.label_quality import LABEL_QUALITY_SCHEMA
+from robust_data.reviews import load_reviews
+from robust_data.rpr.table import RPR_SCHEMA
+from robust_data.store import Store
+
+N = 200
+
+
+def _scores(samples: pa.Table) -> dict[str, pa.Table]:
+    """rpr_scores, label_quality and curation_ledger with seeded synthetic values."""
+    rng = np.random.default_rng(0)
+    ids = samples.column("sample_id").to_pylist()
+    labels = samples.column("label").to_numpy()
+    steps = rng.integers(1, 60, len(ids)).astype(np.int32)
+    robust = rng.random(len(ids)) < 0.5
+    train = [
+        i for i, s in zip(ids, samples.column("split").to_pylist(), strict=True) if s == "train"
+    ]
+    n_train = len(train)
+    rpr = pa.table(
+        {
+            "sample_id": ids,
+            "split": samples.column("split"),
+            "label": labels,
+            "model_sha256": ["x"] * len(ids),
+            "scheme": ["pixels"] * len(ids),
+            "max_steps": np.full(len(ids), 50, np.int32),
+            "seed": np.zeros(len(ids), np.int64),
+            "clean_pred": labels,
+            "clean_correct": np.ones(len(ids), bool),
+            "steps_to_flip": pa.array(np.where(robust, None, steps).tolist(), pa.int32()),
+            "robust": robust,
+            "flip_pred": pa.array(np.where(robust, None, (labels + 1) % 10).tolist(), pa.int64()),
+        },
+        schema=RPR_SCHEMA,
+    )
+    issue = rng.random(n_train) < 0.2
+    quality = pa.table(
+        {
+            "sample_id": train,
+            "given_label": np.zeros(n_train, np.int64),
+            "oof_pred": np.zeros(n_train, np.int64),
+            "label_quality": rng.random(n_train),
+            "is_label_issue": issue,
+            "suggested_label": np.where(issue, 3, 0).astype(np.int64),
+            "outlier_score": rng.random(n_train),
+            "is_outlier": rng.random(n_train) < 0.1,
+            "near_duplicate_score": rng.random(n_train),
+            "is_near_duplicate": np.zeros(n_train, bool),
+            "near_duplicate_group": [train[0] if k < 3 else None for k in range(n_train)],
+        },
+        schema=LABEL_QUALITY_SCHEMA,
+    )
+    kept = ~issue
+    ledger = pa.table(
+        {
+            "sample_id": train,
+            "label": np.zeros(n_train, np.int64),
+            "kept": kept,
+            "reason": [None if k else "label_issue" for k in kept],
+            "review": pa.nulls(n_train, pa.string()),
+            "overridden": pa.nulls(n_train, pa.string()),
+            "new_label": pa.nulls(n_train, pa.int64()),
+        },
+        schema=LEDGER_SCHEMA,
+    )
+    return {"rpr_scores": rpr, "label_quality": quality, "curation_ledger": ledger}
+
+
+@pytest.fixture
+def scored_home(isolated_home: Path) -> Store:
+    store = Store.open(isolated_home)
+    samples = ingest("digits").samples.slice(0, N)
+    store.write(samples, "raw_samples", "digits")
+    for name, table in _scores(samples).items():
+        store.write(table, name, "digits")
+    return store
+
+
+def test_every_filter_count_equals_duckdb_over_the_stored_tables(scored_home: Store) -> None:
+    index = SampleIndex(scored_home, "digits")
+    rpr = scored_home.read("rpr_scores", "digits").to_pylist()
+    quality = {r["sample_id"]: r for r in scored_home.read("label_quality", "digits").to_pylist()}
+    assert index.count(SampleFilter()) == N
+    assert index.count(SampleFilter(robust=True)) == sum(r["robust"] for r in rpr)
+    fragile = [r for r in rpr if r["steps_to_flip"] is not None and 5 <= r["steps_to_flip"] <= 9]
+    assert index.count(SampleFilter(min_steps=5, max_steps=9)) == len(fragile)
+    issues = sum(q["is_label_issue"] for q in quality.values())
+    assert index.count(SampleFilter(label_issue=True)) == issues
+    assert index.count(SampleFilter(reason="label_issue")) == issues
+    assert index.count(SampleFilter(reason="kept")) == len(quality) - issues
+    assert index.count(SampleFilter(split="test", label_issue=True)) == 0
+    group = next(q["near_duplicate_group"] for q in quality.values() if q["near_duplicate_group"])
+    assert len(index.group_members(group)) == 3
+    assert index.count(SampleFilter(group=group)) == 3
+
+
+def test_pages_sort_by_any_score_and_filters_parse_from_the_url(scored_home: Store) -> None:
+    index = SampleIndex(scored_home, "digits")
+    page = index.page(SampleFilter(), "steps_to_flip", False, 0, 10)
+    steps = [r["steps_to_flip"] for r in page]
+    assert steps == sorted(steps) and None not in steps  # robust ones (NULL) sort last
+    worst = index.page(SampleFilter(split="train"), "label_quality", False, 0, 5)
+    assert [r["label_quality"] for r in worst] == sorted(r["label_quality"] for r in worst)
+    second = index.page(SampleFilter(), "sample_id", False, 10, 10)
+    assert [r["sample_id"] for r in second] == sorted(index.sample_ids)[10:20]
+    parsed = SampleFilter.from_query({"robust": "false", "min_steps": "3", "split": ""})
+    assert parsed == SampleFilter(robust=False, min_steps=3)
+    with pytest.raises(ValueError, match="expected true or false for robust; found 'maybe'"):
+        SampleFilter.from_query({"robust": "maybe"})
+    with pytest.raises(ValueError, match="expected a sort column"):
+        index.page(SampleFilter(), "image; DROP TABLE samples")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(scored_home: Store) -> Iterator[str]:
+    import uvicorn
+
+    from pipelines.browser import build_app
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(SampleIndex(scored_home, "digits")), "127.0.0.1", port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def _get(url: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, response.headers["content-type"], response.read()
+
+
+def test_the_app_serves_grid_sample_images_and_records_reviews(
+    app_url: str, scored_home: Store
+) -> None:
+    status, _, body = _get(f"{app_url}/?robust=true&split=train")
+    index = SampleIndex(scored_home, "digits")
+    expected = index.count(SampleFilter(robust=True, split="train"))
+    count = re.search(r'<b id="count">([\d,]+)</b>', body.decode())
+    assert status == 200 and count and int(count.group(1).replace(",", "")) == expected
+    first = re.search(r'data-sample="([^"]+)"', body.decode()).group(1)
+    status, kind, png = _get(f"{app_url}/image?id={urllib.parse.quote(first)}")
+    assert kind == "image/png" and png.startswith(b"\x89PNG") and png == index.image(first)
+    status, _, page = _get(f"{app_url}/sample?id={urllib.parse.quote(first)}")
+    assert first in page.decode() and 'id="scores"' in page.decode()
+    form = urllib.parse.urlencode(
+        [
+            ("sample_id", first),
+            ("decision", "relabel"),
+            ("new_label", "7"),
+            ("note", "a 7"),
+            ("next", "/"),
+        ]
+    ).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{app_url}/review", form), timeout=30):
+        pass  # 303 to the grid, followed
+    reviews = load_reviews(scored_home, "digits").to_pylist()
+    assert [
+        (r["sample_id"], r["decision"], r["new_label"], r["note"], r["source"]) for r in reviews
+    ] == [(first, "relabel", 7, "a 7", "browser")]
+    bad = urllib.parse.urlencode([("sample_id", "nope"), ("decision", "keep")]).encode()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(f"{app_url}/review", bad), timeout=30)
+    assert refused.value.code == 400
+    assert load_reviews(scored_home, "digits").num_rows == 1
+    # the browser wrote the reviews table and nothing else
+    assert sorted(p.parent.name for p in scored_home.storage_root.rglob("*.parquet")) == [
+        "curation_ledger",
+        "label_quality",
+        "raw_samples",
+        "reviews",
+        "rpr_scores",
+    ]
