@@ -2,7 +2,7 @@
 
 from assets.corrupted_test import CorruptedTestConfig, corrupted_test
 from assets.curated_dataset import CuratedDatasetConfig, curated_dataset
-from assets.curation import CurationConfig, curation_assets
+from assets.curation import CurationConfig, curation_assets, reviews
 from assets.label_quality import LabelQualityConfig, label_quality
 from assets.oof_predictions import OofPredictionsConfig, oof_predictions_asset
 from assets.raw_samples import DATASETS, RawSamplesConfig, raw_samples_assets
@@ -24,6 +24,7 @@ ALL_ASSETS = (
     oof_predictions_asset,
     label_quality,
     variants,
+    reviews,
     curation_assets,
     curated_dataset,
     corrupted_test,
@@ -53,6 +54,7 @@ __all__ = [
     "raw_samples_assets",
     "reference_model",
     "retrained_model",
+    "reviews",
     "robustness_report",
     "rpr_scores",
     "variants",

@@ -4,6 +4,7 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetOut,
+    AssetSpec,
     MetadataValue,
     Output,
     multi_asset,
@@ -43,6 +44,21 @@ CurationConfig = core_config(
 )
 
 
+#: Human decisions (robust_data.reviews), written by `robust-data browse` and `review import`,
+#: never by a run: an external asset, shown in the lineage as an input of curation.
+reviews = AssetSpec(
+    "reviews",
+    partitions_def=DATASETS,
+    group_name="curation",
+    kinds={"parquet"},
+    description=(
+        "Keep / drop / relabel decisions made in `robust-data browse` or imported from CSV, one "
+        "row per decision (the latest per sample wins). Curation honours them: see the "
+        "ledger's review, overridden and new_label columns."
+    ),
+)
+
+
 def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
     chart = class_count_chart(result.ledger, dict(enumerate(names)))
     reasons = count_table(result.reason_counts(), "outcome", "samples")
@@ -76,6 +92,7 @@ def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
         "rpr_scores": AssetIn(),
         "label_quality": AssetIn(),
     },
+    deps=[reviews],
     check_specs=[
         check_spec(
             "curation_ledger",

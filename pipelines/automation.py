@@ -6,7 +6,11 @@
 - ``curation_schedule`` re-runs curation for every registered dataset on
   ``$ROBUST_DATA_SCHEDULE_CRON`` (default daily at 03:00 UTC).
 
-Both start RUNNING: with the daemon up (``robust-data ui``), nothing else needs doing.
+The sensor starts RUNNING: with the daemon up (``robust-data ui``), a dropped dataset is
+curated with nothing else to do. The schedule starts STOPPED, so opening the UI never arms an
+unattended daily re-curation of everything (with catch-up of missed ticks); start it with the
+UI's toggle or ``dagster schedule start curation_schedule -w <home>/workspace.yaml`` (with
+``DAGSTER_HOME=<home>/dagster``).
 """
 
 import json
@@ -108,7 +112,7 @@ def _cron() -> str:
     job=curation_job,
     cron_schedule=_cron(),
     execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
+    default_status=DefaultScheduleStatus.STOPPED,  # opt in: UI toggle or `dagster schedule start`
     description=f"Re-run curation for every registered dataset (cron from ${CRON_ENV}).",
 )
 def curation_schedule(context: ScheduleEvaluationContext):

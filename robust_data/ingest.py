@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from robust_data.errors import DatasetError
 from robust_data.images import content_sha256, encode_png, resize_pixels
+from robust_data.progress import progress_bar
 from robust_data.schema import IMAGE_TYPE, REJECTS_SCHEMA, SAMPLES_SCHEMA, table_metadata
 from robust_data.sources import LoadOptions, ResolvedSource, SourceData, resolve_source
 from robust_data.splits import stratified_split
@@ -187,7 +187,7 @@ def _rejects_table(name: str, data: SourceData) -> pa.Table:
 
 def _encode(pixels: list[np.ndarray], name: str) -> tuple[list[bytes], list[str]]:
     blobs, hashes = [], []
-    for p in tqdm(pixels, desc=f"encode {name}", unit="img", leave=False, mininterval=1.0):
+    for p in progress_bar(pixels, desc=f"encode {name}", unit="img", leave=False, mininterval=1.0):
         blobs.append(encode_png(p))
         hashes.append(content_sha256(p))
     return blobs, hashes

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from robust_data.device import autocast, resolve_device, resolve_precision
+from robust_data.progress import progress_bar
 from robust_data.store import write_bytes_atomic
 
 ARCHS = ("simple_cnn", "resnet")
@@ -357,12 +357,12 @@ def train_model(
         )
     loss_fn = nn.CrossEntropyLoss(weight=None if weight is None else weight.to(dev))
     started = time.perf_counter()
-    bar = tqdm(
+    bar = progress_bar(
         total=config.epochs * batches,
         desc=desc or f"train {config.arch}",
         unit="batch",
         mininterval=0.5,
-        **({} if progress else {"disable": True}),
+        disable=not progress,
     )
     model.train()
     for epoch in range(config.epochs):

@@ -14,6 +14,7 @@ import base64
 import csv
 import io
 import json
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class QueryResult:
     def render(self, fmt: str = "table", max_width: int = 40) -> str:
         """Render as an aligned text table, CSV or JSON lines.
 
-        Binary values are shown as base64 in CSV/JSON.
+        The table rounds floats to 4 decimals and right-aligns numeric columns; CSV and JSON
+        keep full precision. Binary values are shown as base64 in CSV/JSON.
         """
         _check_format(fmt)
         rows = self.table.to_pylist()
@@ -68,7 +70,7 @@ class QueryResult:
         if fmt == "csv":
             return _csv_lines(names, rows, header=True)
         cells = [[_cell_text(row[n], max_width) for n in names] for row in rows]
-        return _table_text(names, cells, _row_count(len(rows)))
+        return _table_text(names, cells, _row_count(len(rows)), _numeric(self.table.schema))
 
 
 def _check_format(fmt: str) -> None:
@@ -90,12 +92,28 @@ def _csv_lines(names: list[str], rows: list[dict[str, Any]], header: bool = Fals
     return out.getvalue()
 
 
-def _table_text(names: list[str], cells: list[list[str]], footer: str) -> str:
+def _table_text(
+    names: list[str], cells: list[list[str]], footer: str, right: list[bool] | None = None
+) -> str:
+    """Columns two spaces apart: ``right[i]`` ones (numbers) right-aligned, the rest left."""
     widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
-    line = "  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))
+    right = right or [False] * len(names)
+
+    def joined(texts: list[str]) -> str:
+        return "  ".join(
+            t.rjust(w) if r else t.ljust(w) for t, w, r in zip(texts, widths, right, strict=True)
+        ).rstrip()
+
     rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join([line, rule, *body, footer]) + "\n"
+    return "\n".join([joined(names), rule, *map(joined, cells), footer]) + "\n"
+
+
+def _numeric(schema: pa.Schema) -> list[bool]:
+    """Per column: integer, floating-point or decimal (right-aligned in the table)."""
+    return [
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        for t in schema.types
+    ]
 
 
 def _row_count(rows: int) -> str:
@@ -139,9 +157,28 @@ def _cell_text(value: Any, max_width: int) -> str:
         text = f"<{len(value)} bytes>"
     elif isinstance(value, dict):
         text = "{" + ", ".join(f"{k}: {_cell_text(v, max_width)}" for k, v in value.items()) + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_item_text(v, max_width) for v in value) + "]"
+    elif isinstance(value, float):
+        text = _float_text(value)
     else:
         text = str(value)
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def _item_text(value: Any, max_width: int) -> str:
+    """A list element: as in a cell, but strings quoted (as Python shows a list)."""
+    return repr(value) if isinstance(value, str) else _cell_text(value, max_width)
+
+
+def _float_text(value: float) -> str:
+    """4 decimals (0.95971234 -> 0.9597); 4 significant digits where that shows 0.0000 or
+    would run long (1.234e-05, 1.235e+12); nan and inf as Python writes them."""
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and not 5e-5 <= abs(value) < 1e12:
+        return f"{value:.4g}"
+    return f"{value:.4f}"
 
 
 def _dataset(table: str, files: list[Path]) -> ds.Dataset:
@@ -341,7 +378,7 @@ def stream_query(
         reader = _reader(store, con, sql, rows_per_batch)
         batches = _Capped(reader, max_rows, store)
         if fmt == "table":
-            _write_table(out, reader.schema.names, batches, max_rows)
+            _write_table(out, reader.schema, batches, max_rows)
         else:
             _write_lines(out, fmt, reader.schema.names, batches)
             if batches.truncated and max_rows is not None:
@@ -360,8 +397,9 @@ def _write_lines(out: TextIO, fmt: str, names: list[str], batches: _Capped) -> N
 
 
 def _write_table(
-    out: TextIO, names: list[str], batches: _Capped, max_rows: int | None, max_width: int = 40
+    out: TextIO, schema: pa.Schema, batches: _Capped, max_rows: int | None, max_width: int = 40
 ) -> None:
+    names = schema.names
     cells = [
         [_cell_text(row[n], max_width) for n in names]
         for batch in batches
@@ -371,7 +409,7 @@ def _write_table(
         footer = f"({truncation_note(max_rows)})"
     else:
         footer = _row_count(len(cells))
-    out.write(_table_text(names, cells, footer))
+    out.write(_table_text(names, cells, footer, _numeric(schema)))
 
 
 def run_query(store: Store, sql: str, max_rows: int | None = None) -> QueryResult:

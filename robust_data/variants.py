@@ -17,13 +17,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from robust_data.adversarial import attack, parse_attack
 from robust_data.arrays import class_names, decode_samples
 from robust_data.augment import augment, parse_augmentation
 from robust_data.corrupt import CORRUPTIONS, CorruptionScheme, corrupt
 from robust_data.images import encode_png
+from robust_data.progress import progress_bar
 from robust_data.rpr.rng import purpose_key, sample_keys
 from robust_data.rpr.schemes import Scheme, parse_scheme
 from robust_data.schema import IMAGE_TYPE, table_metadata
@@ -200,12 +200,12 @@ def make_variants(
     names = class_names(samples)
     rows: dict[str, list] = {name: [] for name in VARIANTS_SCHEMA.names}
     examples: dict[str, list[tuple[np.ndarray, str]]] = {}
-    bar = tqdm(
+    bar = progress_bar(
         total=len(parsed) * int(counts.sum()),
         desc="variants",
         unit="img",
         mininterval=0.5,
-        **({} if progress else {"disable": True}),
+        disable=not progress,
     )
     for transform in parsed:
         for c in range(int(counts.max(initial=0))):

@@ -12,6 +12,8 @@ import pytest
 import torch
 from dagster import (
     DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
     SensorResult,
     SkipReason,
     build_schedule_context,
@@ -103,6 +105,12 @@ def test_schedule_requests_one_run_per_registered_dataset(isolated_home: Path) -
     assert curation_schedule.cron_schedule == os.environ.get(
         "ROBUST_DATA_SCHEDULE_CRON", "0 3 * * *"
     )
+
+
+def test_schedule_ships_stopped_and_sensor_running() -> None:
+    # opening the UI must not arm an unattended daily re-curation; the inbox stays watched
+    assert curation_schedule.default_status == DefaultScheduleStatus.STOPPED
+    assert inbox_sensor.default_status == DefaultSensorStatus.RUNNING
 
 
 def _flaky_job(error: Exception, attempts: Path):

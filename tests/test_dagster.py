@@ -85,7 +85,13 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
         "corrupted_test",
         "retrained_model",
         "robustness_report",
+        "reviews",  # external: written by robust-data browse / review import, never by a run
     }
+    graph = defs.resolve_asset_graph()
+    assert not graph.get(AssetKey("reviews")).is_materializable
+    assert AssetKey("reviews") in graph.get(AssetKey("curation_ledger")).parent_keys
+    job_keys = defs.resolve_job_def("curation_job").asset_layer.executable_asset_keys
+    assert AssetKey("reviews") not in job_keys
     assert defs.resolve_job_def("curation_job").partitions_def == DATASETS
     assert defs.resolve_job_def("ingest_job").name == "ingest_job"
     scoring = defs.resolve_job_def("scoring_job").asset_layer.executable_asset_keys

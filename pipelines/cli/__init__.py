@@ -1,5 +1,5 @@
 """The ``robust-data`` command: datasets, ingest, curate, score-model, gallery, export, report,
-query, ui.
+query, ui, browse, review.
 
 It lives beside the Dagster wiring because it drives Dagster runs; the core library stays
 framework-free. One module per concern: ``parser`` (arguments), ``launch`` (run config and
@@ -27,6 +27,7 @@ from pipelines.cli.commands import (
 from pipelines.cli.common import CliError
 from pipelines.cli.launch import _failure_message, run_job
 from pipelines.cli.parser import build_parser
+from pipelines.cli.review import cmd_browse, cmd_review
 from pipelines.cli.ui import cmd_ui
 from robust_data.errors import DatasetError
 from robust_data.query import QueryError
@@ -44,6 +45,8 @@ COMMANDS = {
     "report": cmd_report,
     "query": cmd_query,
     "ui": cmd_ui,
+    "browse": cmd_browse,
+    "review": cmd_review,
 }
 
 

@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines.cli.common import CliError, dataset_name
+from pipelines.cli.common import CliError, dataset_name, suggested
 from pipelines.cli.launch import curation_ops, ingest_config, resolve_dataset, run_job
 from pipelines.cli.summary import report_lines, summary
 from pipelines.home import writing_home
 from robust_data.defaults import MAX_STEPS
+from robust_data.errors import DatasetError
 from robust_data.query import max_rows_for, stream_query
 from robust_data.sources import PATH_SOURCES, SOURCES
 from robust_data.store import Registration, Store, write_text_atomic
@@ -47,7 +48,7 @@ def run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
     if shards < 1:
         raise CliError(f"expected --shards >= 1; found {shards}; pass --shards 2")
     with writing_home(args.home, f"robust-data {args.command}") as store:
-        name, spec, root = resolve_dataset(store, args, dataset)
+        name, spec, root = _resolved(store, args, dataset)
         config = ingest_config(args, spec, root)
         # Checked before anything is written, so two sources never mix under one name; bound
         # once the source's samples are stored (a refused ingest binds nothing).
@@ -68,6 +69,14 @@ def run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
                 store.register(registration)
         print(summary(store, name, outcome, job))
     return 0
+
+
+def _resolved(store: Store, args: argparse.Namespace, dataset: str) -> tuple[str, str, str | None]:
+    """:func:`resolve_dataset`, its unknown-dataset error with a "did you mean"."""
+    try:
+        return resolve_dataset(store, args, dataset)
+    except DatasetError as error:
+        raise suggested(error, dataset, store.registrations()) from None
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any, NoReturn
 
-from pipelines.cli.common import DEFAULT_DATASET
+from pipelines.cli.common import DEFAULT_DATASET, did_you_mean
+from pipelines.cli.review import add_parsers as add_review_parsers
 from robust_data.defaults import MAX_STEPS
 from robust_data.query import FORMATS
 from robust_data.store import HOME_ENV
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` with "did you mean" for a mistyped command or choice.
+
+    An unknown command is one line, ``robust-data: error: unknown command 'curat'; did you
+    mean 'curate'?``, exit status 2 (Python 3.11's argparse has no ``suggest_on_error``).
+    """
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is None or value in choices or not isinstance(value, str):
+            super()._check_value(action, value)
+            return
+        names = [str(c) for c in choices]
+        hint = did_you_mean(value, names)
+        if isinstance(action, argparse._SubParsersAction):
+            self._fail(f"unknown command {value!r}; " + (hint or f"expected one of {names}"))
+        if hint:
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}; {hint}")
+        super()._check_value(action, value)
+
+    def _fail(self, message: str) -> NoReturn:
+        """One error line on stderr (no usage), exit status 2 like argparse's errors."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +78,7 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="robust-data",
         description=(
             "Curate image-classification datasets for robustness "
@@ -166,4 +193,5 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help="start the Dagster UI and daemon on 127.0.0.1 for this home")
     _common(p)
     p.add_argument("--port", type=int, default=3000, help="port on 127.0.0.1 (default 3000)")
+    add_review_parsers(sub, _common)
     return parser

@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from robust_data.corrupt.library import CORRUPTIONS
 from robust_data.device import autocast, resolve_device, resolve_precision
+from robust_data.progress import progress_bar
 from robust_data.rpr.engine import COMPILE_MIN_TRIES, ModelRunner, RprOptions, working_copy
 
 SUITE_SCHEMA = pa.schema(
@@ -188,12 +188,12 @@ def evaluate_suite(
     # Per model and job: each sample's top probability and whether its argmax is right.
     confidence = {name: np.zeros((len(jobs), len(y)), np.float32) for name in models}
     correct = {name: np.zeros((len(jobs), len(y)), bool) for name in models}
-    bar = tqdm(
+    bar = progress_bar(
         total=len(jobs) * len(y),
         desc="corruption suite",
         unit="img",
         mininterval=0.5,
-        **({} if progress else {"disable": True}),
+        disable=not progress,
     )
     try:
         with torch.inference_mode(), autocast(dev, precision):

@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from tqdm.auto import tqdm
 
 from robust_data.corrupt.evaluate import Chunk, corrupt_chunks, suite_jobs
+from robust_data.progress import progress_bar
 from robust_data.schema import read_params, table_metadata
 
 CORRUPTED_SCHEMA = pa.schema(
@@ -80,12 +80,12 @@ def make_corrupted_test(
     per_job: list[np.ndarray | None] = [None] * len(jobs)
     parts: list[np.ndarray] = []  # the current job's chunks, joined when the next job starts
     current = 0
-    bar = tqdm(
+    bar = progress_bar(
         total=len(jobs) * len(x),
         desc="corrupted test set",
         unit="img",
         mininterval=0.5,
-        **({} if progress else {"disable": True}),
+        disable=not progress,
     )
     for j, _, chunk in corrupt_chunks(x, sample_ids, jobs, seed, batch_size):
         if j != current:  # chunks come job by job: one job's pieces exist at a time

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from robust_data.errors import DatasetError
 from robust_data.images import ImageDecodeError, decode_image_noted
+from robust_data.progress import progress_bar
 
 #: Largest label id accepted. Larger ids are not class indices: K classes get ids 0..K-1.
 MAX_LABEL = 1_000_000
@@ -286,7 +286,9 @@ def decode_all(
     kept: list[int] = []
     rejects: list[Reject] = []
     noted: dict[str, list[str]] = {}
-    for i, blob in enumerate(tqdm(blobs, desc=desc, unit="img", leave=False, mininterval=1.0)):
+    for i, blob in enumerate(
+        progress_bar(blobs, desc=desc, unit="img", leave=False, mininterval=1.0)
+    ):
         try:
             if blob is None:
                 raise ImageDecodeError("no image bytes")

@@ -1,0 +1,93 @@
+"""``robust-data browse`` and ``robust-data review export|import``: look at samples, judge them.
+
+Neither takes the home's writer lock: they write only the reviews table, under its own lock
+(robust_data.reviews), so a review can be recorded while a curation run holds the home.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipelines.cli.common import dataset_name
+from robust_data.errors import DatasetError
+from robust_data.store import Store
+
+DEFAULT_PORT = 8765
+
+
+def add_parsers(sub: argparse._SubParsersAction, common: object) -> None:
+    """The ``browse`` and ``review`` subcommands; ``common`` adds ``--home``."""
+    p = sub.add_parser("browse", help="browse, filter and review a dataset's samples in a web page")
+    common(p)  # type: ignore[operator]
+    p.add_argument("dataset", help="a dataset already ingested in this home")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})"
+    )
+
+    p = sub.add_parser("review", help="export or import review decisions as CSV")
+    common(p)  # type: ignore[operator]
+    p.add_argument("action", choices=("export", "import"))
+    p.add_argument("dataset", help="a dataset already ingested in this home")
+    p.add_argument("csv", help="the CSV file to write (export) or read (import)")
+
+
+def _store(args: argparse.Namespace) -> tuple[Store, str]:
+    """The home's store and the checked dataset name; one-line error when it has no samples."""
+    dataset = dataset_name(args.dataset)
+    store = Store.open(args.home)
+    if not store.has("raw_samples", dataset):
+        raise DatasetError(
+            f"an ingested dataset in {store.home}",
+            f"no raw_samples for {dataset!r}",
+            f"run `robust-data ingest {dataset}` (or curate) with this --home first",
+        )
+    return store, dataset
+
+
+def cmd_browse(args: argparse.Namespace) -> int:
+    from pipelines.browser import serve
+    from robust_data.browse import SampleIndex
+
+    store, dataset = _store(args)
+    print(f"indexing {dataset} in {store.home} ...", flush=True)
+    index = SampleIndex(store, dataset)
+    print(
+        f"browse {dataset} ({len(index.sample_ids):,} samples): http://127.0.0.1:{args.port}/ "
+        "(Ctrl-C to stop)",
+        flush=True,
+    )
+    serve(index, args.port)
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from robust_data.arrays import num_classes
+    from robust_data.reviews import (
+        check_reviews,
+        export_reviews_csv,
+        parse_reviews_csv,
+        record_reviews,
+    )
+
+    store, dataset = _store(args)
+    path = Path(args.csv)
+    if args.action == "export":
+        rows = export_reviews_csv(store, dataset, path)
+        print(f"exported {rows:,} review decisions of {dataset} to {path}")
+        return 0
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DatasetError(
+            "a readable CSV file", f"{path}: {exc.strerror}", "check the path"
+        ) from None
+    reviews = parse_reviews_csv(text, str(path))
+    samples = store.read("raw_samples", dataset).select(["sample_id", "label"])
+    check_reviews(reviews, set(samples.column("sample_id").to_pylist()), num_classes(samples))
+    table = record_reviews(store, dataset, reviews, "csv")
+    print(
+        f"imported {len(reviews):,} review decisions into {dataset} ({table.num_rows:,} in all); "
+        "the next curation honours them"
+    )
+    return 0

@@ -1,0 +1,347 @@
+"""Progress of long loops: a tqdm bar on a terminal, plain log lines anywhere else.
+
+On a terminal (or in a Jupyter kernel) :func:`progress_bar` shows a tqdm bar. When stderr is
+not a terminal (a log file, Dagster's captured step logs, CI), a bar would fill the log with
+carriage returns, so it writes one plain line every 10% of the total or every 30 s, whichever
+comes first (but not within ``mininterval`` of the last line), and a final line when
+closed (for ``leave=False``, only after a progress line)::
+
+    rpr pixels: 4,500/10,000 pt (45%), 812 pt/s, 6 s left
+    rpr pixels: 10,000/10,000 pt (100%), 805 pt/s, done in 12 s
+
+The lines go straight to the stream (``sys.stderr`` unless one is passed), not through
+:mod:`logging`: they need no logging configuration to show, and Dagster captures a step's raw
+stderr. Lines are written from :meth:`Progress.update` (no thread), so a loop that stalls
+between updates writes nothing until its next update.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sized
+from types import TracebackType
+from typing import Any, Generic, TextIO, TypeVar, overload
+
+T = TypeVar("T")
+
+#: A plain line at least every this fraction of the total ...
+EVERY_FRACTION = 0.1
+#: ... or every this many seconds, whichever comes first.
+EVERY_SECONDS = 30.0
+
+
+class Progress(Generic[T]):
+    """A progress counter with tqdm's API subset: ``update``, ``close``, ``set_postfix``, ``n``.
+
+    Use it as a context manager (closed on exit) or iterate over it when it wraps an iterable
+    (one ``update(1)`` per item, closed when the loop ends or is left). This base class shows
+    nothing: it is what a disabled progress gets.
+
+    Parameters
+    ----------
+    iterable : iterable, optional
+        What iterating over the progress yields.
+    total : int, optional
+        Expected count; default ``len(iterable)`` when it has one.
+    desc, unit : str
+        Label and counted unit, as in tqdm.
+    """
+
+    def __init__(
+        self, iterable: Iterable[T] | None, total: int | None, desc: str, unit: str
+    ) -> None:
+        self._iterable = iterable
+        self.total = total if total is not None else _length(iterable)
+        self.desc, self.unit = desc, unit
+        self.n = 0
+        self.closed = False
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more units done."""
+        self.n += n
+        self._advanced(n)
+
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        """Show ``key=value`` pairs after the count (tqdm's ``set_postfix``)."""
+        self._postfix(values, refresh)
+
+    def close(self) -> None:
+        """Finish: the bar's last state, or the final line; a second call does nothing."""
+        if not self.closed:
+            self.closed = True
+            self._finished()
+
+    def __iter__(self) -> Iterator[T]:
+        if self._iterable is None:
+            raise TypeError("expected progress_bar(iterable, ...) to iterate; found no iterable")
+        try:
+            for item in self._iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
+
+    def __enter__(self) -> Progress[T]:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _advanced(self, n: int) -> None:
+        """Hook: ``n`` units were just counted."""
+
+    def _postfix(self, values: dict[str, Any], refresh: bool) -> None:
+        """Hook: new postfix values."""
+
+    def _finished(self) -> None:
+        """Hook: closed for the first time."""
+
+
+class _Bar(Progress[T]):
+    """A tqdm bar (``tqdm.auto``: a widget in Jupyter) drawn on ``stream``."""
+
+    def __init__(
+        self,
+        iterable: Iterable[T] | None,
+        total: int | None,
+        desc: str,
+        unit: str,
+        *,
+        stream: TextIO,
+        leave: bool,
+        mininterval: float,
+    ) -> None:
+        from tqdm.auto import tqdm
+
+        super().__init__(iterable, total, desc, unit)
+        self._bar = tqdm(
+            total=self.total,
+            desc=desc,
+            unit=unit,
+            leave=leave,
+            mininterval=mininterval,
+            file=stream,
+            disable=False,
+        )
+
+    def _advanced(self, n: int) -> None:
+        self._bar.update(n)
+
+    def _postfix(self, values: dict[str, Any], refresh: bool) -> None:
+        self._bar.set_postfix(refresh=refresh, **values)
+
+    def _finished(self) -> None:
+        self._bar.close()
+
+
+class _Lines(Progress[T]):
+    """Plain lines on ``stream``: every ``every_fraction`` of the total or ``every_seconds``.
+
+    A 10% line waits until ``mininterval`` seconds have passed since the last line, so a fast
+    loop writes only its final line instead of ten at once.
+    """
+
+    def __init__(
+        self,
+        iterable: Iterable[T] | None,
+        total: int | None,
+        desc: str,
+        unit: str,
+        *,
+        stream: TextIO,
+        clock: Callable[[], float],
+        mininterval: float,
+        leave: bool = True,
+        every_fraction: float = EVERY_FRACTION,
+        every_seconds: float = EVERY_SECONDS,
+    ) -> None:
+        super().__init__(iterable, total, desc, unit)
+        self._stream, self._clock = stream, clock
+        self._step = self.total * every_fraction if self.total else None
+        self._every_seconds, self._mininterval = every_seconds, mininterval
+        self._leave, self._lines = leave, 0
+        self._started = self._last_time = clock()
+        self._last_n = 0
+        self._values: dict[str, Any] = {}
+
+    def _advanced(self, n: int) -> None:
+        if self.total is not None and self.n >= self.total:
+            return  # the final line, written by close(), says 100%
+        now = self._clock()
+        since = now - self._last_time
+        far = self._step is not None and self.n - self._last_n >= self._step
+        if (far and since >= self._mininterval) or since >= self._every_seconds:
+            self._write(now, final=False)
+
+    def _postfix(self, values: dict[str, Any], refresh: bool) -> None:
+        self._values = dict(values)
+
+    def _finished(self) -> None:
+        if self._leave or self._lines:  # a transient loop over before its first line: silent
+            self._write(self._clock(), final=True)
+
+    def _write(self, now: float, final: bool) -> None:
+        self._last_time, self._last_n, self._lines = now, self.n, self._lines + 1
+        line = progress_line(
+            self.desc, self.n, self.total, self.unit, now - self._started, self._values, final
+        )
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+
+def progress_line(
+    desc: str,
+    n: int,
+    total: int | None,
+    unit: str,
+    elapsed: float,
+    values: dict[str, Any] | None = None,
+    final: bool = False,
+) -> str:
+    """One plain progress line, e.g. ``rpr pixels: 4,500/10,000 pt (45%), 812 pt/s, 6 s left``.
+
+    Parameters
+    ----------
+    desc, unit : str
+    n : int
+        Units done.
+    total : int, optional
+        Expected units; without it the line has no percentage and no time left.
+    elapsed : float
+        Seconds since the start; the rate needs it > 0.
+    values : dict, optional
+        Postfix ``key=value`` pairs, appended.
+    final : bool
+        The closing line: ``done in`` (or ``stopped after``, short of the total) instead of
+        the time left.
+    """
+    parts = [f"{n:,}/{total:,} {unit} ({100 * n // total}%)" if total else f"{n:,} {unit}"]
+    rate = n / elapsed if elapsed > 0 else 0.0
+    if rate > 0:
+        parts.append(_rate(rate, unit))
+    if final:
+        ended = "stopped after" if total is not None and n < total else "done in"
+        parts.append(f"{ended} {_duration(elapsed)}")
+    elif rate > 0 and total:
+        parts.append(f"{_duration(max(total - n, 0) / rate)} left")
+    parts += [f"{key}={value}" for key, value in (values or {}).items()]
+    return (f"{desc}: " if desc else "") + ", ".join(parts)
+
+
+def _rate(rate: float, unit: str) -> str:
+    if rate >= 10:
+        return f"{rate:,.0f} {unit}/s"
+    if rate >= 1:
+        return f"{rate:.1f} {unit}/s"
+    return f"{1 / rate:.1f} s/{unit}"
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def _length(iterable: Iterable[Any] | None) -> int | None:
+    return len(iterable) if isinstance(iterable, Sized) else None
+
+
+def interactive(stream: TextIO) -> bool:
+    """Whether ``stream`` shows a live bar: a terminal, or a Jupyter kernel's output."""
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+    return type(stream).__module__.startswith("ipykernel")
+
+
+@overload
+def progress_bar(
+    iterable: Iterable[T],
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    disable: bool = False,
+    leave: bool = True,
+    mininterval: float = 0.5,
+    stream: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Progress[T]: ...
+
+
+@overload
+def progress_bar(
+    iterable: None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    disable: bool = False,
+    leave: bool = True,
+    mininterval: float = 0.5,
+    stream: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Progress[Any]: ...
+
+
+def progress_bar(
+    iterable: Iterable[T] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    disable: bool = False,
+    leave: bool = True,
+    mininterval: float = 0.5,
+    stream: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Progress[Any]:
+    """Progress of a loop: a tqdm bar on a terminal, else a plain line every 10% or 30 s.
+
+    Called like ``tqdm``: ``progress_bar(total=n, desc=..., unit=...)`` with ``update`` /
+    ``close`` (or ``with``), or ``for x in progress_bar(items, desc=...)``.
+
+    Parameters
+    ----------
+    iterable : iterable, optional
+        Items to yield, one ``update(1)`` each.
+    total : int, optional
+        Expected count; default ``len(iterable)``.
+    desc, unit : str
+        Label and counted unit (``rpr pixels``, ``img``).
+    disable : bool
+        Show nothing (a caller's "progress off" switch); the count still runs.
+    leave : bool
+        Keep the bar on screen when closed; off a terminal, False writes the final line only
+        when a progress line was written (a quick inner loop leaves no trace).
+    mininterval : float
+        Seconds between bar redraws; off a terminal, the least time between two 10% lines
+        (so a loop over in a blink writes only its final line).
+    stream : text stream, optional
+        Where to draw or write; default ``sys.stderr`` at call time.
+    clock : callable
+        Seconds, monotonic; for the line cadence (a fake clock in tests).
+
+    Returns
+    -------
+    Progress
+    """
+    out = sys.stderr if stream is None else stream
+    if disable or out is None:
+        return Progress(iterable, total, desc, unit)
+    if interactive(out):
+        return _Bar(iterable, total, desc, unit, stream=out, leave=leave, mininterval=mininterval)
+    return _Lines(
+        iterable, total, desc, unit, stream=out, clock=clock, mininterval=mininterval, leave=leave
+    )
