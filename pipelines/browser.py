@@ -144,7 +144,7 @@ _SAMPLE = """{% extends "base" %}{% from "review" import review_form with contex
   <b id="flip-pred">{{ flip.prediction }}</b> (stored flip_pred {{ flip.stored }})</div>
  {% endif %}
  <div><table class="scores" id="scores">
-  {% for key, value in s.items() %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>
+  {% for key, value in s.items() %}<tr><th>{{ key }}</th><td>{{ value|cell }}</td></tr>
   {% endfor %}</table></div>
 </div>
 <form method="post" action="/review" id="review">
@@ -199,7 +199,16 @@ def _templates() -> jinja2.Environment:
             "embedding": _EMBEDDING,
         }
     )
-    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["cell"] = _cell
+    return env
+
+
+def _cell(value: Any) -> str:
+    """A score as shown: floats to 4 decimals, missing as a dash."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def _html(env: jinja2.Environment, name: str, **context: Any) -> HTMLResponse:

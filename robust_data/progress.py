@@ -17,6 +17,7 @@ between updates writes nothing until its next update.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -321,7 +322,8 @@ def progress_bar(
     desc, unit : str
         Label and counted unit (``rpr pixels``, ``img``).
     disable : bool
-        Show nothing (a caller's "progress off" switch); the count still runs.
+        Show nothing (a caller's "progress off" switch); the count still runs. The
+        environment variable ``TQDM_DISABLE=1`` (tqdm's own switch) turns every one off.
     leave : bool
         Keep the bar on screen when closed; off a terminal, False writes the final line only
         when a progress line was written (a quick inner loop leaves no trace).
@@ -338,7 +340,7 @@ def progress_bar(
     Progress
     """
     out = sys.stderr if stream is None else stream
-    if disable or out is None:
+    if disable or out is None or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true"):
         return Progress(iterable, total, desc, unit)
     if interactive(out):
         return _Bar(iterable, total, desc, unit, stream=out, leave=leave, mininterval=mininterval)

@@ -2,7 +2,8 @@
 
 `robust-data browse` runs as a real subprocess over a copy of the session's curated digits
 home; Chromium is driven over the DevTools protocol (tests/cdp.py) the way a user clicks.
-Screenshots go to docs/images/ (browse-grid.png, browse-sample.png) for the README.
+Screenshots go to test-artifacts/ (browse-grid.png, browse-sample.png); the README's copies in
+docs/images/ were taken from this test.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.conftest import CuratedHome
 from tests.test_browser import chromium  # noqa: F401  (the fixture: found or installed)
 
 PROJECT = Path(__file__).resolve().parents[1]
-IMAGES = PROJECT / "docs" / "images"
+IMAGES = PROJECT / "test-artifacts"
 DATASET = "digits"
 
 
@@ -84,7 +85,7 @@ def _duckdb_count(home: Path, sql: str) -> int:
     store = Store.open(home)
     files = {t: str(store.table_path(t, DATASET)) for t in ("raw_samples", "rpr_scores")}
     query = sql.format(**{t: f"read_parquet('{f}')" for t, f in files.items()})
-    return int(duckdb.sql(query).fetchone()[0])
+    return int(duckdb.sql(query).fetchall()[0][0])
 
 
 def _recurate(home: Path) -> list[dict]:
@@ -145,14 +146,17 @@ def test_filter_review_and_the_next_curation_in_chromium(
         first = page.evaluate("document.querySelector('.cell').dataset.sample")
         page.goto(f"{browse_url}/sample?id={urllib.parse.quote(first)}")
         assert page.evaluate("document.getElementById('scores').textContent").count(first)
+        # the perturbed image that flipped it, regenerated from (seed, sample, try)
+        assert page.evaluate("document.getElementById('flip').naturalWidth") > 0
+        assert page.evaluate("document.getElementById('flip-pred').textContent").isdigit()
         page.submit(
             "document.getElementById('decision').value = 'drop';"
             "document.getElementById('note').value = 'looks like a 7';"
             "document.getElementById('review-submit').click()"
         )
         page.screenshot(IMAGES / "browse-sample.png")
-        # a relabel of two checked samples from the grid
-        page.goto(f"{browse_url}/?split=train&kept=false&reason=not_robust")
+        # a relabel of two checked samples from the grid: two the curation dropped
+        page.goto(f"{browse_url}/?split=train&kept=false&review=none")
         pair = page.evaluate(
             "Array.from(document.querySelectorAll('.cell')).slice(0, 2).map(c => c.dataset.sample)"
         )
@@ -175,8 +179,14 @@ def test_filter_review_and_the_next_curation_in_chromium(
         (pair[1], "relabel", 3),
     }
     assert set(pair) <= set(reviewed) or not reviewed  # the filter may hide them once kept
+    before = {
+        row["sample_id"]: row
+        for row in Store.open(review_home).read("curation_ledger", DATASET).to_pylist()
+    }
+    assert before[first]["kept"]  # the grid was filtered to kept samples
     ledger = {row["sample_id"]: row for row in _recurate(review_home)}
     assert not ledger[first]["kept"] and ledger[first]["reason"] == "review_drop"
     for sample_id in pair:
         assert ledger[sample_id]["kept"] and ledger[sample_id]["new_label"] == 3
-        assert ledger[sample_id]["overridden"] == "not_robust"
+        assert not before[sample_id]["kept"]
+        assert ledger[sample_id]["overridden"] == before[sample_id]["reason"] is not None

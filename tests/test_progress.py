@@ -9,6 +9,12 @@ import pytest
 from robust_data.progress import Progress, progress_bar, progress_line
 
 
+@pytest.fixture(autouse=True)
+def progress_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/conftest.py turns progress off for the rest of the suite (TQDM_DISABLE=1)."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+
+
 class FakeClock:
     """Seconds that move only when a test says so."""
 
@@ -107,6 +113,17 @@ def test_disabled_progress_counts_silently() -> None:
     bar.update(5)
     bar.close()
     assert type(bar) is Progress and bar.n == 5 and stream.getvalue() == ""
+
+
+def test_tqdm_disable_in_the_environment_turns_every_one_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    stream = io.StringIO()
+    bar = progress_bar(total=10, desc="quiet", stream=stream)
+    bar.update(10)
+    bar.close()
+    assert type(bar) is Progress and bar.n == 10 and stream.getvalue() == ""
 
 
 def test_terminal_gets_a_tqdm_bar() -> None:
