@@ -40,8 +40,9 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     partitions_def=DATASETS,
     group_name="curation",
     kinds={"parquet"},
-    description="The export at <home>/exports/<dataset>: train.parquet, test.parquet, README.md "
-    "(dataset card), lineage.json; one row per file here.",
+    description="The export at <home>/exports/<dataset>: data/train-*.parquet and "
+    "data/test-*.parquet (one typed schema, Hugging Face features), README.md (dataset card "
+    "with YAML front matter), lineage.json; one row per exported data file here.",
     check_specs=[
         check_spec(
             "curated_dataset", "valid", "Every exported file exists, matches its sha256 and rows."

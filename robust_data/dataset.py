@@ -6,11 +6,39 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
 from robust_data.images import decode_image
+
+
+def split_files(path: str | os.PathLike[str], split: str) -> list[Path]:
+    """The Parquet files of one split of an export, in shard order.
+
+    ``data/<split>-*.parquet`` (the layout of this version), else ``<split>.parquet`` (exports
+    made before it).
+
+    Raises
+    ------
+    FileNotFoundError
+        One line naming the splits the folder has.
+    """
+    folder = Path(path)
+    files = sorted((folder / "data").glob(f"{split}-*.parquet"))
+    if not files and (folder / f"{split}.parquet").is_file():
+        files = [folder / f"{split}.parquet"]
+    if not files:
+        found = sorted(
+            {p.name.split("-")[0] for p in (folder / "data").glob("*.parquet")}
+            | {p.stem for p in folder.glob("*.parquet")}
+        )
+        raise FileNotFoundError(
+            f"expected split {split!r} at {folder / 'data' / f'{split}-*.parquet'}; "
+            f"found splits {found}; export with --format parquet"
+        )
+    return files
 
 
 class CuratedDataset(Dataset):
@@ -24,14 +52,10 @@ class CuratedDataset(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike[str], split: str = "train", transform=None):
-        file = Path(path) / f"{split}.parquet"
-        if not file.is_file():
-            found = sorted(p.stem for p in Path(path).glob("*.parquet"))
-            raise FileNotFoundError(
-                f"expected split {split!r} at {file}; found splits {found}; "
-                "export with --format parquet"
-            )
-        table = pq.read_table(file, columns=["sample_id", "label", "image"])
+        files = split_files(path, split)
+        table = pa.concat_tables(
+            pq.read_table(f, columns=["sample_id", "label", "image"]) for f in files
+        )
         self.sample_ids: list[str] = table.column("sample_id").to_pylist()
         self.labels = np.asarray(table.column("label").to_numpy(), np.int64)
         self._images = table.column("image").combine_chunks().field("bytes")

@@ -1,14 +1,23 @@
 """Export a curated dataset as Parquet or an ImageFolder, with a dataset card and lineage.
 
-Parquet: one file per split (``train.parquet``, ``test.parquet``) in the samples-table layout
-with the image as a ``{bytes, path}`` struct, so Hugging Face ``datasets``, pyarrow and DuckDB
-read it directly, and every score column joined on. ImageFolder: ``split/label/sample.png``.
-Both get ``README.md`` (the dataset card), ``lineage.json`` and ``plots/``. The export is
-written into a temporary folder beside the target and swapped in at the end, so a failure
-leaves the previous export as it was; folders that a killed export left beside the target are
-removed (or the previous export restored) by the next export to that target. An export never
-replaces or writes into the home, the storage root, the Dagster instance or the tables it reads,
-nor anywhere inside the home other than ``<home>/exports/``.
+Every split has one typed schema (:func:`export_schema`): the samples columns, the RPR and
+label-quality scores and the variant columns, typed as in the stored tables they come from and
+all nullable, so a split without a score holds typed nulls and readers can union the splits.
+
+Parquet: ``data/<split>-00000-of-00001.parquet`` (the Hugging Face layout), the image a
+``{bytes, path}`` struct, the schema carrying Hugging Face ``datasets`` features (``Image``,
+``ClassLabel`` with the class names), so ``datasets``, pandas, pyarrow and DuckDB read
+``data/`` directly. ImageFolder: ``<split>/<class>/<sample>.png`` plus
+``<split>/metadata.parquet`` holding every other column (``file_name`` relative to the split
+folder), which ``datasets``' ``imagefolder`` joins on. Both get ``README.md`` (the dataset card,
+opening with Hugging Face YAML: configs, dataset_info, license), ``lineage.json`` (paths relative
+to the home, the sha256 of every exported file) and ``plots/``.
+
+The export is written into a temporary folder beside the target and swapped in at the end, so a
+failure leaves the previous export as it was; folders that a killed export left beside the
+target are removed (or the previous export restored) by the next export to that target. An
+export never replaces or writes into the home, the storage root, the Dagster instance or the
+tables it reads, nor anywhere inside the home other than ``<home>/exports/``.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,7 +44,14 @@ from robust_data.arrays import class_names
 from robust_data.curation import class_count_chart
 from robust_data.images import content_sha256, decode_image
 from robust_data.markdown import count_table
-from robust_data.schema import META_PREFIX, column_by_id, read_params, table_metadata
+from robust_data.schema import (
+    META_PREFIX,
+    SAMPLES_SCHEMA,
+    column_by_id,
+    read_metadata,
+    read_params,
+    table_metadata,
+)
 from robust_data.store import (
     ROW_GROUP_ROWS,
     Store,
@@ -47,8 +63,12 @@ from robust_data.store import (
 )
 from robust_data.version import __version__, code_revision
 
+if TYPE_CHECKING:
+    from huggingface_hub import DatasetCardData
+
 FORMATS = ("parquet", "imagefolder")
 MARKER = "robust-data-export/1"
+SAMPLE_COLUMNS = tuple(SAMPLES_SCHEMA.names)
 RPR_COLUMNS = ("clean_pred", "clean_correct", "steps_to_flip", "robust", "flip_pred")
 QUALITY_COLUMNS = (
     "label_quality",
@@ -58,6 +78,7 @@ QUALITY_COLUMNS = (
     "is_outlier",
     "near_duplicate_group",
 )
+VARIANT_COLUMNS = ("parent_sample_id", "transform")
 UPSTREAM = (
     "raw_samples",
     "rpr_scores",
@@ -66,6 +87,48 @@ UPSTREAM = (
     "curation_ledger",
     "reference_model",
 )
+DATA_FOLDER = "data"
+METADATA_FILE = "metadata.parquet"
+
+#: What each exported column holds and which of its values are bad: (meaning, bad when).
+COLUMN_DOCS: dict[str, tuple[str, str]] = {
+    "sample_id": (
+        "`<dataset>:<split>:<source key>`; a variant's `<parent>~<transform>~<seed>`",
+        "",
+    ),
+    "dataset": ("dataset name", ""),
+    "content_sha256": ("sha256 of the decoded pixels; equal values are identical images", ""),
+    "split": ("`train` or `test`", ""),
+    "label": ("class index; the names are the ClassLabel's", ""),
+    "label_name": ("class name", ""),
+    "image": ("the PNG (`{bytes, path}`; `datasets` decodes it to a PIL image)", ""),
+    "height": ("pixels", ""),
+    "width": ("pixels", ""),
+    "channels": ("1 grayscale, 3 RGB", ""),
+    "clean_pred": ("reference model's prediction on the image; null where not scored", "≠ label"),
+    "clean_correct": ("`clean_pred == label`", "false"),
+    "steps_to_flip": ("RPR perturbation steps until the prediction flipped; null if never", "low"),
+    "robust": ("the prediction survived every RPR step", "false"),
+    "flip_pred": ("prediction after the flip; null when robust", ""),
+    "label_quality": ("cleanlab label quality in [0, 1]; null on test rows and variants", "low"),
+    "is_label_issue": ("cleanlab flags the label as likely wrong", "true"),
+    "suggested_label": (
+        "out-of-fold prediction if the label is an issue, else the label",
+        "≠ label",
+    ),
+    "outlier_score": ("Datalab outlier score in [0, 1]; null without Datalab", "low"),
+    "is_outlier": ("Datalab flags the image as an outlier", "true"),
+    "near_duplicate_group": ("first sample_id of its near-duplicate group; null if none", "set"),
+    "parent_sample_id": ("the original a variant was made from; null for originals", ""),
+    "transform": ("the variant's transform spec; null for originals", ""),
+}
+
+#: Licenses of registry sources whose publishers state one: (Hugging Face id, who states it).
+SOURCE_LICENSES: dict[str, tuple[str, str]] = {
+    "digits": ("cc-by-4.0", "the UCI Machine Learning Repository (Optical Recognition of Digits)"),
+    "fashion-mnist": ("mit", "Zalando Research's Fashion-MNIST repository"),
+    "kmnist": ("cc-by-sa-4.0", "ROIS-DS CODH's Kuzushiji-MNIST repository"),
+}
 
 
 class ExportError(ValueError):
@@ -88,9 +151,9 @@ class ExportResult:
     def files_table(self, source: str = "curated_samples, variants, raw_samples") -> pa.Table:
         """One row per exported Parquet file: split, path, rows, sha256; with table metadata.
 
-        Only for the Parquet format (``<split>.parquet`` per split).
+        Only for the Parquet format (``data/<split>-00000-of-00001.parquet`` per split).
         """
-        files = [self.path / f"{split}.parquet" for split in self.rows]
+        files = [self.path / data_file(split) for split in self.rows]
         table = pa.table(
             {
                 "split": list(self.rows),
@@ -101,6 +164,11 @@ class ExportResult:
         )
         params = {"format": self.format, "export": str(self.path)}
         return table.replace_schema_metadata(table_metadata("curated_dataset", source, params))
+
+
+def data_file(split: str) -> str:
+    """A split's Parquet file in an export, relative to it: ``data/<split>-00000-of-00001``."""
+    return f"{DATA_FOLDER}/{safe_name(split)}-00000-of-00001.parquet"
 
 
 def file_sha256(path: Path) -> str:
@@ -118,40 +186,129 @@ def safe_name(name: str) -> str:
     return cleaned or "_"
 
 
-def _join_scores(base: pa.Table, scores: pa.Table | None, columns: tuple[str, ...]) -> pa.Table:
-    """``base`` with ``columns`` of ``scores`` matched on sample_id (nulls where absent)."""
+# ---------------------------------------------------------------------------------------------
+# one typed schema for every split
+
+
+def _field(schema: pa.Schema, name: str, table: str) -> pa.Field:
+    """Field ``name`` of a stored table's schema.
+
+    Raises
+    ------
+    ExportError
+        When the table has no such column.
+    """
+    if name not in schema.names:
+        raise ExportError(
+            f"expected column {name} in the stored table {table}; found {schema.names}; "
+            f"materialize {table} again with this version of robust-data"
+        )
+    return schema.field(name)
+
+
+def export_schema(
+    samples: pa.Schema, rpr: pa.Schema, quality: pa.Schema, variants: pa.Schema | None = None
+) -> pa.Schema:
+    """The columns of every exported split, typed as in the stored tables and all nullable.
+
+    Parameters
+    ----------
+    samples, rpr, quality : pyarrow.Schema
+        Schemas of the stored ``curated_samples``, ``rpr_scores`` and ``label_quality`` tables.
+    variants : pyarrow.Schema, optional
+        Schema of the stored ``variants`` table; without it the variant columns are strings.
+
+    Returns
+    -------
+    pyarrow.Schema
+        The samples, RPR, label-quality and variant columns, in that order, without metadata.
+    """
+    fields = [_field(samples, n, "curated_samples") for n in SAMPLE_COLUMNS]
+    fields += [_field(rpr, n, "rpr_scores") for n in RPR_COLUMNS]
+    fields += [_field(quality, n, "label_quality") for n in QUALITY_COLUMNS]
+    fields += [
+        pa.field(n, pa.string()) if variants is None else _field(variants, n, "variants")
+        for n in VARIANT_COLUMNS
+    ]
+    return pa.schema([f.with_nullable(True) for f in fields])
+
+
+def hf_features(schema: pa.Schema, names: list[str]) -> Any:
+    """Hugging Face ``datasets.Features`` of an export schema.
+
+    ``image`` is an ``Image`` (decoded to PIL), ``label`` a ``ClassLabel`` named by ``names``
+    (indexed by label; repeated names get their label appended), every other column the
+    ``Value`` of its Arrow type. ``features.arrow_schema`` is the schema the splits are cast to.
+    """
+    from datasets import ClassLabel, Features, Image
+
+    features = Features.from_arrow_schema(schema.remove_metadata())
+    features["image"] = Image()
+    features["label"] = ClassLabel(names=_distinct_names(names))
+    return features
+
+
+def _distinct_names(names: list[str]) -> list[str]:
+    """``names`` with repeats made distinct by their index: ``["x", "x"]`` -> ``["x", "x (1)"]``."""
+    taken: set[str] = set()
+    distinct = []
+    for index, name in enumerate(names):
+        if name in taken:
+            name = f"{name} ({index})"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        distinct.append(name)
+    return distinct
+
+
+def _join_scores(
+    base: pa.Table, scores: pa.Table | None, columns: tuple[str, ...], schema: pa.Schema
+) -> pa.Table:
+    """``base`` with ``columns`` of ``scores`` matched on sample_id, typed as in ``schema``.
+
+    Rows missing from ``scores``, and every row when ``scores`` is None, get typed nulls.
+    """
     ids = base.column("sample_id").to_pylist()
     for name in columns:
+        kind = schema.field(name).type
         if scores is None:
-            values = pa.nulls(len(ids))
+            values = pa.nulls(len(ids), kind)
         else:
-            values = pa.array(column_by_id(scores, ids, name), type=scores.schema.field(name).type)
-        base = base.append_column(name, values)
+            values = pa.array(column_by_id(scores, ids, name), type=kind)
+        base = base.append_column(pa.field(name, kind), values)
     return base
 
 
 def _split_tables(
     store: Store, dataset: str, curated: pa.Table, with_variants: bool
 ) -> dict[str, pa.Table]:
+    """The train (curated, plus variants) and test tables, both cast to one schema."""
     raw = store.read("raw_samples", dataset)
     rpr = store.read("rpr_scores", dataset)
     quality = store.read("label_quality", dataset)
+    variants = store.read("variants", dataset) if with_variants else None
+    columns = export_schema(
+        curated.schema, rpr.schema, quality.schema, None if variants is None else variants.schema
+    )
+    schema = hf_features(columns, class_names(raw)).arrow_schema
     test = raw.filter(pc.equal(raw.column("split"), "test"))
     tables = {}
     for split, base in (("train", curated), ("test", test)):
-        table = _join_scores(base.replace_schema_metadata(None), rpr, RPR_COLUMNS)
-        table = _join_scores(table, quality if split == "train" else None, QUALITY_COLUMNS)
-        table = table.append_column("parent_sample_id", pa.nulls(table.num_rows, pa.string()))
-        tables[split] = table.append_column("transform", pa.nulls(table.num_rows, pa.string()))
-    if with_variants:
-        tables["train"] = pa.concat_tables(
-            [tables["train"], _variant_rows(store, dataset, curated, tables["train"].schema)]
-        )
+        table = base.select(list(SAMPLE_COLUMNS)).replace_schema_metadata(None)
+        table = _join_scores(table, rpr, RPR_COLUMNS, schema)
+        table = _join_scores(table, quality if split == "train" else None, QUALITY_COLUMNS, schema)
+        tables[split] = _join_scores(table, None, VARIANT_COLUMNS, schema).cast(schema)
+    if variants is not None:
+        extra = _variant_rows(variants, dataset, curated, schema)
+        tables["train"] = pa.concat_tables([tables["train"], extra])
     return tables
 
 
-def _variant_rows(store: Store, dataset: str, curated: pa.Table, schema: pa.Schema) -> pa.Table:
-    variants = store.read("variants", dataset)
+def _variant_rows(
+    variants: pa.Table, dataset: str, curated: pa.Table, schema: pa.Schema
+) -> pa.Table:
+    """The variants of the kept samples as rows of ``schema`` (their scores null)."""
     kept = set(curated.column("sample_id").to_pylist())
     variants = variants.filter(
         pa.array([p in kept for p in variants.column("parent_sample_id").to_pylist()])
@@ -177,7 +334,30 @@ def _variant_rows(store: Store, dataset: str, curated: pa.Table, schema: pa.Sche
             "transform": variants.column("transform"),
         }
     )
-    return pa.table({name: columns[name] for name in schema.names}, schema=schema)
+    return pa.table({name: columns[name] for name in schema.names}).cast(schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# lineage
+
+
+def _relative(location: str, home: Path) -> str:
+    """A local absolute path relative to ``home`` (``..`` where it lies outside); else as is."""
+    if is_url(location) or not local_path(location).is_absolute():
+        return location
+    return Path(os.path.relpath(local_path(location), home.absolute())).as_posix()
+
+
+def _source_label(spec: str) -> str:
+    """A source spec without its folders: ``imagefolder:/data/pets`` -> ``imagefolder:pets``."""
+    kind, _, where = spec.partition(":")
+    return f"{kind}:{Path(where).name}" if where else kind
+
+
+def _license(source: str) -> dict[str, str]:
+    """``{"id", "stated_by"}``: the source's license where known, else ``unknown``."""
+    license_id, stated_by = SOURCE_LICENSES.get(source.partition(":")[0], ("unknown", ""))
+    return {"id": license_id, "stated_by": stated_by}
 
 
 def _lineage(
@@ -189,28 +369,33 @@ def _lineage(
     fmt: str,
     with_variants: bool,
 ) -> dict[str, Any]:
-    tables = {}
+    """What the export was made from; paths relative to the home. ``files`` is added later."""
+    tables, schemas = {}, {}
     for name in (*UPSTREAM, *(("variants",) if with_variants else ())):
         location = table_location(store.tables_root, name, dataset)
         data = read_bytes(location)
+        schemas[name] = pq.read_schema(pa.BufferReader(data))
         tables[name] = {
-            "path": location,
+            "path": _relative(location, store.home),
             "sha256": hashlib.sha256(data).hexdigest(),
             "rows": pq.read_metadata(pa.BufferReader(data)).num_rows,
             "run_id": runs.get(name),
         }
     model = store.read("reference_model", dataset).to_pylist()[0]
-    policy = read_params(curated.schema)
+    source = _source_label(read_metadata(schemas["raw_samples"]).get("source", "unknown"))
     return {
         "format": MARKER,
         "dataset": dataset,
+        "source": source,
+        "license": _license(source),
         "export_format": fmt,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "robust_data_version": __version__,
         "code_revision": code_revision(),
-        "policy": policy,
+        "paths_relative_to": "the robust-data home",
+        "policy": read_params(curated.schema),
         "model": {
-            "path": model["path"],
+            "path": _relative(model["path"], store.home),
             "sha256": model["sha256"],
             "arch": model["arch"],
             "config": json.loads(model["config"]),
@@ -220,16 +405,216 @@ def _lineage(
     }
 
 
-def _card(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table) -> str:
-    reasons = ledger.column("reason").to_pylist()
+def _file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` but its ``lineage.json``, by POSIX relative path."""
+    return {
+        path.relative_to(folder).as_posix(): file_sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path != folder / "lineage.json"
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the dataset card
+
+
+def _card(
+    folder: Path, lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table
+) -> str:
+    """The dataset card: Hugging Face YAML front matter, then what a reader needs to know."""
+    from huggingface_hub import DatasetCard
+
+    header = _card_data(folder, lineage, tables).to_yaml()
+    body = _card_body(lineage, tables, ledger)
+    return str(DatasetCard(f"---\n{header}\n---\n\n{body}"))
+
+
+def _data_patterns(fmt: str, splits: list[str]) -> list[dict[str, str]]:
+    """The card's ``data_files``: one glob per split (the images and their metadata for folders)."""
+    if fmt == "parquet":
+        return [{"split": s, "path": f"{DATA_FOLDER}/{safe_name(s)}-*.parquet"} for s in splits]
+    return [{"split": s, "path": f"{safe_name(s)}/**"} for s in splits]
+
+
+def _card_data(
+    folder: Path, lineage: dict[str, Any], tables: dict[str, pa.Table]
+) -> DatasetCardData:
+    """The card's YAML, made by ``datasets``: license, configs and dataset_info."""
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    splits = SplitDict()
+    for split, table in tables.items():
+        splits.add(SplitInfo(name=split, num_bytes=table.nbytes, num_examples=table.num_rows))
+    fmt = lineage["export_format"]
+    files = [folder / (data_file(s) if fmt == "parquet" else safe_name(s)) for s in tables]
+    info = DatasetInfo(
+        features=Features.from_arrow_schema(next(iter(tables.values())).schema),
+        splits=splits,
+        download_size=sum(_bytes_under(path) for path in files),
+        dataset_size=sum(table.nbytes for table in tables.values()),
+    )
+    data = DatasetCardData(
+        license=lineage["license"]["id"],
+        pretty_name=f"{lineage['dataset']} (curated by robust-data)",
+        task_categories=["image-classification"],
+        tags=["robust-data", "curated"],
+    )
+    MetadataConfigs(
+        {"default": {"data_files": _data_patterns(fmt, list(tables))}}
+    ).to_dataset_card_data(data)
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    return data
+
+
+def _bytes_under(path: Path) -> int:
+    """Size of a file, or of every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _card_body(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table) -> str:
+    """The card's markdown: license, how to load, columns, counts, provenance, policy, plots."""
+    schema = next(iter(tables.values())).schema
     lines = [
         f"# {lineage['dataset']} (curated by robust-data {lineage['robust_data_version']})",
         "",
         f"Exported {lineage['created']} as {lineage['export_format']}; "
-        f"code revision {lineage['code_revision']}.",
+        f"code revision {lineage['code_revision']}; source `{lineage['source']}`. "
         "Training samples were kept by the policy below; "
         "the test split is the dataset's own, untouched.",
         "",
+        *_license_lines(lineage),
+        *_load_lines(lineage["export_format"]),
+        *_column_lines(schema),
+        *_count_lines(tables),
+        *_provenance_lines(lineage, ledger),
+        "## Plots",
+        "",
+        "![samples per class before and after curation](plots/class_counts.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _license_lines(lineage: dict[str, Any]) -> list[str]:
+    """The license section: the source's license where known, else says it is unknown."""
+    found = lineage["license"]
+    if found["id"] == "unknown":
+        text = (
+            "Unknown: robust-data does not know the license of this dataset's source. The images "
+            "and labels keep their source's terms; check them before you share this export."
+        )
+    else:
+        text = (
+            f"`{found['id']}`, as stated by {found['stated_by']} for the source images and "
+            "labels; check it there before you share this export."
+        )
+    return ["## License", "", text, ""]
+
+
+LOAD_PARQUET = """\
+One file per split, `data/<split>-00000-of-00001.parquet`, all with the same schema.
+
+```python
+import datasets, duckdb, pandas, pyarrow.dataset
+
+folder = "path/to/this/export"
+ds = datasets.load_dataset(folder)  # this card's configs: image -> PIL, label -> ClassLabel
+ds = datasets.load_dataset("parquet", data_dir=f"{folder}/data")
+df = pandas.read_parquet(f"{folder}/data")
+table = pyarrow.dataset.dataset(f"{folder}/data").to_table()
+duckdb.sql(f"SELECT split, count(*) FROM read_parquet('{folder}/data/*.parquet') GROUP BY 1")
+```
+
+PyTorch: `robust_data.CuratedDataset(folder, split="train")` yields (image, label)."""
+
+LOAD_IMAGEFOLDER = """\
+Images at `<split>/<class>/<sample>.png`; every other column in `<split>/metadata.parquet`
+(`file_name` relative to the split folder; the same schema in every split).
+
+```python
+import datasets
+from torchvision.datasets import ImageFolder
+
+folder = "path/to/this/export"
+ds = datasets.load_dataset(folder)  # this card's configs: label a ClassLabel, scores as columns
+ds = datasets.load_dataset("imagefolder", data_dir=folder)  # the same columns
+train = ImageFolder(f"{folder}/train")  # images and class folders only
+```"""
+
+
+def _load_lines(fmt: str) -> list[str]:
+    """The section on where the files are and how each reader loads them."""
+    return ["## Load it", "", LOAD_PARQUET if fmt == "parquet" else LOAD_IMAGEFOLDER, ""]
+
+
+def _feature_type(feature: Any) -> str:
+    """A ``datasets`` feature as the card's type column: ``Image``, ``ClassLabel``, a dtype."""
+    name = type(feature).__name__
+    return str(feature.dtype) if name == "Value" else name
+
+
+def _column_lines(schema: pa.Schema) -> list[str]:
+    """One row per column: name, ``datasets`` type, meaning, which values are bad."""
+    from datasets import Features
+
+    features = Features.from_arrow_schema(schema)
+    lines = ["## Columns", "", "| column | type | meaning | bad when |", "|---|---|---|---|"]
+    for name, feature in features.items():
+        meaning, bad = COLUMN_DOCS.get(name, ("", ""))
+        lines.append(f"| `{name}` | {_feature_type(feature)} | {meaning} | {bad or '-'} |")
+    return [*lines, ""]
+
+
+def _count_lines(tables: dict[str, pa.Table]) -> list[str]:
+    """Rows per class: originals and variants in each split, then the totals."""
+    counts = {split: _class_counts(table) for split, table in tables.items()}
+    classes = sorted({key for found in counts.values() for key in found})
+    header = [f"{split} {kind}" for split in tables for kind in ("originals", "variants")]
+    lines = [
+        "## Rows per class and split",
+        "",
+        "Originals are the dataset's own images; variants are images robust-data made from "
+        "kept training samples (`parent_sample_id` set).",
+        "",
+        "| label | class | " + " | ".join(header) + " |",
+        "|---:|---|" + "---:|" * len(header),
+    ]
+    for label, name in classes:
+        cells = [f"{counts[s].get((label, name), [0, 0])[k]:,}" for s in tables for k in (0, 1)]
+        lines.append(
+            f"| {label} | {str(name).replace('|', '&#124;')} | " + " | ".join(cells) + " |"
+        )
+    totals = [f"{sum(c[k] for c in counts[s].values()):,}" for s in tables for k in (0, 1)]
+    return [*lines, "| | **total** | " + " | ".join(totals) + " |", ""]
+
+
+def _class_counts(table: pa.Table) -> dict[tuple[int, str], list[int]]:
+    """``(label, name) -> [originals, variants]`` of one split."""
+    counts: dict[tuple[int, str], list[int]] = {}
+    rows = zip(
+        table.column("label").to_pylist(),
+        table.column("label_name").to_pylist(),
+        table.column("parent_sample_id").to_pylist(),
+        strict=True,
+    )
+    for label, name, parent in rows:
+        counts.setdefault((label, name), [0, 0])[parent is not None] += 1
+    return counts
+
+
+def _provenance_lines(lineage: dict[str, Any], ledger: pa.Table) -> list[str]:
+    """Model and input tables, the policy, and what the ledger did with the training samples."""
+    reasons = ledger.column("reason").to_pylist()
+    outcomes = {
+        "kept": reasons.count(None),
+        **{r: reasons.count(r) for r in sorted({r for r in reasons if r is not None})},
+    }
+    return [
         "## Provenance",
         "",
         f"- Reference model: {lineage['model']['arch']}, sha256 `{lineage['model']['sha256']}`",
@@ -239,6 +624,8 @@ def _card(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table
             for name, t in lineage["tables"].items()
         ),
         "",
+        "`lineage.json` holds the full sha256 of these tables and of every file of this export.",
+        "",
         "## Policy",
         "",
         "```json",
@@ -247,36 +634,17 @@ def _card(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table
         "",
         "## Ledger (input training samples)",
         "",
-        count_table(
-            {
-                "kept": reasons.count(None),
-                **{r: reasons.count(r) for r in sorted({r for r in reasons if r is not None})},
-            },
-            "outcome",
-            "samples",
-        ),
-        "",
-        "## Rows per class and split",
-        "",
-        "| class | " + " | ".join(tables) + " |",
-        "|---|" + "---:|" * len(tables),
-    ]
-    names = sorted({n for t in tables.values() for n in t.column("label_name").to_pylist()})
-    counts = {s: Counter(t.column("label_name").to_pylist()) for s, t in tables.items()}
-    lines += [
-        f"| {n} | " + " | ".join(f"{counts[s].get(n, 0):,}" for s in tables) + " |" for n in names
-    ]
-    lines += [
-        "",
-        "## Plots",
-        "",
-        "![samples per class before and after curation](plots/class_counts.png)",
+        count_table(outcomes, "outcome", "samples"),
         "",
     ]
-    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing the files
 
 
 def _write_parquet(folder: Path, tables: dict[str, pa.Table], lineage: dict[str, Any]) -> None:
+    """Write ``data/<split>-00000-of-00001.parquet``, keeping the Hugging Face features."""
     meta = {
         f"{META_PREFIX}table": "curated_dataset",
         f"{META_PREFIX}version": __version__,
@@ -286,42 +654,18 @@ def _write_parquet(folder: Path, tables: dict[str, pa.Table], lineage: dict[str,
             {k: v["sha256"] for k, v in lineage["tables"].items()}, sort_keys=True
         ),
     }
+    (folder / DATA_FOLDER).mkdir(exist_ok=True)
     for split, table in tables.items():
-        meta["huggingface"] = json.dumps({"info": {"features": _hf_features(table, tables)}})
-        # datasets applies the features only to fields that match its own (nullable) fields
-        table = table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
-        table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
+        merged = {
+            **(table.schema.metadata or {}),
+            **{k.encode(): v.encode() for k, v in meta.items()},
+        }
         pq.write_table(
-            table, folder / f"{split}.parquet", compression="zstd", row_group_size=ROW_GROUP_ROWS
+            table.replace_schema_metadata(merged),
+            folder / data_file(split),
+            compression="zstd",
+            row_group_size=ROW_GROUP_ROWS,
         )
-
-
-_HF_DTYPES = {
-    pa.string(): "string",
-    pa.int64(): "int64",
-    pa.int32(): "int32",
-    pa.bool_(): "bool",
-    pa.float64(): "float64",
-}
-
-
-def _hf_features(table: pa.Table, tables: dict[str, pa.Table]) -> dict[str, Any]:
-    """Hugging Face ``datasets`` features: the image decodes to a PIL image, labels are named."""
-    names: dict[int, str] = {}
-    for t in tables.values():
-        names.update(
-            zip(t.column("label").to_pylist(), t.column("label_name").to_pylist(), strict=True)
-        )
-    features: dict[str, Any] = {}
-    for field in table.schema:
-        if field.name == "image":
-            features[field.name] = {"_type": "Image"}
-        elif field.name == "label":
-            labels = [names.get(k, str(k)) for k in range(max(names) + 1)]
-            features[field.name] = {"names": labels, "_type": "ClassLabel"}
-        else:
-            features[field.name] = {"dtype": _HF_DTYPES.get(field.type, "string"), "_type": "Value"}
-    return features
 
 
 #: Longest file or folder name (before ``.png``) taken from a sample id or class name.
@@ -390,7 +734,7 @@ def _short_hash(text: str) -> str:
 
 
 def _write_imagefolder(folder: Path, tables: dict[str, pa.Table]) -> None:
-    """Write ``split/<class>/<sample>.png``: one file per row of every split.
+    """Write ``split/<class>/<sample>.png`` for every row and ``split/metadata.parquet``.
 
     Raises
     ------
@@ -399,18 +743,44 @@ def _write_imagefolder(folder: Path, tables: dict[str, pa.Table]) -> None:
     """
     folders = _class_folders(tables)
     for split, table in tables.items():
-        ids = table.column("sample_id").to_pylist()
-        blobs = table.column("image").combine_chunks().field("bytes").to_pylist()
-        by_folder: dict[str, list[int]] = {}
-        for row, label in enumerate(table.column("label").to_pylist()):
-            by_folder.setdefault(folders[label], []).append(row)
-        for name, rows in by_folder.items():
-            target = folder / safe_name(split) / name
-            target.mkdir(parents=True, exist_ok=True)
-            stems = _file_stems([ids[r] for r in rows], f"{split}/{name}")
-            for row, stem in zip(rows, stems, strict=True):
-                (target / f"{stem}.png").write_bytes(blobs[row])
-        _check_file_count(folder / safe_name(split), split, table.num_rows)
+        root = folder / safe_name(split)
+        files = _write_images(root, table, folders, split)
+        _check_file_count(root, split, table.num_rows)
+        _write_metadata(root, table, files)
+
+
+def _write_images(root: Path, table: pa.Table, folders: dict[int, str], split: str) -> list[str]:
+    """Write one split's images under ``root/<class>/``; return each row's file from ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    ids = table.column("sample_id").to_pylist()
+    blobs = table.column("image").combine_chunks().field("bytes").to_pylist()
+    by_folder: dict[str, list[int]] = {}
+    for row, label in enumerate(table.column("label").to_pylist()):
+        by_folder.setdefault(folders[label], []).append(row)
+    files = [""] * table.num_rows
+    for name, rows in by_folder.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        stems = _file_stems([ids[r] for r in rows], f"{split}/{name}")
+        for row, stem in zip(rows, stems, strict=True):
+            (root / name / f"{stem}.png").write_bytes(blobs[row])
+            files[row] = f"{name}/{stem}.png"
+    return files
+
+
+def _write_metadata(root: Path, table: pa.Table, files: list[str]) -> None:
+    """``root/metadata.parquet``: ``file_name``, then every column of ``table`` but the image.
+
+    Typed as ``table`` (its ``datasets`` features too, so ``label`` stays a ``ClassLabel``); the
+    Hugging Face ``imagefolder`` loader joins it on the images.
+    """
+    from datasets import Features, Value
+
+    features = Features.from_arrow_schema(table.schema)
+    kept = [name for name in table.column_names if name != "image"]
+    meta = Features({"file_name": Value("string"), **{name: features[name] for name in kept}})
+    columns = [pa.chunked_array([pa.array(files, pa.string())]), *map(table.column, kept)]
+    metadata = pa.Table.from_arrays(columns, schema=meta.arrow_schema)
+    pq.write_table(metadata, root / METADATA_FILE, compression="zstd")
 
 
 def _check_file_count(root: Path, split: str, rows: int) -> None:
@@ -557,7 +927,7 @@ def export_dataset(
     force: bool = False,
     runs: dict[str, str] | None = None,
 ) -> ExportResult:
-    """Export ``dataset``'s curated training set and its test split.
+    """Export ``dataset``'s curated training set and its test split (see the module docs).
 
     Raises
     ------
@@ -595,8 +965,10 @@ def export_dataset(
             _write_parquet(tmp, tables, lineage)
         else:
             _write_imagefolder(tmp, tables)
-        (tmp / "README.md").write_text(_card(lineage, tables, ledger))
-        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True))
+        (tmp / "README.md").write_text(_card(tmp, lineage, tables, ledger), encoding="utf-8")
+        lineage["files"] = _file_hashes(tmp)
+        text = json.dumps(lineage, indent=2, sort_keys=True)
+        (tmp / "lineage.json").write_text(text, encoding="utf-8")
         _swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

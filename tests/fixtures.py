@@ -15,6 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from robust_data.curation import LEDGER_SCHEMA
+from robust_data.label_quality import LABEL_QUALITY_SCHEMA
+from robust_data.rpr.table import RPR_SCHEMA
+
 
 def pixels(rng: np.random.Generator, n: int, height: int, width: int, channels: int) -> np.ndarray:
     """(n, height, width, channels) uint8 random images."""
@@ -136,3 +140,67 @@ def write_parquet(
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return path
+
+
+def synthetic_scores(samples: pa.Table, seed: int = 0) -> dict[str, pa.Table]:
+    """rpr_scores, label_quality and curation_ledger for ``samples`` with seeded made-up values.
+
+    For tests and benchmarks of what reads them (the browser): the values mean nothing.
+    """
+    rng = np.random.default_rng(seed)
+    ids = samples.column("sample_id").to_pylist()
+    labels = samples.column("label").to_numpy()
+    steps = rng.integers(1, 60, len(ids)).astype(np.int32)
+    robust = rng.random(len(ids)) < 0.5
+    train = [
+        i for i, s in zip(ids, samples.column("split").to_pylist(), strict=True) if s == "train"
+    ]
+    n_train = len(train)
+    rpr = pa.table(
+        {
+            "sample_id": ids,
+            "split": samples.column("split"),
+            "label": labels,
+            "model_sha256": ["x"] * len(ids),
+            "scheme": ["pixels"] * len(ids),
+            "max_steps": np.full(len(ids), 50, np.int32),
+            "seed": np.zeros(len(ids), np.int64),
+            "clean_pred": labels,
+            "clean_correct": np.ones(len(ids), bool),
+            "steps_to_flip": pa.array(np.where(robust, None, steps).tolist(), pa.int32()),
+            "robust": robust,
+            "flip_pred": pa.array(np.where(robust, None, (labels + 1) % 10).tolist(), pa.int64()),
+        },
+        schema=RPR_SCHEMA,
+    )
+    issue = rng.random(n_train) < 0.2
+    quality = pa.table(
+        {
+            "sample_id": train,
+            "given_label": np.zeros(n_train, np.int64),
+            "oof_pred": np.zeros(n_train, np.int64),
+            "label_quality": rng.random(n_train),
+            "is_label_issue": issue,
+            "suggested_label": np.where(issue, 3, 0).astype(np.int64),
+            "outlier_score": rng.random(n_train),
+            "is_outlier": rng.random(n_train) < 0.1,
+            "near_duplicate_score": rng.random(n_train),
+            "is_near_duplicate": np.zeros(n_train, bool),
+            "near_duplicate_group": [train[0] if k < 3 else None for k in range(n_train)],
+        },
+        schema=LABEL_QUALITY_SCHEMA,
+    )
+    kept = ~issue
+    ledger = pa.table(
+        {
+            "sample_id": train,
+            "label": np.zeros(n_train, np.int64),
+            "kept": kept,
+            "reason": [None if k else "label_issue" for k in kept],
+            "review": pa.nulls(n_train, pa.string()),
+            "overridden": pa.nulls(n_train, pa.string()),
+            "new_label": pa.nulls(n_train, pa.int64()),
+        },
+        schema=LEDGER_SCHEMA,
+    )
+    return {"rpr_scores": rpr, "label_quality": quality, "curation_ledger": ledger}

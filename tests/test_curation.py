@@ -160,12 +160,13 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
     variants = lineage["tables"]["variants"]["rows"]
     assert lineage["rows"]["train"] == curated.num_rows + variants  # the preset's plan
     for name, entry in lineage["tables"].items():
-        assert entry["sha256"] == file_sha256(Path(entry["path"])), name
+        assert not Path(entry["path"]).is_absolute(), name  # relative to the home
+        assert entry["sha256"] == file_sha256(curated_home / entry["path"]), name
         assert entry["run_id"]
     out = tmp_path / "export"
     result = export_dataset(store, "digits", out)
     assert result.rows == {"train": curated.num_rows, "test": 359}
-    train = pq.read_table(out / "train.parquet")
+    train = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
     assert train.column("sample_id").to_pylist() == curated.column("sample_id").to_pylist()
     # the default preset drops label issues, keeps fragile points (RPR scores still joined on)
     assert not any(train.column("is_label_issue").to_pylist())
@@ -187,7 +188,7 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
         "curation_ledger",
     }
     counts = duckdb.sql(
-        f"SELECT split, count(*) FROM '{out}/*.parquet' GROUP BY 1 ORDER BY 1"
+        f"SELECT split, count(*) FROM '{out}/data/*.parquet' GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert counts == [("test", 359), ("train", curated.num_rows)]
     data = CuratedDataset(out, split="test")
@@ -205,7 +206,9 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
         and (out / "plots" / "class_counts.png").is_file()
     )
     datasets = pytest.importorskip("datasets")
-    loaded = datasets.load_dataset("parquet", data_dir=str(out), cache_dir=str(tmp_path / "hf"))
+    loaded = datasets.load_dataset(
+        "parquet", data_dir=str(out / "data"), cache_dir=str(tmp_path / "hf")
+    )
     assert loaded["train"].num_rows == curated.num_rows
     assert loaded["train"].features["label"].names[:3] == ["0", "1", "2"]
     assert loaded["test"][0]["image"].size == (8, 8)  # decoded to a PIL image
@@ -252,17 +255,19 @@ def test_exports_refuse_foreign_folders_and_survive_failures(
         export_dataset(store, "digits", foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
     export_dataset(store, "digits", foreign, force=True)
-    assert not (foreign / "notes.txt").exists() and (foreign / "train.parquet").is_file()
-    before = {p.name: file_sha256(p) for p in foreign.glob("*.parquet")}
+    train_file = foreign / "data" / "train-00000-of-00001.parquet"
+    assert not (foreign / "notes.txt").exists() and train_file.is_file()
+    before = {p.name: file_sha256(p) for p in foreign.glob("data/*.parquet")}
 
     def interrupted(folder: Path, tables: dict, lineage: dict) -> None:
-        pq.write_table(tables["train"], folder / "train.parquet")
+        (folder / "data").mkdir()
+        pq.write_table(tables["train"], folder / "data" / "train-00000-of-00001.parquet")
         raise KeyboardInterrupt  # killed halfway through writing
 
     monkeypatch.setattr(export_module, "_write_parquet", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_dataset(store, "digits", foreign)
-    assert {p.name: file_sha256(p) for p in foreign.glob("*.parquet")} == before
+    assert {p.name: file_sha256(p) for p in foreign.glob("data/*.parquet")} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders
 
 

@@ -243,7 +243,8 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     curated = store.read("curated_samples", "digits")
     assert len(kept_ids) == curated.num_rows == check.metadata["curated_rows"].value
     # the export holds the kept samples and exactly the variants the report's curated model saw
-    export = pq.read_table(store.home / "exports" / "digits" / "train.parquet")
+    exported = store.home / "exports" / "digits" / "data"
+    export = pq.read_table(exported / "train-00000-of-00001.parquet")
     assert export.num_rows == curated.num_rows + made.num_rows
     # retraining: two seeds of four training sets; seed 0's reference is the stored model
     assert [(r["seed"], r["model"]) for r in retrained] == [

@@ -226,7 +226,8 @@ def test_export_refuses_a_storage_root_elsewhere_and_folders_holding_inputs(
 
 def test_export_under_home_exports_and_outside_still_work(store: Store, tmp_path: Path) -> None:
     inside = export_module.export_dataset(store, DATASET, store.home / "exports" / DATASET)
-    assert (inside.path / "train.parquet").is_file() and inside.rows == {"train": 6, "test": 4}
+    assert (inside.path / export_module.data_file("train")).is_file()
+    assert inside.rows == {"train": 6, "test": 4}
     outside = export_module.export_dataset(store, DATASET, tmp_path / "out", "imagefolder")
     assert len(list((outside.path / "train").rglob("*.png"))) == 6
     again = export_module.export_dataset(store, DATASET, tmp_path / "out", "imagefolder")
@@ -357,7 +358,7 @@ def test_next_export_removes_what_a_killed_export_left(store: Store, tmp_path: P
     _killed_export(store, out, "writing")
     (left,) = tmp_path.glob(".out.*.tmp")
     result = export_module.export_dataset(store, DATASET, out)
-    assert not left.exists() and (out / "train.parquet").is_file()
+    assert not left.exists() and (out / export_module.data_file("train")).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]
     assert result.removed == (left,)
 

@@ -79,7 +79,9 @@ def _scoring_lines(meta: dict[str, dict[str, Any]]) -> list[str]:
         )
     if "curated_dataset" in meta:
         export = meta["curated_dataset"]["export"]
-        lines.append(f"  curated_dataset: {export} (train.parquet, test.parquet, README.md)")
+        lines.append(
+            f"  curated_dataset: {export} (data/train-*.parquet, data/test-*.parquet, README.md)"
+        )
     return lines
 
 
