@@ -15,10 +15,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from robust_data.browse import SampleFilter, SampleIndex
 from robust_data.ingest import ingest
+from robust_data.oof import OOF_SCHEMA
 from robust_data.reviews import load_reviews
 from robust_data.store import Store
 from tests.fixtures import synthetic_scores
@@ -145,3 +148,51 @@ def test_the_app_serves_grid_sample_images_and_records_reviews(
         "reviews",
         "rpr_scores",
     ]
+
+
+def test_embedding_points_link_to_samples(scored_home: Store) -> None:
+    train = scored_home.read("label_quality", "digits").column("sample_id").to_pylist()
+    rng = np.random.default_rng(1)
+    oof = pa.table(
+        {
+            "sample_id": train,
+            "label": np.zeros(len(train), np.int64),
+            "fold": np.zeros(len(train), np.int32),
+            "pred_probs": [[0.5, 0.5]] * len(train),
+            "embedding": rng.normal(size=(len(train), 6)).astype(np.float32).tolist(),
+        },
+        schema=OOF_SCHEMA,
+    )
+    scored_home.write(oof, "oof_predictions", "digits")
+    points = SampleIndex(scored_home, "digits").embedding_2d(max_points=50)
+    assert len(points) == 50 and {p["sample_id"] for p in points} <= set(train)
+    assert all(0 <= p["x"] <= 1 and 0 <= p["y"] <= 1 for p in points)
+    assert points == SampleIndex(scored_home, "digits").embedding_2d(max_points=50)  # seeded
+
+
+def test_review_csv_round_trip_through_the_cli(
+    scored_home: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.cli import main
+
+    ids = scored_home.read("raw_samples", "digits").column("sample_id").to_pylist()
+    source = tmp_path / "in.csv"
+    source.write_text(
+        f"sample_id,decision,new_label,note\n{ids[0]},relabel,4,fix\n{ids[1]},drop,,\n"
+    )
+    home = ["--home", str(scored_home.home)]
+    assert main(["review", "import", "digits", str(source), *home]) == 0
+    assert "imported 2 review decisions" in capsys.readouterr().out
+    assert main(["review", "export", "digits", str(tmp_path / "out.csv"), *home]) == 0
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "sample_id,decision,new_label,note,reviewed_at"
+    assert [line.split(",")[:4] for line in lines[1:]] == [
+        [ids[0], "relabel", "4", "fix"],
+        [ids[1], "drop", "", ""],
+    ]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sample_id,decision,new_label\nnot-a-sample,keep,\n")
+    assert main(["review", "import", "digits", str(bad), *home]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "expected a sample id of this dataset" in err
+    assert load_reviews(scored_home, "digits").num_rows == 2  # the refused file wrote nothing
