@@ -4,10 +4,16 @@ from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Outpu
 from pydantic import Field
 
 from assets.checks import check_result, check_spec
+from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
 from robust_data.arrays import decode_samples
 from robust_data.checks import check_corrupted_test
-from robust_data.corrupt.testset import corrupted_jobs, make_corrupted_test
+from robust_data.corrupt.testset import (
+    CORRUPTED_COLUMNS_DOC,
+    CORRUPTED_SCHEMA,
+    corrupted_jobs,
+    make_corrupted_test,
+)
 
 
 class CorruptedTestConfig(Config):
@@ -22,8 +28,10 @@ class CorruptedTestConfig(Config):
     partitions_def=DATASETS,
     group_name="report",
     kinds={"pytorch", "parquet"},
-    description="Every test image under every corruption and severity (uint8 pixels), made once "
-    "and read by the report for every model.",
+    description="The test split under every corruption and severity: one row per (test image, "
+    "corruption, severity) with uint8 pixels; severity 0 is the clean original. Made once and "
+    "read by the report for every model; nothing here is good or bad, it is the benchmark.",
+    metadata=table_definition(CORRUPTED_SCHEMA, CORRUPTED_COLUMNS_DOC),
     check_specs=[
         check_spec(
             "corrupted_test", "valid", "Every job holds the test split's ids and labels in order."
@@ -41,12 +49,15 @@ def corrupted_test(context: AssetExecutionContext, config: CorruptedTestConfig, 
         config.seed,
         source=f"raw_samples/{context.partition_key} (test split)",
     )
+    jobs = corrupted_jobs(table)
+    corruptions = [c for c in dict.fromkeys(name for name, _ in jobs) if c != "clean"]
     context.add_output_metadata(
         output_name="result",
         metadata={
             "dagster/row_count": MetadataValue.int(table.num_rows),
-            "jobs": MetadataValue.int(len(corrupted_jobs(table))),
+            "jobs": MetadataValue.int(len(jobs)),
             "test_images": MetadataValue.int(len(test)),
+            "corruptions": MetadataValue.text(", ".join(corruptions)),
         },
     )
     yield Output(table)

@@ -7,11 +7,13 @@ from dagster import (
     AssetSpec,
     MetadataValue,
     Output,
+    TableMetadataValue,
     multi_asset,
 )
 
 from assets.checks import check_result, check_spec
 from assets.config import core_config, set_fields
+from assets.metadata import count_table, records_table, table_definition
 from assets.raw_samples import DATASETS
 from assets.resources import HomeResource
 from robust_data.arrays import class_names, num_classes
@@ -21,11 +23,17 @@ from robust_data.checks import (
     check_ledger,
     split_rows,
 )
-from robust_data.curation import Curation, CurationPolicy, class_count_chart
-from robust_data.markdown import count_table, inline_png
+from robust_data.curation import (
+    LEDGER_COLUMNS_DOC,
+    LEDGER_SCHEMA,
+    Curation,
+    CurationPolicy,
+    class_count_chart,
+)
+from robust_data.markdown import inline_png
 from robust_data.policies import DEFAULT_PRESET, apply_preset, customized
-from robust_data.reviews import load_reviews
-from robust_data.schema import read_params
+from robust_data.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA, load_reviews
+from robust_data.schema import SAMPLES_COLUMNS_DOC, SAMPLES_SCHEMA, read_params
 
 CurationConfig = core_config(
     CurationPolicy,
@@ -56,35 +64,97 @@ reviews = AssetSpec(
         "row per decision (the latest per sample wins). Curation honours them: see the "
         "ledger's review, overridden and new_label columns."
     ),
+    metadata=table_definition(REVIEWS_SCHEMA, REVIEWS_COLUMNS_DOC),
 )
 
 
-def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
-    chart = class_count_chart(result.ledger, dict(enumerate(names)))
-    reasons = count_table(result.reason_counts(), "outcome", "samples")
-    meta = {
-        "dagster/row_count": MetadataValue.int(result.curated.num_rows),
-        "preset": MetadataValue.text(read_params(result.ledger.schema)["preset"]),
-        "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
-        "reasons": MetadataValue.md(reasons),
-        "reviews_applied": MetadataValue.int(read_params(result.ledger.schema).get("reviews", 0)),
-        "per_class": MetadataValue.md(inline_png(chart, "per class")),
-        "shortfalls": MetadataValue.json(
-            {names[k]: {"quota": q, "kept": n} for k, (q, n) in result.shortfalls.items()}
-        ),
+def _reasons(result: Curation) -> TableMetadataValue:
+    """Training samples per outcome: kept, or the first rule that dropped them."""
+    about = "Training samples with this outcome (the first rule they failed)"
+    return count_table(result.reason_counts(), "outcome", "samples", about)
+
+
+def _class_counts(result: Curation, names: list[str]) -> TableMetadataValue:
+    """Per class: training samples before and after curation (a small kept share is bad)."""
+    before, after = result.class_counts()
+    rows = [
+        {
+            "class": names[k] if k < len(names) else str(k),
+            "before": before[k],
+            "after": after.get(k, 0),
+            "kept_share": round(after.get(k, 0) / before[k], 4) if before[k] else 0.0,
+        }
+        for k in sorted(before)
+    ]
+    columns = {
+        "class": "The class (relabelled samples count under their new label after curation)",
+        "before": "Training samples of the class",
+        "after": "Of them, kept",
+        "kept_share": "after / before; near 0 empties the class",
     }
-    return meta
+    return records_table(rows, columns)
+
+
+def _shortfalls(result: Curation, names: list[str]) -> TableMetadataValue:
+    """Classes that kept fewer samples than their quota (none is good)."""
+    rows = [
+        {"class": names[k], "quota": quota, "kept": kept}
+        for k, (quota, kept) in result.shortfalls.items()
+    ]
+    columns = {
+        "class": "A class below its quota",
+        "quota": "Samples the policy asked for",
+        "kept": "Samples it kept",
+    }
+    return records_table(rows, columns)
+
+
+def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
+    """Key numbers first, then the per-class and per-reason tables, then the chart."""
+    params = read_params(result.ledger.schema)
+    chart = class_count_chart(result.ledger, dict(enumerate(names)))
+    return {
+        "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
+        "dagster/row_count": MetadataValue.int(result.curated.num_rows),
+        "preset": MetadataValue.text(params["preset"]),
+        "reviews_applied": MetadataValue.int(params.get("reviews", 0)),
+        "shortfall_classes": MetadataValue.int(len(result.shortfalls)),
+        "class_counts": _class_counts(result, names),
+        "reasons": _reasons(result),
+        "shortfalls": _shortfalls(result, names),
+        "per_class": MetadataValue.md(inline_png(chart, "per class")),
+    }
+
+
+def _ledger_metadata(result: Curation, guard: str) -> dict[str, MetadataValue]:
+    """Kept and dropped counts first, then the reasons; ``reason_counts`` feeds the CLI."""
+    kept = result.curated.num_rows
+    return {
+        "kept": MetadataValue.int(kept),
+        "dropped": MetadataValue.int(result.ledger.num_rows - kept),
+        "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
+        "dagster/row_count": MetadataValue.int(result.ledger.num_rows),
+        "guard": MetadataValue.text(guard),
+        "reasons": _reasons(result),
+        "reason_counts": MetadataValue.json(result.reason_counts()),
+    }
 
 
 @multi_asset(
     outs={
         "curated_samples": AssetOut(
-            description="The kept training samples (samples-table schema).",
+            description="The kept training samples, in the raw_samples schema: one row per kept "
+            "image. A low kept_share, or a class in shortfalls or with a small kept share in "
+            "class_counts, means the policy dropped too much.",
             kinds={"parquet"},
+            metadata=table_definition(SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
         ),
         "curation_ledger": AssetOut(
-            description="One row per input training sample: kept, and the first reason dropped.",
+            description="Why each training sample was kept or dropped: one row per input "
+            "training sample. reason is the first rule it failed (null = kept); review and "
+            "overridden show the human decisions that changed the outcome.",
             kinds={"parquet"},
+            metadata=table_definition(LEDGER_SCHEMA, LEDGER_COLUMNS_DOC),
         ),
     },
     ins={
@@ -146,11 +216,7 @@ def curation_assets(
     yield Output(
         result.ledger,
         output_name="curation_ledger",
-        metadata={
-            "dagster/row_count": result.ledger.num_rows,
-            "reason_counts": MetadataValue.json(result.reason_counts()),
-            "guard": MetadataValue.text(guard.summary()),
-        },
+        metadata=_ledger_metadata(result, guard.summary()),
     )
     train_rows = split_rows(raw_samples, "train")
     conservation = check_ledger(result.ledger, train_rows, result.curated.num_rows)

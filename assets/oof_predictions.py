@@ -5,11 +5,12 @@ import json
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
+from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
 from assets.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
 from robust_data.checks import check_oof
 from robust_data.models import ModelConfig
-from robust_data.oof import OofOptions, oof_predictions
+from robust_data.oof import OOF_COLUMNS_DOC, OOF_SCHEMA, OofOptions, oof_predictions
 from robust_data.reference import load_reference
 
 
@@ -29,7 +30,10 @@ class OofPredictionsConfig(Config):
     partitions_def=DATASETS,
     group_name="label_quality",
     kinds={"pytorch", "parquet"},
-    description="Per training sample: held-out fold, out-of-fold pred_probs (K), embedding (D).",
+    description="Out-of-fold predictions: one row per training sample, with the class "
+    "probabilities of a fold model that never saw it and its embedding. Feeds label_quality; "
+    "a low oof_accuracy means the label findings rest on a weak model.",
+    metadata=table_definition(OOF_SCHEMA, OOF_COLUMNS_DOC),
     op_tags=GPU_STEP_TAGS,
     check_specs=[
         check_spec(
@@ -64,9 +68,9 @@ def oof_predictions_asset(
     context.add_output_metadata(
         output_name="result",
         metadata={
+            "oof_accuracy": MetadataValue.float(round(accuracy, 4)),
             "dagster/row_count": MetadataValue.int(len(result.sample_ids)),
             "folds": MetadataValue.int(result.folds),
-            "oof_accuracy": MetadataValue.float(round(accuracy, 4)),
             "embedding_dim": MetadataValue.int(int(result.embeddings.shape[1])),
             "seconds": MetadataValue.float(round(result.seconds, 1)),
             "training_share": MetadataValue.float(round(result.train_seconds / result.seconds, 3)),

@@ -11,12 +11,19 @@ from dagster import (
 )
 
 from assets.checks import check_result, check_spec
+from assets.metadata import count_table, table_definition
 from assets.resources import HomeResource
 from robust_data.checks import check_rejects, check_samples
 from robust_data.errors import DatasetError
 from robust_data.ingest import IngestOptions, IngestResult, ingest, parse_size
-from robust_data.markdown import count_table, inline_png
+from robust_data.markdown import inline_png
 from robust_data.preview import preview_grid
+from robust_data.schema import (
+    REJECTS_COLUMNS_DOC,
+    REJECTS_SCHEMA,
+    SAMPLES_COLUMNS_DOC,
+    SAMPLES_SCHEMA,
+)
 
 #: One partition per dataset name; the CLI (and later the inbox sensor) registers them.
 DATASETS = DynamicPartitionsDefinition(name="datasets")
@@ -34,19 +41,22 @@ class RawSamplesConfig(Config):
 
 
 def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
+    """Key numbers, then the count tables, then the preview; ``counts`` feeds the CLI summary."""
     classes, splits = result.class_counts(), result.split_counts()
     return {
         "dagster/row_count": MetadataValue.int(result.samples.num_rows),
         "num_classes": MetadataValue.int(len(classes)),
+        "smallest_class": MetadataValue.int(min(classes.values(), default=0)),
+        "largest_class": MetadataValue.int(max(classes.values(), default=0)),
         "rejects": MetadataValue.int(result.rejects.num_rows),
-        "notes": MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none"),
-        "class_counts": MetadataValue.md(count_table(classes, "class")),
-        "split_counts": MetadataValue.md(count_table(splits, "split")),
-        "counts": MetadataValue.json(
-            {"classes": classes, "splits": splits, "notes": list(result.notes)}
-        ),
+        "notes": MetadataValue.text("; ".join(result.notes) or "none"),
+        "class_counts": count_table(classes, "class", "samples", "Images of the class"),
+        "split_counts": count_table(splits, "split", "samples", "Images in the split"),
         "preview": MetadataValue.md(
             inline_png(preview_grid(result.samples), "preview: one row per class")
+        ),
+        "counts": MetadataValue.json(
+            {"classes": classes, "splits": splits, "notes": list(result.notes)}
         ),
     }
 
@@ -54,12 +64,17 @@ def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
 @multi_asset(
     outs={
         "raw_samples": AssetOut(
-            description="One row per image: sample_id, content hash, split, label, PNG image.",
+            description="The ingested dataset: one row per image (sample_id, split, label, PNG). "
+            "Read class_counts for imbalance: a class far smaller than the others is a warning "
+            "sign; ingest_rejects lists what could not be read.",
             kinds={"parquet", "python"},
+            metadata=table_definition(SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
         ),
         "ingest_rejects": AssetOut(
-            description="Source items that could not be read, with the reason.",
+            description="Source items left out of raw_samples: one row per item, with the reason. "
+            "Empty is good; every row is an image the dataset lost.",
             kinds={"parquet"},
+            metadata=table_definition(REJECTS_SCHEMA, REJECTS_COLUMNS_DOC),
         ),
     },
     partitions_def=DATASETS,
@@ -104,7 +119,7 @@ def raw_samples_assets(
     yield Output(
         result.rejects,
         output_name="ingest_rejects",
-        metadata={"dagster/row_count": result.rejects.num_rows},
+        metadata={"dagster/row_count": MetadataValue.int(result.rejects.num_rows)},
     )
     yield Output(result.samples, output_name="raw_samples", metadata=_metadata(result))
     yield check_result("raw_samples", "valid", samples_check)

@@ -4,6 +4,7 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
 from assets.config import core_config, set_fields
+from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
 from assets.resources import (
     GPU_STEP_TAGS,
@@ -13,7 +14,7 @@ from assets.resources import (
 )
 from robust_data.checks import check_model_table
 from robust_data.models import ModelConfig
-from robust_data.reference import train_reference
+from robust_data.reference import REFERENCE_COLUMNS_DOC, REFERENCE_SCHEMA, train_reference
 
 ReferenceModelConfig = core_config(
     ModelConfig,
@@ -30,7 +31,10 @@ ReferenceModelConfig = core_config(
     partitions_def=DATASETS,
     group_name="scoring",
     kinds={"pytorch", "parquet"},
-    description="The reference model: weight file path, sha256, config, train/test accuracy.",
+    description="The reference model, trained on the train split: one row with its weight file, "
+    "sha256, recipe and accuracies. RPR scores, label quality and curation all use it: a low "
+    "test_accuracy makes everything downstream less trustworthy.",
+    metadata=table_definition(REFERENCE_SCHEMA, REFERENCE_COLUMNS_DOC),
     op_tags=GPU_STEP_TAGS,
     check_specs=[
         check_spec(
@@ -56,14 +60,16 @@ def reference_model(
     context.add_output_metadata(
         output_name="result",
         metadata={
-            "sha256": row["sha256"],
-            "weights": MetadataValue.path(row["path"]),
-            "arch": row["arch"],
-            "num_parameters": MetadataValue.int(row["num_parameters"]),
+            "test_accuracy": MetadataValue.float(
+                float("nan") if row["test_accuracy"] is None else row["test_accuracy"]
+            ),
             "train_accuracy": MetadataValue.float(row["train_accuracy"]),
-            "test_accuracy": MetadataValue.float(row["test_accuracy"] or float("nan")),
+            "arch": MetadataValue.text(row["arch"]),
+            "num_parameters": MetadataValue.int(row["num_parameters"]),
             "train_seconds": MetadataValue.float(row["train_seconds"]),
-            "device": f"{row['device']} ({row['precision']})",
+            "device": MetadataValue.text(f"{row['device']} ({row['precision']})"),
+            "sha256": MetadataValue.text(row["sha256"]),
+            "weights": MetadataValue.path(row["path"]),
         },
     )
     yield Output(table)

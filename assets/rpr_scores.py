@@ -24,6 +24,7 @@ from dagster import (
 from pydantic import Field
 
 from assets.checks import check_result
+from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
 from assets.resources import GPU_STEP_TAGS, ComputeResource, Settings, transient_failures_retried
 from robust_data.checks import check_rpr_scores
@@ -31,6 +32,7 @@ from robust_data.markdown import inline_png
 from robust_data.reference import load_reference
 from robust_data.rpr.engine import MAX_STEPS, RprOptions
 from robust_data.rpr.scoring import SPLITS, RprScores, Shard, merge_shards, score_samples
+from robust_data.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA
 
 #: Default shard count of every scoring run (sensor and schedule runs included), e.g. 8 on a
 #: cluster with GPUs.
@@ -69,20 +71,25 @@ def _split_config(config: RprScoresConfig) -> dict:
 
 
 def _metadata(scores: RprScores, shards: int) -> dict[str, MetadataValue]:
+    """Robust fractions first, then how it was scored, then the plots."""
     result = scores.result
     meta: dict[str, MetadataValue] = {
-        "dagster/row_count": MetadataValue.int(scores.table.num_rows),
-        "scheme": result.scheme,
-        "max_steps": MetadataValue.int(result.max_steps),
-        "model_sha256": scores.table.column("model_sha256")[0].as_py(),
-        "device": f"{result.device} ({result.precision})",
-        "shards": MetadataValue.int(shards),
-        "tries": MetadataValue.int(result.tries),
-        # Over the slowest shard's wall time: the rate of the whole (parallel) scoring.
-        "tries_per_second": MetadataValue.float(round(result.tries / result.seconds, 1)),
+        f"robust_fraction_{split}": MetadataValue.float(round(fraction, 4))
+        for split, fraction in scores.robust_fraction().items()
     }
-    for split, fraction in scores.robust_fraction().items():
-        meta[f"robust_fraction_{split}"] = MetadataValue.float(round(fraction, 4))
+    meta.update(
+        {
+            "dagster/row_count": MetadataValue.int(scores.table.num_rows),
+            "scheme": MetadataValue.text(result.scheme),
+            "max_steps": MetadataValue.int(result.max_steps),
+            "model_sha256": MetadataValue.text(scores.table.column("model_sha256")[0].as_py()),
+            "device": MetadataValue.text(f"{result.device} ({result.precision})"),
+            "shards": MetadataValue.int(shards),
+            "tries": MetadataValue.int(result.tries),
+            # Over the slowest shard's wall time: the rate of the whole (parallel) scoring.
+            "tries_per_second": MetadataValue.float(round(result.tries / result.seconds, 1)),
+        }
+    )
     titles = {
         "robustness_curve": "robustness curve per split",
         "robust_fraction_per_class": "robust fraction per class",
@@ -148,7 +155,10 @@ def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_sa
     partitions_def=DATASETS,
     group_name="scoring",
     kinds={"pytorch", "parquet"},
-    description="Per sample: clean prediction, steps_to_flip (null = robust), flip prediction.",
+    description="Random Perturbation Robustness under the reference model: one row per sample "
+    "of each scored split. Low steps_to_flip (robust false) marks a fragile point, null means "
+    "it survived every try; a higher robust_fraction_<split> is better.",
+    metadata=table_definition(RPR_SCHEMA, RPR_COLUMNS_DOC),
     config=_split_config,
     check_specs=[
         AssetCheckSpec(

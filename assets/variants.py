@@ -4,14 +4,16 @@ from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Outpu
 from pydantic import Field
 
 from assets.checks import check_result, check_spec
+from assets.metadata import count_table, table_definition
 from assets.raw_samples import DATASETS
 from robust_data.checks import check_variants
-from robust_data.markdown import count_table, inline_png
+from robust_data.markdown import inline_png
 from robust_data.plots import image_grid
 from robust_data.policies import plan_variants, preset_from_params
 from robust_data.reference import load_reference
 from robust_data.rpr.table import scored_max_steps
 from robust_data.schema import read_params
+from robust_data.variants import VARIANTS_COLUMNS_DOC, VARIANTS_SCHEMA
 
 
 class VariantsConfig(Config):
@@ -32,8 +34,11 @@ class VariantsConfig(Config):
     partitions_def=DATASETS,
     group_name="variants",
     kinds={"pytorch", "parquet"},
-    description="One row per variant of a kept training sample: variant_id, parent_sample_id, "
-    "transform, severity, seed, label, PNG image.",
+    description="Generated training images: one row per variant of a kept training sample "
+    "(transform, severity, seed, PNG), tied to its parent by parent_sample_id. per_transform "
+    "counts each transform's images (a missing one was not made); under the focus preset, "
+    "more fragile parents get more copies.",
+    metadata=table_definition(VARIANTS_SCHEMA, VARIANTS_COLUMNS_DOC),
     check_specs=[
         check_spec("variants", "valid", "Schema; every parent is a sample with the same label.")
     ],
@@ -58,15 +63,17 @@ def variants(
         scored_max_steps(rpr_scores),
         config.transforms,
     )
+    counts = result.counts()
     metadata = {
         "dagster/row_count": MetadataValue.int(result.table.num_rows),
+        "kept_samples": MetadataValue.int(curated_samples.num_rows),
         "preset": MetadataValue.text(chosen.name),
-        "per_transform": MetadataValue.md(count_table(result.counts(), "transform", "variants")),
-        "transforms": MetadataValue.json(sorted(result.counts())),
+        "per_transform": count_table(counts, "transform", "variants", "Images it made"),
     }
     if result.examples:
         gallery = image_grid(list(result.examples.values()), "Variants: one row per transform")
         metadata["gallery"] = MetadataValue.md(inline_png(gallery, "variants"))
+    metadata["transforms"] = MetadataValue.json(sorted(counts))  # read by the CLI summary
     context.add_output_metadata(output_name="result", metadata=metadata)
     yield Output(result.table)
     yield check_result("variants", "valid", check_variants(result.table, curated_samples))

@@ -39,13 +39,24 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("sample_id", pa.string(), nullable=False),
         pa.field("label", pa.int64(), nullable=False),
         pa.field("kept", pa.bool_(), nullable=False),
-        pa.field("reason", pa.string()),  # the first rule it failed; null when kept
-        pa.field("review", pa.string()),  # the latest human decision: keep, drop, relabel
-        pa.field("overridden", pa.string()),  # the rule a keep or relabel review overrode
-        pa.field("new_label", pa.int64()),  # the label it trains with, when relabelled
+        pa.field("reason", pa.string()),
+        pa.field("review", pa.string()),
+        pa.field("overridden", pa.string()),
+        pa.field("new_label", pa.int64()),
     ]
 )
 """One row per input training sample; ``label`` is the stored label, before any relabel."""
+
+#: One line per column of :data:`LEDGER_SCHEMA`.
+LEDGER_COLUMNS_DOC = {
+    "sample_id": "The training sample (raw_samples.sample_id)",
+    "label": "The stored label, before any relabel",
+    "kept": "In curated_samples",
+    "reason": "The first rule it failed (" + ", ".join(REASONS) + "); null when kept",
+    "review": "The latest human decision: keep, drop or relabel; null if none",
+    "overridden": "The rule a keep or relabel review overrode",
+    "new_label": "The label it trains with, when relabelled",
+}
 
 
 @dataclass(frozen=True)

@@ -35,18 +35,33 @@ LABEL_QUALITY_SCHEMA = pa.schema(
     [
         pa.field("sample_id", pa.string(), nullable=False),
         pa.field("given_label", pa.int64(), nullable=False),
-        pa.field("oof_pred", pa.int64(), nullable=False),  # argmax of the out-of-fold pred_probs
-        pa.field("label_quality", pa.float64(), nullable=False),  # [0, 1]; low = suspect label
+        pa.field("oof_pred", pa.int64(), nullable=False),
+        pa.field("label_quality", pa.float64(), nullable=False),
         pa.field("is_label_issue", pa.bool_(), nullable=False),
-        pa.field("suggested_label", pa.int64(), nullable=False),  # oof_pred if an issue, else given
-        pa.field("outlier_score", pa.float64()),  # [0, 1]; low = outlier; null without Datalab
+        pa.field("suggested_label", pa.int64(), nullable=False),
+        pa.field("outlier_score", pa.float64()),
         pa.field("is_outlier", pa.bool_()),
-        pa.field("near_duplicate_score", pa.float64()),  # [0, 1]; low = near-duplicate
+        pa.field("near_duplicate_score", pa.float64()),
         pa.field("is_near_duplicate", pa.bool_()),
-        pa.field("near_duplicate_group", pa.string()),  # first sample_id of its group; null if none
+        pa.field("near_duplicate_group", pa.string()),
     ]
 )
 """One row per training sample. Low ``label_quality`` / ``outlier_score`` is bad."""
+
+#: One line per column of :data:`LABEL_QUALITY_SCHEMA`.
+LABEL_QUALITY_COLUMNS_DOC = {
+    "sample_id": "The training sample (raw_samples.sample_id)",
+    "given_label": "The stored label",
+    "oof_pred": "Argmax of the out-of-fold pred_probs",
+    "label_quality": "In [0, 1]; low = suspect label",
+    "is_label_issue": "cleanlab finds the given label likely wrong",
+    "suggested_label": "oof_pred if a label issue, else the given label",
+    "outlier_score": "In [0, 1]; low = outlier; null without Datalab",
+    "is_outlier": "Datalab flags it an outlier; null without Datalab",
+    "near_duplicate_score": "In [0, 1]; low = near-duplicate; null without Datalab",
+    "is_near_duplicate": "Datalab flags it a near-duplicate; null without Datalab",
+    "near_duplicate_group": "First sample_id of its near-duplicate group; null if none",
+}
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,22 @@ from robust_data.schema import table_metadata
 OOF_SCHEMA = pa.schema(
     [
         pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),  # the given label
-        pa.field("fold", pa.int32(), nullable=False),  # 0..folds-1: the fold it was held out in
-        pa.field("pred_probs", pa.list_(pa.float32()), nullable=False),  # (K,) sums to 1
-        pa.field("embedding", pa.list_(pa.float32()), nullable=False),  # (D,)
+        pa.field("label", pa.int64(), nullable=False),
+        pa.field("fold", pa.int32(), nullable=False),
+        pa.field("pred_probs", pa.list_(pa.float32()), nullable=False),
+        pa.field("embedding", pa.list_(pa.float32()), nullable=False),
     ]
 )
 """One row per training sample: its held-out fold, out-of-fold probabilities, embedding."""
+
+#: One line per column of :data:`OOF_SCHEMA`.
+OOF_COLUMNS_DOC = {
+    "sample_id": "The training sample (raw_samples.sample_id)",
+    "label": "The given label",
+    "fold": "0..folds-1: the fold it was held out in",
+    "pred_probs": "(K,) class probabilities of the model that never saw it; sums to 1",
+    "embedding": "(D,) PCA of the model's penultimate activations",
+}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 
@@ -46,14 +47,23 @@ def image_grid(
     return figure_png(fig)
 
 
-def grouped_bars(
+def legend_outside(ax: Axes) -> None:
+    """The axes' legend to the right of the plot, where it never covers a bar or a line.
+
+    It may reach past the figure's edge: :func:`figure_png` saves the tight bounding box,
+    which takes it in.
+    """
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="small")
+
+
+def grouped_bars_figure(
     series: Mapping[str, Sequence[float] | np.ndarray],
     names: Sequence[str],
     title: str,
     ylabel: str,
     ylim: tuple[float, float] | None = None,
-) -> bytes:
-    """Grouped bars: one group per name (x axis), one colour per series (NaN bars left out)."""
+) -> Figure:
+    """The Figure of :func:`grouped_bars` (its legend outside the axes, on the right)."""
     fig = Figure(figsize=(max(6, 0.5 * len(names) + 2), 3.6))
     ax = fig.subplots()
     positions = np.arange(len(names))
@@ -70,6 +80,20 @@ def grouped_bars(
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    legend_outside(ax)
     ax.set_title(title)
-    return figure_png(fig)
+    return fig
+
+
+def grouped_bars(
+    series: Mapping[str, Sequence[float] | np.ndarray],
+    names: Sequence[str],
+    title: str,
+    ylabel: str,
+    ylim: tuple[float, float] | None = None,
+) -> bytes:
+    """Grouped bars as PNG: one group per name (x axis), one colour per series.
+
+    NaN bars are left out; the legend sits right of the axes, never over a bar.
+    """
+    return figure_png(grouped_bars_figure(series, names, title, ylabel, ylim))

@@ -22,21 +22,37 @@ from robust_data.schema import table_metadata
 
 REFERENCE_SCHEMA = pa.schema(
     [
-        pa.field("path", pa.string(), nullable=False),  # the weight file
-        pa.field("sha256", pa.string(), nullable=False),  # of the weight file's bytes
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
         pa.field("arch", pa.string(), nullable=False),
-        pa.field("config", pa.string(), nullable=False),  # ModelConfig as JSON
+        pa.field("config", pa.string(), nullable=False),
         pa.field("num_classes", pa.int32(), nullable=False),
         pa.field("num_parameters", pa.int64(), nullable=False),
         pa.field("train_samples", pa.int64(), nullable=False),
-        pa.field("train_accuracy", pa.float64(), nullable=False),  # [0, 1], higher is better
-        pa.field("test_accuracy", pa.float64()),  # null without a test split
+        pa.field("train_accuracy", pa.float64(), nullable=False),
+        pa.field("test_accuracy", pa.float64()),
         pa.field("train_seconds", pa.float64(), nullable=False),
         pa.field("device", pa.string(), nullable=False),
         pa.field("precision", pa.string(), nullable=False),
     ]
 )
 """One row naming a reference model: where its weights are, their sha256, how it scored."""
+
+#: One line per column of :data:`REFERENCE_SCHEMA`.
+REFERENCE_COLUMNS_DOC = {
+    "path": "The weight file",
+    "sha256": "sha256 of the weight file's bytes",
+    "arch": "Architecture name",
+    "config": "The training recipe (ModelConfig) as JSON",
+    "num_classes": "Output classes",
+    "num_parameters": "Trainable parameters",
+    "train_samples": "Training images it saw",
+    "train_accuracy": "Accuracy on the train split, in [0, 1]; higher is better",
+    "test_accuracy": "Accuracy on the test split, in [0, 1]; higher is better; null without one",
+    "train_seconds": "Wall time of the training",
+    "device": "Where it trained: cpu or cuda",
+    "precision": "fp32 or bf16",
+}
 
 
 def train_reference(

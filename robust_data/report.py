@@ -31,20 +31,39 @@ from robust_data.store import write_bytes_atomic, write_text_atomic
 REPORT_SCHEMA = pa.schema(
     [
         pa.field("seed", pa.int64(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),  # reference, curated, random_subset, ...
-        pa.field("train_size", pa.int64(), nullable=False),  # originals + variants
-        pa.field("test_accuracy", pa.float64(), nullable=False),  # higher is better
-        pa.field("robust_fraction", pa.float64(), nullable=False),  # scoring scheme; higher better
-        pa.field("robust_fraction_held_out", pa.float64(), nullable=False),  # held-out family
-        pa.field("corruption_accuracy_held_out", pa.float64()),  # NaN: no held-out corruption
-        pa.field("corruption_accuracy_seen", pa.float64()),  # NaN: no corruption used as variant
-        pa.field("mce_held_out", pa.float64()),  # the headline mCE; 1 = reference, lower better
-        pa.field("mce_seen", pa.float64()),  # on corruptions used as variants
-        pa.field("ece", pa.float64(), nullable=False),  # clean, 15 bins; lower is better
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("train_size", pa.int64(), nullable=False),
+        pa.field("test_accuracy", pa.float64(), nullable=False),
+        pa.field("robust_fraction", pa.float64(), nullable=False),
+        pa.field("robust_fraction_held_out", pa.float64(), nullable=False),
+        pa.field("corruption_accuracy_held_out", pa.float64()),
+        pa.field("corruption_accuracy_seen", pa.float64()),
+        pa.field("mce_held_out", pa.float64()),
+        pa.field("mce_seen", pa.float64()),
+        pa.field("ece", pa.float64(), nullable=False),
         pa.field("model_sha256", pa.string(), nullable=False),
     ]
 )
 """One row per (seed, model): every metric the verdicts compare."""
+
+#: One line per column of :data:`REPORT_SCHEMA`.
+REPORT_COLUMNS_DOC = {
+    "seed": "Training seed (each seed trains every model)",
+    "model": "The training set: reference, curated, random_subset, ...",
+    "train_size": "Training images: originals + variants",
+    "test_accuracy": "Clean test accuracy; higher is better",
+    "robust_fraction": "Test images RPR-robust under the scoring scheme; higher is better",
+    "robust_fraction_held_out": "Test images RPR-robust under a held-out perturbation family; "
+    "higher is better",
+    "corruption_accuracy_held_out": "Accuracy on corruptions not used as variants; higher is "
+    "better; NaN: none held out",
+    "corruption_accuracy_seen": "Accuracy on corruptions used as variants; higher is better; "
+    "NaN: none used",
+    "mce_held_out": "The headline mCE, on held-out corruptions: 1 = the reference; lower is better",
+    "mce_seen": "mCE on corruptions used as variants; lower is better",
+    "ece": "Expected calibration error on the clean test split, 15 bins; lower is better",
+    "model_sha256": "sha256 of the model's weights",
+}
 
 PAPER_TABLE = [
     {
@@ -207,6 +226,24 @@ def summary_markdown(summary: dict[str, dict[str, list[float]]], sizes: dict[str
         ]
         lines.append(f"| {model} | {sizes[model]:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summary_rows(
+    summary: dict[str, dict[str, list[float]]], sizes: dict[str, int]
+) -> list[dict[str, Any]]:
+    """One row per model: ``model``, ``train_size`` and each metric's mean over seeds.
+
+    Metrics are those of :data:`METRICS` (columns of :data:`REPORT_SCHEMA`); NaN where a
+    model has no value (e.g. ``mce_seen`` when no corruption was used as a variant).
+    """
+    return [
+        {
+            "model": model,
+            "train_size": sizes[model],
+            **{m.name: metrics[m.name][0] if m.name in metrics else float("nan") for m in METRICS},
+        }
+        for model, metrics in summary.items()
+    ]
 
 
 def paper_table_markdown(table: pa.Table) -> str:

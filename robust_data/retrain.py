@@ -35,17 +35,29 @@ TRAINING_SETS = ("reference", "curated", "random_subset", "all_with_variants")
 
 RETRAINED_SCHEMA = pa.schema(
     [
-        pa.field("seed", pa.int64(), nullable=False),  # 0..seeds-1; model seed = recipe + seed
-        pa.field("model", pa.string(), nullable=False),  # one of TRAINING_SETS
-        pa.field("path", pa.string(), nullable=False),  # the weight file
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
         pa.field("sha256", pa.string(), nullable=False),
-        pa.field("train_size", pa.int64(), nullable=False),  # originals + variants
+        pa.field("train_size", pa.int64(), nullable=False),
         pa.field("originals", pa.int64(), nullable=False),
         pa.field("variants", pa.int64(), nullable=False),
-        pa.field("test_accuracy", pa.float64()),  # in [0, 1], higher is better
+        pa.field("test_accuracy", pa.float64()),
     ]
 )
 """One row per (seed, training set): the models a report compares."""
+
+#: One line per column of :data:`RETRAINED_SCHEMA`.
+RETRAINED_COLUMNS_DOC = {
+    "seed": "0..seeds-1; the model's seed is the recipe's plus this",
+    "model": "The training set: " + ", ".join(TRAINING_SETS),
+    "path": "The weight file",
+    "sha256": "sha256 of the weight file's bytes",
+    "train_size": "Training images: originals + variants",
+    "originals": "Training samples it saw",
+    "variants": "Variant images it saw",
+    "test_accuracy": "In [0, 1]; higher is better",
+}
 
 
 @dataclass

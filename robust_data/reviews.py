@@ -50,6 +50,16 @@ REVIEWS_SCHEMA = pa.schema(
 )
 """One row per decision; the latest ``reviewed_at`` (then the later row) per sample wins."""
 
+#: One line per column of :data:`REVIEWS_SCHEMA`.
+REVIEWS_COLUMNS_DOC = {
+    "sample_id": "The reviewed sample (raw_samples.sample_id)",
+    "decision": "keep, drop or relabel",
+    "new_label": "The label to train with; set only for relabel",
+    "note": "Free text kept with the decision",
+    "reviewed_at": "When it was decided (UTC); the latest per sample wins",
+    "source": "browser, csv or api",
+}
+
 
 @dataclass(frozen=True)
 class Review:

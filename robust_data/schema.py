@@ -20,28 +20,49 @@ IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.stri
 
 SAMPLES_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),  # "{dataset}:{split}:{source key}"
+        pa.field("sample_id", pa.string(), nullable=False),
         pa.field("dataset", pa.string(), nullable=False),
-        pa.field("content_sha256", pa.string(), nullable=False),  # of the decoded pixels
-        pa.field("split", pa.string(), nullable=False),  # "train" or "test"
-        pa.field("label", pa.int64(), nullable=False),  # 0..num_classes-1
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("label", pa.int64(), nullable=False),
         pa.field("label_name", pa.string(), nullable=False),
-        pa.field("image", IMAGE_TYPE, nullable=False),  # {bytes: PNG, path}
+        pa.field("image", IMAGE_TYPE, nullable=False),
         pa.field("height", pa.int32(), nullable=False),
         pa.field("width", pa.int32(), nullable=False),
-        pa.field("channels", pa.int32(), nullable=False),  # 1 (grayscale) or 3 (RGB)
+        pa.field("channels", pa.int32(), nullable=False),
     ]
 )
 """One row per ingested image. ``sample_id`` is unique and stable across re-ingestion."""
 
+#: One line per column of :data:`SAMPLES_SCHEMA` (the column docs the Dagster UI shows).
+SAMPLES_COLUMNS_DOC = {
+    "sample_id": '"{dataset}:{split}:{source key}"; unique, stable across re-ingestion',
+    "dataset": "The dataset (partition) name",
+    "content_sha256": "sha256 of the decoded pixels (equal for exact duplicates)",
+    "split": '"train" or "test"',
+    "label": "Class index, 0..num_classes-1",
+    "label_name": "The class's name",
+    "image": "{bytes: PNG, path} (the Hugging Face Image layout)",
+    "height": "Pixels",
+    "width": "Pixels",
+    "channels": "1 (grayscale) or 3 (RGB)",
+}
+
 REJECTS_SCHEMA = pa.schema(
     [
         pa.field("dataset", pa.string(), nullable=False),
-        pa.field("source_key", pa.string(), nullable=False),  # file path or row index
+        pa.field("source_key", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
     ]
 )
 """One row per source item that was left out of ``samples`` and why."""
+
+#: One line per column of :data:`REJECTS_SCHEMA`.
+REJECTS_COLUMNS_DOC = {
+    "dataset": "The dataset (partition) name",
+    "source_key": "The item in the source: file path or row index",
+    "reason": "Why it was left out (e.g. the decoder's error)",
+}
 
 #: Prefix of every key-value metadata key robust-data writes into Parquet files.
 META_PREFIX = "robust_data."

@@ -30,20 +30,33 @@ from robust_data.schema import IMAGE_TYPE, table_metadata
 
 VARIANTS_SCHEMA = pa.schema(
     [
-        pa.field("variant_id", pa.string(), nullable=False),  # "{parent}~{transform}~{seed}"
+        pa.field("variant_id", pa.string(), nullable=False),
         pa.field("parent_sample_id", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
-        pa.field("transform", pa.string(), nullable=False),  # canonical spec
-        # corruption, augmentation, perturbation (an RPR scheme) or adversarial
+        pa.field("transform", pa.string(), nullable=False),
         pa.field("kind", pa.string(), nullable=False),
-        pa.field("severity", pa.int32()),  # corruptions only
+        pa.field("severity", pa.int32()),
         pa.field("seed", pa.int64(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),  # the parent's label
+        pa.field("label", pa.int64(), nullable=False),
         pa.field("label_name", pa.string(), nullable=False),
-        pa.field("image", IMAGE_TYPE, nullable=False),  # PNG
+        pa.field("image", IMAGE_TYPE, nullable=False),
     ]
 )
 """One row per generated image, tied to its parent sample."""
+
+#: One line per column of :data:`VARIANTS_SCHEMA`.
+VARIANTS_COLUMNS_DOC = {
+    "variant_id": '"{parent}~{transform}~{seed}"',
+    "parent_sample_id": "The kept sample it was made from",
+    "split": "Its parent's split",
+    "transform": 'Canonical transform spec, e.g. "fog(severity=2)"',
+    "kind": "corruption, augmentation, perturbation (an RPR scheme) or adversarial",
+    "severity": "1..5 for corruptions; null otherwise",
+    "seed": "Seed of the copy",
+    "label": "The parent's label",
+    "label_name": "The parent's class name",
+    "image": "{bytes: PNG, path}",
+}
 
 DEFAULT_TRANSFORMS = (
     "pixels",

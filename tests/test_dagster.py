@@ -27,11 +27,44 @@ from assets import (
 from assets.resources import ComputeResource, HomeResource, ParquetIOManager
 from pipelines.definitions import build_definitions
 from robust_data import Store
+from robust_data.corrupt.testset import CORRUPTED_COLUMNS_DOC, CORRUPTED_SCHEMA
+from robust_data.curation import LEDGER_COLUMNS_DOC, LEDGER_SCHEMA
+from robust_data.label_quality import LABEL_QUALITY_COLUMNS_DOC, LABEL_QUALITY_SCHEMA
+from robust_data.oof import OOF_COLUMNS_DOC, OOF_SCHEMA
 from robust_data.policies import DEFAULT_PRESET, PRESETS
-from robust_data.schema import read_params
+from robust_data.reference import REFERENCE_COLUMNS_DOC, REFERENCE_SCHEMA
+from robust_data.report import REPORT_COLUMNS_DOC, REPORT_SCHEMA
+from robust_data.retrain import RETRAINED_COLUMNS_DOC, RETRAINED_SCHEMA
+from robust_data.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA
+from robust_data.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA
+from robust_data.schema import (
+    REJECTS_COLUMNS_DOC,
+    REJECTS_SCHEMA,
+    SAMPLES_COLUMNS_DOC,
+    SAMPLES_SCHEMA,
+    read_params,
+)
+from robust_data.variants import VARIANTS_COLUMNS_DOC, VARIANTS_SCHEMA
 from tests.fixtures import make_imagefolder
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+#: Each table asset -> the core Arrow schema of the table it stores, and its column docs.
+TABLE_SCHEMAS = {
+    "raw_samples": (SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
+    "ingest_rejects": (REJECTS_SCHEMA, REJECTS_COLUMNS_DOC),
+    "reference_model": (REFERENCE_SCHEMA, REFERENCE_COLUMNS_DOC),
+    "rpr_scores": (RPR_SCHEMA, RPR_COLUMNS_DOC),
+    "oof_predictions": (OOF_SCHEMA, OOF_COLUMNS_DOC),
+    "label_quality": (LABEL_QUALITY_SCHEMA, LABEL_QUALITY_COLUMNS_DOC),
+    "variants": (VARIANTS_SCHEMA, VARIANTS_COLUMNS_DOC),
+    "curated_samples": (SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
+    "curation_ledger": (LEDGER_SCHEMA, LEDGER_COLUMNS_DOC),
+    "corrupted_test": (CORRUPTED_SCHEMA, CORRUPTED_COLUMNS_DOC),
+    "retrained_model": (RETRAINED_SCHEMA, RETRAINED_COLUMNS_DOC),
+    "robustness_report": (REPORT_SCHEMA, REPORT_COLUMNS_DOC),
+    "reviews": (REVIEWS_SCHEMA, REVIEWS_COLUMNS_DOC),
+}
 
 
 def materialize_partition(
@@ -100,6 +133,31 @@ def test_definitions_load_with_jobs_and_assets(isolated_home: Path) -> None:
     assert [s.name for s in defs.schedules] == ["curation_schedule"]
 
 
+def test_every_table_asset_declares_its_core_columns(isolated_home: Path) -> None:
+    """The UI's column schema of each table asset is the core Arrow schema, with its docs."""
+    graph = build_definitions(Store.open(isolated_home)).resolve_asset_graph()
+    declared = {
+        key.to_user_string(): graph.get(key).metadata["dagster/column_schema"]
+        for key in graph.get_all_asset_keys()
+        if "dagster/column_schema" in graph.get(key).metadata
+    }
+    # curated_dataset's file table is declared in assets/curated_dataset.py, not yet here
+    assert set(declared) == set(TABLE_SCHEMAS)
+    for name, (schema, docs) in TABLE_SCHEMAS.items():
+        columns = declared[name].columns
+        assert [c.name for c in columns] == schema.names, name
+        assert [c.type for c in columns] == [str(f.type) for f in schema], name
+        assert {c.name: c.description for c in columns if c.description} == docs, name
+
+
+def test_every_asset_says_what_a_row_is(isolated_home: Path) -> None:
+    """Each description names its rows ("one row per ...") in at most three sentences."""
+    graph = build_definitions(Store.open(isolated_home)).resolve_asset_graph()
+    for name in TABLE_SCHEMAS:
+        description = graph.get(AssetKey(name)).description or ""
+        assert "row" in description and description.count(". ") <= 2, name
+
+
 @pytest.mark.slow
 def test_workspace_yaml_loads_the_code_location() -> None:
     result = subprocess.run(
@@ -119,8 +177,11 @@ def test_materialize_raw_samples_into_temp_home(isolated_home: Path) -> None:
     assert result.success
     metadata = _metadata(result, "raw_samples")
     assert metadata["dagster/row_count"].value == 1797
-    assert "| 0 | 178 |" in metadata["class_counts"].value
-    assert "| test | 359 |" in metadata["split_counts"].value
+    assert {r.data["class"]: r.data["samples"] for r in metadata["class_counts"].records}[
+        "0"
+    ] == 178
+    assert {"split": "test", "samples": 359} in [r.data for r in metadata["split_counts"].records]
+    assert metadata["num_classes"].value == 10 and metadata["smallest_class"].value == 174
     assert metadata["preview"].value.startswith("![preview")
     path = Path(metadata["path"].value)
     assert path == store.table_path("raw_samples", "digits")
@@ -191,7 +252,9 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
         .column("is_label_issue")
         .to_pylist()
     )
-    assert f"| 0 | {(given == 0).sum()} | {issues_0} |" in quality_meta["issues_per_class"].value
+    per_class = quality_meta["issues_per_class"].records[0].data
+    assert per_class["class"] == "0" and per_class["samples"] == (given == 0).sum()
+    assert per_class["label_issues"] == issues_0
     assert "data:image/png;base64," in quality_meta["most_suspect"].value
     assert set(quality_meta["class_imbalance"].value) == {
         "is_issue",
@@ -217,7 +280,10 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     assert made.num_rows == copies.sum() * len(plan.transforms) > len(kept_ids)
     assert set(made.column("parent_sample_id").to_pylist()) <= set(kept_ids)
     variant_meta = _metadata(result, "variants")
-    assert f"| pixels | {made.num_rows:,} |" in variant_meta["per_transform"].value
+    per_transform = {
+        r.data["transform"]: r.data["variants"] for r in variant_meta["per_transform"].records
+    }
+    assert per_transform["pixels"] == made.num_rows
     assert "data:image/png;base64," in variant_meta["gallery"].value
     # every table's checks ran and passed; the conservation check counted the ledger
     checks = {
@@ -280,7 +346,17 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     assert len(document["verdicts"]) == 3 * 6
     assert not any("mce_seen" in v for v in document["verdicts"])
     report_meta = _metadata(result, "robustness_report")
+    # verdicts first, then the typed summary numbers, then the models table, then the plots
+    order = list(report_meta)
+    assert order[0] == "verdicts"
+    assert order.index("curated_test_accuracy") < order.index("models")
+    assert order.index("models") < order.index("robustness_curves")
     assert report_meta["verdicts"].value.splitlines()[0] == f"- {document['verdicts'][0]}"
+    curated_accuracy = document["summary"]["curated"]["test_accuracy"][0]
+    assert report_meta["curated_test_accuracy"].value == pytest.approx(curated_accuracy, abs=1e-4)
+    models = {r.data["model"]: r.data for r in report_meta["models"].records}
+    assert set(models) == {"reference", "curated", "random_subset", "all_with_variants"}
+    assert models["curated"]["mce_seen"] is None  # NaN: no corruption was used as a variant
     test_scores = scores.filter(pc.equal(scores.column("split"), "test"))
     robust = pc.mean(test_scores.column("robust").cast("int8")).as_py()
     table = store.read("robustness_report", "digits")

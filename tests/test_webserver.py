@@ -38,6 +38,7 @@ QUERY = """
         label
         ... on IntMetadataEntry { intValue }
         ... on FloatMetadataEntry { floatValue }
+        ... on TableMetadataEntry { table { records } }
       }
     }
   }
@@ -53,8 +54,9 @@ EDGES = {
     "oof_predictions": {"raw_samples", "reference_model"},
     "label_quality": {"oof_predictions", "raw_samples"},
     "variants": {"curated_samples", "curation_ledger", "rpr_scores", "reference_model"},
-    "curated_samples": {"raw_samples", "rpr_scores", "label_quality"},
-    "curation_ledger": {"raw_samples", "rpr_scores", "label_quality"},
+    "reviews": set(),  # external: written by robust-data browse / review import, never by a run
+    "curated_samples": {"raw_samples", "rpr_scores", "label_quality", "reviews"},
+    "curation_ledger": {"raw_samples", "rpr_scores", "label_quality", "reviews"},
     "curated_dataset": {
         "raw_samples",
         "rpr_scores",
@@ -176,12 +178,17 @@ def test_webserver_shows_the_whole_graph_with_the_cli_materializations(
         for name, node in nodes.items():
             assert {"/".join(k["path"]) for k in node["dependencyKeys"]} == EDGES[name], name
         # every asset materialized by the CLI's one run, for the digits partition
-        latest = {name: node["assetMaterializations"][0] for name, node in nodes.items()}
+        latest = {
+            n: node["assetMaterializations"][0] for n, node in nodes.items() if n != "reviews"
+        }
+        assert len(latest) == len(EDGES) - 1
         assert {m["partition"] for m in latest.values()} == {"digits"}
         assert len({m["runId"] for m in latest.values()}) == 1
         entries = {e["label"]: e for e in latest["raw_samples"]["metadataEntries"]}
         assert entries["dagster/row_count"]["intValue"] == 1797
         assert {"class_counts", "split_counts", "preview", "path"} <= set(entries)
+        counts = [json.loads(r) for r in entries["class_counts"]["table"]["records"]]
+        assert counts[0] == {"class": "0", "samples": 178}  # a table shown in place
         scores = {e["label"]: e for e in latest["rpr_scores"]["metadataEntries"]}
         table = store.read("rpr_scores", "digits")
         fraction = table.column("robust").to_numpy()

@@ -23,14 +23,23 @@ from robust_data.schema import read_params, table_metadata
 
 CORRUPTED_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),  # the test image it was made from
-        pa.field("corruption", pa.string(), nullable=False),  # "clean" for the original
-        pa.field("severity", pa.int32(), nullable=False),  # 1..5, 0 for clean
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("corruption", pa.string(), nullable=False),
+        pa.field("severity", pa.int32(), nullable=False),
         pa.field("label", pa.int64(), nullable=False),
-        pa.field("pixels", pa.binary(), nullable=False),  # C*H*W uint8, channel-major
+        pa.field("pixels", pa.binary(), nullable=False),
     ]
 )
 """One row per (test image, job)."""
+
+#: One line per column of :data:`CORRUPTED_SCHEMA`.
+CORRUPTED_COLUMNS_DOC = {
+    "sample_id": "The test image it was made from",
+    "corruption": 'Corruption name; "clean" for the original',
+    "severity": "1..5; 0 for clean",
+    "label": "The test image's label",
+    "pixels": "C*H*W uint8, channel-major",
+}
 
 
 def make_corrupted_test(

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from robust_data.plots import figure_png, grouped_bars, image_grid
+from robust_data.plots import figure_png, grouped_bars, image_grid, legend_outside
 
 
 def plot_curves(curves: Mapping[str, np.ndarray], title: str = "RPR robustness curve") -> bytes:
@@ -27,7 +27,7 @@ def plot_curves(curves: Mapping[str, np.ndarray], title: str = "RPR robustness c
     ax.set_ylabel("fraction still robust")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend()
+    legend_outside(ax)
     ax.set_title(title)
     return figure_png(fig)
 

@@ -16,19 +16,36 @@ RPR_SCHEMA = pa.schema(
     [
         pa.field("sample_id", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),  # the given label y
+        pa.field("label", pa.int64(), nullable=False),
         pa.field("model_sha256", pa.string(), nullable=False),
-        pa.field("scheme", pa.string(), nullable=False),  # canonical spec, e.g. "pixels"
+        pa.field("scheme", pa.string(), nullable=False),
         pa.field("max_steps", pa.int32(), nullable=False),
         pa.field("seed", pa.int64(), nullable=False),
         pa.field("clean_pred", pa.int64(), nullable=False),
         pa.field("clean_correct", pa.bool_(), nullable=False),
-        pa.field("steps_to_flip", pa.int32()),  # 1..max_steps; null: survived (robust)
+        pa.field("steps_to_flip", pa.int32()),
         pa.field("robust", pa.bool_(), nullable=False),
-        pa.field("flip_pred", pa.int64()),  # prediction at the flip; null when robust
+        pa.field("flip_pred", pa.int64()),
     ]
 )
 """One row per scored datapoint. Low ``steps_to_flip`` (and ``robust`` false) is fragile."""
+
+#: One line per column of :data:`RPR_SCHEMA`.
+RPR_COLUMNS_DOC = {
+    "sample_id": "The scored sample (raw_samples.sample_id)",
+    "split": '"train" or "test"',
+    "label": "The given label y",
+    "model_sha256": "sha256 of the model's weights (the reference model)",
+    "scheme": 'Random perturbation, canonical spec, e.g. "pixels"',
+    "max_steps": "Tries per sample; surviving them all is robust",
+    "seed": "Seed of the perturbations",
+    "clean_pred": "Prediction on the unperturbed image",
+    "clean_correct": "clean_pred equals label",
+    "steps_to_flip": "Tries until the prediction changed, 1..max_steps (low = fragile); "
+    "null: survived (robust)",
+    "robust": "Survived every try; false is fragile",
+    "flip_pred": "Prediction at the flip; null when robust",
+}
 
 
 def rpr_table(

@@ -1,0 +1,93 @@
+"""Dagster metadata built from the core's tables: column schemas and small typed tables.
+
+The core (``robust_data``) never imports Dagster: it defines each stored table's Arrow schema
+and one line per column (``*_COLUMNS_DOC``); this module turns them into what the UI shows in
+place (a column schema, a sortable table) rather than behind "Show Markdown".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+from dagster import (
+    MetadataValue,
+    TableColumn,
+    TableColumnConstraints,
+    TableMetadataValue,
+    TableRecord,
+    TableSchema,
+)
+
+#: The definition metadata key of a table asset's columns (shown on the asset's page).
+COLUMN_SCHEMA = "dagster/column_schema"
+
+
+def column_schema(schema: pa.Schema, descriptions: Mapping[str, str] | None = None) -> TableSchema:
+    """The Dagster column schema of an Arrow schema: names, types, nullability, descriptions.
+
+    Parameters
+    ----------
+    schema : pa.Schema
+        A core table schema, e.g. :data:`robust_data.rpr.table.RPR_SCHEMA`.
+    descriptions : mapping of str to str, optional
+        Column name -> one line (the core's ``*_COLUMNS_DOC``); columns without one get none.
+    """
+    docs = descriptions or {}
+    return TableSchema(
+        columns=[
+            TableColumn(
+                field.name,
+                str(field.type),
+                description=docs.get(field.name) or None,
+                constraints=TableColumnConstraints(nullable=field.nullable),
+            )
+            for field in schema
+        ]
+    )
+
+
+def table_definition(
+    schema: pa.Schema, descriptions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Definition metadata of an asset that stores a table of ``schema``: its column schema."""
+    return {COLUMN_SCHEMA: column_schema(schema, descriptions)}
+
+
+def _plain(value: Any) -> str | int | float | bool | None:
+    """A table cell: NaN as empty (JSON has no NaN), anything else as it is."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def records_table(
+    rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]
+) -> TableMetadataValue:
+    """A small table shown in place in the UI, its column types taken from the values.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One mapping per row; values are str, int, float (NaN shown empty), bool or None.
+    columns : mapping of str to str
+        Column name -> description, in display order; keys missing from a row are empty.
+    """
+    inferred = pa.Table.from_pylist([dict(r) for r in rows]).schema if rows else pa.schema([])
+    fields = [
+        inferred.field(name) if name in inferred.names else pa.field(name, pa.string())
+        for name in columns
+    ]
+    records = [TableRecord({name: _plain(row.get(name)) for name in columns}) for row in rows]
+    return MetadataValue.table(records, column_schema(pa.schema(fields), columns))
+
+
+def count_table(counts: Mapping[str, int], key: str, unit: str, about: str) -> TableMetadataValue:
+    """A two-column table: ``key`` | ``unit``, one row per name in the mapping's order.
+
+    ``about`` describes the counts (the ``unit`` column's description).
+    """
+    rows = [{key: str(name), unit: int(count)} for name, count in counts.items()]
+    return records_table(rows, {key: "", unit: about})
