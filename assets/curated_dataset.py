@@ -11,10 +11,11 @@ from dagster import (
 )
 
 from assets.checks import check_result, check_spec
+from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
 from assets.resources import HomeResource
 from robust_data.checks import check_export
-from robust_data.export import UPSTREAM, export_dataset
+from robust_data.export import FILES_COLUMNS_DOC, FILES_SCHEMA, UPSTREAM, export_dataset
 
 
 class CuratedDatasetConfig(Config):
@@ -43,6 +44,7 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     description="The export at <home>/exports/<dataset>: data/train-*.parquet and "
     "data/test-*.parquet (one typed schema, Hugging Face features), README.md (dataset card "
     "with YAML front matter), lineage.json; one row per exported data file here.",
+    metadata=table_definition(FILES_SCHEMA, FILES_COLUMNS_DOC),
     check_specs=[
         check_spec(
             "curated_dataset", "valid", "Every exported file exists, matches its sha256 and rows."

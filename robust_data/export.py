@@ -160,10 +160,30 @@ class ExportResult:
                 "path": [str(f) for f in files],
                 "rows": list(self.rows.values()),
                 "sha256": [file_sha256(f) for f in files],
-            }
+            },
+            schema=FILES_SCHEMA,
         )
         params = {"format": self.format, "export": str(self.path)}
         return table.replace_schema_metadata(table_metadata("curated_dataset", source, params))
+
+
+FILES_SCHEMA = pa.schema(
+    [
+        pa.field("split", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("sha256", pa.string()),
+    ]
+)
+"""``curated_dataset``: one row per exported Parquet data file."""
+
+#: One line per column of :data:`FILES_SCHEMA`.
+FILES_COLUMNS_DOC = {
+    "split": "train or test",
+    "path": "The exported data file (data/<split>-00000-of-00001.parquet in the export)",
+    "rows": "Rows in the file: originals and variants of that split",
+    "sha256": "Hex sha256 of the file's bytes (lineage.json lists it too)",
+}
 
 
 def data_file(split: str) -> str:

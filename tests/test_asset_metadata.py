@@ -8,6 +8,7 @@ import pytest
 from assets.metadata import column_schema, count_table, records_table
 from robust_data.corrupt.testset import CORRUPTED_COLUMNS_DOC, CORRUPTED_SCHEMA
 from robust_data.curation import LEDGER_COLUMNS_DOC, LEDGER_SCHEMA
+from robust_data.export import FILES_COLUMNS_DOC, FILES_SCHEMA
 from robust_data.label_quality import LABEL_QUALITY_COLUMNS_DOC, LABEL_QUALITY_SCHEMA
 from robust_data.oof import OOF_COLUMNS_DOC, OOF_SCHEMA
 from robust_data.reference import REFERENCE_COLUMNS_DOC, REFERENCE_SCHEMA
@@ -37,6 +38,7 @@ DOCUMENTED = [
     (RETRAINED_SCHEMA, RETRAINED_COLUMNS_DOC),
     (REPORT_SCHEMA, REPORT_COLUMNS_DOC),
     (REVIEWS_SCHEMA, REVIEWS_COLUMNS_DOC),
+    (FILES_SCHEMA, FILES_COLUMNS_DOC),
 ]
 
 

@@ -29,6 +29,7 @@ from pipelines.definitions import build_definitions
 from robust_data import Store
 from robust_data.corrupt.testset import CORRUPTED_COLUMNS_DOC, CORRUPTED_SCHEMA
 from robust_data.curation import LEDGER_COLUMNS_DOC, LEDGER_SCHEMA
+from robust_data.export import FILES_COLUMNS_DOC, FILES_SCHEMA
 from robust_data.label_quality import LABEL_QUALITY_COLUMNS_DOC, LABEL_QUALITY_SCHEMA
 from robust_data.oof import OOF_COLUMNS_DOC, OOF_SCHEMA
 from robust_data.policies import DEFAULT_PRESET, PRESETS
@@ -64,6 +65,7 @@ TABLE_SCHEMAS = {
     "retrained_model": (RETRAINED_SCHEMA, RETRAINED_COLUMNS_DOC),
     "robustness_report": (REPORT_SCHEMA, REPORT_COLUMNS_DOC),
     "reviews": (REVIEWS_SCHEMA, REVIEWS_COLUMNS_DOC),
+    "curated_dataset": (FILES_SCHEMA, FILES_COLUMNS_DOC),
 }
 
 
