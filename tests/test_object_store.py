@@ -1,0 +1,103 @@
+"""Tables in a real S3-compatible object store: moto's standalone server on a loopback port.
+
+Credentials and the endpoint come from the standard AWS environment variables
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``), which s3fs and
+boto read; ``ROBUST_DATA_STORE=s3://bucket/prefix`` sends the tables there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from robust_data.reviews import Review, load_reviews, record_reviews
+from robust_data.store import Store
+
+BUCKET = "robust-data-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def s3_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto S3 server with one bucket; the store URL under it. The server dies after."""
+    pytest.importorskip("s3fs", reason="pip install s3fs")
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists() and not shutil.which("moto_server"):
+        pytest.skip("no moto_server: pip install 'moto[server]'")
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail(f"moto_server did not answer on {endpoint}")
+                time.sleep(0.2)
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "robust-data",
+            "AWS_SECRET_ACCESS_KEY": "robust-data-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }.items():
+            monkeypatch.setenv(key, value)
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        s3fs.S3FileSystem().mkdir(BUCKET)
+        yield f"s3://{BUCKET}/store"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def _objects(url: str) -> list[str]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    return sorted(p.removeprefix(url.removeprefix("s3://") + "/") for p in fs.find(url))
+
+
+@pytest.mark.slow
+def test_ingest_and_reviews_go_to_the_object_store(
+    s3_store: str, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.cli import main
+
+    monkeypatch.setenv("ROBUST_DATA_STORE", s3_store)
+    assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
+    assert _objects(s3_store) == ["ingest_rejects/digits.parquet", "raw_samples/digits.parquet"]
+    store = Store.open(isolated_home)
+    assert store.tables_url == s3_store and store.has("raw_samples", "digits")
+    samples = store.read("raw_samples", "digits")
+    assert samples.num_rows == 1797
+    first = samples.column("sample_id")[0].as_py()
+    record_reviews(store, "digits", [Review(first, "drop", note="blurry")], "api")
+    assert "reviews/digits.parquet" in _objects(s3_store)
+    assert load_reviews(store, "digits").column("note").to_pylist() == ["blurry"]
+    local = [p for p in (isolated_home / "store").rglob("*") if p.is_file()]
+    assert local == [], f"tables were written to the local store: {local}"
