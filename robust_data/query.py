@@ -19,7 +19,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TextIO
 
 import duckdb
@@ -181,10 +180,13 @@ def _float_text(value: float) -> str:
     return f"{value:.4f}"
 
 
-def _dataset(table: str, files: list[Path]) -> ds.Dataset:
-    """An Arrow dataset over a table's partitions; columns a partition lacks read as NULL."""
+def _dataset(table: str, files: list[str], filesystem: Any = None) -> ds.Dataset:
+    """An Arrow dataset over a table's partitions; columns a partition lacks read as NULL.
+
+    ``filesystem`` is the pyarrow filesystem of ``files`` (None: local paths).
+    """
     try:
-        schemas = [pq.read_schema(f) for f in files]
+        schemas = [pq.read_schema(f, filesystem=filesystem) for f in files]
         schema = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowException, OSError) as exc:
         message = str(exc).replace("\n", " ")
@@ -192,19 +194,22 @@ def _dataset(table: str, files: list[Path]) -> ds.Dataset:
             f"expected readable Parquet partitions of {table} with matching column types; "
             f"found {message}; re-materialize the table"
         ) from exc
-    return ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+    return ds.dataset(files, schema=schema, format="parquet", filesystem=filesystem)
 
 
 def connect(store: Store) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection that can read the stored tables and nothing else.
 
-    Each table is a view over all its partitions, read through Arrow; the :data:`LOCKDOWN`
-    settings then take files, extensions and settings out of reach of any statement.
+    Each table is a view over all its partitions, read through Arrow from the local store or
+    the tables URL (any fsspec URL, ``ROBUST_DATA_STORE``, with the same credentials); the
+    :data:`LOCKDOWN` settings then take files, extensions and settings out of reach of any
+    statement.
     """
     con = duckdb.connect(":memory:")
     try:
-        for table, files in store.tables().items():
-            con.register(table, _dataset(table, files))
+        files, filesystem = store.table_files()
+        for table, paths in files.items():
+            con.register(table, _dataset(table, paths, filesystem))
         for name, value in LOCKDOWN:
             con.execute(f"SET {name} = {value}")
     except BaseException:

@@ -425,6 +425,32 @@ class Store:
                 found[entry.stem] = [entry]
         return found
 
+    def table_files(self) -> tuple[dict[str, list[str]], Any]:
+        """Every stored table and its Parquet files, locally or at the tables URL.
+
+        Returns
+        -------
+        (files, filesystem)
+            Table name -> its file paths, and the pyarrow filesystem they are paths on (None:
+            the local one). Temporary files and step outputs are left out.
+        """
+        if not self.tables_url:
+            return {name: [str(p) for p in files] for name, files in self.tables().items()}, None
+        import fsspec
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        fs, root = fsspec.core.url_to_fs(self.tables_url)
+        found: dict[str, list[str]] = {}
+        for path in sorted(fs.find(root)) if fs.exists(root) else []:
+            parts = path[len(root) :].strip("/").split("/")
+            name = parts[-1]
+            if not name.endswith(".parquet") or name.startswith(".") or parts[0] == STEPS_FOLDER:
+                continue
+            table = parts[0].removesuffix(".parquet") if len(parts) <= 2 else ""
+            if table:
+                found.setdefault(table, []).append(path)
+        return found, PyFileSystem(FSSpecHandler(fs))
+
     def registrations(self) -> dict[str, Registration]:
         """Datasets registered in this home, by name."""
         if not self.registry_path.exists():

@@ -1,4 +1,4 @@
-"""Tables in a real S3-compatible object store: moto's standalone server on a loopback port.
+"""Tables in a real S3-compatible object store (moto's standalone server, loopback port).
 
 Credentials and the endpoint come from the standard AWS environment variables
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``), which s3fs and
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from robust_data.query import QueryError, run_query
 from robust_data.reviews import Review, load_reviews, record_reviews
 from robust_data.store import Store
 
@@ -101,3 +102,9 @@ def test_ingest_and_reviews_go_to_the_object_store(
     assert load_reviews(store, "digits").column("note").to_pylist() == ["blurry"]
     local = [p for p in (isolated_home / "store").rglob("*") if p.is_file()]
     assert local == [], f"tables were written to the local store: {local}"
+    # query reads the remote tables, still read-only
+    result = run_query(store, "SELECT split, count(*) AS n FROM raw_samples GROUP BY 1 ORDER BY 1")
+    assert result.table.to_pylist() == [{"split": "test", "n": 359}, {"split": "train", "n": 1438}]
+    assert run_query(store, "SELECT count(*) AS n FROM reviews").table.to_pylist() == [{"n": 1}]
+    with pytest.raises(QueryError):
+        run_query(store, f"COPY raw_samples TO '{isolated_home / 'out.parquet'}'")
