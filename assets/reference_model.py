@@ -53,7 +53,7 @@ def reference_model(
     settings = set_fields(config, ModelConfig)
     settings.setdefault("precision", compute.precision)
     device = config.device or compute.device
-    weights = home.store().storage_root / "reference_model" / f"{context.partition_key}.pt"
+    weights = home.store().weights_location("reference_model", context.partition_key)
     with transient_failures_retried(context):
         table = train_reference(raw_samples, ModelConfig(**settings), weights, device=device)
     row = table.to_pylist()[0]

@@ -115,7 +115,7 @@ def retrained_model(
     data = decode_samples(raw_samples)
     train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
     kept, steps = curation_inputs(train, curation_ledger, rpr_scores)
-    folder = home.store().storage_root / "retrained_model"
+    store = home.store()
     options = RetrainOptions(
         seeds=config.seeds,
         names=("reference", "curated", *config.baselines),
@@ -131,7 +131,9 @@ def retrained_model(
             chosen,
             reference.config,
             num_classes(raw_samples),
-            lambda name, seed: folder / f"{context.partition_key}-{name}-seed{seed}.pt",
+            lambda name, seed: store.weights_location(
+                "retrained_model", f"{context.partition_key}-{name}-seed{seed}"
+            ),
             StoredModel(reference, str(ref_file.path), ref_file.sha256),
             options,
         )

@@ -7,6 +7,7 @@ blocking asset checks, so bad data stops before downstream assets consume it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from robust_data.reference import REFERENCE_SCHEMA
 from robust_data.report import REPORT_SCHEMA
 from robust_data.rpr.table import RPR_SCHEMA
 from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id, read_params
+from robust_data.store import exists_anywhere, read_bytes
 from robust_data.variants import VARIANTS_SCHEMA
 
 #: Most problems listed in one outcome (the count is always exact).
@@ -189,9 +191,9 @@ def check_model_table(table: pa.Table, schema: pa.Schema = REFERENCE_SCHEMA) -> 
             problems += range_problems(table, name, 0.0, 1.0, "accuracies")
     paths, shas = table.column("path").to_pylist(), table.column("sha256").to_pylist()
     for path, sha in zip(paths, shas, strict=True):
-        if not Path(path).is_file():
+        if not exists_anywhere(path):
             problems.append(f"weight file {path} is missing")
-        elif file_sha256(path) != sha:
+        elif hashlib.sha256(read_bytes(path)).hexdigest() != sha:
             problems.append(f"weight file {path} does not match its sha256 {sha[:12]}")
     return CheckOutcome(problems, {"rows": table.num_rows})
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from robust_data.device import autocast, resolve_device, resolve_precision
 from robust_data.progress import progress_bar
-from robust_data.store import write_bytes_atomic
+from robust_data.store import exists_anywhere, read_bytes, write_bytes_anywhere
 
 ARCHS = ("simple_cnn", "resnet")
 OPTIMIZERS = ("adam", "sgd")
@@ -399,14 +399,17 @@ def train_model(
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A weight file on disk and the sha256 of its bytes (the model's identity)."""
+    """A weight file (a local path or an fsspec URL) and the sha256 of its bytes (its identity)."""
 
-    path: Path
+    path: str
     sha256: str
 
 
 def save_model(trained: TrainedModel, path: str | Path) -> ModelFile:
-    """Write the weight file atomically: config, input shape, class count, metrics, weights."""
+    """Write the weight file atomically: config, input shape, class count, metrics, weights.
+
+    ``path`` is a local path (temporary file, then rename) or an fsspec URL (one put).
+    """
     payload = {
         "format": FILE_FORMAT,
         "config": asdict(trained.config),
@@ -420,7 +423,7 @@ def save_model(trained: TrainedModel, path: str | Path) -> ModelFile:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
-    target = write_bytes_atomic(data, path)
+    target = write_bytes_anywhere(data, path)
     return ModelFile(target, hashlib.sha256(data).hexdigest())
 
 
@@ -434,12 +437,11 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
     FileNotFoundError
         When ``path`` does not exist.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not exists_anywhere(path):
         raise FileNotFoundError(
             f"expected a model weight file at {path}; found none; train it first"
         )
-    data = path.read_bytes()
+    data = read_bytes(path)
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and digest != sha256:
         raise ValueError(
@@ -462,4 +464,4 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
     trained = TrainedModel(
         model.eval(), config, in_shape, int(payload["num_classes"]), payload["metrics"]
     )
-    return trained, ModelFile(path, digest)
+    return trained, ModelFile(str(path), digest)

@@ -239,7 +239,7 @@ def retrain_models(
     preset: Preset,
     recipe: ModelConfig,
     classes: int,
-    path_for: Callable[[str, int], Path],
+    path_for: Callable[[str, int], str | Path],
     reference: StoredModel | None = None,
     options: RetrainOptions = RetrainOptions(),
     progress: bool = True,

@@ -188,16 +188,38 @@ def local_path(location: str | os.PathLike[str]) -> Path:
 
 def write_parquet_url(table: pa.Table, url: str) -> str:
     """Write a table to an fsspec URL in one put (object stores publish it whole or not at all)."""
-    import fsspec
-
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    return write_bytes_url(sink.getvalue().to_pybytes(), url)
+
+
+def write_bytes_url(data: bytes, url: str) -> str:
+    """Write bytes to an fsspec URL in one put (object stores publish it whole or not at all)."""
+    import fsspec
+
     fs, path = fsspec.core.url_to_fs(url)
     parent = path.rsplit("/", 1)[0]
     if parent and parent != path:
         fs.makedirs(parent, exist_ok=True)
-    fs.pipe_file(path, sink.getvalue().to_pybytes())
+    fs.pipe_file(path, data)
     return url
+
+
+def write_bytes_anywhere(data: bytes, location: str | os.PathLike[str]) -> str:
+    """Write bytes atomically to a local path (temp file, rename) or an fsspec URL (one put)."""
+    if is_url(location):
+        return write_bytes_url(data, str(location))
+    return str(write_bytes_atomic(data, location))
+
+
+def exists_anywhere(location: str | os.PathLike[str]) -> bool:
+    """Whether a file exists at a local path or an fsspec URL."""
+    if not is_url(location):
+        return local_path(location).is_file()
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(str(location))
+    return bool(fs.exists(path))
 
 
 def _remove(location: str) -> None:
@@ -397,6 +419,16 @@ class Store:
                 f"(robust-data ingest/curate with --home {self.home})"
             ) from None
 
+    def weights_location(self, kind: str, name: str) -> str:
+        """Where a weight file lives: ``<tables root>/<kind>/<name>.pt``, a path or a URL.
+
+        ``kind`` is ``reference_model`` or ``retrained_model``; with a tables URL the weights
+        go there too, so steps on other machines can load them.
+        """
+        if self.tables_url:
+            return f"{self.tables_url}/{kind}/{name}.pt"
+        return str(self.storage_root / kind / f"{name}.pt")
+
     def write(self, table: pa.Table, name: str, partition: str | None = None) -> str:
         """Store a table atomically (a local temporary file renamed, or one put to the URL).
 
@@ -533,18 +565,29 @@ class Store:
             if self.has(table, name):
                 _remove(location)
                 removed.append(location)
-        for folder in (
-            self.storage_root / "reference_model",
-            self.storage_root / "retrained_model",
-        ):
-            for path in sorted(folder.glob(f"{name}.pt")) + sorted(folder.glob(f"{name}-*.pt")):
-                path.unlink()
-                removed.append(str(path))
+        for kind in ("reference_model", "retrained_model"):
+            for location in self._weight_files(kind, name):
+                _remove(location)
+                removed.append(location)
         for folder in (self.home / "reports" / name, self.home / "exports" / name):
             if folder.is_dir():
                 shutil.rmtree(folder)
                 removed.append(str(folder))
         return removed
+
+    def _weight_files(self, kind: str, name: str) -> list[str]:
+        """The weight files of dataset ``name`` (``name.pt``, ``name-*.pt``), local or remote."""
+        pattern = self.weights_location(kind, name)
+        patterns = [pattern, pattern.removesuffix(".pt") + "-*.pt"]
+        if not self.tables_url:
+            folder = self.storage_root / kind
+            return [str(p) for g in patterns for p in sorted(folder.glob(Path(g).name))]
+        import fsspec
+
+        fs, _ = fsspec.core.url_to_fs(self.tables_url)
+        protocol = self.tables_url.split("://", 1)[0]
+        found = [p for g in patterns for p in sorted(fs.glob(g.split("://", 1)[1]))]
+        return [f"{protocol}://{p}" for p in found]
 
     def step_output_runs(self) -> list[str]:
         """Run ids that have step outputs under ``<tables root>/_steps`` (graph-asset steps)."""

@@ -108,3 +108,28 @@ def test_ingest_and_reviews_go_to_the_object_store(
     assert run_query(store, "SELECT count(*) AS n FROM reviews").table.to_pylist() == [{"n": 1}]
     with pytest.raises(QueryError):
         run_query(store, f"COPY raw_samples TO '{isolated_home / 'out.parquet'}'")
+
+
+@pytest.mark.slow
+def test_weights_go_to_the_object_store_and_load_back(
+    s3_store: str, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robust_data.checks import check_model_table
+    from robust_data.ingest import ingest
+    from robust_data.models import ModelConfig
+    from robust_data.reference import load_reference, train_reference
+
+    monkeypatch.setenv("ROBUST_DATA_STORE", s3_store)
+    store = Store.open(isolated_home)
+    samples = ingest("digits").samples
+    location = store.weights_location("reference_model", "digits")
+    assert location == f"{s3_store}/reference_model/digits.pt"
+    table = train_reference(samples, ModelConfig(epochs=1), location, progress=False)
+    assert table.column("path")[0].as_py() == location
+    assert _objects(s3_store) == ["reference_model/digits.pt"]
+    model, weights = load_reference(table)  # read back from the store, sha256 checked
+    assert weights.sha256 == table.column("sha256")[0].as_py() and model.num_classes == 10
+    assert check_model_table(table).passed
+    assert store.invalidate("digits") == [location]
+    assert _objects(s3_store) == []
+    assert not check_model_table(table).passed  # the check sees the missing object
