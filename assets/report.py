@@ -1,6 +1,5 @@
 """``retrained_model`` and ``robustness_report``: retrain on the curated data, prove the effect."""
 
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -203,7 +202,7 @@ def _models_table(report: Report) -> TableMetadataValue:
     return records_table(rows, columns)
 
 
-def _report_metadata(report: Report, path: Path) -> dict[str, MetadataValue]:
+def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
     """Verdicts first, then the summary numbers, the models table, and the plots.
 
     ``headline`` and ``paper_table`` (last) feed the CLI summary.
@@ -246,7 +245,7 @@ def _report_metadata(report: Report, path: Path) -> dict[str, MetadataValue]:
     description="Every metric of every retrained model: one row per (seed, model). Higher "
     "accuracy and robust fraction are better, lower mCE and ECE are better; the verdicts "
     "(first in the metadata) compare curated with each other model with 95% intervals. The "
-    "full report is under <home>/reports/<dataset>/.",
+    "full report is under <home>/reports/<dataset>/ (under the store URL when there is one).",
     metadata=table_definition(REPORT_SCHEMA, REPORT_COLUMNS_DOC),
     check_specs=[
         check_spec(
@@ -294,7 +293,7 @@ def robustness_report(
     known = stored_steps(rpr_scores, test, candidates)
     with transient_failures_retried(context):
         report = build_report(setup, candidates, test, corrupted_test, known)
-    path = write_report(report, home.store().home / "reports" / context.partition_key)
+    path = write_report(report, home.store().report_location(context.partition_key))
     for line in report.verdicts:
         context.log.info(line)
     context.add_output_metadata(output_name="result", metadata=_report_metadata(report, path))

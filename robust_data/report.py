@@ -26,7 +26,7 @@ from robust_data.plots import grouped_bars
 from robust_data.rpr.plots import plot_curves
 from robust_data.rpr.table import robustness_curve
 from robust_data.schema import column_by_id, table_metadata
-from robust_data.store import write_bytes_atomic, write_text_atomic
+from robust_data.store import write_bytes_anywhere
 
 REPORT_SCHEMA = pa.schema(
     [
@@ -396,10 +396,15 @@ def headline_verdicts(table: pa.Table, metrics: tuple[str, ...] = HEADLINE) -> l
     return compare([{k: v for k, v in r.items() if k in keep} for r in table.to_pylist()]).verdicts
 
 
-def write_report(report: Report, folder: Path) -> Path:
-    """Write report.md, report.json and plots/*.png under ``folder`` (each file atomically)."""
-    folder = Path(folder)
+def write_report(report: Report, folder: str | Path) -> str:
+    """Write report.md, report.json and plots/*.png under ``folder`` (each file atomically).
+
+    ``folder`` is a local folder (temporary files, then rename) or an fsspec URL (one put per
+    file). Returns the location of report.md; it is written last.
+    """
+    base = str(folder).rstrip("/")
     for name, png in report.figures.items():
-        write_bytes_atomic(png, folder / "plots" / f"{name}.png")
-    write_text_atomic(json.dumps(report.document, indent=2, allow_nan=True), folder / "report.json")
-    return write_text_atomic(report.markdown(), folder / "report.md")
+        write_bytes_anywhere(png, f"{base}/plots/{name}.png")
+    document = json.dumps(report.document, indent=2, allow_nan=True)
+    write_bytes_anywhere(document.encode(), f"{base}/report.json")
+    return write_bytes_anywhere(report.markdown().encode(), f"{base}/report.md")

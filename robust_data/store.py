@@ -429,6 +429,12 @@ class Store:
             return f"{self.tables_url}/{kind}/{name}.pt"
         return str(self.storage_root / kind / f"{name}.pt")
 
+    def report_location(self, name: str) -> str:
+        """Where dataset ``name``'s report folder lives: under the tables URL, else the home."""
+        if self.tables_url:
+            return f"{self.tables_url}/reports/{name}"
+        return str(self.home / "reports" / name)
+
     def write(self, table: pa.Table, name: str, partition: str | None = None) -> str:
         """Store a table atomically (a local temporary file renamed, or one put to the URL).
 
@@ -573,6 +579,13 @@ class Store:
             if folder.is_dir():
                 shutil.rmtree(folder)
                 removed.append(str(folder))
+        if self.tables_url:
+            import fsspec
+
+            fs, reports = fsspec.core.url_to_fs(self.report_location(name))
+            if fs.exists(reports):
+                fs.rm(reports, recursive=True)
+                removed.append(self.report_location(name))
         return removed
 
     def _weight_files(self, kind: str, name: str) -> list[str]:

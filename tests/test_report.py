@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -48,13 +50,20 @@ def test_mce_matches_a_hand_computation() -> None:
     assert mean_corruption_error(reference, reference)[1] == pytest.approx(1.0)
 
 
-def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps() -> None:
+def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_path: Path) -> None:
     import torch
 
     from robust_data.arrays import SampleArrays
     from robust_data.evaluate import JudgeOptions
     from robust_data.models import ModelConfig, TrainedModel, build_model
-    from robust_data.report import REPORT_SCHEMA, Candidate, ReportSetup, build_report
+    from robust_data.report import (
+        REPORT_SCHEMA,
+        Candidate,
+        ReportSetup,
+        build_report,
+        write_report,
+    )
+    from robust_data.store import read_bytes
 
     rng = np.random.default_rng(0)
     test = SampleArrays(
@@ -84,3 +93,11 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps() -> No
     assert verdicts and all(v.startswith("curated ") and "(2 seeds)" in v for v in verdicts)
     assert report.markdown().splitlines()[2] == f"- {verdicts[0]}"  # the verdicts come first
     assert {"robustness_curves", "corruption_accuracy"} <= set(report.figures)
+    # written to a local folder or to a store URL (fsspec's memory filesystem here)
+    local = write_report(report, tmp_path / "reports" / "toy")
+    remote = write_report(report, "memory://store/reports/toy")
+    assert remote == "memory://store/reports/toy/report.md"
+    assert read_bytes(remote) == Path(local).read_bytes() == report.markdown().encode()
+    assert read_bytes("memory://store/reports/toy/plots/robustness_curves.png").startswith(
+        b"\x89PNG"
+    )

@@ -93,7 +93,7 @@ def report_lines(store: Store, name: str) -> list[str]:
     return [
         f"Robustness report for {name!r} (test split):",
         paper_table_markdown(table),
-        f"Full report: {store.home / 'reports' / name / 'report.md'}",
+        f"Full report: {store.report_location(name)}/report.md",
     ]
 
 
