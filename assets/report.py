@@ -1,6 +1,5 @@
 """``retrained_model`` and ``robustness_report``: retrain on the curated data, prove the effect."""
 
-
 import numpy as np
 import pyarrow as pa
 from dagster import (
