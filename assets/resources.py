@@ -42,9 +42,10 @@ CRON_ENV = "ROBUST_DATA_SCHEDULE_CRON"
 DEFAULT_CRON = "0 3 * * *"
 #: Steps run at once by the multiprocess executor.
 MAX_CONCURRENT_ENV = "ROBUST_DATA_MAX_CONCURRENT"
-#: ``multiprocess`` (steps as local processes) or ``k8s`` (steps as pods).
+#: ``multiprocess`` (steps as local processes), ``k8s`` (steps as pods) or ``celery`` (steps
+#: as tasks on Celery workers that share the Dagster instance and the store).
 EXECUTOR_ENV = "ROBUST_DATA_EXECUTOR"
-EXECUTORS = ("multiprocess", "k8s")
+EXECUTORS = ("multiprocess", "k8s", "celery")
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Settings:
         executor = env.get(EXECUTOR_ENV) or "multiprocess"
         if executor not in EXECUTORS:
             raise ValueError(
-                f"expected {EXECUTOR_ENV} to be multiprocess or k8s; found {executor!r}"
+                f"expected {EXECUTOR_ENV} to be one of {', '.join(EXECUTORS)}; found {executor!r}"
             )
         return cls(
             device=env.get(DEVICE_ENV) or "auto",

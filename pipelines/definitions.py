@@ -38,11 +38,22 @@ __all__ = ["build_definitions", "curation_job", "defs", "ingest_job", "scoring_j
 
 
 def _executor(settings: Settings) -> ExecutorDefinition:
-    """``multiprocess`` (default: steps as local processes) or ``k8s`` (steps as pods).
+    """``multiprocess`` (default: steps as local processes), ``k8s`` (steps as pods) or
+    ``celery`` (steps as tasks on Celery workers).
 
-    The Kubernetes executor is left unconfigured so that a run's ``execution`` config (see
-    deploy/k8s-executor.yaml) sets it; a preconfigured executor would silently ignore that.
+    The Kubernetes and Celery executors are left unconfigured so that a run's ``execution``
+    config (deploy/k8s-executor.yaml; the broker and backend URLs for Celery) sets them; a
+    preconfigured executor would silently ignore that.
     """
+    if settings.executor == "celery":
+        try:
+            from dagster_celery import celery_executor
+        except ImportError:
+            raise ValueError(
+                f"expected dagster-celery installed for {EXECUTOR_ENV}=celery; found it missing; "
+                "pip install -c constraints.txt '.[cluster]'"
+            ) from None
+        return celery_executor
     if settings.executor == "k8s":
         try:
             from dagster_k8s import k8s_job_executor

@@ -432,9 +432,13 @@ def test_executor_comes_from_the_environment(
     store = Store.open(isolated_home)
     job = build_definitions(store).resolve_job_def("curation_job")
     assert job.executor_def.name == "multiprocess"
-    monkeypatch.setenv("ROBUST_DATA_EXECUTOR", "celery")
-    with pytest.raises(ValueError, match="expected ROBUST_DATA_EXECUTOR to be multiprocess or k8s"):
+    monkeypatch.setenv("ROBUST_DATA_EXECUTOR", "dask")
+    with pytest.raises(
+        ValueError, match="expected ROBUST_DATA_EXECUTOR to be one of multiprocess, k8s, celery"
+    ):
         build_definitions(store)
+    monkeypatch.setenv("ROBUST_DATA_EXECUTOR", "celery")
+    assert build_definitions(store).resolve_job_def("curation_job").executor_def.name == "celery"
     monkeypatch.setenv("ROBUST_DATA_EXECUTOR", "k8s")
     try:
         import dagster_k8s  # noqa: F401
