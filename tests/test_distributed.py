@@ -24,7 +24,12 @@ import yaml
 
 from robust_data.store import Store
 from tests.test_object_store import s3_store  # noqa: F401  (fixture)
-from tests.test_postgres_instance import Postgres, postgres, postgres_instance_yaml  # noqa: F401
+from tests.test_postgres_instance import (  # noqa: F401  (postgres: the fixture)
+    Postgres,
+    apt_install,
+    postgres,
+    postgres_instance_yaml,
+)
 from tests.test_sharding import _step_spans
 
 WORKERS = 2
@@ -49,7 +54,10 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     """A throwaway redis-server on a free loopback port (no persistence)."""
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("no redis-server: apt-get install redis-server")
+        installed = apt_install("redis-server")
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.skip(f"no redis-server: {installed}")
     port = _free_port()
     process = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

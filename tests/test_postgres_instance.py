@@ -42,11 +42,11 @@ def _binaries() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def _install() -> str:
-    """Try ``apt-get install -y postgresql`` as root; what happened, in one line."""
+def apt_install(package: str) -> str:
+    """Try ``apt-get install -y PACKAGE`` as root; what happened, in one line."""
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "not root or no apt-get: install Debian's postgresql package"
-    for step in (["update"], ["install", "-y", "postgresql"]):
+        return f"not root or no apt-get: install Debian's {package} package"
+    for step in (["update"], ["install", "-y", package]):
         done = subprocess.run(
             ["apt-get", *step], capture_output=True, text=True, timeout=600, check=False
         )
@@ -75,7 +75,7 @@ def postgres() -> Iterator[Postgres]:
     """
     binaries = _binaries()
     if binaries is None:
-        installed = _install()
+        installed = apt_install("postgresql")
         binaries = _binaries()
         if binaries is None:
             pytest.skip(f"no PostgreSQL binaries under /usr/lib/postgresql: {installed}")
