@@ -51,11 +51,12 @@ def test_two_shards_in_parallel_processes_equal_the_unsharded_run(
     assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
     capsys.readouterr()
     store = Store.open(isolated_home)
-    # Enough work per shard (a 128-channel model, 50 tries, under the compile threshold: about
-    # 3 s each) that the two shard steps overlap though their processes start ~0.5 s apart.
+    # Enough work per shard (a 128-channel model, 200 tries, under the compile threshold: about
+    # 10 s each) that the two shard steps overlap though their processes may start seconds
+    # apart (seen: 3 s apart with 50 tries and 3 s of work each, and no overlap).
     ops = {
         "reference_model": {"epochs": 1, "width": 128},
-        "rpr_scores": {"max_steps": 50, "shards": 2},
+        "rpr_scores": {"max_steps": 200, "shards": 2},
     }
     outcome = run_job(store, "scoring_job", "digits", {}, ops, workers=2)
     sharded = store.read("rpr_scores", "digits")
@@ -63,7 +64,7 @@ def test_two_shards_in_parallel_processes_equal_the_unsharded_run(
     samples = store.read("raw_samples", "digits")
     model, weights = load_reference(store.read("reference_model", "digits"))
     unsharded = score_samples(
-        samples, model, weights.sha256, RprOptions(max_steps=50), progress=False
+        samples, model, weights.sha256, RprOptions(max_steps=200), progress=False
     )
     assert sharded.num_rows == unsharded.table.num_rows == 1797
     assert sharded.equals(unsharded.table)  # every column, every row, in order
