@@ -9,9 +9,10 @@ from the stored PNG bytes. Nothing here writes; reviews are recorded by robust_d
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -26,6 +27,9 @@ from robust_data.reviews import Review, latest_decisions, load_reviews
 from robust_data.rpr.table import RPR_SCHEMA
 from robust_data.store import Store
 from robust_data.variants import VARIANTS_SCHEMA
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Columns a page may be sorted by (any score), in the order the browser offers them.
 SORTABLE = (
@@ -190,11 +194,6 @@ class SampleIndex:
         self._images = raw.column("image")
         self.class_names = class_names(raw)
         self.variants = _or_empty(store, "variants", dataset, VARIANTS_SCHEMA)
-        self._oof = (
-            store.read("oof_predictions", dataset)
-            if store.has("oof_predictions", dataset)
-            else None
-        )
         self._lock = threading.Lock()
         self._con = duckdb.connect(":memory:")
         self._con.register("raw", raw.drop_columns(["image"]))
@@ -317,6 +316,23 @@ class SampleIndex:
             raise KeyError(variant_id)
         return chosen.column("image")[0].as_py()["bytes"]
 
+    # -- read on first use: the embeddings and the reference model ------------------------
+
+    @functools.cached_property
+    def _oof(self) -> pa.Table | None:
+        """``oof_predictions`` (read when the embedding view first asks), or None."""
+        if not self.store.has("oof_predictions", self.dataset):
+            return None
+        return self.store.read("oof_predictions", self.dataset)
+
+    @functools.cached_property
+    def reference_model(self) -> nn.Module:
+        """The stored reference model (sha256 checked), loaded once, in eval mode."""
+        from robust_data.reference import load_reference
+
+        trained, _ = load_reference(self.store.read("reference_model", self.dataset))
+        return trained.model.eval()
+
     # -- embedding -----------------------------------------------------------------------
 
     def embedding_2d(self, max_points: int = EMBEDDING_POINTS) -> list[dict[str, Any]]:
@@ -386,7 +402,6 @@ def flipped_image(index: SampleIndex, sample_id: str) -> tuple[bytes, int, int |
     import torch
 
     from robust_data.images import decode_image
-    from robust_data.reference import load_reference
     from robust_data.rpr.engine import perturbed_at
 
     row = index.sample(sample_id)
@@ -395,8 +410,7 @@ def flipped_image(index: SampleIndex, sample_id: str) -> tuple[bytes, int, int |
     pixels = decode_image(index.image(sample_id))  # (H, W, C) uint8
     image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
     perturbed = perturbed_at(image, sample_id, row["scheme"], row["rpr_seed"], row["steps_to_flip"])
-    model, _ = load_reference(index.store.read("reference_model", index.dataset))
     with torch.no_grad():
-        prediction = int(model.model.eval()(perturbed[None]).argmax(dim=1)[0])
+        prediction = int(index.reference_model(perturbed[None]).argmax(dim=1)[0])
     png = encode_png((perturbed.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     return png, int(row["steps_to_flip"]), row["flip_pred"], prediction

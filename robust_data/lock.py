@@ -58,6 +58,7 @@ def home_lock(
     what: str,
     timeout: float | None = None,
     notify: Callable[[str], None] | None = None,
+    name: str = LOCK_NAME,
 ) -> Iterator[Path]:
     """Hold the exclusive lock of ``home`` for the ``with`` block.
 
@@ -72,6 +73,9 @@ def home_lock(
     notify : callable or None
         Called once with a one-line message when the lock is busy and this process waits
         (default: print to stderr).
+    name : str
+        The lock file in ``home``: the writers' lock by default; robust_data.reviews holds a
+        lock of its own, so that reviews are recorded while a run holds the writers' lock.
 
     Yields
     ------
@@ -85,7 +89,7 @@ def home_lock(
     DatasetError
         When the home is a file or not writable.
     """
-    path = home / LOCK_NAME
+    path = home / name
     fd = _open(path)
     try:
         _acquire(fd, path, what, timeout, notify or _to_stderr)

@@ -17,11 +17,8 @@ Decisions:
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robust_data.errors import DatasetError
+from robust_data.lock import home_lock
 from robust_data.schema import table_metadata
 from robust_data.store import Store, write_text_atomic
 
@@ -130,18 +128,6 @@ def check_reviews(reviews: Sequence[Review], sample_ids: set[str], num_classes: 
             )
 
 
-@contextmanager
-def _reviews_lock(home: Path) -> Iterator[None]:
-    """Hold ``<home>/.reviews.lock`` (flock; the kernel frees it when the holder dies)."""
-    home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def review_rows(reviews: Sequence[Review], at: datetime, source: str) -> pa.Table:
     """The rows :func:`record_reviews` appends, all stamped ``at`` (UTC)."""
     return pa.table(
@@ -170,7 +156,7 @@ def record_reviews(
     table is written.
     """
     at = now or datetime.now(UTC)
-    with _reviews_lock(store.home):
+    with home_lock(store.home, "recording reviews", name=LOCK_NAME):
         table = pa.concat_tables([load_reviews(store, dataset), review_rows(reviews, at, source)])
         table = table.replace_schema_metadata(table_metadata(TABLE, "human review", {}))
         store.write(table, TABLE, dataset)

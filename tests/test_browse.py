@@ -7,7 +7,6 @@ run in Chromium over a curated home is in tests/test_browser_review.py.
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 import urllib.parse
@@ -25,6 +24,7 @@ from robust_data.oof import OOF_SCHEMA
 from robust_data.reviews import load_reviews
 from robust_data.store import Store
 from tests.fixtures import synthetic_scores
+from tests.test_webserver import free_port
 
 N = 200
 
@@ -74,19 +74,13 @@ def test_pages_sort_by_any_score_and_filters_parse_from_the_url(scored_home: Sto
         index.page(SampleFilter(), "image; DROP TABLE samples")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def app_url(scored_home: Store) -> Iterator[str]:
     import uvicorn
 
     from pipelines.browser import build_app
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(SampleIndex(scored_home, "digits")), "127.0.0.1", port, log_level="warning"

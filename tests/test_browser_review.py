@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -28,16 +26,11 @@ from robust_data.store import Store
 from tests.cdp import Chromium
 from tests.conftest import CuratedHome
 from tests.test_browser import chromium  # noqa: F401  (the fixture: found or installed)
+from tests.test_webserver import free_port, wait_for
 
 PROJECT = Path(__file__).resolve().parents[1]
 IMAGES = PROJECT / "test-artifacts"
 DATASET = "digits"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -51,7 +44,7 @@ def review_home(curated_digits: CuratedHome, tmp_path: Path) -> Path:
 @pytest.fixture
 def browse_url(review_home: Path) -> Iterator[str]:
     """``robust-data browse digits`` running over the copy; its URL. The group is killed after."""
-    port = _free_port()
+    port = free_port()
     command = [str(Path(sys.executable).parent / "robust-data"), "browse", DATASET]
     process = subprocess.Popen(
         [*command, "--home", str(review_home), "--port", str(port)],
@@ -61,19 +54,10 @@ def browse_url(review_home: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"browse exited {process.returncode}: {process.stdout.read()[-800:]!r}")
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                    if response.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("browse did not answer /healthz in 120 s")
-            time.sleep(0.3)
+        try:
+            wait_for(f"{url}/healthz", process)
+        except RuntimeError:
+            pytest.fail(f"browse exited {process.returncode}: {process.stdout.read()[-800:]!r}")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGKILL)

@@ -31,14 +31,9 @@ from tests.test_postgres_instance import (  # noqa: F401  (postgres: the fixture
     postgres_instance_yaml,
 )
 from tests.test_sharding import _step_spans
+from tests.test_webserver import free_port
 
 WORKERS = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -58,7 +53,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         server = shutil.which("redis-server")
         if server is None:
             pytest.skip(f"no redis-server: {installed}")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=tmp_path,

@@ -16,6 +16,15 @@ CORE_MODULES = [
 ]
 
 
+def fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter; its stdout (the test fails on a non-zero exit)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def test_core_import_does_not_import_dagster() -> None:
     code = (
         "import importlib, sys\n"
@@ -24,11 +33,7 @@ def test_core_import_does_not_import_dagster() -> None:
         "print(len(leaked)); print(leaked[:5])\n"
         "sys.exit(1 if leaked else 0)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[0] == "0"
+    assert fresh_python(code).splitlines()[0] == "0"
 
 
 def test_the_cli_parser_imports_neither_dagster_nor_torch() -> None:
@@ -39,8 +44,4 @@ def test_the_cli_parser_imports_neither_dagster_nor_torch() -> None:
         "build_parser()\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'torch'}))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(code).strip() == "[]"

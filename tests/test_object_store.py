@@ -10,11 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,14 +20,9 @@ import pytest
 from robust_data.query import QueryError, run_query
 from robust_data.reviews import Review, load_reviews, record_reviews
 from robust_data.store import Store
+from tests.test_webserver import free_port, wait_for
 
 BUCKET = "robust-data-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ def s3_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server = Path(sys.executable).parent / "moto_server"
     if not server.exists() and not shutil.which("moto_server"):
         pytest.skip("no moto_server: pip install 'moto[server]'")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(server), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -49,15 +41,7 @@ def s3_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail(f"moto_server did not answer on {endpoint}")
-                time.sleep(0.2)
+        wait_for(endpoint, process, timeout=30)
         for key, value in {
             "AWS_ACCESS_KEY_ID": "robust-data",
             "AWS_SECRET_ACCESS_KEY": "robust-data-secret",

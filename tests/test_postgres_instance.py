@@ -13,7 +13,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.test_webserver import free_port
 
 PROJECT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60
@@ -55,12 +56,6 @@ def apt_install(package: str) -> str:
     return "installed"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _as_server_user(command: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run as the ``postgres`` user then."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
@@ -87,7 +82,7 @@ def postgres() -> Iterator[Postgres]:
         shutil.chown(socket_dir, "postgres")
     initdb = [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
     subprocess.run(_as_server_user(initdb), check=True, capture_output=True, timeout=120)
-    port = _free_port()
+    port = free_port()
     options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
     start = [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log")]
     subprocess.run(
