@@ -1,16 +1,42 @@
-"""``oof_predictions``: out-of-fold pred_probs and embeddings of every training sample."""
+"""``oof_predictions``: out-of-fold pred_probs and embeddings of every training sample.
+
+A graph-backed asset that fans out like ``rpr_scores``: ``plan_oof_folds`` emits one step
+per fold, ``train_oof_fold`` trains one fold model and predicts the samples it held out (a
+worker process or pod of its own) and ``merge_oof_folds`` joins the folds with the reference
+embeddings into the table one process gives, bit for bit.
+"""
 
 import json
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+import pyarrow as pa
+from dagster import (
+    AssetIn,
+    Config,
+    DynamicOut,
+    DynamicOutput,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    Output,
+    config_mapping,
+    graph_asset,
+    op,
+)
 
 from assets.checks import check_result, check_spec
 from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
-from assets.resources import GPU_STEP_TAGS, ComputeResource, transient_failures_retried
+from assets.resources import GPU_POOL, GPU_STEP_TAGS, ComputeResource, transient_failures_retried
 from robust_data.checks import check_oof
 from robust_data.models import ModelConfig
-from robust_data.oof import OOF_COLUMNS_DOC, OOF_SCHEMA, OofOptions, oof_predictions
+from robust_data.oof import (
+    OOF_COLUMNS_DOC,
+    OOF_SCHEMA,
+    OofOptions,
+    fold_plan,
+    merge_folds,
+    oof_fold,
+)
 from robust_data.reference import load_reference
 
 
@@ -24,7 +50,94 @@ class OofPredictionsConfig(Config):
     device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
 
 
-@asset(
+@config_mapping
+def _split_config(config: OofPredictionsConfig) -> dict:
+    """The asset's one config block -> each of its three steps."""
+    settings = {"config": config.model_dump()}
+    return {name: settings for name in ("plan_oof_folds", "train_oof_fold", "merge_oof_folds")}
+
+
+def _options(
+    config: OofPredictionsConfig, compute: ComputeResource, reference_model: pa.Table
+) -> OofOptions:
+    """The core options: the reference model's recipe, with the configured epochs."""
+    recipe = json.loads(reference_model.column("config")[0].as_py())
+    if config.epochs:
+        recipe["epochs"] = config.epochs
+    return OofOptions(
+        folds=config.folds,
+        model=ModelConfig(**recipe),
+        embedding_dim=config.embedding_dim,
+        seed=config.seed,
+        device=config.device or compute.device,
+    )
+
+
+@op(out=DynamicOut(pa.Table))
+def plan_oof_folds(
+    context: OpExecutionContext,
+    config: OofPredictionsConfig,
+    compute: ComputeResource,
+    raw_samples: pa.Table,
+    reference_model: pa.Table,
+):
+    """One output per fold: a one-row table (fold, folds); the IO manager stores tables.
+
+    Core call: :func:`robust_data.oof.fold_plan`.
+    """
+    plan = fold_plan(raw_samples, _options(config, compute, reference_model))
+    for note in plan.warnings:
+        context.log.warning(note)
+    for k in range(plan.folds):
+        yield DynamicOutput(pa.table({"fold": [k], "folds": [plan.folds]}), mapping_key=f"fold_{k}")
+
+
+@op(tags=GPU_STEP_TAGS, pool=GPU_POOL)
+def train_oof_fold(
+    context: OpExecutionContext,
+    config: OofPredictionsConfig,
+    compute: ComputeResource,
+    fold: pa.Table,
+    raw_samples: pa.Table,
+    reference_model: pa.Table,
+) -> pa.Table:
+    """Train one fold model (one core call: :func:`robust_data.oof.oof_fold`)."""
+    options = _options(config, compute, reference_model)
+    k, count = fold.column("fold")[0].as_py(), fold.column("folds")[0].as_py()
+    with transient_failures_retried(context):
+        table = oof_fold(raw_samples, k, options)
+    context.log.info(f"fold {k + 1}/{count}: {table.num_rows} held-out samples predicted")
+    return table
+
+
+@op(out={"result": Out(pa.Table), "oof_predictions_valid": Out(is_required=False)})
+def merge_oof_folds(
+    context: OpExecutionContext,
+    config: OofPredictionsConfig,
+    compute: ComputeResource,
+    folds: list[pa.Table],
+    raw_samples: pa.Table,
+    reference_model: pa.Table,
+):
+    """Join the folds, add embeddings (core call: :func:`robust_data.oof.merge_folds`)."""
+    reference, _ = load_reference(reference_model)
+    result = merge_folds(raw_samples, folds, reference, _options(config, compute, reference_model))
+    accuracy = float((result.pred_probs.argmax(axis=1) == result.labels).mean())
+    metadata = {
+        "oof_accuracy": MetadataValue.float(round(accuracy, 4)),
+        "dagster/row_count": MetadataValue.int(len(result.sample_ids)),
+        "folds": MetadataValue.int(result.folds),
+        "embedding_dim": MetadataValue.int(int(result.embeddings.shape[1])),
+        "fold_train_seconds": MetadataValue.float(round(result.train_seconds, 1)),
+        "merge_seconds": MetadataValue.float(round(result.seconds, 1)),
+        "warnings": MetadataValue.text("; ".join(result.warnings) or "none"),
+    }
+    table = result.table({"seed": config.seed, "embedding_dim": config.embedding_dim})
+    yield Output(table, "result", metadata=metadata)
+    yield check_result("oof_predictions", "valid", check_oof(table, raw_samples))
+
+
+@graph_asset(
     name="oof_predictions",
     ins={"raw_samples": AssetIn(), "reference_model": AssetIn()},
     partitions_def=DATASETS,
@@ -34,49 +147,17 @@ class OofPredictionsConfig(Config):
     "probabilities of a fold model that never saw it and its embedding. Feeds label_quality; "
     "a low oof_accuracy means the label findings rest on a weak model.",
     metadata=table_definition(OOF_SCHEMA, OOF_COLUMNS_DOC),
-    op_tags=GPU_STEP_TAGS,
+    config=_split_config,
     check_specs=[
         check_spec(
             "oof_predictions", "valid", "Schema, no NaN, probabilities in [0, 1] summing to 1."
         )
     ],
 )
-def oof_predictions_asset(
-    context: AssetExecutionContext,
-    config: OofPredictionsConfig,
-    compute: ComputeResource,
-    raw_samples,
-    reference_model,
-):
-    """Stratified K-fold training (one core call: :func:`robust_data.oof.oof_predictions`)."""
-    reference, _ = load_reference(reference_model)
-    recipe = json.loads(reference_model.column("config")[0].as_py())
-    if config.epochs:
-        recipe["epochs"] = config.epochs
-    options = OofOptions(
-        folds=config.folds,
-        model=ModelConfig(**recipe),
-        embedding_dim=config.embedding_dim,
-        seed=config.seed,
-        device=config.device or compute.device,
+def oof_predictions_asset(raw_samples, reference_model):
+    """Plan the folds, train each, merge them."""
+    fits = plan_oof_folds(raw_samples, reference_model).map(
+        lambda fold: train_oof_fold(fold, raw_samples, reference_model)
     )
-    with transient_failures_retried(context):
-        result = oof_predictions(raw_samples, reference, options)
-    for note in result.warnings:
-        context.log.warning(note)
-    accuracy = float((result.pred_probs.argmax(axis=1) == result.labels).mean())
-    context.add_output_metadata(
-        output_name="result",
-        metadata={
-            "oof_accuracy": MetadataValue.float(round(accuracy, 4)),
-            "dagster/row_count": MetadataValue.int(len(result.sample_ids)),
-            "folds": MetadataValue.int(result.folds),
-            "embedding_dim": MetadataValue.int(int(result.embeddings.shape[1])),
-            "seconds": MetadataValue.float(round(result.seconds, 1)),
-            "training_share": MetadataValue.float(round(result.train_seconds / result.seconds, 3)),
-            "warnings": MetadataValue.text("; ".join(result.warnings) or "none"),
-        },
-    )
-    table = result.table({"seed": config.seed, "embedding_dim": config.embedding_dim})
-    yield Output(table)
-    yield check_result("oof_predictions", "valid", check_oof(table, raw_samples))
+    merged = merge_oof_folds(fits.collect(), raw_samples, reference_model)
+    return {"result": merged.result, "oof_predictions_valid": merged.oof_predictions_valid}

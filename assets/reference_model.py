@@ -7,6 +7,7 @@ from assets.config import core_config, set_fields
 from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
 from assets.resources import (
+    GPU_POOL,
     GPU_STEP_TAGS,
     ComputeResource,
     HomeResource,
@@ -36,6 +37,7 @@ ReferenceModelConfig = core_config(
     "test_accuracy makes everything downstream less trustworthy.",
     metadata=table_definition(REFERENCE_SCHEMA, REFERENCE_COLUMNS_DOC),
     op_tags=GPU_STEP_TAGS,
+    pool=GPU_POOL,
     check_specs=[
         check_spec(
             "reference_model", "valid", "Accuracies in [0, 1]; the weight file matches its sha256."

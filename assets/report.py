@@ -17,6 +17,7 @@ from assets.checks import check_result, check_spec
 from assets.metadata import records_table, table_definition
 from assets.raw_samples import DATASETS
 from assets.resources import (
+    GPU_POOL,
     GPU_STEP_TAGS,
     ComputeResource,
     HomeResource,
@@ -84,6 +85,7 @@ class RetrainedModelConfig(Config):
     "the reference's is the cost of curation (see the accuracy_loss guard).",
     metadata=table_definition(RETRAINED_SCHEMA, RETRAINED_COLUMNS_DOC),
     op_tags=GPU_STEP_TAGS,
+    pool=GPU_POOL,
     check_specs=[
         check_spec("retrained_model", "valid", "Accuracies in [0, 1]; weight files match sha256."),
         check_spec(

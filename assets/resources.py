@@ -136,6 +136,11 @@ GPU_STEP_TAGS = {
     }
 }
 
+#: Concurrency pool of the steps that use a GPU (scoring, fold, retraining and evaluation
+#: steps): ``dagster instance concurrency set gpu N`` (or ``pools`` in dagster.yaml) bounds
+#: how many of them run at once across all runs; ``make demo`` and tests set no limit.
+GPU_POOL = "gpu"
+
 #: Retries of a step that failed for a reason that can pass, and the first wait (doubling).
 TRANSIENT_RETRIES = 3
 TRANSIENT_WAIT_SECONDS = 5.0
@@ -247,6 +252,7 @@ class ParquetIOManager(ConfigurableIOManager):
 
 
 __all__ = [
+    "GPU_POOL",
     "GPU_STEP_TAGS",
     "ComputeResource",
     "HomeResource",

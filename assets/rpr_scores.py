@@ -26,7 +26,13 @@ from pydantic import Field
 from assets.checks import check_result
 from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
-from assets.resources import GPU_STEP_TAGS, ComputeResource, Settings, transient_failures_retried
+from assets.resources import (
+    GPU_POOL,
+    GPU_STEP_TAGS,
+    ComputeResource,
+    Settings,
+    transient_failures_retried,
+)
 from robust_data.checks import check_rpr_scores
 from robust_data.markdown import inline_png
 from robust_data.reference import load_reference
@@ -111,7 +117,7 @@ def plan_rpr_shards(config: ShardPlanConfig):
         )
 
 
-@op(tags=GPU_STEP_TAGS)
+@op(tags=GPU_STEP_TAGS, pool=GPU_POOL)
 def score_rpr_shard(
     context: OpExecutionContext,
     config: RprScoresConfig,

@@ -170,6 +170,128 @@ def fold_count(labels: np.ndarray, requested: int) -> tuple[int, list[str]]:
     return smallest, [message]
 
 
+@dataclass(frozen=True)
+class FoldPlan:
+    """The stratified folds of N training samples.
+
+    Attributes
+    ----------
+    folds : int
+        Folds actually used (the request, reduced to the smallest class's size).
+    held : tuple of np.ndarray
+        ``folds`` arrays of row indices into the training samples: the rows each fold model
+        never sees. Disjoint; together they are 0..N-1.
+    warnings : tuple of str
+        Why the fold count was reduced, if it was.
+    """
+
+    folds: int
+    held: tuple[np.ndarray, ...]
+    warnings: tuple[str, ...]
+
+
+def plan_folds(labels: np.ndarray, options: OofOptions) -> FoldPlan:
+    """The seeded stratified folds of ``labels`` (N,); the same on every machine."""
+    folds, notes = fold_count(labels, options.folds)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=options.seed)
+    held = tuple(h for _, h in splitter.split(np.zeros(len(labels)), labels))
+    return FoldPlan(folds, held, tuple(notes))
+
+
+@dataclass
+class FoldPredictions:
+    """One fold model's out-of-fold predictions.
+
+    Attributes
+    ----------
+    fold : int
+        0..folds-1.
+    held : np.ndarray
+        (M,) row indices into the training samples that this fold held out.
+    pred_probs : np.ndarray
+        (M, K) float32 class probabilities of the fold model; rows sum to 1.
+    train_seconds : float
+    """
+
+    fold: int
+    held: np.ndarray
+    pred_probs: np.ndarray
+    train_seconds: float
+
+
+def fit_fold(
+    train: SampleArrays,
+    classes: int,
+    plan: FoldPlan,
+    k: int,
+    options: OofOptions,
+    progress: bool = True,
+) -> FoldPredictions:
+    """Train fold ``k``'s model on every other fold and predict the rows it held out.
+
+    The model's seed is ``options.model.seed + k``, so a fold gives the same probabilities
+    whether it runs alone (one step per fold) or in a loop.
+    """
+    if not 0 <= k < plan.folds:
+        raise ValueError(f"expected a fold in 0..{plan.folds - 1}; found {k}")
+    held = plan.held[k]
+    fit = np.setdiff1d(np.arange(len(train)), held, assume_unique=True)
+    model = train_model(
+        replace(options.model, seed=options.model.seed + k),
+        train.images[fit],
+        train.labels[fit],
+        classes,
+        device=options.device,
+        progress=progress,
+        desc=f"fold {k + 1}/{plan.folds}",
+        evaluate=False,
+    )
+    logits = predict_logits(model.model, train.images[held], device=options.device)
+    return FoldPredictions(k, held, _softmax(logits), model.train_seconds)
+
+
+def combine_folds(
+    train: SampleArrays,
+    classes: int,
+    reference: TrainedModel,
+    plan: FoldPlan,
+    fits: list[FoldPredictions],
+    options: OofOptions,
+    started: float | None = None,
+) -> OofResult:
+    """Every fold's predictions in training-row order, plus the reference embeddings.
+
+    Raises
+    ------
+    ValueError
+        Unless ``fits`` holds each fold of ``plan`` exactly once.
+    """
+    found = sorted(f.fold for f in fits)
+    if found != list(range(plan.folds)):
+        raise ValueError(
+            f"expected predictions of folds 0..{plan.folds - 1} once each; found {found}; "
+            "re-run the missing fold steps"
+        )
+    started = time.perf_counter() if started is None else started
+    fold = np.zeros(len(train), np.int32)
+    pred_probs = np.zeros((len(train), classes), np.float32)
+    for fit in fits:
+        pred_probs[fit.held] = fit.pred_probs
+        fold[fit.held] = fit.fold
+    embeddings = reference_embeddings(reference.model, train.images, options)
+    return OofResult(
+        sample_ids=list(train.sample_ids),
+        labels=train.labels.astype(np.int64),
+        fold=fold,
+        pred_probs=pred_probs,
+        embeddings=embeddings,
+        folds=plan.folds,
+        warnings=list(plan.warnings),
+        seconds=time.perf_counter() - started,
+        train_seconds=sum(f.train_seconds for f in fits),
+    )
+
+
 def out_of_fold(
     train: SampleArrays,
     classes: int,
@@ -178,6 +300,10 @@ def out_of_fold(
     progress: bool = True,
 ) -> OofResult:
     """Stratified K-fold training: out-of-fold ``pred_probs`` and reference-model embeddings.
+
+    The one-process loop over :func:`plan_folds`, :func:`fit_fold` and
+    :func:`combine_folds`; the ``oof_predictions`` asset runs the same calls as one step per
+    fold.
 
     Parameters
     ----------
@@ -193,42 +319,11 @@ def out_of_fold(
     """
     options = options or OofOptions()
     started = time.perf_counter()
-    folds, notes = fold_count(train.labels, options.folds)
-    for note in notes:
+    plan = plan_folds(train.labels, options)
+    for note in plan.warnings:
         warnings.warn(note, stacklevel=2)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=options.seed)
-    fold = np.zeros(len(train), np.int32)
-    pred_probs = np.zeros((len(train), classes), np.float32)
-    train_seconds = 0.0
-    splits = list(splitter.split(np.zeros(len(train)), train.labels))
-    for k, (fit, held) in enumerate(splits):  # each fold's training shows its own bar
-        config = replace(options.model, seed=options.model.seed + k)
-        model = train_model(
-            config,
-            train.images[fit],
-            train.labels[fit],
-            classes,
-            device=options.device,
-            progress=progress,
-            desc=f"fold {k + 1}/{folds}",
-            evaluate=False,
-        )
-        train_seconds += model.train_seconds
-        logits = predict_logits(model.model, train.images[held], device=options.device)
-        pred_probs[held] = _softmax(logits)
-        fold[held] = k
-    embeddings = reference_embeddings(reference.model, train.images, options)
-    return OofResult(
-        sample_ids=list(train.sample_ids),
-        labels=train.labels.astype(np.int64),
-        fold=fold,
-        pred_probs=pred_probs,
-        embeddings=embeddings,
-        folds=folds,
-        warnings=notes,
-        seconds=time.perf_counter() - started,
-        train_seconds=train_seconds,
-    )
+    fits = [fit_fold(train, classes, plan, k, options, progress) for k in range(plan.folds)]
+    return combine_folds(train, classes, reference, plan, fits, options, started)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -282,14 +377,95 @@ def reduce_dim(features: np.ndarray, options: OofOptions) -> np.ndarray:
     return pca.fit_transform(features).astype(np.float32)
 
 
+def _train_split(samples: pa.Table) -> tuple[SampleArrays, int]:
+    data = decode_samples(samples, splits=("train",))
+    if len(data) == 0:
+        raise ValueError("expected a train split for cross-validation; found no train rows")
+    return data, num_classes(samples)
+
+
 def oof_predictions(
     samples: pa.Table,
     reference: TrainedModel,
     options: OofOptions | None = None,
     progress: bool = True,
 ) -> OofResult:
-    """Out-of-fold predictions for the train split of a samples table (the asset's core call)."""
-    data = decode_samples(samples, splits=("train",))
-    if len(data) == 0:
-        raise ValueError("expected a train split for cross-validation; found no train rows")
-    return out_of_fold(data, num_classes(samples), reference, options, progress)
+    """Out-of-fold predictions for the train split of a samples table, in one process."""
+    data, classes = _train_split(samples)
+    return out_of_fold(data, classes, reference, options, progress)
+
+
+FOLD_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("fold", pa.int32(), nullable=False),
+        pa.field("pred_probs", pa.list_(pa.float32()), nullable=False),
+    ]
+)
+"""One fold step's output: a row per held-out training sample (``row`` indexes the train
+split in raw_samples order) with the fold model's probabilities."""
+
+
+def fold_plan(samples: pa.Table, options: OofOptions) -> FoldPlan:
+    """:func:`plan_folds` over the train split of a samples table (the plan step's call)."""
+    data, _ = _train_split(samples)
+    return plan_folds(data.labels, options)
+
+
+def oof_fold(samples: pa.Table, k: int, options: OofOptions, progress: bool = True) -> pa.Table:
+    """Fold ``k`` of the train split as a :data:`FOLD_SCHEMA` table (one fold step's call).
+
+    The schema metadata keeps the fold's training seconds.
+    """
+    data, classes = _train_split(samples)
+    fit = fit_fold(data, classes, plan_folds(data.labels, options), k, options, progress)
+    table = pa.table(
+        {
+            "sample_id": pa.array([data.sample_ids[i] for i in fit.held], pa.string()),
+            "row": pa.array(fit.held, pa.int64()),
+            "fold": pa.array(np.full(len(fit.held), k, np.int32)),
+            "pred_probs": _list_column(fit.pred_probs),
+        },
+        schema=FOLD_SCHEMA,
+    )
+    return table.replace_schema_metadata({"train_seconds": f"{fit.train_seconds:.6f}"})
+
+
+def merge_folds(
+    samples: pa.Table,
+    folds: list[pa.Table],
+    reference: TrainedModel,
+    options: OofOptions,
+) -> OofResult:
+    """The fold steps' tables (:func:`oof_fold`) joined with the reference embeddings.
+
+    Equal to :func:`oof_predictions` on the same inputs (same folds, seeds and models).
+
+    Raises
+    ------
+    ValueError
+        When a fold is missing or repeated, or a fold table names other samples than the
+        train split holds at its rows (the samples changed since the folds ran).
+    """
+    data, classes = _train_split(samples)
+    plan = plan_folds(data.labels, options)
+    fits = []
+    for table in folds:
+        rows = table.column("row").to_numpy()
+        ids = table.column("sample_id").to_pylist()
+        if len(rows) and (rows.max() >= len(data) or [data.sample_ids[i] for i in rows] != ids):
+            raise ValueError(
+                "expected fold predictions of the current train split; found other sample ids; "
+                "re-materialize oof_predictions"
+            )
+        meta = table.schema.metadata or {}
+        fits.append(
+            FoldPredictions(
+                int(table.column("fold")[0].as_py()) if table.num_rows else -1,
+                rows,
+                matrix_column(table, "pred_probs"),
+                float(meta.get(b"train_seconds", b"0")),
+            )
+        )
+    return combine_folds(data, classes, reference, plan, fits, options)

@@ -21,7 +21,11 @@ from robust_data.oof import (
     OofOptions,
     OofResult,
     fold_count,
+    fold_plan,
     matrix_column,
+    merge_folds,
+    oof_fold,
+    oof_predictions,
     out_of_fold,
     reference_embeddings,
 )
@@ -170,3 +174,26 @@ def test_plant_label_noise_flips_exactly_the_share() -> None:
     assert (noisy[~flipped] == labels[~flipped]).all() and noisy.max() < 10
     again, _ = plant_label_noise(labels, 0.05, 10, seed=3)
     assert (again == noisy).all()
+
+
+def test_fold_steps_merged_equal_the_one_process_loop() -> None:
+    """One table per fold (as the fold steps make them), in any order, merged: the same
+    probabilities, folds and embeddings as oof_predictions in one process."""
+    samples = ingest("digits", name="digits").samples
+    recipe = ModelConfig(epochs=1)
+    data = decode_samples(samples, splits=("train",))
+    reference = train_model(recipe, data.images, data.labels, 10, progress=False)
+    options = OofOptions(folds=3, model=recipe, embedding_dim=8)
+    whole = oof_predictions(samples, reference, options, progress=False)
+    plan = fold_plan(samples, options)
+    tables = [oof_fold(samples, k, options, progress=False) for k in reversed(range(plan.folds))]
+    merged = merge_folds(samples, tables, reference, options)
+    assert merged.folds == whole.folds == 3 and merged.sample_ids == whole.sample_ids
+    np.testing.assert_array_equal(merged.fold, whole.fold)
+    np.testing.assert_array_equal(merged.pred_probs, whole.pred_probs)
+    np.testing.assert_array_equal(merged.embeddings, whole.embeddings)
+    assert merged.table().equals(whole.table())
+    with pytest.raises(ValueError, match=r"expected predictions of folds 0..2 once each"):
+        merge_folds(samples, tables[:2], reference, options)
+    with pytest.raises(ValueError, match="expected a fold in 0..2; found 3"):
+        oof_fold(samples, 3, options, progress=False)
