@@ -1,4 +1,4 @@
-"""``curated_dataset``: the curated dataset exported as Parquet under the home folder."""
+"""``curated_dataset``: the curated dataset exported as Parquet to the home or the store URL."""
 
 from dagster import (
     AssetExecutionContext,
@@ -15,7 +15,8 @@ from assets.metadata import table_definition
 from assets.raw_samples import DATASETS
 from assets.resources import HomeResource
 from robust_data.checks import check_export
-from robust_data.export import FILES_COLUMNS_DOC, FILES_SCHEMA, UPSTREAM, export_dataset
+from robust_data.export import FILES_COLUMNS_DOC, FILES_SCHEMA, UPSTREAM, export_to_store
+from robust_data.store import read_bytes
 
 
 class CuratedDatasetConfig(Config):
@@ -41,9 +42,10 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     partitions_def=DATASETS,
     group_name="curation",
     kinds={"parquet"},
-    description="The export at <home>/exports/<dataset>: data/train-*.parquet and "
-    "data/test-*.parquet (one typed schema, Hugging Face features), README.md (dataset card "
-    "with YAML front matter), lineage.json; one row per exported data file here.",
+    description="The export at <home>/exports/<dataset>, or <store URL>/exports/<dataset> when "
+    "ROBUST_DATA_STORE is a URL: data/train-*.parquet and data/test-*.parquet (one typed "
+    "schema, Hugging Face features), README.md (dataset card with YAML front matter), "
+    "lineage.json (written last); one row per exported data file here.",
     metadata=table_definition(FILES_SCHEMA, FILES_COLUMNS_DOC),
     check_specs=[
         check_spec(
@@ -54,20 +56,19 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
 def curated_dataset(
     context: AssetExecutionContext, config: CuratedDatasetConfig, home: HomeResource
 ):
-    """Export (one core call: :func:`robust_data.export.export_dataset`)."""
+    """Export (one core call: :func:`robust_data.export.export_to_store`)."""
     store = home.store()
     dataset = context.partition_key
     runs = latest_runs(context.instance, dataset, (*UPSTREAM, "variants"))
-    result = export_dataset(
-        store, dataset, store.home / "exports" / dataset, "parquet", config.with_variants, runs=runs
-    )
+    result = export_to_store(store, dataset, "parquet", config.with_variants, runs=runs)
     table = result.files_table()
+    card = read_bytes(f"{result.where}/README.md").decode("utf-8")
     context.add_output_metadata(
         output_name="result",
         metadata={
-            "export": MetadataValue.path(str(result.path)),
+            "export": MetadataValue.path(result.where),
             "rows": MetadataValue.json(result.rows),
-            "card": MetadataValue.md((result.path / "README.md").read_text()[:4000]),
+            "card": MetadataValue.md(card[:4000]),
         },
     )
     yield Output(table)

@@ -27,7 +27,7 @@ from robust_data.reference import REFERENCE_SCHEMA
 from robust_data.report import REPORT_SCHEMA
 from robust_data.rpr.table import RPR_SCHEMA
 from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id, read_params
-from robust_data.store import exists_anywhere, read_bytes
+from robust_data.store import exists_anywhere, is_url, read_bytes, sha256_anywhere
 from robust_data.variants import VARIANTS_SCHEMA
 
 #: Most problems listed in one outcome (the count is always exact).
@@ -351,21 +351,48 @@ def check_ledger(ledger: pa.Table, train_rows: int, curated_rows: int) -> CheckO
     )
 
 
-def check_export(table: pa.Table) -> CheckOutcome:
-    """``curated_dataset``: every exported file exists, hashes to its sha256, has its rows."""
+def _parquet_rows(location: str) -> int:
+    """Rows in the Parquet file at a local path or an fsspec URL (its footer only is read)."""
     import pyarrow.parquet as pq
 
+    if not is_url(location):
+        return int(pq.ParquetFile(location).metadata.num_rows)
+    import fsspec
+
+    with fsspec.open(location, "rb") as handle:
+        return int(pq.ParquetFile(handle).metadata.num_rows)
+
+
+def check_export(table: pa.Table) -> CheckOutcome:
+    """``curated_dataset``: every exported file exists, hashes to its sha256, has its rows.
+
+    A path may be local or an fsspec URL (an export published to the store URL); a URL's
+    object is read back through fsspec.
+    """
     problems = []
     for row in table.to_pylist():
-        path = Path(row["path"])
-        if not path.is_file():
-            problems.append(f"{path} is missing")
+        location = row["path"]
+        if not is_url(location):
+            path = Path(location)
+            if not path.is_file():
+                problems.append(f"{path} is missing")
+                continue
+            if file_sha256(path) != row["sha256"]:
+                problems.append(f"{path} does not match its sha256")
+            location = str(path)
+        else:
+            if not exists_anywhere(location):
+                problems.append(f"{location} is missing")
+                continue
+            if sha256_anywhere(location) != row["sha256"]:
+                problems.append(f"{location} does not match its sha256")
+        try:
+            rows = _parquet_rows(location)
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            problems.append(f"{location} is not a readable Parquet file ({error})")
             continue
-        if file_sha256(path) != row["sha256"]:
-            problems.append(f"{path} does not match its sha256")
-        rows = pq.ParquetFile(path).metadata.num_rows
         if rows != row["rows"]:
-            problems.append(f"{path} has {rows} rows, expected {row['rows']}")
+            problems.append(f"{location} has {rows} rows, expected {row['rows']}")
     if table.num_rows == 0:
         problems.append("no exported split")
     return CheckOutcome(problems, {"files": table.num_rows})

@@ -31,7 +31,7 @@ import shutil
 import socket
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,7 @@ from robust_data.store import (
     is_url,
     local_path,
     pid_alive,
+    publish_folder,
     read_bytes,
     table_location,
 )
@@ -141,29 +142,49 @@ class ExportResult:
 
     ``removed`` lists the folders that killed exports had left beside the target and that this
     export removed (a previous export restored from one of them is listed too).
+
+    ``location`` is the fsspec URL the export was published to (:func:`publish_export`), and
+    ``hashes`` the sha256 of each published file by relative path (``lineage.json``'s
+    ``files``); both empty for a local export. A published export's ``path`` is the local
+    folder it was written to, which :func:`export_to_store` removes once it is published.
     """
 
     path: Path
     format: str
     rows: dict[str, int]  # split -> rows
     removed: tuple[Path, ...] = ()
+    location: str = ""
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """The export's URL when it was published, else its local folder."""
+        return self.location or str(self.path)
 
     def files_table(self, source: str = "curated_samples, variants, raw_samples") -> pa.Table:
         """One row per exported Parquet file: split, path, rows, sha256; with table metadata.
 
-        Only for the Parquet format (``data/<split>-00000-of-00001.parquet`` per split).
+        Only for the Parquet format (``data/<split>-00000-of-00001.parquet`` per split). The
+        paths are URLs for a published export, whose sha256 come from its ``hashes``.
         """
-        files = [self.path / data_file(split) for split in self.rows]
+        if self.location:
+            names = [data_file(split) for split in self.rows]
+            paths = [f"{self.location}/{name}" for name in names]
+            digests = [self.hashes[name] for name in names]
+        else:
+            files = [self.path / data_file(split) for split in self.rows]
+            paths = [str(f) for f in files]
+            digests = [file_sha256(f) for f in files]
         table = pa.table(
             {
                 "split": list(self.rows),
-                "path": [str(f) for f in files],
+                "path": paths,
                 "rows": list(self.rows.values()),
-                "sha256": [file_sha256(f) for f in files],
+                "sha256": digests,
             },
             schema=FILES_SCHEMA,
         )
-        params = {"format": self.format, "export": str(self.path)}
+        params = {"format": self.format, "export": self.where}
         return table.replace_schema_metadata(table_metadata("curated_dataset", source, params))
 
 
@@ -1010,3 +1031,78 @@ def _swap_in(tmp: Path, target: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# exports at the store URL
+
+#: Published after every other file of an export, in this order: ``lineage.json`` (the sha256
+#: of every other file) is the marker that the export is complete.
+PUBLISHED_LAST = ("README.md", "lineage.json")
+
+
+def publish_export(result: ExportResult, url: str) -> ExportResult:
+    """Upload a local export to an fsspec URL prefix; the result names the URL.
+
+    Every data file and plot goes up first, one object each, then ``README.md``, then
+    ``lineage.json``; objects under ``url`` that this export does not hold are deleted last
+    (see :func:`robust_data.store.publish_folder`). A reader can rely on each object being
+    whole and on ``lineage.json`` being written after every file it lists; a reader that opens
+    the export while a new one is uploading may see new data files with the old
+    ``lineage.json`` (check the files' sha256 against it), and, until the upload ends, files
+    the new export no longer has.
+
+    Parameters
+    ----------
+    result : ExportResult
+        A local export (:func:`export_dataset`); its folder is left as it is.
+    url : str
+        Where to publish it: ``<store URL>/exports/<dataset>`` (:meth:`Store.export_location`).
+
+    Returns
+    -------
+    ExportResult
+        ``result`` with ``location`` set to ``url`` and the files' sha256 from its lineage.
+    """
+    lineage = json.loads((result.path / "lineage.json").read_text(encoding="utf-8"))
+    publish_folder(result.path, url, last=PUBLISHED_LAST)
+    return replace(result, location=url.rstrip("/"), hashes=dict(lineage["files"]))
+
+
+def export_to_store(
+    store: Store,
+    dataset: str,
+    fmt: str = "parquet",
+    with_variants: bool = False,
+    runs: dict[str, str] | None = None,
+    scratch: str | os.PathLike[str] | None = None,
+) -> ExportResult:
+    """Export ``dataset`` to :meth:`Store.export_location`: the home, or the store URL.
+
+    Locally this is :func:`export_dataset` into ``<home>/exports/<dataset>``. With a store URL
+    the export is written into a private temporary folder (``tempfile.mkdtemp`` under
+    ``scratch``, default the system's temporary folder, which must lie outside the home), then
+    published to ``<store URL>/exports/<dataset>`` by :func:`publish_export`; the temporary
+    folder is removed whether or not that succeeds.
+
+    Returns
+    -------
+    ExportResult
+        For a published export, ``location`` is the URL and ``path`` the removed folder.
+
+    Raises
+    ------
+    ExportError, FileNotFoundError
+        As :func:`export_dataset`.
+    """
+    location = store.export_location(dataset)
+    if not is_url(location):
+        return export_dataset(store, dataset, location, fmt, with_variants, runs=runs)
+    staging = Path(tempfile.mkdtemp(prefix="robust-data-export-", dir=scratch))
+    try:
+        local = export_dataset(
+            store, dataset, staging / safe_name(dataset), fmt, with_variants, runs=runs
+        )
+        return publish_export(local, location)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

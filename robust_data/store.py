@@ -8,8 +8,9 @@ Layout of a home (default ``./.robust-data``; ``--home`` or ``ROBUST_DATA_HOME``
 
 The storage root defaults to ``<home>/store``; ``ROBUST_DATA_STORE`` points it elsewhere: a
 local folder, or any fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``memory://...``) for the
-tables. With a URL, the tables go there and the files that are not tables (model weights)
-stay under ``<home>/store``.
+tables. With a URL, the tables go there, and so do the model weights
+(:meth:`Store.weights_location`), the report folders (:meth:`Store.report_location`) and the
+exports (:meth:`Store.export_location`, published by :func:`publish_folder`).
 """
 
 from __future__ import annotations
@@ -243,6 +244,91 @@ def read_bytes(location: str | os.PathLike[str]) -> bytes:
         return handle.read()
 
 
+def sha256_anywhere(location: str | os.PathLike[str]) -> str:
+    """Hex sha256 of the bytes at a local path or an fsspec URL, read in 1 MiB blocks."""
+    import hashlib
+
+    import fsspec
+
+    target = str(location) if is_url(location) else str(local_path(location))
+    digest = hashlib.sha256()
+    with fsspec.open(target, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def publish_folder(
+    local: str | os.PathLike[str], url: str, last: tuple[str, ...] = ()
+) -> list[str]:
+    """Make the objects under ``url`` mirror the files under the local folder ``local``.
+
+    Every file goes up as one object (``<url>/<relative POSIX path>``): first all files not in
+    ``last``, then those of ``last`` in that order; then the objects under ``url`` that
+    ``local`` does not hold are deleted. Symbolic links are not followed.
+
+    What a reader can rely on, on an object store such as S3: each object is whole (a put,
+    multipart included, publishes all of its bytes or none); the files of ``last`` are written
+    after every other file, so once the last one of them is new, so is every file listed
+    beside it. A reader that opens the prefix while a publish is uploading can see some new
+    data files with the old ``last`` files (and, until the clean-up at the end, objects the new
+    folder no longer holds); nothing here locks the prefix against a second writer.
+
+    Parameters
+    ----------
+    local : path
+        The folder to publish (left as it is).
+    url : str
+        An fsspec URL prefix (``s3://bucket/store/exports/mnist``).
+    last : tuple of str
+        Relative paths to upload after every other file (markers: ``lineage.json``).
+
+    Returns
+    -------
+    list of str
+        The URL of every published object, in upload order.
+
+    Raises
+    ------
+    ValueError
+        When ``url`` is not an fsspec URL or ``local`` is not a folder.
+    """
+    import fsspec
+
+    folder = local_path(local)
+    if not is_url(url):
+        raise ValueError(
+            f"expected an fsspec URL to publish {folder} to; found {url!r}; "
+            "pass a URL such as s3://bucket/prefix, or copy the folder locally"
+        )
+    if not folder.is_dir():
+        raise ValueError(
+            f"expected a folder to publish to {url}; found no folder at {folder}; "
+            "export into it first"
+        )
+    url = url.rstrip("/")
+    fs, root = fsspec.core.url_to_fs(url)
+    root = root.rstrip("/")
+    names = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    )
+    order = [n for n in names if n not in last] + [n for n in last if n in names]
+    for name in order:
+        target = f"{root}/{name}"
+        parent = target.rsplit("/", 1)[0]
+        fs.makedirs(parent, exist_ok=True)
+        fs.put_file(str(folder / name), target)
+    fs.invalidate_cache(root)
+    kept = {f"{root}/{name}" for name in names}
+    found = fs.find(root) if fs.exists(root) else []
+    stale = [p for p in found if p.startswith(f"{root}/") and p not in kept]
+    if stale:
+        fs.rm(stale)
+    return [f"{url}/{name}" for name in order]
+
+
 def read_parquet(location: str | os.PathLike[str]) -> pa.Table:
     """Read a Parquet table from a local path or an fsspec URL.
 
@@ -435,6 +521,16 @@ class Store:
             return f"{self.tables_url}/reports/{name}"
         return str(self.home / "reports" / name)
 
+    def export_location(self, dataset: str) -> str:
+        """Where dataset ``dataset``'s export lives: under the tables URL, else the home.
+
+        ``<tables URL>/exports/<dataset>`` when the tables live at an fsspec URL (the export is
+        published there, see :func:`publish_folder`), else ``<home>/exports/<dataset>``.
+        """
+        if self.tables_url:
+            return f"{self.tables_url}/exports/{dataset}"
+        return str(self.home / "exports" / dataset)
+
     def write(self, table: pa.Table, name: str, partition: str | None = None) -> str:
         """Store a table atomically (a local temporary file renamed, or one put to the URL).
 
@@ -582,10 +678,11 @@ class Store:
         if self.tables_url:
             import fsspec
 
-            fs, reports = fsspec.core.url_to_fs(self.report_location(name))
-            if fs.exists(reports):
-                fs.rm(reports, recursive=True)
-                removed.append(self.report_location(name))
+            for location in (self.report_location(name), self.export_location(name)):
+                fs, prefix = fsspec.core.url_to_fs(location)
+                if fs.exists(prefix):
+                    fs.rm(prefix, recursive=True)
+                    removed.append(location)
         return removed
 
     def _weight_files(self, kind: str, name: str) -> list[str]:
