@@ -1,15 +1,24 @@
 """``retrained_model`` and ``robustness_report``: retrain on the curated data, prove the effect."""
 
+import re
+
 import numpy as np
 import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetIn,
     Config,
+    DynamicOut,
+    DynamicOutput,
     MetadataValue,
+    OpExecutionContext,
+    Out,
     Output,
     TableMetadataValue,
     asset,
+    config_mapping,
+    graph_asset,
+    op,
 )
 from pydantic import Field
 
@@ -38,9 +47,10 @@ from robust_data.report import (
     Candidate,
     Report,
     ReportSetup,
-    build_report,
     headline_verdicts,
+    measure_candidates,
     paper_table_markdown,
+    report_from_measurements,
     stored_steps,
     summary_rows,
     write_report,
@@ -232,7 +242,94 @@ def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
     }
 
 
-@asset(
+def _setup(
+    partition: str,
+    config: RobustnessReportConfig,
+    compute: ComputeResource,
+    rpr_scores: pa.Table,
+    curation_ledger: pa.Table,
+) -> ReportSetup:
+    """What the models were trained on (the ledger's preset) and how they are judged."""
+    chosen = preset_from_params(read_params(curation_ledger.schema))
+    params = read_params(rpr_scores.schema)
+    transforms = chosen.plan.transforms
+    return ReportSetup(
+        partition,
+        chosen.name,
+        frozenset(used_families(transforms)),
+        JudgeOptions(
+            scheme=params.get("scheme", "pixels"),
+            held_out_scheme=config.held_out_scheme or held_out_scheme(transforms),
+            max_steps=params.get("max_steps", MAX_STEPS),
+            seed=params.get("seed", 0),
+            device=config.device or compute.device,
+            precision=compute.precision,
+        ),
+    )
+
+
+@config_mapping
+def _split_report_config(config: RobustnessReportConfig) -> dict:
+    """The asset's one config block -> its evaluation and merge steps."""
+    settings = {"config": config.model_dump()}
+    return {"evaluate_model": settings, "merge_evaluations": settings}
+
+
+@op(out=DynamicOut(pa.Table))
+def plan_evaluations(retrained_model: pa.Table):
+    """One output per retrained model: its one-row slice of the retrained_model table."""
+    for i, row in enumerate(retrained_model.to_pylist()):
+        key = f"{row['model']}_seed{row['seed']}"
+        yield DynamicOutput(retrained_model.slice(i, 1), mapping_key=re.sub(r"\W", "_", key))
+
+
+@op(tags=GPU_STEP_TAGS, pool=GPU_POOL)
+def evaluate_model(
+    context: OpExecutionContext,
+    config: RobustnessReportConfig,
+    compute: ComputeResource,
+    candidate: pa.Table,
+    raw_samples: pa.Table,
+    rpr_scores: pa.Table,
+    curation_ledger: pa.Table,
+    corrupted_test: pa.Table,
+) -> pa.Table:
+    """Measure one model (one core call: :func:`robust_data.report.measure_candidates`)."""
+    setup = _setup(context.partition_key, config, compute, rpr_scores, curation_ledger)
+    (row,) = candidate.to_pylist()
+    model, _ = load_model(row["path"], row["sha256"])
+    chosen = [Candidate(row["model"], row["seed"], model, row["sha256"], row["train_size"])]
+    test = decode_samples(raw_samples, splits=("test",))
+    known = stored_steps(rpr_scores, test, chosen)
+    with transient_failures_retried(context):
+        measured = measure_candidates(setup, chosen, test, corrupted_test, known)
+    context.log.info(f"measured {row['model']} (seed {row['seed']}) on {len(test)} test images")
+    return measured
+
+
+@op(out={"result": Out(pa.Table), "robustness_report_valid": Out(is_required=False)})
+def merge_evaluations(
+    context: OpExecutionContext,
+    config: RobustnessReportConfig,
+    home: HomeResource,
+    compute: ComputeResource,
+    measurements: list[pa.Table],
+    retrained_model: pa.Table,
+    rpr_scores: pa.Table,
+    curation_ledger: pa.Table,
+):
+    """Compare and write the report (core call: :func:`report_from_measurements`)."""
+    setup = _setup(context.partition_key, config, compute, rpr_scores, curation_ledger)
+    order = [(r["seed"], r["model"]) for r in retrained_model.to_pylist()]
+    report = report_from_measurements(setup, measurements, order)
+    path = write_report(report, home.store().report_location(context.partition_key))
+    for line in report.verdicts:
+        context.log.info(line)
+    yield Output(report.table, "result", metadata=_report_metadata(report, path))
+    yield check_result("robustness_report", "valid", check_report(report.table))
+
+
+@graph_asset(
     ins={
         "retrained_model": AssetIn(),
         "raw_samples": AssetIn(),
@@ -246,8 +343,10 @@ def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
     description="Every metric of every retrained model: one row per (seed, model). Higher "
     "accuracy and robust fraction are better, lower mCE and ECE are better; the verdicts "
     "(first in the metadata) compare curated with each other model with 95% intervals. The "
-    "full report is under <home>/reports/<dataset>/ (under the store URL when there is one).",
+    "full report is under <home>/reports/<dataset>/ (under the store URL when there is one). "
+    "Each model is measured in a step of its own (evaluate_model), like the RPR shards.",
     metadata=table_definition(REPORT_SCHEMA, REPORT_COLUMNS_DOC),
+    config=_split_report_config,
     check_specs=[
         check_spec(
             "robustness_report",
@@ -256,47 +355,12 @@ def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
         )
     ],
 )
-def robustness_report(
-    context: AssetExecutionContext,
-    config: RobustnessReportConfig,
-    home: HomeResource,
-    compute: ComputeResource,
-    retrained_model,
-    raw_samples,
-    rpr_scores,
-    curation_ledger,
-    corrupted_test,
-):
-    """Judge and compare (one core call: :func:`robust_data.report.build_report`)."""
-    chosen = preset_from_params(read_params(curation_ledger.schema))
-    params = read_params(rpr_scores.schema)
-    transforms = chosen.plan.transforms
-    setup = ReportSetup(
-        context.partition_key,
-        chosen.name,
-        frozenset(used_families(transforms)),
-        JudgeOptions(
-            scheme=params.get("scheme", "pixels"),
-            held_out_scheme=config.held_out_scheme or held_out_scheme(transforms),
-            max_steps=params.get("max_steps", MAX_STEPS),
-            seed=params.get("seed", 0),
-            device=config.device or compute.device,
-            precision=compute.precision,
-        ),
-    )
-    candidates = []
-    for row in retrained_model.to_pylist():
-        model, _ = load_model(row["path"], row["sha256"])
-        candidates.append(
-            Candidate(row["model"], row["seed"], model, row["sha256"], row["train_size"])
+def robustness_report(retrained_model, raw_samples, rpr_scores, curation_ledger, corrupted_test):
+    """Plan one evaluation per model, measure each, compare them."""
+    measured = plan_evaluations(retrained_model).map(
+        lambda candidate: evaluate_model(
+            candidate, raw_samples, rpr_scores, curation_ledger, corrupted_test
         )
-    test = decode_samples(raw_samples, splits=("test",))
-    known = stored_steps(rpr_scores, test, candidates)
-    with transient_failures_retried(context):
-        report = build_report(setup, candidates, test, corrupted_test, known)
-    path = write_report(report, home.store().report_location(context.partition_key))
-    for line in report.verdicts:
-        context.log.info(line)
-    context.add_output_metadata(output_name="result", metadata=_report_metadata(report, path))
-    yield Output(report.table)
-    yield check_result("robustness_report", "valid", check_report(report.table))
+    )
+    merged = merge_evaluations(measured.collect(), retrained_model, rpr_scores, curation_ledger)
+    return {"result": merged.result, "robustness_report_valid": merged.robustness_report_valid}

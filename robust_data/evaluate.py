@@ -133,18 +133,38 @@ def judge(
     return {name: j.metrics for name, j in judged.items()}
 
 
-def judge_models(
+@dataclass
+class Measured:
+    """One model's raw measurements on the test split, before any comparison.
+
+    Attributes
+    ----------
+    suite : pa.Table
+        Accuracy and ECE per corruption job (``SUITE_SCHEMA`` of robust_data.corrupt.evaluate).
+    steps : np.ndarray
+        (N,) int64 RPR tries to the flip under the scoring scheme; 0 for survivors.
+    held_out_steps : np.ndarray
+        (N,) int64 the same under the held-out scheme.
+    """
+
+    suite: pa.Table
+    steps: np.ndarray
+    held_out_steps: np.ndarray
+
+
+def measure_models(
     models: Mapping[str, nn.Module],
     test: SampleArrays,
     classes: int,
-    seen: set[str],
     options: JudgeOptions = JudgeOptions(),
-    reference: str = "reference",
     corrupted: pa.Table | None = None,
     known_steps: Mapping[str, np.ndarray] | None = None,
     progress: bool = False,
-) -> dict[str, Judged]:
-    """:func:`judge` with the details a report draws, and shared work reused.
+) -> dict[str, Measured]:
+    """Each model's suite and RPR tries; nothing here depends on the other models.
+
+    So one model per call (one evaluation step per model) measures what a call with all of
+    them does; a call with several reads each corrupted chunk once for all of them.
 
     Parameters
     ----------
@@ -170,27 +190,43 @@ def judge_models(
         SuiteOptions(options.seed, options.device, options.precision),
         progress,
     )
-    suite_names = list(dict.fromkeys(c for c, _ in jobs if c != "clean"))
-    held = [c for c in suite_names if c not in seen]
-    seen_names = [c for c in suite_names if c in seen]
     known = dict(known_steps or {})
-    out: dict[str, Judged] = {}
+    out: dict[str, Measured] = {}
     for name, model in models.items():
-        rows = suites[name].to_pylist()
-        clean = next(r for r in rows if r["corruption"] == "clean")
-        ce, _ = mean_corruption_error(suites[name], suites[reference])
         steps = known.get(name)
         if steps is None:
             steps = _steps(model, test, classes, options.scheme, options, progress)
+        held = _steps(model, test, classes, options.held_out_scheme, options, progress)
+        out[name] = Measured(suites[name], np.asarray(steps, np.int64), held)
+    return out
+
+
+def judged_from(
+    measured: Mapping[str, Measured], seen: set[str], reference: str = "reference"
+) -> dict[str, Judged]:
+    """Every metric of every model of one seed; mCEs relative to ``measured[reference]``.
+
+    Raises
+    ------
+    KeyError
+        When ``reference`` was not measured.
+    """
+    base = measured[reference].suite
+    out: dict[str, Judged] = {}
+    for name, m in measured.items():
+        rows = m.suite.to_pylist()
+        clean = next(r for r in rows if r["corruption"] == "clean")
+        suite_names = list(
+            dict.fromkeys(r["corruption"] for r in rows if r["corruption"] != "clean")
+        )
+        held = [c for c in suite_names if c not in seen]
+        seen_names = [c for c in suite_names if c in seen]
+        ce, _ = mean_corruption_error(m.suite, base)
         metrics = {
             "test_accuracy": clean["accuracy"],
             "ece": clean["ece"],
-            "robust_fraction": float(np.mean(np.asarray(steps) <= 0)) if len(steps) else np.nan,
-            "robust_fraction_held_out": float(
-                np.mean(
-                    _steps(model, test, classes, options.held_out_scheme, options, progress) <= 0
-                )
-            ),
+            "robust_fraction": float(np.mean(m.steps <= 0)) if len(m.steps) else np.nan,
+            "robust_fraction_held_out": float(np.mean(m.held_out_steps <= 0)),
             "corruption_accuracy_held_out": _mean(
                 [r["accuracy"] for r in rows if r["corruption"] in held]
             ),
@@ -200,8 +236,25 @@ def judge_models(
             "mce_held_out": _mean([ce[c] for c in held if c in ce]),
             "mce_seen": _mean([ce[c] for c in seen_names if c in ce]),
         }
-        out[name] = Judged(metrics, np.asarray(steps, np.int64), suites[name], ce)
+        out[name] = Judged(metrics, m.steps, m.suite, ce)
     return out
+
+
+def judge_models(
+    models: Mapping[str, nn.Module],
+    test: SampleArrays,
+    classes: int,
+    seen: set[str],
+    options: JudgeOptions = JudgeOptions(),
+    reference: str = "reference",
+    corrupted: pa.Table | None = None,
+    known_steps: Mapping[str, np.ndarray] | None = None,
+    progress: bool = False,
+) -> dict[str, Judged]:
+    """:func:`judge` with the details a report draws: :func:`measure_models`, then
+    :func:`judged_from` (see there for ``corrupted`` and ``known_steps``)."""
+    measured = measure_models(models, test, classes, options, corrupted, known_steps, progress)
+    return judged_from(measured, seen, reference)
 
 
 def check_corrupted(corrupted: pa.Table, test: SampleArrays) -> None:

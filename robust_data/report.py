@@ -20,7 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robust_data.arrays import SampleArrays, decode_samples
-from robust_data.evaluate import METRICS, JudgeOptions, compare, judge_models
+from robust_data.corrupt.evaluate import SUITE_SCHEMA
+from robust_data.evaluate import (
+    METRICS,
+    JudgeOptions,
+    Measured,
+    compare,
+    judged_from,
+    measure_models,
+)
 from robust_data.models import TrainedModel
 from robust_data.plots import grouped_bars
 from robust_data.rpr.plots import plot_curves
@@ -280,6 +288,139 @@ def stored_steps(
     }
 
 
+MEASURED_SCHEMA = pa.schema(
+    [
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("train_size", pa.int64(), nullable=False),
+        pa.field("model_sha256", pa.string(), nullable=False),
+        pa.field("steps", pa.list_(pa.int64()), nullable=False),
+        pa.field("held_out_steps", pa.list_(pa.int64()), nullable=False),
+        pa.field("suite", pa.string(), nullable=False),
+    ]
+)
+"""One evaluation step's output: a row per measured (seed, model) with its RPR tries (N,)
+under the scoring and held-out schemes and its corruption suite (SUITE_SCHEMA rows as JSON)."""
+
+
+def _measured_row(candidate: Candidate, measured: Measured) -> dict[str, Any]:
+    return {
+        "seed": candidate.seed,
+        "model": candidate.name,
+        "train_size": candidate.train_size,
+        "model_sha256": candidate.sha256,
+        "steps": measured.steps.tolist(),
+        "held_out_steps": measured.held_out_steps.tolist(),
+        "suite": json.dumps(measured.suite.to_pylist(), allow_nan=True),
+    }
+
+
+def measure_candidates(
+    setup: ReportSetup,
+    candidates: list[Candidate],
+    test: SampleArrays,
+    corrupted: pa.Table | None,
+    known_steps: dict[tuple[str, int], np.ndarray] | None = None,
+    progress: bool = True,
+) -> pa.Table:
+    """Measure ``candidates`` on ``test`` (one evaluation step's call, with one candidate).
+
+    Candidates of a seed are measured together (each corrupted chunk read once for them);
+    the result is the same row by row as one call per candidate.
+
+    Returns
+    -------
+    pa.Table
+        :data:`MEASURED_SCHEMA`, one row per candidate.
+    """
+    rows = []
+    for seed in sorted({c.seed for c in candidates}):
+        mine = [c for c in candidates if c.seed == seed]
+        measured = measure_models(
+            {c.name: c.model.model for c in mine},
+            test,
+            int(max(c.model.num_classes for c in mine)),
+            setup.judge,
+            corrupted=corrupted,
+            known_steps={n: v for (n, s), v in (known_steps or {}).items() if s == seed},
+            progress=progress,
+        )
+        rows += [_measured_row(c, measured[c.name]) for c in mine]
+    return pa.Table.from_pylist(rows, schema=MEASURED_SCHEMA)
+
+
+def _measured(row: dict[str, Any]) -> Measured:
+    suite = pa.Table.from_pylist(json.loads(row["suite"]), schema=SUITE_SCHEMA)
+    return Measured(
+        suite, np.asarray(row["steps"], np.int64), np.asarray(row["held_out_steps"], np.int64)
+    )
+
+
+def report_from_measurements(
+    setup: ReportSetup,
+    measurements: list[pa.Table],
+    order: list[tuple[int, str]] | None = None,
+) -> Report:
+    """Compare the measured models (:func:`measure_candidates` tables, in any order).
+
+    Every seed must have a ``reference`` (the mCE base) and a ``curated`` model. ``order``
+    lists (seed, model) in the order the report's rows take (the retrained_model table's);
+    default: as measured.
+
+    Raises
+    ------
+    ValueError
+        When a seed lacks either, or a (seed, model) was measured twice.
+    """
+    rows = [r for table in measurements for r in table.to_pylist()]
+    if not rows:
+        raise ValueError("expected measured models; found none; materialize retrained_model")
+    keys = [(r["seed"], r["model"]) for r in rows]
+    if len(set(keys)) != len(keys):
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(
+            f"expected each (seed, model) measured once; found {twice} twice; "
+            "re-run the report from its evaluation steps"
+        )
+    if order is not None:
+        rank = {key: i for i, key in enumerate(order)}
+        rows.sort(key=lambda r: rank.get((r["seed"], r["model"]), len(rank)))
+    seeds = sorted({r["seed"] for r in rows})
+    runs, seed0 = [], {}
+    curves: dict[str, np.ndarray] = {}
+    for seed in seeds:
+        mine = [r for r in rows if r["seed"] == seed]
+        names = {r["model"] for r in mine}
+        if not {"reference", "curated"} <= names:
+            raise ValueError(
+                f"expected a reference and a curated model for seed {seed}; found {sorted(names)}"
+            )
+        judged = judged_from({r["model"]: _measured(r) for r in mine}, set(setup.seen))
+        for row in mine:
+            result = judged[row["model"]]
+            runs.append(
+                {
+                    "seed": seed,
+                    "model": row["model"],
+                    "train_size": row["train_size"],
+                    **{
+                        f.name: result.metrics[f.name]
+                        for f in REPORT_SCHEMA
+                        if f.name in result.metrics
+                    },
+                    "model_sha256": row["model_sha256"],
+                }
+            )
+            if seed == seeds[0]:
+                curves[row["model"]] = robustness_curve(result.steps, setup.judge.max_steps)
+                seed0[row["model"]] = {
+                    "curve": curves[row["model"]].tolist(),
+                    "ce": result.ce,
+                    "suite": result.suite.to_pylist(),
+                }
+    return _report(setup, runs, seed0, curves, len(seeds), len(rows[0]["steps"]))
+
+
 def build_report(
     setup: ReportSetup,
     candidates: list[Candidate],
@@ -290,54 +431,25 @@ def build_report(
 ) -> Report:
     """Judge every candidate on ``test`` seed by seed, and compare curated with the rest.
 
-    Every seed must have a ``reference`` (the mCE base) and a ``curated`` candidate.
+    One process: :func:`measure_candidates`, then :func:`report_from_measurements`.
     ``corrupted`` is the stored corrupted test set of ``test`` (each chunk read once per seed
     and run through that seed's models); ``known_steps`` maps (model, seed) to stored RPR
     tries under the scoring scheme, not scored again.
     """
-    seeds = sorted({c.seed for c in candidates})
-    classes = int(max(c.model.num_classes for c in candidates))
-    runs, seed0 = [], {}
-    curves: dict[str, np.ndarray] = {}
-    for seed in seeds:
-        mine = [c for c in candidates if c.seed == seed]
-        names = {c.name for c in mine}
-        if not {"reference", "curated"} <= names:
-            raise ValueError(
-                f"expected a reference and a curated model for seed {seed}; found {sorted(names)}"
-            )
-        judged = judge_models(
-            {c.name: c.model.model for c in mine},
-            test,
-            classes,
-            set(setup.seen),
-            setup.judge,
-            corrupted=corrupted,
-            known_steps={n: v for (n, s), v in (known_steps or {}).items() if s == seed},
-            progress=progress,
-        )
-        for cand in mine:
-            result = judged[cand.name]
-            runs.append(
-                {
-                    "seed": seed,
-                    "model": cand.name,
-                    "train_size": cand.train_size,
-                    **{
-                        f.name: result.metrics[f.name]
-                        for f in REPORT_SCHEMA
-                        if f.name in result.metrics
-                    },
-                    "model_sha256": cand.sha256,
-                }
-            )
-            if seed == seeds[0]:
-                curves[cand.name] = robustness_curve(result.steps, setup.judge.max_steps)
-                seed0[cand.name] = {
-                    "curve": curves[cand.name].tolist(),
-                    "ce": result.ce,
-                    "suite": result.suite.to_pylist(),
-                }
+    table = measure_candidates(setup, candidates, test, corrupted, known_steps, progress)
+    return report_from_measurements(setup, [table])
+
+
+def _report(
+    setup: ReportSetup,
+    runs: list[dict[str, Any]],
+    seed0: dict[str, Any],
+    curves: dict[str, np.ndarray],
+    seeds: int,
+    test_samples: int,
+) -> Report:
+    """The document, figures and table of compared runs."""
+    first_seed = min(r["seed"] for r in runs)
     comparison = compare(runs)
     suite_names = [
         c
@@ -347,8 +459,8 @@ def build_report(
     document = {
         "dataset": setup.dataset,
         "preset": setup.preset,
-        "seeds": len(seeds),
-        "test_samples": len(test),
+        "seeds": seeds,
+        "test_samples": test_samples,
         "seen": sorted(setup.seen),
         "judge": asdict(setup.judge),
         "verdicts": comparison.verdicts,
@@ -360,7 +472,7 @@ def build_report(
             b: {k: [v.mean, v.low, v.high] for k, v in per.items()}
             for b, per in comparison.differences.items()
         },
-        "train_sizes": {r["model"]: r["train_size"] for r in runs if r["seed"] == seeds[0]},
+        "train_sizes": {r["model"]: r["train_size"] for r in runs if r["seed"] == first_seed},
         "runs": runs,
         "suite_corruptions": suite_names,
         "seed0": seed0,

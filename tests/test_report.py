@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,8 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_pat
         Candidate,
         ReportSetup,
         build_report,
+        measure_candidates,
+        report_from_measurements,
         write_report,
     )
     from robust_data.store import read_bytes
@@ -101,3 +104,18 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_pat
     assert read_bytes("memory://store/reports/toy/plots/robustness_curves.png").startswith(
         b"\x89PNG"
     )
+    # one evaluation step per model, merged in another order: the same report
+    order = [(c.seed, c.name) for c in candidates]
+    steps = [
+        measure_candidates(setup, [c], test, None, known, progress=False)
+        for c in reversed(candidates)
+    ]
+    fanned = report_from_measurements(setup, steps, order)
+    assert fanned.table.schema == report.table.schema  # metadata included
+    assert fanned.table.to_pandas().equals(report.table.to_pandas())  # NaN equals NaN here
+    assert json.dumps(fanned.document) == json.dumps(report.document)
+    assert fanned.markdown() == report.markdown()
+    with pytest.raises(ValueError, match=r"expected a reference and a curated model for seed 1"):
+        report_from_measurements(setup, steps[:2], order)
+    with pytest.raises(ValueError, match=r"expected each \(seed, model\) measured once"):
+        report_from_measurements(setup, [*steps, steps[0]], order)
