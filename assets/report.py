@@ -343,8 +343,8 @@ def merge_evaluations(
     description="Every metric of every retrained model: one row per (seed, model). Higher "
     "accuracy and robust fraction are better, lower mCE and ECE are better; the verdicts "
     "(first in the metadata) compare curated with each other model with 95% intervals. The "
-    "full report is under <home>/reports/<dataset>/ (under the store URL when there is one). "
-    "Each model is measured in a step of its own (evaluate_model), like the RPR shards.",
+    "full report is under <home>/reports/<dataset>/ (under the store URL when there is one), "
+    "each model measured in a step of its own (evaluate_model).",
     metadata=table_definition(REPORT_SCHEMA, REPORT_COLUMNS_DOC),
     config=_split_report_config,
     check_specs=[

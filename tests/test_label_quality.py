@@ -193,7 +193,7 @@ def test_fold_steps_merged_equal_the_one_process_loop() -> None:
     np.testing.assert_array_equal(merged.pred_probs, whole.pred_probs)
     np.testing.assert_array_equal(merged.embeddings, whole.embeddings)
     assert merged.table().equals(whole.table())
-    with pytest.raises(ValueError, match=r"expected predictions of folds 0..2 once each"):
+    with pytest.raises(ValueError, match=r"expected predictions of folds 0\.\.2 once each"):
         merge_folds(samples, tables[:2], reference, options)
-    with pytest.raises(ValueError, match="expected a fold in 0..2; found 3"):
+    with pytest.raises(ValueError, match=r"expected a fold in 0\.\.2; found 3"):
         oof_fold(samples, 3, options, progress=False)
