@@ -5,6 +5,7 @@ Layout of a home (default ``./.robust-data``; ``--home`` or ``ROBUST_DATA_HOME``
     <home>/store/<table>/<dataset>.parquet   the materialized tables, one file per partition
     <home>/dagster/                          DAGSTER_HOME: runs, materializations, schedules
     <home>/datasets.json                     registered datasets: name -> source spec and root
+                                             (<store URL>/datasets.json with a URL store)
 
 The storage root defaults to ``<home>/store``; ``ROBUST_DATA_STORE`` points it elsewhere: a
 local folder, or any fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``memory://...``) for the
@@ -451,7 +452,16 @@ class Store:
 
     @property
     def registry_path(self) -> Path:
+        """The local registry file (``<home>/datasets.json``)."""
         return self.home / "datasets.json"
+
+    @property
+    def registry_location(self) -> str:
+        """Where the dataset registry lives: ``<tables URL>/datasets.json`` with a URL store
+        (every worker reads the same one), else :attr:`registry_path`."""
+        if self.tables_url:
+            return f"{self.tables_url}/datasets.json"
+        return str(self.registry_path)
 
     def ensure(self) -> Store:
         """Create the folders and a ``dagster.yaml`` (telemetry off) if they are missing.
@@ -587,9 +597,9 @@ class Store:
 
     def registrations(self) -> dict[str, Registration]:
         """Datasets registered in this home, by name."""
-        if not self.registry_path.exists():
+        if not exists_anywhere(self.registry_location):
             return {}
-        raw: dict[str, dict[str, Any]] = json.loads(self.registry_path.read_text())
+        raw: dict[str, dict[str, Any]] = json.loads(read_bytes(self.registry_location))
         return {name: Registration(name=name, **entry) for name, entry in raw.items()}
 
     def lookup(self, name: str) -> Registration:
@@ -744,5 +754,9 @@ class Store:
 
     def _write_registry(self, registrations: dict[str, Registration]) -> None:
         entries = {n: {"source": r.source, "root": r.root} for n, r in registrations.items()}
+        text = json.dumps(entries, indent=2, sort_keys=True) + "\n"
+        if self.tables_url:  # one put: readers see the old registry or the new one
+            write_bytes_anywhere(text.encode(), self.registry_location)
+            return
         self.home.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(json.dumps(entries, indent=2, sort_keys=True) + "\n", self.registry_path)
+        write_text_atomic(text, self.registry_path)

@@ -75,7 +75,12 @@ def test_ingest_and_reviews_go_to_the_object_store(
 
     monkeypatch.setenv("ROBUST_DATA_STORE", s3_store)
     assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0
-    assert _objects(s3_store) == ["ingest_rejects/digits.parquet", "raw_samples/digits.parquet"]
+    assert _objects(s3_store) == [
+        "datasets.json",  # the registry: every worker resolves the dataset from the store
+        "ingest_rejects/digits.parquet",
+        "raw_samples/digits.parquet",
+    ]
+    assert not (isolated_home / "datasets.json").exists()
     store = Store.open(isolated_home)
     assert store.tables_url == s3_store and store.has("raw_samples", "digits")
     samples = store.read("raw_samples", "digits")
