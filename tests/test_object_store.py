@@ -97,6 +97,14 @@ def test_ingest_and_reviews_go_to_the_object_store(
     assert run_query(store, "SELECT count(*) AS n FROM reviews").table.to_pylist() == [{"n": 1}]
     with pytest.raises(QueryError):
         run_query(store, f"COPY raw_samples TO '{isolated_home / 'out.parquet'}'")
+    # the sample browser's index reads the same remote tables and the review
+    from robust_data.browse import SampleFilter, SampleIndex
+
+    index = SampleIndex(store, "digits")
+    assert index.count(SampleFilter()) == 1797
+    assert index.count(SampleFilter.from_query({"split": "test"})) == 359
+    assert index.refresh_reviews()[first].note == "blurry"
+    assert index.image(first).startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
