@@ -90,3 +90,22 @@ def test_query_csv_and_json_keep_full_precision(capsys: pytest.CaptureFixture[st
     assert rows[0] == {"name": "a", "acc": 0.95971234, "n": 3}
     assert main(["query", VALUES, "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "a,0.95971234,3"
+
+
+def test_cluster_execution_names_the_broker_by_environment_variable() -> None:
+    from pipelines.cli.common import CliError
+    from pipelines.cli.launch import cluster_execution
+
+    broker = {"CELERY_BROKER_URL": "redis://h:6379/0", "CELERY_RESULT_BACKEND": "redis://h/1"}
+    assert cluster_execution("multiprocess", "curation_job", broker) is None
+    assert cluster_execution("celery", "ingest_job", {}) is None  # ingestion runs here
+    assert cluster_execution("celery", "curation_job", broker) == {
+        "config": {
+            "broker": {"env": "CELERY_BROKER_URL"},
+            "backend": {"env": "CELERY_RESULT_BACKEND"},
+        }
+    }
+    with pytest.raises(CliError, match="expected CELERY_RESULT_BACKEND set for ROBUST_DATA_EXEC"):
+        cluster_execution("celery", "scoring_job", {"CELERY_BROKER_URL": "redis://h:6379/0"})
+    with pytest.raises(CliError, match="found k8s; launch with dagster job launch"):
+        cluster_execution("k8s", "curation_job", broker)

@@ -4,10 +4,11 @@ Started by the test on loopback ports: a PostgreSQL server (Dagster's run, event
 storage), moto's S3 server (``ROBUST_DATA_STORE=s3://...``: tables, weights, reports, exports,
 step outputs, the dataset registry and the step logs), a Redis broker (Debian's
 ``redis-server``) and two ``dagster-celery`` workers of one process each, each with a home of
-its own. The curation job runs on digits with 2 RPR shards, 3 fold steps and one evaluation
-step per model; the process running ``retrained_model`` is killed mid-step, the run fails, that
-worker is stopped, and a re-execution from failure on the other worker completes it. Every
-table equals the single-process run's, and no home holds anything but configuration.
+its own. The curation job, launched by the CLI's ``run_job`` with ROBUST_DATA_EXECUTOR=celery,
+runs on digits with 2 RPR shards, 3 fold steps and one evaluation step per model. The process
+running ``retrained_model`` is killed mid-step, the run fails, that worker is stopped, and a
+re-execution from failure on the other worker completes it. Every table equals the
+single-process run's, and no home holds anything but configuration.
 """
 
 from __future__ import annotations
@@ -231,7 +232,8 @@ def test_curation_job_on_two_celery_workers_survives_a_killed_worker(
 
     from pipelines import definitions
     from pipelines.cli import main
-    from pipelines.cli.launch import run_job
+    from pipelines.cli.common import CliError
+    from pipelines.cli.launch import CELERY_ENV, run_job
 
     dagster_home = isolated_home / "dagster"
     instance_yaml = cluster_instance_yaml(postgres, s3_store)
@@ -253,46 +255,43 @@ def test_curation_job_on_two_celery_workers_survives_a_killed_worker(
         "DAGSTER_HOME": str(dagster_home),
         "ROBUST_DATA_HOME": str(isolated_home),
         "ROBUST_DATA_EXECUTOR": "celery",
+        # the run config names the broker by these (as deploy/celery/worker.env does)
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
         "TQDM_DISABLE": "1",
         # dagster-celery starts the `celery` command of this environment
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    run_config = {
-        "ops": {
-            "raw_samples_assets": {"config": {"source": "digits"}},
-            **{name: {"config": value} for name, value in OPS.items()},
-        },
-        "execution": {"config": broker},
     }
     workers = _start_workers(env, config, tmp_path, instance_yaml)
     logs = [tmp_path / f"w{i}.log" for i in range(WORKERS)]
     try:
         _wait_ready(workers, logs)
-        for key in ("DAGSTER_HOME", "ROBUST_DATA_HOME", "ROBUST_DATA_EXECUTOR"):
+        # the CLI's launcher sends the steps to the workers, the broker named by variables
+        for key in ("DAGSTER_HOME", "ROBUST_DATA_HOME", "ROBUST_DATA_EXECUTOR", *CELERY_ENV):
             monkeypatch.setenv(key, env[key])
-        job = reconstructable(definitions.curation_job_def)
         with DagsterInstance.get() as instance:
             killer = _Killer(instance, workers, {single.run_id})
             killer.start()
-            first = execute_job(
-                job,
-                instance=instance,
-                run_config=run_config,
-                tags={"dagster/partition": "digits"},
-                raise_on_error=False,
-            )
+            with pytest.raises(CliError, match=VICTIM) as failed:
+                run_job(store, "curation_job", "digits", {"source": "digits"}, OPS)
             killer.stop.set()
             killer.join(10)
             tails = " | ".join(log.read_text()[-600:] for log in logs)
-            assert killer.victim is not None and killer.run_id == first.run_id, tails
-            assert not first.success, tails  # the killed step failed the run
-            first_pids = _step_pids(instance, first.run_id)
+            assert killer.victim is not None and killer.run_id, (str(failed.value), tails)
+            first_id = killer.run_id
+            assert instance.get_run_by_id(first_id).run_config["execution"] == {
+                "config": {
+                    "broker": {"env": "CELERY_BROKER_URL"},
+                    "backend": {"env": "CELERY_RESULT_BACKEND"},
+                }
+            }  # no broker URL in the run record
+            first_pids = _step_pids(instance, first_id)
             _kill(workers[killer.victim])  # the rest of that worker goes too
             survivor = workers[1 - killer.victim]
             second = execute_job(
-                job,
+                reconstructable(definitions.curation_job_def),
                 instance=instance,
-                reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance),
+                reexecution_options=ReexecutionOptions.from_failure(first_id, instance),
                 tags={"dagster/partition": "digits"},
                 raise_on_error=False,
             )
@@ -321,7 +320,7 @@ def test_curation_job_on_two_celery_workers_survives_a_killed_worker(
     # step logs of both runs are in the store, whichever worker ran the step
     logs = _objects(f"{s3_store}/compute_logs")
     runs = {key.split("/")[1] for key in logs if key.startswith("storage/")}  # storage/<run>/...
-    assert {first.run_id, second.run_id} <= runs, logs[:5]
+    assert {first_id, second.run_id} <= runs, logs[:5]
     # the same tables as the single-process run: data, schema and schema metadata
     differ = [
         name

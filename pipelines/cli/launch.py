@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,14 @@ def _failure_message(result: Any) -> str:
                     f"(run {result.run_id[:8]}; its logs are in robust-data ui)"
                 )
             return text
+    for event in result.all_events:  # no step failed: the executor did (a worker lost)
+        error = event.job_failure_data.error if event.is_run_failure else None
+        if error is not None:
+            lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
+            return (
+                f"{' '.join(lines)[:400]} (run {result.run_id[:8]}; re-execute it from "
+                "failure in robust-data ui)"
+            )
     return f"run {result.run_id[:8]} failed; its logs are in robust-data ui"
 
 
@@ -104,7 +113,9 @@ def run_job(
 
     ``ops`` adds run config per asset (``{"rpr_scores": {"shards": 2}}``). With ``workers``
     above 1 the multiprocess executor runs up to that many steps at once, each in its own
-    process (the RPR shards in parallel); with 1, everything runs in this process.
+    process (the RPR shards in parallel); with 1, everything runs in this process. With
+    ``ROBUST_DATA_EXECUTOR=celery`` the curation and scoring jobs' steps go to the Celery
+    workers (:func:`cluster_execution`).
 
     Raises
     ------
@@ -125,7 +136,11 @@ def run_job(
     from dagster import DagsterInstance
 
     from assets.raw_samples import DATASETS
-    from assets.resources import MAX_CONCURRENT_ENV
+    from assets.resources import MAX_CONCURRENT_ENV, Settings
+
+    execution = cluster_execution(Settings.from_environ().executor, job, dict(os.environ))
+    if execution is not None:
+        run_config["execution"] = execution
 
     # The run's environment (read by the assets and inherited by worker processes) is set
     # for the run only: this process's environment is as it was afterwards.
@@ -136,7 +151,7 @@ def run_job(
     with scoped_environ(environment), DagsterInstance.get() as instance:
         if not instance.has_dynamic_partition(DATASETS.name, partition):
             instance.add_dynamic_partitions(DATASETS.name, [partition])
-        if workers > 1:
+        if workers > 1 or execution is not None:
             result = _execute_in_workers(instance, job, partition, run_config)
         else:
             result = _execute_here(instance, store, job, partition, run_config)
@@ -147,6 +162,39 @@ def run_job(
     # The run succeeded, so any failed check is a non-blocking guard: shown as a warning.
     warnings = tuple(failed_checks(result))
     return RunOutcome(result.run_id, time.perf_counter() - started, warnings, metadata)
+
+
+#: The broker settings a CLI run on Celery workers reads from the environment.
+CELERY_ENV = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+
+
+def cluster_execution(executor: str, job: str, environ: dict[str, str]) -> dict[str, Any] | None:
+    """The run's ``execution`` config when its steps go to a cluster; None to run here.
+
+    ``celery``: the curation and scoring jobs' steps go to the Celery workers, with the broker
+    and result backend named by ``env:`` entries (the run record in Postgres holds no
+    password). Ingestion runs in this process whatever the executor. ``k8s`` runs are
+    launched with deploy/k8s-executor.yaml, not from here.
+
+    Raises
+    ------
+    CliError
+        For ``k8s``, or ``celery`` without both :data:`CELERY_ENV` variables set.
+    """
+    if executor == "multiprocess" or job not in ("curation_job", "scoring_job"):
+        return None
+    if executor == "k8s":
+        raise CliError(
+            "expected ROBUST_DATA_EXECUTOR=multiprocess or celery for a CLI run; found k8s; "
+            "launch with dagster job launch -c deploy/k8s-executor.yaml (deploy/README.md)"
+        )
+    missing = [name for name in CELERY_ENV if not environ.get(name)]
+    if missing:
+        raise CliError(
+            f"expected {' and '.join(missing)} set for ROBUST_DATA_EXECUTOR=celery; found "
+            "unset; set them to the broker's redis:// URL (deploy/celery/worker.env.example)"
+        )
+    return {"config": {"broker": {"env": CELERY_ENV[0]}, "backend": {"env": CELERY_ENV[1]}}}
 
 
 def _execute_here(
@@ -174,10 +222,8 @@ def _execute_here(
 
 
 def _execute_in_workers(instance: Any, job: str, partition: str, run_config: dict[str, Any]) -> Any:
-    """Run ``job`` with the multiprocess executor.
-
-    Steps at once: ``$ROBUST_DATA_MAX_CONCURRENT``.
-    """
+    """Run ``job`` with the executor of ``$ROBUST_DATA_EXECUTOR``: local processes (steps at
+    once: ``$ROBUST_DATA_MAX_CONCURRENT``) or Celery workers."""
     from dagster import execute_job, reconstructable
 
     from pipelines import definitions
