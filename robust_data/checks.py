@@ -7,12 +7,10 @@ blocking asset checks, so bad data stops before downstream assets consume it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,14 +18,13 @@ import pyarrow.compute as pc
 
 from robust_data.corrupt.testset import CORRUPTED_SCHEMA, corrupted_jobs
 from robust_data.curation import LEDGER_SCHEMA
-from robust_data.export import file_sha256
 from robust_data.label_quality import LABEL_QUALITY_SCHEMA
 from robust_data.oof import OOF_SCHEMA
 from robust_data.reference import REFERENCE_SCHEMA
 from robust_data.report import REPORT_SCHEMA
 from robust_data.rpr.table import RPR_SCHEMA
 from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id, read_params
-from robust_data.store import exists_anywhere, is_url, read_bytes, sha256_anywhere
+from robust_data.store import exists_anywhere, sha256_anywhere
 from robust_data.variants import VARIANTS_SCHEMA
 
 #: Most problems listed in one outcome (the count is always exact).
@@ -193,7 +190,7 @@ def check_model_table(table: pa.Table, schema: pa.Schema = REFERENCE_SCHEMA) -> 
     for path, sha in zip(paths, shas, strict=True):
         if not exists_anywhere(path):
             problems.append(f"weight file {path} is missing")
-        elif hashlib.sha256(read_bytes(path)).hexdigest() != sha:
+        elif sha256_anywhere(path) != sha:
             problems.append(f"weight file {path} does not match its sha256 {sha[:12]}")
     return CheckOutcome(problems, {"rows": table.num_rows})
 
@@ -353,11 +350,8 @@ def check_ledger(ledger: pa.Table, train_rows: int, curated_rows: int) -> CheckO
 
 def _parquet_rows(location: str) -> int:
     """Rows in the Parquet file at a local path or an fsspec URL (its footer only is read)."""
-    import pyarrow.parquet as pq
-
-    if not is_url(location):
-        return int(pq.ParquetFile(location).metadata.num_rows)
     import fsspec
+    import pyarrow.parquet as pq
 
     with fsspec.open(location, "rb") as handle:
         return int(pq.ParquetFile(handle).metadata.num_rows)
@@ -372,20 +366,11 @@ def check_export(table: pa.Table) -> CheckOutcome:
     problems = []
     for row in table.to_pylist():
         location = row["path"]
-        if not is_url(location):
-            path = Path(location)
-            if not path.is_file():
-                problems.append(f"{path} is missing")
-                continue
-            if file_sha256(path) != row["sha256"]:
-                problems.append(f"{path} does not match its sha256")
-            location = str(path)
-        else:
-            if not exists_anywhere(location):
-                problems.append(f"{location} is missing")
-                continue
-            if sha256_anywhere(location) != row["sha256"]:
-                problems.append(f"{location} does not match its sha256")
+        if not exists_anywhere(location):
+            problems.append(f"{location} is missing")
+            continue
+        if sha256_anywhere(location) != row["sha256"]:
+            problems.append(f"{location} does not match its sha256")
         try:
             rows = _parquet_rows(location)
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError

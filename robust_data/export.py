@@ -60,6 +60,7 @@ from robust_data.store import (
     pid_alive,
     publish_folder,
     read_bytes,
+    sha256_anywhere,
     table_location,
 )
 from robust_data.version import __version__, code_revision
@@ -174,7 +175,7 @@ class ExportResult:
         else:
             files = [self.path / data_file(split) for split in self.rows]
             paths = [str(f) for f in files]
-            digests = [file_sha256(f) for f in files]
+            digests = [sha256_anywhere(f) for f in files]
         table = pa.table(
             {
                 "split": list(self.rows),
@@ -210,15 +211,6 @@ FILES_COLUMNS_DOC = {
 def data_file(split: str) -> str:
     """A split's Parquet file in an export, relative to it: ``data/<split>-00000-of-00001``."""
     return f"{DATA_FOLDER}/{safe_name(split)}-00000-of-00001.parquet"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def safe_name(name: str) -> str:
@@ -449,7 +441,7 @@ def _lineage(
 def _file_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` but its ``lineage.json``, by POSIX relative path."""
     return {
-        path.relative_to(folder).as_posix(): file_sha256(path)
+        path.relative_to(folder).as_posix(): sha256_anywhere(path)
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path != folder / "lineage.json"
     }

@@ -14,10 +14,10 @@ import robust_data.export as export_module
 from pipelines.cli import main
 from robust_data import CuratedDataset
 from robust_data.curation import CurationPolicy, select_curated
-from robust_data.export import ExportError, _write_imagefolder, export_dataset, file_sha256
+from robust_data.export import ExportError, _write_imagefolder, export_dataset
 from robust_data.policies import DEFAULT_PRESET
 from robust_data.schema import read_metadata
-from robust_data.store import Store
+from robust_data.store import Store, sha256_anywhere
 from tests.conftest import CuratedHome
 
 
@@ -161,7 +161,7 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
     assert lineage["rows"]["train"] == curated.num_rows + variants  # the preset's plan
     for name, entry in lineage["tables"].items():
         assert not Path(entry["path"]).is_absolute(), name  # relative to the home
-        assert entry["sha256"] == file_sha256(curated_home / entry["path"]), name
+        assert entry["sha256"] == sha256_anywhere(curated_home / entry["path"]), name
         assert entry["run_id"]
     out = tmp_path / "export"
     result = export_dataset(store, "digits", out)
@@ -257,7 +257,7 @@ def test_exports_refuse_foreign_folders_and_survive_failures(
     export_dataset(store, "digits", foreign, force=True)
     train_file = foreign / "data" / "train-00000-of-00001.parquet"
     assert not (foreign / "notes.txt").exists() and train_file.is_file()
-    before = {p.name: file_sha256(p) for p in foreign.glob("data/*.parquet")}
+    before = {p.name: sha256_anywhere(p) for p in foreign.glob("data/*.parquet")}
 
     def interrupted(folder: Path, tables: dict, lineage: dict) -> None:
         (folder / "data").mkdir()
@@ -267,7 +267,7 @@ def test_exports_refuse_foreign_folders_and_survive_failures(
     monkeypatch.setattr(export_module, "_write_parquet", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_dataset(store, "digits", foreign)
-    assert {p.name: file_sha256(p) for p in foreign.glob("data/*.parquet")} == before
+    assert {p.name: sha256_anywhere(p) for p in foreign.glob("data/*.parquet")} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders
 
 

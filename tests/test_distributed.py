@@ -29,7 +29,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from robust_data.store import Store, read_parquet
+from robust_data.store import Store, pid_alive, read_parquet
 from tests.test_object_store import _objects, s3_store  # noqa: F401  (fixture)
 from tests.test_postgres_instance import (  # noqa: F401  (postgres: the fixture)
     PROJECT,
@@ -310,7 +310,7 @@ def test_curation_job_on_two_celery_workers_survives_a_killed_worker(
     assert os.getpid() not in {*first_pids.values(), *second_pids.values()}
     # the re-execution ran what had not succeeded, on the surviving worker only
     assert VICTIM in second_pids and not set(shards) & set(second_pids), second_pids
-    assert {os.getpgid(pid) for pid in second_pids.values() if _alive(pid)} <= {survivor.pid}
+    assert {os.getpgid(pid) for pid in second_pids.values() if pid_alive(pid)} <= {survivor.pid}
     # the local home holds configuration only: runs in Postgres, everything else in S3
     # (.lock: the CLI's lock file of the launcher's home, "pid N: what"; it serializes
     # writers on one machine only)
@@ -345,11 +345,3 @@ def test_curation_job_on_two_celery_workers_survives_a_killed_worker(
         assert {k for k in {*meta, *want_meta} if meta.get(k) != want_meta.get(k)} <= {
             b"robust_data.upstream"
         }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
