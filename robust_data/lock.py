@@ -44,10 +44,10 @@ def _open(path: Path) -> int:
         raise DatasetError(
             "a home folder", f"a file in the way of {path.parent}", "pass --home FOLDER"
         ) from None
-    except PermissionError:
+    except OSError as error:  # no permission, a read-only file system (EROFS), ...
         raise DatasetError(
             "a writable home folder",
-            f"no write permission for {path.parent}",
+            f"{path.parent} is not writable ({error.strerror})",
             "pass --home with a folder you can write, or fix its permissions",
         ) from None
 
