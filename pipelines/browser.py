@@ -9,7 +9,9 @@ Pages are rendered on the server (Jinja2 templates, plain HTML forms, no fronten
 - ``POST /review``: keep / drop / relabel decisions for one sample or a selection of the grid,
   recorded in the ``reviews`` table (robust_data.reviews); nothing else is ever written.
 
-It listens on 127.0.0.1 only.
+It listens on 127.0.0.1 only and answers only its own pages (pipelines.browser_guard: the Host
+is this server, a form comes from its pages with its CSRF token). A refused request gets a
+short page saying what was refused and why, in one line; nothing is recorded.
 """
 
 from __future__ import annotations
@@ -19,11 +21,22 @@ from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from robust_data.browse import PAGE_SIZE, SORTABLE, SampleFilter, SampleIndex, flipped_image
+from pipelines.browser_guard import TOKEN_FIELD, Guard, Refused, new_token, read_form, safe_next
+from robust_data.browse import (
+    PAGE_SIZE,
+    SORTABLE,
+    SampleFilter,
+    SampleIndex,
+    flipped_image,
+    parse_whole,
+    shown,
+)
+from robust_data.errors import DatasetError
 from robust_data.reviews import DECISIONS, Review, check_reviews, record_reviews
 
 _BASE = """<!doctype html>
@@ -45,14 +58,16 @@ _BASE = """<!doctype html>
  .row { display: flex; gap: 2em; flex-wrap: wrap } .muted { color: #777 }
  .thumbs img { width: 64px; height: 64px; image-rendering: pixelated; margin: 2px }
  .review { background: #fff8e6; padding: .6em; border-radius: 6px; margin: .8em 0 }
+ .refused { background: #fdecea; padding: .6em; border-radius: 6px; max-width: 60em }
 </style></head><body>
 <nav><a href="/">Samples</a><a href="/embedding">Embedding</a>
-<span class="muted">dataset <b>{{ dataset }}</b></span></nav>
+{% if dataset %}<span class="muted">dataset <b>{{ dataset }}</b></span>{% endif %}</nav>
 {% block body %}{% endblock %}
 </body></html>"""
 
 _REVIEW_FORM = """{% macro review_form(classes, single=None, next_url='/') %}
 <div class="review">
+ <input type="hidden" name="{{ token_field }}" value="{{ csrf_token }}">
  {% if single %}<input type="hidden" name="sample_id" value="{{ single }}">{% endif %}
  <input type="hidden" name="next" value="{{ next_url }}">
  <b>Review{% if not single %} the checked samples{% endif %}:</b>
@@ -169,6 +184,12 @@ _EMBEDDING = """{% extends "base" %}{% block body %}
  fill="{{ colour(p) }}"><title>{{ p.sample_id }}</title></circle></a>{% endfor %}
 </svg>{% endblock %}"""
 
+_ERROR = """{% extends "base" %}{% block body %}
+<h1>{{ title }}</h1>
+<p class="refused" id="error">{{ message }}</p>
+<p>Nothing was recorded. <a href="/">Back to the samples</a></p>
+{% endblock %}"""
+
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -189,7 +210,8 @@ BOOL_FILTERS = (
 )
 
 
-def _templates() -> jinja2.Environment:
+def _templates(token: str) -> jinja2.Environment:
+    """The pages; every form that posts carries ``token`` (this server's CSRF token)."""
     loader = jinja2.DictLoader(
         {
             "base": _BASE,
@@ -197,10 +219,12 @@ def _templates() -> jinja2.Environment:
             "grid": _GRID,
             "sample": _SAMPLE,
             "embedding": _EMBEDDING,
+            "error": _ERROR,
         }
     )
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["cell"] = _cell
+    env.globals.update(csrf_token=token, token_field=TOKEN_FIELD)
     return env
 
 
@@ -215,28 +239,57 @@ def _html(env: jinja2.Environment, name: str, **context: Any) -> HTMLResponse:
     return HTMLResponse(env.get_template(name).render(decisions=DECISIONS, **context))
 
 
+def _error_page(env: jinja2.Environment, refused: Refused, dataset: str | None) -> HTMLResponse:
+    """A refusal as a short page in the app's style: what was refused, and its one line."""
+    page = env.get_template("error").render(
+        title=refused.title, message=refused.message, dataset=dataset
+    )
+    return HTMLResponse(page, status_code=refused.status)
+
+
+def _unwritable(error: OSError | DatasetError) -> Refused:
+    """The refusal for a review that could not be written (a read-only or unwritable home)."""
+    if isinstance(error, DatasetError):
+        expected, found, fix = error.expected, error.found, error.fix
+    else:
+        expected = "a writable home for the reviews table"
+        found = f"{error.filename or 'the reviews table'}: {error.strerror or error}"
+        fix = "make the home writable, or browse a copy of it with --home"
+    title = "Not recorded: the reviews table cannot be written"
+    return Refused.of(503, title, expected, found, fix)
+
+
 def _png(data: bytes) -> Response:
     return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
 def build_app(index: SampleIndex) -> Starlette:
-    """The browser's Starlette app over one dataset's :class:`SampleIndex`."""
-    env = _templates()
+    """The browser's Starlette app over one dataset's :class:`SampleIndex`.
+
+    Its CSRF token is made here, once: each start of the server has its own.
+    """
+    token = new_token()
+    env = _templates(token)
     common = {"dataset": index.dataset, "classes": index.class_names}
 
     def grid(request: Request) -> Response:
         values = dict(request.query_params)
         try:
             where = SampleFilter.from_query(values)
-            offset = max(0, int(values.get("offset") or 0))
-        except ValueError as exc:
-            return PlainTextResponse(f"bad filter: {exc}", status_code=400)
+            offset = parse_whole("offset", (values.get("offset") or "0").strip())
+        except DatasetError as exc:
+            raise Refused(400, "Refused: a bad filter", str(exc)) from None
         sort = values.get("sort") or "sample_id"
+        if sort not in SORTABLE:
+            raise Refused.of(
+                400,
+                "Refused: a bad sort",
+                f"sort by one of {', '.join(SORTABLE)}",
+                shown(sort),
+                "pick a sort column in the filters",
+            )
         descending = values.get("order") == "desc"
-        try:
-            rows = index.page(where, sort, descending, offset, PAGE_SIZE)
-        except ValueError as exc:
-            return PlainTextResponse(f"bad sort: {exc}", status_code=400)
+        rows = index.page(where, sort, descending, offset, PAGE_SIZE)
 
         def page_url(start: int) -> str:
             return "/?" + urllib.parse.urlencode({**values, "offset": max(0, start)})
@@ -266,7 +319,13 @@ def build_app(index: SampleIndex) -> Starlette:
         sample_id = request.query_params.get("id", "")
         row = index.sample(sample_id)
         if row is None:
-            return PlainTextResponse(f"no sample {sample_id!r} in {index.dataset}", 404)
+            raise Refused.of(
+                404,
+                "No such sample",
+                f"a sample id of {index.dataset}",
+                shown(sample_id),
+                "follow a link from the grid",
+            )
         flip = None
         if row["steps_to_flip"] is not None and index.store.has("reference_model", index.dataset):
             made = flipped_image(index, sample_id)
@@ -325,25 +384,34 @@ def build_app(index: SampleIndex) -> Starlette:
         )
 
     async def review(request: Request) -> Response:
-        form = urllib.parse.parse_qs((await request.body()).decode(), keep_blank_values=True)
+        form = await read_form(request, token)
         ids = form.get("sample_id", [])
         decision = (form.get("decision") or [""])[0]
         raw_label = (form.get("new_label") or [""])[0]
         note = (form.get("note") or [""])[0] or None
-        next_url = (form.get("next") or ["/"])[0]
-        if not next_url.startswith("/"):
-            next_url = "/"
+        next_url = safe_next((form.get("next") or ["/"])[0])
         if not ids:
-            return PlainTextResponse("no samples checked: tick at least one", 400)
+            raise Refused.of(
+                400, "Not recorded", "at least one sample", "none checked", "tick one first"
+            )
         try:
-            label = int(raw_label) if decision == "relabel" and raw_label else None
+            label = None
+            if decision == "relabel" and raw_label:
+                label = parse_whole("new_label", raw_label.strip(), "pick a label in the form")
             reviews = [Review(i, decision, label, note) for i in ids]
             check_reviews(reviews, index.sample_ids, len(index.class_names))
         except ValueError as exc:
-            return PlainTextResponse(f"review refused: {exc}", 400)
-        record_reviews(index.store, index.dataset, reviews, "browser")
+            raise Refused(400, "Not recorded: a bad review", str(exc)) from None
+        try:
+            record_reviews(index.store, index.dataset, reviews, "browser")
+        except (OSError, DatasetError) as exc:
+            raise _unwritable(exc) from None
         index.refresh_reviews()
         return RedirectResponse(next_url, status_code=303)
+
+    def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refused)
+        return _error_page(env, exc, index.dataset)
 
     return Starlette(
         routes=[
@@ -355,7 +423,9 @@ def build_app(index: SampleIndex) -> Starlette:
             Route("/embedding", embedding),
             Route("/review", review, methods=["POST"]),
             Route("/healthz", lambda request: PlainTextResponse("ok")),
-        ]
+        ],
+        middleware=[Middleware(Guard, refuse=lambda exc: _error_page(env, exc, None))],
+        exception_handlers={Refused: refused},
     )
 
 

@@ -10,6 +10,7 @@ from the stored PNG bytes. Nothing here writes; reviews are recorded by robust_d
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -21,10 +22,12 @@ import pyarrow.compute as pc
 
 from robust_data.arrays import class_names
 from robust_data.curation import LEDGER_SCHEMA
+from robust_data.errors import DatasetError
 from robust_data.images import encode_png
 from robust_data.label_quality import LABEL_QUALITY_SCHEMA
 from robust_data.reviews import Review, latest_decisions, load_reviews
 from robust_data.rpr.table import RPR_SCHEMA
+from robust_data.sources.base import MAX_LABEL
 from robust_data.store import Store
 from robust_data.variants import VARIANTS_SCHEMA
 
@@ -44,6 +47,44 @@ SORTABLE = (
 )
 PAGE_SIZE = 60
 EMBEDDING_POINTS = 3000
+#: The largest value each numeric URL or form parameter may take (whole numbers from 0).
+INT_LIMITS = {
+    "offset": 1_000_000_000,
+    "label": MAX_LABEL,
+    "suggested_label": MAX_LABEL,
+    "new_label": MAX_LABEL,
+    "min_steps": 1_000_000_000,
+    "max_steps": 1_000_000_000,
+}
+_WHOLE = re.compile(r"[0-9]{1,20}")
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A URL value as quoted in a message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def parse_whole(
+    name: str, raw: str, fix: str = "fix the address, or press clear on the filters"
+) -> int:
+    """A numeric URL or form parameter: a whole number in ``0..INT_LIMITS[name]``.
+
+    Raises
+    ------
+    DatasetError
+        One line naming the parameter, the range expected and the value found.
+    """
+    high = INT_LIMITS[name]
+    value = int(raw) if _WHOLE.fullmatch(raw) else None
+    if value is None or value > high:
+        raise DatasetError(
+            f"{name} as a whole number in 0..{high:,}",
+            shown(raw),
+            fix,
+        )
+    return value
+
 
 _SAMPLES_SQL = """
 CREATE TABLE samples AS
@@ -105,8 +146,8 @@ class SampleFilter:
 
         Raises
         ------
-        ValueError
-            One line naming the parameter and the value expected.
+        DatasetError
+            One line naming the parameter, the value expected and the value found.
         """
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -114,12 +155,12 @@ class SampleFilter:
             if not raw:
                 continue
             if f.type in ("int | None",):
-                if not raw.lstrip("-").isdigit():
-                    raise ValueError(f"expected an integer for {f.name}; found {raw!r}")
-                values[f.name] = int(raw)
+                values[f.name] = parse_whole(f.name, raw)
             elif f.type in ("bool | None",):
                 if raw not in ("true", "false"):
-                    raise ValueError(f"expected true or false for {f.name}; found {raw!r}")
+                    raise DatasetError(
+                        f"true or false for {f.name}", shown(raw), "pick yes or no in the filters"
+                    )
                 values[f.name] = raw == "true"
             else:
                 values[f.name] = raw

@@ -114,8 +114,10 @@ def test_the_app_serves_grid_sample_images_and_records_reviews(
     assert kind == "image/png" and png.startswith(b"\x89PNG") and png == index.image(first)
     status, _, page = _get(f"{app_url}/sample?id={urllib.parse.quote(first)}")
     assert first in page.decode() and 'id="scores"' in page.decode()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', body.decode()).group(1)
     form = urllib.parse.urlencode(
         [
+            ("csrf_token", token),
             ("sample_id", first),
             ("decision", "relabel"),
             ("new_label", "7"),
@@ -129,7 +131,9 @@ def test_the_app_serves_grid_sample_images_and_records_reviews(
     assert [
         (r["sample_id"], r["decision"], r["new_label"], r["note"], r["source"]) for r in reviews
     ] == [(first, "relabel", 7, "a 7", "browser")]
-    bad = urllib.parse.urlencode([("sample_id", "nope"), ("decision", "keep")]).encode()
+    bad = urllib.parse.urlencode(
+        [("csrf_token", token), ("sample_id", "nope"), ("decision", "keep")]
+    ).encode()
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(f"{app_url}/review", bad), timeout=30)
     assert refused.value.code == 400
