@@ -96,7 +96,8 @@ class IngestResult:
 def parse_size(text: str) -> tuple[int, int]:
     """Parse ``"28x28"`` to (28, 28); DatasetError otherwise."""
     height, sep, width = text.lower().partition("x")
-    if not sep or not height.isdigit() or not width.isdigit():
+    digits = "0123456789"  # not str.isdigit: it takes '²', which int() refuses
+    if not sep or not height or not width or (set(height + width) - set(digits)):
         raise DatasetError("a size HEIGHTxWIDTH", repr(text), "pass e.g. --resize 28x28")
     return int(height), int(width)
 
@@ -135,6 +136,48 @@ def _validate_train(data: SourceData, splits: list[str], name: str) -> None:
         "a train split with at least 2 classes (the models train on it)",
         f"{found} of dataset {name!r} (splits: {counts})",
         data.missing_train_fix,
+    )
+
+
+def _assign_splits(data: SourceData, options: IngestOptions) -> tuple[list[str], list[str]]:
+    """Every sample's split, and a note when ingest made the test split.
+
+    A source without splits is split by :func:`stratified_split`; so is a source whose
+    splits hold no test data (a Parquet folder of ``train*`` files only, a ``train/`` folder
+    alone, IDX or CIFAR train files without their test files), since curation scores the
+    models on the test split. A source with a test split keeps its splits as they are.
+
+    Returns
+    -------
+    splits : list of str
+        (N,) ``"train"`` or ``"test"``.
+    notes : list of str
+        One line saying that the source's train data was split, when it was.
+    """
+    if data.splits and "test" in data.splits:
+        return list(data.splits), []
+    split = stratified_split(data.labels, data.keys, options.test_fraction, options.seed)
+    if not data.splits:
+        return split, []
+    held_out = split.count("test")
+    return split, [
+        f"the source has a train split and no test split: held out {held_out:,} of "
+        f"{len(split):,} train images as test ({options.test_fraction:g} of each class, "
+        f"seed {options.seed}; --test-fraction and --seed change it)"
+    ]
+
+
+def _validate_test(data: SourceData, splits: list[str], options: IngestOptions, name: str) -> None:
+    """Refuse a dataset that ends without a test split (curation scores the models on it)."""
+    if "test" in splits:
+        return
+    largest = int(np.bincount(data.labels).max())
+    raise DatasetError(
+        "a test split of at least one image (the models are scored on it)",
+        f"no test split in dataset {name!r}: holding out {options.test_fraction:g} of each "
+        f"class leaves every image in train ({len(splits):,} images, at most {largest:,} "
+        "per class)",
+        "add images, pass a larger --test-fraction, or give the source a test split",
     )
 
 
@@ -201,9 +244,9 @@ def build_samples(
     Raises
     ------
     DatasetError
-        Empty dataset, nothing readable, fewer than 2 classes (overall or in train), labels
-        out of range, mixed sizes or channel counts (unless ``options`` resize/convert),
-        duplicate keys.
+        Empty dataset, nothing readable, fewer than 2 classes (overall or in train), no test
+        split after splitting, labels out of range, mixed sizes or channel counts (unless
+        ``options`` resize/convert), duplicate keys.
     """
     name = resolved.name
     if len(data) == 0:
@@ -221,10 +264,10 @@ def build_samples(
     _validate_labels(data, name)
     pixels = list(data.pixels) if isinstance(data.pixels, np.ndarray) else data.pixels
     pixels = _unify_shapes(pixels, options, name)
-    splits = data.splits or stratified_split(
-        data.labels, data.keys, options.test_fraction, options.seed
-    )
+    splits, split_notes = _assign_splits(data, options)
     _validate_train(data, splits, name)
+    _validate_test(data, splits, options, name)
+    notes = [*data.notes, *split_notes]
     sample_ids = [f"{name}:{s}:{k}" for s, k in zip(splits, data.keys, strict=True)]
     if len(set(sample_ids)) != len(sample_ids):
         dupes = [k for k, n in Counter(sample_ids).items() if n > 1][:3]
@@ -238,13 +281,13 @@ def build_samples(
         [pa.array(blobs, pa.binary()), pa.array(data.paths or [None] * n, pa.string())],
         fields=list(IMAGE_TYPE),
     )
-    for note in data.notes:
+    for note in notes:
         logger.warning("%s: %s", name, note)
     params = {
         "source_params": data.params,
         "options": asdict(options),
         "dataset": name,
-        "notes": list(data.notes),
+        "notes": notes,
     }
     samples = pa.table(
         {
@@ -264,7 +307,7 @@ def build_samples(
     rejects = _rejects_table(name, data).replace_schema_metadata(
         table_metadata("ingest_rejects", resolved.spec, params)
     )
-    return IngestResult(dataset=name, samples=samples, rejects=rejects, notes=tuple(data.notes))
+    return IngestResult(dataset=name, samples=samples, rejects=rejects, notes=tuple(notes))
 
 
 def ingest(

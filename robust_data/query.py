@@ -58,8 +58,10 @@ class QueryResult:
     def render(self, fmt: str = "table", max_width: int = 40) -> str:
         """Render as an aligned text table, CSV or JSON lines.
 
-        The table rounds floats to 4 decimals and right-aligns numeric columns; CSV and JSON
-        keep full precision. Binary values are shown as base64 in CSV/JSON.
+        The table rounds floats to 4 decimals, right-aligns numeric columns and shows
+        control characters escaped (:func:`printable`); CSV and JSON keep full precision and
+        the exact text (JSON escapes control characters, CSV quotes them). Binary values are
+        shown as base64 in CSV/JSON.
         """
         _check_format(fmt)
         rows = self.table.to_pylist()
@@ -95,6 +97,7 @@ def _table_text(
     names: list[str], cells: list[list[str]], footer: str, right: list[bool] | None = None
 ) -> str:
     """Columns two spaces apart: ``right[i]`` ones (numbers) right-aligned, the rest left."""
+    names = [printable(n) for n in names]
     widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
     right = right or [False] * len(names)
 
@@ -162,7 +165,21 @@ def _cell_text(value: Any, max_width: int) -> str:
         text = _float_text(value)
     else:
         text = str(value)
+    text = printable(text)
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def printable(text: str) -> str:
+    r"""``text`` with each character Python's ``repr`` escapes written as ``repr`` writes it.
+
+    Control characters (``\x1b`` that starts a terminal escape sequence, ``\n``, ``\r``,
+    ``\x9b``), bidirectional overrides (``\u202e``) and other non-printable characters
+    become visible text, so that a stored value cannot colour, move or rewrite the terminal
+    it is printed on. Backslashes are left as they are. Printable text is returned as is.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _item_text(value: Any, max_width: int) -> str:

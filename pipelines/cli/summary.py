@@ -11,6 +11,7 @@ from typing import Any
 
 from pipelines.cli.common import EXAMPLE_SQL
 from pipelines.cli.launch import RunOutcome
+from robust_data.query import printable
 from robust_data.store import Store, table_location
 
 
@@ -22,7 +23,7 @@ def _ingest_lines(meta: dict[str, Any]) -> list[str]:
         f"  raw_samples: {meta['dagster/row_count']:,} rows, {len(classes)} classes ({per_class}); "
         "splits: " + ", ".join(f"{s} {n:,}" for s, n in splits.items()),
         f"  rejects: {meta.get('rejects', 0):,} unreadable images left out",
-        *(f"  note: {note}" for note in counts.get("notes", [])),
+        *(f"  note: {printable(note)}" for note in counts.get("notes", [])),
     ]
 
 
@@ -130,7 +131,7 @@ def summary(store: Store, name: str, outcome: RunOutcome, job: str) -> str:
             f"{job} for dataset {name!r}: run {outcome.run_id[:8]} "
             f"succeeded in {outcome.seconds:.1f} s",
             *_verdict_lines(meta),
-            *(f"  warning: {warning}" for warning in outcome.warnings),
+            *(f"  warning: {printable(warning)}" for warning in outcome.warnings),
             *(_ingest_lines(meta["raw_samples"]) if "raw_samples" in meta else []),
             *_scoring_lines(meta),
             f"  Parquet: {table_location(store.tables_root, 'raw_samples', name)} "

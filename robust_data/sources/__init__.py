@@ -72,7 +72,9 @@ SOURCES: dict[str, Source] = {
 }
 
 PATH_SOURCES = ("imagefolder", "parquet")
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+#: A dataset name, whole: ``\A``/``\Z`` so that no use (``match``, ``search``) lets a trailing
+#: newline through, as ``$`` would.
+NAME_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def slugify(text: str) -> str:
 
 def check_name(name: str) -> str:
     """Validate a dataset name (it becomes a Dagster partition key and a file name)."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise DatasetError(
             "a dataset name of lower-case letters, digits, '-' and '_' "
             "(at most 63, starting alphanumeric)",
