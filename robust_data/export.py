@@ -55,6 +55,7 @@ from robust_data.schema import (
 from robust_data.store import (
     ROW_GROUP_ROWS,
     Store,
+    default_mode,
     is_url,
     local_path,
     pid_alive,
@@ -991,6 +992,7 @@ def export_dataset(
         tempfile.mkdtemp(prefix=f".{target.name}.{_owner_tag()}-", suffix=".tmp", dir=target.parent)
     )
     try:
+        tmp.chmod(default_mode(folder=True))  # mkdtemp's 0700 -> what mkdir gives (the umask)
         (tmp / "plots").mkdir()
         chart = class_count_chart(ledger, dict(enumerate(class_names(curated))))
         (tmp / "plots" / "class_counts.png").write_bytes(chart)

@@ -59,6 +59,35 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
 TMP_SUFFIX = ".tmp"
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it.
+
+    From the ``Umask:`` line of ``/proc/self/status`` (Linux); elsewhere by setting it and
+    setting it back: a file another thread creates in between is made private (0o077),
+    never more open than asked.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(folder: bool = False) -> int:
+    """The mode ``open`` or ``mkdir`` would give a new file (folder) under the current umask.
+
+    ``tempfile.mkstemp`` and ``mkdtemp`` create private ones (0600, 0700) whatever the
+    umask; what the product keeps is given this mode instead, so that a group or others
+    read the store, reports and exports as they read the user's other files.
+    """
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
 def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -137,6 +166,7 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object])
     tmp = _atomic_target(target)
     try:
         write(tmp)
+        os.chmod(tmp, default_mode())  # mkstemp's 0600 -> what open() gives under the umask
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)

@@ -53,13 +53,14 @@ def stored_pixels(samples, row: int) -> np.ndarray:
 
 def test_16bit_png_is_scaled_to_8bit_not_clipped_and_said(tmp_path: Path) -> None:
     ramp = np.array([[0, 32768, 65535], [256, 257, 65280]], dtype=np.uint16)
-    for name in ("dark", "light"):
+    for name in ("dark", "light"):  # 3 per class: ingest holds one of each out as test
         (tmp_path / "deep" / name).mkdir(parents=True)
-        (tmp_path / "deep" / name / "a.png").write_bytes(png16(ramp))
+        for file in ("a.png", "b.png", "c.png"):
+            (tmp_path / "deep" / name / file).write_bytes(png16(ramp))
     result = ingest(f"imagefolder:{tmp_path / 'deep'}")
     pixels = stored_pixels(result.samples, 0)[:, :, 0]
     np.testing.assert_array_equal(pixels, [[0, 128, 255], [1, 1, 254]])
-    assert any("16-bit" in note and "2 images" in note for note in result.notes)
+    assert any("16-bit" in note and "6 images" in note for note in result.notes)
     assert "16-bit" in result.samples.schema.metadata[b"robust_data.params"].decode()
     from robust_data.images import HIGH_BYTE_16BIT_NOTE, decode_image_noted
 
@@ -115,10 +116,9 @@ def test_fractional_labels_are_refused_integral_floats_kept(tmp_path: Path) -> N
     )
     message = one_line_error(f"parquet:{path}")
     assert "1.5 at row 2" in message and "'label'" in message and str(path) in message
-    path = write_parquet(
-        tmp_path / "g.parquet", {"image": small_pngs(4), "label": [0.0, 1.0, 1.0, 0.0]}
-    )
-    assert ingest(f"parquet:{path}").samples.column("label").to_pylist() == [0, 1, 1, 0]
+    labels = [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]  # 3 per class: ingest holds one of each out as test
+    path = write_parquet(tmp_path / "g.parquet", {"image": small_pngs(6), "label": labels})
+    assert ingest(f"parquet:{path}").samples.column("label").to_pylist() == [0, 1, 1, 0, 0, 1]
 
 
 # 3. A label id with two names --------------------------------------------------------------
@@ -173,7 +173,7 @@ def test_imagefolder_mixed_split_and_class_folders_is_refused(tmp_path: Path) ->
 
 
 def test_imagefolder_loose_images_are_rejects_not_dropped(tmp_path: Path) -> None:
-    root = make_imagefolder(tmp_path / "ds", {"cat": 2, "dog": 2}, size=6)
+    root = make_imagefolder(tmp_path / "ds", {"cat": 3, "dog": 3}, size=6)
     (root / "stray.png").write_bytes(png_bytes(np.zeros((6, 6, 3), np.uint8)))
     result = ingest(f"imagefolder:{root}")
     (reject,) = result.rejects.to_pylist()
@@ -280,7 +280,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 def test_decompression_bombs_are_rejects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = make_imagefolder(tmp_path / "ds", {"a": 2, "b": 2}, size=4)
+    root = make_imagefolder(tmp_path / "ds", {"a": 3, "b": 3}, size=4)
     (root / "b" / "huge.png").write_bytes(png_header_only(100_000, 100_000))
     (root / "b" / "big.png").write_bytes(png_bytes(np.zeros((5, 5, 3), np.uint8)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # 25 px: over it, under twice it: a warning
@@ -288,7 +288,7 @@ def test_decompression_bombs_are_rejects(tmp_path: Path, monkeypatch: pytest.Mon
     reasons = {r["source_key"]: r["reason"] for r in result.rejects.to_pylist()}
     assert set(reasons) == {"b/huge.png", "b/big.png"}
     assert all("decompression bomb" in reason for reason in reasons.values())
-    assert result.samples.num_rows == 4
+    assert result.samples.num_rows == 6
 
 
 def test_idx_with_0x0_images_is_one_line(tmp_path: Path) -> None:

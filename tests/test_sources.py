@@ -72,9 +72,10 @@ def test_mnist_only_test_files(tmp_path: Path) -> None:
     make_idx_root(tmp_path, n_train=0, n_test=20)
     with pytest.raises(DatasetError, match="train split"):  # the models train on train
         ingest("mnist", root=str(tmp_path))
-    make_idx_root(tmp_path / "train-only", n_train=20, n_test=0)
-    samples = ingest("mnist", root=str(tmp_path / "train-only")).samples
-    assert counts(samples, "split") == {"train": 20}
+    make_idx_root(tmp_path / "train-only", n_train=30, n_test=0)
+    result = ingest("mnist", root=str(tmp_path / "train-only"))  # split: curation needs a test
+    assert counts(result.samples, "split") == {"train": 20, "test": 10}
+    assert "held out 10 of 30 train images as test" in result.notes[0]
 
 
 def test_fashion_mnist_and_kmnist_folders_and_names(tmp_path: Path) -> None:

@@ -67,13 +67,24 @@ def failed_checks(result: Any) -> list[str]:
     return failed
 
 
+#: The product's own errors: their message is the one line to show (``expected ...; found
+#: ...; how to fix``), whatever library error they were raised from.
+PRODUCT_ERRORS = ("DatasetError", "HomeLockedError", "ExportError", "QueryError", "CliError")
+
+
 def _failure_message(result: Any) -> str:
-    """The root cause of a failed run's first failed step, as one line."""
+    """The cause of a failed run's first failed step, as one line.
+
+    The outermost product error (:data:`PRODUCT_ERRORS`) in the step error's cause chain
+    (Dagster wraps it in ``DagsterExecutionStepExecutionError``; it may itself be raised from
+    a library's error, such as pyarrow's ``ArrowInvalid``), else the innermost cause.
+    """
     for event in result.all_events:
         if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error.cause is not None:
-                error = error.cause
+            chain = [event.step_failure_data.error]
+            while chain[-1].cause is not None:
+                chain.append(chain[-1].cause)
+            error = next((e for e in chain if e.cls_name in PRODUCT_ERRORS), chain[-1])
             if error.cls_name == "DagsterAssetCheckFailedError":
                 checks = "; ".join(failed_checks(result)) or "no check evaluation recorded"
                 return (
@@ -84,7 +95,7 @@ def _failure_message(result: Any) -> str:
             text = lines[0] if lines else error.cls_name
             _, sep, rest = text.partition(f"{error.cls_name}: ")
             text = rest if sep else text
-            if error.cls_name not in ("DatasetError", "HomeLockedError"):
+            if error.cls_name not in PRODUCT_ERRORS:
                 text = (
                     f"{error.cls_name}: {text} "
                     f"(run {result.run_id[:8]}; its logs are in robust-data ui)"

@@ -6,6 +6,7 @@ Unreadable images become rejects (key and reason) instead of failing the whole d
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -38,12 +39,52 @@ PARQUET_TRAIN_FIX = (
 )
 
 
+def _is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden (starts with '.'): skipped by every source."""
+    return name.startswith(".")
+
+
 def _class_dirs(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in directory.iterdir() if p.is_dir() and not _is_hidden(p.name))
 
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _hidden_here(folder: Path, root: Path) -> list[str]:
+    """The hidden folders and hidden images directly in ``folder``, relative to ``root``."""
+    return [
+        p.relative_to(root).as_posix()
+        for p in sorted(folder.iterdir())
+        if _is_hidden(p.name) and (p.is_dir() or _is_image(p))
+    ]
+
+
+def _images_under(folder: Path, root: Path, hidden: list[str]) -> list[Path]:
+    """The images anywhere under ``folder``, sorted, outside hidden files and folders.
+
+    Hidden folders are not entered; each one, and each hidden image, is appended to
+    ``hidden`` (relative to ``root``). Symbolic links to folders are not followed.
+    """
+    found: list[Path] = []
+    for directory, subdirs, _ in os.walk(folder):
+        here = Path(directory)
+        hidden.extend(_hidden_here(here, root))
+        subdirs[:] = [d for d in subdirs if not _is_hidden(d)]
+        found.extend(p for p in here.iterdir() if _is_image(p) and not _is_hidden(p.name))
+    return sorted(found)
+
+
+def hidden_note(hidden: list[str]) -> list[str]:
+    """The note that says which hidden files and folders were left out; none for none."""
+    if not hidden:
+        return []
+    plural = "s" if len(hidden) > 1 else ""
+    return [
+        f"left out {len(hidden)} hidden file{plural} or folder{plural} "
+        f"(names starting with '.', e.g. {', '.join(hidden[:3])})"
+    ]
 
 
 def _split_dirs(root: Path) -> list[tuple[str | None, Path]]:
@@ -79,7 +120,7 @@ def _stray_images(root: Path, split_dirs: list[tuple[str | None, Path]]) -> list
         )
         for folder in folders
         for p in sorted(folder.iterdir())
-        if _is_image(p)
+        if _is_image(p) and not _is_hidden(p.name)
     ]
 
 
@@ -87,7 +128,8 @@ def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
     """Read ``ROOT/<class>/**/*.{png,jpg,jpeg}``, or ``ROOT/<split>/<class>/...``.
 
     Classes are the sorted class-folder names; files with other suffixes are ignored, and
-    images outside a class folder become rejects. Split folders are ``train`` and ``test``,
+    images outside a class folder become rejects. Hidden files and folders (names starting
+    with '.') are left out, and a note says how many. Split folders are ``train`` and ``test``,
     or ``val``/``valid``/``validation`` standing for test when there is no test folder
     (see :func:`robust_data.splits.split_mapping`).
     """
@@ -110,13 +152,14 @@ def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
     files: list[Path] = []
     labels: list[int] = []
     splits: list[str] = []
+    hidden = _hidden_here(root, root)
     for split, directory in split_dirs:
+        hidden.extend(_hidden_here(directory, root) if split_layout else [])
         for class_dir in _class_dirs(directory):
-            for path in sorted(class_dir.rglob("*")):
-                if _is_image(path):
-                    files.append(path)
-                    labels.append(index[class_dir.name])
-                    splits.append(split or "")
+            for path in _images_under(class_dir, root, hidden):
+                files.append(path)
+                labels.append(index[class_dir.name])
+                splits.append(split or "")
     keys = [p.relative_to(root).as_posix() for p in files]
     blobs = [p.read_bytes() for p in files]
     pixels, kept, rejects, notes = decode_all(
@@ -135,8 +178,9 @@ def load_imagefolder(root: Path | None, options: LoadOptions) -> SourceData:
             "layout": "split/class" if split_layout else "class",
             "split_folders": {d.name: s for s, d in split_dirs} if split_layout else {},
             "files": len(files),
+            "hidden_skipped": len(hidden),
         },
-        notes=notes,
+        notes=hidden_note(hidden) + notes,
         missing_train_fix=FOLDER_TRAIN_FIX,
     )
 
@@ -183,11 +227,20 @@ def _hf_class_names(schema: pa.Schema, label_column: str) -> list[str] | None:
     return list(names) if names else None
 
 
-def _parquet_files(target: Path) -> list[Path]:
+def _parquet_files(target: Path, hidden: list[str]) -> list[Path]:
+    """``target`` itself, or the ``.parquet`` files under it outside hidden files and folders
+    (each hidden file or folder skipped is appended to ``hidden``)."""
     if target.is_file():
         return [target]
     if target.is_dir():
-        files = sorted(p for p in target.rglob("*.parquet") if not p.name.startswith("."))
+        files = []
+        for path in sorted(target.rglob("*.parquet")):
+            parts = path.relative_to(target).parts
+            first = next((i for i, part in enumerate(parts) if _is_hidden(part)), None)
+            if first is None:
+                files.append(path)
+            elif (shown := "/".join(parts[: first + 1])) not in hidden:
+                hidden.append(shown)
         if files:
             return files
     raise DatasetError(
@@ -361,7 +414,8 @@ def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
         raise DatasetError(
             "parquet:PATH", "no path", "write the dataset as parquet:/path/to/file.parquet"
         )
-    files = _parquet_files(target)
+    hidden: list[str] = []
+    files = _parquet_files(target, hidden)
     blobs: list[bytes | None] = []
     paths: list[str | None] = []
     per_file: list[np.ndarray | list[str]] = []
@@ -404,7 +458,11 @@ def load_parquet(target: Path | None, options: LoadOptions) -> SourceData:
         splits=[joined[i] for i in kept] if joined is not None else None,
         paths=[paths[i] for i in kept],
         rejects=rejects,
-        params={"path": str(target), "files": [str(p) for p in files]},
-        notes=notes,
+        params={
+            "path": str(target),
+            "files": [str(p) for p in files],
+            "hidden_skipped": len(hidden),
+        },
+        notes=hidden_note(hidden) + notes,
         missing_train_fix=PARQUET_TRAIN_FIX,
     )
