@@ -110,29 +110,29 @@ def cleanup(store: Store, instance: Any, say: Callable[[str], None] = _say) -> N
     stale = remove_stale_temps(store.home) + remove_stale_temps(store.storage_root)
     for path in stale:
         say(f"removed {path}: a temporary file left by a killed write")
-    for path in remove_stale_exports(store):
-        say(f"removed {path}: left by an export that was stopped")
+    for line in remove_stale_exports(store):
+        say(line)
 
 
-def remove_stale_exports(store: Store) -> list[Path]:
+def remove_stale_exports(store: Store) -> list[str]:
     """Clear what killed exports left in ``<home>/exports`` (see ``export.remove_stale``).
 
     Returns
     -------
-    list of Path
-        The removed temporary and old folders.
+    list of str
+        One line per folder: removed, or restored as the previous export.
     """
     from robust_data.export import remove_stale
     from robust_data.sources import NAME_PATTERN
 
-    folder = store.home / "exports"
+    folder: Path = store.home / "exports"
     if not folder.is_dir():
         return []
     names = {entry.name[1:].split(".", 1)[0] for entry in folder.glob(".*.*")}
-    removed: list[Path] = []
+    lines: list[str] = []
     for name in sorted(n for n in names if NAME_PATTERN.match(n)):
-        removed += remove_stale(store, folder / name, name)
-    return removed
+        lines += remove_stale(store, folder / name, name).lines()
+    return lines
 
 
 def fail_dead_runs(instance: Any) -> list[str]:

@@ -64,13 +64,21 @@ from robust_data.store import (
     sha256_anywhere,
     table_location,
 )
+from robust_data.targets import (
+    EXPORT_MARKER,
+    Output,
+    TargetError,
+    check_output,
+    is_export,
+    owned_paths,
+)
 from robust_data.version import __version__, code_revision
 
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCardData
 
 FORMATS = ("parquet", "imagefolder")
-MARKER = "robust-data-export/1"
+MARKER = EXPORT_MARKER  # lineage.json's "format": what marks a folder as an export
 SAMPLE_COLUMNS = tuple(SAMPLES_SCHEMA.names)
 RPR_COLUMNS = ("clean_pred", "clean_correct", "steps_to_flip", "robust", "flip_pred")
 QUALITY_COLUMNS = (
@@ -143,7 +151,8 @@ class ExportResult:
     """Where the export went and what it holds.
 
     ``removed`` lists the folders that killed exports had left beside the target and that this
-    export removed (a previous export restored from one of them is listed too).
+    export removed; ``restored`` is the one of them renamed back to the target, the previous
+    export (listed in ``removed`` too); :meth:`cleanup_lines` says so, one line each.
 
     ``location`` is the fsspec URL the export was published to (:func:`publish_export`), and
     ``hashes`` the sha256 of each published file by relative path (``lineage.json``'s
@@ -157,6 +166,11 @@ class ExportResult:
     removed: tuple[Path, ...] = ()
     location: str = ""
     hashes: dict[str, str] = field(default_factory=dict)
+    restored: Path | None = None
+
+    def cleanup_lines(self) -> list[str]:
+        """What became of each folder stopped exports left beside the target, one line each."""
+        return StaleExports(self.path, self.removed, self.restored).lines()
 
     @property
     def where(self) -> str:
@@ -827,10 +841,8 @@ def _check_file_count(root: Path, split: str, rows: int) -> None:
 
 
 def _is_export(path: Path) -> bool:
-    try:
-        return json.loads((path / "lineage.json").read_text()).get("format") == MARKER
-    except (OSError, ValueError):
-        return False
+    """Whether ``path`` holds an export (see :func:`robust_data.targets.is_export`)."""
+    return is_export(path)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -838,61 +850,47 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _inputs(store: Store, dataset: str) -> list[tuple[str, Path]]:
+    """The local files of the tables an export of ``dataset`` reads (URLs left out)."""
+    found = []
+    for name in (*UPSTREAM, "variants"):
+        location = table_location(store.tables_root, name, dataset)
+        if not is_url(location):
+            found.append((f"input table {name}", local_path(location)))
+    return found
+
+
 def _protected(store: Store, dataset: str) -> list[tuple[str, Path]]:
     """The folders and files no export may replace, resolved: home, store, instance, inputs.
 
     Tables at an fsspec URL are not local files and are left out.
     """
-    found = [
-        ("home", store.home),
-        ("storage root", store.storage_root),
-        ("Dagster instance", store.dagster_home),
-    ]
-    for name in (*UPSTREAM, "variants"):
-        location = table_location(store.tables_root, name, dataset)
-        if not is_url(location):
-            found.append((f"input table {name}", local_path(location)))
-    return [(what, path.resolve()) for what, path in found]
+    inputs = [(what, path.resolve()) for what, path in _inputs(store, dataset)]
+    return [*owned_paths(store), *inputs]
 
 
-def check_target(store: Store, target: Path, dataset: str) -> None:
-    """Refuse an export folder that would replace or sit in the store's own folders.
+def check_target(store: Store, target: Path, dataset: str, force: bool = False) -> None:
+    """Refuse an export folder the product must not replace or write into.
 
-    ``target`` (resolved, symlinks included) may not be, nor hold, the home, the storage root,
-    the Dagster instance or a table the export reads; inside the home or the storage root it
-    must lie under ``<home>/exports/``; it may not lie in the Dagster instance; and it may not
-    be a file. ``--force`` overrides none of these.
+    The rules are those of every path written for the user
+    (:func:`robust_data.targets.check_output`): ``target`` (resolved, symlinks included) may
+    not be, nor hold, the home, the storage root, the Dagster instance or a table the export
+    reads; it may not lie inside an export (only ``<home>/exports/NAME`` or a folder outside
+    the home is an export's own folder), in the storage root or the instance; it may not be,
+    hold or lie in another robust-data home; and it may not be a file. ``--force`` overrides
+    none of these, only "a non-empty folder that is not an export".
 
     Raises
     ------
     ExportError
         One line naming the folder it found and an --out that works.
     """
-    exports = store.home.resolve() / "exports"
-    example = f"choose another --out, e.g. {exports / safe_name(dataset)}"
-    for what, path in _protected(store, dataset):
-        if _inside(path, target):
-            relation = "is" if path == target else "holds"
-            raise ExportError(
-                "expected an --out folder apart from the home, storage root, Dagster instance "
-                f"and input tables; found {target}, which {relation} the {what} {path}; {example}"
-            )
-    for what, folder in (
-        ("Dagster instance", store.dagster_home.resolve()),
-        ("storage root", store.storage_root.resolve()),
-        ("home", store.home.resolve()),
-    ):
-        in_exports = exports in target.parents and what != "Dagster instance"
-        if _inside(target, folder) and not in_exports:
-            raise ExportError(
-                f"expected an --out folder under {exports} or outside the home; "
-                f"found {target}, inside the {what} {folder}; {example}"
-            )
-    if target.exists() and not target.is_dir():
-        raise ExportError(
-            f"expected --out to be a folder; found a file at {target}; "
-            "choose another --out, or move the file away"
-        )
+    example = store.home.resolve() / "exports" / safe_name(dataset)
+    output = Output("an --out folder", "--out", example, folder=True)
+    try:
+        check_output(store, target, output, force, _inputs(store, dataset))
+    except TargetError as error:
+        raise ExportError(str(error)) from None
 
 
 def _owner_tag() -> str:
@@ -931,8 +929,38 @@ def _stale_folders(target: Path) -> tuple[list[Path], list[Path]]:
     return found["tmp"], found["old"]
 
 
-def remove_stale(store: Store, target: Path, dataset: str) -> tuple[Path, ...]:
-    """Clear what killed exports left beside ``target``; return the paths that are gone.
+@dataclass(frozen=True)
+class StaleExports:
+    """What :func:`remove_stale` cleared beside one export folder.
+
+    Attributes
+    ----------
+    target : Path
+        The export folder.
+    removed : tuple of Path
+        The temporary and old folders of stopped exports that are gone, ``restored`` included.
+    restored : Path or None
+        The ``.old-`` folder renamed back to ``target``: the previous export, which an export
+        stopped between its two renames had moved aside.
+    """
+
+    target: Path
+    removed: tuple[Path, ...] = ()
+    restored: Path | None = None
+
+    def lines(self) -> list[str]:
+        """One line per folder, saying what became of it."""
+        return [
+            f"restored the previous export at {self.target}, which an export stopped between "
+            f"its two renames had moved to {path}"
+            if path == self.restored
+            else f"removed {path}: left by an export that was stopped"
+            for path in self.removed
+        ]
+
+
+def remove_stale(store: Store, target: Path, dataset: str) -> StaleExports:
+    """Clear what killed exports left beside ``target``; say what became of each folder.
 
     When ``target`` itself is missing (an export was killed between its two renames), the
     newest stale ``.old-`` folder, the previous export, is renamed back to ``target`` first.
@@ -944,12 +972,15 @@ def remove_stale(store: Store, target: Path, dataset: str) -> tuple[Path, ...]:
         [p for p in group if not any(_inside(q, p.resolve()) for q in protected)]
         for group in (tmps, olds)
     )
+    restored = None
     if olds and not target.exists():
-        newest = max(olds, key=lambda path: path.stat().st_mtime)
-        os.replace(newest, target)
+        restored = max(olds, key=lambda path: path.stat().st_mtime)
+        os.replace(restored, target)
     for path in (*tmps, *olds):
-        shutil.rmtree(path, ignore_errors=True)
-    return tuple(path for path in (*tmps, *olds) if not path.exists())
+        if path != restored:
+            shutil.rmtree(path, ignore_errors=True)
+    gone = tuple(path for path in (*tmps, *olds) if not path.exists())
+    return StaleExports(target, gone, restored)
 
 
 def export_dataset(
@@ -975,8 +1006,8 @@ def export_dataset(
     if fmt not in FORMATS:
         raise ExportError(f"expected a format in {FORMATS}; found {fmt!r}")
     target = Path(out).expanduser().resolve()
-    check_target(store, target, dataset)
-    removed = remove_stale(store, target, dataset)
+    check_target(store, target, dataset, force)
+    stale = remove_stale(store, target, dataset)
     if target.exists() and any(target.iterdir()) and not _is_export(target) and not force:
         raise ExportError(
             f"expected an empty folder or an earlier export at {target}; found other files; "
@@ -1008,7 +1039,7 @@ def export_dataset(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(target, fmt, rows, removed)
+    return ExportResult(target, fmt, rows, stale.removed, restored=stale.restored)
 
 
 def _swap_in(tmp: Path, target: Path) -> None:

@@ -15,7 +15,7 @@ from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError
 from robust_data.query import max_rows_for, stream_query
 from robust_data.sources import PATH_SOURCES, SOURCES
-from robust_data.store import Registration, Store, write_text_atomic
+from robust_data.store import Registration, Store
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -103,7 +103,11 @@ def cmd_score_model(args: argparse.Namespace) -> int:
     from robust_data.rpr.scoring import score_samples
 
     store = Store.open(args.home)
-    samples = store.read("raw_samples", dataset_name(args.dataset))
+    dataset = dataset_name(args.dataset)
+    plot = None
+    if args.plot:  # checked before the scoring, not after it
+        plot = _output_file(store, args.plot, "--plot", f"{dataset}-curve.png", args.force)
+    samples = store.read("raw_samples", dataset)
     split = samples.filter(pc.equal(samples.column("split"), args.split))
     if split.num_rows == 0:
         found = sorted(set(samples.column("split").to_pylist()))
@@ -141,12 +145,22 @@ def cmd_score_model(args: argparse.Namespace) -> int:
         f"{result.tries:,} perturbed forward passes in {result.seconds:.1f} s on "
         f"{result.device} ({result.precision})"
     )
-    if args.plot:
-        from robust_data.store import write_bytes_atomic
+    if plot is not None:
+        from robust_data.targets import write_output
 
-        path = write_bytes_atomic(plot_curves({args.split: curve}), args.plot)
-        print(f"curve: {path}")
+        print(f"curve: {write_output(plot_curves({args.split: curve}), plot)}")
     return 0
+
+
+def _output_file(store: Store, path: str, option: str, example: str, force: bool) -> Path:
+    """A file a command writes for the user, checked before any work (robust_data.targets).
+
+    ``option`` names it in a refusal (``--plot``); ``example`` is a file name that would do.
+    """
+    from robust_data.targets import Output, check_output, example_file
+
+    output = Output(f"a {option} file", option, example_file(store, example))
+    return check_output(store, path, output, force)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,8 +194,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     rows = ", ".join(f"{split} {n:,}" for split, n in result.rows.items())
     print(f"exported {args.dataset} as {result.format} to {result.path}: {rows} rows")
     print(f"  dataset card: {result.path / 'README.md'}; lineage: {result.path / 'lineage.json'}")
-    for path in result.removed:
-        print(f"  removed {path}: left by an export that was stopped", file=sys.stderr)
+    for line in result.cleanup_lines():
+        print(f"  {line}", file=sys.stderr)
     return 0
 
 
@@ -191,14 +205,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_gallery(args: argparse.Namespace) -> int:
     from robust_data.corrupt.gallery import corruption_table, gallery_png, sample_images
-    from robust_data.store import write_bytes_atomic
+    from robust_data.targets import write_output
 
     titles = {"mnist": "MNIST digit (28x28)", "rgb32": "32x32 RGB photo"}
+    store = Store.open()  # the default home's folders are protected too
+    out = Path(args.out)
+    files = {  # every file checked before the first is written
+        name: _output_file(store, str(out / name), "--out", f"gallery/{name}", args.force)
+        for name in ("mnist.png", "rgb32.png", "README.md")
+    }
     for name, image in sample_images().items():
         png = gallery_png(image, f"Corruptions on a {titles[name]}, seed {args.seed}", args.seed)
-        path = write_bytes_atomic(png, Path(args.out) / f"{name}.png")
-        print(f"{path}")
-    print(write_text_atomic(corruption_table(), Path(args.out) / "README.md"))
+        print(write_output(png, files[f"{name}.png"]))
+    print(write_output(corruption_table().encode(), files["README.md"]))
     return 0
 
 

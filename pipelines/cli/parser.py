@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default auto)")
     p.add_argument("--plot", help="also write the robustness curve as a PNG to this path")
+    p.add_argument("--force", action="store_true", help="replace an existing --plot file")
 
     p = sub.add_parser("report", help="print a dataset's robustness report table and its path")
     _common(p)
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="docs/gallery", help="output folder (default docs/gallery)")
     p.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+    p.add_argument("--force", action="store_true", help="replace the gallery's existing files")
 
     p = sub.add_parser(
         "query", help="read-only DuckDB SQL over the materialized tables (one view per table)"

@@ -7,7 +7,6 @@ Neither takes the home's writer lock: they write only the reviews table, under i
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from pipelines.cli.common import dataset_name
 from robust_data.errors import DatasetError
@@ -30,6 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: object) -> None:
     p.add_argument("action", choices=("export", "import"))
     p.add_argument("dataset", help="a dataset already ingested in this home")
     p.add_argument("csv", help="the CSV file to write (export) or read (import)")
+    p.add_argument("--force", action="store_true", help="export: replace an existing file")
 
 
 def _store(args: argparse.Namespace) -> tuple[Store, str]:
@@ -62,30 +62,14 @@ def cmd_browse(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from robust_data.arrays import num_classes
-    from robust_data.reviews import (
-        check_reviews,
-        export_reviews_csv,
-        parse_reviews_csv,
-        record_reviews,
-    )
+    from robust_data.reviews import export_reviews_csv, import_reviews_csv
 
     store, dataset = _store(args)
-    path = Path(args.csv)
     if args.action == "export":
-        rows = export_reviews_csv(store, dataset, path)
-        print(f"exported {rows:,} review decisions of {dataset} to {path}")
+        rows = export_reviews_csv(store, dataset, args.csv, args.force)
+        print(f"exported {rows:,} review decisions of {dataset} to {args.csv}")
         return 0
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DatasetError(
-            "a readable CSV file", f"{path}: {exc.strerror}", "check the path"
-        ) from None
-    reviews = parse_reviews_csv(text, str(path))
-    samples = store.read("raw_samples", dataset).select(["sample_id", "label"])
-    check_reviews(reviews, set(samples.column("sample_id").to_pylist()), num_classes(samples))
-    table = record_reviews(store, dataset, reviews, "csv")
+    reviews, table = import_reviews_csv(store, dataset, args.csv)
     print(
         f"imported {len(reviews):,} review decisions into {dataset} ({table.num_rows:,} in all); "
         "the next curation honours them"
