@@ -16,6 +16,8 @@ short page saying what was refused and why, in one line; nothing is recorded.
 
 from __future__ import annotations
 
+import errno
+import socket
 import urllib.parse
 from typing import Any
 
@@ -429,8 +431,32 @@ def build_app(index: SampleIndex) -> Starlette:
     )
 
 
-def serve(index: SampleIndex, port: int) -> None:
-    """Serve the browser on 127.0.0.1:``port`` until interrupted."""
+def listen(port: int) -> socket.socket:
+    """A socket bound to 127.0.0.1:``port`` (0: any free port), taken before the slow indexing.
+
+    Raises
+    ------
+    DatasetError
+        One line when the port is out of range or not free.
+    """
+    if not 0 <= port <= 65535:
+        raise DatasetError("a port in 0..65535 (0: any free one)", str(port), "pass --port 8765")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as error:
+        sock.close()
+        found = "in use" if error.errno == errno.EADDRINUSE else f"refused ({error.strerror})"
+        raise DatasetError(
+            "a free port on 127.0.0.1", f"{port} {found}", "pass another --port (0: any free one)"
+        ) from None
+    return sock
+
+
+def serve(index: SampleIndex, where: int | socket.socket) -> None:
+    """Serve the browser on 127.0.0.1 until interrupted: a port, or a socket of :func:`listen`."""
     import uvicorn
 
-    uvicorn.run(build_app(index), host="127.0.0.1", port=port, log_level="warning")
+    sock = where if isinstance(where, socket.socket) else listen(where)
+    uvicorn.Server(uvicorn.Config(build_app(index), log_level="warning")).run(sockets=[sock])
