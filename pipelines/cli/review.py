@@ -46,18 +46,20 @@ def _store(args: argparse.Namespace) -> tuple[Store, str]:
 
 
 def cmd_browse(args: argparse.Namespace) -> int:
-    from pipelines.browser import serve
+    from pipelines.browser import listen, serve
     from robust_data.browse import SampleIndex
 
     store, dataset = _store(args)
+    sock = listen(args.port)  # a port in use fails now, not after the indexing
+    port = sock.getsockname()[1]
     print(f"indexing {dataset} in {store.home} ...", flush=True)
     index = SampleIndex(store, dataset)
     print(
-        f"browse {dataset} ({len(index.sample_ids):,} samples): http://127.0.0.1:{args.port}/ "
+        f"browse {dataset} ({len(index.sample_ids):,} samples): http://127.0.0.1:{port}/ "
         "(Ctrl-C to stop)",
         flush=True,
     )
-    serve(index, args.port)
+    serve(index, sock)
     return 0
 
 
