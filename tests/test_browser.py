@@ -245,6 +245,7 @@ def growth_to_fit(dom: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # apt-get may install Chromium first (300 s)
 def test_lineage_page_renders_every_asset_in_chromium(
     chromium: str, webserver: int, tmp_path: Path
 ) -> None:

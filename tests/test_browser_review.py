@@ -95,6 +95,7 @@ def _recurate(home: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # apt-get may install Chromium first (300 s)
 def test_filter_review_and_the_next_curation_in_chromium(
     chromium: str,  # noqa: F811
     review_home: Path,

@@ -218,6 +218,7 @@ class _Killer(threading.Thread):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # apt-get may install PostgreSQL and redis, 1200 s each
 def test_curation_job_on_two_celery_workers_survives_a_killed_worker(
     postgres: Postgres,  # noqa: F811
     s3_store: str,  # noqa: F811

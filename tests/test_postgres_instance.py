@@ -126,6 +126,7 @@ def postgres_instance_yaml(server: Postgres) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # apt-get update and install may take 600 s each
 def test_a_cli_run_records_everything_in_postgres(
     postgres: Postgres, isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
