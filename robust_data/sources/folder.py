@@ -68,11 +68,11 @@ def _images_under(folder: Path, root: Path, hidden: list[str]) -> list[Path]:
     ``hidden`` (relative to ``root``). Symbolic links to folders are not followed.
     """
     found: list[Path] = []
-    for directory, subdirs, _ in os.walk(folder):
+    for directory, subdirs, names in os.walk(folder):
         here = Path(directory)
         hidden.extend(_hidden_here(here, root))
         subdirs[:] = [d for d in subdirs if not _is_hidden(d)]
-        found.extend(p for p in here.iterdir() if _is_image(p) and not _is_hidden(p.name))
+        found.extend(here / n for n in names if not _is_hidden(n) and _is_image(here / n))
     return sorted(found)
 
 
