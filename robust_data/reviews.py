@@ -229,7 +229,7 @@ def reviews_csv(table: pa.Table) -> str:
     ``=HYPERLINK(...)``; :func:`parse_reviews_csv` reads the file back unchanged.
     """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180: a cell with \r is quoted too
     writer.writerow(CSV_COLUMNS)
     for row in table.to_pylist():
         label = "" if row["new_label"] is None else str(row["new_label"])

@@ -94,6 +94,12 @@ CURVE_POINTS = (1, 5, 10, 25, 50, 100, 150, 200, MAX_STEPS)
 
 
 def cmd_score_model(args: argparse.Namespace) -> int:
+    store = Store.open(args.home)
+    dataset = dataset_name(args.dataset)
+    plot = None
+    if args.plot:  # checked before the scoring, not after it
+        plot = _output_file(store, args.plot, "--plot", f"{dataset}-curve.png", args.force)
+
     import pyarrow.compute as pc
 
     from robust_data.models import load_model
@@ -102,11 +108,6 @@ def cmd_score_model(args: argparse.Namespace) -> int:
     from robust_data.rpr.plots import plot_curves
     from robust_data.rpr.scoring import score_samples
 
-    store = Store.open(args.home)
-    dataset = dataset_name(args.dataset)
-    plot = None
-    if args.plot:  # checked before the scoring, not after it
-        plot = _output_file(store, args.plot, "--plot", f"{dataset}-curve.png", args.force)
     samples = store.read("raw_samples", dataset)
     split = samples.filter(pc.equal(samples.column("split"), args.split))
     if split.num_rows == 0:
@@ -204,16 +205,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
+    store = Store.open()  # the default home's folders are protected too
+    out = Path(args.out)
+    files = {  # every file checked before the first is drawn or written
+        name: _output_file(store, str(out / name), "--out", f"gallery/{name}", args.force)
+        for name in ("mnist.png", "rgb32.png", "README.md")
+    }
     from robust_data.corrupt.gallery import corruption_table, gallery_png, sample_images
     from robust_data.targets import write_output
 
     titles = {"mnist": "MNIST digit (28x28)", "rgb32": "32x32 RGB photo"}
-    store = Store.open()  # the default home's folders are protected too
-    out = Path(args.out)
-    files = {  # every file checked before the first is written
-        name: _output_file(store, str(out / name), "--out", f"gallery/{name}", args.force)
-        for name in ("mnist.png", "rgb32.png", "README.md")
-    }
     for name, image in sample_images().items():
         png = gallery_png(image, f"Corruptions on a {titles[name]}, seed {args.seed}", args.seed)
         print(write_output(png, files[f"{name}.png"]))
