@@ -1,10 +1,13 @@
 """A CLI command's hold on a home: the lock, the Dagster instance, and cleanup after faults.
 
-Every command that writes a home enters :func:`writing_home`: it checks the home is a
-writable folder, takes the home's lock (a second writer waits with a message), creates the
-Dagster instance once under the lock (two fresh instances created at once corrupted SQLite's
-migration table), and cleans up what killed processes left behind:
+Every command that writes a home enters :func:`writing_home`: it checks the command's
+inputs before anything is created (a refused command leaves no home behind), checks the home
+is a writable folder, takes the home's lock (a second writer waits with a message), creates
+the Dagster instance once under the lock (two fresh instances created at once corrupted
+SQLite's migration table), and cleans up what killed processes left behind:
 
+- processes of a killed writer's run that still run (its step processes, should their death
+  signal have missed) are killed, and waited for, before anything else;
 - runs that this CLI started, whose process is gone while the run still says STARTED, are
   marked failed (Dagster never hears of a SIGKILL);
 - step outputs (``<tables>/_steps/<run id>``) of runs that have succeeded or no longer exist;
@@ -23,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from robust_data.lock import home_lock
+from robust_data.lock import bind_to_writer, home_lock, leftover_processes, stop_processes
 from robust_data.store import HOME_ENV, Store, pid_alive, remove_stale_temps
 
 #: Run tags that say which process on which machine runs a CLI-launched run.
@@ -39,6 +42,22 @@ def run_tags() -> dict[str, str]:
 def dagster_environment(store: Store) -> dict[str, str]:
     """The environment variables that point Dagster and the assets at this home."""
     return {HOME_ENV: str(store.home), "DAGSTER_HOME": str(store.dagster_home)}
+
+
+def worker_job(name: str) -> Any:
+    """Job ``name`` as each process of a CLI run in workers loads it: tied to the command first.
+
+    The CLI runs ``--workers`` jobs through this function (``build_reconstructable_job``).
+    Each step process of the multiprocess executor is spawned by the command's main thread
+    (``execute_job`` runs the executor there) and loads its job through it before running a
+    step, so :func:`robust_data.lock.bind_to_writer` arms its death signal (SIGKILL when the
+    command ends, however it ends) and ends it at once if the command is already gone. In the
+    command itself, and on Celery workers, loading the job is all it does.
+    """
+    bind_to_writer()
+    from pipelines.definitions import resolved_job
+
+    return resolved_job(name)
 
 
 @contextmanager
@@ -70,6 +89,7 @@ def writing_home(
     what: str,
     say: Callable[[str], None] = _say,
     timeout: float | None = None,
+    check: Callable[[Store], object] | None = None,
 ) -> Iterator[Store]:
     """Hold ``home`` for a writing command: validated, locked, instance ready, cleaned up.
 
@@ -83,6 +103,11 @@ def writing_home(
         Where the one-line cleanup and waiting messages go (default stderr).
     timeout : float or None
         Seconds to wait for another writer (None: as long as it takes).
+    check : callable or None
+        The command's input checks, called with the home's store before anything is created
+        (no home folder, lock file or instance): it raises the one-line error of a refusal
+        and must write nothing. Checks that depend on what other writers do are made again
+        under the lock.
 
     Yields
     ------
@@ -91,14 +116,30 @@ def writing_home(
         block (restored after it).
     """
     store = Store.open(home)
+    if check is not None:
+        check(store)
     store.ensure()
     with home_lock(store.home, what, timeout=timeout, notify=say):
+        stop_leftover_processes(store, say)
         from dagster import DagsterInstance
 
         with scoped_environ(dagster_environment(store)):
             with DagsterInstance.get() as instance:  # creates (migrates) the storage, locked
                 cleanup(store, instance, say)
             yield store
+
+
+def stop_leftover_processes(store: Store, say: Callable[[str], None] = _say) -> None:
+    """Kill the processes of killed writers' runs on this home that still run, and wait.
+
+    Called with the lock held, before anything is read or written: a step process of a
+    killed run (its death signal missed, or not armed yet) never writes beside this command.
+    The killed run itself is then marked failed by :func:`cleanup`.
+    """
+    leftovers = leftover_processes(store.home)
+    stop_processes(leftovers)
+    for pid, _, writer in leftovers:
+        say(f"killed pid {pid}: a worker left running by pid {writer}, which was killed")
 
 
 def cleanup(store: Store, instance: Any, say: Callable[[str], None] = _say) -> None:

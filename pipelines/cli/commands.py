@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.cli.common import CliError, dataset_name, suggested
-from pipelines.cli.launch import curation_ops, ingest_config, resolve_dataset, run_job
+from pipelines.cli.launch import (
+    check_execution,
+    check_source,
+    curation_ops,
+    ingest_config,
+    resolve_dataset,
+    run_job,
+)
 from pipelines.cli.summary import report_lines, summary
 from pipelines.home import writing_home
 from robust_data.defaults import MAX_STEPS
@@ -43,27 +52,55 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
+@dataclass(frozen=True)
+class RunPlan:
+    """An ingest or curate run with every input checked: source, options, executor."""
+
+    registration: Registration
+    config: dict[str, Any]
+    ops: dict[str, dict[str, Any]]
+    workers: int
+
+
+def run_plan(store: Store, args: argparse.Namespace, dataset: str, job: str) -> RunPlan:
+    """Check every input of an ingest or curate run, writing nothing (the home may not exist).
+
+    Raises
+    ------
+    DatasetError, CliError, ValueError
+        The one-line refusal of the first bad input.
+    """
     shards = getattr(args, "shards", 1)
     if shards < 1:
         raise CliError(f"expected --shards >= 1; found {shards}; pass --shards 2")
-    with writing_home(args.home, f"robust-data {args.command}") as store:
-        name, spec, root = _resolved(store, args, dataset)
-        config = ingest_config(args, spec, root)
+    name, spec, root = _resolved(store, args, dataset)
+    check_source(spec, root)
+    config = ingest_config(args, spec, root)
+    ops = curation_ops(args) if job == "curation_job" else {}
+    if shards > 1:
+        ops["rpr_scores"] = {"shards": shards}
+    workers = getattr(args, "workers", 1)
+    check_execution(job, workers)
+    return RunPlan(Registration(name=name, source=spec, root=root), config, ops, workers)
+
+
+def run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
+    def check(store: Store) -> RunPlan:
+        return run_plan(store, args, dataset, job)
+
+    with writing_home(args.home, f"robust-data {args.command}", check=check) as store:
+        plan = check(store)  # again under the lock: another writer may have bound the name
+        registration, name = plan.registration, plan.registration.name
         # Checked before anything is written, so two sources never mix under one name; bound
         # once the source's samples are stored (a refused ingest binds nothing).
-        registration = Registration(name=name, source=spec, root=root)
         removed = store.claim(registration, args.replace)
         if removed:
             print(
                 f"--replace: removed {len(removed)} stored items of the old {name!r}",
                 file=sys.stderr,
             )
-        ops = curation_ops(args) if job == "curation_job" else {}
-        if shards > 1:
-            ops["rpr_scores"] = {"shards": shards}
         try:
-            outcome = run_job(store, job, name, config, ops, getattr(args, "workers", 1))
+            outcome = run_job(store, job, name, plan.config, plan.ops, plan.workers)
         finally:
             if store.has("raw_samples", name):
                 store.register(registration)
@@ -178,11 +215,35 @@ def cmd_report(args: argparse.Namespace) -> int:
 # export
 
 
+def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
+    """Refuse an export before anything is created: no curated dataset, or a bad ``--out``.
+
+    Raises
+    ------
+    DatasetError, ExportError
+        One line: the tables to make first, or the ``--out`` rule it breaks.
+    """
+    from robust_data.export import FORMATS, UPSTREAM, ExportError, check_target
+
+    if args.format not in FORMATS:
+        raise ExportError(f"expected a format in {FORMATS}; found {args.format!r}")
+    check_target(store, Path(args.out).expanduser().resolve(), dataset, args.force)
+    tables = (*UPSTREAM, "variants") if args.with_variants else UPSTREAM
+    missing = [table for table in tables if not store.has(table, dataset)]
+    if missing:
+        raise DatasetError(
+            f"a curated dataset {dataset!r} in {store.home}",
+            f"no {', '.join(missing)} for it",
+            f"run `robust-data curate --dataset {dataset}` with this --home first",
+        )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from robust_data.export import UPSTREAM, export_dataset
 
     dataset = dataset_name(args.dataset)
-    with writing_home(args.home, "robust-data export") as store:
+    check = lambda store: check_export(store, args, dataset)  # noqa: E731
+    with writing_home(args.home, "robust-data export", check=check) as store:
         from dagster import DagsterInstance
 
         from assets.curated_dataset import latest_runs

@@ -10,8 +10,11 @@ from typing import Any
 
 from pipelines.cli.common import CliError
 from pipelines.home import dagster_environment, run_tags, scoped_environ
-from robust_data.ingest import parse_size
+from robust_data.errors import DatasetError
+from robust_data.ingest import IngestOptions, parse_size
+from robust_data.lock import WRITER_ENV, writer_token
 from robust_data.sources import PATH_SOURCES, resolve_source
+from robust_data.sources.base import require_root
 from robust_data.store import Store
 
 
@@ -128,13 +131,16 @@ def run_job(
     ``ROBUST_DATA_EXECUTOR=celery`` the curation and scoring jobs' steps go to the Celery
     workers (:func:`cluster_execution`).
 
+    Every process the run starts carries this command's :func:`writer_token` in
+    ``ROBUST_DATA_WRITER``: step processes die with it (:func:`pipelines.home.worker_job`),
+    and the next writer kills any that outlive it.
+
     Raises
     ------
     CliError
         With the failing step's one-line error.
     """
-    if workers < 1:
-        raise CliError(f"expected --workers >= 1; found {workers}; pass --workers 2")
+    execution = check_execution(job, workers)
     run_config = {
         "ops": {
             # The scoring job reads the stored raw_samples: no ingestion config there.
@@ -147,15 +153,14 @@ def run_job(
     from dagster import DagsterInstance
 
     from assets.raw_samples import DATASETS
-    from assets.resources import MAX_CONCURRENT_ENV, Settings
+    from assets.resources import MAX_CONCURRENT_ENV
 
-    execution = cluster_execution(Settings.from_environ().executor, job, dict(os.environ))
     if execution is not None:
         run_config["execution"] = execution
 
     # The run's environment (read by the assets and inherited by worker processes) is set
     # for the run only: this process's environment is as it was afterwards.
-    environment = dagster_environment(store)
+    environment = {**dagster_environment(store), WRITER_ENV: writer_token()}
     if workers > 1:
         environment[MAX_CONCURRENT_ENV] = str(workers)
     started = time.perf_counter()
@@ -173,6 +178,28 @@ def run_job(
     # The run succeeded, so any failed check is a non-blocking guard: shown as a warning.
     warnings = tuple(failed_checks(result))
     return RunOutcome(result.run_id, time.perf_counter() - started, warnings, metadata)
+
+
+def check_execution(job: str, workers: int) -> dict[str, Any] | None:
+    """Check ``--workers`` and the executor settings of the environment, writing nothing.
+
+    Returns
+    -------
+    dict or None
+        The run's ``execution`` config (:func:`cluster_execution`).
+
+    Raises
+    ------
+    CliError
+        For ``--workers`` below 1 or an executor a CLI run cannot use.
+    ValueError
+        For a malformed ``ROBUST_DATA_*`` setting (one line naming it).
+    """
+    from assets.resources import Settings
+
+    if workers < 1:
+        raise CliError(f"expected --workers >= 1; found {workers}; pass --workers 2")
+    return cluster_execution(Settings.from_environ().executor, job, dict(os.environ))
 
 
 #: The broker settings a CLI run on Celery workers reads from the environment.
@@ -232,21 +259,19 @@ def _execute_here(
     )
 
 
+#: The jobs whose steps run in worker processes (``--workers`` above 1, or Celery).
+WORKER_JOBS = ("curation_job", "scoring_job")
+
+
 def _execute_in_workers(instance: Any, job: str, partition: str, run_config: dict[str, Any]) -> Any:
     """Run ``job`` with the executor of ``$ROBUST_DATA_EXECUTOR``: local processes (steps at
     once: ``$ROBUST_DATA_MAX_CONCURRENT``) or Celery workers."""
-    from dagster import execute_job, reconstructable
+    from dagster import build_reconstructable_job, execute_job
 
-    from pipelines import definitions
-
-    target = {
-        "curation_job": definitions.curation_job_def,
-        "scoring_job": definitions.scoring_job_def,
-    }.get(job)
-    if target is None:
+    if job not in WORKER_JOBS:
         raise CliError(f"expected curation_job or scoring_job with --workers; found {job}")
     return execute_job(
-        reconstructable(target),
+        build_reconstructable_job("pipelines.home", "worker_job", reconstructable_args=(job,)),
         instance=instance,
         run_config=run_config,
         tags={"dagster/partition": partition, **run_tags()},
@@ -255,8 +280,13 @@ def _execute_in_workers(instance: Any, job: str, partition: str, run_config: dic
 
 
 def ingest_config(args: argparse.Namespace, spec: str, root: str | None) -> dict[str, Any]:
-    if args.resize:
-        parse_size(args.resize)  # fail fast with the one-line message
+    """The ingestion run config, checked as the ingest step checks it (IngestOptions)."""
+    IngestOptions(  # fail fast, before anything is written, with the step's one-line message
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        resize=parse_size(args.resize) if args.resize else None,
+        channels=args.channels or None,
+    )
     return {
         "source": spec,
         "root": root or None,
@@ -280,6 +310,39 @@ def resolve_dataset(
         # stored resolved: a relative path must not re-resolve against a later directory
         return resolved.name, f"{resolved.source.name}:{resolved.root}", None
     return resolved.name, resolved.spec, str(resolved.root) if resolved.root else None
+
+
+def check_source(spec: str, root: str | None) -> None:
+    """Refuse a source whose data is not here, before anything is written (the run reads it).
+
+    Only what can be told without reading it: the path of a path source exists; a source
+    that needs ``--root`` has one, a folder, holding the files it looks for.
+
+    Raises
+    ------
+    DatasetError
+        One line naming the path, what it should hold and how to fix it.
+    """
+    resolved = resolve_source(spec, root=root)
+    source, where = resolved.source, resolved.root
+    if not source.needs_root:
+        return
+    if source.name in PATH_SOURCES:
+        if where is None or not where.exists():
+            raise DatasetError(
+                f"{source.name}:PATH to {source.expected}",
+                f"{where} does not exist",
+                f"check the path after '{source.name}:'",
+            )
+        return
+    require_root(source.name, where, source.expected)
+    available, why = source.availability(where)
+    if not available:
+        raise DatasetError(
+            f"the {source.name} files under --root {where}",
+            why,
+            "check the --root path (nothing is downloaded)",
+        )
 
 
 def curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -11,11 +11,8 @@ import sys
 
 from pipelines.cli.common import CliError
 from pipelines.home import dagster_environment, writing_home
-from robust_data.lock import HomeLockedError
+from robust_data.lock import HomeLockedError, die_with_parent
 from robust_data.store import Store, write_text_atomic
-
-PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies
-
 
 WORKSPACE = """\
 # Written by robust-data ui: the project's code location.
@@ -34,16 +31,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _die_with(parent: int) -> None:
-    """In a child before exec: get SIGTERM when ``parent`` ends, even by SIGKILL (Linux)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _ui_home(home: str | None) -> Store:
@@ -96,7 +83,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     process = subprocess.Popen(
         command,
         env={**os.environ, **dagster_environment(store)},
-        preexec_fn=lambda: _die_with(parent),
+        preexec_fn=lambda: die_with_parent(parent),
     )
     signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
     try:

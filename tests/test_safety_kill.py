@@ -1,0 +1,162 @@
+"""A killed command takes its whole run with it; a refused command creates nothing.
+
+Regression tests of issue 28: ``kill -9`` of ``curate --workers 2`` left its step processes
+running (re-parented to init, still writing while the next command held the lock), and a
+refused command still created ``./.robust-data`` with a Dagster instance.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+
+from pipelines.cli import main
+from robust_data.store import Store
+from tests.test_safety_export_query import snapshot
+from tests.test_safety_home import SCRIPT, one_line_error, parquet_dataset
+
+STEP_EVENTS = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
+
+
+def group_members(pgid: int) -> set[int]:
+    """The live (not zombie) processes of process group ``pgid``, from ``/proc``."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.add(int(stat.parent.name))
+    return members
+
+
+def running_steps(instance: DagsterInstance) -> tuple[str | None, set[str]]:
+    """(run id, steps started and not finished) of the home's only run (None: not yet)."""
+    runs = instance.get_runs()
+    if not runs:
+        return None, set()
+    started, done = set(), set()
+    for record in instance.get_records_for_run(runs[0].run_id, of_type=STEP_EVENTS).records:
+        event = record.event_log_entry.dagster_event
+        assert event is not None
+        (started if event.event_type == DagsterEventType.STEP_START else done).add(event.step_key)
+    return runs[0].run_id, started - done
+
+
+def steps_at_work(pgid: int, count: int, timeout: float = 240.0) -> str:
+    """Wait until ``count`` steps run at once in the run's worker processes; its run id.
+
+    The instance is opened once worker processes exist, so after the command has created it:
+    two processes creating one instance at once corrupt its schema.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(group_members(pgid)) > count:
+            with DagsterInstance.get() as instance:
+                run_id, running = running_steps(instance)
+            if run_id is not None and len(running) >= count:
+                return run_id
+        time.sleep(0.1)
+    raise AssertionError(f"no {count} steps at work within {timeout:g} s")
+
+
+def ends(pgid: int, pids: set[int], timeout: float) -> set[int]:
+    """Wait up to ``timeout`` seconds for ``pids`` and group ``pgid`` to end; those running."""
+    deadline = time.monotonic() + timeout
+    left = pids | group_members(pgid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = {pid for pid in left if _alive(pid)} | group_members(pgid)
+    return left
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_multi_worker_curate_takes_its_workers_and_their_writes_with_it(
+    isolated_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store.open(isolated_home)
+    command = ["curate", "--dataset", "digits", "--workers", "2", "--shards", "2"]
+    curate = subprocess.Popen(
+        [str(SCRIPT), *command, "--home", str(isolated_home)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: every process of the run, found by it
+    )
+    try:
+        run_id = steps_at_work(curate.pid, 2)
+        workers = group_members(curate.pid) - {curate.pid}
+        curate.send_signal(signal.SIGKILL)  # the command only, not its group
+        curate.wait()
+        killed_at = time.time()
+        before = snapshot(store.storage_root)
+        left = ends(curate.pid, workers, timeout=3.0)
+        assert not left, f"worker processes {sorted(left)} outlived the killed command"
+
+        other = parquet_dataset(tmp_path / "other.parquet", seed=1)
+        assert main(["ingest", f"parquet:{other}", "--home", str(isolated_home)]) == 0
+        err = capsys.readouterr().err
+        assert f"marked run {run_id[:8]} failed: the process running it was killed" in err
+        time.sleep(1.0)  # a worker that survived would write now, with the lock free again
+        after = snapshot(store.storage_root)
+    finally:
+        if group_members(curate.pid):
+            os.killpg(curate.pid, signal.SIGKILL)
+    changed = {path for path, digest in after.items() if before.get(path) != digest}
+    assert changed == {"ingest_rejects/other.parquet", "raw_samples/other.parquet"}
+    assert all(Path(p).name.endswith(".tmp") for p in set(before) - set(after)), before
+    with DagsterInstance.get() as instance:
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
+        late = [
+            record.event_log_entry.dagster_event_type
+            for record in instance.get_records_for_run(run_id).records
+            if record.event_log_entry.timestamp > killed_at
+        ]
+    assert late == [DagsterEventType.RUN_FAILURE]  # only the next command's verdict
+
+
+def test_a_refused_command_creates_no_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ROBUST_DATA_HOME")  # the default home: ./.robust-data
+    monkeypatch.delenv("DAGSTER_HOME")
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (cwd / "notes.txt").write_text("the user's own file\n")
+    refused = {
+        ("export", "digits", "--format", "parquet", "--out", "out"): "a curated dataset 'digits'",
+        ("ingest", f"imagefolder:{cwd / 'missing'}"): "does not exist",
+        ("ingest", "digits", "--test-fraction", "1.5"): "expected test_fraction in (0, 1)",
+        ("ingest", "mnist"): "no --root given",
+        ("curate", "--dataset", "mnst-5k"): "did you mean 'mnist-5k'?",
+        ("curate", "--dataset", "digits", "--workers", "0"): "expected --workers >= 1",
+        ("curate", "--dataset", "digits", "--preset", "nope"): "expected --preset in",
+        ("query", "SELECT * FROM no_such_table"): "no_such_table does not exist",
+        ("review", "export", "nosuchset", "out.csv"): "no raw_samples for 'nosuchset'",
+    }
+    for argv, message in refused.items():
+        assert main(list(argv)) == 1, argv
+        line = one_line_error(capsys)
+        assert sorted(p.name for p in cwd.iterdir()) == ["notes.txt"], (argv, line)
+        assert message in line, (argv, line)
+    monkeypatch.setenv("ROBUST_DATA_EXECUTOR", "k8s")
+    assert main(["curate", "--dataset", "digits"]) == 1
+    assert "found k8s" in one_line_error(capsys)
+    assert sorted(p.name for p in cwd.iterdir()) == ["notes.txt"]
