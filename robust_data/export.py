@@ -17,7 +17,9 @@ The export is written into a temporary folder beside the target and swapped in a
 failure leaves the previous export as it was; folders that a killed export left beside the
 target are removed (or the previous export restored) by the next export to that target. An
 export never replaces or writes into the home, the storage root, the Dagster instance or the
-tables it reads, nor anywhere inside the home other than ``<home>/exports/``.
+tables it reads, an export's inside or another robust-data home, nor anywhere inside the home
+other than ``<home>/exports/NAME`` (:func:`robust_data.targets.check_output`, the rules of every
+path written for the user).
 """
 
 from __future__ import annotations
