@@ -209,18 +209,24 @@ def test_export_never_replaces_another_home(store: Store, other_home: Path, tmp_
 
 
 def test_a_restored_export_is_reported_as_restored(store: Store, tmp_path: Path) -> None:
-    for out in (tmp_path / "out", store.home / "exports" / DATASET):
+    # one outside the home (restored by the export to it), one in <home>/exports (restored by
+    # the cleanup every writing command starts with): both said by one export command
+    outs = (tmp_path / "out", store.home / "exports" / DATASET)
+    before, olds = {}, {}
+    for out in outs:
         export_module.export_dataset(store, DATASET, out)
-        before = snapshot(out)
+        before[out] = snapshot(out)
         _killed_export(store, out, "swapping")
-        (old,) = out.parent.glob(f".{out.name}.old-*")
+        (olds[out],) = out.parent.glob(f".{out.name}.old-*")
         assert not out.exists()
-        result = cli("export", DATASET, "--out", str(out), "--home", str(store.home), cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+    result = cli("export", DATASET, "--out", str(outs[0]), "--home", str(store.home), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for out, old in olds.items():
         said = (
             f"restored the previous export at {out}, which an export stopped between its two "
             f"renames had moved to {old}"
         )
         assert said in result.stderr, result.stderr
         assert f"removed {old}" not in result.stderr  # restored, not removed
-        assert not old.exists() and set(snapshot(out)) == set(before)
+        assert not old.exists() and set(snapshot(out)) == set(before[out])
+    assert snapshot(outs[1]) == before[outs[1]]  # restored as it was, not exported again
