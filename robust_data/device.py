@@ -1,12 +1,22 @@
-"""Compute device and precision: CUDA when present, else the CPU; bf16 where it is fast."""
+"""Compute device and precision: CUDA when present, else the CPU; bf16 where it is fast.
+
+Also the one place that knows which oneDNN CPU kernels run here, and routes training around
+the one found faulty (:func:`onednn_training_guard`).
+"""
 
 from __future__ import annotations
 
+import os
+import platform
+import threading
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -38,14 +48,178 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
 
 @cache
-def cpu_has_bf16_units() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AMX or AVX512-BF16)."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (``flags`` in /proc/cpuinfo).
+
+    Empty where there is no such line: another OS, or a CPU that is not x86 (Linux lists an
+    ARM CPU's ``Features`` instead).
+    """
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return bool({"amx_bf16", "avx512_bf16"} & set(flags.split()))
+        return frozenset()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AMX or AVX512-BF16)."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+#: Environment variables that cap the instruction set of oneDNN's CPU kernels, in the order
+#: oneDNN reads them (the second is the old name); values as in oneDNN's documentation.
+ONEDNN_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+#: The CPU flags of oneDNN's ``avx512_core`` level, the first one above its AVX2 kernels.
+AVX512_CORE_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
+#: oneDNN kernel levels, lowest first (``other``: not an x86 CPU, no x86 kernels at all).
+ONEDNN_ISAS = ("other", "older", "avx2", "avx512")
+
+
+def _cpu_isa_level(flags: Collection[str]) -> str:
+    """The oneDNN level of a CPU with ``flags`` (/proc/cpuinfo names)."""
+    if AVX512_CORE_FLAGS <= set(flags):
+        return "avx512"
+    return "avx2" if "avx2" in flags else "older"
+
+
+def _aten_isa_level() -> str:
+    """The level from ATen's own CPU detection, where /proc/cpuinfo lists no flags."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i386", "i686"):
+        return "other"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return {"AVX512": "avx512", "AVX2": "avx2"}.get(capability, "older")
+
+
+def _isa_cap(value: str) -> str:
+    """The level an ``ONEDNN_MAX_CPU_ISA`` value caps oneDNN at (``avx512``: no cap below it)."""
+    value = value.strip().upper()
+    if value.startswith("AVX2"):  # AVX2, AVX2_VNNI, AVX2_VNNI_2
+        return "avx2"
+    if value in ("SSE41", "AVX"):
+        return "older"
+    return "avx512"  # AVX512_*, AVX10_*, DEFAULT, or a value oneDNN ignores
+
+
+def onednn_isa(
+    flags: Collection[str] | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The level of the oneDNN CPU kernels this process runs.
+
+    oneDNN (PyTorch's CPU convolutions) picks its JIT kernels by the best instruction set of
+    the CPU, capped by ``ONEDNN_MAX_CPU_ISA`` (or its old name ``DNNL_MAX_CPU_ISA``) as it was
+    when oneDNN first ran. PyTorch does not expose oneDNN's choice (``dnnl_get_effective_cpu_isa``
+    is not exported), so it is worked out the same way: the CPU's flags, capped by the
+    variable. ATen's own ``torch.backends.cpu.get_cpu_capability()`` is not it: it follows
+    ``ATEN_CPU_CAPABILITY``, which oneDNN ignores (``ATEN_CPU_CAPABILITY=avx2`` alone keeps
+    oneDNN on AVX-512). It is the fallback only where /proc/cpuinfo lists no flags (macOS,
+    Windows); there a CPU that is not x86 is ``other``. The variable is read now: one changed
+    after oneDNN first ran is not seen by oneDNN, but is by this function.
+
+    Parameters
+    ----------
+    flags : collection of str, optional
+        CPU flags (/proc/cpuinfo names); default: this CPU's.
+    environ : mapping, optional
+        The environment; default ``os.environ``.
+
+    Returns
+    -------
+    str
+        ``avx512`` (AVX-512 F, BW, VL and DQ: oneDNN's ``avx512_core`` kernels or better),
+        ``avx2`` (its AVX2 kernels: AVX2 without those, or capped at ``AVX2``,
+        ``AVX2_VNNI``, ``AVX2_VNNI_2``), ``older`` (AVX or SSE4.1 kernels) or ``other``
+        (not an x86 CPU).
+    """
+    flags = cpu_flags() if flags is None else flags
+    environ = os.environ if environ is None else environ
+    level = _cpu_isa_level(flags) if flags else _aten_isa_level()
+    value = next((environ[name] for name in ONEDNN_ISA_VARIABLES if environ.get(name)), "")
+    return min(level, _isa_cap(value), key=ONEDNN_ISAS.index)
+
+
+def has_trainable_1x1_convolution(model: nn.Module) -> bool:
+    """Whether ``model`` has a convolution with a 1x1 (1, 1x1x1) kernel whose weight trains."""
+    convolutions = (
+        nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d
+    )  # fmt: skip
+    return any(
+        isinstance(module, convolutions)
+        and all(size == 1 for size in module.kernel_size)
+        and module.weight.requires_grad
+        for module in model.modules()
+    )
+
+
+def onednn_faulty_for(model: nn.Module, device: torch.device) -> bool:
+    """Whether training ``model`` on ``device`` would run oneDNN's faulty AVX2 kernel.
+
+    oneDNN's weight gradient of a 1x1 convolution on its AVX2 level
+    (``jit_avx2_1x1_convolution_bwd_weights_t``, oneDNN 3.12 in torch 2.14.1) hangs, crashes
+    or corrupts the heap (silently wrong weights where it does not crash): a ResNet's 1x1
+    shortcut hit it within three steps on an AVX2 CPU without AVX-512. True on the CPU, with
+    oneDNN built in, at that level (:func:`onednn_isa`), for a model with a trainable 1x1
+    convolution; a model without one (the paper's CNN) keeps oneDNN's kernels, which train
+    correctly there.
+    """
+    return (
+        device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and onednn_isa() == "avx2"
+        and has_trainable_1x1_convolution(model)
+    )
+
+
+class _OnednnSwitch:
+    """Turns oneDNN off while at least one guarded training runs, back as it was after."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holders = 0
+        self.was_enabled = True
+
+    # torch._C's getter and setter are what ``torch.backends.mkldnn.enabled`` reads and sets
+    # (that property is typed as a descriptor, so assigning it does not type-check).
+    def acquire(self) -> None:
+        with self.lock:
+            if self.holders == 0:
+                self.was_enabled = torch._C._get_mkldnn_enabled()
+                torch._C._set_mkldnn_enabled(False)
+            self.holders += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.holders -= 1
+            if self.holders == 0:
+                torch._C._set_mkldnn_enabled(self.was_enabled)
+
+
+_ONEDNN_SWITCH = _OnednnSwitch()
+
+
+@contextmanager
+def onednn_training_guard(model: nn.Module, device: torch.device) -> Iterator[bool]:
+    """A context to train ``model`` in: oneDNN off where its faulty AVX2 kernel would run.
+
+    Where :func:`onednn_faulty_for` holds, oneDNN is off (``torch.backends.mkldnn.enabled``)
+    for the whole context, forward and backward: PyTorch then runs its own convolutions, which
+    train the ResNet correctly on such a CPU (bench/RESULTS.md has the cost). The switch is
+    process-wide (PyTorch has no other): it stays off while any guarded training in any thread
+    runs and goes back to what it was when the last one ends. Elsewhere nothing changes.
+
+    Yields
+    ------
+    bool
+        Whether oneDNN was turned off.
+    """
+    if not onednn_faulty_for(model, device):
+        yield False
+        return
+    _ONEDNN_SWITCH.acquire()
+    try:
+        yield True
+    finally:
+        _ONEDNN_SWITCH.release()
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:

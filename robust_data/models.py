@@ -20,7 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from robust_data.device import autocast, resolve_device, resolve_precision
+from robust_data.device import (
+    autocast,
+    onednn_training_guard,
+    resolve_device,
+    resolve_precision,
+)
 from robust_data.progress import progress_bar
 from robust_data.store import exists_anywhere, read_bytes, write_bytes_anywhere
 
@@ -325,6 +330,13 @@ def train_model(
     -------
     TrainedModel
         On the CPU, in eval mode, with train/test accuracy in ``metrics``.
+
+    Notes
+    -----
+    On a CPU where oneDNN runs its AVX2 kernels (no AVX-512, or ``ONEDNN_MAX_CPU_ISA=AVX2``),
+    a model with a trainable 1x1 convolution (the ResNet) trains with oneDNN off: its weight
+    gradient kernel there hangs or corrupts memory
+    (:func:`robust_data.device.onednn_training_guard`).
     """
     if len(train_labels) == 0:
         raise ValueError("expected at least one training sample; found none")
@@ -365,21 +377,22 @@ def train_model(
         disable=not progress,
     )
     model.train()
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), config.batch_size):
-            index = order[start : start + config.batch_size]
-            xb = x[index].to(dev).contiguous(memory_format=torch.channels_last)
-            with autocast(dev, precision):
-                loss = loss_fn(model(xb), y[index].to(dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            bar.update(1)
-            if bar.n % POSTFIX_EVERY == 0:  # reading the loss waits for the device
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
+    with onednn_training_guard(model, dev):  # oneDNN's AVX2 1x1 weight gradient is faulty
+        for epoch in range(config.epochs):
+            order = torch.randperm(len(x), generator=generator)
+            for start in range(0, len(x), config.batch_size):
+                index = order[start : start + config.batch_size]
+                xb = x[index].to(dev).contiguous(memory_format=torch.channels_last)
+                with autocast(dev, precision):
+                    loss = loss_fn(model(xb), y[index].to(dev))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if schedule is not None:
+                    schedule.step()
+                bar.update(1)
+                if bar.n % POSTFIX_EVERY == 0:  # reading the loss waits for the device
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     seconds = time.perf_counter() - started
     model = model.cpu().eval().to(memory_format=torch.contiguous_format)
