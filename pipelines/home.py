@@ -139,7 +139,7 @@ def stop_leftover_processes(store: Store, say: Callable[[str], None] = _say) -> 
     leftovers = leftover_processes(store.home)
     stop_processes(leftovers)
     for pid, _, writer in leftovers:
-        say(f"killed pid {pid}: a worker left running by pid {writer}, which was killed")
+        say(f"killed pid {pid}: a process of the run of pid {writer}, left running when it ended")
 
 
 def cleanup(store: Store, instance: Any, say: Callable[[str], None] = _say) -> None:

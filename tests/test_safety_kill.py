@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from pipelines.cli import main
 from robust_data.store import Store
 from tests.test_safety_export_query import snapshot
-from tests.test_safety_home import SCRIPT, one_line_error, parquet_dataset
+from tests.test_safety_home import PROJECT, SCRIPT, one_line_error, parquet_dataset
 
 STEP_EVENTS = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
 
@@ -129,6 +130,89 @@ def test_kill_9_of_a_multi_worker_curate_takes_its_workers_and_their_writes_with
             if record.event_log_entry.timestamp > killed_at
         ]
     assert late == [DagsterEventType.RUN_FAILURE]  # only the next command's verdict
+
+
+def _ended_token() -> str:
+    """The writer token of a process that has ended (its pid may be reused; its start is not)."""
+    from robust_data.lock import writer_token
+
+    process = subprocess.Popen(["sleep", "30"])
+    token = writer_token(process.pid)
+    process.kill()
+    process.wait()
+    return token
+
+
+def _sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "60"], env={**os.environ, **env})
+
+
+#: A writer as a CLI run is one: its environment names it, and it starts a worker that binds
+#: itself to it the way each step process does (pipelines.home.worker_job).
+WRITER = """
+import os, subprocess, sys
+from robust_data.lock import WRITER_ENV, writer_token
+os.environ[WRITER_ENV] = writer_token()
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+print(worker.pid, flush=True)
+worker.wait()
+"""
+WORKER = """
+import time
+from robust_data.lock import bind_to_writer
+bind_to_writer()
+print("bound", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_worker_dies_with_its_writer_and_never_starts_without_it() -> None:
+    from robust_data.lock import WRITER_ENV
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, WORKER], cwd=PROJECT, stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    worker = int(writer.stdout.readline())
+    assert writer.stdout.readline().strip() == "bound"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    deadline = time.monotonic() + 2.0
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker), "the worker outlived its SIGKILLed writer"
+
+    late = subprocess.run(  # a worker that starts after its writer is gone ends at once
+        [sys.executable, "-c", WORKER],
+        cwd=PROJECT,
+        env={**os.environ, WRITER_ENV: _ended_token()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (late.returncode, late.stdout) == (-signal.SIGKILL, "")
+
+
+def test_the_next_writer_kills_what_a_killed_writers_run_left_running(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    from pipelines.home import writing_home
+    from robust_data.lock import WRITER_ENV, writer_token
+
+    home = str(isolated_home)
+    leftover = _sleeper({WRITER_ENV: _ended_token(), "ROBUST_DATA_HOME": home})
+    live = _sleeper({WRITER_ENV: writer_token(), "ROBUST_DATA_HOME": home})  # a live writer's
+    elsewhere = _sleeper({WRITER_ENV: _ended_token(), "ROBUST_DATA_HOME": str(tmp_path / "b")})
+    try:
+        said: list[str] = []
+        with writing_home(isolated_home, "robust-data ingest", say=said.append):
+            assert leftover.wait(timeout=5) == -signal.SIGKILL  # gone before the block runs
+        assert f"killed pid {leftover.pid}:" in "\n".join(said)
+        assert live.poll() is None and elsewhere.poll() is None
+    finally:
+        for process in (leftover, live, elsewhere):
+            process.kill()
+            process.wait()
 
 
 def test_a_refused_command_creates_no_home(

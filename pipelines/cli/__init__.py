@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, QueryError, CliError, FileNotFoundError, ValueError) as exc:
         print(f"robust-data {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM during a run) outside a run's own handling
+        print(f"robust-data {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -75,6 +75,18 @@ def failed_checks(result: Any) -> list[str]:
 PRODUCT_ERRORS = ("DatasetError", "HomeLockedError", "ExportError", "QueryError", "CliError")
 
 
+#: How a step or run stopped by Ctrl-C or SIGTERM (the executor passes both on) reports it.
+INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def _interrupted(run_id: str) -> str:
+    """The one line of a run stopped by Ctrl-C or SIGTERM."""
+    return (
+        "expected the run to finish; found it interrupted (Ctrl-C or SIGTERM) and its steps "
+        f"stopped (run {run_id[:8]}); run the command again to redo it"
+    )
+
+
 def _failure_message(result: Any) -> str:
     """The cause of a failed run's first failed step, as one line.
 
@@ -87,6 +99,8 @@ def _failure_message(result: Any) -> str:
             chain = [event.step_failure_data.error]
             while chain[-1].cause is not None:
                 chain.append(chain[-1].cause)
+            if any(e.cls_name in INTERRUPTIONS for e in chain):
+                return _interrupted(result.run_id)
             error = next((e for e in chain if e.cls_name in PRODUCT_ERRORS), chain[-1])
             if error.cls_name == "DagsterAssetCheckFailedError":
                 checks = "; ".join(failed_checks(result)) or "no check evaluation recorded"
@@ -106,6 +120,8 @@ def _failure_message(result: Any) -> str:
             return text
     for event in result.all_events:  # no step failed: the executor did (a worker lost)
         error = event.job_failure_data.error if event.is_run_failure else None
+        if error is not None and error.cls_name in INTERRUPTIONS:
+            return _interrupted(result.run_id)
         if error is not None:
             lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
             return (
