@@ -109,7 +109,7 @@ class Settings:
 
 def _whole(env: Mapping[str, str], key: str, default: int) -> int:
     raw = env.get(key) or str(default)
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ValueError(f"expected {key} to be an integer >= 1; found {raw!r}")
     return int(raw)
 

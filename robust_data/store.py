@@ -124,7 +124,7 @@ def temp_owner(name: str) -> int | None:
         return None
     parts = name[: -len(TMP_SUFFIX)].split(".")
     for part in reversed(parts[:-1]):
-        if part.isdigit():
+        if part.isascii() and part.isdigit():
             return int(part)
     return None
 

@@ -23,6 +23,7 @@ import pytest
 from pipelines.cli import main
 from robust_data import ingest
 from robust_data.query import stream_query
+from robust_data.rpr.schemes import parse_scheme
 from robust_data.sources import NAME_PATTERN
 from robust_data.store import Store
 from tests.fixtures import (
@@ -83,6 +84,13 @@ def test_a_size_in_other_digits_is_one_line(isolated_home: Path) -> None:
     err = one_line(result.returncode, result.stderr, "ingest")
     assert "found '²x2'; pass e.g. --resize 28x28" in err
     assert stored(isolated_home) == []
+
+
+@pytest.mark.parametrize("spec", ["fog(²)", "fog(severity=³)", "fog(١)"])
+def test_a_severity_in_other_digits_is_refused_in_one_line(spec: str) -> None:
+    """The same '²' hole in the RPR scheme parser: a ValueError from ``int`` before."""
+    with pytest.raises(ValueError, match=r"^expected fog\(severity=1\.\.5\); found"):
+        parse_scheme(spec)
 
 
 # 2. The query table shows control characters escaped ------------------------------------

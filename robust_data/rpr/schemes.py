@@ -190,6 +190,7 @@ def _corruption_scheme(
     if not sep:
         key, raw = "severity", key
     raw = raw.strip() or str(min(3, levels))
-    if key.strip() != "severity" or not raw.isdigit() or not 1 <= int(raw) <= levels:
+    whole = raw.isascii() and raw.isdigit()  # not isdigit alone: it takes '²', int() does not
+    if key.strip() != "severity" or not whole or not 1 <= int(raw) <= levels:
         raise ValueError(f"expected {name}(severity=1..{levels}); found {spec!r}")
     return cls(name, int(raw))
