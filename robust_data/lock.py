@@ -169,13 +169,19 @@ def writer_token(pid: int | None = None) -> str:
     return f"{pid}:{process_start(pid) or ''}"
 
 
+def token_pid(token: str) -> int | None:
+    """The pid of a :func:`writer_token` (ASCII digits only); None for a malformed one."""
+    pid = token.partition(":")[0]
+    return int(pid) if pid.isascii() and pid.isdigit() else None
+
+
 def writer_alive(token: str) -> bool:
     """Whether the writer named by a :func:`writer_token` still runs (a malformed token: True,
     so that nothing is stopped on a guess)."""
-    pid, _, start = token.partition(":")
-    if not pid.isdigit():
+    pid, start = token_pid(token), token.partition(":")[2]
+    if pid is None:
         return True
-    return process_start(int(pid)) == start if start else pid_alive(int(pid))
+    return process_start(pid) == start if start else pid_alive(pid)
 
 
 def die_with_parent(parent: int, signum: int = signal.SIGTERM) -> None:
@@ -214,8 +220,8 @@ def bind_to_writer() -> None:
     is not part of a writer's run (no :data:`WRITER_ENV`: the UI's runs, Celery workers).
     """
     token = os.environ.get(WRITER_ENV, "")
-    pid = token.partition(":")[0]
-    if not pid.isdigit() or int(pid) == os.getpid():
+    pid = token_pid(token)
+    if pid is None or pid == os.getpid():
         return
     die_with_parent(os.getppid(), signal.SIGKILL)
     if not writer_alive(token):
@@ -244,9 +250,9 @@ def leftover_processes(home: Path) -> list[tuple[int, str, int]]:
         token = environ.get(WRITER_ENV.encode(), b"").decode(errors="replace")
         if not token or environ.get(HOME_ENV.encode()) != str(home).encode():
             continue
-        start = process_start(int(entry.name))
-        if start is not None and not writer_alive(token):
-            found.append((int(entry.name), start, int(token.partition(":")[0])))
+        start, writer = process_start(int(entry.name)), token_pid(token)
+        if start is not None and writer is not None and not writer_alive(token):
+            found.append((int(entry.name), start, writer))
     return found
 
 
