@@ -132,10 +132,10 @@ def run_child(argv: list[str], env: dict[str, str], timeout: float) -> dict:
 
 @contextlib.contextmanager
 def spinners(count: int) -> Iterator[None]:
-    """``count`` busy-looping processes at nice 19 for the duration."""
+    """``count`` busy-looping processes at nice 19 for the duration (or until this one ends)."""
+    spin = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    sum(range(10**5))"
     procs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.nice(19))
-        for _ in range(count)
+        subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", spin]) for _ in range(count)
     ]
     try:
         yield

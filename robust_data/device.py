@@ -11,9 +11,9 @@ import platform
 import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -138,17 +138,18 @@ def onednn_isa(
     return min(level, _isa_cap(value), key=ONEDNN_ISAS.index)
 
 
-def has_trainable_1x1_convolution(model: nn.Module) -> bool:
-    """Whether ``model`` has a convolution with a 1x1 (1, 1x1x1) kernel whose weight trains."""
+def trainable_1x1_convolutions(model: nn.Module) -> list[nn.Module]:
+    """The convolutions of ``model`` with a 1x1 (1, 1x1x1) kernel whose weight trains."""
     convolutions = (
         nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d
     )  # fmt: skip
-    return any(
-        isinstance(module, convolutions)
+    return [
+        module
+        for module in model.modules()
+        if isinstance(module, convolutions)
         and all(size == 1 for size in module.kernel_size)
         and module.weight.requires_grad
-        for module in model.modules()
-    )
+    ]
 
 
 def onednn_faulty_for(model: nn.Module, device: torch.device) -> bool:
@@ -159,19 +160,42 @@ def onednn_faulty_for(model: nn.Module, device: torch.device) -> bool:
     or corrupts the heap (silently wrong weights where it does not crash): a ResNet's 1x1
     shortcut hit it within three steps on an AVX2 CPU without AVX-512. True on the CPU, with
     oneDNN built in, at that level (:func:`onednn_isa`), for a model with a trainable 1x1
-    convolution; a model without one (the paper's CNN) keeps oneDNN's kernels, which train
-    correctly there.
+    convolution. Its other kernels there (3x3 convolutions, the 1x1 forward and input
+    gradient) train correctly.
     """
     return (
         device.type == "cpu"
         and torch.backends.mkldnn.is_available()
         and onednn_isa() == "avx2"
-        and has_trainable_1x1_convolution(model)
+        and bool(trainable_1x1_convolutions(model))
     )
 
 
+def _plain_1x1(module: nn.Module) -> TypeGuard[nn.Conv2d]:
+    """A 2-D 1x1 convolution without padding or groups: a matrix product over channels."""
+    return (
+        type(module) is nn.Conv2d
+        and module.kernel_size == (1, 1)
+        and module.padding == (0, 0)
+        and module.groups == 1
+        and "forward" not in vars(module)
+    )
+
+
+def pointwise_conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a 1x1 ``Conv2d`` without padding or groups, as a matrix product.
+
+    The stride picks pixels; each output pixel is the weight matrix times the input's channels.
+    Its gradients are matrix products too, so no convolution kernel runs, forward or backward.
+    """
+    rows, cols = conv.stride
+    pixels = x[:, :, ::rows, ::cols].permute(0, 2, 3, 1)  # N, H, W, C_in
+    out = torch.matmul(pixels, conv.weight.flatten(1).t()).permute(0, 3, 1, 2)
+    return out if conv.bias is None else out + conv.bias[:, None, None]
+
+
 class _OnednnSwitch:
-    """Turns oneDNN off while at least one guarded training runs, back as it was after."""
+    """Turns oneDNN off while at least one training needs it off, back as it was after."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -198,28 +222,42 @@ _ONEDNN_SWITCH = _OnednnSwitch()
 
 
 @contextmanager
-def onednn_training_guard(model: nn.Module, device: torch.device) -> Iterator[bool]:
-    """A context to train ``model`` in: oneDNN off where its faulty AVX2 kernel would run.
+def onednn_training_guard(model: nn.Module, device: torch.device) -> Iterator[str]:
+    """A context to train ``model`` in that keeps it off oneDNN's faulty AVX2 kernel.
 
-    Where :func:`onednn_faulty_for` holds, oneDNN is off (``torch.backends.mkldnn.enabled``)
-    for the whole context, forward and backward: PyTorch then runs its own convolutions, which
-    train the ResNet correctly on such a CPU (bench/RESULTS.md has the cost). The switch is
-    process-wide (PyTorch has no other): it stays off while any guarded training in any thread
-    runs and goes back to what it was when the last one ends. Elsewhere nothing changes.
+    Where :func:`onednn_faulty_for` holds, the model's trainable 1x1 convolutions run as
+    matrix products (:func:`pointwise_conv2d`, their ``forward`` replaced for the context and
+    restored after), so no oneDNN 1x1 weight gradient runs while every other layer keeps
+    oneDNN. A model with a 1x1 convolution that is not a plain ``Conv2d`` (padded, grouped,
+    1-D, 3-D, transposed) trains with oneDNN off instead (``torch.backends.mkldnn.enabled``,
+    process-wide: off while any such training in any thread runs, then back as it was), 2-3x
+    slower. bench/RESULTS.md has the costs. Elsewhere nothing changes.
 
     Yields
     ------
-    bool
-        Whether oneDNN was turned off.
+    str
+        ``""`` (nothing changed), ``"matmul"`` (1x1 convolutions as matrix products) or
+        ``"onednn off"``.
     """
     if not onednn_faulty_for(model, device):
-        yield False
+        yield ""
         return
-    _ONEDNN_SWITCH.acquire()
+    convolutions = trainable_1x1_convolutions(model)
+    plain = [conv for conv in convolutions if _plain_1x1(conv)]
+    if len(plain) < len(convolutions):
+        _ONEDNN_SWITCH.acquire()
+        try:
+            yield "onednn off"
+        finally:
+            _ONEDNN_SWITCH.release()
+        return
+    for conv in plain:
+        conv.forward = partial(pointwise_conv2d, conv)  # type: ignore[method-assign]
     try:
-        yield True
+        yield "matmul"
     finally:
-        _ONEDNN_SWITCH.release()
+        for conv in plain:
+            del conv.forward
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:

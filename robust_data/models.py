@@ -334,8 +334,8 @@ def train_model(
     Notes
     -----
     On a CPU where oneDNN runs its AVX2 kernels (no AVX-512, or ``ONEDNN_MAX_CPU_ISA=AVX2``),
-    a model with a trainable 1x1 convolution (the ResNet) trains with oneDNN off: its weight
-    gradient kernel there hangs or corrupts memory
+    the 1x1 convolutions of a model (the ResNet's shortcuts) train as matrix products: oneDNN's
+    1x1 weight gradient there hangs or corrupts memory
     (:func:`robust_data.device.onednn_training_guard`).
     """
     if len(train_labels) == 0:
@@ -377,7 +377,7 @@ def train_model(
         disable=not progress,
     )
     model.train()
-    with onednn_training_guard(model, dev):  # oneDNN's AVX2 1x1 weight gradient is faulty
+    with onednn_training_guard(model, dev):  # not oneDNN's faulty AVX2 1x1 weight gradient
         for epoch in range(config.epochs):
             order = torch.randperm(len(x), generator=generator)
             for start in range(0, len(x), config.batch_size):

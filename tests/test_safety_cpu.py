@@ -103,13 +103,16 @@ def kernel_isa(verbose: str) -> str:
     return "avx2" if isa.startswith("avx2") else "older"
 
 
+#: Spins until its parent is gone (so a test killed outright leaves no spinner behind).
+SPINNER = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    sum(range(10**5))"
+
+
 @pytest.fixture
 def busy_cores() -> Iterator[int]:
     """A busy-looping process at nice 19 on every core this process may run on."""
     cores = len(os.sched_getaffinity(0))
     spinners = [
-        subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
-        for _ in range(cores)
+        subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", SPINNER]) for _ in range(cores)
     ]
     try:
         yield cores
@@ -211,29 +214,50 @@ def test_onednn_isa_is_the_cpu_capped_by_onednns_variable(
     assert device.onednn_isa(flags, environ) == level
 
 
-def test_the_guard_turns_onednn_off_only_for_a_trainable_1x1_convolution_on_avx2(
+def backward_nodes(tensor: torch.Tensor) -> set[str]:
+    """The names of every node in ``tensor``'s backward graph (what its gradient runs)."""
+    names, todo = set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and type(node).__name__ not in names:
+            names.add(type(node).__name__)
+            todo.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def test_the_guard_routes_only_trainable_1x1_convolutions_on_avx2_around_onednn(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cpu = torch.device("cpu")
     resnet = build_model(ModelConfig(arch="resnet", width=4), (3, 32, 32), 4)
     cnn = build_model(ModelConfig(width=4), (3, 32, 32), 4)
-    assert device.has_trainable_1x1_convolution(
-        resnet
-    ) and not device.has_trainable_1x1_convolution(cnn)
+    shortcuts = device.trainable_1x1_convolutions(resnet)
+    assert len(shortcuts) == 2 and device.trainable_1x1_convolutions(cnn) == []
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # what this process's oneDNN is told
     if device.onednn_isa() != "avx2":
         pytest.skip(f"this CPU has no AVX2 (oneDNN level {device.onednn_isa()})")
     assert device.onednn_faulty_for(resnet, cpu) and not device.onednn_faulty_for(cnn, cpu)
     assert not device.onednn_faulty_for(resnet, torch.device("cuda"))
-    with device.onednn_training_guard(cnn, cpu) as off:
-        assert not off and torch.backends.mkldnn.enabled
-    with device.onednn_training_guard(resnet, cpu) as off:
-        assert off and not torch.backends.mkldnn.enabled
-        with device.onednn_training_guard(resnet, cpu):  # a second training at the same time
+    with device.onednn_training_guard(cnn, cpu) as route:
+        assert route == "" and torch.backends.mkldnn.enabled
+    x = torch.rand(2, 4, 8, 8, requires_grad=True)
+    conv = shortcuts[0]  # 4 -> 8 channels, stride 2
+    expected = torch.nn.functional.conv2d(x, conv.weight, stride=conv.stride)
+    with device.onednn_training_guard(resnet, cpu) as route:
+        assert route == "matmul" and torch.backends.mkldnn.enabled  # oneDNN stays on
+        out = conv(x)
+        assert not any("Convolution" in name for name in backward_nodes(out))
+        torch.testing.assert_close(out, expected)
+    assert "forward" not in vars(conv)  # the module's own forward again
+    # A 1x1 convolution that is no plain matrix product: oneDNN off while any such training
+    # runs, back as it was after the last.
+    padded = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1, padding=1))
+    with device.onednn_training_guard(padded, cpu) as route:
+        assert route == "onednn off" and not torch.backends.mkldnn.enabled
+        with device.onednn_training_guard(padded, cpu):  # a second training at the same time
             pass
         assert not torch.backends.mkldnn.enabled  # still off while the first one runs
-    assert torch.backends.mkldnn.enabled  # back as it was
-    for module in resnet.modules():
-        if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1):
-            module.weight.requires_grad_(False)
-    assert not device.onednn_faulty_for(resnet, cpu)  # a frozen 1x1 kernel needs no weight gradient
+    assert torch.backends.mkldnn.enabled
+    for module in shortcuts:
+        module.weight.requires_grad_(False)
+    assert not device.onednn_faulty_for(resnet, cpu)  # a frozen 1x1 kernel needs no gradient
