@@ -409,7 +409,7 @@ def main() -> None:
             "(`bench/avx2_training.py --parts cost`).",
             ["ISA", "arch", "variant", "train s", "ratio", "finished (others)"],
             rows,
-            "See the text below the table.",
+            "Ratio: against oneDNN on for the same ISA and model; - where that hangs.",
         )
     if "agree" in parts:
         rows = []
