@@ -147,6 +147,20 @@ def _comparable(table: pa.Table) -> pd.DataFrame:
     return table.drop_columns(timed).to_pandas()
 
 
+def _difference(name: str, got: pa.Table, expected: pa.Table) -> str:
+    """'' when ``got`` equals ``expected`` (schema, schema metadata, data less wall-clock
+    columns), else what differs first, for the assertion message."""
+    if not got.schema.equals(expected.schema, check_metadata=False):
+        return f"{name}: schema {got.schema} != {expected.schema}"
+    meta, want = got.schema.metadata or {}, expected.schema.metadata or {}
+    for key in sorted(set(meta) | set(want)):
+        if meta.get(key) != want.get(key):
+            return f"{name}: metadata {key!r}: {meta.get(key)!r} != {want.get(key)!r}"
+    if not _comparable(got).equals(_comparable(expected)):
+        return f"{name}: data"
+    return ""
+
+
 def _start_workers(
     env: dict[str, str], config: Path, folder: Path, instance_yaml: str
 ) -> list[subprocess.Popen]:
@@ -323,15 +337,8 @@ def test_curation_job_on_two_celery_workers_survives_a_killed_worker(
     runs = {key.split("/")[1] for key in logs if key.startswith("storage/")}  # storage/<run>/...
     assert {first_id, second.run_id} <= runs, logs[:5]
     # the same tables as the single-process run: data, schema and schema metadata
-    differ = [
-        name
-        for name in TABLES[:-1]
-        if not (
-            store.read(name, "digits").schema.equals(expected[name].schema, check_metadata=True)
-            and _comparable(store.read(name, "digits")).equals(_comparable(expected[name]))
-        )
-    ]
-    assert differ == [], differ
+    differ = [_difference(name, store.read(name, "digits"), expected[name]) for name in TABLES[:-1]]
+    assert [d for d in differ if d] == [], differ
     # and the same export: its files table less the file hashes, each file's rows; the files'
     # provenance metadata differs only in the upstream tables' file hashes (equal tables, but
     # Parquet bytes follow how the writer was handed the chunks)
