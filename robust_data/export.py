@@ -71,7 +71,7 @@ from robust_data.targets import (
     Output,
     TargetError,
     check_output,
-    is_export,
+    inside,
     owned_paths,
 )
 from robust_data.version import __version__, code_revision
@@ -842,16 +842,6 @@ def _check_file_count(root: Path, split: str, rows: int) -> None:
         )
 
 
-def _is_export(path: Path) -> bool:
-    """Whether ``path`` holds an export (see :func:`robust_data.targets.is_export`)."""
-    return is_export(path)
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or lies under it (both resolved)."""
-    return path == folder or folder in path.parents
-
-
 def _inputs(store: Store, dataset: str) -> list[tuple[str, Path]]:
     """The local files of the tables an export of ``dataset`` reads (URLs left out)."""
     found = []
@@ -971,7 +961,7 @@ def remove_stale(store: Store, target: Path, dataset: str) -> StaleExports:
     protected = [path for _, path in _protected(store, dataset)]
     tmps, olds = _stale_folders(target)
     tmps, olds = (
-        [p for p in group if not any(_inside(q, p.resolve()) for q in protected)]
+        [p for p in group if not any(inside(q, p.resolve()) for q in protected)]
         for group in (tmps, olds)
     )
     restored = None
@@ -1010,11 +1000,6 @@ def export_dataset(
     target = Path(out).expanduser().resolve()
     check_target(store, target, dataset, force)
     stale = remove_stale(store, target, dataset)
-    if target.exists() and any(target.iterdir()) and not _is_export(target) and not force:
-        raise ExportError(
-            f"expected an empty folder or an earlier export at {target}; found other files; "
-            "pass --force to replace it, or choose another --out"
-        )
     curated = store.read("curated_samples", dataset)
     tables = _split_tables(store, dataset, curated, with_variants)
     rows = {split: t.num_rows for split, t in tables.items()}

@@ -92,7 +92,7 @@ def is_home(folder: Path) -> bool:
     return any((folder / name).is_file() for name in HOME_FILES)
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies under it (both absolute)."""
     return path == folder or folder in path.parents
 
@@ -168,7 +168,7 @@ def check_output(
 def _refuse_owned(target: Path, protected: Sequence[tuple[str, Path]], output: Output) -> None:
     """The target is, or holds, the home, storage root, instance or an input."""
     for what, path in protected:
-        if _inside(path, target):
+        if inside(path, target):
             relation = "is" if path == target else "holds"
             raise TargetError(
                 f"{output.label} apart from the home, storage root, Dagster instance and "
@@ -194,7 +194,7 @@ def _refuse_in_home(target: Path, store: Store, output: Output) -> None:
     home = store.home.resolve()
     exports = home / "exports"
     for what, folder in reversed(owned_paths(store)):  # the innermost folder names it best
-        if not _inside(target, folder):
+        if not inside(target, folder):
             continue
         if output.folder and what != "Dagster instance" and target.parent == exports:
             return
@@ -278,7 +278,7 @@ def _refuse_existing(target: Path, output: Output, force: bool) -> None:
 def example_file(store: Store, name: str) -> Path:
     """``./name``, or ``<folder holding the home>/name`` when the working folder is in the home."""
     here = Path.cwd().resolve()
-    if any(_inside(here, folder) for _, folder in owned_paths(store)):
+    if any(inside(here, folder) for _, folder in owned_paths(store)):
         return store.home.resolve().parent / name
     return here / name
 
