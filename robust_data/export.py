@@ -71,6 +71,7 @@ from robust_data.targets import (
     Output,
     TargetError,
     check_output,
+    input_tables,
     inside,
     owned_paths,
 )
@@ -844,12 +845,7 @@ def _check_file_count(root: Path, split: str, rows: int) -> None:
 
 def _inputs(store: Store, dataset: str) -> list[tuple[str, Path]]:
     """The local files of the tables an export of ``dataset`` reads (URLs left out)."""
-    found = []
-    for name in (*UPSTREAM, "variants"):
-        location = table_location(store.tables_root, name, dataset)
-        if not is_url(location):
-            found.append((f"input table {name}", local_path(location)))
-    return found
+    return input_tables(store, dataset, (*UPSTREAM, "variants"))
 
 
 def _protected(store: Store, dataset: str) -> list[tuple[str, Path]]:

@@ -31,8 +31,8 @@ import pyarrow.compute as pc
 from robust_data.errors import DatasetError
 from robust_data.lock import home_lock
 from robust_data.schema import table_metadata
-from robust_data.store import Store, is_url, local_path, table_location
-from robust_data.targets import Output, check_output, example_file, write_output
+from robust_data.store import Store
+from robust_data.targets import Output, check_output, example_file, input_tables, write_output
 
 TABLE = "reviews"
 DECISIONS = ("keep", "drop", "relabel")
@@ -239,16 +239,6 @@ def reviews_csv(table: pa.Table) -> str:
     return out.getvalue()
 
 
-def _table_inputs(store: Store, dataset: str) -> list[tuple[str, Path]]:
-    """The local files of the tables a review export reads (URLs left out)."""
-    found = []
-    for name in ("raw_samples", TABLE):
-        location = table_location(store.tables_root, name, dataset)
-        if not is_url(location):
-            found.append((f"input table {name}", local_path(location)))
-    return found
-
-
 def export_reviews_csv(
     store: Store, dataset: str, path: str | os.PathLike[str], force: bool = False
 ) -> int:
@@ -264,7 +254,9 @@ def export_reviews_csv(
         One line naming the path and one that works; nothing is written.
     """
     output = Output("a review CSV file", "path", example_file(store, f"{dataset}-reviews.csv"))
-    target = check_output(store, path, output, force, _table_inputs(store, dataset))
+    target = check_output(
+        store, path, output, force, input_tables(store, dataset, ("raw_samples", TABLE))
+    )
     table = load_reviews(store, dataset)
     write_output(reviews_csv(table).encode("utf-8"), target)
     return table.num_rows

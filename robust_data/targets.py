@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robust_data.errors import DatasetError
-from robust_data.store import Store, write_bytes_atomic
+from robust_data.store import Store, is_url, local_path, table_location, write_bytes_atomic
 
 #: ``lineage.json``'s ``format`` in every export folder: what marks a folder as an export.
 EXPORT_MARKER = "robust-data-export/1"
@@ -95,6 +95,17 @@ def is_home(folder: Path) -> bool:
 def inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies under it (both absolute)."""
     return path == folder or folder in path.parents
+
+
+def input_tables(store: Store, dataset: str, names: Sequence[str]) -> list[tuple[str, Path]]:
+    """The local files of tables ``names`` of ``dataset``, as :func:`check_output`'s ``inputs``
+    (``("input table raw_samples", path)``); tables at an fsspec URL are left out."""
+    found = []
+    for name in names:
+        location = table_location(store.tables_root, name, dataset)
+        if not is_url(location):
+            found.append((f"input table {name}", local_path(location)))
+    return found
 
 
 def owned_paths(store: Store) -> list[tuple[str, Path]]:
