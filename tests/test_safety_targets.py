@@ -73,6 +73,28 @@ def test_review_export_never_replaces_a_stored_table(store: Store, tmp_path: Pat
     assert store.read("raw_samples", DATASET).num_rows == 10  # still a table
 
 
+def test_review_export_through_symlinks_never_reaches_the_store_or_another_home(
+    store: Store, other_home: Path, tmp_path: Path
+) -> None:
+    """A hostile caller's links: a folder link into the store or another home is refused; a
+    link named as the file is itself replaced (the rename lands on the link, not its target)."""
+    table = store.table_path("raw_samples", DATASET)
+    (tmp_path / "into-store").symlink_to(table.parent, target_is_directory=True)
+    (tmp_path / "into-other").symlink_to(other_home, target_is_directory=True)
+    before, before_other = snapshot(store.home), snapshot(other_home)
+    home = ("--home", str(store.home), "--force")
+    for link, inside in (("into-store", "the storage root"), ("into-other", "robust-data home")):
+        result = cli("review", "export", DATASET, f"{link}/x.csv", *home, cwd=tmp_path)
+        assert inside in refused(result, "review")
+    (tmp_path / "file-link.csv").symlink_to(table)
+    result = cli("review", "export", DATASET, "file-link.csv", *home, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "file-link.csv").is_symlink()
+    assert (tmp_path / "file-link.csv").read_text().startswith("sample_id,decision")
+    assert snapshot(store.home) == before and snapshot(other_home) == before_other
+    assert store.read("raw_samples", DATASET).num_rows == 10  # still a table
+
+
 def _targets(store: Store, other: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """File targets that must be refused even with --force: path, what the message says."""
     home = store.home
