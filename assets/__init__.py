@@ -1,20 +1,20 @@
 """Dagster asset definitions: thin wrappers around one core ``robust_data`` call each."""
 
-from assets.corrupted_test import CorruptedTestConfig, corrupted_test
-from assets.curated_dataset import CuratedDatasetConfig, curated_dataset
-from assets.curation import CurationConfig, curation_assets, reviews
-from assets.label_quality import LabelQualityConfig, label_quality
-from assets.oof_predictions import OofPredictionsConfig, oof_predictions_asset
-from assets.raw_samples import DATASETS, RawSamplesConfig, raw_samples_assets
-from assets.reference_model import ReferenceModelConfig, reference_model
-from assets.report import (
+from assets.curation.curated_dataset import CuratedDatasetConfig, curated_dataset
+from assets.curation.curation import CurationConfig, curation_assets, reviews
+from assets.ingest.raw_samples import DATASETS, RawSamplesConfig, raw_samples_assets
+from assets.label_quality.label_quality import LabelQualityConfig, label_quality
+from assets.label_quality.oof_predictions import OofPredictionsConfig, oof_predictions_asset
+from assets.report.corrupted_test import CorruptedTestConfig, corrupted_test
+from assets.report.report import (
     RetrainedModelConfig,
     RobustnessReportConfig,
     retrained_model,
     robustness_report,
 )
-from assets.rpr_scores import RprScoresConfig, rpr_scores
-from assets.variants import VariantsConfig, variants
+from assets.scoring.reference_model import ReferenceModelConfig, reference_model
+from assets.scoring.rpr_scores import RprScoresConfig, rpr_scores
+from assets.variants.variants import VariantsConfig, variants
 
 #: Every asset definition of the graph, upstream first.
 ALL_ASSETS = (

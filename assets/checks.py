@@ -1,4 +1,4 @@
-"""Asset checks: each asset runs its core check (``robust_data.checks``) on the table it made.
+"""Asset checks: each asset runs its core check (``robust_data.store.checks``) on the table it made.
 
 A failed blocking check stops the run before downstream assets consume the table; the table
 itself is stored (and the check's problems are in the UI) so that it can be inspected.
@@ -6,7 +6,7 @@ itself is stored (and the check's problems are in the UI) so that it can be insp
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey
 
-from robust_data.checks import CheckOutcome
+from robust_data.store.checks import CheckOutcome
 
 
 def check_spec(asset: str, name: str, description: str, blocking: bool = True) -> AssetCheckSpec:

@@ -31,7 +31,7 @@ def column_schema(schema: pa.Schema, descriptions: Mapping[str, str] | None = No
     Parameters
     ----------
     schema : pa.Schema
-        A core table schema, e.g. :data:`robust_data.rpr.table.RPR_SCHEMA`.
+        A core table schema, e.g. :data:`robust_data.scoring.rpr.table.RPR_SCHEMA`.
     descriptions : mapping of str to str, optional
         Column name -> one line (the core's ``*_COLUMNS_DOC``); columns without one get none.
     """

@@ -20,7 +20,7 @@ from dagster import (
     RetryRequested,
 )
 
-from robust_data.store import (
+from robust_data.store.store import (
     Store,
     is_url,
     read_parquet,
@@ -53,7 +53,7 @@ class Settings:
     """Every environment variable the Dagster side reads, read in one place at run time.
 
     (The home and the storage root, ``ROBUST_DATA_HOME`` and ``ROBUST_DATA_STORE``, are the
-    core's: :meth:`robust_data.store.Store.open` resolves them.)
+    core's: :meth:`robust_data.store.store.Store.open` resolves them.)
 
     Attributes
     ----------

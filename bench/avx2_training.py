@@ -6,7 +6,8 @@ AVX-512 machine ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (set before
 takes the same path. Every run below is a fresh process with a timeout.
 
 - ``crash``: the ResNet (width 4, 24 and 256 images of 3x32x32, batch 8, one epoch, fp32: the
-  shape of tests/test_models.py::test_resnet_and_simple_cnn_fit_any_shape) and the simple CNN
+  shape of tests/scoring/test_models.py::test_resnet_and_simple_cnn_fit_any_shape) and the
+  simple CNN
   on the emulated AVX2 path, idle (default threads), with ``OMP_NUM_THREADS=1`` and with every
   core busy (a niced spinner per core): runs finished of runs tried, seconds per finished run,
   how the others ended (timeout, signal), and whether the loss went down.
@@ -73,7 +74,7 @@ def child(args: argparse.Namespace) -> None:
     """Train one model as asked and print one JSON line (run in a fresh process)."""
     import torch
 
-    from robust_data import models
+    from robust_data.scoring import models
 
     if args.onednn == "on" and hasattr(models, "onednn_training_guard"):
         models.onednn_training_guard = lambda model, device: contextlib.nullcontext(False)
@@ -269,8 +270,8 @@ def cost(repeat: int, timeout: float, rows: list[list[str]]) -> None:
 AGREE_CHILD = """
 import json, sys
 import numpy as np
-from robust_data.models import load_model, predict_logits
-from robust_data.rpr.engine import RprOptions, score_rpr
+from robust_data.scoring.models import load_model, predict_logits
+from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 trained, _ = load_model(sys.argv[1])
 data = np.load(sys.argv[2])
 logits = predict_logits(trained.model, data["images"], device="cpu", precision="fp32")
@@ -291,7 +292,7 @@ def agree(timeout: float, rows: list[list[str]]) -> None:
     """Fill ``rows`` with native vs emulated-AVX2 agreement of one ResNet's logits and scores."""
     import numpy as np
 
-    from robust_data.models import ModelConfig, save_model, train_model
+    from robust_data.scoring.models import ModelConfig, save_model, train_model
 
     images, labels = learnable(512, (3, 32, 32))
     config = ModelConfig(arch="resnet", width=16, epochs=3, batch_size=64, precision="fp32")

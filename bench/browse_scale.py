@@ -1,4 +1,6 @@
-"""Benchmark: the browser's paging at 5,000 and 60,000 samples (robust_data.browse.SampleIndex).
+"""Benchmark: the browser's paging at 5,000 and 60,000 samples.
+
+The index is robust_data.explore.sample_index.SampleIndex.
 
 Samples are the real digits images tiled to size with fresh ids; the scores are seeded,
 made-up values (tests.fixtures.synthetic_scores): paging cost depends on row counts, not on
@@ -27,7 +29,7 @@ import pyarrow as pa
 from results import record
 
 from robust_data import Store, ingest
-from robust_data.browse import PAGE_SIZE, SampleFilter, SampleIndex
+from robust_data.explore.sample_index import PAGE_SIZE, SampleFilter, SampleIndex
 from tests.fixtures import synthetic_scores
 
 REQUESTS = {

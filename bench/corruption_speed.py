@@ -22,9 +22,9 @@ from reference_corruptions import REFERENCES
 from results import cpu_model, record
 from sklearn.datasets import load_sample_image
 
-from robust_data.arrays import decode_samples
-from robust_data.corrupt import CORRUPTIONS, corrupt
-from robust_data.ingest import ingest
+from robust_data.ingest.arrays import decode_samples
+from robust_data.ingest.build import ingest
+from robust_data.perturb.corrupt import CORRUPTIONS, corrupt
 
 
 def rgb_crops(n: int) -> np.ndarray:

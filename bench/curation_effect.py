@@ -24,13 +24,13 @@ import time
 import numpy as np
 from results import cpu_model, record
 
-from robust_data.arrays import SampleArrays, decode_samples
-from robust_data.curation import CurationPolicy, select_scored
-from robust_data.ingest import ingest
-from robust_data.models import ModelConfig, train_model
-from robust_data.report import add_variants, random_subset
-from robust_data.rpr.engine import RprOptions, score_rpr
-from robust_data.variants import DEFAULT_TRANSFORMS, make_variants
+from robust_data.curation.policy import CurationPolicy, select_scored
+from robust_data.ingest.arrays import SampleArrays, decode_samples
+from robust_data.ingest.build import ingest
+from robust_data.report.build import add_variants, random_subset
+from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.rpr.engine import RprOptions, score_rpr
+from robust_data.variants.make import DEFAULT_TRANSFORMS, make_variants
 
 POLICY = CurationPolicy(drop_label_issues=False, drop_outliers=False, dedupe=False)
 

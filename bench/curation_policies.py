@@ -3,10 +3,10 @@
 For each dataset and seed s: train the reference recipe (seed s) on the training split; score
 RPR on it (pixels, 250 tries); apply each preset's policy (RPR rules, and the label-quality
 rules with cleanlab's findings from 3-fold out-of-fold predictions made once per dataset with
-seed 0's reference); build the training sets of robust_data.retrain (curated, random_subset at
-the same number of images, all_with_variants; presets without variants skip the last: it is
+seed 0's reference); build the training sets of robust_data.report.retrain (curated, random_subset
+at the same number of images, all_with_variants; presets without variants skip the last: it is
 the reference) and train the recipe on each; judge every model of a seed together on the test
-split (robust_data.evaluate.judge: accuracy, RPR robust fraction under pixels and under a
+split (robust_data.report.evaluate.judge: accuracy, RPR robust fraction under pixels and under a
 held-out family, held-out corruption accuracy and mCE; one reference, shared corrupted images).
 Reports per preset the mean and 95% interval
 of every model and the paired difference curated minus each baseline, and the preset that
@@ -25,10 +25,13 @@ import time
 import numpy as np
 from results import cpu_model, record
 
-from robust_data.arrays import decode_samples, num_classes
-from robust_data.curation import select_scored
-from robust_data.device import tune_allocator
-from robust_data.evaluate import (
+from robust_data.curation.policy import select_scored
+from robust_data.curation.presets import PRESETS
+from robust_data.ingest.arrays import decode_samples, num_classes
+from robust_data.ingest.build import ingest
+from robust_data.label_quality.assess import assess_labels
+from robust_data.label_quality.oof import OofOptions, out_of_fold
+from robust_data.report.evaluate import (
     METRICS,
     JudgeOptions,
     compare,
@@ -36,13 +39,10 @@ from robust_data.evaluate import (
     judge,
     used_families,
 )
-from robust_data.ingest import ingest
-from robust_data.label_quality import assess_labels
-from robust_data.models import ModelConfig, train_model
-from robust_data.oof import OofOptions, out_of_fold
-from robust_data.policies import PRESETS
-from robust_data.retrain import train_on, training_sets
-from robust_data.rpr.engine import RprOptions, score_rpr
+from robust_data.report.retrain import train_on, training_sets
+from robust_data.scoring.device import tune_allocator
+from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 FLAGS = ("is_label_issue", "is_outlier", "is_near_duplicate")
 SHOWN = ("test_accuracy", "robust_fraction", "robust_fraction_held_out", "mce_held_out")

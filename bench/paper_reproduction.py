@@ -33,13 +33,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 from results import cpu_model, record
 
-from robust_data.arrays import decode_samples
-from robust_data.curation import CurationPolicy, select_scored
-from robust_data.ingest import ingest
-from robust_data.models import ModelConfig, train_model
-from robust_data.report import PAPER_TABLE
-from robust_data.rpr.engine import RprOptions, score_rpr
-from robust_data.stats import Metric, interval, paired_difference, verdict
+from robust_data.curation.policy import CurationPolicy, select_scored
+from robust_data.ingest.arrays import decode_samples
+from robust_data.ingest.build import ingest
+from robust_data.report.build import PAPER_TABLE
+from robust_data.report.stats import Metric, interval, paired_difference, verdict
+from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 
 @dataclass

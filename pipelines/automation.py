@@ -28,12 +28,12 @@ from dagster import (
     sensor,
 )
 
-from assets.raw_samples import DATASETS
+from assets.ingest.raw_samples import DATASETS
 from assets.resources import CRON_ENV, DEFAULT_CRON, HomeResource, Settings
 from pipelines.jobs import curation_job
 from robust_data.errors import DatasetError
-from robust_data.inbox import scan_inbox
-from robust_data.store import Registration, Store
+from robust_data.ingest.inbox import scan_inbox
+from robust_data.store.store import Registration, Store
 
 
 def inbox_folder(store: Store) -> Path:

@@ -2,12 +2,13 @@
 
 Pages are rendered on the server (Jinja2 templates, plain HTML forms, no frontend build):
 
-- ``/``: the grid of thumbnails, with filters, sorting and paging (robust_data.browse);
+- ``/``: the grid of thumbnails, with filters, sorting and paging
+  (robust_data.explore.sample_index);
 - ``/sample?id=...``: one sample, large, with every score, its ledger outcome, its
   near-duplicate group, its variants and the perturbed image that flipped it;
 - ``/embedding``: the stored embeddings projected to 2-D, each point a link to its sample;
 - ``POST /review``: keep / drop / relabel decisions for one sample or a selection of the grid,
-  recorded in the ``reviews`` table (robust_data.reviews); nothing else is ever written.
+  recorded in the ``reviews`` table (robust_data.curation.reviews); nothing else is ever written.
 
 It listens on 127.0.0.1 only and answers only its own pages (pipelines.browser_guard: the Host
 is this server, a form comes from its pages with its CSRF token). A refused request gets a
@@ -29,7 +30,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from pipelines.browser_guard import TOKEN_FIELD, Guard, Refused, new_token, read_form, safe_next
-from robust_data.browse import (
+from robust_data.curation.reviews import DECISIONS, Review, check_reviews, record_reviews
+from robust_data.errors import DatasetError
+from robust_data.explore.sample_index import (
     PAGE_SIZE,
     SORTABLE,
     SampleFilter,
@@ -38,8 +41,6 @@ from robust_data.browse import (
     parse_whole,
     shown,
 )
-from robust_data.errors import DatasetError
-from robust_data.reviews import DECISIONS, Review, check_reviews, record_reviews
 
 _BASE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }} · robust-data</title>

@@ -28,8 +28,8 @@ from assets.resources import (
 )
 from pipelines.automation import curation_schedule, inbox_sensor
 from pipelines.jobs import JOBS, curation_job, ingest_job, scoring_job
-from robust_data.device import tune_allocator
-from robust_data.store import Store
+from robust_data.scoring.device import tune_allocator
+from robust_data.store.store import Store
 
 # Every step process loads this module: reuse freed tensor memory (no page-fault churn).
 tune_allocator()

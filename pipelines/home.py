@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from robust_data.lock import bind_to_writer, home_lock, leftover_processes, stop_processes
-from robust_data.store import HOME_ENV, Store, pid_alive, remove_stale_temps
+from robust_data.store.lock import bind_to_writer, home_lock, leftover_processes, stop_processes
+from robust_data.store.store import HOME_ENV, Store, pid_alive, remove_stale_temps
 
 #: Run tags that say which process on which machine runs a CLI-launched run.
 PID_TAG = "robust_data/pid"
@@ -50,7 +50,7 @@ def worker_job(name: str) -> Any:
     The CLI runs ``--workers`` jobs through this function (``build_reconstructable_job``).
     Each step process of the multiprocess executor is spawned by the command's main thread
     (``execute_job`` runs the executor there) and loads its job through it before running a
-    step, so :func:`robust_data.lock.bind_to_writer` arms its death signal (SIGKILL when the
+    step, so :func:`robust_data.store.lock.bind_to_writer` arms its death signal (SIGKILL when the
     command ends, however it ends) and ends it at once if the command is already gone. In the
     command itself, and on Celery workers, loading the job is all it does.
     """
@@ -163,8 +163,8 @@ def remove_stale_exports(store: Store) -> list[str]:
     list of str
         One line per folder: removed, or restored as the previous export.
     """
-    from robust_data.export import remove_stale
-    from robust_data.sources import NAME_PATTERN
+    from robust_data.export.export import remove_stale
+    from robust_data.ingest.sources import NAME_PATTERN
 
     folder: Path = store.home / "exports"
     if not folder.is_dir():

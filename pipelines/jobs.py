@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, HookContext, define_asset_job, failure_hook, success_hook
 
-from robust_data.device import release_memory
+from robust_data.scoring.device import release_memory
 
 
 @success_hook(name="release_memory_after_success")

@@ -5,10 +5,10 @@ definitions in ``pipelines/`` are thin wrappers around the functions exported he
 """
 
 from robust_data.errors import DatasetError
-from robust_data.ingest import IngestOptions, IngestResult, ingest
-from robust_data.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA
-from robust_data.sources import SOURCES, resolve_source
-from robust_data.store import Store, resolve_home
+from robust_data.ingest.build import IngestOptions, IngestResult, ingest
+from robust_data.ingest.sources import SOURCES, resolve_source
+from robust_data.store.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA
+from robust_data.store.store import Store, resolve_home
 from robust_data.version import __version__
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 def __getattr__(name: str):
     """``CuratedDataset`` imports torch: load it on first use, not with the package."""
     if name == "CuratedDataset":
-        from robust_data.dataset import CuratedDataset
+        from robust_data.export.dataset import CuratedDataset
 
         return CuratedDataset
     raise AttributeError(f"module 'robust_data' has no attribute {name!r}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from robust_data.store import Store
+from robust_data.store.store import Store
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars off in test logs
 

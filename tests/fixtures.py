@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from robust_data.curation import LEDGER_SCHEMA
-from robust_data.label_quality import LABEL_QUALITY_SCHEMA
-from robust_data.rpr.table import RPR_SCHEMA
+from robust_data.curation.policy import LEDGER_SCHEMA
+from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
+from robust_data.scoring.rpr.table import RPR_SCHEMA
 
 
 def pixels(rng: np.random.Generator, n: int, height: int, width: int, channels: int) -> np.ndarray:

@@ -7,12 +7,12 @@ import sys
 
 CORE_MODULES = [
     "robust_data",
-    "robust_data.ingest",
-    "robust_data.query",
-    "robust_data.rpr",
-    "robust_data.preview",
-    "robust_data.sources",
-    "robust_data.store",
+    "robust_data.ingest.build",
+    "robust_data.explore.query",
+    "robust_data.scoring.rpr",
+    "robust_data.ingest.preview",
+    "robust_data.ingest.sources",
+    "robust_data.store.store",
 ]
 
 

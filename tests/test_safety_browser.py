@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from robust_data.ingest import ingest
-from robust_data.reviews import load_reviews
-from robust_data.store import Store
+from robust_data.curation.reviews import load_reviews
+from robust_data.ingest.build import ingest
+from robust_data.store.store import Store
 from tests.fixtures import synthetic_scores
-from tests.test_webserver import free_port, wait_for
+from tests.pipelines.test_webserver import free_port, wait_for
 
 DATASET = "digits"
 N = 120

@@ -5,7 +5,7 @@ hung or corrupted the heap: the ResNet's shortcut hit it within three steps. Eac
 a fresh process on that path (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``: emulated on
 an AVX-512 machine, native on an AVX2 one) with a timeout: idle, on one thread, and with every
 core busy. The product routes the ResNet's training around the kernel
-(``robust_data.device.onednn_training_guard``); these tests hold it to that.
+(``robust_data.scoring.device.onednn_training_guard``); these tests hold it to that.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from robust_data import device
-from robust_data.models import ModelConfig, build_model, load_model, predict_logits
-from robust_data.rpr.engine import RprOptions, score_rpr
+from robust_data.scoring import device
+from robust_data.scoring.models import ModelConfig, build_model, load_model, predict_logits
+from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 #: A run takes 4-8 s (most of it importing torch; 3x that on a loaded machine); a hung one is
@@ -37,8 +37,8 @@ RPR = RprOptions(device="cpu", precision="fp32", max_steps=20, compile="off")
 CHILD = """
 import json, sys
 import numpy as np, torch
-from robust_data.models import ModelConfig, build_model, save_model, train_model
-from robust_data.rpr.engine import RprOptions, score_rpr
+from robust_data.scoring.models import ModelConfig, build_model, save_model, train_model
+from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 arch, data, weights = sys.argv[1], np.load(sys.argv[2]), sys.argv[3]
 images, labels = data["images"], data["labels"]
@@ -56,7 +56,8 @@ def loss(model):
 config = ModelConfig(arch=arch, width=4, epochs=3, batch_size=8, lr=0.01, precision="fp32")
 initial = build_model(config, (3, 32, 32), 4)
 trained = train_model(config, images, labels, 4, device="cpu", progress=False, evaluate=False)
-from robust_data.device import onednn_faulty_for, onednn_isa  # after training: see it end first
+from robust_data.scoring.device import onednn_faulty_for, onednn_isa  # after training
+
 report = {
     "isa": onednn_isa(),
     "guarded": onednn_faulty_for(initial, torch.device("cpu")),

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import robust_data.export as export_module
-import robust_data.query as query_module
-from robust_data.store import Store
+import robust_data.explore.query as query_module
+import robust_data.export.export as export_module
+from robust_data.store.store import Store
 from tests.fixtures import png_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -314,8 +314,8 @@ def test_imagefolder_refuses_duplicate_ids_and_leaves_nothing(store: Store, tmp_
 
 KILLER = """
 import os, signal, sys
-import robust_data.export as export_module
-from robust_data.store import Store
+import robust_data.export.export as export_module
+from robust_data.store.store import Store
 
 home, out, where = sys.argv[1:]
 real_replace = os.replace

@@ -20,9 +20,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from pipelines.cli import main
-from robust_data.export import _owner_tag
-from robust_data.lock import HomeLockedError, home_lock
-from robust_data.store import Store
+from robust_data.export.export import _owner_tag
+from robust_data.store.lock import HomeLockedError, home_lock
+from robust_data.store.store import Store
 from tests.fixtures import png_bytes, write_parquet
 
 SCRIPT = Path(sys.executable).parent / "robust-data"
@@ -56,7 +56,8 @@ def hold_lock(home: Path, seconds: float) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from robust_data.lock import home_lock\n"
+            "import sys, time; from pathlib import Path\n"
+            "from robust_data.store.lock import home_lock\n"
             "with home_lock(Path(sys.argv[1]), 'robust-data curate (test holder)'):\n"
             "    print('held', flush=True); time.sleep(float(sys.argv[2]))",
             str(home),
@@ -166,7 +167,7 @@ def test_a_killed_run_is_failed_and_its_leftovers_removed_by_the_next_command(
 def test_ui_starts_beside_a_writer_and_killed_outright_takes_its_servers_with_it(
     isolated_home: Path,
 ) -> None:
-    from tests.test_webserver import group_alive, group_ends, start_ui, stop_group
+    from tests.pipelines.test_webserver import group_alive, group_ends, start_ui, stop_group
 
     assert main(["ingest", "digits", "--home", str(isolated_home)]) == 0  # the instance exists
     holder = hold_lock(isolated_home, seconds=120)  # a long curate, say: the UI must not wait

@@ -19,7 +19,7 @@ from dagster import DagsterInstance, materialize
 from PIL import Image
 
 from robust_data import DatasetError, Store, ingest
-from robust_data.images import decode_image
+from robust_data.ingest.images import decode_image
 from tests.fixtures import make_idx_root, make_imagefolder, png_bytes, write_idx, write_parquet
 
 
@@ -62,7 +62,7 @@ def test_16bit_png_is_scaled_to_8bit_not_clipped_and_said(tmp_path: Path) -> Non
     np.testing.assert_array_equal(pixels, [[0, 128, 255], [1, 1, 254]])
     assert any("16-bit" in note and "6 images" in note for note in result.notes)
     assert "16-bit" in result.samples.schema.metadata[b"robust_data.params"].decode()
-    from robust_data.images import HIGH_BYTE_16BIT_NOTE, decode_image_noted
+    from robust_data.ingest.images import HIGH_BYTE_16BIT_NOTE, decode_image_noted
 
     rgb = np.array([[[0, 32768, 65535], [255, 256, 40000]]], dtype=">u2")  # 1x2 RGB, 16-bit
     rows = b"".join(b"\x00" + row.tobytes() for row in rgb)

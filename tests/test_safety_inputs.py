@@ -22,10 +22,10 @@ import pytest
 
 from pipelines.cli import main
 from robust_data import ingest
-from robust_data.query import stream_query
-from robust_data.rpr.schemes import parse_scheme
-from robust_data.sources import NAME_PATTERN
-from robust_data.store import Store
+from robust_data.explore.query import stream_query
+from robust_data.ingest.sources import NAME_PATTERN
+from robust_data.perturb.schemes import parse_scheme
+from robust_data.store.store import Store
 from tests.fixtures import (
     make_cifar_root,
     make_idx_root,
@@ -224,9 +224,9 @@ WRITER = """
 import sys
 from pathlib import Path
 
-from robust_data.export import export_dataset
-from robust_data.reviews import export_reviews_csv
-from robust_data.store import Store, write_text_atomic
+from robust_data.export.export import export_dataset
+from robust_data.curation.reviews import export_reviews_csv
+from robust_data.store.store import Store, write_text_atomic
 
 store, out = Store.open(sys.argv[1]), Path(sys.argv[2])
 store.write(store.read("raw_samples", "toy"), "raw_samples", "toy")

@@ -18,7 +18,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from pipelines.cli import main
-from robust_data.store import Store
+from robust_data.store.store import Store
 from tests.test_safety_export_query import snapshot
 from tests.test_safety_home import PROJECT, SCRIPT, one_line_error, parquet_dataset
 
@@ -134,7 +134,7 @@ def test_kill_9_of_a_multi_worker_curate_takes_its_workers_and_their_writes_with
 
 def _ended_token() -> str:
     """The writer token of a process that has ended (its pid may be reused; its start is not)."""
-    from robust_data.lock import writer_token
+    from robust_data.store.lock import writer_token
 
     process = subprocess.Popen(["sleep", "30"])
     token = writer_token(process.pid)
@@ -151,7 +151,7 @@ def _sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
 #: itself to it the way each step process does (pipelines.home.worker_job).
 WRITER = """
 import os, subprocess, sys
-from robust_data.lock import WRITER_ENV, writer_token
+from robust_data.store.lock import WRITER_ENV, writer_token
 os.environ[WRITER_ENV] = writer_token()
 worker = subprocess.Popen([sys.executable, "-c", sys.argv[1]])
 print(worker.pid, flush=True)
@@ -159,7 +159,7 @@ worker.wait()
 """
 WORKER = """
 import time
-from robust_data.lock import bind_to_writer
+from robust_data.store.lock import bind_to_writer
 bind_to_writer()
 print("bound", flush=True)
 time.sleep(60)
@@ -167,7 +167,7 @@ time.sleep(60)
 
 
 def test_a_worker_dies_with_its_writer_and_never_starts_without_it() -> None:
-    from robust_data.lock import WRITER_ENV
+    from robust_data.store.lock import WRITER_ENV
 
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, WORKER], cwd=PROJECT, stdout=subprocess.PIPE, text=True
@@ -197,7 +197,7 @@ def test_the_next_writer_kills_what_a_killed_writers_run_left_running(
     isolated_home: Path, tmp_path: Path
 ) -> None:
     from pipelines.home import writing_home
-    from robust_data.lock import WRITER_ENV, writer_token
+    from robust_data.store.lock import WRITER_ENV, writer_token
 
     home = str(isolated_home)
     leftover = _sleeper({WRITER_ENV: _ended_token(), "ROBUST_DATA_HOME": home})

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from robust_data.reviews import Review, load_reviews, record_reviews
-from robust_data.store import Store
+from robust_data.curation.reviews import Review, load_reviews, record_reviews
+from robust_data.store.store import Store
 from tests.test_safety_browser import _unshare_read_only
 from tests.test_safety_export_query import DATASET, make_store, snapshot
 from tests.test_safety_targets import cli, refused

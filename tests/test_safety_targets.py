@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import robust_data.export as export_module
-from robust_data.store import Store
+import robust_data.export.export as export_module
+from robust_data.store.store import Store
 from tests.test_safety_export_query import DATASET, _killed_export, make_store, snapshot
 
 SCRIPT = Path(sys.executable).parent / "robust-data"
@@ -220,7 +220,7 @@ def test_export_never_replaces_another_home(store: Store, other_home: Path, tmp_
         with pytest.raises(export_module.ExportError, match=re.escape(says)):
             export_module.export_dataset(store, DATASET, out, force=True)
     assert (snapshot(other_home.parent), snapshot(bare)) == before
-    from robust_data.targets import is_home
+    from robust_data.store.targets import is_home
 
     assert is_home(store.home) and is_home(other_home) and is_home(bare)
     assert not is_home(tmp_path) and not is_home(bare / "store")

@@ -3,7 +3,7 @@
 #
 #   deploy/celery/start-workers.sh N [ENV_FILE]      (ENV_FILE: default deploy/celery/worker.env)
 #
-# Worker i runs the command tests/test_distributed.py runs, in the background of this script:
+# Worker i runs the command tests/pipelines/test_distributed.py runs, in the background of this script:
 #   dagster-celery worker start -A dagster_celery.app -y deploy/celery/celery.yaml \
 #     -n wI -- --concurrency=1
 # with ENV_FILE's variables and, first on PATH, the bin folder of the Python environment that

@@ -30,7 +30,7 @@ from pipelines.cli.parser import build_parser
 from pipelines.cli.review import cmd_browse, cmd_review
 from pipelines.cli.ui import cmd_ui
 from robust_data.errors import DatasetError
-from robust_data.query import QueryError
+from robust_data.explore.query import QueryError
 
 __all__ = ["COMMANDS", "CliError", "_failure_message", "build_parser", "main", "run_job"]
 

@@ -22,9 +22,9 @@ from pipelines.cli.summary import report_lines, summary
 from pipelines.home import writing_home
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError
-from robust_data.query import max_rows_for, stream_query
-from robust_data.sources import PATH_SOURCES, SOURCES
-from robust_data.store import Registration, Store
+from robust_data.explore.query import max_rows_for, stream_query
+from robust_data.ingest.sources import PATH_SOURCES, SOURCES
+from robust_data.store.store import Registration, Store
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -139,11 +139,11 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
     import pyarrow.compute as pc
 
-    from robust_data.models import load_model
-    from robust_data.reference import load_reference
-    from robust_data.rpr.engine import RprOptions
-    from robust_data.rpr.plots import plot_curves
-    from robust_data.rpr.scoring import score_samples
+    from robust_data.scoring.models import load_model
+    from robust_data.scoring.reference import load_reference
+    from robust_data.scoring.rpr.engine import RprOptions
+    from robust_data.scoring.rpr.plots import plot_curves
+    from robust_data.scoring.rpr.score import score_samples
 
     samples = store.read("raw_samples", dataset)
     split = samples.filter(pc.equal(samples.column("split"), args.split))
@@ -184,18 +184,18 @@ def cmd_score_model(args: argparse.Namespace) -> int:
         f"{result.device} ({result.precision})"
     )
     if plot is not None:
-        from robust_data.targets import write_output
+        from robust_data.store.targets import write_output
 
         print(f"curve: {write_output(plot_curves({args.split: curve}), plot)}")
     return 0
 
 
 def _output_file(store: Store, path: str, option: str, example: str, force: bool) -> Path:
-    """A file a command writes for the user, checked before any work (robust_data.targets).
+    """A file a command writes for the user, checked before any work (robust_data.store.targets).
 
     ``option`` names it in a refusal (``--plot``); ``example`` is a file name that would do.
     """
-    from robust_data.targets import Output, check_output, example_file
+    from robust_data.store.targets import Output, check_output, example_file
 
     output = Output(f"a {option} file", option, example_file(store, example))
     return check_output(store, path, output, force)
@@ -223,7 +223,7 @@ def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
     DatasetError, ExportError
         One line: the tables to make first, or the ``--out`` rule it breaks.
     """
-    from robust_data.export import FORMATS, UPSTREAM, ExportError, check_target
+    from robust_data.export.export import FORMATS, UPSTREAM, ExportError, check_target
 
     if args.format not in FORMATS:
         raise ExportError(f"expected a format in {FORMATS}; found {args.format!r}")
@@ -239,14 +239,14 @@ def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from robust_data.export import UPSTREAM, export_dataset
+    from robust_data.export.export import UPSTREAM, export_dataset
 
     dataset = dataset_name(args.dataset)
     check = lambda store: check_export(store, args, dataset)  # noqa: E731
     with writing_home(args.home, "robust-data export", check=check) as store:
         from dagster import DagsterInstance
 
-        from assets.curated_dataset import latest_runs
+        from assets.curation.curated_dataset import latest_runs
 
         with DagsterInstance.get() as instance:
             runs = latest_runs(instance, dataset, (*UPSTREAM, "variants"))
@@ -272,8 +272,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         name: _output_file(store, str(out / name), "--out", f"gallery/{name}", args.force)
         for name in ("mnist.png", "rgb32.png", "README.md")
     }
-    from robust_data.corrupt.gallery import corruption_table, gallery_png, sample_images
-    from robust_data.targets import write_output
+    from robust_data.perturb.corrupt.gallery import corruption_table, gallery_png, sample_images
+    from robust_data.store.targets import write_output
 
     titles = {"mnist": "MNIST digit (28x28)", "rgb32": "32x32 RGB photo"}
     for name, image in sample_images().items():

@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterable
 
 from robust_data.errors import DatasetError
-from robust_data.sources import PATH_SOURCES, SOURCES, check_name
+from robust_data.ingest.sources import PATH_SOURCES, SOURCES, check_name
 
 DEFAULT_DATASET = "mnist-5k"
 EXAMPLE_SQL = "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"

@@ -11,11 +11,11 @@ from typing import Any
 from pipelines.cli.common import CliError
 from pipelines.home import dagster_environment, run_tags, scoped_environ
 from robust_data.errors import DatasetError
-from robust_data.ingest import IngestOptions, parse_size
-from robust_data.lock import WRITER_ENV, writer_token
-from robust_data.sources import PATH_SOURCES, resolve_source
-from robust_data.sources.base import require_root
-from robust_data.store import Store
+from robust_data.ingest.build import IngestOptions, parse_size
+from robust_data.ingest.sources import PATH_SOURCES, resolve_source
+from robust_data.ingest.sources.base import require_root
+from robust_data.store.lock import WRITER_ENV, writer_token
+from robust_data.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def run_job(
     }
     from dagster import DagsterInstance
 
-    from assets.raw_samples import DATASETS
+    from assets.ingest.raw_samples import DATASETS
     from assets.resources import MAX_CONCURRENT_ENV
 
     if execution is not None:
@@ -363,7 +363,7 @@ def check_source(spec: str, root: str | None) -> None:
 
 def curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Run config of the main job's options (preset, seeds), checked first."""
-    from robust_data.policies import PRESETS
+    from robust_data.curation.presets import PRESETS
 
     if args.seeds < 1:
         raise CliError(f"expected --seeds >= 1; found {args.seeds}; pass --seeds 3")

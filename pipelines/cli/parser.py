@@ -8,8 +8,8 @@ from typing import Any, NoReturn
 from pipelines.cli.common import DEFAULT_DATASET, did_you_mean
 from pipelines.cli.review import add_parsers as add_review_parsers
 from robust_data.defaults import MAX_STEPS
-from robust_data.query import FORMATS
-from robust_data.store import HOME_ENV
+from robust_data.explore.query import FORMATS
+from robust_data.store.store import HOME_ENV
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,7 +1,7 @@
 """``robust-data browse`` and ``robust-data review export|import``: look at samples, judge them.
 
 Neither takes the home's writer lock: they write only the reviews table, under its own lock
-(robust_data.reviews), so a review can be recorded while a curation run holds the home.
+(robust_data.curation.reviews), so a review can be recorded while a curation run holds the home.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 
 from pipelines.cli.common import dataset_name
 from robust_data.errors import DatasetError
-from robust_data.store import Store
+from robust_data.store.store import Store
 
 DEFAULT_PORT = 8765
 
@@ -47,7 +47,7 @@ def _store(args: argparse.Namespace) -> tuple[Store, str]:
 
 def cmd_browse(args: argparse.Namespace) -> int:
     from pipelines.browser import listen, serve
-    from robust_data.browse import SampleIndex
+    from robust_data.explore.sample_index import SampleIndex
 
     store, dataset = _store(args)
     sock = listen(args.port)  # a port in use fails now, not after the indexing
@@ -64,7 +64,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from robust_data.reviews import export_reviews_csv, import_reviews_csv
+    from robust_data.curation.reviews import export_reviews_csv, import_reviews_csv
 
     store, dataset = _store(args)
     if args.action == "export":

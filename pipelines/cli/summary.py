@@ -11,8 +11,8 @@ from typing import Any
 
 from pipelines.cli.common import EXAMPLE_SQL
 from pipelines.cli.launch import RunOutcome
-from robust_data.query import printable
-from robust_data.store import Store, table_location
+from robust_data.explore.query import printable
+from robust_data.store.store import Store, table_location
 
 
 def _ingest_lines(meta: dict[str, Any]) -> list[str]:
@@ -88,7 +88,7 @@ def _scoring_lines(meta: dict[str, dict[str, Any]]) -> list[str]:
 
 def report_lines(store: Store, name: str) -> list[str]:
     """The paper's table from the stored report, and where the full report is."""
-    from robust_data.report import paper_table_markdown
+    from robust_data.report.build import paper_table_markdown
 
     table = store.read("robustness_report", name)
     return [

@@ -1,0 +1,75 @@
+"""``curated_dataset``: the curated dataset exported as Parquet to the home or the store URL."""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from assets.checks import check_result, check_spec
+from assets.ingest.raw_samples import DATASETS
+from assets.metadata import table_definition
+from assets.resources import HomeResource
+from robust_data.export.export import FILES_COLUMNS_DOC, FILES_SCHEMA, UPSTREAM, export_to_store
+from robust_data.store.checks import check_export
+from robust_data.store.store import read_bytes
+
+
+class CuratedDatasetConfig(Config):
+    """Where and how to export."""
+
+    with_variants: bool = True  # add the kept samples' variants to the train split
+
+
+def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Run id of the latest materialization of each asset for ``partition``."""
+    runs = {}
+    for name in names:
+        found = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(name), asset_partitions=[partition]), limit=1
+        )
+        if found.records:
+            runs[name] = found.records[0].run_id
+    return runs
+
+
+@asset(
+    deps=[*UPSTREAM, "variants"],
+    partitions_def=DATASETS,
+    group_name="curation",
+    kinds={"parquet"},
+    description="The export at <home>/exports/<dataset>, or <store URL>/exports/<dataset> when "
+    "ROBUST_DATA_STORE is a URL: data/train-*.parquet and data/test-*.parquet (one typed "
+    "schema, Hugging Face features), README.md (dataset card with YAML front matter), "
+    "lineage.json (written last); one row per exported data file here.",
+    metadata=table_definition(FILES_SCHEMA, FILES_COLUMNS_DOC),
+    check_specs=[
+        check_spec(
+            "curated_dataset", "valid", "Every exported file exists, matches its sha256 and rows."
+        )
+    ],
+)
+def curated_dataset(
+    context: AssetExecutionContext, config: CuratedDatasetConfig, home: HomeResource
+):
+    """Export (one core call: :func:`robust_data.export.export.export_to_store`)."""
+    store = home.store()
+    dataset = context.partition_key
+    runs = latest_runs(context.instance, dataset, (*UPSTREAM, "variants"))
+    result = export_to_store(store, dataset, "parquet", config.with_variants, runs=runs)
+    table = result.files_table()
+    card = read_bytes(f"{result.where}/README.md").decode("utf-8")
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
+            "export": MetadataValue.path(result.where),
+            "rows": MetadataValue.json(result.rows),
+            "card": MetadataValue.md(card[:4000]),
+        },
+    )
+    yield Output(table)
+    yield check_result("curated_dataset", "valid", check_export(table))

@@ -1,0 +1,228 @@
+"""``curated_samples`` and ``curation_ledger``: the policy applied, with a conservation check."""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    AssetSpec,
+    MetadataValue,
+    Output,
+    TableMetadataValue,
+    multi_asset,
+)
+
+from assets.checks import check_result, check_spec
+from assets.config import core_config, set_fields
+from assets.ingest.raw_samples import DATASETS
+from assets.metadata import count_table, records_table, table_definition
+from assets.resources import HomeResource
+from robust_data.curation.policy import (
+    LEDGER_COLUMNS_DOC,
+    LEDGER_SCHEMA,
+    Curation,
+    CurationPolicy,
+    class_count_chart,
+)
+from robust_data.curation.presets import DEFAULT_PRESET, apply_preset, customized
+from robust_data.curation.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA, load_reviews
+from robust_data.ingest.arrays import class_names, num_classes
+from robust_data.present.markdown import inline_png
+from robust_data.store.checks import (
+    check_class_balance,
+    check_kept_share,
+    check_ledger,
+    split_rows,
+)
+from robust_data.store.schema import SAMPLES_COLUMNS_DOC, SAMPLES_SCHEMA, read_params
+
+CurationConfig = core_config(
+    CurationPolicy,
+    "CurationConfig",
+    "A curation preset (robust_data.curation.presets.PRESETS), optionally with policy fields "
+    "changed "
+    "(robust_data.curation.policy.CurationPolicy); unset fields take the preset's values.",
+    __name__,
+    unset="the preset's value",
+    preset=(str, DEFAULT_PRESET, "paper, clean or focus (see README, Does curation help?)"),
+    balance_tolerance=(
+        float | None,
+        None,
+        "Checked: 1 - smallest/largest kept class count <= this (unset: 0.1 when a quota drops "
+        "samples for balance, else 1: class weights balance instead)",
+    ),
+)
+
+
+#: Human decisions (robust_data.curation.reviews), written by `robust-data browse` and
+#: `review import`,
+#: never by a run: an external asset, shown in the lineage as an input of curation.
+reviews = AssetSpec(
+    "reviews",
+    partitions_def=DATASETS,
+    group_name="curation",
+    kinds={"parquet"},
+    description=(
+        "Keep / drop / relabel decisions made in `robust-data browse` or imported from CSV, one "
+        "row per decision (the latest per sample wins). Curation honours them: see the "
+        "ledger's review, overridden and new_label columns."
+    ),
+    metadata=table_definition(REVIEWS_SCHEMA, REVIEWS_COLUMNS_DOC),
+)
+
+
+def _reasons(result: Curation) -> TableMetadataValue:
+    """Training samples per outcome: kept, or the first rule that dropped them."""
+    about = "Training samples with this outcome (the first rule they failed)"
+    return count_table(result.reason_counts(), "outcome", "samples", about)
+
+
+def _class_counts(result: Curation, names: list[str]) -> TableMetadataValue:
+    """Per class: training samples before and after curation (a small kept share is bad)."""
+    before, after = result.class_counts()
+    rows = [
+        {
+            "class": names[k] if k < len(names) else str(k),
+            "before": before[k],
+            "after": after.get(k, 0),
+            "kept_share": round(after.get(k, 0) / before[k], 4) if before[k] else 0.0,
+        }
+        for k in sorted(before)
+    ]
+    columns = {
+        "class": "The class (relabelled samples count under their new label after curation)",
+        "before": "Training samples of the class",
+        "after": "Of them, kept",
+        "kept_share": "after / before; near 0 empties the class",
+    }
+    return records_table(rows, columns)
+
+
+def _shortfalls(result: Curation, names: list[str]) -> TableMetadataValue:
+    """Classes that kept fewer samples than their quota (none is good)."""
+    rows = [
+        {"class": names[k], "quota": quota, "kept": kept}
+        for k, (quota, kept) in result.shortfalls.items()
+    ]
+    columns = {
+        "class": "A class below its quota",
+        "quota": "Samples the policy asked for",
+        "kept": "Samples it kept",
+    }
+    return records_table(rows, columns)
+
+
+def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
+    """Key numbers first, then the per-class and per-reason tables, then the chart."""
+    params = read_params(result.ledger.schema)
+    chart = class_count_chart(result.ledger, dict(enumerate(names)))
+    return {
+        "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
+        "dagster/row_count": MetadataValue.int(result.curated.num_rows),
+        "preset": MetadataValue.text(params["preset"]),
+        "reviews_applied": MetadataValue.int(params.get("reviews", 0)),
+        "shortfall_classes": MetadataValue.int(len(result.shortfalls)),
+        "class_counts": _class_counts(result, names),
+        "reasons": _reasons(result),
+        "shortfalls": _shortfalls(result, names),
+        "per_class": MetadataValue.md(inline_png(chart, "per class")),
+    }
+
+
+def _ledger_metadata(result: Curation, guard: str) -> dict[str, MetadataValue]:
+    """Kept and dropped counts first, then the reasons; ``reason_counts`` feeds the CLI."""
+    kept = result.curated.num_rows
+    return {
+        "kept": MetadataValue.int(kept),
+        "dropped": MetadataValue.int(result.ledger.num_rows - kept),
+        "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
+        "dagster/row_count": MetadataValue.int(result.ledger.num_rows),
+        "guard": MetadataValue.text(guard),
+        "reasons": _reasons(result),
+        "reason_counts": MetadataValue.json(result.reason_counts()),
+    }
+
+
+@multi_asset(
+    outs={
+        "curated_samples": AssetOut(
+            description="The kept training samples, in the raw_samples schema: one row per kept "
+            "image. A low kept_share, or a class in shortfalls or with a small kept share in "
+            "class_counts, means the policy dropped too much.",
+            kinds={"parquet"},
+            metadata=table_definition(SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
+        ),
+        "curation_ledger": AssetOut(
+            description="Why each training sample was kept or dropped: one row per input "
+            "training sample. reason is the first rule it failed (null = kept); review and "
+            "overridden show the human decisions that changed the outcome.",
+            kinds={"parquet"},
+            metadata=table_definition(LEDGER_SCHEMA, LEDGER_COLUMNS_DOC),
+        ),
+    },
+    ins={
+        "raw_samples": AssetIn(),
+        "rpr_scores": AssetIn(),
+        "label_quality": AssetIn(),
+    },
+    deps=[reviews],
+    check_specs=[
+        check_spec(
+            "curation_ledger",
+            "conservation",
+            "Ledger rows equal input rows; kept rows equal the curated table; drops have reasons.",
+        ),
+        check_spec(
+            "curation_ledger",
+            "kept_share",
+            "Guard (warning): curation kept at least half of the training samples.",
+            blocking=False,
+        ),
+        check_spec(
+            "curated_samples",
+            "class_balance",
+            "Every class kept, and 1 - smallest/largest class count within the policy's tolerance.",
+        ),
+    ],
+    partitions_def=DATASETS,
+    group_name="curation",
+)
+def curation_assets(
+    context: AssetExecutionContext,
+    config: CurationConfig,
+    home: HomeResource,
+    raw_samples,
+    rpr_scores,
+    label_quality,
+):
+    """Apply the policy, then the human reviews (one core call: :func:`apply_preset`)."""
+    chosen = customized(config.preset, **set_fields(config, CurationPolicy))
+    tolerance = config.balance_tolerance
+    if tolerance is None:
+        tolerance = 1.0 if chosen.policy.quota_mode == "none" else 0.1
+    reviews = load_reviews(home.store(), context.partition_key)
+    result = apply_preset(raw_samples, rpr_scores, label_quality, chosen, reviews)
+    if reviews.num_rows:
+        applied = read_params(result.ledger.schema)["reviews"]
+        context.log.info(f"{applied} reviewed samples: their latest decisions override the rules")
+    context.log.info(f"preset {chosen.name}: {chosen.description}")
+    for label, (quota, kept) in result.shortfalls.items():
+        context.log.warning(f"class {label} kept {kept} of its quota {quota}")
+    guard = check_kept_share(result.ledger)
+    for problem in guard.problems:
+        context.log.warning(problem)
+    yield Output(
+        result.curated,
+        output_name="curated_samples",
+        metadata=_metadata(result, class_names(raw_samples)),
+    )
+    yield Output(
+        result.ledger,
+        output_name="curation_ledger",
+        metadata=_ledger_metadata(result, guard.summary()),
+    )
+    train_rows = split_rows(raw_samples, "train")
+    conservation = check_ledger(result.ledger, train_rows, result.curated.num_rows)
+    yield check_result("curation_ledger", "conservation", conservation)
+    yield check_result("curation_ledger", "kept_share", guard, warning=True)
+    balance = check_class_balance(result.curated, num_classes(raw_samples), tolerance)
+    yield check_result("curated_samples", "class_balance", balance)

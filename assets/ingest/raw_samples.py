@@ -1,0 +1,126 @@
+"""``raw_samples`` (and ``ingest_rejects``): a dataset source read into the samples table."""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    Config,
+    DynamicPartitionsDefinition,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
+
+from assets.checks import check_result, check_spec
+from assets.metadata import count_table, table_definition
+from assets.resources import HomeResource
+from robust_data.errors import DatasetError
+from robust_data.ingest.build import IngestOptions, IngestResult, ingest, parse_size
+from robust_data.ingest.preview import preview_grid
+from robust_data.present.markdown import inline_png
+from robust_data.store.checks import check_rejects, check_samples
+from robust_data.store.schema import (
+    REJECTS_COLUMNS_DOC,
+    REJECTS_SCHEMA,
+    SAMPLES_COLUMNS_DOC,
+    SAMPLES_SCHEMA,
+)
+
+#: One partition per dataset name; the CLI (and later the inbox sensor) registers them.
+DATASETS = DynamicPartitionsDefinition(name="datasets")
+
+
+class RawSamplesConfig(Config):
+    """How to read the partition's dataset. Empty fields fall back to the home's registration."""
+
+    source: str | None = None  # registry name or imagefolder:PATH / parquet:PATH; unset: registered
+    root: str | None = None  # local root for mnist, cifar10, ...; unset: registered
+    seed: int = 0  # seed of the stratified split for sources without a test split
+    test_fraction: float = 0.2  # share of each class held out as test when splitting
+    resize: str | None = None  # HEIGHTxWIDTH to resize mixed sizes to; unset: mixed sizes fail
+    channels: int | None = None  # 1 or 3 to convert; unset: mixed channel counts fail
+
+
+def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
+    """Key numbers, then the count tables, then the preview; ``counts`` feeds the CLI summary."""
+    classes, splits = result.class_counts(), result.split_counts()
+    return {
+        "dagster/row_count": MetadataValue.int(result.samples.num_rows),
+        "num_classes": MetadataValue.int(len(classes)),
+        "smallest_class": MetadataValue.int(min(classes.values(), default=0)),
+        "largest_class": MetadataValue.int(max(classes.values(), default=0)),
+        "rejects": MetadataValue.int(result.rejects.num_rows),
+        "notes": MetadataValue.text("; ".join(result.notes) or "none"),
+        "class_counts": count_table(classes, "class", "samples", "Images of the class"),
+        "split_counts": count_table(splits, "split", "samples", "Images in the split"),
+        "preview": MetadataValue.md(
+            inline_png(preview_grid(result.samples), "preview: one row per class")
+        ),
+        "counts": MetadataValue.json(
+            {"classes": classes, "splits": splits, "notes": list(result.notes)}
+        ),
+    }
+
+
+@multi_asset(
+    outs={
+        "raw_samples": AssetOut(
+            description="The ingested dataset: one row per image (sample_id, split, label, PNG). "
+            "Read class_counts for imbalance: a class far smaller than the others is a warning "
+            "sign; ingest_rejects lists what could not be read.",
+            kinds={"parquet", "python"},
+            metadata=table_definition(SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
+        ),
+        "ingest_rejects": AssetOut(
+            description="Source items left out of raw_samples: one row per item, with the reason. "
+            "Empty is good; every row is an image the dataset lost.",
+            kinds={"parquet"},
+            metadata=table_definition(REJECTS_SCHEMA, REJECTS_COLUMNS_DOC),
+        ),
+    },
+    partitions_def=DATASETS,
+    group_name="ingest",
+    check_specs=[
+        check_spec(
+            "raw_samples",
+            "valid",
+            "Schema, unique sample_ids, labels 0..K-1 with one name each, >= 2 train classes.",
+        ),
+        check_spec("ingest_rejects", "valid", "Schema; every reject says why.", blocking=False),
+    ],
+)
+def raw_samples_assets(
+    context: AssetExecutionContext, config: RawSamplesConfig, home: HomeResource
+):
+    """Read the partition's dataset (one core call: :func:`robust_data.ingest.build`)."""
+    source, root = config.source, config.root
+    if not source:
+        registration = home.store().lookup(context.partition_key)
+        source, root = registration.source, root or registration.root
+    options = IngestOptions(
+        seed=config.seed,
+        test_fraction=config.test_fraction,
+        resize=parse_size(config.resize) if config.resize else None,
+        channels=config.channels or None,
+    )
+    result = ingest(source, root=root or None, name=context.partition_key, options=options)
+    samples_check = check_samples(result.samples)
+    if not samples_check.passed:  # refused before anything is stored: no half-ingested table
+        raise DatasetError(
+            "samples that pass the raw_samples check 'valid'",
+            samples_check.summary(),
+            f"fix the source {source} and ingest again (nothing was stored)",
+        )
+    for note in result.notes:  # what ingestion changed, e.g. 16-bit pixels scaled to 8 bits
+        context.log.warning(f"ingest note: {note}")
+    if result.rejects.num_rows:
+        context.log.warning(
+            f"{result.rejects.num_rows} unreadable images left out (see ingest_rejects)"
+        )
+    yield Output(
+        result.rejects,
+        output_name="ingest_rejects",
+        metadata={"dagster/row_count": MetadataValue.int(result.rejects.num_rows)},
+    )
+    yield Output(result.samples, output_name="raw_samples", metadata=_metadata(result))
+    yield check_result("raw_samples", "valid", samples_check)
+    yield check_result("ingest_rejects", "valid", check_rejects(result.rejects))

@@ -1,0 +1,163 @@
+"""``oof_predictions``: out-of-fold pred_probs and embeddings of every training sample.
+
+A graph-backed asset that fans out like ``rpr_scores``: ``plan_oof_folds`` emits one step
+per fold, ``train_oof_fold`` trains one fold model and predicts the samples it held out (a
+worker process or pod of its own) and ``merge_oof_folds`` joins the folds with the reference
+embeddings into the table one process gives, bit for bit.
+"""
+
+import json
+
+import pyarrow as pa
+from dagster import (
+    AssetIn,
+    Config,
+    DynamicOut,
+    DynamicOutput,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    Output,
+    config_mapping,
+    graph_asset,
+    op,
+)
+
+from assets.checks import check_result, check_spec
+from assets.ingest.raw_samples import DATASETS
+from assets.metadata import table_definition
+from assets.resources import GPU_POOL, GPU_STEP_TAGS, ComputeResource, transient_failures_retried
+from robust_data.label_quality.oof import (
+    OOF_COLUMNS_DOC,
+    OOF_SCHEMA,
+    OofOptions,
+    fold_plan,
+    merge_folds,
+    oof_fold,
+)
+from robust_data.scoring.models import ModelConfig
+from robust_data.scoring.reference import load_reference
+from robust_data.store.checks import check_oof
+
+
+class OofPredictionsConfig(Config):
+    """Cross-validation settings; the fold models use the reference model's recipe."""
+
+    folds: int = 5  # reduced (with a warning) to the smallest class's training count
+    embedding_dim: int = 64  # PCA components of the reference model's penultimate layer
+    seed: int = 0  # fold assignment and PCA
+    epochs: int | None = None  # unset: the reference model's epochs
+    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
+
+
+@config_mapping
+def _split_config(config: OofPredictionsConfig) -> dict:
+    """The asset's one config block -> each of its three steps."""
+    settings = {"config": config.model_dump()}
+    return {name: settings for name in ("plan_oof_folds", "train_oof_fold", "merge_oof_folds")}
+
+
+def _options(
+    config: OofPredictionsConfig, compute: ComputeResource, reference_model: pa.Table
+) -> OofOptions:
+    """The core options: the reference model's recipe, with the configured epochs."""
+    recipe = json.loads(reference_model.column("config")[0].as_py())
+    if config.epochs:
+        recipe["epochs"] = config.epochs
+    return OofOptions(
+        folds=config.folds,
+        model=ModelConfig(**recipe),
+        embedding_dim=config.embedding_dim,
+        seed=config.seed,
+        device=config.device or compute.device,
+    )
+
+
+@op(out=DynamicOut(pa.Table))
+def plan_oof_folds(
+    context: OpExecutionContext,
+    config: OofPredictionsConfig,
+    compute: ComputeResource,
+    raw_samples: pa.Table,
+    reference_model: pa.Table,
+):
+    """One output per fold: a one-row table (fold, folds); the IO manager stores tables.
+
+    Core call: :func:`robust_data.label_quality.oof.fold_plan`.
+    """
+    plan = fold_plan(raw_samples, _options(config, compute, reference_model))
+    for note in plan.warnings:
+        context.log.warning(note)
+    for k in range(plan.folds):
+        yield DynamicOutput(pa.table({"fold": [k], "folds": [plan.folds]}), mapping_key=f"fold_{k}")
+
+
+@op(tags=GPU_STEP_TAGS, pool=GPU_POOL)
+def train_oof_fold(
+    context: OpExecutionContext,
+    config: OofPredictionsConfig,
+    compute: ComputeResource,
+    fold: pa.Table,
+    raw_samples: pa.Table,
+    reference_model: pa.Table,
+) -> pa.Table:
+    """Train one fold model (one core call: :func:`robust_data.label_quality.oof.oof_fold`)."""
+    options = _options(config, compute, reference_model)
+    k, count = fold.column("fold")[0].as_py(), fold.column("folds")[0].as_py()
+    with transient_failures_retried(context):
+        table = oof_fold(raw_samples, k, options)
+    context.log.info(f"fold {k + 1}/{count}: {table.num_rows} held-out samples predicted")
+    return table
+
+
+@op(out={"result": Out(pa.Table), "oof_predictions_valid": Out(is_required=False)})
+def merge_oof_folds(
+    context: OpExecutionContext,
+    config: OofPredictionsConfig,
+    compute: ComputeResource,
+    folds: list[pa.Table],
+    raw_samples: pa.Table,
+    reference_model: pa.Table,
+):
+    """Join the folds, add embeddings (core call: ``label_quality.oof.merge_folds``)."""
+    reference, _ = load_reference(reference_model)
+    result = merge_folds(raw_samples, folds, reference, _options(config, compute, reference_model))
+    accuracy = float((result.pred_probs.argmax(axis=1) == result.labels).mean())
+    metadata = {
+        "oof_accuracy": MetadataValue.float(round(accuracy, 4)),
+        "dagster/row_count": MetadataValue.int(len(result.sample_ids)),
+        "folds": MetadataValue.int(result.folds),
+        "embedding_dim": MetadataValue.int(int(result.embeddings.shape[1])),
+        "fold_train_seconds": MetadataValue.float(round(result.train_seconds, 1)),
+        "merge_seconds": MetadataValue.float(round(result.seconds, 1)),
+        "warnings": MetadataValue.text("; ".join(result.warnings) or "none"),
+    }
+    table = result.table({"seed": config.seed, "embedding_dim": config.embedding_dim})
+    yield Output(table, "result", metadata=metadata)
+    yield check_result("oof_predictions", "valid", check_oof(table, raw_samples))
+
+
+@graph_asset(
+    name="oof_predictions",
+    ins={"raw_samples": AssetIn(), "reference_model": AssetIn()},
+    partitions_def=DATASETS,
+    group_name="label_quality",
+    kinds={"pytorch", "parquet"},
+    description="Out-of-fold predictions: one row per training sample, with the class "
+    "probabilities of a fold model that never saw it and its embedding. Feeds label_quality; "
+    "a low oof_accuracy means the label findings rest on a weak model.",
+    metadata=table_definition(OOF_SCHEMA, OOF_COLUMNS_DOC),
+    config=_split_config,
+    check_specs=[
+        check_spec(
+            "oof_predictions", "valid", "Schema, no NaN, probabilities in [0, 1] summing to 1."
+        )
+    ],
+)
+def oof_predictions_asset(raw_samples, reference_model):
+    """Plan the folds, train each, merge them."""
+    fits = plan_oof_folds(raw_samples, reference_model).map(
+        lambda fold: train_oof_fold(fold, raw_samples, reference_model)
+    )
+    merged = merge_oof_folds(fits.collect(), raw_samples, reference_model)
+    return {"result": merged.result, "oof_predictions_valid": merged.oof_predictions_valid}

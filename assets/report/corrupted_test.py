@@ -1,0 +1,64 @@
+"""``corrupted_test``: the test split under every corruption and severity, made once per dataset."""
+
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from assets.checks import check_result, check_spec
+from assets.ingest.raw_samples import DATASETS
+from assets.metadata import table_definition
+from robust_data.ingest.arrays import decode_samples
+from robust_data.report.testset import (
+    CORRUPTED_COLUMNS_DOC,
+    CORRUPTED_SCHEMA,
+    corrupted_jobs,
+    make_corrupted_test,
+)
+from robust_data.store.checks import check_corrupted_test
+
+
+class CorruptedTestConfig(Config):
+    """Which corruptions, and their seed."""
+
+    corruptions: list[str] = Field(default_factory=list)  # empty: every corruption
+    seed: int = 0
+
+
+@asset(
+    ins={"raw_samples": AssetIn()},
+    partitions_def=DATASETS,
+    group_name="report",
+    kinds={"pytorch", "parquet"},
+    description="The test split under every corruption and severity: one row per (test image, "
+    "corruption, severity) with uint8 pixels; severity 0 is the clean original. Made once and "
+    "read by the report for every model; nothing here is good or bad, it is the benchmark.",
+    metadata=table_definition(CORRUPTED_SCHEMA, CORRUPTED_COLUMNS_DOC),
+    check_specs=[
+        check_spec(
+            "corrupted_test", "valid", "Every job holds the test split's ids and labels in order."
+        )
+    ],
+)
+def corrupted_test(context: AssetExecutionContext, config: CorruptedTestConfig, raw_samples):
+    """Corrupt the test split (one core call: :func:`make_corrupted_test`)."""
+    test = decode_samples(raw_samples, splits=("test",))
+    table = make_corrupted_test(
+        test.images,
+        test.labels,
+        test.sample_ids,
+        config.corruptions or None,
+        config.seed,
+        source=f"raw_samples/{context.partition_key} (test split)",
+    )
+    jobs = corrupted_jobs(table)
+    corruptions = [c for c in dict.fromkeys(name for name, _ in jobs) if c != "clean"]
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
+            "dagster/row_count": MetadataValue.int(table.num_rows),
+            "jobs": MetadataValue.int(len(jobs)),
+            "test_images": MetadataValue.int(len(test)),
+            "corruptions": MetadataValue.text(", ".join(corruptions)),
+        },
+    )
+    yield Output(table)
+    yield check_result("corrupted_test", "valid", check_corrupted_test(table, raw_samples))

@@ -1,0 +1,366 @@
+"""``retrained_model`` and ``robustness_report``: retrain on the curated data, prove the effect."""
+
+import re
+
+import numpy as np
+import pyarrow as pa
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    DynamicOut,
+    DynamicOutput,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    Output,
+    TableMetadataValue,
+    asset,
+    config_mapping,
+    graph_asset,
+    op,
+)
+from pydantic import Field
+
+from assets.checks import check_result, check_spec
+from assets.ingest.raw_samples import DATASETS
+from assets.metadata import records_table, table_definition
+from assets.resources import (
+    GPU_POOL,
+    GPU_STEP_TAGS,
+    ComputeResource,
+    HomeResource,
+    transient_failures_retried,
+)
+from robust_data.curation.presets import preset_from_params
+from robust_data.defaults import MAX_STEPS
+from robust_data.ingest.arrays import decode_samples, num_classes
+from robust_data.present.markdown import inline_png
+from robust_data.report.build import (
+    HEADLINE,
+    REPORT_COLUMNS_DOC,
+    REPORT_SCHEMA,
+    Candidate,
+    Report,
+    ReportSetup,
+    headline_verdicts,
+    measure_candidates,
+    paper_table_markdown,
+    report_from_measurements,
+    stored_steps,
+    summary_rows,
+    write_report,
+)
+from robust_data.report.evaluate import JudgeOptions, held_out_scheme, used_families
+from robust_data.report.retrain import (
+    RETRAINED_COLUMNS_DOC,
+    RETRAINED_SCHEMA,
+    RetrainOptions,
+    StoredModel,
+    curation_inputs,
+    retrain_models,
+)
+from robust_data.scoring.models import load_model
+from robust_data.scoring.reference import load_reference
+from robust_data.scoring.rpr.table import scored_max_steps
+from robust_data.store.checks import check_accuracy_loss, check_model_table, check_report
+from robust_data.store.schema import read_params
+
+
+class RetrainedModelConfig(Config):
+    """Which models the report compares, and how many seeds each."""
+
+    seeds: int = 3  # >= 2 for intervals; each seed trains every training set
+    baselines: list[str] = Field(
+        default_factory=lambda: ["random_subset", "all_with_variants"]
+    )  # besides reference and curated; see robust_data.report.retrain.TRAINING_SETS
+    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
+
+
+@asset(
+    ins={
+        "raw_samples": AssetIn(),
+        "rpr_scores": AssetIn(),
+        "curation_ledger": AssetIn(),
+        "reference_model": AssetIn(),
+    },
+    # Seed 0's curated set is the export's train split, variants included (made alike).
+    deps=["curated_dataset", "variants"],
+    partitions_def=DATASETS,
+    group_name="report",
+    kinds={"pytorch", "parquet"},
+    description="The models the report compares: one row per (seed, training set), the "
+    "reference recipe trained on all originals (reference), on the curated set with its "
+    "preset's variants (curated) and on equal-budget baselines. A test_accuracy well below "
+    "the reference's is the cost of curation (see the accuracy_loss guard).",
+    metadata=table_definition(RETRAINED_SCHEMA, RETRAINED_COLUMNS_DOC),
+    op_tags=GPU_STEP_TAGS,
+    pool=GPU_POOL,
+    check_specs=[
+        check_spec("retrained_model", "valid", "Accuracies in [0, 1]; weight files match sha256."),
+        check_spec(
+            "retrained_model",
+            "accuracy_loss",
+            "Guard (warning): no model's mean accuracy more than 1 pt below the reference's.",
+            blocking=False,
+        ),
+    ],
+)
+def retrained_model(
+    context: AssetExecutionContext,
+    config: RetrainedModelConfig,
+    home: HomeResource,
+    compute: ComputeResource,
+    raw_samples,
+    rpr_scores,
+    curation_ledger,
+    reference_model,
+):
+    """Train every model of every seed.
+
+    One core call: :func:`robust_data.report.retrain.retrain_models`.
+    """
+    chosen = preset_from_params(read_params(curation_ledger.schema))
+    reference, ref_file = load_reference(reference_model)
+    data = decode_samples(raw_samples)
+    train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
+    kept, steps = curation_inputs(train, curation_ledger, rpr_scores)
+    store = home.store()
+    options = RetrainOptions(
+        seeds=config.seeds,
+        names=("reference", "curated", *config.baselines),
+        max_steps=scored_max_steps(rpr_scores),
+        device=config.device or compute.device,
+    )
+    with transient_failures_retried(context):
+        table = retrain_models(
+            train,
+            test,
+            kept,
+            steps,
+            chosen,
+            reference.config,
+            num_classes(raw_samples),
+            lambda name, seed: store.weights_location(
+                "retrained_model", f"{context.partition_key}-{name}-seed{seed}"
+            ),
+            StoredModel(reference, str(ref_file.path), ref_file.sha256),
+            options,
+        )
+    guard = check_accuracy_loss(table)
+    for problem in guard.problems:
+        context.log.warning(problem)
+    context.add_output_metadata(
+        output_name="result",
+        metadata={**_retrained_metadata(table, chosen.name), "guard": guard.summary()},
+    )
+    yield Output(table)
+    yield check_result("retrained_model", "valid", check_model_table(table, RETRAINED_SCHEMA))
+    yield check_result("retrained_model", "accuracy_loss", guard, warning=True)
+
+
+def _retrained_metadata(table: pa.Table, preset: str) -> dict[str, MetadataValue]:
+    """Mean test accuracy per training set (typed), then the models as a table."""
+    rows = table.to_pylist()
+    means = {
+        f"test_accuracy_{model}": MetadataValue.float(
+            round(float(np.mean([r["test_accuracy"] for r in rows if r["model"] == model])), 4)
+        )
+        for model in dict.fromkeys(r["model"] for r in rows)
+    }
+    shown = [n for n in RETRAINED_SCHEMA.names if n not in ("path", "sha256")]
+    return {
+        **means,
+        "preset": MetadataValue.text(preset),
+        "dagster/row_count": MetadataValue.int(table.num_rows),
+        "models": records_table(rows, {n: RETRAINED_COLUMNS_DOC[n] for n in shown}),
+    }
+
+
+class RobustnessReportConfig(Config):
+    """How the report judges the models."""
+
+    held_out_scheme: str | None = (
+        None  # unset: the first of HELD_OUT_SCHEMES the variants do not use
+    )
+    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
+
+
+def _headline_numbers(report: Report) -> dict[str, MetadataValue]:
+    """The setup, then curated's and the reference's mean on each headline metric."""
+    document = report.document
+    numbers: dict[str, MetadataValue] = {
+        "preset": MetadataValue.text(document["preset"]),
+        "seeds": MetadataValue.int(document["seeds"]),
+        "test_samples": MetadataValue.int(document["test_samples"]),
+        "held_out_scheme": MetadataValue.text(document["judge"]["held_out_scheme"]),
+    }
+    for model in ("curated", "reference"):
+        means = document["summary"].get(model, {})
+        for metric in HEADLINE:
+            if metric in means:
+                numbers[f"{model}_{metric}"] = MetadataValue.float(round(means[metric][0], 4))
+    return numbers
+
+
+def _models_table(report: Report) -> TableMetadataValue:
+    """One row per model: training images and each metric's mean over seeds."""
+    rows = summary_rows(report.document["summary"], report.document["train_sizes"])
+    columns = {
+        name: REPORT_COLUMNS_DOC[name] + ("" if name in ("model", "train_size") else " (mean)")
+        for name in rows[0]
+    }
+    return records_table(rows, columns)
+
+
+def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
+    """Verdicts first, then the summary numbers, the models table, and the plots.
+
+    ``headline`` and ``paper_table`` (last) feed the CLI summary.
+    """
+    figures = report.figures
+    return {
+        "verdicts": MetadataValue.text("\n".join(f"- {v}" for v in report.verdicts)),
+        **_headline_numbers(report),
+        "dagster/row_count": MetadataValue.int(report.table.num_rows),
+        "models": _models_table(report),
+        "robustness_curves": MetadataValue.md(
+            inline_png(figures["robustness_curves"], "robustness curves")
+        ),
+        "corruption_accuracy": MetadataValue.md(
+            inline_png(figures["corruption_accuracy"], "accuracy per corruption")
+        ),
+        "report": MetadataValue.path(str(path)),
+        "headline": MetadataValue.json(
+            {
+                "preset": report.document["preset"],
+                "seeds": report.document["seeds"],
+                "verdicts": headline_verdicts(report.table),
+            }
+        ),
+        "paper_table": MetadataValue.md(paper_table_markdown(report.table)),
+    }
+
+
+def _setup(
+    partition: str,
+    config: RobustnessReportConfig,
+    compute: ComputeResource,
+    rpr_scores: pa.Table,
+    curation_ledger: pa.Table,
+) -> ReportSetup:
+    """What the models were trained on (the ledger's preset) and how they are judged."""
+    chosen = preset_from_params(read_params(curation_ledger.schema))
+    params = read_params(rpr_scores.schema)
+    transforms = chosen.plan.transforms
+    return ReportSetup(
+        partition,
+        chosen.name,
+        frozenset(used_families(transforms)),
+        JudgeOptions(
+            scheme=params.get("scheme", "pixels"),
+            held_out_scheme=config.held_out_scheme or held_out_scheme(transforms),
+            max_steps=params.get("max_steps", MAX_STEPS),
+            seed=params.get("seed", 0),
+            device=config.device or compute.device,
+            precision=compute.precision,
+        ),
+    )
+
+
+@config_mapping
+def _split_report_config(config: RobustnessReportConfig) -> dict:
+    """The asset's one config block -> its evaluation and merge steps."""
+    settings = {"config": config.model_dump()}
+    return {"evaluate_model": settings, "merge_evaluations": settings}
+
+
+@op(out=DynamicOut(pa.Table))
+def plan_evaluations(retrained_model: pa.Table):
+    """One output per retrained model: its one-row slice of the retrained_model table."""
+    for i, row in enumerate(retrained_model.to_pylist()):
+        key = f"{row['model']}_seed{row['seed']}"
+        yield DynamicOutput(retrained_model.slice(i, 1), mapping_key=re.sub(r"\W", "_", key))
+
+
+@op(tags=GPU_STEP_TAGS, pool=GPU_POOL)
+def evaluate_model(
+    context: OpExecutionContext,
+    config: RobustnessReportConfig,
+    compute: ComputeResource,
+    candidate: pa.Table,
+    raw_samples: pa.Table,
+    rpr_scores: pa.Table,
+    curation_ledger: pa.Table,
+    corrupted_test: pa.Table,
+) -> pa.Table:
+    """Measure one model (one core call: :func:`robust_data.report.build.measure_candidates`)."""
+    setup = _setup(context.partition_key, config, compute, rpr_scores, curation_ledger)
+    (row,) = candidate.to_pylist()
+    model, _ = load_model(row["path"], row["sha256"])
+    chosen = [Candidate(row["model"], row["seed"], model, row["sha256"], row["train_size"])]
+    test = decode_samples(raw_samples, splits=("test",))
+    known = stored_steps(rpr_scores, test, chosen)
+    with transient_failures_retried(context):
+        measured = measure_candidates(setup, chosen, test, corrupted_test, known)
+    context.log.info(f"measured {row['model']} (seed {row['seed']}) on {len(test)} test images")
+    return measured
+
+
+@op(out={"result": Out(pa.Table), "robustness_report_valid": Out(is_required=False)})
+def merge_evaluations(
+    context: OpExecutionContext,
+    config: RobustnessReportConfig,
+    home: HomeResource,
+    compute: ComputeResource,
+    measurements: list[pa.Table],
+    retrained_model: pa.Table,
+    rpr_scores: pa.Table,
+    curation_ledger: pa.Table,
+):
+    """Compare and write the report (core call: :func:`report_from_measurements`)."""
+    setup = _setup(context.partition_key, config, compute, rpr_scores, curation_ledger)
+    order = [(r["seed"], r["model"]) for r in retrained_model.to_pylist()]
+    report = report_from_measurements(setup, measurements, order)
+    path = write_report(report, home.store().report_location(context.partition_key))
+    for line in report.verdicts:
+        context.log.info(line)
+    yield Output(report.table, "result", metadata=_report_metadata(report, path))
+    yield check_result("robustness_report", "valid", check_report(report.table))
+
+
+@graph_asset(
+    ins={
+        "retrained_model": AssetIn(),
+        "raw_samples": AssetIn(),
+        "rpr_scores": AssetIn(),
+        "curation_ledger": AssetIn(),
+        "corrupted_test": AssetIn(),
+    },
+    partitions_def=DATASETS,
+    group_name="report",
+    kinds={"parquet"},
+    description="Every metric of every retrained model: one row per (seed, model). Higher "
+    "accuracy and robust fraction are better, lower mCE and ECE are better; the verdicts "
+    "(first in the metadata) compare curated with each other model with 95% intervals. The "
+    "full report is under <home>/reports/<dataset>/ (under the store URL when there is one), "
+    "each model measured in a step of its own (evaluate_model).",
+    metadata=table_definition(REPORT_SCHEMA, REPORT_COLUMNS_DOC),
+    config=_split_report_config,
+    check_specs=[
+        check_spec(
+            "robustness_report",
+            "valid",
+            "Metrics in range; every seed has reference and curated; reference mCE is 1.",
+        )
+    ],
+)
+def robustness_report(retrained_model, raw_samples, rpr_scores, curation_ledger, corrupted_test):
+    """Plan one evaluation per model, measure each, compare them."""
+    measured = plan_evaluations(retrained_model).map(
+        lambda candidate: evaluate_model(
+            candidate, raw_samples, rpr_scores, curation_ledger, corrupted_test
+        )
+    )
+    merged = merge_evaluations(measured.collect(), retrained_model, rpr_scores, curation_ledger)
+    return {"result": merged.result, "robustness_report_valid": merged.robustness_report_valid}

@@ -1,0 +1,79 @@
+"""``reference_model``: the dataset's reference model, trained on its train split."""
+
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
+
+from assets.checks import check_result, check_spec
+from assets.config import core_config, set_fields
+from assets.ingest.raw_samples import DATASETS
+from assets.metadata import table_definition
+from assets.resources import (
+    GPU_POOL,
+    GPU_STEP_TAGS,
+    ComputeResource,
+    HomeResource,
+    transient_failures_retried,
+)
+from robust_data.scoring.models import ModelConfig
+from robust_data.scoring.reference import REFERENCE_COLUMNS_DOC, REFERENCE_SCHEMA, train_reference
+from robust_data.store.checks import check_model_table
+
+ReferenceModelConfig = core_config(
+    ModelConfig,
+    "ReferenceModelConfig",
+    "Architecture and training recipe (robust_data.scoring.models.ModelConfig); unset fields "
+    "take its "
+    "defaults, precision the compute resource's.",
+    __name__,
+    device=(str | None, None, "auto, cpu or cuda (unset: the compute resource's device)"),
+)
+
+
+@asset(
+    ins={"raw_samples": AssetIn()},
+    partitions_def=DATASETS,
+    group_name="scoring",
+    kinds={"pytorch", "parquet"},
+    description="The reference model, trained on the train split: one row with its weight file, "
+    "sha256, recipe and accuracies. RPR scores, label quality and curation all use it: a low "
+    "test_accuracy makes everything downstream less trustworthy.",
+    metadata=table_definition(REFERENCE_SCHEMA, REFERENCE_COLUMNS_DOC),
+    op_tags=GPU_STEP_TAGS,
+    pool=GPU_POOL,
+    check_specs=[
+        check_spec(
+            "reference_model", "valid", "Accuracies in [0, 1]; the weight file matches its sha256."
+        )
+    ],
+)
+def reference_model(
+    context: AssetExecutionContext,
+    config: ReferenceModelConfig,
+    home: HomeResource,
+    compute: ComputeResource,
+    raw_samples,
+):
+    """Train the reference model (one core call: ``scoring.reference.train_reference``)."""
+    settings = set_fields(config, ModelConfig)
+    settings.setdefault("precision", compute.precision)
+    device = config.device or compute.device
+    weights = home.store().weights_location("reference_model", context.partition_key)
+    with transient_failures_retried(context):
+        table = train_reference(raw_samples, ModelConfig(**settings), weights, device=device)
+    row = table.to_pylist()[0]
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
+            "test_accuracy": MetadataValue.float(
+                float("nan") if row["test_accuracy"] is None else row["test_accuracy"]
+            ),
+            "train_accuracy": MetadataValue.float(row["train_accuracy"]),
+            "arch": MetadataValue.text(row["arch"]),
+            "num_parameters": MetadataValue.int(row["num_parameters"]),
+            "train_seconds": MetadataValue.float(row["train_seconds"]),
+            "device": MetadataValue.text(f"{row['device']} ({row['precision']})"),
+            "sha256": MetadataValue.text(row["sha256"]),
+            "weights": MetadataValue.path(row["path"]),
+        },
+    )
+    yield Output(table)
+    yield check_result("reference_model", "valid", check_model_table(table))

@@ -1,0 +1,184 @@
+"""``rpr_scores``: every datapoint's RPR under the reference model, with the paper's plots.
+
+A graph-backed asset that fans out: ``plan_rpr_shards`` emits one step per shard,
+``score_rpr_shard`` scores one contiguous slice of the samples (a worker process under the
+multiprocess executor, a pod with a GPU under the Kubernetes executor) and
+``merge_rpr_shards`` joins them into the table one unsharded run gives, bit for bit.
+"""
+
+import pyarrow as pa
+from dagster import (
+    AssetCheckSpec,
+    AssetIn,
+    Config,
+    DynamicOut,
+    DynamicOutput,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    Output,
+    config_mapping,
+    graph_asset,
+    op,
+)
+from pydantic import Field
+
+from assets.checks import check_result
+from assets.ingest.raw_samples import DATASETS
+from assets.metadata import table_definition
+from assets.resources import (
+    GPU_POOL,
+    GPU_STEP_TAGS,
+    ComputeResource,
+    Settings,
+    transient_failures_retried,
+)
+from robust_data.present.markdown import inline_png
+from robust_data.scoring.reference import load_reference
+from robust_data.scoring.rpr.engine import MAX_STEPS, RprOptions
+from robust_data.scoring.rpr.score import SPLITS, RprScores, Shard, merge_shards, score_samples
+from robust_data.scoring.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA
+from robust_data.store.checks import check_rpr_scores
+
+#: Default shard count of every scoring run (sensor and schedule runs included), e.g. 8 on a
+#: cluster with GPUs.
+
+
+class RprScoresConfig(Config):
+    """How to score (see robust_data.scoring.rpr.engine.RprOptions)."""
+
+    scheme: str = "pixels"  # pixels, pixels(k=INT), gaussian(sigma=F), salt_pepper(p=F)
+    max_steps: int = MAX_STEPS
+    seed: int = 0
+    splits: list[str] = Field(default_factory=lambda: list(SPLITS))  # train, test
+    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
+    precision: str | None = None  # auto, fp32 or bf16; unset: the compute resource's precision
+    batch_size: int = 4096  # perturbed images per engine round (bounds memory)
+    # Slices scored as separate steps (parallel processes or pods); unset: $ROBUST_DATA_RPR_SHARDS
+    # (default 1), read when the run starts.
+    shards: int | None = None
+
+
+class ShardPlanConfig(Config):
+    """How many shards (from RprScoresConfig, by the config mapping)."""
+
+    shards: int = 1
+
+
+@config_mapping
+def _split_config(config: RprScoresConfig) -> dict:
+    """The asset's one config block -> its steps: the shard count to the plan, all to each shard."""
+    settings = config.model_dump()
+    settings["shards"] = settings["shards"] or Settings.from_environ().rpr_shards
+    return {
+        "plan_rpr_shards": {"config": {"shards": settings["shards"]}},
+        "score_rpr_shard": {"config": settings},
+    }
+
+
+def _metadata(scores: RprScores, shards: int) -> dict[str, MetadataValue]:
+    """Robust fractions first, then how it was scored, then the plots."""
+    result = scores.result
+    meta: dict[str, MetadataValue] = {
+        f"robust_fraction_{split}": MetadataValue.float(round(fraction, 4))
+        for split, fraction in scores.robust_fraction().items()
+    }
+    meta.update(
+        {
+            "dagster/row_count": MetadataValue.int(scores.table.num_rows),
+            "scheme": MetadataValue.text(result.scheme),
+            "max_steps": MetadataValue.int(result.max_steps),
+            "model_sha256": MetadataValue.text(scores.table.column("model_sha256")[0].as_py()),
+            "device": MetadataValue.text(f"{result.device} ({result.precision})"),
+            "shards": MetadataValue.int(shards),
+            "tries": MetadataValue.int(result.tries),
+            # Over the slowest shard's wall time: the rate of the whole (parallel) scoring.
+            "tries_per_second": MetadataValue.float(round(result.tries / result.seconds, 1)),
+        }
+    )
+    titles = {
+        "robustness_curve": "robustness curve per split",
+        "robust_fraction_per_class": "robust fraction per class",
+        "examples": "robust vs non-robust examples",
+    }
+    for name, png in scores.figures().items():
+        meta[name] = MetadataValue.md(inline_png(png, titles[name]))
+    return meta
+
+
+@op(out=DynamicOut(pa.Table))
+def plan_rpr_shards(config: ShardPlanConfig):
+    """One output per shard: a one-row table (shard, count)."""
+    if config.shards < 1:
+        raise ValueError(f"expected shards >= 1; found {config.shards}; pass shards: 1 or more")
+    for index in range(config.shards):
+        yield DynamicOutput(
+            pa.table({"shard": [index], "count": [config.shards]}), mapping_key=f"shard_{index}"
+        )
+
+
+@op(tags=GPU_STEP_TAGS, pool=GPU_POOL)
+def score_rpr_shard(
+    context: OpExecutionContext,
+    config: RprScoresConfig,
+    compute: ComputeResource,
+    shard: pa.Table,
+    raw_samples: pa.Table,
+    reference_model: pa.Table,
+) -> pa.Table:
+    """Score one shard (one core call: :func:`robust_data.scoring.rpr.score.score_samples`)."""
+    spec = Shard(shard.column("shard")[0].as_py(), shard.column("count")[0].as_py())
+    model, weights = load_reference(reference_model)
+    options = RprOptions(
+        scheme=config.scheme,
+        max_steps=config.max_steps,
+        seed=config.seed,
+        device=config.device or compute.device,
+        precision=config.precision or compute.precision,
+        batch_size=config.batch_size,
+    )
+    with transient_failures_retried(context):
+        scores = score_samples(
+            raw_samples, model, weights.sha256, options, tuple(config.splits), shard=spec
+        )
+    context.log.info(
+        f"shard {spec.index + 1}/{spec.count}: {scores.table.num_rows} samples, "
+        f"{scores.result.tries:,} tries in {scores.result.seconds:.1f} s"
+    )
+    return scores.table
+
+
+@op(out={"result": Out(pa.Table), "rpr_scores_valid": Out(is_required=False)})
+def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_samples: pa.Table):
+    """Merge the shards (one core call: :func:`robust_data.scoring.rpr.score.merge_shards`)."""
+    scores = merge_shards(shards, raw_samples)
+    yield Output(scores.table, "result", metadata=_metadata(scores, len(shards)))
+    yield check_result("rpr_scores", "valid", check_rpr_scores(scores.table, raw_samples))
+
+
+@graph_asset(
+    ins={"raw_samples": AssetIn(), "reference_model": AssetIn()},
+    partitions_def=DATASETS,
+    group_name="scoring",
+    kinds={"pytorch", "parquet"},
+    description="Random Perturbation Robustness under the reference model: one row per sample "
+    "of each scored split. Low steps_to_flip (robust false) marks a fragile point, null means "
+    "it survived every try; a higher robust_fraction_<split> is better.",
+    metadata=table_definition(RPR_SCHEMA, RPR_COLUMNS_DOC),
+    config=_split_config,
+    check_specs=[
+        AssetCheckSpec(
+            "valid",
+            asset="rpr_scores",
+            blocking=True,
+            description="Schema, one row per scored sample, steps in 1..max_steps, flags agree.",
+        )
+    ],
+)
+def rpr_scores(raw_samples, reference_model):
+    """Plan the shards, score each, merge them."""
+    scored = plan_rpr_shards().map(
+        lambda shard: score_rpr_shard(shard, raw_samples, reference_model)
+    )
+    merged = merge_rpr_shards(scored.collect(), raw_samples)
+    return {"result": merged.result, "rpr_scores_valid": merged.rpr_scores_valid}

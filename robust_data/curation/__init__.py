@@ -1,0 +1,1 @@
+"""Stage 5, curation: the policy that keeps or drops samples, its presets, human reviews."""

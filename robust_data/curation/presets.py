@@ -1,0 +1,262 @@
+"""Curation presets: a :class:`CurationPolicy` plus a :class:`VariantPlan`, by name.
+
+``paper``  the paper's method: drop misclassified and non-robust points (and label issues,
+           outliers, duplicates), balance every class down to the smallest; no variants.
+``clean``  drop only label issues, outliers and duplicates; keep fragile points; no balancing
+           by dropping (class weights in training instead); two ``pixels`` copies per sample.
+``focus``  like ``clean`` but also drop misclassified points, and spend more of the variant
+           budget on fragile points: 1 ``pixels`` copy per sample plus up to 3 more, growing
+           with fragility (1 - steps_to_flip / max_steps; robust points get none extra).
+
+A plan's budget is explicit (:meth:`VariantPlan.copies_per_sample`, :meth:`VariantPlan.total`),
+so a baseline can be given the same number of variant images (:func:`spread`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from torch import nn
+
+from robust_data.curation.policy import Curation, CurationPolicy, select_curated
+from robust_data.curation.reviews import latest_decisions
+from robust_data.defaults import MAX_STEPS
+from robust_data.store.schema import column_by_id, table_metadata
+from robust_data.variants.make import Variants, make_variants
+
+BALANCES = ("drop", "weights")
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """Which variants a curated set trains with, and how many per sample.
+
+    Attributes
+    ----------
+    transforms : tuple of str
+        Variant transform specs (see :func:`robust_data.variants.make.parse_transform`).
+    copies : int
+        Copies per sample and transform for every kept sample (>= 0).
+    focus_copies : int
+        Extra copies for the most fragile points: a point that flips at try t of ``max_steps``
+        gets ``round(focus_copies * (1 - t / max_steps))`` more; robust points none.
+    """
+
+    transforms: tuple[str, ...] = ()
+    copies: int = 0
+    focus_copies: int = 0
+
+    def __post_init__(self) -> None:
+        if self.copies < 0 or self.focus_copies < 0:
+            raise ValueError(
+                f"expected copies >= 0 and focus_copies >= 0; found {self.copies} and "
+                f"{self.focus_copies}"
+            )
+
+    def copies_per_sample(self, steps_to_flip: np.ndarray, max_steps: int) -> np.ndarray:
+        """(N,) int copies per sample and transform.
+
+        Parameters
+        ----------
+        steps_to_flip : np.ndarray
+            (N,) int, the try at which the point flipped in 1..max_steps; 0 or negative for
+            robust points (they never flipped). Lower is more fragile.
+        """
+        steps = np.asarray(steps_to_flip, np.int64)
+        fragility = np.where(steps > 0, 1.0 - np.minimum(steps, max_steps) / max_steps, 0.0)
+        return self.copies + np.round(self.focus_copies * fragility).astype(np.int64)
+
+    def total(self, steps_to_flip: np.ndarray, max_steps: int) -> int:
+        """Variant images the plan makes for these samples (all transforms)."""
+        return int(self.copies_per_sample(steps_to_flip, max_steps).sum()) * len(self.transforms)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named curation: which samples to keep, how to balance, which variants to add.
+
+    Attributes
+    ----------
+    balance : str
+        ``drop``: the policy's quota drops over-quota samples; ``weights``: keep them and
+        train with inverse-frequency class weights.
+    """
+
+    name: str
+    description: str
+    policy: CurationPolicy
+    plan: VariantPlan = field(default_factory=VariantPlan)
+    balance: str = "weights"
+
+    def __post_init__(self) -> None:
+        if self.balance not in BALANCES:
+            raise ValueError(f"expected balance in {BALANCES}; found {self.balance!r}")
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        "paper",
+        "drop misclassified and non-robust points, balance by dropping; no variants",
+        CurationPolicy(quota_mode="smallest"),
+        VariantPlan(),
+        balance="drop",
+    ),
+    "clean": Preset(
+        "clean",
+        "drop label issues, outliers and duplicates only; 2 pixels copies per sample",
+        CurationPolicy(require_correct=False, require_robust=False, quota_mode="none"),
+        VariantPlan(("pixels",), copies=2),
+    ),
+    "focus": Preset(
+        "focus",
+        "drop misclassified points and label issues; 1 pixels copy plus up to 3 for fragile ones",
+        CurationPolicy(require_correct=True, require_robust=False, quota_mode="none"),
+        VariantPlan(("pixels",), copies=1, focus_copies=3),
+    ),
+}
+
+
+def preset(name: str) -> Preset:
+    """The preset called ``name``.
+
+    Raises
+    ------
+    ValueError
+        Naming the presets there are.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"expected a preset in {sorted(PRESETS)}; found {name!r}")
+    return PRESETS[name]
+
+
+#: The main job's preset: the best of bench/curation_policies.py (see bench/RESULTS.md).
+DEFAULT_PRESET = "clean"
+
+
+def customized(name: str, **overrides: Any) -> Preset:
+    """Preset ``name`` with some :class:`CurationPolicy` fields replaced (None: keep).
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset or policy field.
+    """
+    base = preset(name)
+    names = {f.name for f in fields(CurationPolicy)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"expected CurationPolicy fields {sorted(names)}; found {unknown}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return replace(base, policy=replace(base.policy, **changes)) if changes else base
+
+
+def preset_params(chosen: Preset) -> dict[str, Any]:
+    """The preset as JSON-ready table parameters (read back by :func:`preset_from_params`)."""
+    plan = asdict(chosen.plan)
+    plan["transforms"] = list(chosen.plan.transforms)
+    return {**asdict(chosen.policy), "preset": chosen.name, "balance": chosen.balance, "plan": plan}
+
+
+def preset_from_params(params: dict[str, Any]) -> Preset:
+    """The preset a ``curation_ledger`` was made with (its table parameters).
+
+    Raises
+    ------
+    ValueError
+        When the table predates presets (no ``preset`` parameter): re-materialize curation.
+    """
+    if "preset" not in params:
+        raise ValueError(
+            "expected a curation_ledger made with a preset (robust-data >= presets); found one "
+            "without; re-materialize curation_assets"
+        )
+    policy = CurationPolicy(**{f.name: params[f.name] for f in fields(CurationPolicy)})
+    plan = VariantPlan(**{**params["plan"], "transforms": tuple(params["plan"]["transforms"])})
+    description = PRESETS[params["preset"]].description if params["preset"] in PRESETS else ""
+    return Preset(params["preset"], description, policy, plan, params["balance"])
+
+
+def apply_preset(
+    samples: pa.Table,
+    rpr: pa.Table,
+    quality: pa.Table | None,
+    chosen: Preset,
+    reviews: pa.Table | None = None,
+) -> Curation:
+    """Apply the preset's policy, then the human reviews, to the training split of ``samples``.
+
+    Rows of other splits (when ``samples`` has a ``split`` column) are left out first: the
+    test split is never curated. ``reviews`` is a reviews table (robust_data.curation.reviews); the
+    latest decision per sample wins. Both returned tables carry the whole preset in their
+    parameters, and the number of decisions applied.
+    """
+    if "split" in samples.column_names:
+        samples = samples.filter(pc.equal(samples.column("split"), "train"))
+    decisions = latest_decisions(reviews) if reviews is not None else {}
+    result = select_curated(samples, rpr, quality, chosen.policy, decisions)
+    source = "raw_samples, rpr_scores, label_quality" + (", reviews" if decisions else "")
+    params = {**preset_params(chosen), "reviews": len(decisions)}
+    return Curation(
+        result.curated.replace_schema_metadata(table_metadata("curated_samples", source, params)),
+        result.ledger.replace_schema_metadata(table_metadata("curation_ledger", source, params)),
+        result.shortfalls,
+    )
+
+
+def plan_variants(
+    curated: pa.Table,
+    rpr: pa.Table,
+    chosen: Preset,
+    seed: int = 0,
+    model: nn.Module | None = None,
+    max_steps: int = MAX_STEPS,
+    transforms: Sequence[str] = (),
+    progress: bool = True,
+) -> Variants:
+    """The variants a preset's plan adds to the curated training samples.
+
+    Per kept sample, :meth:`VariantPlan.copies_per_sample` copies per plan transform, from its
+    ``steps_to_flip`` in ``rpr`` (the ``rpr_scores`` table). With ``transforms`` given instead,
+    one copy of each per sample. Copy c is keyed like the training sets of
+    robust_data.report.retrain (seed 0 here is the curated set of seed 0 there).
+    """
+    train = curated.filter(pc.equal(curated.column("split"), "train"))
+    if transforms:
+        return make_variants(train, transforms, seed, ("train",), model, progress=progress)
+    ids = train.column("sample_id").to_pylist()
+    steps = np.asarray([s or 0 for s in column_by_id(rpr, ids, "steps_to_flip")], np.int64)
+    copies = chosen.plan.copies_per_sample(steps, max_steps)
+    return make_variants(
+        train, chosen.plan.transforms, seed, ("train",), model, progress=progress, copies=copies
+    )
+
+
+def spread(samples: int, total: int, seed: int) -> np.ndarray:
+    """(samples,) int copies summing to ``total``, as even as possible (seeded remainder).
+
+    Gives a baseline the same number of variant images as a plan, spread uniformly.
+    """
+    if samples == 0:
+        return np.zeros(0, np.int64)
+    copies = np.full(samples, total // samples, np.int64)
+    extra = np.random.default_rng(seed).choice(samples, size=total % samples, replace=False)
+    copies[extra] += 1
+    return copies
+
+
+def class_weights(labels: np.ndarray, classes: int) -> np.ndarray:
+    """(classes,) float32 inverse-frequency weights, mean 1 over the present classes.
+
+    A class with no samples gets weight 0.
+    """
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(classes)
+    weights[present] = 1.0 / counts[present]
+    weights[present] *= present.sum() / weights[present].sum()
+    return weights.astype(np.float32)

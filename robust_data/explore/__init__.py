@@ -1,0 +1,1 @@
+"""Exploring: read-only SQL over the tables and the sample index behind the browser."""

@@ -1,0 +1,452 @@
+"""Read-only DuckDB SQL over the materialized tables, each exposed as a view named after it.
+
+The connection cannot touch a file: the tables reach DuckDB as Arrow datasets over their
+Parquet files, and before any user SQL runs, external access (files, ATTACH, INSTALL, LOAD),
+extension autoloading, persistent secrets and spilling are switched off and the configuration
+is locked. So ``COPY ... TO``, ``EXPORT DATABASE`` and the like fail however they are wrapped
+(``EXPLAIN ANALYZE COPY ...`` included). On top of that, a query is one SELECT, or an EXPLAIN
+of one. Results stream as Arrow record batches, up to a row cap.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TextIO
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from robust_data.store.store import Store
+
+FORMATS = ("table", "csv", "json")
+#: Default row cap of the aligned table format; CSV and JSON lines stream every row.
+TABLE_MAX_ROWS = 10_000
+ROWS_PER_BATCH = 2_048
+#: Settings applied in this order before any user SQL; the last one locks them all.
+LOCKDOWN = (
+    ("temp_directory", "''"),  # no spill files
+    ("autoinstall_known_extensions", "false"),
+    ("autoload_known_extensions", "false"),
+    ("allow_community_extensions", "false"),
+    ("allow_persistent_secrets", "false"),
+    ("python_enable_replacements", "false"),  # no scans of Python variables
+    ("enable_external_access", "false"),  # no files, ATTACH, INSTALL or LOAD
+    ("lock_configuration", "true"),
+)
+
+
+class QueryError(ValueError):
+    """A query that is not read-only, names an unknown table, or fails in DuckDB."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The rows of a query as an Arrow table."""
+
+    table: pa.Table
+
+    def render(self, fmt: str = "table", max_width: int = 40) -> str:
+        """Render as an aligned text table, CSV or JSON lines.
+
+        The table rounds floats to 4 decimals, right-aligns numeric columns and shows
+        control characters escaped (:func:`printable`); CSV and JSON keep full precision and
+        the exact text (JSON escapes control characters, CSV quotes them). Binary values are
+        shown as base64 in CSV/JSON.
+        """
+        _check_format(fmt)
+        rows = self.table.to_pylist()
+        names = self.table.schema.names
+        if fmt == "json":
+            return _json_lines(rows)
+        if fmt == "csv":
+            return _csv_lines(names, rows, header=True)
+        cells = [[_cell_text(row[n], max_width) for n in names] for row in rows]
+        return _table_text(names, cells, _row_count(len(rows)), _numeric(self.table.schema))
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise QueryError(f"expected format one of {FORMATS}; found {fmt!r}; pass --format table")
+
+
+def _json_lines(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(_jsonable(r), sort_keys=False) + "\n" for r in rows)
+
+
+def _csv_lines(names: list[str], rows: list[dict[str, Any]], header: bool = False) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(names)
+    for row in rows:
+        writer.writerow([_cell_csv(row[n]) for n in names])
+    return out.getvalue()
+
+
+def _table_text(
+    names: list[str], cells: list[list[str]], footer: str, right: list[bool] | None = None
+) -> str:
+    """Columns two spaces apart: ``right[i]`` ones (numbers) right-aligned, the rest left."""
+    names = [printable(n) for n in names]
+    widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
+    right = right or [False] * len(names)
+
+    def joined(texts: list[str]) -> str:
+        return "  ".join(
+            t.rjust(w) if r else t.ljust(w) for t, w, r in zip(texts, widths, right, strict=True)
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([joined(names), rule, *map(joined, cells), footer]) + "\n"
+
+
+def _numeric(schema: pa.Schema) -> list[bool]:
+    """Per column: integer, floating-point or decimal (right-aligned in the table)."""
+    return [
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        for t in schema.types
+    ]
+
+
+def _row_count(rows: int) -> str:
+    return f"({rows} row{'s' if rows != 1 else ''})"
+
+
+def truncation_note(max_rows: int) -> str:
+    """The line that says output stopped at the row cap, and which flag raises it."""
+    return (
+        f"output truncated at {max_rows:,} rows; "
+        "pass --max-rows N to raise the cap, or --max-rows 0 for no cap"
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    if isinstance(value, Decimal):  # DuckDB sums are HUGEINT/DECIMAL: JSON numbers, not strings
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
+def _cell_csv(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, bytes)):
+        return json.dumps(_jsonable(value))
+    return str(value)
+
+
+def _cell_text(value: Any, max_width: int) -> str:
+    if value is None:
+        text = "NULL"
+    elif isinstance(value, bytes):
+        text = f"<{len(value)} bytes>"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {_cell_text(v, max_width)}" for k, v in value.items()) + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_item_text(v, max_width) for v in value) + "]"
+    elif isinstance(value, float):
+        text = _float_text(value)
+    else:
+        text = str(value)
+    text = printable(text)
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def printable(text: str) -> str:
+    r"""``text`` with each character Python's ``repr`` escapes written as ``repr`` writes it.
+
+    Control characters (``\x1b`` that starts a terminal escape sequence, ``\n``, ``\r``,
+    ``\x9b``), bidirectional overrides (``\u202e``) and other non-printable characters
+    become visible text, so that a stored value cannot colour, move or rewrite the terminal
+    it is printed on. Backslashes are left as they are. Printable text is returned as is.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _item_text(value: Any, max_width: int) -> str:
+    """A list element: as in a cell, but strings quoted (as Python shows a list)."""
+    return repr(value) if isinstance(value, str) else _cell_text(value, max_width)
+
+
+def _float_text(value: float) -> str:
+    """4 decimals (0.95971234 -> 0.9597); 4 significant digits where that shows 0.0000 or
+    would run long (1.234e-05, 1.235e+12); nan and inf as Python writes them."""
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and not 5e-5 <= abs(value) < 1e12:
+        return f"{value:.4g}"
+    return f"{value:.4f}"
+
+
+def _dataset(table: str, files: list[str], filesystem: Any = None) -> ds.Dataset:
+    """An Arrow dataset over a table's partitions; columns a partition lacks read as NULL.
+
+    ``filesystem`` is the pyarrow filesystem of ``files`` (None: local paths).
+    """
+    try:
+        schemas = [pq.read_schema(f, filesystem=filesystem) for f in files]
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowException, OSError) as exc:
+        message = str(exc).replace("\n", " ")
+        raise QueryError(
+            f"expected readable Parquet partitions of {table} with matching column types; "
+            f"found {message}; re-materialize the table"
+        ) from exc
+    return ds.dataset(files, schema=schema, format="parquet", filesystem=filesystem)
+
+
+def connect(store: Store) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that can read the stored tables and nothing else.
+
+    Each table is a view over all its partitions, read through Arrow from the local store or
+    the tables URL (any fsspec URL, ``ROBUST_DATA_STORE``, with the same credentials); the
+    :data:`LOCKDOWN` settings then take files, extensions and settings out of reach of any
+    statement.
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        files, filesystem = store.table_files()
+        for table, paths in files.items():
+            con.register(table, _dataset(table, paths, filesystem))
+        for name, value in LOCKDOWN:
+            con.execute(f"SET {name} = {value}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _explained_type(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The statement type that ``EXPLAIN [ANALYZE] [(options)] <statement>`` explains."""
+    tokens = [offset for offset, kind in duckdb.tokenize(query) if kind.name != "comment"][1:]
+    if tokens and query[tokens[0] :].upper().startswith(("ANALYZE", "ANALYSE")):
+        tokens = tokens[1:]
+    if tokens and query[tokens[0]] == "(":
+        depth = 0
+        while tokens:
+            depth += {"(": 1, ")": -1}.get(query[tokens[0]], 0)
+            tokens = tokens[1:]
+            if depth == 0:
+                break
+    if not tokens:
+        return "empty"
+    inner = con.extract_statements(query[tokens[0] :])
+    return inner[0].type.name if len(inner) == 1 else "MULTI"
+
+
+def _one_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """The text of the one read-only statement in ``sql``; QueryError (one line) otherwise."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"expected valid SQL; found {exc}".replace("\n", " ")) from exc
+    if not statements:
+        raise QueryError(
+            "expected one SELECT statement; found none; "
+            'pass e.g. "SELECT count(*) FROM raw_samples"'
+        )
+    if len(statements) > 1:
+        raise QueryError(
+            f"expected one statement; found {len(statements)}; run them one query at a time"
+        )
+    query = statements[0].query
+    kind = statements[0].type.name
+    if kind == "EXPLAIN":
+        try:
+            kind = _explained_type(con, query)
+        except duckdb.Error as exc:
+            raise QueryError(f"expected valid SQL; found {exc}".replace("\n", " ")) from exc
+        kind = kind if kind == "SELECT" else f"EXPLAIN {kind}"
+    if kind != "SELECT":
+        raise QueryError(
+            "expected read-only SQL (one SELECT, or EXPLAIN of one); found a statement of type "
+            f"{kind}; the store is read-only here"
+        )
+    return query
+
+
+def _error(exc: Exception, store: Store) -> QueryError:
+    """DuckDB's error as one line, naming the views a query may use."""
+    views = sorted(store.tables()) or ["none yet: run robust-data curate"]
+    message = str(exc).replace("\n", " ")
+    if isinstance(exc, duckdb.PermissionException) or "configuration has been locked" in message:
+        return QueryError(
+            "expected SQL that only reads the stored tables; found a statement that reaches "
+            f"files, extensions or settings ({message}); query the views {views} instead"
+        )
+    return QueryError(f"expected SQL over the tables {views}; found an error: {message}")
+
+
+class _Capped:
+    """The record batches of a reader up to ``max_rows`` rows (None: all of them)."""
+
+    def __init__(self, reader: pa.RecordBatchReader, max_rows: int | None, store: Store):
+        self.reader, self.max_rows, self.store = reader, max_rows, store
+        self.rows = 0
+        self.truncated = False
+
+    def _next(self) -> pa.RecordBatch | None:
+        try:
+            return self.reader.read_next_batch()
+        except StopIteration:
+            return None
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:  # DuckDB's errors mid-stream
+            raise _error(exc, self.store) from exc
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while not self.truncated and (batch := self._next()) is not None:
+            if self.max_rows is not None and self.rows + batch.num_rows > self.max_rows:
+                batch = batch.slice(0, self.max_rows - self.rows)
+                self.truncated = True
+            self.rows += batch.num_rows
+            if batch.num_rows:
+                yield batch
+
+
+def _reader(
+    store: Store, con: duckdb.DuckDBPyConnection, sql: str, batch: int
+) -> pa.RecordBatchReader:
+    query = _one_select(con, sql)
+    try:
+        return con.sql(query).to_arrow_reader(batch)
+    except duckdb.Error as exc:
+        raise _error(exc, store) from exc
+
+
+def max_rows_for(fmt: str, flag: int | None) -> int | None:
+    """The row cap of ``--max-rows`` (None when not given): 0 means none.
+
+    Without the flag the table format stops at :data:`TABLE_MAX_ROWS` rows and CSV and JSON
+    lines stream every row.
+
+    Raises
+    ------
+    QueryError
+        For a negative count.
+    """
+    if flag is None:
+        return TABLE_MAX_ROWS if fmt == "table" else None
+    if flag < 0:
+        raise QueryError(f"expected --max-rows 0 (no cap) or more; found {flag}; pass --max-rows 0")
+    return flag or None
+
+
+def stream_query(
+    store: Store,
+    sql: str,
+    out: TextIO,
+    fmt: str = "table",
+    max_rows: int | None = TABLE_MAX_ROWS,
+    notes: TextIO | None = None,
+    rows_per_batch: int = ROWS_PER_BATCH,
+) -> int:
+    """Run read-only SQL over the store and write its rows to ``out`` as they arrive.
+
+    Parameters
+    ----------
+    store : Store
+        The home whose tables are the views.
+    sql : str
+        One SELECT, or an EXPLAIN of one.
+    out : TextIO
+        Where the rows go: CSV and JSON lines batch by batch; the aligned table (which needs
+        every width) once, at the end.
+    fmt : str
+        ``table``, ``csv`` or ``json``.
+    max_rows : int or None
+        Stop after this many rows (None: no cap). The table format then ends with
+        :func:`truncation_note` as its footer; CSV and JSON write it to ``notes`` so their
+        output stays data.
+    notes : TextIO or None
+        Where the truncation line of CSV and JSON goes (default: standard error).
+    rows_per_batch : int
+        Rows DuckDB hands over at a time (approximately).
+
+    Returns
+    -------
+    int
+        Rows written.
+
+    Raises
+    ------
+    QueryError
+        One line: an unknown format, a cap under 1, SQL that is not one read-only statement,
+        or DuckDB's own error (with the views that exist).
+    """
+    _check_format(fmt)
+    if max_rows is not None and max_rows < 1:
+        raise QueryError(f"expected max_rows of 1 or more, or None; found {max_rows}")
+    con = connect(store)
+    try:
+        reader = _reader(store, con, sql, rows_per_batch)
+        batches = _Capped(reader, max_rows, store)
+        if fmt == "table":
+            _write_table(out, reader.schema, batches, max_rows)
+        else:
+            _write_lines(out, fmt, reader.schema.names, batches)
+            if batches.truncated and max_rows is not None:
+                (notes or sys.stderr).write(truncation_note(max_rows) + "\n")
+    finally:
+        con.close()
+    return batches.rows
+
+
+def _write_lines(out: TextIO, fmt: str, names: list[str], batches: _Capped) -> None:
+    if fmt == "csv":
+        out.write(_csv_lines(names, [], header=True))
+    for batch in batches:
+        rows = batch.to_pylist()
+        out.write(_csv_lines(names, rows) if fmt == "csv" else _json_lines(rows))
+
+
+def _write_table(
+    out: TextIO, schema: pa.Schema, batches: _Capped, max_rows: int | None, max_width: int = 40
+) -> None:
+    names = schema.names
+    cells = [
+        [_cell_text(row[n], max_width) for n in names]
+        for batch in batches
+        for row in batch.to_pylist()
+    ]
+    if batches.truncated and max_rows is not None:
+        footer = f"({truncation_note(max_rows)})"
+    else:
+        footer = _row_count(len(cells))
+    out.write(_table_text(names, cells, footer, _numeric(schema)))
+
+
+def run_query(store: Store, sql: str, max_rows: int | None = None) -> QueryResult:
+    """Run read-only SQL over the store and return its rows (the first ``max_rows`` of them).
+
+    Raises
+    ------
+    QueryError
+        One line: for SQL that is not one read-only statement, or DuckDB's own error (with
+        the views that exist).
+    """
+    con = connect(store)
+    try:
+        reader = _reader(store, con, sql, ROWS_PER_BATCH)
+        table = pa.Table.from_batches(list(_Capped(reader, max_rows, store)), reader.schema)
+    finally:
+        con.close()
+    return QueryResult(table)

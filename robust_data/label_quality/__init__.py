@@ -1,0 +1,1 @@
+"""Stage 3, label quality: out-of-fold predictions and cleanlab label issues."""

@@ -1,0 +1,1 @@
+"""Presentation helpers shared by the stages: plots, Markdown snippets, progress lines."""

@@ -1,0 +1,351 @@
+"""Judge models on the test split, seed by seed, and compare curated against its baselines.
+
+Per model: clean test accuracy and ECE; the RPR robust fraction under the scoring scheme and
+under a held-out perturbation family (one not used to make variants); accuracy under the
+corruptions the variants used (``seen``) and under the others (``held_out``), and the mCE of
+each relative to the reference model of the same seed. Training on a perturbation and testing
+on the same one is visible as such: ``robust_fraction`` vs ``robust_fraction_held_out`` and
+``mce_seen`` vs ``mce_held_out`` (the headline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from torch import nn
+
+from robust_data.defaults import MAX_STEPS
+from robust_data.ingest.arrays import SampleArrays
+from robust_data.perturb.corrupt.library import MNIST_C
+from robust_data.report.corruption_suite import (
+    SuiteOptions,
+    corrupt_chunks,
+    evaluate_suite,
+    mean_corruption_error,
+    suite_jobs,
+)
+from robust_data.report.stats import Interval, Metric, interval, paired_difference, verdict
+from robust_data.report.testset import corrupted_jobs, stored_chunks
+from robust_data.scoring.rpr.engine import RprOptions, score_rpr
+from robust_data.variants.make import parse_transform
+
+#: Perturbation families in the order a held-out one is chosen (the first the plan does not use).
+HELD_OUT_SCHEMES = ("salt_pepper(p=0.05)", "gaussian(sigma=0.2)", "pixels")
+
+#: Test images per corrupted chunk and forward pass in the corruption suite.
+SUITE_BATCH = 1024
+
+METRICS = (
+    Metric("test_accuracy", "more accurate"),
+    Metric("robust_fraction", "more RPR-robust"),
+    Metric("robust_fraction_held_out", "more RPR-robust under a held-out perturbation"),
+    Metric("corruption_accuracy_held_out", "more accurate under held-out corruptions"),
+    Metric("mce_held_out", "lower in held-out mCE", higher_is_better=False, points=False),
+    Metric("mce_seen", "lower in mCE on corruptions used as variants", False, points=False),
+    Metric("ece", "better calibrated", higher_is_better=False, points=False),
+)
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """What the models are measured on.
+
+    Attributes
+    ----------
+    scheme : str
+        The RPR scoring scheme (as the curation scored with).
+    held_out_scheme : str
+        A perturbation family not used as a variant; default: the first of
+        :data:`HELD_OUT_SCHEMES` that the plan does not use (see :func:`held_out_scheme`).
+    corruptions : tuple of str
+        The corruption suite (default: the MNIST-C set).
+    device, precision : str
+        Where and how the models run, for the suite and RPR alike: ``auto``/``cpu``/``cuda``
+        and ``auto``/``fp32``/``bf16`` (``auto``: bf16 where the hardware has bf16 matrix
+        units, the scoring precision of :func:`robust_data.scoring.rpr.score_rpr`).
+    """
+
+    scheme: str = "pixels"
+    held_out_scheme: str = HELD_OUT_SCHEMES[0]
+    max_steps: int = MAX_STEPS
+    seed: int = 0
+    corruptions: tuple[str, ...] = MNIST_C
+    device: str = "auto"
+    precision: str = "auto"
+
+
+def used_families(transforms: Sequence[str]) -> set[str]:
+    """Names of the corruptions and perturbation schemes a plan's transforms use."""
+    return {parse_transform(t).name for t in transforms}
+
+
+def held_out_scheme(transforms: Sequence[str]) -> str:
+    """The first of :data:`HELD_OUT_SCHEMES` the transforms do not use."""
+    used = used_families(transforms)
+    return next((s for s in HELD_OUT_SCHEMES if s.split("(")[0] not in used), HELD_OUT_SCHEMES[-1])
+
+
+@dataclass
+class Judged:
+    """One model's measurements on the test split.
+
+    Attributes
+    ----------
+    metrics : dict
+        Metric name (see :data:`METRICS`) -> value.
+    steps : np.ndarray
+        (N,) int64 RPR tries to the flip under the scoring scheme; 0 for survivors.
+    suite : pa.Table
+        Accuracy and ECE per corruption job (``SUITE_SCHEMA`` of
+        robust_data.report.corruption_suite).
+    ce : dict
+        Corruption error per corruption relative to the reference (1 = as the reference).
+    """
+
+    metrics: dict[str, float]
+    steps: np.ndarray
+    suite: pa.Table
+    ce: dict[str, float]
+
+
+def judge(
+    models: Mapping[str, nn.Module],
+    test: SampleArrays,
+    classes: int,
+    seen: set[str],
+    options: JudgeOptions = JudgeOptions(),
+    reference: str = "reference",
+) -> dict[str, dict[str, float]]:
+    """Every metric of every model on ``test``; mCEs relative to ``models[reference]``.
+
+    The corrupted images are made once per chunk and run through every model.
+
+    Returns
+    -------
+    dict
+        Model name -> metric name (see :data:`METRICS`) -> value. Accuracies and fractions
+        in [0, 1] (higher is better); mCE >= 0 (1 is the reference, lower is better); ECE in
+        [0, 1] (lower is better).
+    """
+    judged = judge_models(models, test, classes, seen, options, reference)
+    return {name: j.metrics for name, j in judged.items()}
+
+
+@dataclass
+class Measured:
+    """One model's raw measurements on the test split, before any comparison.
+
+    Attributes
+    ----------
+    suite : pa.Table
+        Accuracy and ECE per corruption job (``SUITE_SCHEMA`` of
+        robust_data.report.corruption_suite).
+    steps : np.ndarray
+        (N,) int64 RPR tries to the flip under the scoring scheme; 0 for survivors.
+    held_out_steps : np.ndarray
+        (N,) int64 the same under the held-out scheme.
+    """
+
+    suite: pa.Table
+    steps: np.ndarray
+    held_out_steps: np.ndarray
+
+
+def measure_models(
+    models: Mapping[str, nn.Module],
+    test: SampleArrays,
+    classes: int,
+    options: JudgeOptions = JudgeOptions(),
+    corrupted: pa.Table | None = None,
+    known_steps: Mapping[str, np.ndarray] | None = None,
+    progress: bool = False,
+) -> dict[str, Measured]:
+    """Each model's suite and RPR tries; nothing here depends on the other models.
+
+    So one model per call (one evaluation step per model) measures what a call with all of
+    them does; a call with several reads each corrupted chunk once for all of them.
+
+    Parameters
+    ----------
+    corrupted : pa.Table, optional
+        The stored corrupted test set of ``test`` (robust_data.report.testset): its chunks
+        are read instead of made, and its corruptions are the suite (``options.corruptions``
+        is then ignored). Default: made here from ``options.corruptions``.
+    known_steps : mapping, optional
+        Model name -> (N,) stored tries to the flip under ``options.scheme`` (0 survived):
+        those models are not scored again under the scoring scheme.
+    """
+    if corrupted is None:
+        jobs = suite_jobs(options.corruptions)
+        chunks = corrupt_chunks(test.images, test.sample_ids, jobs, options.seed, SUITE_BATCH)
+    else:
+        check_corrupted(corrupted, test)
+        jobs, chunks = corrupted_jobs(corrupted), stored_chunks(corrupted, SUITE_BATCH)
+    suites = evaluate_suite(
+        dict(models),
+        test.labels,
+        jobs,
+        chunks,
+        SuiteOptions(options.seed, options.device, options.precision),
+        progress,
+    )
+    known = dict(known_steps or {})
+    out: dict[str, Measured] = {}
+    for name, model in models.items():
+        steps = known.get(name)
+        if steps is None:
+            steps = _steps(model, test, classes, options.scheme, options, progress)
+        held = _steps(model, test, classes, options.held_out_scheme, options, progress)
+        out[name] = Measured(suites[name], np.asarray(steps, np.int64), held)
+    return out
+
+
+def judged_from(
+    measured: Mapping[str, Measured], seen: set[str], reference: str = "reference"
+) -> dict[str, Judged]:
+    """Every metric of every model of one seed; mCEs relative to ``measured[reference]``.
+
+    Raises
+    ------
+    KeyError
+        When ``reference`` was not measured.
+    """
+    base = measured[reference].suite
+    out: dict[str, Judged] = {}
+    for name, m in measured.items():
+        rows = m.suite.to_pylist()
+        clean = next(r for r in rows if r["corruption"] == "clean")
+        suite_names = list(
+            dict.fromkeys(r["corruption"] for r in rows if r["corruption"] != "clean")
+        )
+        held = [c for c in suite_names if c not in seen]
+        seen_names = [c for c in suite_names if c in seen]
+        ce, _ = mean_corruption_error(m.suite, base)
+        metrics = {
+            "test_accuracy": clean["accuracy"],
+            "ece": clean["ece"],
+            "robust_fraction": float(np.mean(m.steps <= 0)) if len(m.steps) else np.nan,
+            "robust_fraction_held_out": float(np.mean(m.held_out_steps <= 0)),
+            "corruption_accuracy_held_out": _mean(
+                [r["accuracy"] for r in rows if r["corruption"] in held]
+            ),
+            "corruption_accuracy_seen": _mean(
+                [r["accuracy"] for r in rows if r["corruption"] in seen_names]
+            ),
+            "mce_held_out": _mean([ce[c] for c in held if c in ce]),
+            "mce_seen": _mean([ce[c] for c in seen_names if c in ce]),
+        }
+        out[name] = Judged(metrics, m.steps, m.suite, ce)
+    return out
+
+
+def judge_models(
+    models: Mapping[str, nn.Module],
+    test: SampleArrays,
+    classes: int,
+    seen: set[str],
+    options: JudgeOptions = JudgeOptions(),
+    reference: str = "reference",
+    corrupted: pa.Table | None = None,
+    known_steps: Mapping[str, np.ndarray] | None = None,
+    progress: bool = False,
+) -> dict[str, Judged]:
+    """:func:`judge` with the details a report draws: :func:`measure_models`, then
+    :func:`judged_from` (see there for ``corrupted`` and ``known_steps``)."""
+    measured = measure_models(models, test, classes, options, corrupted, known_steps, progress)
+    return judged_from(measured, seen, reference)
+
+
+def check_corrupted(corrupted: pa.Table, test: SampleArrays) -> None:
+    """Raise unless ``corrupted`` holds whole jobs of ``test``'s images in split order."""
+    stored_ids = corrupted.column("sample_id").slice(0, len(test)).to_pylist()
+    if stored_ids != list(test.sample_ids) or corrupted.num_rows % max(len(test), 1):
+        raise ValueError(
+            f"expected a corrupted test set of the {len(test):,} test images in split order; "
+            f"found {corrupted.num_rows:,} rows starting with other images; re-materialize "
+            "corrupted_test"
+        )
+
+
+def _steps(
+    model: nn.Module,
+    test: SampleArrays,
+    classes: int,
+    scheme: str,
+    o: JudgeOptions,
+    progress: bool = False,
+) -> np.ndarray:
+    """(N,) int64 tries to the flip under ``scheme``; 0 for the points that survived."""
+    options = RprOptions(
+        scheme=scheme, max_steps=o.max_steps, seed=o.seed, device=o.device, precision=o.precision
+    )
+    result = score_rpr(
+        model, test.images, test.labels, test.sample_ids, classes, options, progress=progress
+    )
+    return np.asarray(result.steps_to_flip, np.int64)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+@dataclass
+class Comparison:
+    """Metrics over seeds and curated-minus-baseline differences.
+
+    Attributes
+    ----------
+    runs : list of dict
+        One row per (seed, model): ``seed``, ``model``, ``train_size``, every metric.
+    summary : dict
+        Model -> metric -> :class:`Interval` over seeds.
+    differences : dict
+        Baseline -> metric -> :class:`Interval` of curated minus baseline, paired by seed.
+    verdicts : list of str
+        One line per metric and baseline (the reference first), NaN metrics skipped.
+    """
+
+    runs: list[dict]
+    summary: dict[str, dict[str, Interval]]
+    differences: dict[str, dict[str, Interval]]
+    verdicts: list[str]
+
+
+def compare(runs: list[dict], subject: str = "curated") -> Comparison:
+    """Intervals per model and metric, and ``subject`` minus every other model, by seed.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Rows with ``seed``, ``model`` and metrics of :data:`METRICS` (those missing from any
+        row are left out).
+    """
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    seeds = sorted({r["seed"] for r in runs})
+    value = {(r["model"], r["seed"]): r for r in runs}
+    summary: dict[str, dict[str, Interval]] = {}
+    differences: dict[str, dict[str, Interval]] = {}
+    verdicts: list[str] = []
+    metrics = [m for m in METRICS if all(m.name in r for r in runs)]
+    for model in models:
+        summary[model] = {
+            m.name: interval([value[(model, s)][m.name] for s in seeds])
+            for m in metrics
+            if all(not np.isnan(value[(model, s)][m.name]) for s in seeds)
+        }
+    for baseline in (m for m in models if m != subject):
+        differences[baseline] = {}
+        for metric in metrics:
+            pairs = [
+                (value[(subject, s)][metric.name], value[(baseline, s)][metric.name]) for s in seeds
+            ]
+            if any(np.isnan(a) or np.isnan(b) for a, b in pairs):
+                continue
+            diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+            differences[baseline][metric.name] = diff
+            name = "the reference" if baseline == "reference" else baseline
+            verdicts.append(verdict(metric, diff, name, subject))
+    return Comparison(runs, summary, differences, verdicts)

@@ -1,0 +1,322 @@
+"""The training sets a curation is judged by, and the models trained on them, per seed.
+
+For one seed s a preset gives four training sets of the same training split:
+
+``reference``           every original, no variants (the recipe as the reference model uses it)
+``curated``             the kept originals plus the plan's variants (fragile points get more
+                        under ``focus``), class weights when the preset balances by weights
+``random_subset``       as many originals as curated, drawn at random (seed s), plus the same
+                        number of variant images of the same transforms spread evenly over them
+``all_with_variants``   every original plus that same number of variant images, spread evenly
+
+so that curated and random_subset have exactly the same number of training images and differ
+only in which originals (and which of them get the variants) were chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from robust_data.curation.presets import Preset, class_weights, spread
+from robust_data.defaults import MAX_STEPS
+from robust_data.ingest.arrays import SampleArrays
+from robust_data.report.build import random_subset
+from robust_data.scoring.models import ModelConfig, TrainedModel, accuracy, save_model, train_model
+from robust_data.store.schema import column_by_id, table_metadata
+from robust_data.variants.make import apply_transform, copy_key, parse_transform
+
+TRAINING_SETS = ("reference", "curated", "random_subset", "all_with_variants")
+
+RETRAINED_SCHEMA = pa.schema(
+    [
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("train_size", pa.int64(), nullable=False),
+        pa.field("originals", pa.int64(), nullable=False),
+        pa.field("variants", pa.int64(), nullable=False),
+        pa.field("test_accuracy", pa.float64()),
+    ]
+)
+"""One row per (seed, training set): the models a report compares."""
+
+#: One line per column of :data:`RETRAINED_SCHEMA`.
+RETRAINED_COLUMNS_DOC = {
+    "seed": "0..seeds-1; the model's seed is the recipe's plus this",
+    "model": "The training set: " + ", ".join(TRAINING_SETS),
+    "path": "The weight file",
+    "sha256": "sha256 of the weight file's bytes",
+    "train_size": "Training images: originals + variants",
+    "originals": "Training samples it saw",
+    "variants": "Variant images it saw",
+    "test_accuracy": "In [0, 1]; higher is better",
+}
+
+
+@dataclass
+class TrainingSet:
+    """Images a model trains on.
+
+    Attributes
+    ----------
+    images : np.ndarray
+        (N, C, H, W) float32 in [0, 1]: originals first, then variants.
+    labels : np.ndarray
+        (N,) int64.
+    originals, variants : int
+        How many of the N are originals and how many variants.
+    weights : np.ndarray or None
+        (K,) loss weight per class, or None for equal weights.
+    """
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    originals: int
+    variants: int
+    weights: np.ndarray | None = None
+
+
+def with_variants(
+    data: SampleArrays, copies: np.ndarray, transforms: Sequence[str], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``data``'s images followed by ``copies[i]`` variants of sample i per transform.
+
+    Copy c of a sample under a transform is keyed by (copy_key(seed, c), sample_id): the same
+    sample gets the same c-th copy whichever set it is in, and as the stored variants of seed 0.
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        (N + V, C, H, W) float32 images and (N + V,) labels.
+    """
+    images, labels = [data.images], [data.labels]
+    x = torch.from_numpy(np.ascontiguousarray(data.images))
+    y = torch.from_numpy(np.array(data.labels, np.int64))  # a writable copy
+    for spec in transforms:
+        transform = parse_transform(spec)
+        for c in range(int(copies.max(initial=0))):
+            chosen = np.flatnonzero(copies > c)
+            ids = [data.sample_ids[i] for i in chosen]
+            index = torch.from_numpy(chosen)
+            out = apply_transform(transform, x[index], y[index], ids, copy_key(seed, c))
+            images.append(out.clamp(0, 1).numpy().astype(np.float32))
+            labels.append(data.labels[chosen])
+    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def training_sets(
+    train: SampleArrays,
+    kept: np.ndarray,
+    steps_to_flip: np.ndarray,
+    preset: Preset,
+    seed: int,
+    classes: int,
+    max_steps: int,
+    names: Sequence[str] = TRAINING_SETS,
+) -> dict[str, TrainingSet]:
+    """The training sets of one seed (see the module docstring).
+
+    Parameters
+    ----------
+    train : SampleArrays
+        The N originals of the training split.
+    kept : np.ndarray
+        (N,) bool, the curation's kept samples.
+    steps_to_flip : np.ndarray
+        (N,) int, try at which each point flipped (<= 0 for robust points), for ``focus``.
+    """
+    kept = np.asarray(kept, bool)
+    if len(kept) != len(train) or len(steps_to_flip) != len(train):
+        raise ValueError(
+            f"expected kept and steps_to_flip for each of {len(train)} samples; found "
+            f"{len(kept)} and {len(steps_to_flip)}"
+        )
+    plan = preset.plan
+    chosen = train.where(kept)
+    copies = plan.copies_per_sample(np.asarray(steps_to_flip)[kept], max_steps)
+    if not plan.transforms:
+        copies = np.zeros(len(chosen), np.int64)
+    budget = int(copies.sum())  # per transform
+    out: dict[str, TrainingSet] = {}
+    if "reference" in names:
+        out["reference"] = TrainingSet("reference", train.images, train.labels, len(train), 0)
+    if "curated" in names:
+        images, labels = with_variants(chosen, copies, plan.transforms, seed)
+        weights = class_weights(labels, classes) if preset.balance == "weights" else None
+        out["curated"] = TrainingSet(
+            "curated", images, labels, len(chosen), len(labels) - len(chosen), weights
+        )
+    if "random_subset" in names:
+        subset = random_subset(train, len(chosen), seed)
+        images, labels = with_variants(
+            subset, spread(len(subset), budget, seed), plan.transforms, seed
+        )
+        out["random_subset"] = TrainingSet(
+            "random_subset", images, labels, len(subset), len(labels) - len(subset)
+        )
+    if "all_with_variants" in names:
+        images, labels = with_variants(
+            train, spread(len(train), budget, seed), plan.transforms, seed
+        )
+        out["all_with_variants"] = TrainingSet(
+            "all_with_variants", images, labels, len(train), len(labels) - len(train)
+        )
+    return out
+
+
+def train_on(
+    training: TrainingSet,
+    recipe: ModelConfig,
+    classes: int,
+    seed: int,
+    device: str = "auto",
+    progress: bool = False,
+) -> TrainedModel:
+    """The reference recipe trained on ``training`` with model seed ``recipe.seed + seed``."""
+    return train_model(
+        replace(recipe, seed=recipe.seed + seed),
+        training.images,
+        training.labels,
+        classes,
+        device=device,
+        progress=progress,
+        desc=f"train {training.name} (seed {seed})",
+        evaluate=False,
+        class_weights=training.weights,
+    )
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """Which models to train for a report.
+
+    Attributes
+    ----------
+    seeds : int
+        Seeds 0..seeds-1 (>= 1; intervals need >= 2). Each seed trains every training set.
+    names : tuple of str
+        Training sets (see :data:`TRAINING_SETS`); ``reference`` and ``curated`` always.
+    max_steps : int
+        The RPR cap the ``steps_to_flip`` were scored with (fragility for ``focus``).
+    device : str
+    """
+
+    seeds: int = 3
+    names: tuple[str, ...] = TRAINING_SETS
+    max_steps: int = MAX_STEPS
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"expected seeds >= 1; found {self.seeds}; pass 3 (the default)")
+        unknown = sorted(set(self.names) - set(TRAINING_SETS))
+        if unknown:
+            raise ValueError(f"expected training sets from {TRAINING_SETS}; found {unknown}")
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model already on disk (the reference model of seed 0)."""
+
+    model: TrainedModel
+    path: str
+    sha256: str
+
+
+def retrain_models(
+    train: SampleArrays,
+    test: SampleArrays,
+    kept: np.ndarray,
+    steps_to_flip: np.ndarray,
+    preset: Preset,
+    recipe: ModelConfig,
+    classes: int,
+    path_for: Callable[[str, int], str | Path],
+    reference: StoredModel | None = None,
+    options: RetrainOptions = RetrainOptions(),
+    progress: bool = True,
+) -> pa.Table:
+    """Train every training set of every seed with ``recipe``, save each, measure test accuracy.
+
+    One training set is in memory at a time. The reference of seed 0 is ``reference`` when
+    given (the stored reference model: the same recipe and seed on the same originals).
+
+    Parameters
+    ----------
+    train, test : SampleArrays
+        The training split's N originals, and the test split.
+    kept, steps_to_flip : np.ndarray
+        (N,) bool kept by the curation; (N,) int try of the flip, <= 0 for robust points.
+    path_for : callable
+        (training set, seed) -> where its weight file goes (written atomically).
+
+    Returns
+    -------
+    pa.Table
+        :data:`RETRAINED_SCHEMA`, rows seed by seed in :data:`TRAINING_SETS` order, with the
+        robust_data table metadata (the options and the preset as parameters).
+    """
+    names = [n for n in TRAINING_SETS if n in {"reference", "curated", *options.names}]
+    rows = []
+    for seed in range(options.seeds):
+        for name in names:
+            (training,) = training_sets(
+                train, kept, steps_to_flip, preset, seed, classes, options.max_steps, (name,)
+            ).values()
+            if name == "reference" and seed == 0 and reference is not None:
+                model, path, sha = reference.model, reference.path, reference.sha256
+            else:
+                model = train_on(training, recipe, classes, seed, options.device, progress)
+                path = str(path_for(name, seed))
+                sha = save_model(model, path).sha256
+            rows.append(
+                {
+                    "seed": seed,
+                    "model": name,
+                    "path": path,
+                    "sha256": sha,
+                    "train_size": len(training.labels),
+                    "originals": training.originals,
+                    "variants": training.variants,
+                    "test_accuracy": accuracy(
+                        model.model, test.images, test.labels, options.device
+                    ),
+                }
+            )
+            del training
+    params = {**asdict(options), "names": list(options.names), "preset": preset.name}
+    meta = table_metadata(
+        "retrained_model", "raw_samples, rpr_scores, curation_ledger, reference_model", params
+    )
+    return pa.Table.from_pylist(rows, schema=RETRAINED_SCHEMA).replace_schema_metadata(meta)
+
+
+def curation_inputs(
+    train: SampleArrays, ledger: pa.Table, rpr: pa.Table
+) -> tuple[np.ndarray, np.ndarray]:
+    """``kept`` (N,) bool from a curation ledger and ``steps_to_flip`` (N,) int64 (0: robust)
+    from the ``rpr_scores`` table, both in the order of ``train``'s samples.
+
+    Raises
+    ------
+    ValueError
+        When a training sample is missing from either table (they are from another run).
+    """
+    ids = list(train.sample_ids)
+    kept = column_by_id(ledger, ids, "kept")
+    steps = column_by_id(rpr, ids, "steps_to_flip", default=-1)
+    missing = [i for i, k, s in zip(ids, kept, steps, strict=True) if k is None or s == -1]
+    if missing:
+        raise ValueError(
+            f"expected every training sample in curation_ledger and rpr_scores; found "
+            f"{len(missing):,} missing (e.g. {missing[0]}); re-materialize the curation job"
+        )
+    return np.asarray(kept, bool), np.asarray([s or 0 for s in steps], np.int64)

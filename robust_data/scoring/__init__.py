@@ -1,0 +1,1 @@
+"""Stage 2, scoring: compute device, reference models, and RPR scores per datapoint."""

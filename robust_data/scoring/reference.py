@@ -1,0 +1,133 @@
+"""Train a dataset's reference model and record it as a one-row table (``reference_model``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from robust_data.ingest.arrays import decode_samples, num_classes
+from robust_data.scoring.models import (
+    ModelConfig,
+    ModelFile,
+    TrainedModel,
+    load_model,
+    save_model,
+    train_model,
+)
+from robust_data.store.schema import table_metadata
+
+REFERENCE_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("arch", pa.string(), nullable=False),
+        pa.field("config", pa.string(), nullable=False),
+        pa.field("num_classes", pa.int32(), nullable=False),
+        pa.field("num_parameters", pa.int64(), nullable=False),
+        pa.field("train_samples", pa.int64(), nullable=False),
+        pa.field("train_accuracy", pa.float64(), nullable=False),
+        pa.field("test_accuracy", pa.float64()),
+        pa.field("train_seconds", pa.float64(), nullable=False),
+        pa.field("device", pa.string(), nullable=False),
+        pa.field("precision", pa.string(), nullable=False),
+    ]
+)
+"""One row naming a reference model: where its weights are, their sha256, how it scored."""
+
+#: One line per column of :data:`REFERENCE_SCHEMA`.
+REFERENCE_COLUMNS_DOC = {
+    "path": "The weight file",
+    "sha256": "sha256 of the weight file's bytes",
+    "arch": "Architecture name",
+    "config": "The training recipe (ModelConfig) as JSON",
+    "num_classes": "Output classes",
+    "num_parameters": "Trainable parameters",
+    "train_samples": "Training images it saw",
+    "train_accuracy": "Accuracy on the train split, in [0, 1]; higher is better",
+    "test_accuracy": "Accuracy on the test split, in [0, 1]; higher is better; null without one",
+    "train_seconds": "Wall time of the training",
+    "device": "Where it trained: cpu or cuda",
+    "precision": "fp32 or bf16",
+}
+
+
+def train_reference(
+    samples: pa.Table,
+    config: ModelConfig,
+    weights_path: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+) -> pa.Table:
+    """Train the reference model on the train split, test it on the test split, save it.
+
+    Parameters
+    ----------
+    samples : pa.Table
+        A samples table (``raw_samples``); its images must share one shape.
+    config : ModelConfig
+    weights_path : path
+        Where the weight file is written (atomically).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+
+    Returns
+    -------
+    pa.Table
+        One row in :data:`REFERENCE_SCHEMA`.
+    """
+    data = decode_samples(samples)
+    train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
+    if len(train) == 0:
+        raise ValueError(
+            "expected a train split to train the reference model on; found no train rows"
+        )
+    classes = num_classes(samples)
+    trained = train_model(
+        config,
+        train.images,
+        train.labels,
+        classes,
+        test.images if len(test) else None,
+        test.labels if len(test) else None,
+        device=device,
+        progress=progress,
+    )
+    saved = save_model(trained, weights_path)
+    return reference_row(trained, saved, len(train))
+
+
+def reference_row(trained: TrainedModel, saved: ModelFile, train_samples: int) -> pa.Table:
+    """The one-row ``reference_model`` table of a trained, saved model."""
+    test_accuracy = trained.metrics.get("test_accuracy", float("nan"))
+    row = {
+        "path": str(saved.path),
+        "sha256": saved.sha256,
+        "arch": trained.config.arch,
+        "config": json.dumps(asdict(trained.config), sort_keys=True),
+        "num_classes": trained.num_classes,
+        "num_parameters": sum(p.numel() for p in trained.model.parameters()),
+        "train_samples": train_samples,
+        "train_accuracy": float(trained.metrics["train_accuracy"]),
+        "test_accuracy": None if np.isnan(test_accuracy) else float(test_accuracy),
+        "train_seconds": round(float(trained.train_seconds), 3),
+        "device": str(trained.metrics["device"]),
+        "precision": str(trained.metrics["precision"]),
+    }
+    table = pa.Table.from_pylist([row], schema=REFERENCE_SCHEMA)
+    meta = table_metadata("reference_model", "raw_samples", asdict(trained.config))
+    return table.replace_schema_metadata(meta)
+
+
+def load_reference(reference: pa.Table) -> tuple[TrainedModel, ModelFile]:
+    """Load the model a ``reference_model`` table names, checking its sha256."""
+    if reference.num_rows != 1 or "sha256" not in reference.column_names:
+        raise ValueError(
+            f"expected a one-row reference_model table; found {reference.num_rows} rows "
+            f"with columns {reference.column_names}"
+        )
+    row = reference.to_pylist()[0]
+    return load_model(row["path"], row["sha256"])

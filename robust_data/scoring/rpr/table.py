@@ -1,0 +1,152 @@
+"""The ``rpr_scores`` table and the paper's summaries of it (robustness curve, per class)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from robust_data.defaults import MAX_STEPS
+from robust_data.scoring.rpr.engine import RprResult
+from robust_data.store.schema import read_params, table_metadata
+
+RPR_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("label", pa.int64(), nullable=False),
+        pa.field("model_sha256", pa.string(), nullable=False),
+        pa.field("scheme", pa.string(), nullable=False),
+        pa.field("max_steps", pa.int32(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("clean_pred", pa.int64(), nullable=False),
+        pa.field("clean_correct", pa.bool_(), nullable=False),
+        pa.field("steps_to_flip", pa.int32()),
+        pa.field("robust", pa.bool_(), nullable=False),
+        pa.field("flip_pred", pa.int64()),
+    ]
+)
+"""One row per scored datapoint. Low ``steps_to_flip`` (and ``robust`` false) is fragile."""
+
+#: One line per column of :data:`RPR_SCHEMA`.
+RPR_COLUMNS_DOC = {
+    "sample_id": "The scored sample (raw_samples.sample_id)",
+    "split": '"train" or "test"',
+    "label": "The given label y",
+    "model_sha256": "sha256 of the model's weights (the reference model)",
+    "scheme": 'Random perturbation, canonical spec, e.g. "pixels"',
+    "max_steps": "Tries per sample; surviving them all is robust",
+    "seed": "Seed of the perturbations",
+    "clean_pred": "Prediction on the unperturbed image",
+    "clean_correct": "clean_pred equals label",
+    "steps_to_flip": "Tries until the prediction changed, 1..max_steps (low = fragile); "
+    "null: survived (robust)",
+    "robust": "Survived every try; false is fragile",
+    "flip_pred": "Prediction at the flip; null when robust",
+}
+
+
+def rpr_table(
+    result: RprResult,
+    sample_ids: Sequence[str],
+    splits: Sequence[str],
+    labels: np.ndarray,
+    model_sha256: str,
+    source: str = "",
+    params: dict[str, Any] | None = None,
+) -> pa.Table:
+    """Build the ``rpr_scores`` table of a result, row-aligned with its inputs."""
+    n = len(sample_ids)
+    robust = result.robust
+    table = pa.table(
+        {
+            "sample_id": pa.array(list(sample_ids), pa.string()),
+            "split": pa.array(list(splits), pa.string()),
+            "label": pa.array(np.asarray(labels, np.int64)),
+            "model_sha256": pa.array([model_sha256] * n, pa.string()),
+            "scheme": pa.array([result.scheme] * n, pa.string()),
+            "max_steps": pa.array(np.full(n, result.max_steps, np.int32)),
+            "seed": pa.array(np.full(n, result.seed, np.int64)),
+            "clean_pred": pa.array(result.clean_pred.astype(np.int64)),
+            "clean_correct": pa.array(result.clean_correct.astype(bool)),
+            "steps_to_flip": pa.array(result.steps_to_flip.astype(np.int32), mask=robust),
+            "robust": pa.array(robust),
+            "flip_pred": pa.array(result.flip_pred.astype(np.int64), mask=robust),
+        },
+        schema=RPR_SCHEMA,
+    )
+    meta = {
+        "scheme": result.scheme,
+        "max_steps": result.max_steps,
+        "seed": result.seed,
+        "model_sha256": model_sha256,
+        "device": result.device,
+        "precision": result.precision,
+        **(params or {}),
+    }
+    return table.replace_schema_metadata(table_metadata("rpr_scores", source, meta))
+
+
+def scored_max_steps(table: pa.Table) -> int:
+    """The ``max_steps`` an RPR table was scored with (its params), :data:`MAX_STEPS` if absent."""
+    return int(read_params(table.schema).get("max_steps", MAX_STEPS))
+
+
+def robust_fraction_by_split(table: pa.Table) -> dict[str, float]:
+    """Robust fraction per split of an ``rpr_scores`` table, train and test first.
+
+    Returns
+    -------
+    dict of str to float
+        Each in [0, 1]; higher is more robust.
+    """
+    splits = np.asarray(table.column("split").to_pylist(), dtype=object)
+    robust = np.asarray(table.column("robust").to_numpy(zero_copy_only=False), bool)
+    present = set(splits.tolist())
+    order = [s for s in ("train", "test") if s in present] + sorted(present - {"train", "test"})
+    return {s: float(robust[splits == s].mean()) for s in order}
+
+
+def robustness_curve(steps_to_flip: np.ndarray, max_steps: int) -> np.ndarray:
+    """Fraction of datapoints still robust after k tries, k = 1..max_steps (Figures 3 and 5).
+
+    Parameters
+    ----------
+    steps_to_flip : np.ndarray
+        (N,) int, 1..max_steps, with 0 (or a masked/NaN value turned into 0) for survivors.
+    max_steps : int
+
+    Returns
+    -------
+    np.ndarray
+        (max_steps,) float64 in [0, 1], non-increasing; entry k-1 is the share of points whose
+        first flip came after try k. The last entry is the robust fraction. Higher is more
+        robust. Empty input gives NaN.
+    """
+    steps = np.asarray(steps_to_flip, dtype=np.int64)
+    if steps.size == 0:
+        return np.full(max_steps, np.nan)
+    flips_at = np.bincount(steps[steps > 0], minlength=max_steps + 1)[1 : max_steps + 1]
+    return 1.0 - np.cumsum(flips_at) / steps.size
+
+
+def steps_column(table: pa.Table) -> np.ndarray:
+    """``steps_to_flip`` of an ``rpr_scores`` table as (N,) int64 with 0 for survivors."""
+    return np.asarray(table.column("steps_to_flip").fill_null(0).to_numpy(), np.int64)
+
+
+def class_robust_fraction(labels: np.ndarray, robust: np.ndarray, num_classes: int) -> np.ndarray:
+    """Robust fraction per class (Figure 4).
+
+    Returns
+    -------
+    np.ndarray
+        (num_classes,) float64 in [0, 1]; NaN for a class with no datapoints.
+    """
+    labels = np.asarray(labels, np.int64)
+    total = np.bincount(labels, minlength=num_classes).astype(float)
+    kept = np.bincount(labels[np.asarray(robust, bool)], minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, kept / total, np.nan)

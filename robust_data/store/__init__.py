@@ -1,0 +1,1 @@
+"""The home and its Parquet store: layout, schemas, table checks, the writer lock, safe targets."""

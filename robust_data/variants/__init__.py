@@ -1,0 +1,1 @@
+"""Stage 4, variants: corrupted, augmented and adversarial copies of samples."""

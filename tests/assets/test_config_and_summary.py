@@ -1,0 +1,120 @@
+"""Run config derived from the core, the environment settings, the CLI summary: small and fast."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from assets import CurationConfig, ReferenceModelConfig
+from assets.config import attribute_docs, set_fields
+from assets.resources import Settings
+from pipelines.cli.launch import RunOutcome
+from pipelines.cli.summary import summary
+from robust_data.curation.policy import CurationPolicy
+from robust_data.scoring.models import ModelConfig
+from robust_data.store.store import Store
+
+
+def test_reference_config_has_every_model_field_unset_by_default() -> None:
+    fields = ReferenceModelConfig.model_fields
+    assert set(fields) == {f for f in ModelConfig.__dataclass_fields__} | {"device"}
+    assert all(field.default is None for field in fields.values())
+    assert "Passes over the training data" in fields["epochs"].description
+    assert "(unset: 4)" in fields["epochs"].description  # the core's default, named
+    config = ReferenceModelConfig(epochs=2, device="cpu")
+    assert set_fields(config, ModelConfig) == {"epochs": 2}  # device is the step's own
+    assert ModelConfig(**set_fields(config, ModelConfig)) == ModelConfig(epochs=2)
+
+
+def test_curation_config_takes_the_preset_for_unset_fields() -> None:
+    fields = CurationConfig.model_fields
+    assert {f for f in CurationPolicy.__dataclass_fields__} <= set(fields)
+    assert fields["preset"].default == "clean"
+    assert "(unset: the preset's value)" in fields["per_class"].description
+    assert set_fields(CurationConfig(dedupe=False), CurationPolicy) == {"dedupe": False}
+
+
+def test_attribute_docs_reads_shared_entries() -> None:
+    docs = attribute_docs(CurationPolicy)
+    assert docs["drop_label_issues"] == docs["drop_outliers"]
+    assert docs["seed"] == "Seeds the per-class sampling."
+
+
+def test_settings_come_from_the_environment_with_one_line_errors() -> None:
+    assert Settings.from_environ({}) == Settings()
+    settings = Settings.from_environ(
+        {"ROBUST_DATA_RPR_SHARDS": "4", "ROBUST_DATA_DEVICE": "cpu", "ROBUST_DATA_INBOX": "/x"}
+    )
+    assert (settings.rpr_shards, settings.device, settings.inbox) == (4, "cpu", "/x")
+    with pytest.raises(ValueError, match="expected ROBUST_DATA_MAX_CONCURRENT to be an integer"):
+        Settings.from_environ({"ROBUST_DATA_MAX_CONCURRENT": "0"})
+    with pytest.raises(ValueError, match="expected ROBUST_DATA_INBOX_SETTLE_SECONDS to be a"):
+        Settings.from_environ({"ROBUST_DATA_INBOX_SETTLE_SECONDS": "soon"})
+    with pytest.raises(
+        ValueError,
+        match="expected ROBUST_DATA_EXECUTOR to be one of multiprocess, k8s, celery; found 'dask'",
+    ):
+        Settings.from_environ({"ROBUST_DATA_EXECUTOR": "dask"})
+
+
+def test_summary_is_built_from_the_run_metadata(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "home")
+    metadata = {
+        "raw_samples": {
+            "dagster/row_count": 30,
+            "rejects": 1,
+            "counts": {
+                "classes": {"a": 10, "b": 20},
+                "splits": {"test": 6, "train": 24},
+                "notes": [],
+            },
+        },
+        "reference_model": {
+            "arch": "simple_cnn",
+            "train_accuracy": 0.9,
+            "test_accuracy": 0.8,
+            "sha256": "0123456789abcdef",
+        },
+        "rpr_scores": {
+            "scheme": "pixels",
+            "max_steps": 250,
+            "robust_fraction_train": 0.5,
+            "robust_fraction_test": 0.25,
+            "robust_fraction_per_class": "![plot](data:...)",
+        },
+        "curation_ledger": {"reason_counts": {"kept": 20, "label_issue": 4, "outlier": 0}},
+        "robustness_report": {
+            "headline": {"preset": "clean", "seeds": 2, "verdicts": ["curated is ..."]},
+            "paper_table": "| model |",
+            "report": "/r/report.md",
+        },
+    }
+    text = summary(store, "toy", RunOutcome("abcdef123456", 1.5, ("a guard",), metadata), "job")
+    lines = text.splitlines()
+    assert lines[0] == "job for dataset 'toy': run abcdef12 succeeded in 1.5 s"
+    assert (
+        lines[1].startswith("  verdict (preset clean, 2 seeds") and lines[2] == "    curated is ..."
+    )
+    assert lines[3] == "  warning: a guard"
+    assert "  raw_samples: 30 rows, 2 classes (10-20 per class); splits: test 6, train 24" in lines
+    assert "  rpr_scores: pixels, max_steps 250: robust fraction train 0.5000, test 0.2500" in lines
+    assert "  curated_samples: kept 20 of 24 training samples (dropped: label_issue 4)" in lines
+    assert lines[-3:] == [
+        "Robustness report for 'toy' (test split):",
+        "| model |",
+        "Full report: /r/report.md",
+    ]
+    assert not any(line.startswith("  label_quality") for line in lines)  # not in this run
+
+
+def test_scoped_environ_restores_what_was_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.home import scoped_environ
+
+    monkeypatch.setenv("ROBUST_DATA_HOME", "/before")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with scoped_environ({"ROBUST_DATA_HOME": "/run", "DAGSTER_HOME": "/run/dagster"}):
+        assert os.environ["ROBUST_DATA_HOME"] == "/run"
+        assert os.environ["DAGSTER_HOME"] == "/run/dagster"
+    assert os.environ["ROBUST_DATA_HOME"] == "/before" and "DAGSTER_HOME" not in os.environ
