@@ -1,7 +1,7 @@
 """Run config derived from the core's dataclasses: one source for names, defaults and docs.
 
 Each step's Dagster ``Config`` lists the fields of the core dataclass it fills (for example
-:class:`robust_data.scoring.models.ModelConfig`), every one optional: a field left unset takes the
+:class:`robust_data.scoring.models.ModelOptions`), every one optional: a field left unset takes the
 core's default (or, for a curation preset, the preset's value), which its description names.
 The launchpad therefore shows no magic values, and a new core field appears in the run
 config without being declared twice.

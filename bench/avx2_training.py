@@ -80,7 +80,7 @@ def child(args: argparse.Namespace) -> None:
         models.onednn_training_guard = lambda model, device: contextlib.nullcontext(False)
     shape = tuple(int(v) for v in args.shape.split(","))
     images, labels = learnable(args.images, shape)
-    config = models.ModelConfig(
+    config = models.ModelOptions(
         arch=args.arch,
         width=args.width,
         epochs=args.epochs,
@@ -292,10 +292,10 @@ def agree(timeout: float, rows: list[list[str]]) -> None:
     """Fill ``rows`` with native vs emulated-AVX2 agreement of one ResNet's logits and scores."""
     import numpy as np
 
-    from robust_data.scoring.models import ModelConfig, save_model, train_model
+    from robust_data.scoring.models import ModelOptions, save_model, train_model
 
     images, labels = learnable(512, (3, 32, 32))
-    config = ModelConfig(arch="resnet", width=16, epochs=3, batch_size=64, precision="fp32")
+    config = ModelOptions(arch="resnet", width=16, epochs=3, batch_size=64, precision="fp32")
     trained = train_model(config, images, labels, 4, device="cpu", progress=False, evaluate=False)
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_model(trained, Path(tmp, "resnet.pt")).path

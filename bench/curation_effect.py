@@ -28,7 +28,7 @@ from robust_data.curation.policy import CurationPolicy, select_scored
 from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.build import add_variants, random_subset
-from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.models import ModelOptions, train_model
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 from robust_data.variants.make import DEFAULT_TRANSFORMS, make_variants
 
@@ -36,7 +36,7 @@ POLICY = CurationPolicy(drop_label_issues=False, drop_outliers=False, dedupe=Fal
 
 
 def evaluate(
-    recipe: ModelConfig, train: SampleArrays, test: SampleArrays, options: RprOptions
+    recipe: ModelOptions, train: SampleArrays, test: SampleArrays, options: RprOptions
 ) -> tuple[float, float]:
     """Test accuracy and test robust fraction of the recipe trained on ``train``."""
     model = train_model(
@@ -48,7 +48,7 @@ def evaluate(
     return float(model.metrics["test_accuracy"]), float(scores.robust.mean())
 
 
-def curate(train: SampleArrays, recipe: ModelConfig, test: SampleArrays, options: RprOptions):
+def curate(train: SampleArrays, recipe: ModelOptions, test: SampleArrays, options: RprOptions):
     """The reference model, its test figures, and the kept training points."""
     reference = train_model(
         recipe, train.images, train.labels, 10, test.images, test.labels, progress=False
@@ -76,7 +76,7 @@ def main() -> None:
     options = RprOptions(compile="off")
     results: dict[str, list[tuple[float, float, int]]] = {}
     for seed in args.seeds:
-        recipe = ModelConfig(seed=seed)
+        recipe = ModelOptions(seed=seed)
         figures, chosen = curate(train, recipe, test, options)
         results.setdefault("reference", []).append((*figures, len(train)))
         subset = random_subset(train, len(chosen), seed)

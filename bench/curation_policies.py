@@ -41,7 +41,7 @@ from robust_data.report.evaluate import (
 )
 from robust_data.report.retrain import train_on, training_sets
 from robust_data.scoring.device import tune_allocator
-from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.models import ModelOptions, train_model
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 FLAGS = ("is_label_issue", "is_outlier", "is_near_duplicate")
@@ -57,9 +57,9 @@ def run_dataset(dataset: str, seeds: list[int], presets: list[str]) -> dict[str,
     runs: dict[str, list[dict]] = {p: [] for p in presets}
     quality = None
     for seed in seeds:
-        recipe = ModelConfig(seed=0)
+        recipe = ModelOptions(seed=0)
         reference = train_model(
-            ModelConfig(seed=seed), train.images, train.labels, classes, progress=False
+            ModelOptions(seed=seed), train.images, train.labels, classes, progress=False
         )
         scores = score_rpr(
             reference.model,

@@ -57,7 +57,7 @@ from robust_data.ingest.images import to_model_batch  # noqa: E402
 from robust_data.perturb.rng import sample_keys, uniform  # noqa: E402
 from robust_data.perturb.schemes import parse_scheme  # noqa: E402
 from robust_data.scoring.device import cpu_has_bf16_units  # noqa: E402
-from robust_data.scoring.models import ModelConfig, save_model, train_model  # noqa: E402
+from robust_data.scoring.models import ModelOptions, save_model, train_model  # noqa: E402
 from robust_data.scoring.rpr.engine import RprOptions, RprResult, score_rpr  # noqa: E402
 from robust_data.version import code_revision  # noqa: E402
 
@@ -606,7 +606,7 @@ class Check:
     def train_reference(self, device: str, name: str) -> None:
         """Train the reference recipe on ``device``; its model is the one scored."""
         trained = train_model(
-            ModelConfig(epochs=self.args.epochs),
+            ModelOptions(epochs=self.args.epochs),
             self.train.images,
             self.train.labels,
             NUM_CLASSES,
@@ -641,7 +641,7 @@ class Check:
         epochs = self.args.cpu_train_epochs
         with cpu_threads(self.args.cpu_threads):
             trained = train_model(
-                ModelConfig(epochs=epochs),
+                ModelOptions(epochs=epochs),
                 self.train.images,
                 self.train.labels,
                 NUM_CLASSES,

@@ -29,7 +29,7 @@ from robust_data.label_quality.assess import (
     plant_label_noise,
 )
 from robust_data.label_quality.oof import OofOptions, out_of_fold
-from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.models import ModelOptions, train_model
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     train = decode_samples(ingest("mnist-5k", name="mnist-5k").samples, splits=("train",))
     noisy, flipped = plant_label_noise(train.labels, args.share, 10, seed=args.seed)
     data = replace(train, labels=noisy)
-    recipe = ModelConfig()
+    recipe = ModelOptions()
     started = time.perf_counter()
     reference = train_model(recipe, data.images, noisy, 10, progress=False)
     reference_seconds = time.perf_counter() - started

@@ -38,7 +38,7 @@ from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.build import PAPER_TABLE
 from robust_data.report.stats import Metric, interval, paired_difference, verdict
-from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.models import ModelOptions, train_model
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 
@@ -53,7 +53,7 @@ class Outcome:
     robust: tuple[float, float]
 
 
-def run_seed(train, test, recipe: ModelConfig, per_class: int, seed: int) -> Outcome:
+def run_seed(train, test, recipe: ModelOptions, per_class: int, seed: int) -> Outcome:
     """Train M on all of ``train``, keep ``per_class`` robust points per class, train M_R."""
     options = RprOptions(seed=seed)
     classes = int(max(train.labels.max(), test.labels.max())) + 1
@@ -105,7 +105,7 @@ def main() -> None:
         test = test.where(np.arange(len(test)) < args.limit)
     outcomes = []
     for seed in args.seeds:
-        recipe = ModelConfig(seed=seed)
+        recipe = ModelOptions(seed=seed)
         if args.regime == "paper":
             recipe = replace(recipe, epochs=args.epochs)  # the recipe is already ADAM, lr 1e-3
         outcomes.append(run_seed(train, test, recipe, args.per_class, seed))

@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.scoring.device import autocast, resolve_device, tune_allocator
-from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.models import ModelOptions, train_model
 from robust_data.scoring.rpr.engine import ModelRunner, RprOptions, score_rpr, score_rpr_loop
 
 
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--loop", type=int, default=100, help="images the per-image loop scores")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--width", type=int, default=ModelConfig().width, help="CNN channels")
+    parser.add_argument("--width", type=int, default=ModelOptions().width, help="CNN channels")
     args = parser.parse_args()
     tune_allocator()
     device = resolve_device(args.device)
@@ -106,7 +106,7 @@ def main() -> None:
     data = decode_samples(ingest("mnist-5k", name="mnist-5k").samples)
     train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
     trained = train_model(
-        ModelConfig(width=args.width),
+        ModelOptions(width=args.width),
         train.images,
         train.labels,
         10,

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from robust_data.scoring import device
-from robust_data.scoring.models import ModelConfig, build_model, load_model, predict_logits
+from robust_data.scoring.models import ModelOptions, build_model, load_model, predict_logits
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -37,7 +37,7 @@ RPR = RprOptions(device="cpu", precision="fp32", max_steps=20, compile="off")
 CHILD = """
 import json, sys
 import numpy as np, torch
-from robust_data.scoring.models import ModelConfig, build_model, save_model, train_model
+from robust_data.scoring.models import ModelOptions, build_model, save_model, train_model
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 arch, data, weights = sys.argv[1], np.load(sys.argv[2]), sys.argv[3]
@@ -53,7 +53,7 @@ def loss(model):
         logits = model(torch.from_numpy(images))
     return float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels)))
 
-config = ModelConfig(arch=arch, width=4, epochs=3, batch_size=8, lr=0.01, precision="fp32")
+config = ModelOptions(arch=arch, width=4, epochs=3, batch_size=8, lr=0.01, precision="fp32")
 initial = build_model(config, (3, 32, 32), 4)
 trained = train_model(config, images, labels, 4, device="cpu", progress=False, evaluate=False)
 from robust_data.scoring.device import onednn_faulty_for, onednn_isa  # after training
@@ -230,8 +230,8 @@ def test_the_guard_routes_only_trainable_1x1_convolutions_on_avx2_around_onednn(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cpu = torch.device("cpu")
-    resnet = build_model(ModelConfig(arch="resnet", width=4), (3, 32, 32), 4)
-    cnn = build_model(ModelConfig(width=4), (3, 32, 32), 4)
+    resnet = build_model(ModelOptions(arch="resnet", width=4), (3, 32, 32), 4)
+    cnn = build_model(ModelOptions(width=4), (3, 32, 32), 4)
     shortcuts = device.trainable_1x1_convolutions(resnet)
     assert len(shortcuts) == 2 and device.trainable_1x1_convolutions(cnn) == []
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # what this process's oneDNN is told

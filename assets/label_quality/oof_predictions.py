@@ -35,7 +35,7 @@ from robust_data.label_quality.oof import (
     merge_folds,
     oof_fold,
 )
-from robust_data.scoring.models import ModelConfig
+from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.reference import load_reference
 from robust_data.store.checks import check_oof
 
@@ -66,7 +66,7 @@ def _options(
         recipe["epochs"] = config.epochs
     return OofOptions(
         folds=config.folds,
-        model=ModelConfig(**recipe),
+        model=ModelOptions(**recipe),
         embedding_dim=config.embedding_dim,
         seed=config.seed,
         device=config.device or compute.device,

@@ -13,14 +13,14 @@ from assets.resources import (
     HomeResource,
     transient_failures_retried,
 )
-from robust_data.scoring.models import ModelConfig
+from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.reference import REFERENCE_COLUMNS_DOC, REFERENCE_SCHEMA, train_reference
 from robust_data.store.checks import check_model_table
 
 ReferenceModelConfig = core_config(
-    ModelConfig,
+    ModelOptions,
     "ReferenceModelConfig",
-    "Architecture and training recipe (robust_data.scoring.models.ModelConfig); unset fields "
+    "Architecture and training recipe (robust_data.scoring.models.ModelOptions); unset fields "
     "take its "
     "defaults, precision the compute resource's.",
     __name__,
@@ -53,12 +53,12 @@ def reference_model(
     raw_samples,
 ):
     """Train the reference model (one core call: ``scoring.reference.train_reference``)."""
-    settings = set_fields(config, ModelConfig)
+    settings = set_fields(config, ModelOptions)
     settings.setdefault("precision", compute.precision)
     device = config.device or compute.device
     weights = home.store().weights_location("reference_model", context.partition_key)
     with transient_failures_retried(context):
-        table = train_reference(raw_samples, ModelConfig(**settings), weights, device=device)
+        table = train_reference(raw_samples, ModelOptions(**settings), weights, device=device)
     row = table.to_pylist()[0]
     context.add_output_metadata(
         output_name="result",

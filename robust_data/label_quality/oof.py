@@ -19,7 +19,13 @@ from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
 from robust_data.ingest.arrays import SampleArrays, decode_samples, num_classes
-from robust_data.scoring.models import ModelConfig, TrainedModel, embed, predict_logits, train_model
+from robust_data.scoring.models import (
+    ModelOptions,
+    TrainedModel,
+    embed,
+    predict_logits,
+    train_model,
+)
 from robust_data.store.schema import table_metadata
 
 OOF_SCHEMA = pa.schema(
@@ -51,7 +57,7 @@ class OofOptions:
     ----------
     folds : int
         Stratified folds (>= 2). Reduced, with a warning, to the smallest class's size.
-    model : ModelConfig
+    model : ModelOptions
         Architecture and recipe of every fold model (its seed is offset by the fold number).
     embedding_dim : int
         PCA components kept from the penultimate activations (>= 1; fewer if D or N is
@@ -67,7 +73,7 @@ class OofOptions:
     """
 
     folds: int = 5
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
     embedding_dim: int = 64
     seed: int = 0
     device: str = "auto"

@@ -27,7 +27,7 @@ from robust_data.curation.presets import Preset, class_weights, spread
 from robust_data.defaults import MAX_STEPS
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.report.build import random_subset
-from robust_data.scoring.models import ModelConfig, TrainedModel, accuracy, save_model, train_model
+from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy, save_model, train_model
 from robust_data.store.schema import column_by_id, table_metadata
 from robust_data.variants.make import apply_transform, copy_key, parse_transform
 
@@ -174,7 +174,7 @@ def training_sets(
 
 def train_on(
     training: TrainingSet,
-    recipe: ModelConfig,
+    recipe: ModelOptions,
     classes: int,
     seed: int,
     device: str = "auto",
@@ -237,7 +237,7 @@ def retrain_models(
     kept: np.ndarray,
     steps_to_flip: np.ndarray,
     preset: Preset,
-    recipe: ModelConfig,
+    recipe: ModelOptions,
     classes: int,
     path_for: Callable[[str, int], str | Path],
     reference: StoredModel | None = None,

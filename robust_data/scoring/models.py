@@ -40,7 +40,7 @@ EVAL_ROWS = 128
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelOptions:
     """Architecture and training recipe of a reference model.
 
     Attributes
@@ -164,7 +164,9 @@ def image_shape(values: Sequence[int]) -> tuple[int, int, int]:
     return channels, height, width
 
 
-def build_model(config: ModelConfig, in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+def build_model(
+    config: ModelOptions, in_shape: tuple[int, int, int], num_classes: int
+) -> nn.Module:
     """An initialised model for images of ``in_shape`` = (C, H, W) and ``num_classes`` classes.
 
     Weights are drawn from a generator seeded with ``config.seed`` (PyTorch's default init
@@ -193,7 +195,7 @@ class TrainedModel:
     ----------
     model : nn.Module
         In eval mode, on the CPU.
-    config : ModelConfig
+    config : ModelOptions
     in_shape : tuple of int
         (C, H, W) of its inputs.
     num_classes : int
@@ -205,7 +207,7 @@ class TrainedModel:
     """
 
     model: nn.Module
-    config: ModelConfig
+    config: ModelOptions
     in_shape: tuple[int, int, int]
     num_classes: int
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -290,7 +292,7 @@ def accuracy(
 
 
 def train_model(
-    config: ModelConfig,
+    config: ModelOptions,
     train_images: np.ndarray,
     train_labels: np.ndarray,
     num_classes: int,
@@ -306,7 +308,7 @@ def train_model(
 
     Parameters
     ----------
-    config : ModelConfig
+    config : ModelOptions
     train_images : np.ndarray
         (N, C, H, W) float32 in [0, 1].
     train_labels : np.ndarray
@@ -470,7 +472,7 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ValueError(f"expected a {FILE_FORMAT} weight file at {path}; found something else")
-    config = ModelConfig(**payload["config"])
+    config = ModelOptions(**payload["config"])
     in_shape = image_shape(payload["in_shape"])
     model = build_model(config, in_shape, int(payload["num_classes"]))
     model.load_state_dict(payload["state_dict"])

@@ -11,8 +11,8 @@ import pyarrow as pa
 
 from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.scoring.models import (
-    ModelConfig,
     ModelFile,
+    ModelOptions,
     TrainedModel,
     load_model,
     save_model,
@@ -43,7 +43,7 @@ REFERENCE_COLUMNS_DOC = {
     "path": "The weight file",
     "sha256": "sha256 of the weight file's bytes",
     "arch": "Architecture name",
-    "config": "The training recipe (ModelConfig) as JSON",
+    "config": "The training recipe (ModelOptions) as JSON",
     "num_classes": "Output classes",
     "num_parameters": "Trainable parameters",
     "train_samples": "Training images it saw",
@@ -57,7 +57,7 @@ REFERENCE_COLUMNS_DOC = {
 
 def train_reference(
     samples: pa.Table,
-    config: ModelConfig,
+    config: ModelOptions,
     weights_path: str | Path,
     device: str = "auto",
     progress: bool = True,
@@ -68,7 +68,7 @@ def train_reference(
     ----------
     samples : pa.Table
         A samples table (``raw_samples``); its images must share one shape.
-    config : ModelConfig
+    config : ModelOptions
     weights_path : path
         Where the weight file is written (atomically).
     device : str

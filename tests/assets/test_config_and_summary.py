@@ -13,19 +13,19 @@ from assets.resources import Settings
 from pipelines.cli.launch import RunOutcome
 from pipelines.cli.summary import summary
 from robust_data.curation.policy import CurationPolicy
-from robust_data.scoring.models import ModelConfig
+from robust_data.scoring.models import ModelOptions
 from robust_data.store.store import Store
 
 
 def test_reference_config_has_every_model_field_unset_by_default() -> None:
     fields = ReferenceModelConfig.model_fields
-    assert set(fields) == {f for f in ModelConfig.__dataclass_fields__} | {"device"}
+    assert set(fields) == {f for f in ModelOptions.__dataclass_fields__} | {"device"}
     assert all(field.default is None for field in fields.values())
     assert "Passes over the training data" in fields["epochs"].description
     assert "(unset: 4)" in fields["epochs"].description  # the core's default, named
     config = ReferenceModelConfig(epochs=2, device="cpu")
-    assert set_fields(config, ModelConfig) == {"epochs": 2}  # device is the step's own
-    assert ModelConfig(**set_fields(config, ModelConfig)) == ModelConfig(epochs=2)
+    assert set_fields(config, ModelOptions) == {"epochs": 2}  # device is the step's own
+    assert ModelOptions(**set_fields(config, ModelOptions)) == ModelOptions(epochs=2)
 
 
 def test_curation_config_takes_the_preset_for_unset_fields() -> None:

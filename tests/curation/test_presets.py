@@ -20,7 +20,7 @@ from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.evaluate import JudgeOptions, compare, held_out_scheme, judge
 from robust_data.report.retrain import train_on, training_sets, with_variants
-from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.models import ModelOptions, train_model
 from robust_data.variants.make import make_variants
 
 
@@ -75,7 +75,7 @@ def test_curated_and_random_subset_train_on_the_same_number_of_images() -> None:
 
 def test_judge_splits_seen_and_held_out_and_compare_pairs_seeds() -> None:
     train, test = _digits()
-    recipe = ModelConfig(width=8, epochs=1)
+    recipe = ModelOptions(width=8, epochs=1)
     assert held_out_scheme(("pixels",)) == "salt_pepper(p=0.05)"
     assert held_out_scheme(("salt_pepper(p=0.1)", "pixels")) == "gaussian(sigma=0.2)"
     options = JudgeOptions(max_steps=20, corruptions=("gaussian_noise", "fog"))

@@ -28,7 +28,7 @@ from robust_data.label_quality.oof import (
     out_of_fold,
     reference_embeddings,
 )
-from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.models import ModelOptions, train_model
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def digits_train():
 def test_planted_label_noise_on_digits_is_found_well_above_chance(digits_train) -> None:
     noisy, flipped = plant_label_noise(digits_train.labels, 0.10, 10, seed=0)
     data = replace(digits_train, labels=noisy)
-    recipe = ModelConfig(epochs=8)
+    recipe = ModelOptions(epochs=8)
     reference = train_model(recipe, data.images, noisy, 10, progress=False)
     oof = out_of_fold(data, 10, reference, OofOptions(folds=3, model=recipe), progress=False)
     assert oof.folds == 3 and set(oof.fold.tolist()) == {0, 1, 2}
@@ -62,7 +62,7 @@ def test_planted_label_noise_on_digits_is_found_well_above_chance(digits_train) 
 
 def test_embeddings_fitted_on_a_sample_keep_the_geometry_of_the_full_fit(digits_train) -> None:
     model = train_model(
-        ModelConfig(epochs=2), digits_train.images, digits_train.labels, 10, progress=False
+        ModelOptions(epochs=2), digits_train.images, digits_train.labels, 10, progress=False
     ).model
     full = reference_embeddings(model, digits_train.images, OofOptions(embedding_dim=16))
     options = OofOptions(embedding_dim=16, pca_fit_rows=300)  # 300 of 1,438 rows fitted
@@ -180,7 +180,7 @@ def test_fold_steps_merged_equal_the_one_process_loop() -> None:
     """One table per fold (as the fold steps make them), in any order, merged: the same
     probabilities, folds and embeddings as oof_predictions in one process."""
     samples = ingest("digits", name="digits").samples
-    recipe = ModelConfig(epochs=1)
+    recipe = ModelOptions(epochs=1)
     data = decode_samples(samples, splits=("train",))
     reference = train_model(recipe, data.images, data.labels, 10, progress=False)
     options = OofOptions(folds=3, model=recipe, embedding_dim=8)

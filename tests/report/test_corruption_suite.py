@@ -69,7 +69,7 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_pat
         write_report,
     )
     from robust_data.report.evaluate import JudgeOptions
-    from robust_data.scoring.models import ModelConfig, TrainedModel, build_model
+    from robust_data.scoring.models import ModelOptions, TrainedModel, build_model
     from robust_data.store.store import read_bytes
 
     rng = np.random.default_rng(0)
@@ -79,7 +79,7 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_pat
         np.arange(12) % 3,
         np.full(12, "test", dtype=object),
     )
-    config = ModelConfig(width=2)
+    config = ModelOptions(width=2)
     candidates = []
     for seed in (0, 1):
         for name in ("reference", "curated", "random_subset"):

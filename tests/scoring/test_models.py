@@ -11,7 +11,7 @@ import torch
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.scoring.models import (
-    ModelConfig,
+    ModelOptions,
     build_model,
     load_model,
     predict_logits,
@@ -29,7 +29,7 @@ def digits():
 
 def test_training_is_seeded_and_learns(digits, tmp_path: Path) -> None:
     train, test = digits
-    config = ModelConfig(epochs=3, seed=1)
+    config = ModelOptions(epochs=3, seed=1)
     first = train_model(
         config, train.images, train.labels, 10, test.images, test.labels, progress=False
     )
@@ -37,7 +37,7 @@ def test_training_is_seeded_and_learns(digits, tmp_path: Path) -> None:
         config, train.images, train.labels, 10, test.images, test.labels, progress=False
     )
     other = train_model(
-        ModelConfig(epochs=3, seed=2), train.images, train.labels, 10, progress=False
+        ModelOptions(epochs=3, seed=2), train.images, train.labels, 10, progress=False
     )
     a, b = save_model(first, tmp_path / "a.pt"), save_model(again, tmp_path / "b.pt")
     assert a.sha256 == b.sha256
@@ -49,7 +49,7 @@ def test_training_is_seeded_and_learns(digits, tmp_path: Path) -> None:
 def test_weight_file_round_trip_checks_sha256(digits, tmp_path: Path) -> None:
     train, test = digits
     trained = train_model(
-        ModelConfig(epochs=1), train.images[:200], train.labels[:200], 10, progress=False
+        ModelOptions(epochs=1), train.images[:200], train.labels[:200], 10, progress=False
     )
     saved = save_model(trained, tmp_path / "m.pt")
     loaded, file = load_model(saved.path, saved.sha256)
@@ -71,14 +71,14 @@ def test_resnet_and_simple_cnn_fit_any_shape() -> None:
     images = np.random.default_rng(0).random((24, 3, 32, 32), dtype=np.float32)
     labels = np.arange(24) % 4
     trained = train_model(
-        ModelConfig(arch="resnet", width=4, epochs=1, batch_size=8),
+        ModelOptions(arch="resnet", width=4, epochs=1, batch_size=8),
         images,
         labels,
         4,
         progress=False,
     )
     assert predict_logits(trained.model, images, device="cpu").shape == (24, 4)
-    cnn = build_model(ModelConfig(width=3), (3, 10, 14), 5)
+    cnn = build_model(ModelOptions(width=3), (3, 10, 14), 5)
     assert cnn(torch.zeros(2, 3, 10, 14)).shape == (2, 5)
 
 
@@ -93,17 +93,17 @@ def test_resnet_and_simple_cnn_fit_any_shape() -> None:
 )
 def test_bad_model_config(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ModelConfig(**kwargs)
+        ModelOptions(**kwargs)
 
 
 def test_too_small_images_and_bad_labels_are_refused() -> None:
     with pytest.raises(
         ValueError, match="expected images of at least 6x6 for simple_cnn; found 4x4"
     ):
-        build_model(ModelConfig(), (1, 4, 4), 2)
+        build_model(ModelOptions(), (1, 4, 4), 2)
     with pytest.raises(ValueError, match=r"expected labels in \[0, 2\); found 0..5"):
         train_model(
-            ModelConfig(),
+            ModelOptions(),
             np.zeros((3, 1, 8, 8), np.float32),
             np.array([0, 1, 5]),
             2,
@@ -113,7 +113,7 @@ def test_too_small_images_and_bad_labels_are_refused() -> None:
 
 def test_train_reference_writes_a_row_naming_the_weights(tmp_path: Path) -> None:
     samples = ingest("digits", name="digits").samples
-    table = train_reference(samples, ModelConfig(epochs=1), tmp_path / "ref.pt", progress=False)
+    table = train_reference(samples, ModelOptions(epochs=1), tmp_path / "ref.pt", progress=False)
     row = table.to_pylist()[0]
     assert row["path"] == str(tmp_path / "ref.pt") and row["train_samples"] == 1438
     assert row["num_classes"] == 10 and 0 <= row["test_accuracy"] <= 1

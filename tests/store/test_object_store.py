@@ -112,7 +112,7 @@ def test_weights_go_to_the_object_store_and_load_back(
     s3_store: str, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from robust_data.ingest.build import ingest
-    from robust_data.scoring.models import ModelConfig
+    from robust_data.scoring.models import ModelOptions
     from robust_data.scoring.reference import load_reference, train_reference
     from robust_data.store.checks import check_model_table
 
@@ -121,7 +121,7 @@ def test_weights_go_to_the_object_store_and_load_back(
     samples = ingest("digits").samples
     location = store.weights_location("reference_model", "digits")
     assert location == f"{s3_store}/reference_model/digits.pt"
-    table = train_reference(samples, ModelConfig(epochs=1), location, progress=False)
+    table = train_reference(samples, ModelOptions(epochs=1), location, progress=False)
     assert table.column("path")[0].as_py() == location
     assert _objects(s3_store) == ["reference_model/digits.pt"]
     model, weights = load_reference(table)  # read back from the store, sha256 checked

@@ -9,7 +9,7 @@ import torch
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.corruption_suite import corruption_accuracy
-from robust_data.scoring.models import ModelConfig, train_model
+from robust_data.scoring.models import ModelOptions, train_model
 from robust_data.variants.adversarial import attack, parse_attack
 from robust_data.variants.augment import APPLY, AUGMENTATIONS, augment, parse_augmentation
 from robust_data.variants.make import VARIANTS_SCHEMA, make_variants, parse_transform
@@ -20,7 +20,7 @@ def digits():
     samples = ingest("digits", name="digits").samples
     data = decode_samples(samples)
     train = data.where(data.splits == "train")
-    model = train_model(ModelConfig(epochs=6), train.images, train.labels, 10, progress=False)
+    model = train_model(ModelOptions(epochs=6), train.images, train.labels, 10, progress=False)
     return samples, data, model
 
 

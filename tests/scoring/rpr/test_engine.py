@@ -13,7 +13,7 @@ from torch import nn
 from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
 from robust_data.scoring.device import release_memory, tune_allocator
-from robust_data.scoring.models import ModelConfig, SimpleCNN, build_model
+from robust_data.scoring.models import ModelOptions, SimpleCNN, build_model
 from robust_data.scoring.rpr.engine import ModelRunner, RprOptions, score_rpr, score_rpr_loop
 from robust_data.scoring.rpr.table import robustness_curve, rpr_table
 
@@ -218,7 +218,7 @@ def test_a_closed_runner_leaves_no_compiled_code_behind() -> None:
     # Every compiled model adds a cache entry on its class's forward; at dynamo's recompile
     # limit (8) it falls back to eager for good, so a job that compiles many models in one
     # process must drop each one when done.
-    model = build_model(ModelConfig(width=2), (1, 8, 8), 3).eval()
+    model = build_model(ModelOptions(width=2), (1, 8, 8), 3).eval()
     runner = ModelRunner(model, RprOptions(forward_rows=8, **FP32), compiled=True)
     with torch.inference_mode():
         out = runner(torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
@@ -301,7 +301,7 @@ def test_bad_options_and_wrong_image_size_are_value_errors() -> None:
         RprOptions(max_steps=0)
     with pytest.raises(ValueError, match="unknown scheme 'rain'"):
         RprOptions(scheme="rain(severity=3)")
-    model = build_model(ModelConfig(width=2), (1, 28, 28), 10)
+    model = build_model(ModelOptions(width=2), (1, 28, 28), 10)
     with pytest.raises(
         ValueError, match=r"expected images the model accepts; found shape \(1, 8, 8\)"
     ):
