@@ -1,4 +1,4 @@
-"""Asset checks: each asset runs its core check (``robust_data.store.checks``) on the table it made.
+"""Asset checks: each asset runs its table's core check (beside the table's schema) on what it made.
 
 A failed blocking check stops the run before downstream assets consume the table; the table
 itself is stored (and the check's problems are in the UI) so that it can be inspected.

@@ -21,18 +21,15 @@ from robust_data.curation.policy import (
     LEDGER_SCHEMA,
     Curation,
     CurationPolicy,
+    check_kept_share,
+    check_ledger,
     class_count_chart,
 )
 from robust_data.curation.presets import DEFAULT_PRESET, apply_preset, customized
 from robust_data.curation.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA, load_reviews
 from robust_data.ingest.arrays import class_names, num_classes
 from robust_data.present.markdown import inline_png
-from robust_data.store.checks import (
-    check_class_balance,
-    check_kept_share,
-    check_ledger,
-    split_rows,
-)
+from robust_data.store.checks import check_class_balance, split_rows
 from robust_data.store.schema import SAMPLES_COLUMNS_DOC, SAMPLES_SCHEMA, read_params
 
 CurationConfig = core_config(

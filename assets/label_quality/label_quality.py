@@ -20,9 +20,9 @@ from robust_data.label_quality.assess import (
     LabelQuality,
     LabelQualityOptions,
     assess_labels,
+    check_label_quality,
 )
 from robust_data.present.markdown import inline_png
-from robust_data.store.checks import check_label_quality
 
 
 class LabelQualityConfig(Config):

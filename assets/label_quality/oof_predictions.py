@@ -31,13 +31,13 @@ from robust_data.label_quality.oof import (
     OOF_COLUMNS_DOC,
     OOF_SCHEMA,
     OofOptions,
+    check_oof,
     fold_plan,
     merge_folds,
     oof_fold,
 )
 from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.reference import load_reference
-from robust_data.store.checks import check_oof
 
 
 class OofPredictionsConfig(Config):

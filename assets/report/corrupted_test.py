@@ -10,10 +10,10 @@ from robust_data.ingest.arrays import decode_samples
 from robust_data.report.testset import (
     CORRUPTED_COLUMNS_DOC,
     CORRUPTED_SCHEMA,
+    check_corrupted_test,
     corrupted_jobs,
     make_corrupted_test,
 )
-from robust_data.store.checks import check_corrupted_test
 
 
 class CorruptedTestConfig(Config):

@@ -43,6 +43,7 @@ from robust_data.report.build import (
     Candidate,
     Report,
     ReportSetup,
+    check_report,
     headline_verdicts,
     measure_candidates,
     paper_table_markdown,
@@ -57,13 +58,13 @@ from robust_data.report.retrain import (
     RETRAINED_SCHEMA,
     RetrainOptions,
     StoredModel,
+    check_accuracy_loss,
     curation_inputs,
     retrain_models,
 )
 from robust_data.scoring.models import load_model
-from robust_data.scoring.reference import load_reference
+from robust_data.scoring.reference import check_model_table, load_reference
 from robust_data.scoring.rpr.table import scored_max_steps
-from robust_data.store.checks import check_accuracy_loss, check_model_table, check_report
 from robust_data.store.schema import read_params
 
 

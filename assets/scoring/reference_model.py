@@ -14,8 +14,12 @@ from assets.resources import (
     transient_failures_retried,
 )
 from robust_data.scoring.models import ModelOptions
-from robust_data.scoring.reference import REFERENCE_COLUMNS_DOC, REFERENCE_SCHEMA, train_reference
-from robust_data.store.checks import check_model_table
+from robust_data.scoring.reference import (
+    REFERENCE_COLUMNS_DOC,
+    REFERENCE_SCHEMA,
+    check_model_table,
+    train_reference,
+)
 
 ReferenceModelConfig = core_config(
     ModelOptions,

@@ -37,8 +37,7 @@ from robust_data.present.markdown import inline_png
 from robust_data.scoring.reference import load_reference
 from robust_data.scoring.rpr.engine import MAX_STEPS, RprOptions
 from robust_data.scoring.rpr.score import SPLITS, RprScores, Shard, merge_shards, score_samples
-from robust_data.scoring.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA
-from robust_data.store.checks import check_rpr_scores
+from robust_data.scoring.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA, check_rpr_scores
 
 #: Default shard count of every scoring run (sensor and schedule runs included), e.g. 8 on a
 #: cluster with GPUs.

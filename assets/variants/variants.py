@@ -11,9 +11,8 @@ from robust_data.present.markdown import inline_png
 from robust_data.present.plots import image_grid
 from robust_data.scoring.reference import load_reference
 from robust_data.scoring.rpr.table import scored_max_steps
-from robust_data.store.checks import check_variants
 from robust_data.store.schema import read_params
-from robust_data.variants.make import VARIANTS_COLUMNS_DOC, VARIANTS_SCHEMA
+from robust_data.variants.make import VARIANTS_COLUMNS_DOC, VARIANTS_SCHEMA, check_variants
 
 
 class VariantsConfig(Config):

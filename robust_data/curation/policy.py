@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from robust_data.curation.reviews import Review
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.present.plots import grouped_bars
+from robust_data.store.checks import CheckOutcome, schema_problems
 from robust_data.store.schema import column_by_id, table_metadata
 
 REASONS = (
@@ -372,3 +373,53 @@ def select_scored(
     kept = select_curated(samples, rpr, quality, policy).curated.column("sample_id").to_pylist()
     kept = set(kept)
     return data.where(np.array([i in kept for i in data.sample_ids], bool))
+
+
+def check_ledger(ledger: pa.Table, train_rows: int, curated_rows: int) -> CheckOutcome:
+    """``curation_ledger``: one row per input sample; kept rows equal the curated table."""
+    problems = schema_problems(ledger, LEDGER_SCHEMA)
+    kept = int(pc.sum(ledger.column("kept").cast(pa.int64())).as_py() or 0)
+    if ledger.num_rows != train_rows:
+        problems.append(f"{ledger.num_rows} ledger rows for {train_rows} input samples")
+    if kept != curated_rows:
+        problems.append(f"{kept} kept in the ledger but {curated_rows} curated rows")
+    dropped_without = int(
+        pc.sum(
+            pc.and_(pc.invert(ledger.column("kept")), pc.is_null(ledger.column("reason")))
+        ).as_py()
+        or 0
+    )
+    if dropped_without:
+        problems.append(f"{dropped_without} dropped rows without a reason")
+    return CheckOutcome(
+        problems,
+        {
+            "input_rows": train_rows,
+            "ledger_rows": ledger.num_rows,
+            "kept_rows": kept,
+            "curated_rows": curated_rows,
+        },
+    )
+
+
+#: Guard (a warning, not blocking): curation keeps at least this share of the training set.
+MIN_KEPT_SHARE = 0.5
+
+
+def check_kept_share(ledger: pa.Table, minimum: float = MIN_KEPT_SHARE) -> CheckOutcome:
+    """``curation_ledger``: curation kept at least ``minimum`` (in [0, 1]) of the samples.
+
+    Below it the retrained model trains on far less data than the reference and usually
+    loses accuracy: a warning, not an error.
+    """
+    total = ledger.num_rows
+    kept = int(pc.sum(ledger.column("kept").cast(pa.int64())).as_py() or 0) if total else 0
+    share = kept / total if total else 0.0
+    problems = []
+    if share < minimum:
+        problems.append(
+            f"curation kept {kept:,} of {total:,} training samples ({share:.1%}), below "
+            f"{minimum:.0%}: expected most of the data kept; use the clean or focus preset or "
+            "relax the policy (require_robust, quota_mode) to keep more"
+        )
+    return CheckOutcome(problems, {"kept": kept, "samples": total, "kept_share": round(share, 4)})

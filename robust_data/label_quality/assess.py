@@ -20,6 +20,13 @@ from cleanlab.rank import get_label_quality_scores
 from robust_data.ingest.arrays import decode_samples
 from robust_data.label_quality.oof import matrix_column
 from robust_data.present.plots import image_grid
+from robust_data.store.checks import (
+    CheckOutcome,
+    nan_problems,
+    range_problems,
+    schema_problems,
+    unique_problems,
+)
 from robust_data.store.schema import table_metadata
 
 METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
@@ -310,3 +317,18 @@ def plant_label_noise(
     flipped = np.zeros(n, bool)
     flipped[chosen] = True
     return noisy, flipped
+
+
+def check_label_quality(quality: pa.Table, oof: pa.Table) -> CheckOutcome:
+    """``label_quality``: schema, one row per out-of-fold row, scores in [0, 1], no NaN."""
+    problems = schema_problems(quality, LABEL_QUALITY_SCHEMA)
+    if problems:
+        return CheckOutcome(problems, {"rows": quality.num_rows})
+    problems += unique_problems(quality, "sample_id")
+    if quality.num_rows != oof.num_rows:
+        problems.append(f"{quality.num_rows} rows for {oof.num_rows} out-of-fold rows")
+    problems += nan_problems(quality)
+    for name in ("label_quality", "outlier_score", "near_duplicate_score"):
+        problems += range_problems(quality, name, 0.0, 1.0, "scores")
+    issues = int(pc.sum(quality.column("is_label_issue").cast(pa.int64())).as_py() or 0)
+    return CheckOutcome(problems, {"rows": quality.num_rows, "label_issues": issues})

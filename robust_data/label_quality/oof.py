@@ -26,6 +26,13 @@ from robust_data.scoring.models import (
     predict_logits,
     train_model,
 )
+from robust_data.store.checks import (
+    CheckOutcome,
+    agreement_problems,
+    nan_problems,
+    schema_problems,
+    unique_problems,
+)
 from robust_data.store.schema import table_metadata
 
 OOF_SCHEMA = pa.schema(
@@ -475,3 +482,21 @@ def merge_folds(
             )
         )
     return combine_folds(data, classes, reference, plan, fits, options)
+
+
+def check_oof(oof: pa.Table, samples: pa.Table) -> CheckOutcome:
+    """``oof_predictions``: schema, no NaN, each row's probabilities in [0, 1] summing to 1."""
+    problems = schema_problems(oof, OOF_SCHEMA)
+    if problems:
+        return CheckOutcome(problems, {"rows": oof.num_rows})
+    problems += unique_problems(oof, "sample_id")
+    problems += agreement_problems(oof, samples, "sample_id", "label", "training samples")
+    problems += nan_problems(oof)
+    if oof.num_rows and not problems:
+        probs = np.asarray(oof.column("pred_probs").to_pylist(), np.float64)
+        if probs.min() < 0 or probs.max() > 1:
+            problems.append("pred_probs outside [0, 1]")
+        off = np.abs(probs.sum(axis=1) - 1.0) > 1e-3
+        if off.any():
+            problems.append(f"{int(off.sum())} rows of pred_probs do not sum to 1")
+    return CheckOutcome(problems, {"rows": oof.num_rows})

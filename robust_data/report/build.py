@@ -11,6 +11,7 @@ interval of every model, the paper's table, and seed 0's curves and per-corrupti
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from robust_data.report.evaluate import (
 from robust_data.scoring.models import TrainedModel
 from robust_data.scoring.rpr.plots import plot_curves
 from robust_data.scoring.rpr.table import robustness_curve
+from robust_data.store.checks import CheckOutcome, nan_problems, range_problems, schema_problems
 from robust_data.store.schema import column_by_id, table_metadata
 from robust_data.store.store import write_bytes_anywhere
 
@@ -520,3 +522,32 @@ def write_report(report: Report, folder: str | Path) -> str:
     document = json.dumps(report.document, indent=2, allow_nan=True)
     write_bytes_anywhere(document.encode(), f"{base}/report.json")
     return write_bytes_anywhere(report.markdown().encode(), f"{base}/report.md")
+
+
+def check_report(report: pa.Table) -> CheckOutcome:
+    """``robustness_report``: schema; accuracies, robust fractions and ECE present and in
+    [0, 1]; mCEs >= 0 where defined (NaN: no such corruption); every seed has a reference
+    and a curated row, and the reference's held-out mCE is 1 (it is the base)."""
+    problems = schema_problems(report, REPORT_SCHEMA)
+    if problems:
+        return CheckOutcome(problems, {"rows": report.num_rows})
+    required = ["test_accuracy", "robust_fraction", "robust_fraction_held_out", "ece"]
+    problems += nan_problems(report, required)
+    for name in [*required, "corruption_accuracy_held_out", "corruption_accuracy_seen"]:
+        problems += range_problems(report, name, 0.0, 1.0)
+    for name in ("mce_held_out", "mce_seen"):
+        problems += range_problems(report, name, 0.0, math.inf)
+    rows = report.to_pylist()
+    for seed in sorted({r["seed"] for r in rows}):
+        models = {r["model"]: r for r in rows if r["seed"] == seed}
+        missing = sorted({"reference", "curated"} - set(models))
+        if missing:
+            problems.append(f"seed {seed} has no {' or '.join(missing)} row")
+            continue
+        mce = models["reference"]["mce_held_out"]
+        if not math.isnan(mce) and abs(mce - 1.0) > 1e-9:
+            problems.append(f"seed {seed}: the reference's held-out mCE is {mce:g}, expected 1")
+    if not rows:
+        problems.append("no model judged")
+    names = sorted({r["model"] for r in rows})
+    return CheckOutcome(problems, {"rows": report.num_rows, "models": json.dumps(names)})

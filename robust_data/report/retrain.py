@@ -28,6 +28,7 @@ from robust_data.defaults import MAX_STEPS
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.report.build import random_subset
 from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy, save_model, train_model
+from robust_data.store.checks import CheckOutcome
 from robust_data.store.schema import column_by_id, table_metadata
 from robust_data.variants.make import apply_transform, copy_key, parse_transform
 
@@ -320,3 +321,40 @@ def curation_inputs(
             f"{len(missing):,} missing (e.g. {missing[0]}); re-materialize the curation job"
         )
     return np.asarray(kept, bool), np.asarray([s or 0 for s in steps], np.int64)
+
+
+#: Guard (a warning, not blocking): a retrained model loses at most this much test accuracy
+#: against the reference.
+MAX_ACCURACY_LOSS = 0.01
+
+
+def check_accuracy_loss(
+    retrained: pa.Table, reference_accuracy: float | None = None, limit: float = MAX_ACCURACY_LOSS
+) -> CheckOutcome:
+    """``retrained_model``: no model's mean test accuracy is more than ``limit`` below the
+    reference's.
+
+    Accuracies are averaged over the table's seeds per model; the reference's is the mean of
+    its ``reference`` rows, or ``reference_accuracy`` when the table has none. ``limit`` and
+    accuracies in [0, 1]; higher accuracy is better. Passes when there is no reference figure.
+    """
+    rows = [r for r in retrained.to_pylist() if r["test_accuracy"] is not None]
+    means = {
+        m: float(np.mean([r["test_accuracy"] for r in rows if r["model"] == m]))
+        for m in dict.fromkeys(r["model"] for r in rows)
+    }
+    reference = means.pop("reference", reference_accuracy)
+    problems = []
+    worst = {}
+    for model, mean in means.items():
+        if reference is None:
+            continue
+        loss = reference - mean
+        worst[model] = round(loss, 4)
+        if loss > limit:
+            problems.append(
+                f"{model} test accuracy {mean:.4f} is {loss * 100:.1f} pt below the "
+                f"reference's {reference:.4f} (limit {limit * 100:.0f} pt, means over seeds): "
+                "expected curation not to cost accuracy; keep more data (clean or focus preset)"
+            )
+    return CheckOutcome(problems, {"accuracy_loss": worst})

@@ -19,6 +19,7 @@ import torch
 
 from robust_data.present.progress import progress_bar
 from robust_data.report.corruption_suite import Chunk, corrupt_chunks, suite_jobs
+from robust_data.store.checks import CheckOutcome, schema_problems
 from robust_data.store.schema import read_params, table_metadata
 
 CORRUPTED_SCHEMA = pa.schema(
@@ -221,3 +222,37 @@ def _decode(column: pa.ChunkedArray, width: int) -> np.ndarray:
         if len(array):
             parts.append(data[offsets[0] : offsets[-1]].reshape(-1, width))
     return np.concatenate(parts) if parts else np.zeros((0, width), np.uint8)
+
+
+def check_corrupted_test(table: pa.Table, samples: pa.Table) -> CheckOutcome:
+    """``corrupted_test``: schema; every job holds exactly the test split's ids and labels, in
+    order; every row's pixels have the image's byte count."""
+    problems = schema_problems(table, CORRUPTED_SCHEMA)
+    if problems:
+        return CheckOutcome(problems, {"rows": table.num_rows})
+    test = samples.filter(pc.equal(samples.column("split"), "test"))
+    ids, labels = test.column("sample_id").to_pylist(), test.column("label").to_pylist()
+    jobs = corrupted_jobs(table)
+    if not ids:
+        problems.append("the dataset has no test split")
+    if table.num_rows != len(ids) * len(jobs):
+        problems.append(
+            f"{table.num_rows} rows, expected {len(ids)} test images x {len(jobs)} jobs"
+        )
+    else:
+        for j, (corruption, severity) in enumerate(jobs):
+            rows = table.slice(j * len(ids), len(ids))
+            if (
+                rows.column("sample_id").to_pylist() != ids
+                or rows.column("label").to_pylist() != labels
+            ):
+                problems.append(
+                    f"{corruption}/{severity}: ids or labels differ from the test split"
+                )
+    params = read_params(table.schema)
+    width = int(np.prod(params.get("shape", [0])))
+    lengths = pc.binary_length(table.column("pixels"))
+    wrong = table.num_rows - pc.sum(pc.equal(lengths, width)).as_py() if table.num_rows else 0
+    if wrong:
+        problems.append(f"{wrong} rows whose pixels are not {width} bytes")
+    return CheckOutcome(problems, {"rows": table.num_rows, "jobs": len(jobs), "samples": len(ids)})

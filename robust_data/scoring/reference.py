@@ -18,7 +18,9 @@ from robust_data.scoring.models import (
     save_model,
     train_model,
 )
+from robust_data.store.checks import CheckOutcome, nan_problems, range_problems, schema_problems
 from robust_data.store.schema import table_metadata
+from robust_data.store.store import exists_anywhere, sha256_anywhere
 
 REFERENCE_SCHEMA = pa.schema(
     [
@@ -131,3 +133,26 @@ def load_reference(reference: pa.Table) -> tuple[TrainedModel, ModelFile]:
         )
     row = reference.to_pylist()[0]
     return load_model(row["path"], row["sha256"])
+
+
+def check_model_table(table: pa.Table, schema: pa.Schema = REFERENCE_SCHEMA) -> CheckOutcome:
+    """A model table (reference or retrained): accuracies in [0, 1], weight files match sha256.
+
+    Fails when a weight file is missing or its bytes do not hash to the recorded sha256.
+    """
+    problems = schema_problems(table, schema)
+    if problems:
+        return CheckOutcome(problems, {"rows": table.num_rows})
+    if table.num_rows == 0:
+        problems.append("no model rows")
+    problems += nan_problems(table)
+    for name in ("train_accuracy", "test_accuracy"):
+        if name in table.schema.names:
+            problems += range_problems(table, name, 0.0, 1.0, "accuracies")
+    paths, shas = table.column("path").to_pylist(), table.column("sha256").to_pylist()
+    for path, sha in zip(paths, shas, strict=True):
+        if not exists_anywhere(path):
+            problems.append(f"weight file {path} is missing")
+        elif sha256_anywhere(path) != sha:
+            problems.append(f"weight file {path} does not match its sha256 {sha[:12]}")
+    return CheckOutcome(problems, {"rows": table.num_rows})

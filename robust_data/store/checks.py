@@ -1,13 +1,16 @@
-"""Data checks on every table: schema, no NaN, values in range, class balance, conservation.
+"""The generic data checks every table's check is built from: schema, no NaN, values in range,
+unique ids, agreement with ``raw_samples``, class balance; and the checks of the tables whose
+schemas live in the store (``raw_samples``, ``ingest_rejects``, ``curated_samples``).
 
 Each check takes the table (and what it must agree with) and returns a :class:`CheckOutcome`
-listing every problem found; an empty list passes. The Dagster assets turn outcomes into
-blocking asset checks, so bad data stops before downstream assets consume it.
+listing every problem found; an empty list passes. Each stage defines its own table's check
+beside the table's schema (e.g. :func:`robust_data.scoring.rpr.table.check_rpr_scores`) on top
+of these helpers; the Dagster assets turn outcomes into blocking asset checks, so bad data
+stops before downstream assets consume it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,16 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robust_data.curation.policy import LEDGER_SCHEMA
-from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
-from robust_data.label_quality.oof import OOF_SCHEMA
-from robust_data.report.build import REPORT_SCHEMA
-from robust_data.report.testset import CORRUPTED_SCHEMA, corrupted_jobs
-from robust_data.scoring.reference import REFERENCE_SCHEMA
-from robust_data.scoring.rpr.table import RPR_SCHEMA
-from robust_data.store.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id, read_params
+from robust_data.store.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id
 from robust_data.store.store import exists_anywhere, sha256_anywhere
-from robust_data.variants.make import VARIANTS_SCHEMA
 
 #: Most problems listed in one outcome (the count is always exact).
 _SHOWN = 5
@@ -112,13 +107,14 @@ def range_problems(
     return []
 
 
-def _unique_problems(table: pa.Table, column: str) -> list[str]:
+def unique_problems(table: pa.Table, column: str) -> list[str]:
+    """Repeated values in ``column`` of ``table`` (an id column whose values must be unique)."""
     ids = table.column(column)
     repeated = ids.length() - pc.count_distinct(ids).as_py()
     return [f"{repeated} repeated {column} values"] if repeated else []
 
 
-def _agreement_problems(
+def agreement_problems(
     table: pa.Table, samples: pa.Table, id_column: str, label_column: str, what: str
 ) -> list[str]:
     """Every id of ``table`` is a sample, with the sample's label."""
@@ -141,7 +137,7 @@ def check_samples(samples: pa.Table) -> CheckOutcome:
     problems = schema_problems(samples, SAMPLES_SCHEMA)
     if problems:
         return CheckOutcome(problems, {"rows": samples.num_rows})
-    problems += _unique_problems(samples, "sample_id")
+    problems += unique_problems(samples, "sample_id")
     problems += range_problems(samples, "label", 0, math.inf, "labels")
     pairs = pc.unique(
         pc.binary_join_element_wise(
@@ -170,107 +166,6 @@ def check_rejects(rejects: pa.Table) -> CheckOutcome:
         if empty:
             problems.append(f"{empty} rejects without a reason")
     return CheckOutcome(problems, {"rows": rejects.num_rows})
-
-
-def check_model_table(table: pa.Table, schema: pa.Schema = REFERENCE_SCHEMA) -> CheckOutcome:
-    """A model table (reference or retrained): accuracies in [0, 1], weight files match sha256.
-
-    Fails when a weight file is missing or its bytes do not hash to the recorded sha256.
-    """
-    problems = schema_problems(table, schema)
-    if problems:
-        return CheckOutcome(problems, {"rows": table.num_rows})
-    if table.num_rows == 0:
-        problems.append("no model rows")
-    problems += nan_problems(table)
-    for name in ("train_accuracy", "test_accuracy"):
-        if name in table.schema.names:
-            problems += range_problems(table, name, 0.0, 1.0, "accuracies")
-    paths, shas = table.column("path").to_pylist(), table.column("sha256").to_pylist()
-    for path, sha in zip(paths, shas, strict=True):
-        if not exists_anywhere(path):
-            problems.append(f"weight file {path} is missing")
-        elif sha256_anywhere(path) != sha:
-            problems.append(f"weight file {path} does not match its sha256 {sha[:12]}")
-    return CheckOutcome(problems, {"rows": table.num_rows})
-
-
-def check_rpr_scores(scores: pa.Table, samples: pa.Table) -> CheckOutcome:
-    """``rpr_scores``: schema, one row per scored sample, steps in 1..max_steps, flags agree.
-
-    Fails when: ids repeat or are not samples, labels differ from raw_samples, steps_to_flip
-    is outside 1..max_steps, ``robust`` disagrees with a null steps_to_flip, ``clean_correct``
-    disagrees with ``clean_pred == label``, or a flip predicts the label itself.
-    """
-    problems = schema_problems(scores, RPR_SCHEMA)
-    if problems:
-        return CheckOutcome(problems, {"rows": scores.num_rows})
-    problems += _unique_problems(scores, "sample_id")
-    problems += _agreement_problems(scores, samples, "sample_id", "label", "scored samples")
-    max_steps = int(pc.max(scores.column("max_steps")).as_py() or 0)
-    problems += range_problems(scores, "steps_to_flip", 1, max_steps, "steps")
-    steps_null = pc.is_null(scores.column("steps_to_flip"))
-    if pc.all(pc.equal(steps_null, scores.column("robust"))).as_py() not in (True, None):
-        problems.append("robust disagrees with a null steps_to_flip")
-    correct = pc.equal(scores.column("clean_pred"), scores.column("label"))
-    if pc.all(pc.equal(correct, scores.column("clean_correct"))).as_py() not in (True, None):
-        problems.append("clean_correct disagrees with clean_pred == label")
-    same = pc.equal(scores.column("flip_pred"), scores.column("label"))
-    if pc.any(same).as_py():
-        problems.append("a flip_pred equals the label (a flip must change the prediction)")
-    robust = scores.column("robust").to_numpy(zero_copy_only=False)
-    return CheckOutcome(
-        problems,
-        {
-            "rows": scores.num_rows,
-            "max_steps": max_steps,
-            "robust_fraction": round(float(robust.mean()), 4) if robust.size else None,
-        },
-    )
-
-
-def check_oof(oof: pa.Table, samples: pa.Table) -> CheckOutcome:
-    """``oof_predictions``: schema, no NaN, each row's probabilities in [0, 1] summing to 1."""
-    problems = schema_problems(oof, OOF_SCHEMA)
-    if problems:
-        return CheckOutcome(problems, {"rows": oof.num_rows})
-    problems += _unique_problems(oof, "sample_id")
-    problems += _agreement_problems(oof, samples, "sample_id", "label", "training samples")
-    problems += nan_problems(oof)
-    if oof.num_rows and not problems:
-        probs = np.asarray(oof.column("pred_probs").to_pylist(), np.float64)
-        if probs.min() < 0 or probs.max() > 1:
-            problems.append("pred_probs outside [0, 1]")
-        off = np.abs(probs.sum(axis=1) - 1.0) > 1e-3
-        if off.any():
-            problems.append(f"{int(off.sum())} rows of pred_probs do not sum to 1")
-    return CheckOutcome(problems, {"rows": oof.num_rows})
-
-
-def check_label_quality(quality: pa.Table, oof: pa.Table) -> CheckOutcome:
-    """``label_quality``: schema, one row per out-of-fold row, scores in [0, 1], no NaN."""
-    problems = schema_problems(quality, LABEL_QUALITY_SCHEMA)
-    if problems:
-        return CheckOutcome(problems, {"rows": quality.num_rows})
-    problems += _unique_problems(quality, "sample_id")
-    if quality.num_rows != oof.num_rows:
-        problems.append(f"{quality.num_rows} rows for {oof.num_rows} out-of-fold rows")
-    problems += nan_problems(quality)
-    for name in ("label_quality", "outlier_score", "near_duplicate_score"):
-        problems += range_problems(quality, name, 0.0, 1.0, "scores")
-    issues = int(pc.sum(quality.column("is_label_issue").cast(pa.int64())).as_py() or 0)
-    return CheckOutcome(problems, {"rows": quality.num_rows, "label_issues": issues})
-
-
-def check_variants(variants: pa.Table, samples: pa.Table) -> CheckOutcome:
-    """``variants``: schema, unique ids, every parent a sample with the same label and split."""
-    problems = schema_problems(variants, VARIANTS_SCHEMA)
-    if problems:
-        return CheckOutcome(problems, {"rows": variants.num_rows})
-    problems += _unique_problems(variants, "variant_id")
-    problems += _agreement_problems(variants, samples, "parent_sample_id", "label", "parents")
-    problems += range_problems(variants, "severity", 1, 5, "severities")
-    return CheckOutcome(problems, {"rows": variants.num_rows})
 
 
 def class_balance(counts: Mapping[int, int]) -> float:
@@ -321,33 +216,6 @@ def split_rows(samples: pa.Table, split: str = "train") -> int:
     return int(pc.sum(pc.equal(samples.column("split"), split).cast(pa.int64())).as_py() or 0)
 
 
-def check_ledger(ledger: pa.Table, train_rows: int, curated_rows: int) -> CheckOutcome:
-    """``curation_ledger``: one row per input sample; kept rows equal the curated table."""
-    problems = schema_problems(ledger, LEDGER_SCHEMA)
-    kept = int(pc.sum(ledger.column("kept").cast(pa.int64())).as_py() or 0)
-    if ledger.num_rows != train_rows:
-        problems.append(f"{ledger.num_rows} ledger rows for {train_rows} input samples")
-    if kept != curated_rows:
-        problems.append(f"{kept} kept in the ledger but {curated_rows} curated rows")
-    dropped_without = int(
-        pc.sum(
-            pc.and_(pc.invert(ledger.column("kept")), pc.is_null(ledger.column("reason")))
-        ).as_py()
-        or 0
-    )
-    if dropped_without:
-        problems.append(f"{dropped_without} dropped rows without a reason")
-    return CheckOutcome(
-        problems,
-        {
-            "input_rows": train_rows,
-            "ledger_rows": ledger.num_rows,
-            "kept_rows": kept,
-            "curated_rows": curated_rows,
-        },
-    )
-
-
 def _parquet_rows(location: str) -> int:
     """Rows in the Parquet file at a local path or an fsspec URL (its footer only is read)."""
     import fsspec
@@ -381,123 +249,3 @@ def check_export(table: pa.Table) -> CheckOutcome:
     if table.num_rows == 0:
         problems.append("no exported split")
     return CheckOutcome(problems, {"files": table.num_rows})
-
-
-def check_report(report: pa.Table) -> CheckOutcome:
-    """``robustness_report``: schema; accuracies, robust fractions and ECE present and in
-    [0, 1]; mCEs >= 0 where defined (NaN: no such corruption); every seed has a reference
-    and a curated row, and the reference's held-out mCE is 1 (it is the base)."""
-    problems = schema_problems(report, REPORT_SCHEMA)
-    if problems:
-        return CheckOutcome(problems, {"rows": report.num_rows})
-    required = ["test_accuracy", "robust_fraction", "robust_fraction_held_out", "ece"]
-    problems += nan_problems(report, required)
-    for name in [*required, "corruption_accuracy_held_out", "corruption_accuracy_seen"]:
-        problems += range_problems(report, name, 0.0, 1.0)
-    for name in ("mce_held_out", "mce_seen"):
-        problems += range_problems(report, name, 0.0, math.inf)
-    rows = report.to_pylist()
-    for seed in sorted({r["seed"] for r in rows}):
-        models = {r["model"]: r for r in rows if r["seed"] == seed}
-        missing = sorted({"reference", "curated"} - set(models))
-        if missing:
-            problems.append(f"seed {seed} has no {' or '.join(missing)} row")
-            continue
-        mce = models["reference"]["mce_held_out"]
-        if not math.isnan(mce) and abs(mce - 1.0) > 1e-9:
-            problems.append(f"seed {seed}: the reference's held-out mCE is {mce:g}, expected 1")
-    if not rows:
-        problems.append("no model judged")
-    names = sorted({r["model"] for r in rows})
-    return CheckOutcome(problems, {"rows": report.num_rows, "models": json.dumps(names)})
-
-
-def check_corrupted_test(table: pa.Table, samples: pa.Table) -> CheckOutcome:
-    """``corrupted_test``: schema; every job holds exactly the test split's ids and labels, in
-    order; every row's pixels have the image's byte count."""
-    problems = schema_problems(table, CORRUPTED_SCHEMA)
-    if problems:
-        return CheckOutcome(problems, {"rows": table.num_rows})
-    test = samples.filter(pc.equal(samples.column("split"), "test"))
-    ids, labels = test.column("sample_id").to_pylist(), test.column("label").to_pylist()
-    jobs = corrupted_jobs(table)
-    if not ids:
-        problems.append("the dataset has no test split")
-    if table.num_rows != len(ids) * len(jobs):
-        problems.append(
-            f"{table.num_rows} rows, expected {len(ids)} test images x {len(jobs)} jobs"
-        )
-    else:
-        for j, (corruption, severity) in enumerate(jobs):
-            rows = table.slice(j * len(ids), len(ids))
-            if (
-                rows.column("sample_id").to_pylist() != ids
-                or rows.column("label").to_pylist() != labels
-            ):
-                problems.append(
-                    f"{corruption}/{severity}: ids or labels differ from the test split"
-                )
-    params = read_params(table.schema)
-    width = int(np.prod(params.get("shape", [0])))
-    lengths = pc.binary_length(table.column("pixels"))
-    wrong = table.num_rows - pc.sum(pc.equal(lengths, width)).as_py() if table.num_rows else 0
-    if wrong:
-        problems.append(f"{wrong} rows whose pixels are not {width} bytes")
-    return CheckOutcome(problems, {"rows": table.num_rows, "jobs": len(jobs), "samples": len(ids)})
-
-
-#: Guards (warnings, not blocking): curation keeps at least this share of the training set...
-MIN_KEPT_SHARE = 0.5
-#: ... and a retrained model loses at most this much test accuracy against the reference.
-MAX_ACCURACY_LOSS = 0.01
-
-
-def check_kept_share(ledger: pa.Table, minimum: float = MIN_KEPT_SHARE) -> CheckOutcome:
-    """``curation_ledger``: curation kept at least ``minimum`` (in [0, 1]) of the samples.
-
-    Below it the retrained model trains on far less data than the reference and usually
-    loses accuracy: a warning, not an error.
-    """
-    total = ledger.num_rows
-    kept = int(pc.sum(ledger.column("kept").cast(pa.int64())).as_py() or 0) if total else 0
-    share = kept / total if total else 0.0
-    problems = []
-    if share < minimum:
-        problems.append(
-            f"curation kept {kept:,} of {total:,} training samples ({share:.1%}), below "
-            f"{minimum:.0%}: expected most of the data kept; use the clean or focus preset or "
-            "relax the policy (require_robust, quota_mode) to keep more"
-        )
-    return CheckOutcome(problems, {"kept": kept, "samples": total, "kept_share": round(share, 4)})
-
-
-def check_accuracy_loss(
-    retrained: pa.Table, reference_accuracy: float | None = None, limit: float = MAX_ACCURACY_LOSS
-) -> CheckOutcome:
-    """``retrained_model``: no model's mean test accuracy is more than ``limit`` below the
-    reference's.
-
-    Accuracies are averaged over the table's seeds per model; the reference's is the mean of
-    its ``reference`` rows, or ``reference_accuracy`` when the table has none. ``limit`` and
-    accuracies in [0, 1]; higher accuracy is better. Passes when there is no reference figure.
-    """
-    rows = [r for r in retrained.to_pylist() if r["test_accuracy"] is not None]
-    means = {
-        m: float(np.mean([r["test_accuracy"] for r in rows if r["model"] == m]))
-        for m in dict.fromkeys(r["model"] for r in rows)
-    }
-    reference = means.pop("reference", reference_accuracy)
-    problems = []
-    worst = {}
-    for model, accuracy in means.items():
-        if reference is None:
-            continue
-        loss = reference - accuracy
-        worst[model] = round(loss, 4)
-        if loss > limit:
-            problems.append(
-                f"{model} test accuracy {accuracy:.4f} is {loss * 100:.1f} pt below the "
-                f"reference's {reference:.4f} (limit {limit * 100:.0f} pt, means over seeds): "
-                "expected curation not to cost accuracy; keep more data (clean or focus preset)"
-            )
-    return CheckOutcome(problems, {"accuracy_loss": worst})

@@ -24,6 +24,13 @@ from robust_data.perturb.corrupt import CORRUPTIONS, CorruptionScheme, corrupt
 from robust_data.perturb.rng import purpose_key, sample_keys
 from robust_data.perturb.schemes import Scheme, parse_scheme
 from robust_data.present.progress import progress_bar
+from robust_data.store.checks import (
+    CheckOutcome,
+    agreement_problems,
+    range_problems,
+    schema_problems,
+    unique_problems,
+)
 from robust_data.store.schema import IMAGE_TYPE, table_metadata
 from robust_data.variants.adversarial import attack, parse_attack
 from robust_data.variants.augment import augment, parse_augmentation
@@ -253,3 +260,14 @@ def make_variants(
     meta = {"transforms": [t.spec for t in parsed], "seed": seed, "splits": list(splits)}
     table = table.replace_schema_metadata(table_metadata("variants", "raw_samples", meta))
     return Variants(table, examples)
+
+
+def check_variants(variants: pa.Table, samples: pa.Table) -> CheckOutcome:
+    """``variants``: schema, unique ids, every parent a sample with the same label and split."""
+    problems = schema_problems(variants, VARIANTS_SCHEMA)
+    if problems:
+        return CheckOutcome(problems, {"rows": variants.num_rows})
+    problems += unique_problems(variants, "variant_id")
+    problems += agreement_problems(variants, samples, "parent_sample_id", "label", "parents")
+    problems += range_problems(variants, "severity", 1, 5, "severities")
+    return CheckOutcome(problems, {"rows": variants.num_rows})

@@ -17,13 +17,13 @@ from robust_data.report.corruption_suite import (
 )
 from robust_data.report.testset import (
     CORRUPTED_SCHEMA,
+    check_corrupted_test,
     corrupted_jobs,
     make_corrupted_test,
     select_corruptions,
     stored_chunks,
     to_uint8,
 )
-from robust_data.store.checks import check_corrupted_test
 from robust_data.store.schema import read_metadata
 from robust_data.store.store import read_parquet, write_parquet_atomic
 

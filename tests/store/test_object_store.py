@@ -113,8 +113,7 @@ def test_weights_go_to_the_object_store_and_load_back(
 ) -> None:
     from robust_data.ingest.build import ingest
     from robust_data.scoring.models import ModelOptions
-    from robust_data.scoring.reference import load_reference, train_reference
-    from robust_data.store.checks import check_model_table
+    from robust_data.scoring.reference import check_model_table, load_reference, train_reference
 
     monkeypatch.setenv("ROBUST_DATA_STORE", s3_store)
     store = Store.open(isolated_home)

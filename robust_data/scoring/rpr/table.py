@@ -7,9 +7,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from robust_data.defaults import MAX_STEPS
 from robust_data.scoring.rpr.engine import RprResult
+from robust_data.store.checks import (
+    CheckOutcome,
+    agreement_problems,
+    range_problems,
+    schema_problems,
+    unique_problems,
+)
 from robust_data.store.schema import read_params, table_metadata
 
 RPR_SCHEMA = pa.schema(
@@ -150,3 +158,37 @@ def class_robust_fraction(labels: np.ndarray, robust: np.ndarray, num_classes: i
     kept = np.bincount(labels[np.asarray(robust, bool)], minlength=num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, kept / total, np.nan)
+
+
+def check_rpr_scores(scores: pa.Table, samples: pa.Table) -> CheckOutcome:
+    """``rpr_scores``: schema, one row per scored sample, steps in 1..max_steps, flags agree.
+
+    Fails when: ids repeat or are not samples, labels differ from raw_samples, steps_to_flip
+    is outside 1..max_steps, ``robust`` disagrees with a null steps_to_flip, ``clean_correct``
+    disagrees with ``clean_pred == label``, or a flip predicts the label itself.
+    """
+    problems = schema_problems(scores, RPR_SCHEMA)
+    if problems:
+        return CheckOutcome(problems, {"rows": scores.num_rows})
+    problems += unique_problems(scores, "sample_id")
+    problems += agreement_problems(scores, samples, "sample_id", "label", "scored samples")
+    max_steps = int(pc.max(scores.column("max_steps")).as_py() or 0)
+    problems += range_problems(scores, "steps_to_flip", 1, max_steps, "steps")
+    steps_null = pc.is_null(scores.column("steps_to_flip"))
+    if pc.all(pc.equal(steps_null, scores.column("robust"))).as_py() not in (True, None):
+        problems.append("robust disagrees with a null steps_to_flip")
+    correct = pc.equal(scores.column("clean_pred"), scores.column("label"))
+    if pc.all(pc.equal(correct, scores.column("clean_correct"))).as_py() not in (True, None):
+        problems.append("clean_correct disagrees with clean_pred == label")
+    same = pc.equal(scores.column("flip_pred"), scores.column("label"))
+    if pc.any(same).as_py():
+        problems.append("a flip_pred equals the label (a flip must change the prediction)")
+    robust = scores.column("robust").to_numpy(zero_copy_only=False)
+    return CheckOutcome(
+        problems,
+        {
+            "rows": scores.num_rows,
+            "max_steps": max_steps,
+            "robust_fraction": round(float(robust.mean()), 4) if robust.size else None,
+        },
+    )
