@@ -4,10 +4,11 @@ On a terminal (or in a Jupyter kernel) :func:`progress_bar` shows a tqdm bar. Wh
 not a terminal (a log file, Dagster's captured step logs, CI), a bar would fill the log with
 carriage returns, so it writes one plain line every 10% of the total or every 30 s, whichever
 comes first (but not within ``mininterval`` of the last line), and a final line when
-closed (for ``leave=False``, only after a progress line)::
+closed (for ``leave=False``, only after a progress line). tqdm has no such mode; the line's
+figures (rate, time left, elapsed) are tqdm's own, from ``tqdm.format_meter``::
 
-    rpr pixels: 4,500/10,000 pt (45%), 812 pt/s, 6 s left
-    rpr pixels: 10,000/10,000 pt (100%), 805 pt/s, done in 12 s
+    rpr pixels: 4,500/10,000 pt (45%), 812pt/s, 00:06 left
+    rpr pixels: 10,000/10,000 pt (100%), 805pt/s, done in 00:12
 
 The lines go straight to the stream (``sys.stderr`` unless one is passed), not through
 :mod:`logging`: they need no logging configuration to show, and Dagster captures a step's raw
@@ -23,6 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from types import TracebackType
 from typing import Any, Generic, TextIO, TypeVar, overload
+
+from tqdm import tqdm
 
 T = TypeVar("T")
 
@@ -118,10 +121,10 @@ class _Bar(Progress[T]):
         leave: bool,
         mininterval: float,
     ) -> None:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm as auto_tqdm
 
         super().__init__(iterable, total, desc, unit)
-        self._bar = tqdm(
+        self._bar = auto_tqdm(
             total=self.total,
             desc=desc,
             unit=unit,
@@ -205,7 +208,10 @@ def progress_line(
     values: dict[str, Any] | None = None,
     final: bool = False,
 ) -> str:
-    """One plain progress line, e.g. ``rpr pixels: 4,500/10,000 pt (45%), 812 pt/s, 6 s left``.
+    """One plain progress line, e.g. ``rpr pixels: 4,500/10,000 pt (45%), 812pt/s, 00:06 left``.
+
+    The rate (``812pt/s``, or ``15.2s/batch`` below one per second), the time left and the
+    elapsed time (``MM:SS``, ``H:MM:SS``) are formatted by ``tqdm.format_meter``, as on the bar.
 
     Parameters
     ----------
@@ -213,43 +219,36 @@ def progress_line(
     n : int
         Units done.
     total : int, optional
-        Expected units; without it the line has no percentage and no time left.
+        Expected units; without it (or past it) the line has no percentage and no time left.
     elapsed : float
-        Seconds since the start; the rate needs it > 0.
+        Seconds since the start; the rate needs it > 0 (and ``n`` > 0).
     values : dict, optional
         Postfix ``key=value`` pairs, appended.
     final : bool
-        The closing line: ``done in`` (or ``stopped after``, short of the total) instead of
-        the time left.
+        The closing line: ``done in`` (or ``stopped after``, short of the total) and the
+        elapsed time instead of the time left.
     """
-    parts = [f"{n:,}/{total:,} {unit} ({100 * n // total}%)" if total else f"{n:,} {unit}"]
-    rate = n / elapsed if elapsed > 0 else 0.0
-    if rate > 0:
-        parts.append(_rate(rate, unit))
+    known = total is not None and 0 < total and n <= total
+    fields = ["{n:,}/{total:,} {unit} ({percentage:.0f}%)" if known else "{n:,} {unit}"]
+    rated = n > 0 and elapsed > 0  # else tqdm would write ?it/s and ? left
+    if rated:
+        fields.append("{rate_fmt}")
     if final:
         ended = "stopped after" if total is not None and n < total else "done in"
-        parts.append(f"{ended} {_duration(elapsed)}")
-    elif rate > 0 and total:
-        parts.append(f"{_duration(max(total - n, 0) / rate)} left")
-    parts += [f"{key}={value}" for key, value in (values or {}).items()]
-    return (f"{desc}: " if desc else "") + ", ".join(parts)
-
-
-def _rate(rate: float, unit: str) -> str:
-    if rate >= 10:
-        return f"{rate:,.0f} {unit}/s"
-    if rate >= 1:
-        return f"{rate:.1f} {unit}/s"
-    return f"{1 / rate:.1f} s/{unit}"
-
-
-def _duration(seconds: float) -> str:
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+        fields.append(f"{ended} {{elapsed}}")
+    elif rated and known:
+        fields.append("{remaining} left")
+    postfix = ", ".join(f"{key}={value}" for key, value in (values or {}).items())
+    meter = tqdm.format_meter(
+        n,
+        total if known else None,
+        elapsed,
+        unit=unit,
+        unit_scale=True,  # the rate as 812 or 15.2, not padded to 5 characters
+        bar_format=", ".join(fields) + "{postfix}",
+        postfix=postfix,
+    )
+    return f"{desc}: {meter}" if desc else meter
 
 
 def _length(iterable: Iterable[Any] | None) -> int | None:

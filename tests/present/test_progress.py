@@ -46,8 +46,9 @@ def test_lines_every_tenth_without_carriage_returns() -> None:
     assert "\r" not in text and "\x1b" not in text
     out = lines(stream)
     assert 2 <= len(out) <= 11
-    assert out[0] == "rpr pixels: 100/1,000 img (10%), 100 img/s, 9 s left"
-    assert out[-1] == "rpr pixels: 1,000/1,000 img (100%), 100 img/s, done in 10 s"
+    assert out[0] == "rpr pixels: 100/1,000 img (10%), 100img/s, 00:09 left"
+    # 1000 x 0.01 s adds up to 9.99999 s: tqdm's times are whole seconds, truncated
+    assert out[-1] == "rpr pixels: 1,000/1,000 img (100%), 100img/s, done in 00:09"
     assert sum("(100%)" in line for line in out) == 1
 
 
@@ -59,7 +60,7 @@ def test_a_line_every_30_seconds_without_10_percent_progress() -> None:
     assert lines(stream) == []  # neither 10% nor 30 s yet
     clock.now = 30.5
     bar.update(1)
-    assert lines(stream) == ["train: 2/10,000 batch (0%), 15.2 s/batch, 42 h 21 min left"]
+    assert lines(stream) == ["train: 2/10,000 batch (0%), 15.2s/batch, 42:21:09 left"]
     clock.now = 45.0
     bar.update(1)
     assert len(lines(stream)) == 1  # the next one is due 30 s after the last
@@ -77,7 +78,7 @@ def test_final_line_context_manager_and_postfix() -> None:
     out = lines(stream)
     assert (
         out[-1]
-        == "corruption suite: 4/10 it (40%), 1.0 it/s, stopped after 4 s, epoch=1, loss=0.532"
+        == "corruption suite: 4/10 it (40%), 1.00it/s, stopped after 00:04, epoch=1, loss=0.532"
     )
     assert bar.n == 4 and bar.closed
 
@@ -89,10 +90,10 @@ def test_iterating_counts_each_item_and_closes() -> None:
     )
     assert items == ["a", "b", "c"]
     # each item is 33%, but no time passed: no line before the final one (mininterval)
-    assert lines(stream) == ["encode: 3/3 img (100%), done in 0 s"]
+    assert lines(stream) == ["encode: 3/3 img (100%), done in 00:00"]
     unsized = progress_bar(iter(range(5)), desc="decode", stream=stream, clock=clock)
     assert sum(unsized) == 10 and unsized.total is None
-    assert lines(stream)[-1] == "decode: 5 it, done in 0 s"
+    assert lines(stream)[-1] == "decode: 5 it, done in 00:00"
 
 
 def test_transient_progress_writes_a_final_line_only_after_a_progress_line() -> None:
@@ -104,7 +105,7 @@ def test_transient_progress_writes_a_final_line_only_after_a_progress_line() -> 
     for _ in slow:
         clock.now += 1.0
     out = lines(stream)
-    assert len(out) == 10 and out[-1] == "decode: 50/50 it (100%), 1.0 it/s, done in 50 s"
+    assert len(out) == 10 and out[-1] == "decode: 50/50 it (100%), 1.00it/s, done in 00:50"
 
 
 def test_disabled_progress_counts_silently() -> None:
@@ -139,11 +140,19 @@ def test_terminal_gets_a_tqdm_bar() -> None:
 @pytest.mark.parametrize(
     ("n", "total", "elapsed", "expected"),
     [
-        (4500, 10_000, 5.54, "rpr: 4,500/10,000 img (45%), 812 img/s, 7 s left"),
-        (3, 0, 1.0, "rpr: 3 img, 3.0 img/s"),
+        (4500, 10_000, 5.54, "rpr: 4,500/10,000 img (45%), 812img/s, 00:06 left"),
+        (3, 0, 1.0, "rpr: 3 img, 3.00img/s"),
         (0, 10, 0.0, "rpr: 0/10 img (0%)"),
-        (100, 1000, 10.0, "rpr: 100/1,000 img (10%), 10 img/s, 1 min 30 s left"),
+        (100, 1000, 10.0, "rpr: 100/1,000 img (10%), 10.0img/s, 01:30 left"),
     ],
 )
 def test_line_format(n: int, total: int, elapsed: float, expected: str) -> None:
+    # the rate, time left and elapsed time are tqdm's (tqdm.format_meter), as on the bar
     assert progress_line("rpr", n, total, "img", elapsed) == expected
+
+
+def test_line_past_the_total_drops_the_percentage_and_final_lines_say_how_it_ended() -> None:
+    assert progress_line("", 12, 10, "it", 2.0, final=True) == "12 it, 6.00it/s, done in 00:02"
+    assert progress_line("x", 5, 10, "it", 3725.0, final=True) == (
+        "x: 5/10 it (50%), 745s/it, stopped after 1:02:05"
+    )
