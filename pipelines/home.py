@@ -156,14 +156,14 @@ def cleanup(store: Store, instance: Any, say: Callable[[str], None] = _say) -> N
 
 
 def remove_stale_exports(store: Store) -> list[str]:
-    """Clear what killed exports left in ``<home>/exports`` (see ``export.remove_stale``).
+    """Clear what killed exports left in ``<home>/exports`` (see ``export.swap.remove_stale``).
 
     Returns
     -------
     list of str
         One line per folder: removed, or restored as the previous export.
     """
-    from robust_data.export.export import remove_stale
+    from robust_data.export.swap import remove_stale
     from robust_data.ingest.sources import NAME_PATTERN
 
     folder: Path = store.home / "exports"

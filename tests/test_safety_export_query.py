@@ -19,6 +19,9 @@ import pytest
 
 import robust_data.explore.query as query_module
 import robust_data.export.export as export_module
+import robust_data.export.writers as writers_module
+from robust_data.export.layout import FORMATS, ExportError, data_file
+from robust_data.export.swap import owner_tag
 from robust_data.store.store import Store
 from tests.fixtures import png_bytes
 
@@ -169,8 +172,8 @@ def test_export_refuses_the_homes_own_folders_even_with_force(
     (store.home / "exports" / "other" / "keep.txt").write_text("another export")
     before = snapshot(tmp_path)
     out = REFUSED[case](store.home)
-    for fmt in export_module.FORMATS:
-        with pytest.raises(export_module.ExportError) as exc:
+    for fmt in FORMATS:
+        with pytest.raises(ExportError) as exc:
             export_module.export_dataset(store, DATASET, out, fmt, force=True)
         message = _one_line_error(exc, "expected an --out folder")
         assert f"--out, e.g. {store.home / 'exports' / DATASET}" in message
@@ -180,14 +183,14 @@ def test_export_refuses_the_homes_own_folders_even_with_force(
 
 def test_export_messages_say_what_was_found(store: Store, tmp_path: Path) -> None:
     home = store.home
-    with pytest.raises(export_module.ExportError) as exc:
+    with pytest.raises(ExportError) as exc:
         export_module.export_dataset(store, DATASET, tmp_path, force=True)
     assert _one_line_error(exc) == (
         "expected an --out folder apart from the home, storage root, Dagster instance and input "
         f"tables; found {tmp_path}, which holds the home {home}; choose another --out, "
         f"e.g. {home / 'exports' / DATASET}"
     )
-    with pytest.raises(export_module.ExportError) as exc:
+    with pytest.raises(ExportError) as exc:
         export_module.export_dataset(store, DATASET, home / "store" / "mine", force=True)
     assert _one_line_error(exc) == (
         f"expected an --out folder under {home / 'exports'} or outside the home; found "
@@ -196,7 +199,7 @@ def test_export_messages_say_what_was_found(store: Store, tmp_path: Path) -> Non
     )
     afile = tmp_path / "export.zip"
     afile.write_bytes(b"zip")
-    with pytest.raises(export_module.ExportError) as exc:
+    with pytest.raises(ExportError) as exc:
         export_module.export_dataset(store, DATASET, afile, force=True)
     assert _one_line_error(exc) == (
         f"expected --out to be a folder; found a file at {afile}; "
@@ -209,7 +212,7 @@ def test_export_refuses_a_storage_root_elsewhere_and_folders_holding_inputs(
     isolated_home: Path, tmp_path: Path
 ) -> None:
     store = make_store(Store.open(isolated_home, storage_root=str(tmp_path / "tables")).ensure())
-    with pytest.raises(export_module.ExportError, match="which is the storage root"):
+    with pytest.raises(ExportError, match="which is the storage root"):
         export_module.export_dataset(store, DATASET, tmp_path / "tables", force=True)
     # a table file that is a symlink: the folder holding its real file is an input
     real = tmp_path / "inputs" / "raw.parquet"
@@ -219,14 +222,14 @@ def test_export_refuses_a_storage_root_elsewhere_and_folders_holding_inputs(
     stored.symlink_to(real)
     (real.parent / "readme.txt").write_text("mine")
     before = snapshot(tmp_path / "inputs")
-    with pytest.raises(export_module.ExportError, match="which holds the input table raw_samples"):
+    with pytest.raises(ExportError, match="which holds the input table raw_samples"):
         export_module.export_dataset(store, DATASET, real.parent, force=True)
     assert snapshot(tmp_path / "inputs") == before
 
 
 def test_export_under_home_exports_and_outside_still_work(store: Store, tmp_path: Path) -> None:
     inside = export_module.export_dataset(store, DATASET, store.home / "exports" / DATASET)
-    assert (inside.path / export_module.data_file("train")).is_file()
+    assert (inside.path / data_file("train")).is_file()
     assert inside.rows == {"train": 6, "test": 4}
     outside = export_module.export_dataset(store, DATASET, tmp_path / "out", "imagefolder")
     assert len(list((outside.path / "train").rglob("*.png"))) == 6
@@ -301,7 +304,7 @@ def test_imagefolder_class_folders_are_distinct_and_the_same_in_every_split(
 
 def test_imagefolder_refuses_duplicate_ids_and_leaves_nothing(store: Store, tmp_path: Path) -> None:
     make_store(store, train=[("dup", 0, "a"), ("dup", 0, "a"), ("other", 1, "b")])
-    with pytest.raises(export_module.ExportError) as exc:
+    with pytest.raises(ExportError) as exc:
         export_module.export_dataset(store, DATASET, tmp_path / "out", "imagefolder")
     assert "expected one file name per sample in train/a; found 'dup' and 'dup'" in (
         _one_line_error(exc)
@@ -315,6 +318,7 @@ def test_imagefolder_refuses_duplicate_ids_and_leaves_nothing(store: Store, tmp_
 KILLER = """
 import os, signal, sys
 import robust_data.export.export as export_module
+import robust_data.export.writers as writers_module
 from robust_data.store.store import Store
 
 home, out, where = sys.argv[1:]
@@ -329,9 +333,9 @@ def replace_then_die(source, target):
         die()
 
 if where == "writing":
-    export_module._write_parquet = die
+    writers_module.write_parquet = die
 else:
-    export_module.os.replace = replace_then_die
+    os.replace = replace_then_die
 export_module.export_dataset(Store.open(home), "toy", out)
 """
 
@@ -358,14 +362,14 @@ def test_next_export_removes_what_a_killed_export_left(store: Store, tmp_path: P
     _killed_export(store, out, "writing")
     (left,) = tmp_path.glob(".out.*.tmp")
     result = export_module.export_dataset(store, DATASET, out)
-    assert not left.exists() and (out / export_module.data_file("train")).is_file()
+    assert not left.exists() and (out / data_file("train")).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]
     assert result.removed == (left,)
 
 
 def test_cleanup_spares_live_and_foreign_folders(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    host = export_module._owner_tag().rsplit("-", 1)[0]
+    host = owner_tag().rsplit("-", 1)[0]
     live = subprocess.Popen(["sleep", "60"])
     try:
         kept = [
@@ -398,7 +402,7 @@ def test_export_killed_between_renames_gets_the_previous_export_back(
     def failing(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(export_module, "_write_parquet", failing)
+    monkeypatch.setattr(writers_module, "write_parquet", failing)
     with pytest.raises(OSError, match="disk full"):
         export_module.export_dataset(store, DATASET, out)
     assert snapshot(out) == before  # the previous export, as it was

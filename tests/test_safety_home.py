@@ -20,7 +20,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from pipelines.cli import main
-from robust_data.export.export import _owner_tag
+from robust_data.export.swap import owner_tag
 from robust_data.store.lock import HomeLockedError, home_lock
 from robust_data.store.store import Store
 from tests.fixtures import png_bytes, write_parquet
@@ -143,7 +143,7 @@ def test_a_killed_run_is_failed_and_its_leftovers_removed_by_the_next_command(
     orphan_steps = store.storage_root / "_steps" / "0f0f0f0f-gone-run" / "shard" / "result.parquet"
     orphan_steps.parent.mkdir(parents=True)
     orphan_steps.write_bytes(b"x")
-    host = _owner_tag().rsplit("-", 1)[0]
+    host = owner_tag().rsplit("-", 1)[0]
     dead_export = isolated_home / "exports" / f".digits.{host}-{curate.pid}-ab12.tmp"
     dead_export.mkdir(parents=True)
     (dead_export / "train.parquet").write_bytes(b"half an export")

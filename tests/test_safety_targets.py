@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import robust_data.export.export as export_module
+from robust_data.export.layout import ExportError
 from robust_data.store.store import Store
 from tests.test_safety_export_query import DATASET, _killed_export, make_store, snapshot
 
@@ -184,7 +185,7 @@ def test_export_never_writes_inside_an_export(store: Store, tmp_path: Path) -> N
         exports / "mine" / "sub": f"one level under {exports}",
     }
     for out, says in cases.items():
-        with pytest.raises(export_module.ExportError, match=re.escape(says)):
+        with pytest.raises(ExportError, match=re.escape(says)):
             export_module.export_dataset(store, DATASET, out, force=True)
     assert (snapshot(exports), snapshot(outside)) == before
     again = export_module.export_dataset(store, DATASET, first, force=True)  # the export itself
@@ -217,7 +218,7 @@ def test_export_never_replaces_another_home(store: Store, other_home: Path, tmp_
         bare: f"which is the robust-data home {bare}",
     }
     for out, says in cases.items():
-        with pytest.raises(export_module.ExportError, match=re.escape(says)):
+        with pytest.raises(ExportError, match=re.escape(says)):
             export_module.export_dataset(store, DATASET, out, force=True)
     assert (snapshot(other_home.parent), snapshot(bare)) == before
     from robust_data.store.targets import is_home

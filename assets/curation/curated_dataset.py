@@ -14,7 +14,9 @@ from assets.checks import check_result, check_spec
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from assets.resources import HomeResource
-from robust_data.export.export import FILES_COLUMNS_DOC, FILES_SCHEMA, UPSTREAM, export_to_store
+from robust_data.export.export import export_to_store
+from robust_data.export.result import FILES_COLUMNS_DOC, FILES_SCHEMA
+from robust_data.export.tables import UPSTREAM
 from robust_data.store.checks import check_export
 from robust_data.store.store import read_bytes
 

@@ -223,7 +223,9 @@ def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
     DatasetError, ExportError
         One line: the tables to make first, or the ``--out`` rule it breaks.
     """
-    from robust_data.export.export import FORMATS, UPSTREAM, ExportError, check_target
+    from robust_data.export.layout import FORMATS, ExportError
+    from robust_data.export.swap import check_target
+    from robust_data.export.tables import UPSTREAM
 
     if args.format not in FORMATS:
         raise ExportError(f"expected a format in {FORMATS}; found {args.format!r}")
@@ -239,7 +241,8 @@ def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from robust_data.export.export import UPSTREAM, export_dataset
+    from robust_data.export.export import export_dataset
+    from robust_data.export.tables import UPSTREAM
 
     dataset = dataset_name(args.dataset)
     check = lambda store: check_export(store, args, dataset)  # noqa: E731

@@ -10,12 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import robust_data.export.export as export_module
+import robust_data.export.writers as writers_module
 from pipelines.cli import main
 from robust_data import CuratedDataset
 from robust_data.curation.policy import CurationPolicy, select_curated
 from robust_data.curation.presets import DEFAULT_PRESET
-from robust_data.export.export import ExportError, _write_imagefolder, export_dataset
+from robust_data.export.export import export_dataset
+from robust_data.export.layout import ExportError
+from robust_data.export.writers import write_imagefolder
 from robust_data.store.schema import read_metadata
 from robust_data.store.store import Store, sha256_anywhere
 from tests.conftest import CuratedHome
@@ -140,7 +142,7 @@ def test_imagefolder_names_cannot_escape(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     out.mkdir()
-    _write_imagefolder(out, {"train": table})
+    write_imagefolder(out, {"train": table})
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert written == ["train/_etc/ok.png", "train/_x/_.._evil.png"]
     assert not list(tmp_path.glob("*.png")) and not (tmp_path / "evil.png").exists()
@@ -264,7 +266,7 @@ def test_exports_refuse_foreign_folders_and_survive_failures(
         pq.write_table(tables["train"], folder / "data" / "train-00000-of-00001.parquet")
         raise KeyboardInterrupt  # killed halfway through writing
 
-    monkeypatch.setattr(export_module, "_write_parquet", interrupted)
+    monkeypatch.setattr(writers_module, "write_parquet", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_dataset(store, "digits", foreign)
     assert {p.name: sha256_anywhere(p) for p in foreign.glob("data/*.parquet")} == before

@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import robust_data.export.export as export_module
+import robust_data.export.publish as publish_module
+from robust_data.export.layout import data_file
 from robust_data.store.checks import check_export
 from robust_data.store.schema import read_params
 from robust_data.store.store import Store, read_bytes, sha256_anywhere, write_bytes_url
@@ -72,7 +74,7 @@ def test_export_is_published_whole_and_checked(stores: tuple[Store, Store], tmp_
     # the same rows as a local export of the same tables, read by pyarrow and pandas from s3
     mine = export_module.export_dataset(local, DATASET, tmp_path / "local", with_variants=True)
     for split in SPLITS:
-        name = export_module.data_file(split)
+        name = data_file(split)
         remote_table = pq.read_table(f"{url}/{name}")
         assert remote_table.equals(pq.read_table(mine.path / name))  # metadata aside
     frame = pd.read_parquet(f"{url}/data")
@@ -84,7 +86,7 @@ def test_export_is_published_whole_and_checked(stores: tuple[Store, Store], tmp_
 
     table = result.files_table()
     paths = table.column("path").to_pylist()
-    assert paths == [f"{url}/{export_module.data_file(split)}" for split in SPLITS]
+    assert paths == [f"{url}/{data_file(split)}" for split in SPLITS]
     assert read_params(table.schema)["export"] == url
     assert check_export(table).problems == []
     write_bytes_url(b"not a parquet file", paths[0])  # one object replaced by garbage
@@ -120,17 +122,17 @@ def test_publish_order_and_cleanup_on_failure(
     local, remote = stores
     mine = export_module.export_dataset(local, DATASET, tmp_path / "local")
     url = remote.export_location(DATASET)
-    order = export_module.publish_folder(mine.path, url, last=export_module.PUBLISHED_LAST)
+    order = publish_module.publish_folder(mine.path, url, last=publish_module.PUBLISHED_LAST)
     assert order[-2:] == [f"{url}/README.md", f"{url}/lineage.json"]
     assert sorted(order) == sorted(f"{url}/{name}" for name in _objects(url))
 
     with pytest.raises(ValueError, match="expected an fsspec URL to publish"):
-        export_module.publish_export(mine, str(tmp_path / "elsewhere"))
+        publish_module.publish_export(mine, str(tmp_path / "elsewhere"))
 
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError("the store went away")
 
-    monkeypatch.setattr(export_module, "publish_folder", fail)
+    monkeypatch.setattr(publish_module, "publish_folder", fail)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     with pytest.raises(OSError, match="went away"):

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 import robust_data.export.export as export_module
+from robust_data.export.layout import FORMATS
 from robust_data.ingest.images import decode_image
 from robust_data.store.schema import table_metadata
 from robust_data.store.store import Store
@@ -243,7 +244,7 @@ def test_imagefolder_export_loads_with_its_scores(
 # the card and the lineage
 
 
-@pytest.mark.parametrize("fmt", export_module.FORMATS)
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_card_front_matter_matches_the_files(store: Store, tmp_path: Path, fmt: str) -> None:
     out = export_module.export_dataset(store, DATASET, tmp_path / "out", fmt, True).path
     card = (out / "README.md").read_text(encoding="utf-8")
@@ -286,7 +287,7 @@ def test_card_names_a_known_license(store: Store, tmp_path: Path) -> None:
     assert _front_matter(card)["license"] == "mit" and "`mit`, as stated by" in card
 
 
-@pytest.mark.parametrize("fmt", export_module.FORMATS)
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_lineage_paths_are_relative_and_hashes_match(
     store: Store, tmp_path: Path, fmt: str
 ) -> None:

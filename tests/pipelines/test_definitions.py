@@ -30,7 +30,7 @@ from robust_data import Store
 from robust_data.curation.policy import LEDGER_COLUMNS_DOC, LEDGER_SCHEMA
 from robust_data.curation.presets import DEFAULT_PRESET, PRESETS
 from robust_data.curation.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA
-from robust_data.export.export import FILES_COLUMNS_DOC, FILES_SCHEMA
+from robust_data.export.result import FILES_COLUMNS_DOC, FILES_SCHEMA
 from robust_data.label_quality.assess import LABEL_QUALITY_COLUMNS_DOC, LABEL_QUALITY_SCHEMA
 from robust_data.label_quality.oof import OOF_COLUMNS_DOC, OOF_SCHEMA
 from robust_data.report.build import REPORT_COLUMNS_DOC, REPORT_SCHEMA

@@ -1,0 +1,334 @@
+"""What an export was made from: ``lineage.json`` and the dataset card (``README.md``).
+
+The lineage names every input table (paths relative to the home, sha256, rows, run), the
+reference model, the policy and the source's license; ``files`` (the sha256 of every exported
+file) is added once the files are written. The card opens with Hugging Face YAML (configs,
+dataset_info, license), then says how to load the export, what each column holds, the rows per
+class, the provenance, the policy and the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from robust_data.export.layout import DATA_FOLDER, MARKER, data_file, safe_name
+from robust_data.export.tables import COLUMN_DOCS, UPSTREAM
+from robust_data.io.files import file_sha256, is_url, local_path, read_bytes
+from robust_data.present.markdown import count_table
+from robust_data.store.home import table_location
+from robust_data.store.schema import read_metadata, read_params
+from robust_data.store.store import Store
+from robust_data.version import __version__, code_revision
+
+if TYPE_CHECKING:
+    from huggingface_hub import DatasetCardData
+
+
+#: Licenses of registry sources whose publishers state one: (Hugging Face id, who states it).
+SOURCE_LICENSES: dict[str, tuple[str, str]] = {
+    "digits": ("cc-by-4.0", "the UCI Machine Learning Repository (Optical Recognition of Digits)"),
+    "fashion-mnist": ("mit", "Zalando Research's Fashion-MNIST repository"),
+    "kmnist": ("cc-by-sa-4.0", "ROIS-DS CODH's Kuzushiji-MNIST repository"),
+}
+
+
+def _relative(location: str, home: Path) -> str:
+    """A local absolute path relative to ``home`` (``..`` where it lies outside); else as is."""
+    if is_url(location) or not local_path(location).is_absolute():
+        return location
+    return Path(os.path.relpath(local_path(location), home.absolute())).as_posix()
+
+
+def _source_label(spec: str) -> str:
+    """A source spec without its folders: ``imagefolder:/data/pets`` -> ``imagefolder:pets``."""
+    kind, _, where = spec.partition(":")
+    return f"{kind}:{Path(where).name}" if where else kind
+
+
+def _license(source: str) -> dict[str, str]:
+    """``{"id", "stated_by"}``: the source's license where known, else ``unknown``."""
+    license_id, stated_by = SOURCE_LICENSES.get(source.partition(":")[0], ("unknown", ""))
+    return {"id": license_id, "stated_by": stated_by}
+
+
+def build_lineage(
+    store: Store,
+    dataset: str,
+    curated: pa.Table,
+    runs: dict[str, str],
+    rows: dict[str, int],
+    fmt: str,
+    with_variants: bool,
+) -> dict[str, Any]:
+    """What the export was made from; paths relative to the home. ``files`` is added later."""
+    tables, schemas = {}, {}
+    for name in (*UPSTREAM, *(("variants",) if with_variants else ())):
+        location = table_location(store.tables_root, name, dataset)
+        data = read_bytes(location)
+        schemas[name] = pq.read_schema(pa.BufferReader(data))
+        tables[name] = {
+            "path": _relative(location, store.home),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "rows": pq.read_metadata(pa.BufferReader(data)).num_rows,
+            "run_id": runs.get(name),
+        }
+    model = store.read("reference_model", dataset).to_pylist()[0]
+    source = _source_label(read_metadata(schemas["raw_samples"]).get("source", "unknown"))
+    return {
+        "format": MARKER,
+        "dataset": dataset,
+        "source": source,
+        "license": _license(source),
+        "export_format": fmt,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "robust_data_version": __version__,
+        "code_revision": code_revision(),
+        "paths_relative_to": "the robust-data home",
+        "policy": read_params(curated.schema),
+        "model": {
+            "path": _relative(model["path"], store.home),
+            "sha256": model["sha256"],
+            "arch": model["arch"],
+            "config": json.loads(model["config"]),
+        },
+        "tables": tables,
+        "rows": rows,
+    }
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` but its ``lineage.json``, by POSIX relative path."""
+    return {
+        path.relative_to(folder).as_posix(): file_sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path != folder / "lineage.json"
+    }
+
+
+def dataset_card(
+    folder: Path, lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table
+) -> str:
+    """The dataset card: Hugging Face YAML front matter, then what a reader needs to know."""
+    from huggingface_hub import DatasetCard
+
+    header = _card_data(folder, lineage, tables).to_yaml()
+    body = _card_body(lineage, tables, ledger)
+    return str(DatasetCard(f"---\n{header}\n---\n\n{body}"))
+
+
+def _data_patterns(fmt: str, splits: list[str]) -> list[dict[str, str]]:
+    """The card's ``data_files``: one glob per split (the images and their metadata for folders)."""
+    if fmt == "parquet":
+        return [{"split": s, "path": f"{DATA_FOLDER}/{safe_name(s)}-*.parquet"} for s in splits]
+    return [{"split": s, "path": f"{safe_name(s)}/**"} for s in splits]
+
+
+def _card_data(
+    folder: Path, lineage: dict[str, Any], tables: dict[str, pa.Table]
+) -> DatasetCardData:
+    """The card's YAML, made by ``datasets``: license, configs and dataset_info."""
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    splits = SplitDict()
+    for split, table in tables.items():
+        splits.add(SplitInfo(name=split, num_bytes=table.nbytes, num_examples=table.num_rows))
+    fmt = lineage["export_format"]
+    files = [folder / (data_file(s) if fmt == "parquet" else safe_name(s)) for s in tables]
+    info = DatasetInfo(
+        features=Features.from_arrow_schema(next(iter(tables.values())).schema),
+        splits=splits,
+        download_size=sum(_bytes_under(path) for path in files),
+        dataset_size=sum(table.nbytes for table in tables.values()),
+    )
+    data = DatasetCardData(
+        license=lineage["license"]["id"],
+        pretty_name=f"{lineage['dataset']} (curated by robust-data)",
+        task_categories=["image-classification"],
+        tags=["robust-data", "curated"],
+    )
+    MetadataConfigs(
+        {"default": {"data_files": _data_patterns(fmt, list(tables))}}
+    ).to_dataset_card_data(data)
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    return data
+
+
+def _bytes_under(path: Path) -> int:
+    """Size of a file, or of every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _card_body(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table) -> str:
+    """The card's markdown: license, how to load, columns, counts, provenance, policy, plots."""
+    schema = next(iter(tables.values())).schema
+    lines = [
+        f"# {lineage['dataset']} (curated by robust-data {lineage['robust_data_version']})",
+        "",
+        f"Exported {lineage['created']} as {lineage['export_format']}; "
+        f"code revision {lineage['code_revision']}; source `{lineage['source']}`. "
+        "Training samples were kept by the policy below; "
+        "the test split is the dataset's own, untouched.",
+        "",
+        *_license_lines(lineage),
+        *_load_lines(lineage["export_format"]),
+        *_column_lines(schema),
+        *_count_lines(tables),
+        *_provenance_lines(lineage, ledger),
+        "## Plots",
+        "",
+        "![samples per class before and after curation](plots/class_counts.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _license_lines(lineage: dict[str, Any]) -> list[str]:
+    """The license section: the source's license where known, else says it is unknown."""
+    found = lineage["license"]
+    if found["id"] == "unknown":
+        text = (
+            "Unknown: robust-data does not know the license of this dataset's source. The images "
+            "and labels keep their source's terms; check them before you share this export."
+        )
+    else:
+        text = (
+            f"`{found['id']}`, as stated by {found['stated_by']} for the source images and "
+            "labels; check it there before you share this export."
+        )
+    return ["## License", "", text, ""]
+
+
+LOAD_PARQUET = """\
+One file per split, `data/<split>-00000-of-00001.parquet`, all with the same schema.
+
+```python
+import datasets, duckdb, pandas, pyarrow.dataset
+
+folder = "path/to/this/export"
+ds = datasets.load_dataset(folder)  # this card's configs: image -> PIL, label -> ClassLabel
+ds = datasets.load_dataset("parquet", data_dir=f"{folder}/data")
+df = pandas.read_parquet(f"{folder}/data")
+table = pyarrow.dataset.dataset(f"{folder}/data").to_table()
+duckdb.sql(f"SELECT split, count(*) FROM read_parquet('{folder}/data/*.parquet') GROUP BY 1")
+```
+
+PyTorch: `robust_data.CuratedDataset(folder, split="train")` yields (image, label)."""
+
+LOAD_IMAGEFOLDER = """\
+Images at `<split>/<class>/<sample>.png`; every other column in `<split>/metadata.parquet`
+(`file_name` relative to the split folder; the same schema in every split).
+
+```python
+import datasets
+from torchvision.datasets import ImageFolder
+
+folder = "path/to/this/export"
+ds = datasets.load_dataset(folder)  # this card's configs: label a ClassLabel, scores as columns
+ds = datasets.load_dataset("imagefolder", data_dir=folder)  # the same columns
+train = ImageFolder(f"{folder}/train")  # images and class folders only
+```"""
+
+
+def _load_lines(fmt: str) -> list[str]:
+    """The section on where the files are and how each reader loads them."""
+    return ["## Load it", "", LOAD_PARQUET if fmt == "parquet" else LOAD_IMAGEFOLDER, ""]
+
+
+def _feature_type(feature: Any) -> str:
+    """A ``datasets`` feature as the card's type column: ``Image``, ``ClassLabel``, a dtype."""
+    name = type(feature).__name__
+    return str(feature.dtype) if name == "Value" else name
+
+
+def _column_lines(schema: pa.Schema) -> list[str]:
+    """One row per column: name, ``datasets`` type, meaning, which values are bad."""
+    from datasets import Features
+
+    features = Features.from_arrow_schema(schema)
+    lines = ["## Columns", "", "| column | type | meaning | bad when |", "|---|---|---|---|"]
+    for name, feature in features.items():
+        meaning, bad = COLUMN_DOCS.get(name, ("", ""))
+        lines.append(f"| `{name}` | {_feature_type(feature)} | {meaning} | {bad or '-'} |")
+    return [*lines, ""]
+
+
+def _count_lines(tables: dict[str, pa.Table]) -> list[str]:
+    """Rows per class: originals and variants in each split, then the totals."""
+    counts = {split: _class_counts(table) for split, table in tables.items()}
+    classes = sorted({key for found in counts.values() for key in found})
+    header = [f"{split} {kind}" for split in tables for kind in ("originals", "variants")]
+    lines = [
+        "## Rows per class and split",
+        "",
+        "Originals are the dataset's own images; variants are images robust-data made from "
+        "kept training samples (`parent_sample_id` set).",
+        "",
+        "| label | class | " + " | ".join(header) + " |",
+        "|---:|---|" + "---:|" * len(header),
+    ]
+    for label, name in classes:
+        cells = [f"{counts[s].get((label, name), [0, 0])[k]:,}" for s in tables for k in (0, 1)]
+        lines.append(
+            f"| {label} | {str(name).replace('|', '&#124;')} | " + " | ".join(cells) + " |"
+        )
+    totals = [f"{sum(c[k] for c in counts[s].values()):,}" for s in tables for k in (0, 1)]
+    return [*lines, "| | **total** | " + " | ".join(totals) + " |", ""]
+
+
+def _class_counts(table: pa.Table) -> dict[tuple[int, str], list[int]]:
+    """``(label, name) -> [originals, variants]`` of one split."""
+    counts: dict[tuple[int, str], list[int]] = {}
+    rows = zip(
+        table.column("label").to_pylist(),
+        table.column("label_name").to_pylist(),
+        table.column("parent_sample_id").to_pylist(),
+        strict=True,
+    )
+    for label, name, parent in rows:
+        counts.setdefault((label, name), [0, 0])[parent is not None] += 1
+    return counts
+
+
+def _provenance_lines(lineage: dict[str, Any], ledger: pa.Table) -> list[str]:
+    """Model and input tables, the policy, and what the ledger did with the training samples."""
+    reasons = ledger.column("reason").to_pylist()
+    outcomes = {
+        "kept": reasons.count(None),
+        **{r: reasons.count(r) for r in sorted({r for r in reasons if r is not None})},
+    }
+    return [
+        "## Provenance",
+        "",
+        f"- Reference model: {lineage['model']['arch']}, sha256 `{lineage['model']['sha256']}`",
+        *(
+            f"- `{name}`: {t['rows']:,} rows, sha256 `{t['sha256'][:16]}`, "
+            f"run {t['run_id'] or 'unknown'}"
+            for name, t in lineage["tables"].items()
+        ),
+        "",
+        "`lineage.json` holds the full sha256 of these tables and of every file of this export.",
+        "",
+        "## Policy",
+        "",
+        "```json",
+        json.dumps(lineage["policy"], indent=2, sort_keys=True),
+        "```",
+        "",
+        "## Ledger (input training samples)",
+        "",
+        count_table(outcomes, "outcome", "samples"),
+        "",
+    ]

@@ -1,0 +1,91 @@
+"""What an export returns (:class:`ExportResult`) and its ``curated_dataset`` table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from robust_data.export.layout import data_file
+from robust_data.export.swap import StaleExports
+from robust_data.io.files import file_sha256
+from robust_data.store.schema import table_metadata
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and what it holds.
+
+    ``removed`` lists the folders that killed exports had left beside the target and that this
+    export removed; ``restored`` is the one of them renamed back to the target, the previous
+    export (listed in ``removed`` too); :meth:`cleanup_lines` says so, one line each.
+
+    ``location`` is the fsspec URL the export was published to
+    (:func:`~robust_data.export.publish.publish_export`), and ``hashes`` the sha256 of each
+    published file by relative path (``lineage.json``'s ``files``); both empty for a local
+    export. A published export's ``path`` is the local folder it was written to, which
+    :func:`~robust_data.export.export.export_to_store` removes once it is published.
+    """
+
+    path: Path
+    format: str
+    rows: dict[str, int]  # split -> rows
+    removed: tuple[Path, ...] = ()
+    location: str = ""
+    hashes: dict[str, str] = field(default_factory=dict)
+    restored: Path | None = None
+
+    def cleanup_lines(self) -> list[str]:
+        """What became of each folder stopped exports left beside the target, one line each."""
+        return StaleExports(self.path, self.removed, self.restored).lines()
+
+    @property
+    def where(self) -> str:
+        """The export's URL when it was published, else its local folder."""
+        return self.location or str(self.path)
+
+    def files_table(self, source: str = "curated_samples, variants, raw_samples") -> pa.Table:
+        """One row per exported Parquet file: split, path, rows, sha256; with table metadata.
+
+        Only for the Parquet format (``data/<split>-00000-of-00001.parquet`` per split). The
+        paths are URLs for a published export, whose sha256 come from its ``hashes``.
+        """
+        if self.location:
+            names = [data_file(split) for split in self.rows]
+            paths = [f"{self.location}/{name}" for name in names]
+            digests = [self.hashes[name] for name in names]
+        else:
+            files = [self.path / data_file(split) for split in self.rows]
+            paths = [str(f) for f in files]
+            digests = [file_sha256(f) for f in files]
+        table = pa.table(
+            {
+                "split": list(self.rows),
+                "path": paths,
+                "rows": list(self.rows.values()),
+                "sha256": digests,
+            },
+            schema=FILES_SCHEMA,
+        )
+        params = {"format": self.format, "export": self.where}
+        return table.replace_schema_metadata(table_metadata("curated_dataset", source, params))
+
+
+FILES_SCHEMA = pa.schema(
+    [
+        pa.field("split", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("sha256", pa.string()),
+    ]
+)
+"""``curated_dataset``: one row per exported Parquet data file."""
+
+#: One line per column of :data:`FILES_SCHEMA`.
+FILES_COLUMNS_DOC = {
+    "split": "train or test",
+    "path": "The exported data file (data/<split>-00000-of-00001.parquet in the export)",
+    "rows": "Rows in the file: originals and variants of that split",
+    "sha256": "Hex sha256 of the file's bytes (lineage.json lists it too)",
+}
