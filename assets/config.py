@@ -1,21 +1,113 @@
 """Run config derived from the core's dataclasses: one source for names, defaults and docs.
 
-Each step's Dagster ``Config`` lists the fields of the core dataclass it fills (for example
-:class:`robust_data.scoring.models.ModelOptions`), every one optional: a field left unset takes the
-core's default (or, for a curation preset, the preset's value), which its description names.
-The launchpad therefore shows no magic values, and a new core field appears in the run
-config without being declared twice.
+Each step's Dagster ``Config`` is a :class:`CoreConfig` naming the core options dataclass it
+fills (``class ReferenceModelConfig(CoreConfig, core=ModelOptions)``). It gets that dataclass's
+fields, every one optional: a field left unset takes the core's default (or what the step puts
+in its place, such as the compute resource's device or a curation preset's value), which its
+description, read from the dataclass's ``Attributes`` docstring, names. The launchpad therefore
+shows no magic values, and a new core field appears in the run config without being declared
+twice. Fields a step adds of its own (``device`` where the core takes none, the shard count,
+the dataset source) are declared in the class body as usual and come after the core's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, ClassVar
 
 from dagster import Config
-from pydantic import Field, create_model
+from pydantic import Field
+
+#: What an unset ``device`` or ``precision`` takes in every step that runs a model.
+FROM_COMPUTE = {
+    "device": "the compute resource's device",
+    "precision": "the compute resource's precision",
+}
+
+
+def device_field() -> Any:
+    """The ``device`` field of a step whose core options take none (it is an argument)."""
+    return Field(
+        default=None, description="auto, cpu or cuda (unset: the compute resource's device)"
+    )
+
+
+class CoreConfig(Config):
+    """A step's run config: the fields of a core options dataclass, then the step's own.
+
+    Subclass it with class keywords: ``core`` (the dataclass), optionally ``omit`` (core fields
+    the step fills itself, from an upstream table say) and ``unset`` (what an unset field takes,
+    for the descriptions: one phrase for every field, or one per field; a field it does not
+    name takes, and names, the core's default).
+
+    Attributes
+    ----------
+    core : type
+        The core dataclass (a class attribute).
+    core_fields : tuple of str
+        Its fields this config offers, in order; the class's other fields are the step's own
+        (a class attribute).
+    """
+
+    core: ClassVar[type] = object
+    core_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(
+        cls,
+        core: type | None = None,
+        omit: Collection[str] = (),
+        unset: str | Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Runs before pydantic collects the fields, so the ones added here are fields too.
+        if core is not None:
+            derived = derived_fields(core, omit, unset)
+            own = inspect.get_annotations(cls)
+            for name, (_, field) in derived.items():
+                setattr(cls, name, field)
+            cls.__annotations__ = {**{k: kind for k, (kind, _) in derived.items()}, **own}
+            cls.core, cls.core_fields = core, tuple(derived)
+        super().__init_subclass__(**kwargs)
+
+    def options(self, **fallback: Any) -> Any:
+        """The core dataclass from the fields this config sets.
+
+        A field left unset takes its ``fallback`` value when one is given (for example the
+        compute resource's device), else the core's default.
+        """
+        return self.core(**{**fallback, **set_fields(self)})
+
+
+def derived_fields(
+    source: type, omit: Collection[str] = (), unset: str | Mapping[str, str] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """Field name -> (run-config type, pydantic field) of ``source``'s fields, each optional.
+
+    Raises
+    ------
+    ValueError
+        When ``omit`` or ``unset`` names a field ``source`` does not have.
+    """
+    hints = typing.get_type_hints(source)
+    docs = attribute_docs(source)
+    known = [f.name for f in dataclasses.fields(source)]
+    notes = dict.fromkeys(known, unset) if isinstance(unset, str) else dict(unset or {})
+    unknown = sorted((set(omit) | set(notes)) - set(known))
+    if unknown:
+        raise ValueError(f"expected fields of {source.__name__}; found {unknown}")
+    fields: dict[str, tuple[Any, Any]] = {}
+    for field in dataclasses.fields(source):
+        if field.name in omit:
+            continue
+        note = notes.get(field.name) or repr(core_default(field))
+        described = f"{docs.get(field.name, '')} (unset: {note})".strip()
+        kind = config_type(hints[field.name]) | None
+        fields[field.name] = (kind, Field(default=None, description=described))
+    return fields
 
 
 def attribute_docs(source: type) -> dict[str, str]:
@@ -42,47 +134,34 @@ def attribute_docs(source: type) -> dict[str, str]:
     return docs
 
 
-def core_config(
-    source: type,
-    name: str,
-    doc: str,
-    module: str,
-    unset: str = "the default",
-    **extra: tuple[Any, Any, str],
-) -> type[Config]:
-    """A Dagster ``Config`` class with ``source``'s fields, each optional (None: unset).
+def config_type(hint: Any) -> Any:
+    """The run-config type of a core field's type: ``tuple[X, ...]`` becomes ``list[X]``.
 
-    Parameters
-    ----------
-    source : type
-        A dataclass of the core library.
-    name, doc : str
-        The class name and docstring (shown in the launchpad).
-    module : str
-        The defining module's ``__name__`` (the class's ``__module__``).
-    unset : str
-        What an unset field takes, for the descriptions ("the default" adds its value).
-    **extra : (type, default, description)
-        Step-only fields (for example ``device``), declared as given.
+    Dagster's config holds lists, not tuples; :func:`set_fields` turns them back.
     """
-    hints = typing.get_type_hints(source)
-    docs = attribute_docs(source)
-    fields: dict[str, Any] = {}
-    for field in dataclasses.fields(source):
-        default = field.default
-        if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
-        note = f"unset: {default!r}" if unset == "the default" else f"unset: {unset}"
-        described = f"{docs.get(field.name, '')} ({note})".strip()
-        fields[field.name] = (hints[field.name] | None, Field(default=None, description=described))
-    for key, (kind, default, described) in extra.items():
-        fields[key] = (kind, Field(default=default, description=described))
-    model = create_model(name, __base__=Config, __module__=module, **fields)
-    model.__doc__ = doc
-    return model
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return list[args[0]]  # type: ignore[valid-type]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.Union[tuple(config_type(arg) for arg in args)]  # noqa: UP007
+    return hint
 
 
-def set_fields(config: Config, source: type) -> dict[str, Any]:
-    """The fields of ``source`` that ``config`` sets (not None), ready for ``source(**...)``."""
-    names = {f.name for f in dataclasses.fields(source)}
-    return {k: v for k, v in config.model_dump().items() if k in names and v is not None}
+def core_default(field: dataclasses.Field[Any]) -> Any:
+    """The default value of a core dataclass field (its factory called)."""
+    if field.default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def set_fields(config: CoreConfig) -> dict[str, Any]:
+    """The core fields ``config`` sets (not None), ready for ``config.core(**...)``.
+
+    Lists (the run config's form of a tuple field) come back as tuples.
+    """
+    dumped = config.model_dump()
+    return {
+        name: tuple(dumped[name]) if isinstance(dumped[name], list) else dumped[name]
+        for name in config.core_fields
+        if dumped[name] is not None
+    }

@@ -4,27 +4,34 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
-    Config,
     MetadataValue,
     Output,
     asset,
 )
 
 from assets.checks import check_result, check_spec
+from assets.config import CoreConfig
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from assets.resources import HomeResource
-from robust_data.export.export import export_to_store
+from robust_data.export.export import ExportOptions, export_to_store
 from robust_data.export.result import FILES_COLUMNS_DOC, FILES_SCHEMA
 from robust_data.export.tables import UPSTREAM
 from robust_data.store.checks import check_export
 from robust_data.store.store import read_bytes
 
+#: The step exports the train split the report's curated models train on: variants included
+#: (the core's export leaves them out unless asked).
+WITH_VARIANTS = True
 
-class CuratedDatasetConfig(Config):
-    """Where and how to export."""
 
-    with_variants: bool = True  # add the kept samples' variants to the train split
+class CuratedDatasetConfig(
+    CoreConfig,
+    core=ExportOptions,
+    omit=("fmt",),  # Parquet: the step's table lists the Parquet files, its check reads them
+    unset={"with_variants": f"{WITH_VARIANTS}, as the report's curated models train"},
+):
+    """What to export (robust_data.export.export.ExportOptions)."""
 
 
 def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, str]:
@@ -62,7 +69,8 @@ def curated_dataset(
     store = home.store()
     dataset = context.partition_key
     runs = latest_runs(context.instance, dataset, (*UPSTREAM, "variants"))
-    result = export_to_store(store, dataset, "parquet", config.with_variants, runs=runs)
+    options = config.options(with_variants=WITH_VARIANTS)
+    result = export_to_store(store, dataset, options, runs=runs)
     table = result.files_table()
     card = read_bytes(f"{result.where}/README.md").decode("utf-8")
     context.add_output_metadata(

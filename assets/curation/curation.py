@@ -10,13 +10,15 @@ from dagster import (
     TableMetadataValue,
     multi_asset,
 )
+from pydantic import Field
 
 from assets.checks import check_result, check_spec
-from assets.config import core_config, set_fields
+from assets.config import CoreConfig, set_fields
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import count_table, records_table, table_definition
 from assets.resources import HomeResource
 from robust_data.curation.policy import (
+    BALANCE_TOLERANCE,
     LEDGER_COLUMNS_DOC,
     LEDGER_SCHEMA,
     Curation,
@@ -25,29 +27,29 @@ from robust_data.curation.policy import (
     check_ledger,
     class_count_chart,
 )
-from robust_data.curation.presets import DEFAULT_PRESET, apply_preset, customized
+from robust_data.curation.presets import DEFAULT_PRESET, PRESETS, apply_preset, customized
 from robust_data.curation.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA, load_reviews
 from robust_data.ingest.arrays import class_names, num_classes
 from robust_data.present.markdown import inline_png
 from robust_data.store.checks import check_class_balance, split_rows
 from robust_data.store.schema import SAMPLES_COLUMNS_DOC, SAMPLES_SCHEMA, read_params
 
-CurationConfig = core_config(
-    CurationPolicy,
-    "CurationConfig",
-    "A curation preset (robust_data.curation.presets.PRESETS), optionally with policy fields "
-    "changed "
-    "(robust_data.curation.policy.CurationPolicy); unset fields take the preset's values.",
-    __name__,
-    unset="the preset's value",
-    preset=(str, DEFAULT_PRESET, "paper, clean or focus (see README, Does curation help?)"),
-    balance_tolerance=(
-        float | None,
-        None,
-        "Checked: 1 - smallest/largest kept class count <= this (unset: 0.1 when a quota drops "
-        "samples for balance, else 1: class weights balance instead)",
-    ),
-)
+
+class CurationConfig(CoreConfig, core=CurationPolicy, unset="the preset's value"):
+    """A curation preset (robust_data.curation.presets.PRESETS), optionally with policy fields
+    changed (robust_data.curation.policy.CurationPolicy); unset fields take the preset's
+    values."""
+
+    preset: str = Field(
+        default=DEFAULT_PRESET,
+        description=f"{', '.join(PRESETS)} (see README, Does curation help?)",
+    )
+    balance_tolerance: float | None = Field(
+        default=None,
+        description="Checked: 1 - smallest/largest kept class count <= this (unset: "
+        f"{BALANCE_TOLERANCE:g} when a quota drops samples for balance, else 1: class weights "
+        "balance instead)",
+    )
 
 
 #: Human decisions (robust_data.curation.reviews), written by `robust-data browse` and
@@ -192,10 +194,10 @@ def curation_assets(
     label_quality,
 ):
     """Apply the policy, then the human reviews (one core call: :func:`apply_preset`)."""
-    chosen = customized(config.preset, **set_fields(config, CurationPolicy))
+    chosen = customized(config.preset, **set_fields(config))
     tolerance = config.balance_tolerance
     if tolerance is None:
-        tolerance = 1.0 if chosen.policy.quota_mode == "none" else 0.1
+        tolerance = chosen.policy.balance_tolerance()
     reviews = load_reviews(home.store(), context.partition_key)
     result = apply_preset(raw_samples, rpr_scores, label_quality, chosen, reviews)
     if reviews.num_rows:

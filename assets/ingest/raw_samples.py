@@ -3,14 +3,15 @@
 from dagster import (
     AssetExecutionContext,
     AssetOut,
-    Config,
     DynamicPartitionsDefinition,
     MetadataValue,
     Output,
     multi_asset,
 )
+from pydantic import Field
 
 from assets.checks import check_result, check_spec
+from assets.config import CoreConfig
 from assets.metadata import count_table, table_definition
 from assets.resources import HomeResource
 from robust_data.errors import DatasetError
@@ -29,15 +30,23 @@ from robust_data.store.schema import (
 DATASETS = DynamicPartitionsDefinition(name="datasets")
 
 
-class RawSamplesConfig(Config):
-    """How to read the partition's dataset. Empty fields fall back to the home's registration."""
+class RawSamplesConfig(CoreConfig, core=IngestOptions, omit=("resize",)):
+    """How to read the partition's dataset (robust_data.ingest.build.IngestOptions); source and
+    root left unset take the home's registration."""
 
-    source: str | None = None  # registry name or imagefolder:PATH / parquet:PATH; unset: registered
-    root: str | None = None  # local root for mnist, cifar10, ...; unset: registered
-    seed: int = 0  # seed of the stratified split for sources without a test split
-    test_fraction: float = 0.2  # share of each class held out as test when splitting
-    resize: str | None = None  # HEIGHTxWIDTH to resize mixed sizes to; unset: mixed sizes fail
-    channels: int | None = None  # 1 or 3 to convert; unset: mixed channel counts fail
+    source: str | None = Field(
+        default=None,
+        description="Registry name or imagefolder:PATH / parquet:PATH (unset: the registered "
+        "source)",
+    )
+    root: str | None = Field(
+        default=None, description="Local root for mnist, cifar10, ... (unset: the registered root)"
+    )
+    # HEIGHTxWIDTH text here, parsed into the core's (height, width).
+    resize: str | None = Field(
+        default=None,
+        description="HEIGHTxWIDTH to resize every image to (unset: None, mixed sizes are an error)",
+    )
 
 
 def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
@@ -96,12 +105,7 @@ def raw_samples_assets(
     if not source:
         registration = home.store().lookup(context.partition_key)
         source, root = registration.source, root or registration.root
-    options = IngestOptions(
-        seed=config.seed,
-        test_fraction=config.test_fraction,
-        resize=parse_size(config.resize) if config.resize else None,
-        channels=config.channels or None,
-    )
+    options = config.options(resize=parse_size(config.resize) if config.resize else None)
     result = ingest(source, root=root or None, name=context.partition_key, options=options)
     samples_check = check_samples(result.samples)
     if not samples_check.passed:  # refused before anything is stored: no half-ingested table

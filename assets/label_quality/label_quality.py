@@ -3,7 +3,6 @@
 from dagster import (
     AssetExecutionContext,
     AssetIn,
-    Config,
     MetadataValue,
     Output,
     TableMetadataValue,
@@ -11,6 +10,7 @@ from dagster import (
 )
 
 from assets.checks import check_result, check_spec
+from assets.config import CoreConfig
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import records_table, table_definition
 from robust_data.ingest.arrays import class_names
@@ -25,12 +25,8 @@ from robust_data.label_quality.assess import (
 from robust_data.present.markdown import inline_png
 
 
-class LabelQualityConfig(Config):
-    """cleanlab settings."""
-
-    method: str = "self_confidence"  # or normalized_margin, confidence_weighted_entropy
-    filter_by: str = "prune_by_noise_rate"  # find_label_issues rule
-    datalab: bool = True  # outliers, near-duplicates, class imbalance on the embeddings
+class LabelQualityConfig(CoreConfig, core=LabelQualityOptions):
+    """cleanlab settings (robust_data.label_quality.assess.LabelQualityOptions)."""
 
 
 def _per_class(result: LabelQuality, names: list[str]) -> TableMetadataValue:
@@ -97,13 +93,11 @@ def label_quality(
     context: AssetExecutionContext, config: LabelQualityConfig, oof_predictions, raw_samples
 ):
     """Assess labels (one core call: :func:`robust_data.label_quality.assess.assess_labels`)."""
-    options = LabelQualityOptions(
-        method=config.method, filter_by=config.filter_by, datalab=config.datalab
-    )
+    options = config.options()
     result = assess_labels(oof_predictions, options)
     names = class_names(raw_samples)
     table = result.table
-    meta = _metadata(result, names, config.datalab)
+    meta = _metadata(result, names, options.datalab)
     meta["most_suspect"] = MetadataValue.md(
         inline_png(result.suspect_grid(raw_samples, names), "most suspect labels")
     )

@@ -11,7 +11,6 @@ import json
 import pyarrow as pa
 from dagster import (
     AssetIn,
-    Config,
     DynamicOut,
     DynamicOutput,
     MetadataValue,
@@ -22,8 +21,10 @@ from dagster import (
     graph_asset,
     op,
 )
+from pydantic import Field
 
 from assets.checks import check_result, check_spec
+from assets.config import FROM_COMPUTE, CoreConfig
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from assets.resources import GPU_POOL, GPU_STEP_TAGS, ComputeResource, transient_failures_retried
@@ -40,14 +41,17 @@ from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.reference import load_reference
 
 
-class OofPredictionsConfig(Config):
-    """Cross-validation settings; the fold models use the reference model's recipe."""
+class OofPredictionsConfig(
+    CoreConfig, core=OofOptions, omit=("model",), unset={"device": FROM_COMPUTE["device"]}
+):
+    """Cross-validation settings (robust_data.label_quality.oof.OofOptions); the fold models
+    use the reference model's recipe."""
 
-    folds: int = 5  # reduced (with a warning) to the smallest class's training count
-    embedding_dim: int = 64  # PCA components of the reference model's penultimate layer
-    seed: int = 0  # fold assignment and PCA
-    epochs: int | None = None  # unset: the reference model's epochs
-    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
+    epochs: int | None = Field(
+        default=None,
+        description="Passes over the training data of each fold model (unset: the reference "
+        "model's epochs)",
+    )
 
 
 @config_mapping
@@ -64,13 +68,7 @@ def _options(
     recipe = json.loads(reference_model.column("config")[0].as_py())
     if config.epochs:
         recipe["epochs"] = config.epochs
-    return OofOptions(
-        folds=config.folds,
-        model=ModelOptions(**recipe),
-        embedding_dim=config.embedding_dim,
-        seed=config.seed,
-        device=config.device or compute.device,
-    )
+    return config.options(model=ModelOptions(**recipe), device=compute.device)
 
 
 @op(out=DynamicOut(pa.Table))
@@ -121,7 +119,8 @@ def merge_oof_folds(
 ):
     """Join the folds, add embeddings (core call: ``label_quality.oof.merge_folds``)."""
     reference, _ = load_reference(reference_model)
-    result = merge_folds(raw_samples, folds, reference, _options(config, compute, reference_model))
+    options = _options(config, compute, reference_model)
+    result = merge_folds(raw_samples, folds, reference, options)
     accuracy = float((result.pred_probs.argmax(axis=1) == result.labels).mean())
     metadata = {
         "oof_accuracy": MetadataValue.float(round(accuracy, 4)),
@@ -132,7 +131,7 @@ def merge_oof_folds(
         "merge_seconds": MetadataValue.float(round(result.seconds, 1)),
         "warnings": MetadataValue.text("; ".join(result.warnings) or "none"),
     }
-    table = result.table({"seed": config.seed, "embedding_dim": config.embedding_dim})
+    table = result.table({"seed": options.seed, "embedding_dim": options.embedding_dim})
     yield Output(table, "result", metadata=metadata)
     yield check_result("oof_predictions", "valid", check_oof(table, raw_samples))
 

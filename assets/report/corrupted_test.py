@@ -1,26 +1,26 @@
 """``corrupted_test``: the test split under every corruption and severity, made once per dataset."""
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
-from pydantic import Field
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
+from assets.config import CoreConfig
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from robust_data.ingest.arrays import decode_samples
 from robust_data.report.testset import (
     CORRUPTED_COLUMNS_DOC,
     CORRUPTED_SCHEMA,
+    CorruptedTestOptions,
     check_corrupted_test,
     corrupted_jobs,
     make_corrupted_test,
 )
 
 
-class CorruptedTestConfig(Config):
-    """Which corruptions, and their seed."""
-
-    corruptions: list[str] = Field(default_factory=list)  # empty: every corruption
-    seed: int = 0
+class CorruptedTestConfig(
+    CoreConfig, core=CorruptedTestOptions, unset={"corruptions": "every corruption"}
+):
+    """Which corruptions, and their seed (robust_data.report.testset.CorruptedTestOptions)."""
 
 
 @asset(
@@ -45,8 +45,7 @@ def corrupted_test(context: AssetExecutionContext, config: CorruptedTestConfig, 
         test.images,
         test.labels,
         test.sample_ids,
-        config.corruptions or None,
-        config.seed,
+        config.options(),
         source=f"raw_samples/{context.partition_key} (test split)",
     )
     jobs = corrupted_jobs(table)

@@ -7,7 +7,6 @@ import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetIn,
-    Config,
     DynamicOut,
     DynamicOutput,
     MetadataValue,
@@ -23,6 +22,7 @@ from dagster import (
 from pydantic import Field
 
 from assets.checks import check_result, check_spec
+from assets.config import FROM_COMPUTE, CoreConfig
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import records_table, table_definition
 from assets.resources import (
@@ -33,7 +33,6 @@ from assets.resources import (
     transient_failures_retried,
 )
 from robust_data.curation.presets import preset_from_params
-from robust_data.defaults import MAX_STEPS
 from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.present.markdown import inline_png
 from robust_data.report.build import (
@@ -67,15 +66,25 @@ from robust_data.scoring.reference import check_model_table, load_reference
 from robust_data.scoring.rpr.table import scored_max_steps
 from robust_data.store.schema import read_params
 
+#: The training sets every report compares; the others are baselines.
+COMPARED = ("reference", "curated")
 
-class RetrainedModelConfig(Config):
-    """Which models the report compares, and how many seeds each."""
 
-    seeds: int = 3  # >= 2 for intervals; each seed trains every training set
-    baselines: list[str] = Field(
-        default_factory=lambda: ["random_subset", "all_with_variants"]
-    )  # besides reference and curated; see robust_data.report.retrain.TRAINING_SETS
-    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
+class RetrainedModelConfig(
+    CoreConfig,
+    core=RetrainOptions,
+    omit=("names", "max_steps"),  # names: from baselines; max_steps: rpr_scores's
+    unset={"device": FROM_COMPUTE["device"]},
+):
+    """Which models the report compares, and how many seeds each
+    (robust_data.report.retrain.RetrainOptions)."""
+
+    baselines: list[str] | None = Field(
+        default=None,
+        description="Training sets besides reference and curated, from "
+        "robust_data.report.retrain.TRAINING_SETS (unset: "
+        f"{', '.join(n for n in RetrainOptions().names if n not in COMPARED)})",
+    )
 
 
 @asset(
@@ -127,12 +136,10 @@ def retrained_model(
     train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
     kept, steps = curation_inputs(train, curation_ledger, rpr_scores)
     store = home.store()
-    options = RetrainOptions(
-        seeds=config.seeds,
-        names=("reference", "curated", *config.baselines),
-        max_steps=scored_max_steps(rpr_scores),
-        device=config.device or compute.device,
-    )
+    fallback = {"max_steps": scored_max_steps(rpr_scores), "device": compute.device}
+    if config.baselines is not None:
+        fallback["names"] = (*COMPARED, *config.baselines)
+    options = config.options(**fallback)
     with transient_failures_retried(context):
         table = retrain_models(
             train,
@@ -178,13 +185,17 @@ def _retrained_metadata(table: pa.Table, preset: str) -> dict[str, MetadataValue
     }
 
 
-class RobustnessReportConfig(Config):
-    """How the report judges the models."""
-
-    held_out_scheme: str | None = (
-        None  # unset: the first of HELD_OUT_SCHEMES the variants do not use
-    )
-    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
+class RobustnessReportConfig(
+    CoreConfig,
+    core=JudgeOptions,
+    # As rpr_scores scored (its table's params); the suite is corrupted_test's.
+    omit=("scheme", "max_steps", "seed", "corruptions"),
+    unset={
+        "held_out_scheme": "the first of HELD_OUT_SCHEMES the variants do not use",
+        **FROM_COMPUTE,
+    },
+):
+    """How the report judges the models (robust_data.report.evaluate.JudgeOptions)."""
 
 
 def _headline_numbers(report: Report) -> dict[str, MetadataValue]:
@@ -253,18 +264,17 @@ def _setup(
     """What the models were trained on (the ledger's preset) and how they are judged."""
     chosen = preset_from_params(read_params(curation_ledger.schema))
     params = read_params(rpr_scores.schema)
+    scored = {name: params[name] for name in ("scheme", "max_steps", "seed") if name in params}
     transforms = chosen.plan.transforms
     return ReportSetup(
         partition,
         chosen.name,
         frozenset(used_families(transforms)),
-        JudgeOptions(
-            scheme=params.get("scheme", "pixels"),
-            held_out_scheme=config.held_out_scheme or held_out_scheme(transforms),
-            max_steps=params.get("max_steps", MAX_STEPS),
-            seed=params.get("seed", 0),
-            device=config.device or compute.device,
+        config.options(
+            held_out_scheme=held_out_scheme(transforms),
+            device=compute.device,
             precision=compute.precision,
+            **scored,
         ),
     )
 

@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
-from assets.config import core_config, set_fields
+from assets.config import FROM_COMPUTE, CoreConfig, device_field
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from assets.resources import (
@@ -21,15 +21,14 @@ from robust_data.scoring.reference import (
     train_reference,
 )
 
-ReferenceModelConfig = core_config(
-    ModelOptions,
-    "ReferenceModelConfig",
-    "Architecture and training recipe (robust_data.scoring.models.ModelOptions); unset fields "
-    "take its "
-    "defaults, precision the compute resource's.",
-    __name__,
-    device=(str | None, None, "auto, cpu or cuda (unset: the compute resource's device)"),
-)
+
+class ReferenceModelConfig(
+    CoreConfig, core=ModelOptions, unset={"precision": FROM_COMPUTE["precision"]}
+):
+    """Architecture and training recipe (robust_data.scoring.models.ModelOptions); unset fields
+    take its defaults, precision the compute resource's."""
+
+    device: str | None = device_field()
 
 
 @asset(
@@ -57,12 +56,11 @@ def reference_model(
     raw_samples,
 ):
     """Train the reference model (one core call: ``scoring.reference.train_reference``)."""
-    settings = set_fields(config, ModelOptions)
-    settings.setdefault("precision", compute.precision)
+    options = config.options(precision=compute.precision)
     device = config.device or compute.device
     weights = home.store().weights_location("reference_model", context.partition_key)
     with transient_failures_retried(context):
-        table = train_reference(raw_samples, ModelOptions(**settings), weights, device=device)
+        table = train_reference(raw_samples, options, weights, device=device)
     row = table.to_pylist()[0]
     context.add_output_metadata(
         output_name="result",

@@ -24,6 +24,7 @@ from dagster import (
 from pydantic import Field
 
 from assets.checks import check_result
+from assets.config import FROM_COMPUTE, CoreConfig
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from assets.resources import (
@@ -35,27 +36,23 @@ from assets.resources import (
 )
 from robust_data.present.markdown import inline_png
 from robust_data.scoring.reference import load_reference
-from robust_data.scoring.rpr.engine import MAX_STEPS, RprOptions
+from robust_data.scoring.rpr.engine import RprOptions
 from robust_data.scoring.rpr.score import SPLITS, RprScores, Shard, merge_shards, score_samples
 from robust_data.scoring.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA, check_rpr_scores
 
-#: Default shard count of every scoring run (sensor and schedule runs included), e.g. 8 on a
-#: cluster with GPUs.
 
+class RprScoresConfig(CoreConfig, core=RprOptions, unset=FROM_COMPUTE):
+    """How to score (robust_data.scoring.rpr.engine.RprOptions); unset fields take its
+    defaults, device and precision the compute resource's."""
 
-class RprScoresConfig(Config):
-    """How to score (see robust_data.scoring.rpr.engine.RprOptions)."""
-
-    scheme: str = "pixels"  # pixels, pixels(k=INT), gaussian(sigma=F), salt_pepper(p=F)
-    max_steps: int = MAX_STEPS
-    seed: int = 0
-    splits: list[str] = Field(default_factory=lambda: list(SPLITS))  # train, test
-    device: str | None = None  # auto, cpu or cuda; unset: the compute resource's device
-    precision: str | None = None  # auto, fp32 or bf16; unset: the compute resource's precision
-    batch_size: int = 4096  # perturbed images per engine round (bounds memory)
-    # Slices scored as separate steps (parallel processes or pods); unset: $ROBUST_DATA_RPR_SHARDS
-    # (default 1), read when the run starts.
-    shards: int | None = None
+    splits: list[str] | None = Field(
+        default=None, description=f"Splits to score (unset: {', '.join(SPLITS)})"
+    )
+    shards: int | None = Field(
+        default=None,
+        description="Slices scored as separate steps, parallel processes or pods (unset: "
+        "$ROBUST_DATA_RPR_SHARDS, default 1, read when the run starts)",
+    )
 
 
 class ShardPlanConfig(Config):
@@ -128,18 +125,10 @@ def score_rpr_shard(
     """Score one shard (one core call: :func:`robust_data.scoring.rpr.score.score_samples`)."""
     spec = Shard(shard.column("shard")[0].as_py(), shard.column("count")[0].as_py())
     model, weights = load_reference(reference_model)
-    options = RprOptions(
-        scheme=config.scheme,
-        max_steps=config.max_steps,
-        seed=config.seed,
-        device=config.device or compute.device,
-        precision=config.precision or compute.precision,
-        batch_size=config.batch_size,
-    )
+    options = config.options(device=compute.device, precision=compute.precision)
+    splits = SPLITS if config.splits is None else tuple(config.splits)
     with transient_failures_retried(context):
-        scores = score_samples(
-            raw_samples, model, weights.sha256, options, tuple(config.splits), shard=spec
-        )
+        scores = score_samples(raw_samples, model, weights.sha256, options, splits, shard=spec)
     context.log.info(
         f"shard {spec.index + 1}/{spec.count}: {scores.table.num_rows} samples, "
         f"{scores.result.tries:,} tries in {scores.result.seconds:.1f} s"

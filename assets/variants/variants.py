@@ -1,12 +1,12 @@
 """``variants``: the curation preset's variants of the kept training samples."""
 
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
-from pydantic import Field
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
+from assets.config import CoreConfig
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import count_table, table_definition
-from robust_data.curation.presets import plan_variants, preset_from_params
+from robust_data.curation.presets import VariantOptions, plan_variants, preset_from_params
 from robust_data.present.markdown import inline_png
 from robust_data.present.plots import image_grid
 from robust_data.scoring.reference import load_reference
@@ -15,12 +15,12 @@ from robust_data.store.schema import read_params
 from robust_data.variants.make import VARIANTS_COLUMNS_DOC, VARIANTS_SCHEMA, check_variants
 
 
-class VariantsConfig(Config):
-    """Which variants to make: by default the curation preset's plan (its transforms, and its
-    copies per sample, more for fragile points under ``focus``)."""
-
-    transforms: list[str] = Field(default_factory=list)  # set: one copy of each per sample
-    seed: int = 0  # seed 0 is the curated training set the report's seed 0 trains on
+class VariantsConfig(
+    CoreConfig, core=VariantOptions, unset={"transforms": "the curation preset's plan"}
+):
+    """Which variants to make (robust_data.curation.presets.VariantOptions): by default the
+    curation preset's plan (its transforms, and its copies per sample, more for fragile points
+    under ``focus``)."""
 
 
 @asset(
@@ -57,10 +57,9 @@ def variants(
         curated_samples,
         rpr_scores,
         chosen,
-        config.seed,
+        config.options(),
         model.model,
         scored_max_steps(rpr_scores),
-        config.transforms,
     )
     counts = result.counts()
     metadata = {

@@ -34,6 +34,9 @@ REASONS = (
     "review_drop",
 )
 QUOTA_MODES = ("fixed", "smallest", "cap", "none")
+#: The class_balance check's tolerance (1 - smallest / largest kept class count) when a quota
+#: drops samples for balance (see :meth:`CurationPolicy.balance_tolerance`).
+BALANCE_TOLERANCE = 0.1
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -82,6 +85,8 @@ class CurationPolicy:
         keep what they have and are reported); ``smallest``: every class down to the smallest
         class's survivors; ``cap``: at most ``per_class``; ``none``: no balancing.
     per_class : int
+        Samples kept per class under ``fixed`` (where a class has them) and at most under
+        ``cap``.
     seed : int
         Seeds the per-class sampling.
     """
@@ -105,6 +110,14 @@ class CurationPolicy:
             raise ValueError(
                 f"expected min_steps_to_flip >= 1 or None; found {self.min_steps_to_flip}"
             )
+
+    def balance_tolerance(self) -> float:
+        """The class_balance check's default tolerance under this policy.
+
+        :data:`BALANCE_TOLERANCE` when a quota drops samples for balance; 1 (any imbalance
+        passes) under ``quota_mode`` ``none``, where class weights balance instead.
+        """
+        return 1.0 if self.quota_mode == "none" else BALANCE_TOLERANCE
 
 
 @dataclass

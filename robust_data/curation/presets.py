@@ -14,7 +14,6 @@ so a baseline can be given the same number of variant images (:func:`spread`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -208,26 +207,43 @@ def apply_preset(
     )
 
 
+@dataclass(frozen=True)
+class VariantOptions:
+    """Which variants :func:`plan_variants` makes.
+
+    Attributes
+    ----------
+    transforms : tuple of str
+        Transform specs, one copy of each per kept sample; empty: the preset's plan (its
+        transforms, and its copies per sample, more for fragile points under ``focus``).
+    seed : int
+        Seed of the variants; seed 0 is the curated training set the report's seed 0 trains on.
+    """
+
+    transforms: tuple[str, ...] = ()
+    seed: int = 0
+
+
 def plan_variants(
     curated: pa.Table,
     rpr: pa.Table,
     chosen: Preset,
-    seed: int = 0,
+    options: VariantOptions = VariantOptions(),
     model: nn.Module | None = None,
     max_steps: int = MAX_STEPS,
-    transforms: Sequence[str] = (),
     progress: bool = True,
 ) -> Variants:
     """The variants a preset's plan adds to the curated training samples.
 
     Per kept sample, :meth:`VariantPlan.copies_per_sample` copies per plan transform, from its
-    ``steps_to_flip`` in ``rpr`` (the ``rpr_scores`` table). With ``transforms`` given instead,
-    one copy of each per sample. Copy c is keyed like the training sets of
+    ``steps_to_flip`` in ``rpr`` (the ``rpr_scores`` table). With ``options.transforms`` given
+    instead, one copy of each per sample. Copy c is keyed like the training sets of
     robust_data.report.retrain (seed 0 here is the curated set of seed 0 there).
     """
     train = curated.filter(pc.equal(curated.column("split"), "train"))
-    if transforms:
-        return make_variants(train, transforms, seed, ("train",), model, progress=progress)
+    seed = options.seed
+    if options.transforms:
+        return make_variants(train, options.transforms, seed, ("train",), model, progress=progress)
     ids = train.column("sample_id").to_pylist()
     steps = np.asarray([s or 0 for s in column_by_id(rpr, ids, "steps_to_flip")], np.int64)
     copies = chosen.plan.copies_per_sample(steps, max_steps)

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from robust_data.curation.policy import class_count_chart
@@ -87,11 +88,26 @@ def export_dataset(
     return ExportResult(target, fmt, rows, stale.removed, restored=stale.restored)
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """What :func:`export_to_store` writes.
+
+    Attributes
+    ----------
+    fmt : str
+        ``parquet`` (one typed schema, Hugging Face features) or ``imagefolder``.
+    with_variants : bool
+        Add the kept samples' variants to the train split.
+    """
+
+    fmt: str = "parquet"
+    with_variants: bool = False
+
+
 def export_to_store(
     store: Store,
     dataset: str,
-    fmt: str = "parquet",
-    with_variants: bool = False,
+    options: ExportOptions = ExportOptions(),
     runs: dict[str, str] | None = None,
     scratch: str | os.PathLike[str] | None = None,
 ) -> ExportResult:
@@ -114,6 +130,7 @@ def export_to_store(
         As :func:`export_dataset`.
     """
     location = store.export_location(dataset)
+    fmt, with_variants = options.fmt, options.with_variants
     if not is_url(location):
         return export_dataset(store, dataset, location, fmt, with_variants, runs=runs)
     staging = Path(tempfile.mkdtemp(prefix="robust-data-export-", dir=scratch))

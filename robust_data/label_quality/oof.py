@@ -72,6 +72,8 @@ class OofOptions:
     seed : int
         Seeds the fold assignment, the PCA and the rows the PCA is fitted on.
     device : str
+        Where the fold models train and predict: ``auto`` (CUDA when present), ``cpu`` or
+        ``cuda``.
     pca_fit_rows : int
         Above this many samples the PCA is fitted on a seeded sample of this many rows and the
         rest are embedded and projected in chunks, so peak memory is bounded by this count, not

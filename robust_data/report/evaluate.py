@@ -60,6 +60,10 @@ class JudgeOptions:
     held_out_scheme : str
         A perturbation family not used as a variant; default: the first of
         :data:`HELD_OUT_SCHEMES` that the plan does not use (see :func:`held_out_scheme`).
+    max_steps : int
+        Tries per test image for its RPR (as the curation scored with).
+    seed : int
+        Seed of the perturbations (as the curation scored with).
     corruptions : tuple of str
         The corruption suite (default: the MNIST-C set).
     device, precision : str

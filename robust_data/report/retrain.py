@@ -208,6 +208,7 @@ class RetrainOptions:
     max_steps : int
         The RPR cap the ``steps_to_flip`` were scored with (fragility for ``focus``).
     device : str
+        Where the models train: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     """
 
     seeds: int = 3

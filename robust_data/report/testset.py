@@ -11,6 +11,7 @@ samples of a job in test-split order, so a job is a contiguous slice of rows.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -43,13 +44,30 @@ CORRUPTED_COLUMNS_DOC = {
 }
 
 
+@dataclass(frozen=True)
+class CorruptedTestOptions:
+    """Which corruptions :func:`make_corrupted_test` applies, and how.
+
+    Attributes
+    ----------
+    corruptions : tuple of str
+        Corruption names; empty: every corruption of the library.
+    seed : int
+        Seed of the corruptions.
+    batch_size : int
+        Images corrupted at a time; bounds the float memory in use.
+    """
+
+    corruptions: tuple[str, ...] = ()
+    seed: int = 0
+    batch_size: int = 1024
+
+
 def make_corrupted_test(
     images: np.ndarray | torch.Tensor,
     labels: np.ndarray,
     sample_ids: Sequence[str],
-    names: Sequence[str] | None = None,
-    seed: int = 0,
-    batch_size: int = 1024,
+    options: CorruptedTestOptions = CorruptedTestOptions(),
     source: str = "",
     progress: bool = True,
 ) -> pa.Table:
@@ -63,12 +81,8 @@ def make_corrupted_test(
         (N,) int.
     sample_ids : sequence of str
         (N,) ids; each seeds its own image's corruption.
-    names : sequence of str, optional
-        Corruptions (default: every corruption of the library).
-    seed : int
-        Seed of the corruptions.
-    batch_size : int
-        Images corrupted at a time; bounds the float memory in use.
+    options : CorruptedTestOptions
+        The corruptions, their seed and the batch size.
 
     Returns
     -------
@@ -84,7 +98,8 @@ def make_corrupted_test(
     x = torch.as_tensor(images, dtype=torch.float32)
     if x.dim() != 4:
         raise ValueError(f"expected test images of shape (N, C, H, W); found {tuple(x.shape)}")
-    jobs = suite_jobs(names)
+    jobs = suite_jobs(options.corruptions or None)
+    seed = options.seed
     ids = pa.array(list(sample_ids), pa.string())
     y = pa.array(np.asarray(labels, np.int64))
     per_job: list[np.ndarray | None] = [None] * len(jobs)
@@ -97,7 +112,7 @@ def make_corrupted_test(
         mininterval=0.5,
         disable=not progress,
     )
-    for j, _, chunk in corrupt_chunks(x, sample_ids, jobs, seed, batch_size):
+    for j, _, chunk in corrupt_chunks(x, sample_ids, jobs, seed, options.batch_size):
         if j != current:  # chunks come job by job: one job's pieces exist at a time
             per_job[current], parts, current = _joined(parts), [], j
         parts.append(to_uint8(chunk))

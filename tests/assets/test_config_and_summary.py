@@ -1,4 +1,4 @@
-"""Run config derived from the core, the environment settings, the CLI summary: small and fast."""
+"""The environment settings and the CLI summary: small and fast (run config: test_config.py)."""
 
 from __future__ import annotations
 
@@ -7,39 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from assets import CurationConfig, ReferenceModelConfig
-from assets.config import attribute_docs, set_fields
 from assets.resources import Settings
 from pipelines.cli.launch import RunOutcome
 from pipelines.cli.summary import summary
-from robust_data.curation.policy import CurationPolicy
-from robust_data.scoring.models import ModelOptions
 from robust_data.store.store import Store
-
-
-def test_reference_config_has_every_model_field_unset_by_default() -> None:
-    fields = ReferenceModelConfig.model_fields
-    assert set(fields) == {f for f in ModelOptions.__dataclass_fields__} | {"device"}
-    assert all(field.default is None for field in fields.values())
-    assert "Passes over the training data" in fields["epochs"].description
-    assert "(unset: 4)" in fields["epochs"].description  # the core's default, named
-    config = ReferenceModelConfig(epochs=2, device="cpu")
-    assert set_fields(config, ModelOptions) == {"epochs": 2}  # device is the step's own
-    assert ModelOptions(**set_fields(config, ModelOptions)) == ModelOptions(epochs=2)
-
-
-def test_curation_config_takes_the_preset_for_unset_fields() -> None:
-    fields = CurationConfig.model_fields
-    assert {f for f in CurationPolicy.__dataclass_fields__} <= set(fields)
-    assert fields["preset"].default == "clean"
-    assert "(unset: the preset's value)" in fields["per_class"].description
-    assert set_fields(CurationConfig(dedupe=False), CurationPolicy) == {"dedupe": False}
-
-
-def test_attribute_docs_reads_shared_entries() -> None:
-    docs = attribute_docs(CurationPolicy)
-    assert docs["drop_label_issues"] == docs["drop_outliers"]
-    assert docs["seed"] == "Seeds the per-class sampling."
 
 
 def test_settings_come_from_the_environment_with_one_line_errors() -> None:

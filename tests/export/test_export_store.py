@@ -60,7 +60,9 @@ def test_export_is_published_whole_and_checked(stores: tuple[Store, Store], tmp_
     local, remote = stores
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    result = export_module.export_to_store(remote, DATASET, with_variants=True, scratch=scratch)
+    result = export_module.export_to_store(
+        remote, DATASET, export_module.ExportOptions(with_variants=True), scratch=scratch
+    )
     url = remote.export_location(DATASET)
     assert result.location == url == result.where and result.rows == SPLITS
     assert list(scratch.iterdir()) == []  # the temporary export is gone
@@ -99,12 +101,16 @@ def test_second_publish_removes_stale_objects(stores: tuple[Store, Store], tmp_p
     url = remote.export_location(DATASET)
     sibling = f"{url}-other/keep.txt"  # shares the prefix's name, not the folder
     write_bytes_url(b"another export", sibling)
-    folders = export_module.export_to_store(remote, DATASET, "imagefolder", True, scratch=tmp_path)
+    folders = export_module.export_to_store(
+        remote, DATASET, export_module.ExportOptions("imagefolder", True), scratch=tmp_path
+    )
     before = _objects(url)
     assert any(name.endswith(".png") and name.startswith("train/") for name in before)
     assert before == {*_lineage(url)["files"], "lineage.json"}
 
-    again = export_module.export_to_store(remote, DATASET, "parquet", scratch=tmp_path)
+    again = export_module.export_to_store(
+        remote, DATASET, export_module.ExportOptions("parquet"), scratch=tmp_path
+    )
     after = _objects(url)
     assert after == {*_lineage(url)["files"], "lineage.json"}
     assert len(after) < len(before) and not any(n.startswith("train/") for n in after)

@@ -17,6 +17,7 @@ from robust_data.report.corruption_suite import (
 )
 from robust_data.report.testset import (
     CORRUPTED_SCHEMA,
+    CorruptedTestOptions,
     check_corrupted_test,
     corrupted_jobs,
     make_corrupted_test,
@@ -27,7 +28,7 @@ from robust_data.report.testset import (
 from robust_data.store.schema import read_metadata
 from robust_data.store.store import read_parquet, write_parquet_atomic
 
-NAMES = ["gaussian_noise", "contrast"]
+NAMES = ("gaussian_noise", "contrast")
 
 
 def _data(n: int = 7) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -48,7 +49,9 @@ def _model(seed: int) -> nn.Module:
 
 def test_stored_set_holds_every_job_in_order_and_round_trips(tmp_path) -> None:
     images, labels, ids = _data()
-    table = make_corrupted_test(images, labels, ids, NAMES, seed=5, batch_size=3, progress=False)
+    table = make_corrupted_test(
+        images, labels, ids, CorruptedTestOptions(NAMES, seed=5, batch_size=3), progress=False
+    )
     jobs = suite_jobs(NAMES)
     assert table.schema.equals(CORRUPTED_SCHEMA, check_metadata=False)
     assert table.num_rows == len(ids) * len(jobs) == 7 * 11
@@ -94,7 +97,7 @@ def test_suite_shared_by_models_equals_each_model_alone() -> None:
 def test_suite_over_the_stored_set_matches_quantized_on_the_fly() -> None:
     images, labels, ids = _data(8)
     jobs = suite_jobs(NAMES)
-    table = make_corrupted_test(images, labels, ids, NAMES, seed=1, progress=False)
+    table = make_corrupted_test(images, labels, ids, CorruptedTestOptions(NAMES, 1), progress=False)
     options = SuiteOptions(seed=1, device="cpu", precision="fp32", batch_size=3, compile="off")
     model = {"m": _model(4)}
     stored = evaluate_suite(model, labels, jobs, stored_chunks(table, 3), options, False)["m"]
@@ -108,14 +111,14 @@ def test_suite_over_the_stored_set_matches_quantized_on_the_fly() -> None:
 
 def test_selecting_corruptions_and_refusing_missing_ones() -> None:
     images, labels, ids = _data(4)
-    table = make_corrupted_test(images, labels, ids, NAMES, progress=False)
+    table = make_corrupted_test(images, labels, ids, CorruptedTestOptions(NAMES), progress=False)
     only = select_corruptions(table, ["contrast"])
     assert [c for c, _ in corrupted_jobs(only)] == ["clean"] + ["contrast"] * 5
     assert select_corruptions(table, None) is table
     with pytest.raises(ValueError, match=r"found \['fog'\] missing .* re-materialize"):
         select_corruptions(table, ["contrast", "fog"])
     with pytest.raises(ValueError, match="expected corruptions from"):
-        make_corrupted_test(images, labels, ids, ["rain"], progress=False)
+        make_corrupted_test(images, labels, ids, CorruptedTestOptions(("rain",)), progress=False)
 
 
 def test_check_finds_rows_that_do_not_match_the_test_split() -> None:
@@ -127,7 +130,9 @@ def test_check_finds_rows_that_do_not_match_the_test_split() -> None:
             "label": [*list(labels), 0],
         }
     )
-    table = make_corrupted_test(images, labels, ids, ["contrast"], progress=False)
+    table = make_corrupted_test(
+        images, labels, ids, CorruptedTestOptions(("contrast",)), progress=False
+    )
     assert check_corrupted_test(table, samples).passed
     shuffled = table.take(pa.array([1, 0, *range(2, table.num_rows)]))
     outcome = check_corrupted_test(shuffled, samples)
