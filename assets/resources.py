@@ -20,14 +20,9 @@ from dagster import (
     RetryRequested,
 )
 
-from robust_data.store.store import (
-    Store,
-    is_url,
-    read_parquet,
-    table_location,
-    write_parquet_atomic,
-    write_parquet_url,
-)
+from robust_data.io.parquet import read_parquet, write_parquet
+from robust_data.store.home import table_location
+from robust_data.store.store import Store
 
 #: Compute device for every step that runs a model: ``auto`` (CUDA when present), cpu, cuda.
 DEVICE_ENV = "ROBUST_DATA_DEVICE"
@@ -233,10 +228,7 @@ class ParquetIOManager(ConfigurableIOManager):
                 "table (this IO manager never pickles)"
             )
         location = self._location(context)
-        if is_url(location):
-            write_parquet_url(obj, location)
-        else:
-            write_parquet_atomic(obj, location)
+        write_parquet(obj, location)  # atomic: a temporary file renamed, or one put
         if context.has_asset_key:
             context.add_output_metadata({"path": MetadataValue.path(location)})
 

@@ -33,7 +33,8 @@ from assets.resources import CRON_ENV, DEFAULT_CRON, HomeResource, Settings
 from pipelines.jobs import curation_job
 from robust_data.errors import DatasetError
 from robust_data.ingest.inbox import scan_inbox
-from robust_data.store.store import Registration, Store
+from robust_data.store.registry import Registration
+from robust_data.store.store import Store
 
 
 def inbox_folder(store: Store) -> Path:

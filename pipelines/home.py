@@ -26,12 +26,42 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from robust_data.io.atomic import pid_alive, remove_stale_temps, write_text_atomic
+from robust_data.store.home import HOME_ENV, ensure_folder
 from robust_data.store.lock import bind_to_writer, home_lock, leftover_processes, stop_processes
-from robust_data.store.store import HOME_ENV, Store, pid_alive, remove_stale_temps
+from robust_data.store.store import Store
+from robust_data.store.targets import HOME_MARKER
+
+#: The Dagster instance's ``dagster.yaml`` in a home: local SQLite storage, no telemetry. Its
+#: first line is what tells a home by its layout (:func:`robust_data.store.targets.is_home`).
+DAGSTER_YAML = f"""\
+{HOME_MARKER} Local SQLite storage under this folder.
+telemetry:
+  enabled: false
+nux:
+  enabled: false  # no "Join the Dagster community" dialog over the UI
+"""
 
 #: Run tags that say which process on which machine runs a CLI-launched run.
 PID_TAG = "robust_data/pid"
 HOST_TAG = "robust_data/host"
+
+
+def prepare_home(store: Store) -> Store:
+    """Create the home, its storage root and its Dagster instance folder if they are missing,
+    with a ``dagster.yaml`` (:data:`DAGSTER_YAML`) when the instance has none.
+
+    Raises
+    ------
+    DatasetError
+        When the home (or a folder in it) is a file, or cannot be written.
+    """
+    store.ensure()
+    ensure_folder(store.dagster_home)
+    config = store.dagster_home / "dagster.yaml"
+    if not config.exists():
+        write_text_atomic(DAGSTER_YAML, config)
+    return store
 
 
 def run_tags() -> dict[str, str]:
@@ -118,7 +148,7 @@ def writing_home(
     store = Store.open(home)
     if check is not None:
         check(store)
-    store.ensure()
+    prepare_home(store)
     with home_lock(store.home, what, timeout=timeout, notify=say):
         stop_leftover_processes(store, say)
         from dagster import DagsterInstance

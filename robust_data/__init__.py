@@ -7,8 +7,9 @@ definitions in ``pipelines/`` are thin wrappers around the functions exported he
 from robust_data.errors import DatasetError
 from robust_data.ingest.build import IngestOptions, IngestResult, ingest
 from robust_data.ingest.sources import SOURCES, resolve_source
+from robust_data.store.home import resolve_home
 from robust_data.store.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA
-from robust_data.store.store import Store, resolve_home
+from robust_data.store.store import Store
 from robust_data.version import __version__
 
 __all__ = [

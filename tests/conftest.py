@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.home import prepare_home
 from robust_data.store.store import Store
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars off in test logs
@@ -22,7 +23,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ROBUST_DATA_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     monkeypatch.delenv("ROBUST_DATA_STORE", raising=False)
-    Store.open(home).ensure()
+    prepare_home(Store.open(home))
     return home
 
 

@@ -13,6 +13,8 @@ CORE_MODULES = [
     "robust_data.ingest.preview",
     "robust_data.ingest.sources",
     "robust_data.store.store",
+    "robust_data.io.parquet",
+    "robust_data.io.publish",
 ]
 
 

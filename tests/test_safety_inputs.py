@@ -226,7 +226,8 @@ from pathlib import Path
 
 from robust_data.export.export import export_dataset
 from robust_data.curation.reviews import export_reviews_csv
-from robust_data.store.store import Store, write_text_atomic
+from robust_data.io.atomic import write_text_atomic
+from robust_data.store.store import Store
 
 store, out = Store.open(sys.argv[1]), Path(sys.argv[2])
 store.write(store.read("raw_samples", "toy"), "raw_samples", "toy")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import robust_data.export.export as export_module
+from pipelines.home import prepare_home
 from robust_data.export.layout import ExportError
 from robust_data.store.store import Store
 from tests.test_safety_export_query import DATASET, _killed_export, make_store, snapshot
@@ -49,7 +50,7 @@ def store(isolated_home: Path) -> Store:
 @pytest.fixture
 def other_home(tmp_path: Path) -> Path:
     """Another robust-data home beside the test's: a store, an instance, a registry."""
-    other = make_store(Store.open(tmp_path / "other" / "home").ensure())
+    other = make_store(prepare_home(Store.open(tmp_path / "other" / "home")))
     (other.home / "datasets.json").write_text('{"toy": {"source": "x"}}')
     return other.home
 

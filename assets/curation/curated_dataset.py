@@ -17,8 +17,8 @@ from assets.resources import HomeResource
 from robust_data.export.export import ExportOptions, export_to_store
 from robust_data.export.result import FILES_COLUMNS_DOC, FILES_SCHEMA
 from robust_data.export.tables import UPSTREAM
+from robust_data.io.files import read_bytes
 from robust_data.store.checks import check_export
-from robust_data.store.store import read_bytes
 
 #: The step exports the train split the report's curated models train on: variants included
 #: (the core's export leaves them out unless asked).

@@ -17,6 +17,7 @@ from assets.resources import HomeResource
 from robust_data.errors import DatasetError
 from robust_data.ingest.build import IngestOptions, IngestResult, ingest, parse_size
 from robust_data.ingest.preview import preview_grid
+from robust_data.ingest.sources import BUILTIN_SOURCES
 from robust_data.present.markdown import inline_png
 from robust_data.store.checks import check_rejects, check_samples
 from robust_data.store.schema import (
@@ -103,7 +104,7 @@ def raw_samples_assets(
     """Read the partition's dataset (one core call: :func:`robust_data.ingest.build`)."""
     source, root = config.source, config.root
     if not source:
-        registration = home.store().lookup(context.partition_key)
+        registration = home.store().lookup(context.partition_key, BUILTIN_SOURCES)
         source, root = registration.source, root or registration.root
     options = config.options(resize=parse_size(config.resize) if config.resize else None)
     result = ingest(source, root=root or None, name=context.partition_key, options=options)

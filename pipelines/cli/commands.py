@@ -24,7 +24,8 @@ from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError
 from robust_data.explore.query import max_rows_for, stream_query
 from robust_data.ingest.sources import PATH_SOURCES, SOURCES
-from robust_data.store.store import Registration, Store
+from robust_data.store.registry import Registration
+from robust_data.store.store import Store
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

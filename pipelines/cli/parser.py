@@ -9,7 +9,7 @@ from pipelines.cli.common import DEFAULT_DATASET, did_you_mean
 from pipelines.cli.review import add_parsers as add_review_parsers
 from robust_data.defaults import MAX_STEPS
 from robust_data.explore.query import FORMATS
-from robust_data.store.store import HOME_ENV
+from robust_data.store.home import HOME_ENV
 
 
 class Parser(argparse.ArgumentParser):

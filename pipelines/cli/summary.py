@@ -12,7 +12,8 @@ from typing import Any
 from pipelines.cli.common import EXAMPLE_SQL
 from pipelines.cli.launch import RunOutcome
 from robust_data.explore.query import printable
-from robust_data.store.store import Store, table_location
+from robust_data.store.home import table_location
+from robust_data.store.store import Store
 
 
 def _ingest_lines(meta: dict[str, Any]) -> list[str]:

@@ -11,8 +11,9 @@ import sys
 
 from pipelines.cli.common import CliError
 from pipelines.home import dagster_environment, writing_home
+from robust_data.io.atomic import write_text_atomic
 from robust_data.store.lock import HomeLockedError, die_with_parent
-from robust_data.store.store import Store, write_text_atomic
+from robust_data.store.store import Store
 
 WORKSPACE = """\
 # Written by robust-data ui: the project's code location.

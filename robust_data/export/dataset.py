@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,53 +12,28 @@ import torch
 from torch.utils.data import Dataset
 
 from robust_data.ingest.images import decode_image
-from robust_data.store.store import is_url
+from robust_data.io.files import filesystem
 
 
-def split_files(path: str | os.PathLike[str], split: str) -> list[Path]:
-    """The Parquet files of one split of an export, in shard order.
+def split_files(location: str | os.PathLike[str], split: str) -> tuple[list[str], Any]:
+    """The Parquet files of one split of an export, in shard order, and their file system.
 
-    ``data/<split>-*.parquet`` (the layout of this version), else ``<split>.parquet`` (exports
-    made before it).
-
-    Raises
-    ------
-    FileNotFoundError
-        One line naming the splits the folder has.
-    """
-    folder = Path(path)
-    files = sorted((folder / "data").glob(f"{split}-*.parquet"))
-    if not files and (folder / f"{split}.parquet").is_file():
-        files = [folder / f"{split}.parquet"]
-    if not files:
-        found = sorted(
-            {p.name.split("-")[0] for p in (folder / "data").glob("*.parquet")}
-            | {p.stem for p in folder.glob("*.parquet")}
-        )
-        raise FileNotFoundError(
-            f"expected split {split!r} at {folder / 'data' / f'{split}-*.parquet'}; "
-            f"found splits {found}; export with --format parquet"
-        )
-    return files
-
-
-def url_split_files(url: str, split: str) -> tuple[list[str], Any]:
-    """:func:`split_files` of an export published at an fsspec URL (``s3://.../exports/x``).
+    ``location`` is an export folder or the fsspec URL it was published to
+    (``s3://.../exports/x``). ``data/<split>-*.parquet`` (the layout of this version), else
+    ``<split>.parquet`` (exports made before it).
 
     Returns
     -------
     (files, filesystem)
-        The split's object paths, in shard order, and the fsspec filesystem they are on.
+        The split's paths, in shard order, and the fsspec file system they are on.
 
     Raises
     ------
     FileNotFoundError
-        One line naming the splits the URL has.
+        One line naming the splits the export has.
     """
-    import fsspec
-
-    url = url.rstrip("/")
-    fs, root = fsspec.core.url_to_fs(url)
+    where = str(location).rstrip("/")
+    fs, root = filesystem(where)
     root = root.rstrip("/")
     fs.invalidate_cache(root)
     files = sorted(fs.glob(f"{root}/data/{split}-*.parquet"))
@@ -70,8 +44,8 @@ def url_split_files(url: str, split: str) -> tuple[list[str], Any]:
         old = [p.rsplit("/", 1)[-1] for p in fs.glob(f"{root}/*.parquet")]
         found = sorted({n.split("-")[0] for n in names} | {n.removesuffix(".parquet") for n in old})
         raise FileNotFoundError(
-            f"expected split {split!r} at {url}/data/{split}-*.parquet; "
-            f"found splits {found}; export with --format parquet"
+            f"expected split {split!r} at {where}/data/{split}-*.parquet; "
+            f"found splits {found}; export with `fmt=parquet`"
         )
     return files, fs
 
@@ -89,15 +63,9 @@ class CuratedDataset(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike[str], split: str = "train", transform=None):
-        files: list[str] | list[Path]
-        if is_url(path):
-            files, filesystem = url_split_files(str(path), split)
-        else:
-            files, filesystem = split_files(path, split), None
+        files, fs = split_files(path, split)
         columns = ["sample_id", "label", "image"]
-        table = pa.concat_tables(
-            pq.read_table(f, columns=columns, filesystem=filesystem) for f in files
-        )
+        table = pa.concat_tables(pq.read_table(f, columns=columns, filesystem=fs) for f in files)
         self.sample_ids: list[str] = table.column("sample_id").to_pylist()
         self.labels = np.asarray(table.column("label").to_numpy(), np.int64)
         self._images = table.column("image").combine_chunks().field("bytes")

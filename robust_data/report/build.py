@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robust_data.ingest.arrays import SampleArrays, decode_samples
+from robust_data.io.files import write_bytes
 from robust_data.present.plots import grouped_bars
 from robust_data.report.corruption_suite import SUITE_SCHEMA
 from robust_data.report.evaluate import (
@@ -36,7 +37,6 @@ from robust_data.scoring.rpr.plots import plot_curves
 from robust_data.scoring.rpr.table import robustness_curve
 from robust_data.store.checks import CheckOutcome, nan_problems, range_problems, schema_problems
 from robust_data.store.schema import column_by_id, table_metadata
-from robust_data.store.store import write_bytes_anywhere
 
 REPORT_SCHEMA = pa.schema(
     [
@@ -518,10 +518,10 @@ def write_report(report: Report, folder: str | Path) -> str:
     """
     base = str(folder).rstrip("/")
     for name, png in report.figures.items():
-        write_bytes_anywhere(png, f"{base}/plots/{name}.png")
+        write_bytes(png, f"{base}/plots/{name}.png")
     document = json.dumps(report.document, indent=2, allow_nan=True)
-    write_bytes_anywhere(document.encode(), f"{base}/report.json")
-    return write_bytes_anywhere(report.markdown().encode(), f"{base}/report.md")
+    write_bytes(document.encode(), f"{base}/report.json")
+    return write_bytes(report.markdown().encode(), f"{base}/report.md")
 
 
 def check_report(report: pa.Table) -> CheckOutcome:

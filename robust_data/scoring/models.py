@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robust_data.io.files import file_exists, read_bytes, write_bytes
 from robust_data.present.progress import progress_bar
 from robust_data.scoring.device import (
     autocast,
@@ -27,7 +28,6 @@ from robust_data.scoring.device import (
     resolve_device,
     resolve_precision,
 )
-from robust_data.store.store import exists_anywhere, read_bytes, write_bytes_anywhere
 
 ARCHS = ("simple_cnn", "resnet")
 OPTIMIZERS = ("adam", "sgd")
@@ -438,7 +438,7 @@ def save_model(trained: TrainedModel, path: str | Path) -> ModelFile:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
-    target = write_bytes_anywhere(data, path)
+    target = write_bytes(data, path)
     return ModelFile(target, hashlib.sha256(data).hexdigest())
 
 
@@ -452,7 +452,7 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
     FileNotFoundError
         When ``path`` does not exist.
     """
-    if not exists_anywhere(path):
+    if not file_exists(path):
         raise FileNotFoundError(
             f"expected a model weight file at {path}; found none; train it first"
         )

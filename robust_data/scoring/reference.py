@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from robust_data.ingest.arrays import decode_samples, num_classes
+from robust_data.io.files import file_exists, file_sha256
 from robust_data.scoring.models import (
     ModelFile,
     ModelOptions,
@@ -20,7 +21,6 @@ from robust_data.scoring.models import (
 )
 from robust_data.store.checks import CheckOutcome, nan_problems, range_problems, schema_problems
 from robust_data.store.schema import table_metadata
-from robust_data.store.store import exists_anywhere, sha256_anywhere
 
 REFERENCE_SCHEMA = pa.schema(
     [
@@ -151,8 +151,8 @@ def check_model_table(table: pa.Table, schema: pa.Schema = REFERENCE_SCHEMA) -> 
             problems += range_problems(table, name, 0.0, 1.0, "accuracies")
     paths, shas = table.column("path").to_pylist(), table.column("sha256").to_pylist()
     for path, sha in zip(paths, shas, strict=True):
-        if not exists_anywhere(path):
+        if not file_exists(path):
             problems.append(f"weight file {path} is missing")
-        elif sha256_anywhere(path) != sha:
+        elif file_sha256(path) != sha:
             problems.append(f"weight file {path} does not match its sha256 {sha[:12]}")
     return CheckOutcome(problems, {"rows": table.num_rows})

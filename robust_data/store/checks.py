@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from robust_data.io.files import file_exists, file_sha256
 from robust_data.store.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id
-from robust_data.store.store import exists_anywhere, sha256_anywhere
 
 #: Most problems listed in one outcome (the count is always exact).
 _SHOWN = 5
@@ -234,10 +234,10 @@ def check_export(table: pa.Table) -> CheckOutcome:
     problems = []
     for row in table.to_pylist():
         location = row["path"]
-        if not exists_anywhere(location):
+        if not file_exists(location):
             problems.append(f"{location} is missing")
             continue
-        if sha256_anywhere(location) != row["sha256"]:
+        if file_sha256(location) != row["sha256"]:
             problems.append(f"{location} does not match its sha256")
         try:
             rows = _parquet_rows(location)

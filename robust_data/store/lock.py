@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from robust_data.errors import DatasetError
-from robust_data.store.store import HOME_ENV, pid_alive
+from robust_data.io.atomic import pid_alive
+from robust_data.store.home import HOME_ENV
 
 LOCK_NAME = ".lock"
 POLL_SECONDS = 0.2

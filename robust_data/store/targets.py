@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robust_data.errors import DatasetError
-from robust_data.store.store import Store, is_url, local_path, table_location, write_bytes_atomic
+from robust_data.io.atomic import write_bytes_atomic
+from robust_data.io.files import is_url, local_path
+from robust_data.store.home import table_location
+from robust_data.store.store import Store
 
 #: ``lineage.json``'s ``format`` in every export folder: what marks a folder as an export.
 EXPORT_MARKER = "robust-data-export/1"
-#: The first line of the ``dagster/dagster.yaml`` that :meth:`Store.ensure` writes in a home.
+#: How the ``dagster/dagster.yaml`` of a home opens (written by ``pipelines.home.prepare_home``).
 HOME_MARKER = "# Written by robust-data."
 #: Files a home holds beside its ``store/`` or ``dagster/`` folder once a command has run.
 HOME_FILES = ("datasets.json", ".lock", ".reviews.lock")

@@ -18,8 +18,9 @@ from robust_data.curation.presets import DEFAULT_PRESET
 from robust_data.export.export import export_dataset
 from robust_data.export.layout import ExportError
 from robust_data.export.writers import write_imagefolder
+from robust_data.io.files import file_sha256
 from robust_data.store.schema import read_metadata
-from robust_data.store.store import Store, sha256_anywhere
+from robust_data.store.store import Store
 from tests.conftest import CuratedHome
 
 
@@ -163,7 +164,7 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
     assert lineage["rows"]["train"] == curated.num_rows + variants  # the preset's plan
     for name, entry in lineage["tables"].items():
         assert not Path(entry["path"]).is_absolute(), name  # relative to the home
-        assert entry["sha256"] == sha256_anywhere(curated_home / entry["path"]), name
+        assert entry["sha256"] == file_sha256(curated_home / entry["path"]), name
         assert entry["run_id"]
     out = tmp_path / "export"
     result = export_dataset(store, "digits", out)
@@ -259,7 +260,7 @@ def test_exports_refuse_foreign_folders_and_survive_failures(
     export_dataset(store, "digits", foreign, force=True)
     train_file = foreign / "data" / "train-00000-of-00001.parquet"
     assert not (foreign / "notes.txt").exists() and train_file.is_file()
-    before = {p.name: sha256_anywhere(p) for p in foreign.glob("data/*.parquet")}
+    before = {p.name: file_sha256(p) for p in foreign.glob("data/*.parquet")}
 
     def interrupted(folder: Path, tables: dict, lineage: dict) -> None:
         (folder / "data").mkdir()
@@ -269,7 +270,7 @@ def test_exports_refuse_foreign_folders_and_survive_failures(
     monkeypatch.setattr(writers_module, "write_parquet", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_dataset(store, "digits", foreign)
-    assert {p.name: sha256_anywhere(p) for p in foreign.glob("data/*.parquet")} == before
+    assert {p.name: file_sha256(p) for p in foreign.glob("data/*.parquet")} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders
 
 

@@ -15,9 +15,10 @@ import pytest
 import robust_data.export.export as export_module
 import robust_data.export.publish as publish_module
 from robust_data.export.layout import data_file
+from robust_data.io.files import file_sha256, read_bytes, write_bytes
 from robust_data.store.checks import check_export
 from robust_data.store.schema import read_params
-from robust_data.store.store import Store, read_bytes, sha256_anywhere, write_bytes_url
+from robust_data.store.store import Store
 from tests.export.test_readers import SPLITS, _write_variants
 from tests.store.test_object_store import s3_store  # noqa: F401  (fixture)
 from tests.test_safety_export_query import DATASET, make_store
@@ -71,7 +72,7 @@ def test_export_is_published_whole_and_checked(stores: tuple[Store, Store], tmp_
     lineage = _lineage(url)
     assert _objects(url) == {*lineage["files"], "lineage.json"}
     for name, digest in lineage["files"].items():
-        assert sha256_anywhere(f"{url}/{name}") == digest, name
+        assert file_sha256(f"{url}/{name}") == digest, name
 
     # the same rows as a local export of the same tables, read by pyarrow and pandas from s3
     mine = export_module.export_dataset(local, DATASET, tmp_path / "local", with_variants=True)
@@ -91,7 +92,7 @@ def test_export_is_published_whole_and_checked(stores: tuple[Store, Store], tmp_
     assert paths == [f"{url}/{data_file(split)}" for split in SPLITS]
     assert read_params(table.schema)["export"] == url
     assert check_export(table).problems == []
-    write_bytes_url(b"not a parquet file", paths[0])  # one object replaced by garbage
+    write_bytes(b"not a parquet file", paths[0])  # one object replaced by garbage
     problems = check_export(table).problems
     assert problems and problems[0] == f"{paths[0]} does not match its sha256", problems
 
@@ -100,7 +101,7 @@ def test_second_publish_removes_stale_objects(stores: tuple[Store, Store], tmp_p
     _, remote = stores
     url = remote.export_location(DATASET)
     sibling = f"{url}-other/keep.txt"  # shares the prefix's name, not the folder
-    write_bytes_url(b"another export", sibling)
+    write_bytes(b"another export", sibling)
     folders = export_module.export_to_store(
         remote, DATASET, export_module.ExportOptions("imagefolder", True), scratch=tmp_path
     )

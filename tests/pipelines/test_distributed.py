@@ -29,7 +29,9 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from robust_data.store.store import Store, pid_alive, read_parquet
+from robust_data.io.atomic import pid_alive
+from robust_data.io.parquet import read_parquet
+from robust_data.store.store import Store
 from tests.pipelines.test_postgres_instance import (  # noqa: F401  (postgres: the fixture)
     PROJECT,
     Postgres,

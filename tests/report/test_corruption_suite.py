@@ -59,6 +59,7 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_pat
     import torch
 
     from robust_data.ingest.arrays import SampleArrays
+    from robust_data.io.files import read_bytes
     from robust_data.report.build import (
         REPORT_SCHEMA,
         Candidate,
@@ -70,7 +71,6 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_pat
     )
     from robust_data.report.evaluate import JudgeOptions
     from robust_data.scoring.models import ModelOptions, TrainedModel, build_model
-    from robust_data.store.store import read_bytes
 
     rng = np.random.default_rng(0)
     test = SampleArrays(

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from robust_data.io.parquet import read_parquet, write_parquet_atomic
 from robust_data.report.corruption_suite import (
     SuiteOptions,
     corrupt_chunks,
@@ -26,7 +27,6 @@ from robust_data.report.testset import (
     to_uint8,
 )
 from robust_data.store.schema import read_metadata
-from robust_data.store.store import read_parquet, write_parquet_atomic
 
 NAMES = ("gaussian_noise", "contrast")
 

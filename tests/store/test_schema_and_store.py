@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 
 from robust_data import SAMPLES_SCHEMA, DatasetError, IngestOptions, Store, ingest
 from robust_data.ingest.images import content_sha256, decode_image
+from robust_data.ingest.sources import BUILTIN_SOURCES
 from robust_data.ingest.splits import stratified_split
+from robust_data.io.parquet import write_parquet_atomic
+from robust_data.store.registry import Registration
 from robust_data.store.schema import conform, read_metadata
-from robust_data.store.store import Registration, write_parquet_atomic
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +114,11 @@ def test_registry_round_trip_and_lookup(tmp_path: Path) -> None:
     store.register(Registration("m", "mnist", "/data/mnist"))
     assert store.lookup("pets").source == "imagefolder:/data/pets"
     assert store.lookup("m").root == "/data/mnist"
-    assert store.lookup("digits").source == "digits"
+    assert store.lookup("digits", BUILTIN_SOURCES).source == "digits"
     with pytest.raises(DatasetError, match="registered: \\['m', 'pets'\\]"):
-        store.lookup("unknown")
+        store.lookup("digits")  # the store knows no sources: the ingest stage names them
+    with pytest.raises(DatasetError, match="registered: \\['m', 'pets'\\]"):
+        store.lookup("unknown", BUILTIN_SOURCES)
+    assert "imagefolder" not in BUILTIN_SOURCES and "digits" in BUILTIN_SOURCES
     with pytest.raises(FileNotFoundError, match="materialize it first"):
         store.read("raw_samples", "pets")

@@ -72,6 +72,9 @@ SOURCES: dict[str, Source] = {
 }
 
 PATH_SOURCES = ("imagefolder", "parquet")
+#: Sources a dataset may be named after without being registered: all but the path sources
+#: (``Store.lookup``'s ``builtin``).
+BUILTIN_SOURCES = tuple(name for name in SOURCES if name not in PATH_SOURCES)
 #: A dataset name, whole: ``\A``/``\Z`` so that no use (``match``, ``search``) lets a trailing
 #: newline through, as ``$`` would.
 NAME_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from robust_data.store.store import Registration, Store
+from robust_data.store.registry import Registration
+from robust_data.store.store import Store
 
 VALUES = (
     "SELECT * FROM (VALUES ('a', 0.95971234::DOUBLE, 3), ('bbbbbb', 12.5::DOUBLE, 1797)) "
