@@ -20,6 +20,7 @@ from dagster import (
     RetryRequested,
 )
 
+from robust_data.errors import RobustDataError
 from robust_data.io.parquet import read_parquet, write_parquet
 from robust_data.store.home import table_location
 from robust_data.store.store import Store
@@ -82,14 +83,16 @@ class Settings:
 
         Raises
         ------
-        ValueError
+        RobustDataError
             One line naming the variable, what it holds and what it should.
         """
         env = os.environ if environ is None else environ
         executor = env.get(EXECUTOR_ENV) or "multiprocess"
         if executor not in EXECUTORS:
-            raise ValueError(
-                f"expected {EXECUTOR_ENV} to be one of {', '.join(EXECUTORS)}; found {executor!r}"
+            raise RobustDataError(
+                f"{EXECUTOR_ENV} to be one of {', '.join(EXECUTORS)}",
+                repr(executor),
+                "set it to one of those, or unset it",
             )
         return cls(
             device=env.get(DEVICE_ENV) or "auto",
@@ -105,7 +108,7 @@ class Settings:
 def _whole(env: Mapping[str, str], key: str, default: int) -> int:
     raw = env.get(key) or str(default)
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise ValueError(f"expected {key} to be an integer >= 1; found {raw!r}")
+        raise RobustDataError(f"{key} to be an integer >= 1", repr(raw), "set e.g. 2, or unset it")
     return int(raw)
 
 
@@ -114,9 +117,7 @@ def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
     try:
         return max(float(raw), 0.0)
     except ValueError:
-        raise ValueError(
-            f"expected {key} to be a number of seconds; found {raw!r}; set e.g. 5"
-        ) from None
+        raise RobustDataError(f"{key} to be a number of seconds", repr(raw), "set e.g. 5") from None
 
 
 #: Steps that score or train ask the Kubernetes executor for a GPU (ignored when run locally).

@@ -31,7 +31,7 @@ from dagster import (
 from assets.ingest.raw_samples import DATASETS
 from assets.resources import CRON_ENV, DEFAULT_CRON, HomeResource, Settings
 from pipelines.jobs import curation_job
-from robust_data.errors import DatasetError
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.inbox import scan_inbox
 from robust_data.store.registry import Registration
 from robust_data.store.store import Store
@@ -103,8 +103,10 @@ def _cron() -> str:
 
     cron = Settings.from_environ().cron
     if not is_valid_cron_string(cron):
-        raise ValueError(
-            f"expected {CRON_ENV} to be a cron string like '{DEFAULT_CRON}'; found {cron!r}"
+        raise RobustDataError(
+            f"{CRON_ENV} to be a cron string like '{DEFAULT_CRON}'",
+            repr(cron),
+            "set one, or unset it for the default",
         )
     return cron
 

@@ -30,8 +30,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from pipelines.browser_guard import TOKEN_FIELD, Guard, Refused, new_token, read_form, safe_next
+from pipelines.cli.common import flagged
 from robust_data.curation.reviews import DECISIONS, Review, check_reviews, record_reviews
-from robust_data.errors import DatasetError
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.explore.sample_index import (
     PAGE_SIZE,
     SORTABLE,
@@ -252,8 +253,8 @@ def _error_page(env: jinja2.Environment, refused: Refused, dataset: str | None) 
 
 def _unwritable(error: OSError | DatasetError) -> Refused:
     """The refusal for a review that could not be written (a read-only or unwritable home)."""
-    if isinstance(error, DatasetError):
-        expected, found, fix = error.expected, error.found, error.fix
+    if isinstance(error, DatasetError):  # the page is served by `robust-data browse`
+        expected, found, fix = error.expected, error.found, flagged(error.fix, error.options)
     else:
         expected = "a writable home for the reviews table"
         found = f"{error.filename or 'the reviews table'}: {error.strerror or error}"
@@ -403,7 +404,7 @@ def build_app(index: SampleIndex) -> Starlette:
                 label = parse_whole("new_label", raw_label.strip(), "pick a label in the form")
             reviews = [Review(i, decision, label, note) for i in ids]
             check_reviews(reviews, index.sample_ids, len(index.class_names))
-        except ValueError as exc:
+        except RobustDataError as exc:
             raise Refused(400, "Not recorded: a bad review", str(exc)) from None
         try:
             record_reviews(index.store, index.dataset, reviews, "browser")

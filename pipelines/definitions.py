@@ -28,6 +28,7 @@ from assets.resources import (
 )
 from pipelines.automation import curation_schedule, inbox_sensor
 from pipelines.jobs import JOBS, curation_job, ingest_job, scoring_job
+from robust_data.errors import RobustDataError
 from robust_data.scoring.device import tune_allocator
 from robust_data.store.store import Store
 
@@ -49,18 +50,20 @@ def _executor(settings: Settings) -> ExecutorDefinition:
         try:
             from dagster_celery import celery_executor
         except ImportError:
-            raise ValueError(
-                f"expected dagster-celery installed for {EXECUTOR_ENV}=celery; found it missing; "
-                "pip install -c constraints.txt '.[cluster]'"
+            raise RobustDataError(
+                f"dagster-celery installed for {EXECUTOR_ENV}=celery",
+                "it missing",
+                "pip install -c constraints.txt '.[cluster]'",
             ) from None
         return celery_executor
     if settings.executor == "k8s":
         try:
             from dagster_k8s import k8s_job_executor
         except ImportError:
-            raise ValueError(
-                f"expected dagster-k8s installed for {EXECUTOR_ENV}=k8s; found it missing; "
-                "pip install dagster-k8s==0.29.27 (the deploy/Dockerfile does)"
+            raise RobustDataError(
+                f"dagster-k8s installed for {EXECUTOR_ENV}=k8s",
+                "it missing",
+                "pip install -c constraints.txt '.[k8s]' (deploy/Dockerfile does)",
             ) from None
         return k8s_job_executor
     return multiprocess_executor.configured({"max_concurrent": settings.max_concurrent})

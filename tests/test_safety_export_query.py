@@ -175,8 +175,8 @@ def test_export_refuses_the_homes_own_folders_even_with_force(
     for fmt in FORMATS:
         with pytest.raises(ExportError) as exc:
             export_module.export_dataset(store, DATASET, out, fmt, force=True)
-        message = _one_line_error(exc, "expected an --out folder")
-        assert f"--out, e.g. {store.home / 'exports' / DATASET}" in message
+        message = _one_line_error(exc, "expected an `out` folder")
+        assert f"`out`, e.g. {store.home / 'exports' / DATASET}" in message
     assert snapshot(tmp_path) == before
     assert not [p for p in tmp_path.rglob(".*.tmp")]
 
@@ -186,24 +186,24 @@ def test_export_messages_say_what_was_found(store: Store, tmp_path: Path) -> Non
     with pytest.raises(ExportError) as exc:
         export_module.export_dataset(store, DATASET, tmp_path, force=True)
     assert _one_line_error(exc) == (
-        "expected an --out folder apart from the home, storage root, Dagster instance and input "
-        f"tables; found {tmp_path}, which holds the home {home}; choose another --out, "
+        "expected an `out` folder apart from the home, storage root, Dagster instance and input "
+        f"tables; found {tmp_path}, which holds the home {home}; choose another `out`, "
         f"e.g. {home / 'exports' / DATASET}"
     )
     with pytest.raises(ExportError) as exc:
         export_module.export_dataset(store, DATASET, home / "store" / "mine", force=True)
     assert _one_line_error(exc) == (
-        f"expected an --out folder under {home / 'exports'} or outside the home; found "
+        f"expected an `out` folder under {home / 'exports'} or outside the home; found "
         f"{home / 'store' / 'mine'}, inside the storage root {home / 'store'}; "
-        f"choose another --out, e.g. {home / 'exports' / DATASET}"
+        f"choose another `out`, e.g. {home / 'exports' / DATASET}"
     )
     afile = tmp_path / "export.zip"
     afile.write_bytes(b"zip")
     with pytest.raises(ExportError) as exc:
         export_module.export_dataset(store, DATASET, afile, force=True)
     assert _one_line_error(exc) == (
-        f"expected --out to be a folder; found a file at {afile}; "
-        "choose another --out, or move the file away"
+        f"expected `out` to be a folder; found a file at {afile}; "
+        "choose another `out`, or move the file away"
     )
     assert afile.read_bytes() == b"zip"
 
@@ -249,6 +249,7 @@ def test_cli_export_at_the_home_prints_one_line(
     )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"which is the home {store.home}" in err, err
+    assert "expected an --out folder apart from" in err and "choose another --out, e.g." in err
     after = snapshot(store.home)  # opening the Dagster instance adds its databases
     assert {k: after.get(k) for k in before} == before
 
@@ -546,15 +547,15 @@ def numbers(store: Store) -> Store:
     return store
 
 
-def test_table_output_stops_at_the_cap_and_says_which_flag_raises_it(numbers: Store) -> None:
+def test_table_output_stops_at_the_cap_and_says_which_option_raises_it(numbers: Store) -> None:
     out = io.StringIO()
     rows = query_module.stream_query(numbers, "SELECT i FROM numbers ORDER BY i", out)
     lines = out.getvalue().splitlines()
     assert rows == query_module.TABLE_MAX_ROWS == 10_000 and len(lines) == 2 + 10_000 + 1
     assert lines[-2].strip() == "9999"
     assert lines[-1] == (
-        "(output truncated at 10,000 rows; pass --max-rows N to raise the cap, "
-        "or --max-rows 0 for no cap)"
+        "(output truncated at 10,000 rows; pass a larger `max_rows` to raise the cap, "
+        "or `max_rows=None` for no cap)"
     )
     out = io.StringIO()
     assert query_module.stream_query(numbers, "SELECT i FROM numbers LIMIT 3", out, max_rows=3) == 3
@@ -576,12 +577,15 @@ def test_csv_and_json_stream_batches_and_note_the_cap_apart(numbers: Store) -> N
 
 
 def test_max_rows_flag_and_run_query(numbers: Store) -> None:
-    assert query_module.max_rows_for("table", None) == 10_000
-    assert query_module.max_rows_for("csv", None) is None
-    assert query_module.max_rows_for("table", 0) is None
-    assert query_module.max_rows_for("json", 7) == 7
-    with pytest.raises(query_module.QueryError) as exc:
-        query_module.max_rows_for("table", -1)
+    from pipelines.cli.commands import max_rows_for
+    from pipelines.cli.common import CliError
+
+    assert max_rows_for("table", None) == 10_000
+    assert max_rows_for("csv", None) is None
+    assert max_rows_for("table", 0) is None
+    assert max_rows_for("json", 7) == 7
+    with pytest.raises(CliError) as exc:
+        max_rows_for("table", -1)
     assert (
         _one_line_error(exc)
         == "expected --max-rows 0 (no cap) or more; found -1; pass --max-rows 0"

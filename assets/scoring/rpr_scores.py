@@ -34,6 +34,7 @@ from assets.resources import (
     Settings,
     transient_failures_retried,
 )
+from robust_data.errors import RobustDataError
 from robust_data.present.markdown import inline_png
 from robust_data.scoring.reference import load_reference
 from robust_data.scoring.rpr.engine import RprOptions
@@ -106,7 +107,9 @@ def _metadata(scores: RprScores, shards: int) -> dict[str, MetadataValue]:
 def plan_rpr_shards(config: ShardPlanConfig):
     """One output per shard: a one-row table (shard, count)."""
     if config.shards < 1:
-        raise ValueError(f"expected shards >= 1; found {config.shards}; pass shards: 1 or more")
+        raise RobustDataError(
+            "shards >= 1", str(config.shards), "pass `shards=1` or more", options=("shards",)
+        )
     for index in range(config.shards):
         yield DynamicOutput(
             pa.table({"shard": [index], "count": [config.shards]}), mapping_key=f"shard_{index}"

@@ -24,13 +24,12 @@ from pipelines.cli.commands import (
     cmd_report,
     cmd_score_model,
 )
-from pipelines.cli.common import CliError
+from pipelines.cli.common import CliError, error_line
 from pipelines.cli.launch import _failure_message, run_job
 from pipelines.cli.parser import build_parser
 from pipelines.cli.review import cmd_browse, cmd_review
 from pipelines.cli.ui import cmd_ui
-from robust_data.errors import DatasetError
-from robust_data.explore.query import QueryError
+from robust_data.errors import RobustDataError
 
 __all__ = ["COMMANDS", "CliError", "_failure_message", "build_parser", "main", "run_job"]
 
@@ -57,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         return COMMANDS[args.command](args)
-    except (DatasetError, QueryError, CliError, FileNotFoundError, ValueError) as exc:
-        print(f"robust-data {args.command}: error: {exc}", file=sys.stderr)
+    # Bad input, as one line. Anything else (a bug, a library's own error) keeps its traceback.
+    except (RobustDataError, CliError, FileNotFoundError) as exc:
+        print(f"robust-data {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C (or SIGTERM during a run) outside a run's own handling
         print(f"robust-data {args.command}: interrupted", file=sys.stderr)

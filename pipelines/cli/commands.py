@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.cli.common import CliError, dataset_name, suggested
+from pipelines.cli.common import CliError, dataset_name, flagged, suggested
 from pipelines.cli.launch import (
     check_execution,
     check_source,
@@ -22,7 +22,7 @@ from pipelines.cli.summary import report_lines, summary
 from pipelines.home import writing_home
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError
-from robust_data.explore.query import max_rows_for, stream_query
+from robust_data.explore.query import TABLE_MAX_ROWS, stream_query
 from robust_data.ingest.sources import PATH_SOURCES, SOURCES
 from robust_data.store.registry import Registration
 from robust_data.store.store import Store
@@ -42,6 +42,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             check_root = Path(registered[name].root)
         available, why = source.availability(check_root)
         rows.append((name, "yes" if available else "no", f"{source.description}; {why}"))
+        why = flagged(why)
     width = max(len(r[0]) for r in rows)
     print(f"{'source'.ljust(width)}  available  notes")
     for name, available, notes in rows:
@@ -68,7 +69,7 @@ def run_plan(store: Store, args: argparse.Namespace, dataset: str, job: str) -> 
 
     Raises
     ------
-    DatasetError, CliError, ValueError
+    RobustDataError, CliError
         The one-line refusal of the first bad input.
     """
     shards = getattr(args, "shards", 1)
@@ -229,7 +230,7 @@ def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
     from robust_data.export.tables import UPSTREAM
 
     if args.format not in FORMATS:
-        raise ExportError(f"expected a format in {FORMATS}; found {args.format!r}")
+        raise ExportError(f"a format in {FORMATS}", repr(args.format), "pass --format parquet")
     check_target(store, Path(args.out).expanduser().resolve(), dataset, args.force)
     tables = (*UPSTREAM, "variants") if args.with_variants else UPSTREAM
     missing = [table for table in tables if not store.has(table, dataset)]
@@ -291,10 +292,37 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 # query
 
 
+def max_rows_for(fmt: str, flag: int | None) -> int | None:
+    """The row cap of ``--max-rows`` (None when not given): 0 means none.
+
+    Without the flag the table format stops at ``TABLE_MAX_ROWS`` rows and CSV and JSON
+    lines stream every row.
+
+    Raises
+    ------
+    CliError
+        For a negative count.
+    """
+    if flag is None:
+        return TABLE_MAX_ROWS if fmt == "table" else None
+    if flag < 0:
+        raise CliError(f"expected --max-rows 0 (no cap) or more; found {flag}; pass --max-rows 0")
+    return flag or None
+
+
+def truncation_note(max_rows: int) -> str:
+    """The line that says the output stopped at the row cap, and which flag raises it."""
+    return (
+        f"output truncated at {max_rows:,} rows; "
+        "pass --max-rows N to raise the cap, or --max-rows 0 for no cap"
+    )
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     max_rows = max_rows_for(args.format, args.max_rows)
     try:
-        stream_query(Store.open(args.home), args.sql, sys.stdout, args.format, max_rows)
+        store = Store.open(args.home)
+        stream_query(store, args.sql, sys.stdout, args.format, max_rows, truncated=truncation_note)
         sys.stdout.flush()
     except BrokenPipeError:  # `robust-data query ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.cli.common import CliError
+from pipelines.cli.common import CliError, flagged
 from pipelines.home import dagster_environment, run_tags, scoped_environ
 from robust_data.errors import DatasetError
 from robust_data.ingest.build import IngestOptions, parse_size
@@ -70,9 +70,19 @@ def failed_checks(result: Any) -> list[str]:
     return failed
 
 
-#: The product's own errors: their message is the one line to show (``expected ...; found
-#: ...; how to fix``), whatever library error they were raised from.
-PRODUCT_ERRORS = ("DatasetError", "HomeLockedError", "ExportError", "QueryError", "CliError")
+#: The product's own errors (robust_data.errors.RobustDataError and its subclasses, and
+#: CliError): their message is the one line to show (``expected ...; found ...; how to fix``),
+#: whatever library error they were raised from. A step's error arrives as its class name.
+PRODUCT_ERRORS = (
+    "RobustDataError",
+    "DatasetError",
+    "HomeLockedError",
+    "TargetError",
+    "ExportError",
+    "QueryError",
+    "ImageDecodeError",
+    "CliError",
+)
 
 
 #: How a step or run stopped by Ctrl-C or SIGTERM (the executor passes both on) reports it.
@@ -92,7 +102,8 @@ def _failure_message(result: Any) -> str:
 
     The outermost product error (:data:`PRODUCT_ERRORS`) in the step error's cause chain
     (Dagster wraps it in ``DagsterExecutionStepExecutionError``; it may itself be raised from
-    a library's error, such as pyarrow's ``ArrowInvalid``), else the innermost cause.
+    a library's error, such as pyarrow's ``ArrowInvalid``), with the options it names as
+    this command's flags (:func:`flagged`), else the innermost cause.
     """
     for event in result.all_events:
         if event.is_step_failure:
@@ -112,7 +123,9 @@ def _failure_message(result: Any) -> str:
             text = lines[0] if lines else error.cls_name
             _, sep, rest = text.partition(f"{error.cls_name}: ")
             text = rest if sep else text
-            if error.cls_name not in PRODUCT_ERRORS:
+            if error.cls_name in PRODUCT_ERRORS:
+                text = flagged(text)  # only the text crossed from the step
+            else:
                 text = (
                     f"{error.cls_name}: {text} "
                     f"(run {result.run_id[:8]}; its logs are in robust-data ui)"
@@ -358,6 +371,7 @@ def check_source(spec: str, root: str | None) -> None:
             f"the {source.name} files under --root {where}",
             why,
             "check the --root path (nothing is downloaded)",
+            options=("root",),  # `why` may name it
         )
 
 

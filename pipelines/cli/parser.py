@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any, NoReturn
 
 from pipelines.cli.common import DEFAULT_DATASET, did_you_mean
@@ -197,3 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=3000, help="port on 127.0.0.1 (default 3000)")
     add_review_parsers(sub, _common)
     return parser
+
+
+@functools.cache
+def option_names() -> frozenset[str]:
+    """The options of every command by their Python name: ``max_rows`` for ``--max-rows``."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return frozenset(
+        flag[2:].replace("-", "_")
+        for parser in commands.choices.values()
+        for action in parser._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag != "--help"
+    )

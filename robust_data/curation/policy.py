@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robust_data.curation.reviews import Review
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.present.plots import grouped_bars
 from robust_data.store.checks import CheckOutcome, schema_problems
@@ -103,12 +104,22 @@ class CurationPolicy:
 
     def __post_init__(self) -> None:
         if self.quota_mode not in QUOTA_MODES:
-            raise ValueError(f"expected quota_mode in {QUOTA_MODES}; found {self.quota_mode!r}")
+            raise RobustDataError(
+                f"quota_mode in {QUOTA_MODES}",
+                repr(self.quota_mode),
+                "pass one of those",
+                options=("quota_mode",),
+            )
         if self.per_class < 1:
-            raise ValueError(f"expected per_class >= 1; found {self.per_class}")
+            raise RobustDataError(
+                "per_class >= 1", str(self.per_class), "pass 1 or more", options=("per_class",)
+            )
         if self.min_steps_to_flip is not None and self.min_steps_to_flip < 1:
-            raise ValueError(
-                f"expected min_steps_to_flip >= 1 or None; found {self.min_steps_to_flip}"
+            raise RobustDataError(
+                "min_steps_to_flip >= 1 or None",
+                str(self.min_steps_to_flip),
+                "pass 1 or more, or None",
+                options=("min_steps_to_flip",),
             )
 
     def balance_tolerance(self) -> float:
@@ -214,7 +225,7 @@ def select_curated(
 
     Raises
     ------
-    ValueError
+    DatasetError
         When a sample has no RPR score.
     """
     policy = policy or CurationPolicy()
@@ -223,10 +234,10 @@ def select_curated(
     correct = column_by_id(rpr, ids, "clean_correct", None)
     missing = [i for i, c in zip(ids, correct, strict=True) if c is None]
     if missing:
-        raise ValueError(
-            f"expected rpr_scores for every sample; found {len(missing)} without "
-            f"(e.g. {missing[0]}); "
-            "re-materialize rpr_scores for this dataset"
+        raise DatasetError(
+            "rpr_scores for every sample",
+            f"{len(missing)} without (e.g. {missing[0]})",
+            "re-materialize rpr_scores for this dataset",
         )
     robust = column_by_id(rpr, ids, "robust", False)
     steps = column_by_id(rpr, ids, "steps_to_flip", None)

@@ -25,6 +25,7 @@ from torch import nn
 from robust_data.curation.policy import Curation, CurationPolicy, select_curated
 from robust_data.curation.reviews import latest_decisions
 from robust_data.defaults import MAX_STEPS
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.store.schema import column_by_id, table_metadata
 from robust_data.variants.make import Variants, make_variants
 
@@ -52,9 +53,11 @@ class VariantPlan:
 
     def __post_init__(self) -> None:
         if self.copies < 0 or self.focus_copies < 0:
-            raise ValueError(
-                f"expected copies >= 0 and focus_copies >= 0; found {self.copies} and "
-                f"{self.focus_copies}"
+            raise RobustDataError(
+                "copies >= 0 and focus_copies >= 0",
+                f"{self.copies} and {self.focus_copies}",
+                "pass 0 or more",
+                options=("copies", "focus_copies"),
             )
 
     def copies_per_sample(self, steps_to_flip: np.ndarray, max_steps: int) -> np.ndarray:
@@ -94,7 +97,12 @@ class Preset:
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCES:
-            raise ValueError(f"expected balance in {BALANCES}; found {self.balance!r}")
+            raise RobustDataError(
+                f"balance in {BALANCES}",
+                repr(self.balance),
+                "pass one of those",
+                options=("balance",),
+            )
 
 
 PRESETS: dict[str, Preset] = {
@@ -125,11 +133,16 @@ def preset(name: str) -> Preset:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         Naming the presets there are.
     """
     if name not in PRESETS:
-        raise ValueError(f"expected a preset in {sorted(PRESETS)}; found {name!r}")
+        raise RobustDataError(
+            f"a preset in {sorted(PRESETS)}",
+            repr(name),
+            f"pass e.g. `preset={DEFAULT_PRESET}`",
+            options=("preset",),
+        )
     return PRESETS[name]
 
 
@@ -142,14 +155,16 @@ def customized(name: str, **overrides: Any) -> Preset:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         For an unknown preset or policy field.
     """
     base = preset(name)
     names = {f.name for f in fields(CurationPolicy)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ValueError(f"expected CurationPolicy fields {sorted(names)}; found {unknown}")
+        raise RobustDataError(
+            f"CurationPolicy fields {sorted(names)}", str(unknown), "override only those"
+        )
     changes = {k: v for k, v in overrides.items() if v is not None}
     return replace(base, policy=replace(base.policy, **changes)) if changes else base
 
@@ -166,13 +181,14 @@ def preset_from_params(params: dict[str, Any]) -> Preset:
 
     Raises
     ------
-    ValueError
+    DatasetError
         When the table predates presets (no ``preset`` parameter): re-materialize curation.
     """
     if "preset" not in params:
-        raise ValueError(
-            "expected a curation_ledger made with a preset (robust-data >= presets); found one "
-            "without; re-materialize curation_assets"
+        raise DatasetError(
+            "a curation_ledger made with a preset (robust-data >= presets)",
+            "one without",
+            "re-materialize curation_assets",
         )
     policy = CurationPolicy(**{f.name: params[f.name] for f in fields(CurationPolicy)})
     plan = VariantPlan(**{**params["plan"], "transforms": tuple(params["plan"]["transforms"])})

@@ -84,14 +84,16 @@ class Review:
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:
-            raise ValueError(
-                f"expected a decision in {', '.join(DECISIONS)}; found {self.decision!r} "
-                f"for {self.sample_id}"
+            raise DatasetError(
+                f"a decision in {', '.join(DECISIONS)}",
+                f"{self.decision!r} for {self.sample_id}",
+                "write one of those",
             )
         if (self.decision == "relabel") != (self.new_label is not None):
-            raise ValueError(
-                f"expected a new label with relabel and only with it; found decision "
-                f"{self.decision} and new_label {self.new_label} for {self.sample_id}"
+            raise DatasetError(
+                "a new label with relabel and only with it",
+                f"decision {self.decision} and new_label {self.new_label} for {self.sample_id}",
+                "give new_label with relabel only",
             )
 
 
@@ -179,7 +181,8 @@ def record_reviews(
                 "a store you can write",
                 f"the reviews of {dataset} cannot be written under {store.tables_root} "
                 f"({error.strerror or error})",
-                "pass --home with a folder you can write, or fix its permissions",
+                "pass `home` with a folder you can write, or fix its permissions",
+                options=("home",),
             ) from None
     return table
 

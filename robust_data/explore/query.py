@@ -16,7 +16,7 @@ import io
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TextIO
@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from robust_data.errors import RobustDataError
 from robust_data.store.store import Store
 
 FORMATS = ("table", "csv", "json")
@@ -45,7 +46,7 @@ LOCKDOWN = (
 )
 
 
-class QueryError(ValueError):
+class QueryError(RobustDataError):
     """A query that is not read-only, names an unknown table, or fails in DuckDB."""
 
 
@@ -76,7 +77,9 @@ class QueryResult:
 
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
-        raise QueryError(f"expected format one of {FORMATS}; found {fmt!r}; pass --format table")
+        raise QueryError(
+            f"format one of {FORMATS}", repr(fmt), "pass `format=table`", options=("format",)
+        )
 
 
 def _json_lines(rows: list[dict[str, Any]]) -> str:
@@ -123,10 +126,10 @@ def _row_count(rows: int) -> str:
 
 
 def truncation_note(max_rows: int) -> str:
-    """The line that says output stopped at the row cap, and which flag raises it."""
+    """The line that says output stopped at the row cap, and which option raises it."""
     return (
         f"output truncated at {max_rows:,} rows; "
-        "pass --max-rows N to raise the cap, or --max-rows 0 for no cap"
+        "pass a larger `max_rows` to raise the cap, or `max_rows=None` for no cap"
     )
 
 
@@ -206,10 +209,10 @@ def _dataset(table: str, files: list[str], filesystem: Any = None) -> ds.Dataset
         schemas = [pq.read_schema(f, filesystem=filesystem) for f in files]
         schema = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowException, OSError) as exc:
-        message = str(exc).replace("\n", " ")
         raise QueryError(
-            f"expected readable Parquet partitions of {table} with matching column types; "
-            f"found {message}; re-materialize the table"
+            f"readable Parquet partitions of {table} with matching column types",
+            str(exc).replace("\n", " "),
+            "re-materialize the table",
         ) from exc
     return ds.dataset(files, schema=schema, format="parquet", filesystem=filesystem)
 
@@ -258,30 +261,33 @@ def _one_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"expected valid SQL; found {exc}".replace("\n", " ")) from exc
+        raise _invalid(exc) from exc
     if not statements:
         raise QueryError(
-            "expected one SELECT statement; found none; "
-            'pass e.g. "SELECT count(*) FROM raw_samples"'
+            "one SELECT statement", "none", 'pass e.g. "SELECT count(*) FROM raw_samples"'
         )
     if len(statements) > 1:
-        raise QueryError(
-            f"expected one statement; found {len(statements)}; run them one query at a time"
-        )
+        raise QueryError("one statement", str(len(statements)), "run them one query at a time")
     query = statements[0].query
     kind = statements[0].type.name
     if kind == "EXPLAIN":
         try:
             kind = _explained_type(con, query)
         except duckdb.Error as exc:
-            raise QueryError(f"expected valid SQL; found {exc}".replace("\n", " ")) from exc
+            raise _invalid(exc) from exc
         kind = kind if kind == "SELECT" else f"EXPLAIN {kind}"
     if kind != "SELECT":
         raise QueryError(
-            "expected read-only SQL (one SELECT, or EXPLAIN of one); found a statement of type "
-            f"{kind}; the store is read-only here"
+            "read-only SQL (one SELECT, or EXPLAIN of one)",
+            f"a statement of type {kind}",
+            "the store is read-only here",
         )
     return query
+
+
+def _invalid(exc: duckdb.Error) -> QueryError:
+    """DuckDB's parser error as one line."""
+    return QueryError("valid SQL", str(exc).replace("\n", " "), "correct the statement")
 
 
 def _error(exc: Exception, store: Store) -> QueryError:
@@ -290,10 +296,13 @@ def _error(exc: Exception, store: Store) -> QueryError:
     message = str(exc).replace("\n", " ")
     if isinstance(exc, duckdb.PermissionException) or "configuration has been locked" in message:
         return QueryError(
-            "expected SQL that only reads the stored tables; found a statement that reaches "
-            f"files, extensions or settings ({message}); query the views {views} instead"
+            "SQL that only reads the stored tables",
+            f"a statement that reaches files, extensions or settings ({message})",
+            f"query the views {views} instead",
         )
-    return QueryError(f"expected SQL over the tables {views}; found an error: {message}")
+    return QueryError(
+        f"SQL over the tables {views}", f"an error: {message}", "correct the statement"
+    )
 
 
 class _Capped:
@@ -332,24 +341,6 @@ def _reader(
         raise _error(exc, store) from exc
 
 
-def max_rows_for(fmt: str, flag: int | None) -> int | None:
-    """The row cap of ``--max-rows`` (None when not given): 0 means none.
-
-    Without the flag the table format stops at :data:`TABLE_MAX_ROWS` rows and CSV and JSON
-    lines stream every row.
-
-    Raises
-    ------
-    QueryError
-        For a negative count.
-    """
-    if flag is None:
-        return TABLE_MAX_ROWS if fmt == "table" else None
-    if flag < 0:
-        raise QueryError(f"expected --max-rows 0 (no cap) or more; found {flag}; pass --max-rows 0")
-    return flag or None
-
-
 def stream_query(
     store: Store,
     sql: str,
@@ -358,6 +349,7 @@ def stream_query(
     max_rows: int | None = TABLE_MAX_ROWS,
     notes: TextIO | None = None,
     rows_per_batch: int = ROWS_PER_BATCH,
+    truncated: Callable[[int], str] = truncation_note,
 ) -> int:
     """Run read-only SQL over the store and write its rows to ``out`` as they arrive.
 
@@ -373,13 +365,16 @@ def stream_query(
     fmt : str
         ``table``, ``csv`` or ``json``.
     max_rows : int or None
-        Stop after this many rows (None: no cap). The table format then ends with
-        :func:`truncation_note` as its footer; CSV and JSON write it to ``notes`` so their
-        output stays data.
+        Stop after this many rows (None: no cap). The table format then ends with the
+        ``truncated`` line as its footer; CSV and JSON write it to ``notes`` so their output
+        stays data.
     notes : TextIO or None
         Where the truncation line of CSV and JSON goes (default: standard error).
     rows_per_batch : int
         Rows DuckDB hands over at a time (approximately).
+    truncated : callable
+        The line that says the output stopped at the cap, given the cap; by default
+        :func:`truncation_note`.
 
     Returns
     -------
@@ -394,17 +389,23 @@ def stream_query(
     """
     _check_format(fmt)
     if max_rows is not None and max_rows < 1:
-        raise QueryError(f"expected max_rows of 1 or more, or None; found {max_rows}")
+        raise QueryError(
+            "max_rows of 1 or more, or None",
+            str(max_rows),
+            "pass `max_rows=None` for no cap",
+            options=("max_rows",),
+        )
     con = connect(store)
     try:
         reader = _reader(store, con, sql, rows_per_batch)
         batches = _Capped(reader, max_rows, store)
+        note = truncated(max_rows) if max_rows is not None else ""
         if fmt == "table":
-            _write_table(out, reader.schema, batches, max_rows)
+            _write_table(out, reader.schema, batches, note)
         else:
             _write_lines(out, fmt, reader.schema.names, batches)
-            if batches.truncated and max_rows is not None:
-                (notes or sys.stderr).write(truncation_note(max_rows) + "\n")
+            if batches.truncated and note:
+                (notes or sys.stderr).write(note + "\n")
     finally:
         con.close()
     return batches.rows
@@ -419,7 +420,7 @@ def _write_lines(out: TextIO, fmt: str, names: list[str], batches: _Capped) -> N
 
 
 def _write_table(
-    out: TextIO, schema: pa.Schema, batches: _Capped, max_rows: int | None, max_width: int = 40
+    out: TextIO, schema: pa.Schema, batches: _Capped, note: str, max_width: int = 40
 ) -> None:
     names = schema.names
     cells = [
@@ -427,8 +428,8 @@ def _write_table(
         for batch in batches
         for row in batch.to_pylist()
     ]
-    if batches.truncated and max_rows is not None:
-        footer = f"({truncation_note(max_rows)})"
+    if batches.truncated and note:
+        footer = f"({note})"
     else:
         footer = _row_count(len(cells))
     out.write(_table_text(names, cells, footer, _numeric(schema)))

@@ -51,14 +51,14 @@ def export_dataset(
     Raises
     ------
     ExportError
-        Unknown format; an --out that is, holds or lies in the home's own folders (see
-        :func:`check_target`, which --force does not override); or a non-empty target that
+        Unknown format; an ``out`` that is, holds or lies in the home's own folders (see
+        :func:`check_target`, which ``force`` does not override); or a non-empty target that
         is not an earlier export (without force).
     FileNotFoundError
         When an upstream table has not been materialized.
     """
     if fmt not in FORMATS:
-        raise ExportError(f"expected a format in {FORMATS}; found {fmt!r}")
+        raise ExportError(f"a format in {FORMATS}", repr(fmt), "pass one of those")
     target = Path(out).expanduser().resolve()
     check_target(store, target, dataset, force)
     stale = remove_stale(store, target, dataset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from robust_data.errors import RobustDataError
 from robust_data.store.targets import EXPORT_MARKER
 
 FORMATS = ("parquet", "imagefolder")
@@ -12,7 +13,7 @@ DATA_FOLDER = "data"
 METADATA_FILE = "metadata.parquet"
 
 
-class ExportError(ValueError):
+class ExportError(RobustDataError):
     """A refused or impossible export, as one line."""
 
 

@@ -56,20 +56,20 @@ def check_target(store: Store, target: Path, dataset: str, force: bool = False) 
     not be, nor hold, the home, the storage root, the Dagster instance or a table the export
     reads; it may not lie inside an export (only ``<home>/exports/NAME`` or a folder outside
     the home is an export's own folder), in the storage root or the instance; it may not be,
-    hold or lie in another robust-data home; and it may not be a file. ``--force`` overrides
+    hold or lie in another robust-data home; and it may not be a file. ``force`` overrides
     none of these, only "a non-empty folder that is not an export".
 
     Raises
     ------
     ExportError
-        One line naming the folder it found and an --out that works.
+        One line naming the folder it found and an ``out`` that works.
     """
     example = store.home.resolve() / "exports" / safe_name(dataset)
-    output = Output("an --out folder", "--out", example, folder=True)
+    output = Output("an `out` folder", "`out`", example, folder=True, options=("out",))
     try:
         check_output(store, target, output, force, _inputs(store, dataset))
     except TargetError as error:
-        raise ExportError(str(error)) from None
+        raise ExportError(error.expected, error.found, error.fix, options=error.options) from None
 
 
 def owner_tag() -> str:

@@ -84,8 +84,9 @@ def _field(schema: pa.Schema, name: str, table: str) -> pa.Field:
     """
     if name not in schema.names:
         raise ExportError(
-            f"expected column {name} in the stored table {table}; found {schema.names}; "
-            f"materialize {table} again with this version of robust-data"
+            f"column {name} in the stored table {table}",
+            str(schema.names),
+            f"materialize {table} again with this version of robust-data",
         )
     return schema.field(name)
 

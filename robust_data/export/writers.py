@@ -121,8 +121,9 @@ def _file_stems(sample_ids: list[str], where: str) -> list[str]:
         first = seen.setdefault(stem.casefold(), row)
         if first != row:
             raise ExportError(
-                f"expected one file name per sample in {where}; found {sample_ids[first]!r} "
-                f"and {sample_ids[row]!r} both named {stem}.png; give the samples distinct ids"
+                f"one file name per sample in {where}",
+                f"{sample_ids[first]!r} and {sample_ids[row]!r} both named {stem}.png",
+                "give the samples distinct ids",
             )
     return stems
 
@@ -185,6 +186,7 @@ def _check_file_count(root: Path, split: str, rows: int) -> None:
     files = sum(1 for path in root.rglob("*") if path.is_file()) if root.exists() else 0
     if files != rows:
         raise ExportError(
-            f"expected {rows} image files in split {split}, one per row; found {files}; "
-            "nothing was exported; report this with the dataset's sample ids"
+            f"{rows} image files in split {split}, one per row",
+            str(files),
+            "nothing was exported; report this with the dataset's sample ids",
         )

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from robust_data.errors import DatasetError
 from robust_data.ingest.images import decode_image, to_model_batch
 
 
@@ -63,8 +64,8 @@ def decode_samples(samples: pa.Table, splits: tuple[str, ...] | None = None) -> 
 
     Raises
     ------
-    ValueError
-        When the images differ in shape (ingest with ``--resize``/``--channels`` to fix).
+    DatasetError
+        When the images differ in shape (ingest with ``resize``/``channels`` to fix).
     """
     if splits is not None:
         samples = samples.filter(pc.is_in(samples.column("split"), pa.array(list(splits))))
@@ -72,9 +73,11 @@ def decode_samples(samples: pa.Table, splits: tuple[str, ...] | None = None) -> 
     pixels = [decode_image(b) for b in blobs]
     shapes = {p.shape for p in pixels}
     if len(shapes) > 1:
-        raise ValueError(
-            f"expected images of one shape; found {len(shapes)} shapes {sorted(shapes)[:3]}; "
-            "re-ingest with --resize HxW and --channels"
+        raise DatasetError(
+            "images of one shape",
+            f"{len(shapes)} shapes {sorted(shapes)[:3]}",
+            "re-ingest with `resize=HxW` and `channels=C`",
+            options=("resize", "channels"),
         )
     images = to_model_batch(pixels) if pixels else np.zeros((0, 1, 1, 1), np.float32)
     return SampleArrays(

@@ -43,17 +43,24 @@ class IngestOptions:
     def __post_init__(self) -> None:
         if self.channels not in (None, 1, 3):
             raise DatasetError(
-                "channels 1 or 3", repr(self.channels), "pass --channels 1 or --channels 3"
+                "channels 1 or 3",
+                repr(self.channels),
+                "pass `channels=1` or `channels=3`",
+                options=("channels",),
             )
         if self.resize is not None and (len(self.resize) != 2 or min(self.resize) < 1):
             raise DatasetError(
                 "resize as HEIGHTxWIDTH with both >= 1",
                 repr(self.resize),
-                "pass e.g. --resize 28x28",
+                "pass e.g. `resize=28x28`",
+                options=("resize",),
             )
         if not 0.0 < self.test_fraction < 1.0:
             raise DatasetError(
-                "test_fraction in (0, 1)", repr(self.test_fraction), "pass e.g. --test-fraction 0.2"
+                "test_fraction in (0, 1)",
+                repr(self.test_fraction),
+                "pass e.g. `test_fraction=0.2`",
+                options=("test_fraction",),
             )
 
 
@@ -98,7 +105,9 @@ def parse_size(text: str) -> tuple[int, int]:
     height, sep, width = text.lower().partition("x")
     digits = "0123456789"  # not str.isdigit: it takes '²', which int() refuses
     if not sep or not height or not width or (set(height + width) - set(digits)):
-        raise DatasetError("a size HEIGHTxWIDTH", repr(text), "pass e.g. --resize 28x28")
+        raise DatasetError(
+            "a size HEIGHTxWIDTH", repr(text), "pass e.g. `resize=28x28`", options=("resize",)
+        )
     return int(height), int(width)
 
 
@@ -163,7 +172,7 @@ def _assign_splits(data: SourceData, options: IngestOptions) -> tuple[list[str],
     return split, [
         f"the source has a train split and no test split: held out {held_out:,} of "
         f"{len(split):,} train images as test ({options.test_fraction:g} of each class, "
-        f"seed {options.seed}; --test-fraction and --seed change it)"
+        f"seed {options.seed}; `test_fraction` and `seed` change it)"
     ]
 
 
@@ -177,7 +186,8 @@ def _validate_test(data: SourceData, splits: list[str], options: IngestOptions, 
         f"no test split in dataset {name!r}: holding out {options.test_fraction:g} of each "
         f"class leaves every image in train ({len(splits):,} images, at most {largest:,} "
         "per class)",
-        "add images, pass a larger --test-fraction, or give the source a test split",
+        "add images, pass a larger `test_fraction`, or give the source a test split",
+        options=("test_fraction",),
     )
 
 
@@ -188,7 +198,8 @@ def _unify_shapes(pixels: list[np.ndarray], options: IngestOptions, name: str) -
             raise DatasetError(
                 "one channel count for all images",
                 f"{dict(channels)} (channels: images) in {name}",
-                "pass --channels 1 or --channels 3 to convert",
+                "pass `channels=1` or `channels=3` to convert",
+                options=("channels",),
             )
     if options.channels is not None:
         pixels = [_convert_channels(p, options.channels) for p in pixels]
@@ -203,7 +214,8 @@ def _unify_shapes(pixels: list[np.ndarray], options: IngestOptions, name: str) -
         raise DatasetError(
             "one image size for all images",
             f"{len(sizes)} sizes ({shown}) in {name}",
-            f"pass --resize {common[0]}x{common[1]} to resize them",
+            f"pass `resize={common[0]}x{common[1]}` to resize them",
+            options=("resize",),
         )
     return pixels
 

@@ -13,13 +13,19 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from robust_data.errors import DatasetError
+
 #: PNG compression level: 1 encodes ~1.2x faster than the default 6 for ~3% more bytes
 #: (bench/png_encode.py).
 PNG_COMPRESS_LEVEL = 1
 
 
-class ImageDecodeError(ValueError):
-    """Bytes that are not a readable PNG/JPEG image (the message says why)."""
+class ImageDecodeError(DatasetError):
+    """Bytes that are not a readable PNG/JPEG image; :attr:`reason` says why (a reject's reason)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("a readable PNG or JPEG image", reason, "re-encode or remove the file")
+        self.reason = reason
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

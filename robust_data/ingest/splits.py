@@ -96,7 +96,12 @@ def stratified_split(
         (N,) "train" or "test".
     """
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"expected test_fraction in (0, 1); found {test_fraction}; pass e.g. 0.2")
+        raise DatasetError(
+            "test_fraction in (0, 1)",
+            str(test_fraction),
+            "pass e.g. `test_fraction=0.2`",
+            options=("test_fraction",),
+        )
     splits = ["train"] * len(labels)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import decode_samples
 from robust_data.label_quality.oof import matrix_column
 from robust_data.present.plots import image_grid
@@ -93,9 +94,16 @@ class LabelQualityOptions:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"expected method in {METHODS}; found {self.method!r}")
+            raise RobustDataError(
+                f"method in {METHODS}", repr(self.method), "pass one of those", options=("method",)
+            )
         if self.filter_by not in FILTERS:
-            raise ValueError(f"expected filter_by in {FILTERS}; found {self.filter_by!r}")
+            raise RobustDataError(
+                f"filter_by in {FILTERS}",
+                repr(self.filter_by),
+                "pass one of those",
+                options=("filter_by",),
+            )
 
 
 @dataclass
@@ -165,18 +173,23 @@ def assess_labels(oof: pa.Table, options: LabelQualityOptions | None = None) -> 
 
     Raises
     ------
-    ValueError
+    DatasetError
         When labels fall outside the pred_probs width or the table is empty.
     """
     options = options or LabelQualityOptions()
     labels = np.asarray(oof.column("label").to_numpy(), np.int64)
     pred_probs = matrix_column(oof, "pred_probs")
     if len(labels) == 0:
-        raise ValueError("expected out-of-fold predictions for at least one sample; found none")
+        raise DatasetError(
+            "out-of-fold predictions for at least one sample",
+            "none",
+            "re-materialize oof_predictions",
+        )
     if labels.max() >= pred_probs.shape[1] or labels.min() < 0:
-        raise ValueError(
-            f"expected labels in [0, {pred_probs.shape[1]}) to match pred_probs; "
-            f"found {labels.min()}..{labels.max()}"
+        raise DatasetError(
+            f"labels in [0, {pred_probs.shape[1]}) to match pred_probs",
+            f"{labels.min()}..{labels.max()}",
+            "re-materialize oof_predictions",
         )
     quality = get_label_quality_scores(labels, pred_probs, method=options.method)
     with warnings.catch_warnings():
@@ -308,7 +321,7 @@ def plant_label_noise(
         (N,) int64 labels and (N,) bool mask of the flipped rows.
     """
     if not 0 <= share <= 1:
-        raise ValueError(f"expected a noise share in [0, 1]; found {share}")
+        raise RobustDataError("a noise share in [0, 1]", str(share), "pass e.g. 0.1")
     rng = np.random.default_rng(seed)
     n = len(labels)
     chosen = rng.choice(n, size=round(share * n), replace=False)

@@ -18,6 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays, decode_samples, num_classes
 from robust_data.scoring.models import (
     ModelOptions,
@@ -89,12 +90,14 @@ class OofOptions:
     pca_fit_rows: int = 8192
 
     def __post_init__(self) -> None:
-        if self.folds < 2:
-            raise ValueError(f"expected folds >= 2; found {self.folds}")
-        if self.embedding_dim < 1:
-            raise ValueError(f"expected embedding_dim >= 1; found {self.embedding_dim}")
-        if self.pca_fit_rows < 2:
-            raise ValueError(f"expected pca_fit_rows >= 2; found {self.pca_fit_rows}")
+        for name, least in (("folds", 2), ("embedding_dim", 1), ("pca_fit_rows", 2)):
+            if getattr(self, name) < least:
+                raise RobustDataError(
+                    f"{name} >= {least}",
+                    str(getattr(self, name)),
+                    f"pass {least} or more",
+                    options=(name,),
+                )
 
 
 @dataclass
@@ -164,7 +167,7 @@ def fold_count(labels: np.ndarray, requested: int) -> tuple[int, list[str]]:
 
     Raises
     ------
-    ValueError
+    DatasetError
         When some class has fewer than 2 samples: no stratified split can hold it out.
     """
     counts = np.bincount(labels)
@@ -172,9 +175,10 @@ def fold_count(labels: np.ndarray, requested: int) -> tuple[int, list[str]]:
     smallest = int(present.min()) if present.size else 0
     if smallest < 2:
         rare = [int(c) for c in np.flatnonzero(counts == smallest)][:5]
-        raise ValueError(
-            f"expected at least 2 training samples in every class for cross-validation; "
-            f"found {smallest} in class(es) {rare}; drop those classes or add samples"
+        raise DatasetError(
+            "at least 2 training samples in every class for cross-validation",
+            f"{smallest} in class(es) {rare}",
+            "drop those classes or add samples",
         )
     if smallest >= requested:
         return requested, []
@@ -278,14 +282,15 @@ def combine_folds(
 
     Raises
     ------
-    ValueError
+    DatasetError
         Unless ``fits`` holds each fold of ``plan`` exactly once.
     """
     found = sorted(f.fold for f in fits)
     if found != list(range(plan.folds)):
-        raise ValueError(
-            f"expected predictions of folds 0..{plan.folds - 1} once each; found {found}; "
-            "re-run the missing fold steps"
+        raise DatasetError(
+            f"predictions of folds 0..{plan.folds - 1} once each",
+            str(found),
+            "re-run the missing fold steps",
         )
     started = time.perf_counter() if started is None else started
     fold = np.zeros(len(train), np.int32)
@@ -395,7 +400,11 @@ def reduce_dim(features: np.ndarray, options: OofOptions) -> np.ndarray:
 def _train_split(samples: pa.Table) -> tuple[SampleArrays, int]:
     data = decode_samples(samples, splits=("train",))
     if len(data) == 0:
-        raise ValueError("expected a train split for cross-validation; found no train rows")
+        raise DatasetError(
+            "a train split for cross-validation",
+            "no train rows",
+            "ingest a dataset with a train split",
+        )
     return data, num_classes(samples)
 
 
@@ -459,7 +468,7 @@ def merge_folds(
 
     Raises
     ------
-    ValueError
+    DatasetError
         When a fold is missing or repeated, or a fold table names other samples than the
         train split holds at its rows (the samples changed since the folds ran).
     """
@@ -470,9 +479,10 @@ def merge_folds(
         rows = table.column("row").to_numpy()
         ids = table.column("sample_id").to_pylist()
         if len(rows) and (rows.max() >= len(data) or [data.sample_ids[i] for i in rows] != ids):
-            raise ValueError(
-                "expected fold predictions of the current train split; found other sample ids; "
-                "re-materialize oof_predictions"
+            raise DatasetError(
+                "fold predictions of the current train split",
+                "other sample ids",
+                "re-materialize oof_predictions",
             )
         meta = table.schema.metadata or {}
         fits.append(

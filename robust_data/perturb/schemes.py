@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from robust_data.errors import RobustDataError
 from robust_data.perturb.rng import uniform
 
 
@@ -144,16 +145,17 @@ def parse_scheme(spec: str) -> PerturbationScheme:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         One line naming the accepted specs and what was found.
     """
     expected = (
-        "pixels, pixels(k=INT>=1), gaussian(sigma=FLOAT>0), salt_pepper(p=FLOAT in (0, 1]), "
-        "or a corruption such as fog(severity=1..5)"
+        "a scheme spec (pixels, pixels(k=INT>=1), gaussian(sigma=FLOAT>0), salt_pepper(p=FLOAT "
+        "in (0, 1]), or a corruption such as fog(severity=1..5))"
     )
+    fix = "write one of those"
     match = _SPEC.match(spec)
     if not match:
-        raise ValueError(f"expected a scheme spec ({expected}); found {spec!r}")
+        raise RobustDataError(expected, repr(spec), fix)
     name, args = match.group(1), (match.group(2) or "").strip()
     from robust_data.perturb.corrupt import CORRUPTIONS, CorruptionScheme  # imports this package
 
@@ -161,10 +163,12 @@ def parse_scheme(spec: str) -> PerturbationScheme:
         return _corruption_scheme(name, args, spec, CORRUPTIONS[name].severities, CorruptionScheme)
     keys = {"pixels": "k", "gaussian": "sigma", "salt_pepper": "p"}
     if name not in keys:
-        raise ValueError(f"expected a scheme spec ({expected}); found unknown scheme {name!r}")
+        raise RobustDataError(expected, f"unknown scheme {name!r}", fix)
     if not args:
         if name != "pixels":
-            raise ValueError(f"expected {name}({keys[name]}=...); found {spec!r} without a value")
+            raise RobustDataError(
+                f"{name}({keys[name]}=...)", f"{spec!r} without a value", "give it a value"
+            )
         return Scheme("pixels")
     key, sep, raw = args.partition("=")
     if not sep:
@@ -172,14 +176,16 @@ def parse_scheme(spec: str) -> PerturbationScheme:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"expected a number for {key} in {spec!r}; found {raw!r}") from None
+        raise RobustDataError(
+            f"a number for {key} in {spec!r}", repr(raw), "write a number"
+        ) from None
     valid = {
         "pixels": value >= 1 and value == int(value),
         "gaussian": value > 0,
         "salt_pepper": 0 < value <= 1,
     }[name]
     if key.strip() != keys[name] or not valid:
-        raise ValueError(f"expected a scheme spec ({expected}); found {spec!r}")
+        raise RobustDataError(expected, repr(spec), fix)
     return Scheme(name, value)
 
 
@@ -193,5 +199,7 @@ def _corruption_scheme(
     raw = raw.strip() or str(min(3, levels))
     whole = raw.isascii() and raw.isdigit()  # not isdigit alone: it takes '²', int() does not
     if key.strip() != "severity" or not whole or not 1 <= int(raw) <= levels:
-        raise ValueError(f"expected {name}(severity=1..{levels}); found {spec!r}")
+        raise RobustDataError(
+            f"{name}(severity=1..{levels})", repr(spec), f"pass a severity from 1 to {levels}"
+        )
     return cls(name, int(raw))

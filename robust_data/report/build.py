@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.io.files import write_bytes
 from robust_data.present.plots import grouped_bars
@@ -371,18 +372,19 @@ def report_from_measurements(
 
     Raises
     ------
-    ValueError
+    DatasetError
         When a seed lacks either, or a (seed, model) was measured twice.
     """
     rows = [r for table in measurements for r in table.to_pylist()]
     if not rows:
-        raise ValueError("expected measured models; found none; materialize retrained_model")
+        raise DatasetError("measured models", "none", "materialize retrained_model")
     keys = [(r["seed"], r["model"]) for r in rows]
     if len(set(keys)) != len(keys):
         twice = sorted({k for k in keys if keys.count(k) > 1})
-        raise ValueError(
-            f"expected each (seed, model) measured once; found {twice} twice; "
-            "re-run the report from its evaluation steps"
+        raise DatasetError(
+            "each (seed, model) measured once",
+            f"{twice} twice",
+            "re-run the report from its evaluation steps",
         )
     if order is not None:
         rank = {key: i for i, key in enumerate(order)}
@@ -394,8 +396,10 @@ def report_from_measurements(
         mine = [r for r in rows if r["seed"] == seed]
         names = {r["model"] for r in mine}
         if not {"reference", "curated"} <= names:
-            raise ValueError(
-                f"expected a reference and a curated model for seed {seed}; found {sorted(names)}"
+            raise DatasetError(
+                f"a reference and a curated model for seed {seed}",
+                str(sorted(names)),
+                "re-run the report from its evaluation steps",
             )
         judged = judged_from({r["model"]: _measured(r) for r in mine}, set(setup.seen))
         for row in mine:

@@ -10,6 +10,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from robust_data.errors import RobustDataError
 from robust_data.perturb.corrupt.library import CORRUPTIONS
 from robust_data.present.progress import progress_bar
 from robust_data.scoring.device import autocast, resolve_device, resolve_precision
@@ -95,13 +96,15 @@ def suite_jobs(names: Sequence[str] | None = None) -> list[tuple[str, int]]:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         For an unknown corruption name.
     """
     chosen = list(names) if names is not None else list(CORRUPTIONS)
     unknown = sorted(set(chosen) - set(CORRUPTIONS))
     if unknown:
-        raise ValueError(f"expected corruptions from {sorted(CORRUPTIONS)}; found {unknown}")
+        raise RobustDataError(
+            f"corruptions from {sorted(CORRUPTIONS)}", str(unknown), "name only those"
+        )
     return [("clean", 0)] + [
         (name, severity)
         for name in chosen

@@ -18,6 +18,7 @@ import pyarrow as pa
 from torch import nn
 
 from robust_data.defaults import MAX_STEPS
+from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.perturb.corrupt.library import MNIST_C
 from robust_data.report.corruption_suite import (
@@ -267,10 +268,10 @@ def check_corrupted(corrupted: pa.Table, test: SampleArrays) -> None:
     """Raise unless ``corrupted`` holds whole jobs of ``test``'s images in split order."""
     stored_ids = corrupted.column("sample_id").slice(0, len(test)).to_pylist()
     if stored_ids != list(test.sample_ids) or corrupted.num_rows % max(len(test), 1):
-        raise ValueError(
-            f"expected a corrupted test set of the {len(test):,} test images in split order; "
-            f"found {corrupted.num_rows:,} rows starting with other images; re-materialize "
-            "corrupted_test"
+        raise DatasetError(
+            f"a corrupted test set of the {len(test):,} test images in split order",
+            f"{corrupted.num_rows:,} rows starting with other images",
+            "re-materialize corrupted_test",
         )
 
 

@@ -25,6 +25,7 @@ import torch
 
 from robust_data.curation.presets import Preset, class_weights, spread
 from robust_data.defaults import MAX_STEPS
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.report.build import random_subset
 from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy, save_model, train_model
@@ -218,10 +219,20 @@ class RetrainOptions:
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
-            raise ValueError(f"expected seeds >= 1; found {self.seeds}; pass 3 (the default)")
+            raise RobustDataError(
+                "seeds >= 1",
+                str(self.seeds),
+                "pass `seeds=3` (the default)",
+                options=("seeds",),
+            )
         unknown = sorted(set(self.names) - set(TRAINING_SETS))
         if unknown:
-            raise ValueError(f"expected training sets from {TRAINING_SETS}; found {unknown}")
+            raise RobustDataError(
+                f"training sets from {TRAINING_SETS}",
+                str(unknown),
+                "name only those",
+                options=("names",),
+            )
 
 
 @dataclass(frozen=True)
@@ -309,7 +320,7 @@ def curation_inputs(
 
     Raises
     ------
-    ValueError
+    DatasetError
         When a training sample is missing from either table (they are from another run).
     """
     ids = list(train.sample_ids)
@@ -317,9 +328,10 @@ def curation_inputs(
     steps = column_by_id(rpr, ids, "steps_to_flip", default=-1)
     missing = [i for i, k, s in zip(ids, kept, steps, strict=True) if k is None or s == -1]
     if missing:
-        raise ValueError(
-            f"expected every training sample in curation_ledger and rpr_scores; found "
-            f"{len(missing):,} missing (e.g. {missing[0]}); re-materialize the curation job"
+        raise DatasetError(
+            "every training sample in curation_ledger and rpr_scores",
+            f"{len(missing):,} missing (e.g. {missing[0]})",
+            "re-materialize the curation job",
         )
     return np.asarray(kept, bool), np.asarray([s or 0 for s in steps], np.int64)
 

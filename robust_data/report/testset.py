@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from robust_data.errors import DatasetError
 from robust_data.present.progress import progress_bar
 from robust_data.report.corruption_suite import Chunk, corrupt_chunks, suite_jobs
 from robust_data.store.checks import CheckOutcome, schema_problems
@@ -92,8 +93,10 @@ def make_corrupted_test(
 
     Raises
     ------
+    RobustDataError
+        For an unknown corruption name.
     ValueError
-        For an unknown corruption name or images that are not (N, C, H, W).
+        For images that are not (N, C, H, W).
     """
     x = torch.as_tensor(images, dtype=torch.float32)
     if x.dim() != 4:
@@ -200,7 +203,7 @@ def stored_chunks(table: pa.Table, batch_size: int = 1024) -> Iterator[Chunk]:
 
     Raises
     ------
-    ValueError
+    DatasetError
         When the table's jobs do not all have the same number of rows.
     """
     shape = tuple(read_params(table.schema).get("shape", ()))
@@ -209,9 +212,10 @@ def stored_chunks(table: pa.Table, batch_size: int = 1024) -> Iterator[Chunk]:
         return
     n = table.num_rows // len(jobs)
     if n * len(jobs) != table.num_rows or len(shape) != 3:
-        raise ValueError(
-            f"expected {len(jobs)} jobs of equal size and an image shape in the metadata; found "
-            f"{table.num_rows} rows and shape {shape}; re-materialize corrupted_test"
+        raise DatasetError(
+            f"{len(jobs)} jobs of equal size and an image shape in the metadata",
+            f"{table.num_rows} rows and shape {shape}",
+            "re-materialize corrupted_test",
         )
     for j in range(len(jobs)):
         for start in range(0, n, max(1, batch_size)):
@@ -230,9 +234,10 @@ def _decode(column: pa.ChunkedArray, width: int) -> np.ndarray:
         ]
         data = np.frombuffer(array.buffers()[2], np.uint8)
         if len(array) and not np.all(np.diff(offsets) == width):
-            raise ValueError(
-                f"expected {width} bytes of pixels per row; found rows of other lengths; "
-                "re-materialize corrupted_test"
+            raise DatasetError(
+                f"{width} bytes of pixels per row",
+                "rows of other lengths",
+                "re-materialize corrupted_test",
             )
         if len(array):
             parts.append(data[offsets[0] : offsets[-1]].reshape(-1, width))

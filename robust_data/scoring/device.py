@@ -18,6 +18,8 @@ from typing import Any, TypeGuard
 import torch
 from torch import nn
 
+from robust_data.errors import RobustDataError
+
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -32,17 +34,24 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         For an unknown name, or ``cuda`` on a machine without a CUDA device.
     """
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested != "cpu" and not requested.startswith("cuda"):
-        raise ValueError(f"expected a device in {DEVICES} (or cuda:N); found {requested!r}")
+        raise RobustDataError(
+            f"a device in {DEVICES} (or cuda:N)",
+            repr(requested),
+            "pass `device=auto`",
+            options=("device",),
+        )
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"expected a CUDA device for device={requested!r}; found none on this machine; "
-            "use device='auto' or 'cpu'"
+        raise RobustDataError(
+            f"a CUDA device for device={requested!r}",
+            "none on this machine",
+            "pass `device=auto` or `device=cpu`",
+            options=("device",),
         )
     return torch.device(requested)
 
@@ -268,11 +277,16 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         For a name outside ``auto``, ``fp32``, ``bf16``.
     """
     if requested not in PRECISIONS:
-        raise ValueError(f"expected a precision in {PRECISIONS}; found {requested!r}")
+        raise RobustDataError(
+            f"a precision in {PRECISIONS}",
+            repr(requested),
+            "pass `precision=auto`",
+            options=("precision",),
+        )
     if requested != "auto":
         return requested
     if device.type == "cuda":

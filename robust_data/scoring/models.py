@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.io.files import file_exists, read_bytes, write_bytes
 from robust_data.present.progress import progress_bar
 from robust_data.scoring.device import (
@@ -76,14 +77,23 @@ class ModelOptions:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
-            raise ValueError(f"expected arch in {ARCHS}; found {self.arch!r}")
+            raise RobustDataError(
+                f"arch in {ARCHS}", repr(self.arch), "pass one of those", options=("arch",)
+            )
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"expected optimizer in {OPTIMIZERS}; found {self.optimizer!r}")
+            raise RobustDataError(
+                f"optimizer in {OPTIMIZERS}",
+                repr(self.optimizer),
+                "pass one of those",
+                options=("optimizer",),
+            )
         for name in ("width", "epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"expected {name} >= 1; found {getattr(self, name)}")
+                raise RobustDataError(
+                    f"{name} >= 1", str(getattr(self, name)), "pass 1 or more", options=(name,)
+                )
         if not self.lr > 0:
-            raise ValueError(f"expected lr > 0; found {self.lr}")
+            raise RobustDataError("lr > 0", str(self.lr), "pass e.g. 0.001", options=("lr",))
 
 
 class SimpleCNN(nn.Module):
@@ -97,8 +107,11 @@ class SimpleCNN(nn.Module):
         super().__init__()
         channels, height, width_px = in_shape
         if min(height, width_px) < 6:
-            raise ValueError(
-                f"expected images of at least 6x6 for simple_cnn; found {height}x{width_px}"
+            raise DatasetError(
+                "images of at least 6x6 for simple_cnn",
+                f"{height}x{width_px}",
+                "re-ingest with a larger `resize`",
+                options=("resize",),
             )
         self.features = nn.Sequential(
             nn.Conv2d(channels, width, 3),
@@ -140,8 +153,11 @@ class SmallResNet(nn.Module):
         super().__init__()
         channels, height, width_px = in_shape
         if min(height, width_px) < 8:
-            raise ValueError(
-                f"expected images of at least 8x8 for resnet; found {height}x{width_px}"
+            raise DatasetError(
+                "images of at least 8x8 for resnet",
+                f"{height}x{width_px}",
+                "re-ingest with a larger `resize`",
+                options=("resize",),
             )
         self.stem = nn.Sequential(
             nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
@@ -173,7 +189,7 @@ def build_model(
     distributions), so the same config gives the same weights; the global RNG is untouched.
     """
     if num_classes < 2:
-        raise ValueError(f"expected at least 2 classes; found {num_classes}")
+        raise DatasetError("at least 2 classes", str(num_classes), "add images of another class")
     cls = SimpleCNN if config.arch == "simple_cnn" else SmallResNet
     model = cls(image_shape(in_shape), num_classes, config.width)
     generator = torch.Generator().manual_seed(config.seed)
@@ -341,7 +357,7 @@ def train_model(
     (:func:`robust_data.scoring.device.onednn_training_guard`).
     """
     if len(train_labels) == 0:
-        raise ValueError("expected at least one training sample; found none")
+        raise DatasetError("at least one training sample", "none", "add images to the train split")
     labels = np.asarray(train_labels)
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(
@@ -447,7 +463,7 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
 
     Raises
     ------
-    ValueError
+    DatasetError
         When the file's sha256 differs from ``sha256`` or it is not a robust-data weight file.
     FileNotFoundError
         When ``path`` does not exist.
@@ -459,19 +475,26 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
     data = read_bytes(path)
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and digest != sha256:
-        raise ValueError(
-            f"expected model {path} to have sha256 {sha256[:12]}; found {digest[:12]}; "
-            "the file changed since it was recorded: re-materialize reference_model"
+        raise DatasetError(
+            f"model {path} to have sha256 {sha256[:12]}",
+            digest[:12],
+            "the file changed since it was recorded: re-materialize reference_model",
         )
     try:
         payload = torch.load(io.BytesIO(data), weights_only=True)
     except Exception as exc:  # torch raises several types for a file that is not its format
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"expected a {FILE_FORMAT} weight file at {path}; found unreadable content ({first})"
+        raise DatasetError(
+            f"a {FILE_FORMAT} weight file at {path}",
+            f"unreadable content ({first})",
+            "pass a weight file written by robust-data",
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise ValueError(f"expected a {FILE_FORMAT} weight file at {path}; found something else")
+        raise DatasetError(
+            f"a {FILE_FORMAT} weight file at {path}",
+            "something else",
+            "pass a weight file written by robust-data",
+        )
     config = ModelOptions(**payload["config"])
     in_shape = image_shape(payload["in_shape"])
     model = build_model(config, in_shape, int(payload["num_classes"]))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.io.files import file_exists, file_sha256
 from robust_data.scoring.models import (
@@ -84,8 +85,10 @@ def train_reference(
     data = decode_samples(samples)
     train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
     if len(train) == 0:
-        raise ValueError(
-            "expected a train split to train the reference model on; found no train rows"
+        raise DatasetError(
+            "a train split to train the reference model on",
+            "no train rows",
+            "ingest a dataset with a train split",
         )
     classes = num_classes(samples)
     trained = train_model(
@@ -127,9 +130,10 @@ def reference_row(trained: TrainedModel, saved: ModelFile, train_samples: int) -
 def load_reference(reference: pa.Table) -> tuple[TrainedModel, ModelFile]:
     """Load the model a ``reference_model`` table names, checking its sha256."""
     if reference.num_rows != 1 or "sha256" not in reference.column_names:
-        raise ValueError(
-            f"expected a one-row reference_model table; found {reference.num_rows} rows "
-            f"with columns {reference.column_names}"
+        raise DatasetError(
+            "a one-row reference_model table",
+            f"{reference.num_rows} rows with columns {reference.column_names}",
+            "re-materialize reference_model",
         )
     row = reference.to_pylist()[0]
     return load_model(row["path"], row["sha256"])

@@ -56,13 +56,17 @@ def _open(path: Path) -> int:
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except NotADirectoryError:
         raise DatasetError(
-            "a home folder", f"a file in the way of {path.parent}", "pass --home FOLDER"
+            "a home folder",
+            f"a file in the way of {path.parent}",
+            "pass `home=FOLDER`",
+            options=("home",),
         ) from None
     except OSError as error:  # no permission, a read-only file system (EROFS), ...
         raise DatasetError(
             "a writable home folder",
             f"{path.parent} is not writable ({error.strerror})",
-            "pass --home with a folder you can write, or fix its permissions",
+            "pass `home` with a folder you can write, or fix its permissions",
+            options=("home",),
         ) from None
 
 
@@ -134,7 +138,8 @@ def _acquire(
                 raise HomeLockedError(
                     f"no other command writing {path.parent}",
                     f"it is locked by {holder}",
-                    "wait for that command to finish, or pass another --home",
+                    "wait for that command to finish, or pass another `home`",
+                    options=("home",),
                 ) from None
             if not told:
                 notify(f"{what}: waiting for {holder} to finish with {path.parent} ...")

@@ -1,7 +1,8 @@
 """Where robust-data writes for the user: one check for every path a command is told to write.
 
-``export --out DIR``, ``review export DATASET FILE``, ``score-model --plot FILE`` and the files
-of ``gallery --out DIR`` go through :func:`check_output` before anything is written. A target
+An export's folder (``export --out DIR`` on the command line), a review CSV
+(``review export DATASET FILE``), ``score-model --plot FILE`` and the files of
+``gallery --out DIR`` go through :func:`check_output` before anything is written. A target
 (symlinks resolved) is refused when it
 
 - is, or holds, the home, its storage root, its Dagster instance or a table the command
@@ -50,22 +51,25 @@ class Output:
     Attributes
     ----------
     label : str
-        What the path is, after "expected": ``an --out folder``, ``a review CSV file``.
+        What the path is, after "expected": "an `out` folder", "a review CSV file".
     option : str
-        The option or argument that names it: ``--out``, ``the CSV path``.
+        The option or argument that names it: "`out`", "path".
     example : Path
         A path that would be accepted, named in the fix.
     folder : bool
         An export folder (replaced whole; ``<home>/exports/NAME`` allowed) rather than a file.
+    options : tuple of str
+        The options ``label`` and ``option`` name (:class:`robust_data.errors.RobustDataError`).
     """
 
     label: str
     option: str
     example: Path
     folder: bool = False
+    options: tuple[str, ...] = ()
 
     def fix(self) -> str:
-        """``choose another --out, e.g. <example>``."""
+        """The fix: choose another `out`, e.g. <example>."""
         return f"choose another {self.option}, e.g. {self.example}"
 
 
@@ -189,6 +193,7 @@ def _refuse_owned(target: Path, protected: Sequence[tuple[str, Path]], output: O
                 "input tables",
                 f"{target}, which {relation} the {what} {path}",
                 output.fix(),
+                options=output.options,
             )
 
 
@@ -200,6 +205,7 @@ def _refuse_in_export(target: Path, output: Output) -> None:
                 f"{output.label} outside every export (an export is replaced only whole)",
                 f"{target}, inside the export {folder}",
                 output.fix(),
+                options=output.options,
             )
 
 
@@ -221,10 +227,12 @@ def _refuse_in_home(target: Path, store: Store, output: Output) -> None:
                 "or outside the home",
                 f"{target}, inside {first}",
                 output.fix(),
+                options=output.options,
             )
         else:
             expected = f"{output.label} under {exports} or outside the home"
-        raise TargetError(expected, f"{target}, inside the {what} {folder}", output.fix())
+        found = f"{target}, inside the {what} {folder}"
+        raise TargetError(expected, found, output.fix(), options=output.options)
 
 
 def _refuse_other_homes(target: Path, own: Path, output: Output) -> None:
@@ -236,6 +244,7 @@ def _refuse_other_homes(target: Path, own: Path, output: Output) -> None:
                 f"{output.label} apart from every other robust-data home",
                 f"{target}, which {relation} the robust-data home {folder}",
                 output.fix(),
+                options=output.options,
             )
 
 
@@ -257,6 +266,7 @@ def _refuse_holding_a_home(target: Path, own: Path, output: Output) -> None:
                 f"{output.label} apart from every other robust-data home",
                 f"{target}, which holds the robust-data home {home}",
                 output.fix(),
+                options=output.options,
             )
 
 
@@ -268,24 +278,37 @@ def _refuse_existing(target: Path, output: Output, force: bool) -> None:
                 f"{output.option} to be a folder",
                 f"a file at {target}",
                 f"choose another {output.option}, or move the file away",
+                options=output.options,
             )
         if target.is_dir() and not force and any(target.iterdir()) and not is_export(target):
             raise TargetError(
                 f"an empty folder or an earlier export at {target}",
                 "other files",
-                f"pass --force to replace it, or choose another {output.option}",
+                f"pass `force=True` to replace it, or choose another {output.option}",
+                options=(*output.options, "force"),
             )
         return
     if target.is_dir():
-        raise TargetError(f"{output.label} to be a file", f"a folder at {target}", output.fix())
+        raise TargetError(
+            f"{output.label} to be a file",
+            f"a folder at {target}",
+            output.fix(),
+            options=output.options,
+        )
     above = next(p for p in target.parents if p.exists())
     if not above.is_dir():
-        raise TargetError(f"a folder to hold {target.name}", f"a file at {above}", output.fix())
+        raise TargetError(
+            f"a folder to hold {target.name}",
+            f"a file at {above}",
+            output.fix(),
+            options=output.options,
+        )
     if os.path.lexists(target) and not force:
         raise TargetError(
             f"{output.label} that does not exist yet",
             f"a file at {target}",
-            "pass --force to replace it, or choose another path",
+            "pass `force=True` to replace it, or choose another path",
+            options=(*output.options, "force"),
         )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robust_data.errors import RobustDataError
 from robust_data.perturb.rng import purpose_key, sample_keys, uniform
 
 _SPEC = re.compile(r"^\s*(fgsm|pgd)\s*(?:\((.*)\))?\s*$")
@@ -47,26 +48,30 @@ def parse_attack(spec: str) -> Attack:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         One line, for anything else.
     """
     match = _SPEC.match(spec)
     if not match:
-        raise ValueError(f"expected fgsm(eps=F) or pgd(eps=F, steps=N); found {spec!r}")
+        raise RobustDataError(
+            "fgsm(eps=F) or pgd(eps=F, steps=N)", repr(spec), "write the attack as one of those"
+        )
     values: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in (match.group(2) or "").split(","))):
         key, _, raw = part.partition("=")
         try:
             values[key.strip()] = float(raw)
         except ValueError:
-            raise ValueError(
-                f"expected a number for {key.strip()} in {spec!r}; found {raw!r}"
+            raise RobustDataError(
+                f"a number for {key.strip()} in {spec!r}", repr(raw), "write a number"
             ) from None
     eps = values.get("eps", 0.1)
     steps = int(values.get("steps", 1 if match.group(1) == "fgsm" else 10))
     if not 0 < eps <= 1 or steps < 1 or set(values) - {"eps", "steps", "alpha"}:
-        raise ValueError(
-            f"expected 0 < eps <= 1, steps >= 1 and only eps, steps, alpha; found {spec!r}"
+        raise RobustDataError(
+            "0 < eps <= 1, steps >= 1 and only eps, steps, alpha",
+            repr(spec),
+            "e.g. pgd(eps=0.1, steps=10)",
         )
     alpha = values.get("alpha", 2.5 * eps / steps if match.group(1) == "pgd" else eps)
     return Attack(match.group(1), eps, steps, alpha)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from robust_data.errors import RobustDataError
 from robust_data.perturb.corrupt.ops import gaussian_blur, normal
 from robust_data.perturb.rng import Stream, purpose_key, sample_keys
 
@@ -108,22 +109,26 @@ def parse_augmentation(spec: str) -> Augmentation:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         For an unknown name or argument, one line.
     """
     match = _SPEC.match(spec)
     if not match or match.group(1) not in AUGMENTATIONS:
-        raise ValueError(f"expected an augmentation in {sorted(AUGMENTATIONS)}; found {spec!r}")
+        raise RobustDataError(
+            f"an augmentation in {sorted(AUGMENTATIONS)}", repr(spec), "pass one of those"
+        )
     name, defaults = match.group(1), dict(AUGMENTATIONS[match.group(1)])
     for part in filter(None, (p.strip() for p in (match.group(2) or "").split(","))):
         key, sep, raw = part.partition("=")
         if not sep or key.strip() not in defaults:
-            raise ValueError(f"expected arguments {sorted(defaults)} for {name}; found {part!r}")
+            raise RobustDataError(
+                f"arguments {sorted(defaults)} for {name}", repr(part), "name one of those"
+            )
         try:
             defaults[key.strip()] = float(raw)
         except ValueError:
-            raise ValueError(
-                f"expected a number for {key.strip()} in {spec!r}; found {raw!r}"
+            raise RobustDataError(
+                f"a number for {key.strip()} in {spec!r}", repr(raw), "write a number"
             ) from None
     return Augmentation(name, tuple(sorted(defaults.items())))
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from robust_data.errors import RobustDataError
 from robust_data.ingest.arrays import class_names, decode_samples
 from robust_data.ingest.images import encode_png
 from robust_data.perturb.corrupt import CORRUPTIONS, CorruptionScheme, corrupt
@@ -89,7 +90,7 @@ def parse_transform(spec: str) -> Transform:
 
     Raises
     ------
-    ValueError
+    RobustDataError
         One line naming what is accepted.
     """
     name = spec.split("(", 1)[0].strip()
@@ -103,11 +104,13 @@ def parse_transform(spec: str) -> Transform:
         return Transform(parse_scheme(spec).spec, "perturbation", name)
     try:
         return Transform(parse_augmentation(spec).spec, "augmentation", name)
-    except ValueError:
-        raise ValueError(
-            f"expected a corruption ({', '.join(sorted(CORRUPTIONS))}), an augmentation "
-            f"(trivial_augment, rand_augment, augmix, ...), an RPR scheme (pixels, gaussian, "
-            f"salt_pepper) or fgsm/pgd; found {spec!r}"
+    except RobustDataError:
+        raise RobustDataError(
+            f"a corruption ({', '.join(sorted(CORRUPTIONS))}), an augmentation "
+            "(trivial_augment, rand_augment, augmix, ...), an RPR scheme (pixels, gaussian, "
+            "salt_pepper) or fgsm/pgd",
+            repr(spec),
+            "pass one of those",
         ) from None
 
 
@@ -127,7 +130,9 @@ def apply_transform(
     if transform.kind == "perturbation":
         return perturb(images, transform.spec, seed, sample_ids)
     if model is None:
-        raise ValueError(f"expected a model for the attack {transform.spec}; found none")
+        raise RobustDataError(
+            f"a model for the attack {transform.spec}", "none", "pass the model to attack"
+        )
     return attack(model, images, labels, transform.spec, seed, sample_ids)
 
 
@@ -148,7 +153,9 @@ def perturb(images: torch.Tensor, spec: str, seed: int, sample_ids: Sequence[str
     """
     scheme = parse_scheme(spec)
     if not isinstance(scheme, Scheme):
-        raise ValueError(f"expected an RPR scheme (pixels, gaussian, salt_pepper); found {spec!r}")
+        raise RobustDataError(
+            "an RPR scheme (pixels, gaussian, salt_pepper)", repr(spec), "pass one of those"
+        )
     keys = sample_keys(list(sample_ids)) ^ purpose_key(f"variant:{scheme.spec}")
     out = scheme.apply(images, seed, keys, torch.zeros(1, dtype=torch.int64))
     return out[:, 0]

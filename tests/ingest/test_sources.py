@@ -92,8 +92,9 @@ def test_missing_root_names_the_expected_files(tmp_path: Path) -> None:
         ingest("mnist", root=str(tmp_path))
     message = str(info.value)
     assert "t10k-images-idx3-ubyte" in message and str(tmp_path) in message and "\n" not in message
-    with pytest.raises(DatasetError, match="--root"):
+    with pytest.raises(DatasetError, match="pass `root=DIR`") as info:
         ingest("cifar10")
+    assert info.value.options == ("root",)  # the CLI names it --root
 
 
 def test_corrupt_idx_magic_is_one_line(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_mixed_sizes_fail_then_resize(tmp_path: Path) -> None:
     root = make_imagefolder(tmp_path / "mixed", {"a": 3, "b": 3}, size=12)
     make_imagefolder(tmp_path / "mixed", {"c": 2}, size=16)
     message = one_line_error(f"imagefolder:{root}")
-    assert "12x12: 6" in message and "16x16: 2" in message and "--resize 12x12" in message
+    assert "12x12: 6" in message and "16x16: 2" in message and "`resize=12x12`" in message
     samples = ingest(f"imagefolder:{root}", options=IngestOptions(resize=(12, 12))).samples
     assert samples.num_rows == 8 and set(samples.column("height").to_pylist()) == {12}
 
@@ -76,7 +76,7 @@ def test_mixed_channels_fail_then_convert(tmp_path: Path) -> None:
     root = make_imagefolder(tmp_path / "chan", {"a": 3}, channels=3)
     make_imagefolder(tmp_path / "chan", {"b": 3}, channels=1)
     message = one_line_error(f"imagefolder:{root}")
-    assert "--channels" in message
+    assert "`channels=1`" in message
     samples = ingest(f"imagefolder:{root}", options=IngestOptions(channels=1)).samples
     assert set(samples.column("channels").to_pylist()) == {1}
 
@@ -92,7 +92,7 @@ def test_bad_split_values_and_missing_columns(tmp_path: Path) -> None:
 
 
 def test_bad_names_and_options() -> None:
-    assert "--name" in one_line_error("digits", name="Bad Name!")
+    assert "pass `name=bad-name`" in one_line_error("digits", name="Bad Name!")
     with pytest.raises(DatasetError, match="channels 1 or 3"):
         IngestOptions(channels=2)
     with pytest.raises(DatasetError, match="test_fraction"):

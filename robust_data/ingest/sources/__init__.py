@@ -117,7 +117,8 @@ def check_name(name: str) -> str:
             "a dataset name of lower-case letters, digits, '-' and '_' "
             "(at most 63, starting alphanumeric)",
             repr(name),
-            f"pass --name {slugify(name)}",
+            f"pass `name={slugify(name)}`",
+            options=("name",),
         )
     return name
 
@@ -144,7 +145,10 @@ def resolve_source(
         chosen = name or slugify(target.stem if prefix == "parquet" else target.name)
         if name is None and chosen in SOURCES:
             raise DatasetError(
-                "a dataset name that is not a built-in source", repr(chosen), "pass --name NAME"
+                "a dataset name that is not a built-in source",
+                repr(chosen),
+                "pass `name=NAME`",
+                options=("name",),
             )
         return ResolvedSource(SOURCES[prefix], spec, target, check_name(chosen))
     if spec not in SOURCES or spec in PATH_SOURCES:

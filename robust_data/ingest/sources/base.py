@@ -259,7 +259,7 @@ class Source:
         if not self.needs_root:
             return True, "bundled with an installed package"
         if root is None:
-            return False, f"needs --root DIR holding {self.expected}"
+            return False, f"needs `root=DIR` holding {self.expected}"
         missing = self.find(root) if self.find else None
         if missing:
             return False, missing
@@ -294,7 +294,7 @@ def decode_all(
                 raise ImageDecodeError("no image bytes")
             image, notes = decode_image_noted(blob, channels)
         except ImageDecodeError as exc:
-            rejects.append(Reject(source_key=keys[i], reason=str(exc)))
+            rejects.append(Reject(source_key=keys[i], reason=exc.reason))
             continue
         pixels.append(image)
         kept.append(i)
@@ -317,11 +317,15 @@ def require_root(name: str, root: Path | None, expected: str) -> Path:
     if root is None:
         raise DatasetError(
             f"a local root for {name!r} holding {expected}",
-            "no --root given",
-            f"pass --root DIR (nothing is downloaded): robust-data ingest {name} --root DIR",
+            "no `root` given",
+            "pass `root=DIR` (nothing is downloaded)",
+            options=("root",),
         )
     if not root.is_dir():
         raise DatasetError(
-            f"a folder holding {expected}", f"{root} is not a folder", "check the --root path"
+            f"a folder holding {expected}",
+            f"{root} is not a folder",
+            "check the `root` path",
+            options=("root",),
         )
     return root

@@ -115,7 +115,8 @@ def load_cifar(name: str, root: Path | None, options: LoadOptions) -> SourceData
         raise DatasetError(
             _cifar_expected(name),
             f"no complete split under {root}",
-            "point --root at the extracted archive",
+            "point `root` at the extracted archive",
+            options=("root",),
         )
     directory, splits = located
     parts = []
@@ -167,7 +168,8 @@ def load_svhn(root: Path | None, options: LoadOptions) -> SourceData:
         raise DatasetError(
             SVHN_EXPECTED,
             f"neither file under {root}",
-            "point --root at the folder with the .mat files",
+            "point `root` at the folder with the .mat files",
+            options=("root",),
         )
     parts = []
     for split, path in located.items():

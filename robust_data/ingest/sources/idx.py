@@ -199,7 +199,8 @@ def load_idx_dataset(
         raise DatasetError(
             _expected(folder),
             f"no complete split under {root}",
-            "point --root at the dataset folder",
+            "point `root` at the dataset folder",
+            options=("root",),
         )
     parts = []
     files = {}

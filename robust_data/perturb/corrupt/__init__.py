@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.perturb.corrupt.library import CORRUPTIONS, IMAGENET_C, MNIST_C, Corruption
 from robust_data.perturb.rng import Stream, purpose_key, sample_keys
 
@@ -31,18 +32,24 @@ MIN_SIZE = 8
 
 def _check(images: torch.Tensor, name: str, severity: int) -> Corruption:
     if name not in CORRUPTIONS:
-        raise ValueError(f"expected a corruption in {sorted(CORRUPTIONS)}; found {name!r}")
+        raise RobustDataError(
+            f"a corruption in {sorted(CORRUPTIONS)}", repr(name), "pass one of those"
+        )
     corruption = CORRUPTIONS[name]
     if not 1 <= severity <= corruption.severities:
-        raise ValueError(
-            f"expected severity 1..{corruption.severities} for {name}; found {severity}"
+        raise RobustDataError(
+            f"severity 1..{corruption.severities} for {name}",
+            str(severity),
+            f"pass a severity from 1 to {corruption.severities}",
         )
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images (N, 1 or 3, H, W); found shape {tuple(images.shape)}")
     if min(images.shape[2:]) < MIN_SIZE:
-        raise ValueError(
-            f"expected images of at least {MIN_SIZE}x{MIN_SIZE}; "
-            f"found {images.shape[2]}x{images.shape[3]}"
+        raise DatasetError(
+            f"images of at least {MIN_SIZE}x{MIN_SIZE}",
+            f"{images.shape[2]}x{images.shape[3]}",
+            f"re-ingest with `resize={MIN_SIZE}x{MIN_SIZE}` or larger",
+            options=("resize",),
         )
     return corruption
 
@@ -79,8 +86,10 @@ def corrupt(
 
     Raises
     ------
+    RobustDataError
+        Unknown name, severity out of range or images smaller than 8x8 (a DatasetError).
     ValueError
-        Unknown name, severity out of range, wrong shape or images smaller than 8x8.
+        Images of a shape other than (N, 1 or 3, H, W).
     """
     keys = sample_keys(list(sample_ids), device=images.device)
     return corrupt_keyed(images, name, severity, seed, keys)

@@ -26,6 +26,7 @@ import torch._inductor.config as inductor_config
 from torch import nn
 
 from robust_data.defaults import MAX_STEPS
+from robust_data.errors import RobustDataError
 from robust_data.perturb.rng import sample_keys
 from robust_data.perturb.schemes import PerturbationScheme, parse_scheme
 from robust_data.present.progress import progress_bar
@@ -90,12 +91,17 @@ class RprOptions:
 
     def __post_init__(self) -> None:
         if self.compile not in COMPILE_MODES:
-            raise ValueError(f"expected compile in {COMPILE_MODES}; found {self.compile!r}")
-        if self.max_steps < 1:
-            raise ValueError(f"expected max_steps >= 1; found {self.max_steps}")
-        for name in ("batch_size", "forward_rows", "first_window", "max_window"):
+            raise RobustDataError(
+                f"compile in {COMPILE_MODES}",
+                repr(self.compile),
+                "pass one of those",
+                options=("compile",),
+            )
+        for name in ("max_steps", "batch_size", "forward_rows", "first_window", "max_window"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"expected {name} >= 1; found {getattr(self, name)}")
+                raise RobustDataError(
+                    f"{name} >= 1", str(getattr(self, name)), "pass 1 or more", options=(name,)
+                )
         parse_scheme(self.scheme)
 
 
@@ -160,12 +166,14 @@ def _check_inputs(
         )
     if n and bool(torch.isnan(images).any() or images.min() < 0 or images.max() > 1):
         low, high = float(images.nan_to_num(-1.0).min()), float(images.nan_to_num(2.0).max())
-        raise ValueError(
-            f"expected image values in [0, 1] (divide uint8 pixels by 255); found {low:g}..{high:g}"
+        raise RobustDataError(
+            "image values in [0, 1]", f"{low:g}..{high:g}", "divide uint8 pixels by 255"
         )
     if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"expected labels in [0, {num_classes}); found {int(labels.min())}..{int(labels.max())}"
+        raise RobustDataError(
+            f"labels in [0, {num_classes})",
+            f"{int(labels.min())}..{int(labels.max())}",
+            "pass the class count the labels need",
         )
 
 
@@ -253,14 +261,16 @@ def _check_model(model: nn.Module, sample: torch.Tensor, num_classes: int) -> No
     try:
         logits = model(sample)
     except RuntimeError as exc:
-        raise ValueError(
-            f"expected images the model accepts; found shape {tuple(sample.shape[1:])} "
-            f"rejected by the model ({str(exc).splitlines()[0]})"
+        raise RobustDataError(
+            "images the model accepts",
+            f"shape {tuple(sample.shape[1:])} rejected by the model ({str(exc).splitlines()[0]})",
+            "score with a model trained on images of this dataset",
         ) from None
     if logits.dim() != 2 or logits.shape[1] != num_classes:
-        raise ValueError(
-            f"expected model output of width {num_classes} (the class count); found "
-            f"shape {tuple(logits.shape)}"
+        raise RobustDataError(
+            f"model output of width {num_classes} (the class count)",
+            f"shape {tuple(logits.shape)}",
+            "score with a model trained on the classes of this dataset",
         )
 
 
@@ -329,9 +339,11 @@ def score_rpr(
 
     Raises
     ------
+    RobustDataError
+        Values outside [0, 1], labels out of range, a model that refuses the images or
+        outputs other than ``num_classes`` scores, or an unknown scheme.
     ValueError
-        Wrong shapes, values outside [0, 1], labels out of range, a model output width other
-        than ``num_classes``, ``max_steps`` < 1 or an unknown scheme.
+        Images, labels and sample ids of shapes that do not match.
     """
     options = options or RprOptions()
     scheme = parse_scheme(options.scheme)

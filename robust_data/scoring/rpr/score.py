@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import SampleArrays, class_names, decode_samples
 from robust_data.scoring.models import TrainedModel
 from robust_data.scoring.rpr.engine import RprOptions, RprResult, score_rpr
@@ -152,15 +153,18 @@ def score_samples(
 
     Raises
     ------
-    ValueError
-        When no sample is in ``splits``, or for any bad input the engine rejects.
+    RobustDataError
+        When no sample is in ``splits`` (a DatasetError), or for any bad input the engine
+        rejects.
     """
     options = options or RprOptions()
     chosen = samples.filter(pc.is_in(samples.column("split"), pa.array(list(splits))))
     if limit is not None:
         chosen = chosen.slice(0, max(limit, 0))  # the class count still comes from all samples
     if chosen.num_rows == 0:
-        raise ValueError(f"expected samples in splits {list(splits)}; found none")
+        raise DatasetError(
+            f"samples in splits {list(splits)}", "none", "score a split the samples table has"
+        )
     if shard is not None:
         start, stop = shard.bounds(chosen.num_rows)
         chosen = chosen.slice(start, stop - start)
@@ -218,9 +222,10 @@ def _shard_info(table: pa.Table) -> ShardInfo:
     meta = read_metadata(table.schema)
     params = json.loads(meta.get("params", "{}"))
     if "shard" not in params:
-        raise ValueError(
-            "expected rpr_scores shard tables (from score_samples(..., shard=...)); found a "
-            "table without shard metadata; score with a Shard"
+        raise DatasetError(
+            "rpr_scores shard tables (from score_samples(..., shard=...))",
+            "a table without shard metadata",
+            "score with a Shard",
         )
     merged = {**{k: v for k, v in meta.items() if k != "params"}, **params}
     index, count = merged["shard"]
@@ -247,26 +252,25 @@ def merge_shards(tables: Sequence[pa.Table], samples: pa.Table) -> RprScores:
 
     Raises
     ------
-    ValueError
+    DatasetError
         When shards are missing, repeated, or come from different scorings.
     """
     if not tables:
-        raise ValueError("expected at least one shard table; found none; score the shards first")
+        raise DatasetError("at least one shard table", "none", "score the shards first")
     infos = [_shard_info(t) for t in tables]
     count = infos[0].count
     indices = sorted(i.index for i in infos)
     if indices != list(range(count)) or any(i.count != count for i in infos):
-        raise ValueError(
-            f"expected shards 0..{count - 1} of {count}, each once; found "
-            f"{[[i.index, i.count] for i in infos]}; rerun the missing shards"
+        raise DatasetError(
+            f"shards 0..{count - 1} of {count}, each once",
+            str([[i.index, i.count] for i in infos]),
+            "rerun the missing shards",
         )
     same = infos[0].scoring
     for info in infos[1:]:
         differ = sorted(k for k in same if info.scoring.get(k) != same[k] and k != "code_revision")
         if differ:
-            raise ValueError(
-                f"expected shards of one scoring; found different {differ}; rescore all shards"
-            )
+            raise DatasetError("shards of one scoring", f"different {differ}", "rescore all shards")
     order = sorted(range(len(tables)), key=lambda i: infos[i].index)
     merged = pa.concat_tables([tables[i].replace_schema_metadata(None) for i in order])
     steps = merged.column("steps_to_flip").fill_null(0).to_numpy().astype(np.int64)
@@ -294,9 +298,10 @@ def merge_shards(tables: Sequence[pa.Table], samples: pa.Table) -> RprScores:
     ids = merged.column("sample_id").to_pylist()
     missing = [sid for sid in ids if sid not in position]
     if missing:
-        raise ValueError(
-            f"expected every scored sample in the samples table; found {len(missing)} missing "
-            f"(first {missing[0]!r}); merge with the samples table that was scored"
+        raise DatasetError(
+            "every scored sample in the samples table",
+            f"{len(missing)} missing (first {missing[0]!r})",
+            "merge with the samples table that was scored",
         )
     data = decode_samples(samples.take(pa.array([position[sid] for sid in ids])))
     return RprScores(table, result, data, class_names(samples))
