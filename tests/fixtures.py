@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,8 +18,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from robust_data.curation.policy import LEDGER_SCHEMA
+from robust_data.explore.query import stream_query
 from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
 from robust_data.scoring.rpr.table import RPR_SCHEMA
+from robust_data.store.store import Store
 
 
 def pixels(rng: np.random.Generator, n: int, height: int, width: int, channels: int) -> np.ndarray:
@@ -204,3 +208,10 @@ def synthetic_scores(samples: pa.Table, seed: int = 0) -> dict[str, pa.Table]:
         schema=LEDGER_SCHEMA,
     )
     return {"rpr_scores": rpr, "label_quality": quality, "curation_ledger": ledger}
+
+
+def query_rows(store: Store, sql: str, max_rows: int | None = None) -> list[dict[str, Any]]:
+    """The rows of read-only SQL over ``store``, as the CLI's query gives them (JSON lines)."""
+    out = io.StringIO()
+    stream_query(store, sql, out, "json", max_rows=max_rows, notes=io.StringIO())
+    return [json.loads(line) for line in out.getvalue().splitlines()]

@@ -291,7 +291,7 @@ def test_a_home_that_is_a_file_or_read_only_fails_in_one_line(
 def test_a_failed_blocking_check_is_named_with_its_whole_message() -> None:
     from dagster import AssetCheckResult, AssetCheckSpec, Output, asset, materialize
 
-    from pipelines.cli import _failure_message
+    from pipelines.cli.launch import _failure_message
 
     @asset(check_specs=[AssetCheckSpec("valid", asset="scores", blocking=True)])
     def scores():

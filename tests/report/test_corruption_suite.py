@@ -55,7 +55,7 @@ def test_mce_matches_a_hand_computation() -> None:
     assert mean_corruption_error(reference, reference)[1] == pytest.approx(1.0)
 
 
-def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_path: Path) -> None:
+def test_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_path: Path) -> None:
     import torch
 
     from robust_data.ingest.arrays import SampleArrays
@@ -64,7 +64,6 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_pat
         REPORT_SCHEMA,
         Candidate,
         ReportSetup,
-        build_report,
         measure_candidates,
         report_from_measurements,
         write_report,
@@ -90,7 +89,8 @@ def test_build_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_pat
     judge = JudgeOptions(max_steps=5, corruptions=("gaussian_noise", "fog"), device="cpu")
     setup = ReportSetup("toy", "clean", frozenset({"pixels"}), judge)
     known = {("reference", 0): np.full(12, 3)}  # every point flipped at try 3: robust 0
-    report = build_report(setup, candidates, test, None, known, progress=False)
+    measured = measure_candidates(setup, candidates, test, None, known, progress=False)
+    report = report_from_measurements(setup, [measured])
     assert report.table.schema.remove_metadata() == REPORT_SCHEMA.remove_metadata()
     assert report.table.num_rows == 6
     rows = {(r["model"], r["seed"]): r for r in report.table.to_pylist()}

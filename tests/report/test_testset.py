@@ -22,7 +22,6 @@ from robust_data.report.testset import (
     check_corrupted_test,
     corrupted_jobs,
     make_corrupted_test,
-    select_corruptions,
     stored_chunks,
     to_uint8,
 )
@@ -109,14 +108,8 @@ def test_suite_over_the_stored_set_matches_quantized_on_the_fly() -> None:
     assert stored.to_pylist() == direct.to_pylist()
 
 
-def test_selecting_corruptions_and_refusing_missing_ones() -> None:
+def test_unknown_corruptions_are_refused() -> None:
     images, labels, ids = _data(4)
-    table = make_corrupted_test(images, labels, ids, CorruptedTestOptions(NAMES), progress=False)
-    only = select_corruptions(table, ["contrast"])
-    assert [c for c, _ in corrupted_jobs(only)] == ["clean"] + ["contrast"] * 5
-    assert select_corruptions(table, None) is table
-    with pytest.raises(ValueError, match=r"found \['fog'\] missing .* re-materialize"):
-        select_corruptions(table, ["contrast", "fog"])
     with pytest.raises(ValueError, match="expected corruptions from"):
         make_corrupted_test(images, labels, ids, CorruptedTestOptions(("rain",)), progress=False)
 

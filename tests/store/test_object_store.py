@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from robust_data.curation.reviews import Review, load_reviews, record_reviews
-from robust_data.explore.query import QueryError, run_query
+from robust_data.explore.query import QueryError
 from robust_data.store.store import Store
+from tests.fixtures import query_rows
 from tests.pipelines.test_webserver import free_port, wait_for
 
 BUCKET = "robust-data-test"
@@ -92,11 +93,11 @@ def test_ingest_and_reviews_go_to_the_object_store(
     local = [p for p in (isolated_home / "store").rglob("*") if p.is_file()]
     assert local == [], f"tables were written to the local store: {local}"
     # query reads the remote tables, still read-only
-    result = run_query(store, "SELECT split, count(*) AS n FROM raw_samples GROUP BY 1 ORDER BY 1")
-    assert result.table.to_pylist() == [{"split": "test", "n": 359}, {"split": "train", "n": 1438}]
-    assert run_query(store, "SELECT count(*) AS n FROM reviews").table.to_pylist() == [{"n": 1}]
+    result = query_rows(store, "SELECT split, count(*) AS n FROM raw_samples GROUP BY 1 ORDER BY 1")
+    assert result == [{"split": "test", "n": 359}, {"split": "train", "n": 1438}]
+    assert query_rows(store, "SELECT count(*) AS n FROM reviews") == [{"n": 1}]
     with pytest.raises(QueryError):
-        run_query(store, f"COPY raw_samples TO '{isolated_home / 'out.parquet'}'")
+        query_rows(store, f"COPY raw_samples TO '{isolated_home / 'out.parquet'}'")
     # the sample browser's index reads the same remote tables and the review
     from robust_data.explore.sample_index import SampleFilter, SampleIndex
 
