@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from robust_data.errors import RobustDataError
 from robust_data.io.files import filesystem, is_url, local_path
 
 
@@ -39,19 +40,19 @@ def publish_folder(
 
     Raises
     ------
-    ValueError
+    RobustDataError
         When ``url`` is not an fsspec URL or ``local`` is not a folder.
     """
     folder = local_path(local)
     if not is_url(url):  # a local copy is an export of its own, swapped in whole
-        raise ValueError(
-            f"expected an fsspec URL to publish {folder} to; found {url!r}; "
-            "pass a URL such as s3://bucket/prefix, or copy the folder locally"
+        raise RobustDataError(
+            f"an fsspec URL to publish {folder} to",
+            repr(url),
+            "pass a URL such as s3://bucket/prefix, or copy the folder locally",
         )
     if not folder.is_dir():
-        raise ValueError(
-            f"expected a folder to publish to {url}; found no folder at {folder}; "
-            "export into it first"
+        raise RobustDataError(
+            f"a folder to publish to {url}", f"no folder at {folder}", "export into it first"
         )
     url = url.rstrip("/")
     fs, root = filesystem(url)

@@ -1,6 +1,6 @@
 """The layout of a home folder: where it is, where its tables live, its folders made safely.
 
-Layout of a home (default ``./.robust-data``; ``--home`` or ``ROBUST_DATA_HOME`` move it)::
+Layout of a home (default ``./.robust-data``; ``home`` or ``ROBUST_DATA_HOME`` move it)::
 
     <home>/store/<table>/<dataset>.parquet   the materialized tables, one file per partition
     <home>/dagster/                          DAGSTER_HOME: runs, materializations, schedules
@@ -56,17 +56,22 @@ def ensure_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise DatasetError(
-            "a folder", f"a file at {folder} (or above it)", "pass --home with a folder path"
+            "a folder",
+            f"a file at {folder} (or above it)",
+            "pass `home` with a folder path",
+            options=("home",),
         ) from None
     except OSError as error:  # no permission, a read-only file system, ...
         raise DatasetError(
             "a writable folder",
             f"cannot create {folder} ({error.strerror})",
-            "pass --home with a folder you can write",
+            "pass `home` with a folder you can write",
+            options=("home",),
         ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DatasetError(
             "a writable folder",
             f"{folder} is read-only",
-            "pass --home with a folder you can write, or fix its permissions",
+            "pass `home` with a folder you can write, or fix its permissions",
+            options=("home",),
         )

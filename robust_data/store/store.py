@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from robust_data.errors import DatasetError
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.io.files import (
     file_exists,
     filesystem,
@@ -112,13 +112,14 @@ class Store:
 
         Raises
         ------
-        ValueError
+        RobustDataError
             When the tables live at an fsspec URL (use :meth:`read` or :meth:`has`).
         """
         if self.tables_url:
-            raise ValueError(
-                f"expected tables in a local folder; found them at {self.tables_url}; "
-                "read them with Store.read, or unset ROBUST_DATA_STORE to use a local folder"
+            raise RobustDataError(
+                "tables in a local folder",
+                f"them at {self.tables_url}",
+                "read them with Store.read, or unset ROBUST_DATA_STORE to use a local folder",
             )
         return table_path(self.storage_root, table, partition)
 
@@ -135,7 +136,7 @@ class Store:
             what = table if partition is None else f"{table}[{partition}]"
             raise FileNotFoundError(
                 f"expected table {what} at {location}; found no file; materialize it first "
-                f"(robust-data ingest/curate with --home {self.home})"
+                f"(ingest or curate the dataset in the home {self.home})"
             ) from None
 
     def weights_location(self, kind: str, name: str) -> str:
@@ -252,7 +253,8 @@ class Store:
         raise DatasetError(
             f"a registered dataset or built-in source (registered: {sorted(registered)})",
             repr(name),
-            f"register it first: robust-data ingest SOURCE --name {name} --home {self.home}",
+            f"register it first: ingest a source with `name={name}` into the home {self.home}",
+            options=("name",),
         )
 
     def claim(self, registration: Registration, replace: bool = False) -> list[str]:
@@ -280,8 +282,9 @@ class Store:
             raise DatasetError(
                 f"dataset {registration.name!r} from its registered source {known.describe()}",
                 f"another source {registration.describe()}",
-                "pass --name NEW_NAME to keep both, or --replace to drop the old tables and "
+                "pass `name=NEW_NAME` to keep both, or `replace=True` to drop the old tables and "
                 "re-ingest under this name",
+                options=("name", "replace"),
             )
         removed = self.invalidate(registration.name)
         self._write_registry(
