@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 from dagster import (
+    AssetExecutionContext,
     ConfigurableIOManager,
     ConfigurableResource,
     InputContext,
@@ -178,7 +179,9 @@ def transient(error: BaseException) -> bool:
 
 
 @contextmanager
-def transient_failures_retried(context: OpExecutionContext) -> Iterator[None]:
+def transient_failures_retried(
+    context: AssetExecutionContext | OpExecutionContext,
+) -> Iterator[None]:
     """Turn a transient failure into a Dagster retry with exponential backoff.
 
     Waits ``TRANSIENT_WAIT_SECONDS * 2**retry`` (5, 10, 20 s) for at most

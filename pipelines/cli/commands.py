@@ -38,11 +38,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             rows.append((f"{name}:PATH", "-", source.description))
             continue
         check_root = root
-        if check_root is None and name in registered and registered[name].root:
-            check_root = Path(registered[name].root)
-        available, why = source.availability(check_root)
-        rows.append((name, "yes" if available else "no", f"{source.description}; {why}"))
+        registered_root = registered[name].root if name in registered else None
+        if check_root is None and registered_root:
+            check_root = Path(registered_root)
+        found, why = source.availability(check_root)
         why = flagged(why)
+        rows.append((name, "yes" if found else "no", f"{source.description}; {why}"))
     width = max(len(r[0]) for r in rows)
     print(f"{'source'.ljust(width)}  available  notes")
     for name, available, notes in rows:
