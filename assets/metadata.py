@@ -1,8 +1,9 @@
 """Dagster metadata built from the core's tables: column schemas and small typed tables.
 
 The core (``robust_data``) never imports Dagster: it defines each stored table's Arrow schema
-and one line per column (``*_COLUMNS_DOC``); this module turns them into what the UI shows in
-place (a column schema, a sortable table) rather than behind "Show Markdown".
+with one line per column in its fields' metadata (:func:`robust_data.store.schema.column`);
+this module turns them into what the UI shows in place (a column schema, a sortable table)
+rather than behind "Show Markdown".
 """
 
 from __future__ import annotations
@@ -21,27 +22,28 @@ from dagster import (
     TableSchema,
 )
 
+from robust_data.store.schema import describe, with_description
+
 #: The definition metadata key of a table asset's columns (shown on the asset's page).
 COLUMN_SCHEMA = "dagster/column_schema"
 
 
-def column_schema(schema: pa.Schema, descriptions: Mapping[str, str] | None = None) -> TableSchema:
+def column_schema(schema: pa.Schema) -> TableSchema:
     """The Dagster column schema of an Arrow schema: names, types, nullability, descriptions.
 
     Parameters
     ----------
     schema : pa.Schema
-        A core table schema, e.g. :data:`robust_data.scoring.rpr.table.RPR_SCHEMA`.
-    descriptions : mapping of str to str, optional
-        Column name -> one line (the core's ``*_COLUMNS_DOC``); columns without one get none.
+        A core table schema, e.g. :data:`robust_data.scoring.rpr.table.RPR_SCHEMA`; each
+        column's description is its field's (:func:`robust_data.store.schema.describe`),
+        none where it has none.
     """
-    docs = descriptions or {}
     return TableSchema(
         columns=[
             TableColumn(
                 field.name,
                 str(field.type),
-                description=docs.get(field.name) or None,
+                description=describe(field) or None,
                 constraints=TableColumnConstraints(nullable=field.nullable),
             )
             for field in schema
@@ -49,11 +51,9 @@ def column_schema(schema: pa.Schema, descriptions: Mapping[str, str] | None = No
     )
 
 
-def table_definition(
-    schema: pa.Schema, descriptions: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def table_definition(schema: pa.Schema) -> dict[str, Any]:
     """Definition metadata of an asset that stores a table of ``schema``: its column schema."""
-    return {COLUMN_SCHEMA: column_schema(schema, descriptions)}
+    return {COLUMN_SCHEMA: column_schema(schema)}
 
 
 def _plain(value: Any) -> str | int | float | bool | None:
@@ -77,11 +77,13 @@ def records_table(
     """
     inferred = pa.Table.from_pylist([dict(r) for r in rows]).schema if rows else pa.schema([])
     fields = [
-        inferred.field(name) if name in inferred.names else pa.field(name, pa.string())
-        for name in columns
+        with_description(
+            inferred.field(name) if name in inferred.names else pa.field(name, pa.string()), about
+        )
+        for name, about in columns.items()
     ]
     records = [TableRecord({name: _plain(row.get(name)) for name in columns}) for row in rows]
-    return MetadataValue.table(records, column_schema(pa.schema(fields), columns))
+    return MetadataValue.table(records, column_schema(pa.schema(fields)))
 
 
 def count_table(counts: Mapping[str, int], key: str, unit: str, about: str) -> TableMetadataValue:

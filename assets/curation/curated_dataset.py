@@ -15,10 +15,9 @@ from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from assets.resources import HomeResource
 from robust_data.export.export import ExportOptions, export_to_store
-from robust_data.export.result import FILES_COLUMNS_DOC, FILES_SCHEMA
+from robust_data.export.result import FILES_SCHEMA, check_export
 from robust_data.export.tables import UPSTREAM
 from robust_data.io.files import read_bytes
-from robust_data.store.checks import check_export
 
 #: The step exports the train split the report's curated models train on: variants included
 #: (the core's export leaves them out unless asked).
@@ -55,7 +54,7 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     "ROBUST_DATA_STORE is a URL: data/train-*.parquet and data/test-*.parquet (one typed "
     "schema, Hugging Face features), README.md (dataset card with YAML front matter), "
     "lineage.json (written last); one row per exported data file here.",
-    metadata=table_definition(FILES_SCHEMA, FILES_COLUMNS_DOC),
+    metadata=table_definition(FILES_SCHEMA),
     check_specs=[
         check_spec(
             "curated_dataset", "valid", "Every exported file exists, matches its sha256 and rows."

@@ -19,7 +19,6 @@ from assets.metadata import count_table, records_table, table_definition
 from assets.resources import HomeResource
 from robust_data.curation.policy import (
     BALANCE_TOLERANCE,
-    LEDGER_COLUMNS_DOC,
     LEDGER_SCHEMA,
     Curation,
     CurationPolicy,
@@ -28,11 +27,11 @@ from robust_data.curation.policy import (
     class_count_chart,
 )
 from robust_data.curation.presets import DEFAULT_PRESET, PRESETS, apply_preset, customized
-from robust_data.curation.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA, load_reviews
+from robust_data.curation.reviews import REVIEWS_SCHEMA, load_reviews
 from robust_data.ingest.arrays import class_names, num_classes
 from robust_data.present.markdown import inline_png
 from robust_data.store.checks import check_class_balance, split_rows
-from robust_data.store.schema import SAMPLES_COLUMNS_DOC, SAMPLES_SCHEMA, read_params
+from robust_data.store.schema import SAMPLES_SCHEMA, read_params
 
 
 class CurationConfig(CoreConfig, core=CurationPolicy, unset="the preset's value"):
@@ -65,7 +64,7 @@ reviews = AssetSpec(
         "row per decision (the latest per sample wins). Curation honours them: see the "
         "ledger's review, overridden and new_label columns."
     ),
-    metadata=table_definition(REVIEWS_SCHEMA, REVIEWS_COLUMNS_DOC),
+    metadata=table_definition(REVIEWS_SCHEMA),
 )
 
 
@@ -148,14 +147,14 @@ def _ledger_metadata(result: Curation, guard: str) -> dict[str, MetadataValue]:
             "image. A low kept_share, or a class in shortfalls or with a small kept share in "
             "class_counts, means the policy dropped too much.",
             kinds={"parquet"},
-            metadata=table_definition(SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
+            metadata=table_definition(SAMPLES_SCHEMA),
         ),
         "curation_ledger": AssetOut(
             description="Why each training sample was kept or dropped: one row per input "
             "training sample. reason is the first rule it failed (null = kept); review and "
             "overridden show the human decisions that changed the outcome.",
             kinds={"parquet"},
-            metadata=table_definition(LEDGER_SCHEMA, LEDGER_COLUMNS_DOC),
+            metadata=table_definition(LEDGER_SCHEMA),
         ),
     },
     ins={

@@ -21,9 +21,7 @@ from robust_data.ingest.sources import BUILTIN_SOURCES
 from robust_data.present.markdown import inline_png
 from robust_data.store.checks import check_rejects, check_samples
 from robust_data.store.schema import (
-    REJECTS_COLUMNS_DOC,
     REJECTS_SCHEMA,
-    SAMPLES_COLUMNS_DOC,
     SAMPLES_SCHEMA,
 )
 
@@ -78,13 +76,13 @@ def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
             "Read class_counts for imbalance: a class far smaller than the others is a warning "
             "sign; ingest_rejects lists what could not be read.",
             kinds={"parquet", "python"},
-            metadata=table_definition(SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
+            metadata=table_definition(SAMPLES_SCHEMA),
         ),
         "ingest_rejects": AssetOut(
             description="Source items left out of raw_samples: one row per item, with the reason. "
             "Empty is good; every row is an image the dataset lost.",
             kinds={"parquet"},
-            metadata=table_definition(REJECTS_SCHEMA, REJECTS_COLUMNS_DOC),
+            metadata=table_definition(REJECTS_SCHEMA),
         ),
     },
     partitions_def=DATASETS,

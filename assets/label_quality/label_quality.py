@@ -15,7 +15,6 @@ from assets.ingest.raw_samples import DATASETS
 from assets.metadata import records_table, table_definition
 from robust_data.ingest.arrays import class_names
 from robust_data.label_quality.assess import (
-    LABEL_QUALITY_COLUMNS_DOC,
     LABEL_QUALITY_SCHEMA,
     LabelQuality,
     LabelQualityOptions,
@@ -82,7 +81,7 @@ def _metadata(result: LabelQuality, names: list[str], datalab: bool) -> dict[str
     description="cleanlab's findings: one row per training sample. Low label_quality "
     "(is_label_issue true) is a suspect label, with suggested_label the likely one; low "
     "outlier_score / near_duplicate_score flag outliers and near-duplicates.",
-    metadata=table_definition(LABEL_QUALITY_SCHEMA, LABEL_QUALITY_COLUMNS_DOC),
+    metadata=table_definition(LABEL_QUALITY_SCHEMA),
     check_specs=[
         check_spec(
             "label_quality", "valid", "One row per training sample, scores in [0, 1], no NaN."

@@ -29,7 +29,6 @@ from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from assets.resources import GPU_POOL, GPU_STEP_TAGS, ComputeResource, transient_failures_retried
 from robust_data.label_quality.oof import (
-    OOF_COLUMNS_DOC,
     OOF_SCHEMA,
     OofOptions,
     check_oof,
@@ -145,7 +144,7 @@ def merge_oof_folds(
     description="Out-of-fold predictions: one row per training sample, with the class "
     "probabilities of a fold model that never saw it and its embedding. Feeds label_quality; "
     "a low oof_accuracy means the label findings rest on a weak model.",
-    metadata=table_definition(OOF_SCHEMA, OOF_COLUMNS_DOC),
+    metadata=table_definition(OOF_SCHEMA),
     config=_split_config,
     check_specs=[
         check_spec(

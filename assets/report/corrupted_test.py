@@ -8,7 +8,6 @@ from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from robust_data.ingest.arrays import decode_samples
 from robust_data.report.testset import (
-    CORRUPTED_COLUMNS_DOC,
     CORRUPTED_SCHEMA,
     CorruptedTestOptions,
     check_corrupted_test,
@@ -31,7 +30,7 @@ class CorruptedTestConfig(
     description="The test split under every corruption and severity: one row per (test image, "
     "corruption, severity) with uint8 pixels; severity 0 is the clean original. Made once and "
     "read by the report for every model; nothing here is good or bad, it is the benchmark.",
-    metadata=table_definition(CORRUPTED_SCHEMA, CORRUPTED_COLUMNS_DOC),
+    metadata=table_definition(CORRUPTED_SCHEMA),
     check_specs=[
         check_spec(
             "corrupted_test", "valid", "Every job holds the test split's ids and labels in order."

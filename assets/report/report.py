@@ -37,7 +37,6 @@ from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.present.markdown import inline_png
 from robust_data.report.build import (
     HEADLINE,
-    REPORT_COLUMNS_DOC,
     REPORT_SCHEMA,
     Candidate,
     Report,
@@ -53,7 +52,6 @@ from robust_data.report.build import (
 )
 from robust_data.report.evaluate import JudgeOptions, held_out_scheme, used_families
 from robust_data.report.retrain import (
-    RETRAINED_COLUMNS_DOC,
     RETRAINED_SCHEMA,
     RetrainOptions,
     StoredModel,
@@ -64,7 +62,7 @@ from robust_data.report.retrain import (
 from robust_data.scoring.models import load_model
 from robust_data.scoring.reference import check_model_table, load_reference
 from robust_data.scoring.rpr.table import scored_max_steps
-from robust_data.store.schema import read_params
+from robust_data.store.schema import descriptions, read_params
 
 #: The training sets every report compares; the others are baselines.
 COMPARED = ("reference", "curated")
@@ -103,7 +101,7 @@ class RetrainedModelConfig(
     "reference recipe trained on all originals (reference), on the curated set with its "
     "preset's variants (curated) and on equal-budget baselines. A test_accuracy well below "
     "the reference's is the cost of curation (see the accuracy_loss guard).",
-    metadata=table_definition(RETRAINED_SCHEMA, RETRAINED_COLUMNS_DOC),
+    metadata=table_definition(RETRAINED_SCHEMA),
     op_tags=GPU_STEP_TAGS,
     pool=GPU_POOL,
     check_specs=[
@@ -177,11 +175,12 @@ def _retrained_metadata(table: pa.Table, preset: str) -> dict[str, MetadataValue
         for model in dict.fromkeys(r["model"] for r in rows)
     }
     shown = [n for n in RETRAINED_SCHEMA.names if n not in ("path", "sha256")]
+    docs = descriptions(RETRAINED_SCHEMA)
     return {
         **means,
         "preset": MetadataValue.text(preset),
         "dagster/row_count": MetadataValue.int(table.num_rows),
-        "models": records_table(rows, {n: RETRAINED_COLUMNS_DOC[n] for n in shown}),
+        "models": records_table(rows, {n: docs[n] for n in shown}),
     }
 
 
@@ -218,8 +217,9 @@ def _headline_numbers(report: Report) -> dict[str, MetadataValue]:
 def _models_table(report: Report) -> TableMetadataValue:
     """One row per model: training images and each metric's mean over seeds."""
     rows = summary_rows(report.document["summary"], report.document["train_sizes"])
+    docs = descriptions(REPORT_SCHEMA)
     columns = {
-        name: REPORT_COLUMNS_DOC[name] + ("" if name in ("model", "train_size") else " (mean)")
+        name: docs[name] + ("" if name in ("model", "train_size") else " (mean)")
         for name in rows[0]
     }
     return records_table(rows, columns)
@@ -356,7 +356,7 @@ def merge_evaluations(
     "(first in the metadata) compare curated with each other model with 95% intervals. The "
     "full report is under <home>/reports/<dataset>/ (under the store URL when there is one), "
     "each model measured in a step of its own (evaluate_model).",
-    metadata=table_definition(REPORT_SCHEMA, REPORT_COLUMNS_DOC),
+    metadata=table_definition(REPORT_SCHEMA),
     config=_split_report_config,
     check_specs=[
         check_spec(

@@ -15,7 +15,6 @@ from assets.resources import (
 )
 from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.reference import (
-    REFERENCE_COLUMNS_DOC,
     REFERENCE_SCHEMA,
     check_model_table,
     train_reference,
@@ -39,7 +38,7 @@ class ReferenceModelConfig(
     description="The reference model, trained on the train split: one row with its weight file, "
     "sha256, recipe and accuracies. RPR scores, label quality and curation all use it: a low "
     "test_accuracy makes everything downstream less trustworthy.",
-    metadata=table_definition(REFERENCE_SCHEMA, REFERENCE_COLUMNS_DOC),
+    metadata=table_definition(REFERENCE_SCHEMA),
     op_tags=GPU_STEP_TAGS,
     pool=GPU_POOL,
     check_specs=[

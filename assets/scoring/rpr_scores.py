@@ -39,7 +39,7 @@ from robust_data.present.markdown import inline_png
 from robust_data.scoring.reference import load_reference
 from robust_data.scoring.rpr.engine import RprOptions
 from robust_data.scoring.rpr.score import SPLITS, RprScores, Shard, merge_shards, score_samples
-from robust_data.scoring.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA, check_rpr_scores
+from robust_data.scoring.rpr.table import RPR_SCHEMA, check_rpr_scores
 
 
 class RprScoresConfig(CoreConfig, core=RprOptions, unset=FROM_COMPUTE):
@@ -155,7 +155,7 @@ def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_sa
     description="Random Perturbation Robustness under the reference model: one row per sample "
     "of each scored split. Low steps_to_flip (robust false) marks a fragile point, null means "
     "it survived every try; a higher robust_fraction_<split> is better.",
-    metadata=table_definition(RPR_SCHEMA, RPR_COLUMNS_DOC),
+    metadata=table_definition(RPR_SCHEMA),
     config=_split_config,
     check_specs=[
         AssetCheckSpec(

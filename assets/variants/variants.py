@@ -12,7 +12,7 @@ from robust_data.present.plots import image_grid
 from robust_data.scoring.reference import load_reference
 from robust_data.scoring.rpr.table import scored_max_steps
 from robust_data.store.schema import read_params
-from robust_data.variants.make import VARIANTS_COLUMNS_DOC, VARIANTS_SCHEMA, check_variants
+from robust_data.variants.make import VARIANTS_SCHEMA, check_variants
 
 
 class VariantsConfig(
@@ -37,7 +37,7 @@ class VariantsConfig(
     "(transform, severity, seed, PNG), tied to its parent by parent_sample_id. per_transform "
     "counts each transform's images (a missing one was not made); under the focus preset, "
     "more fragile parents get more copies.",
-    metadata=table_definition(VARIANTS_SCHEMA, VARIANTS_COLUMNS_DOC),
+    metadata=table_definition(VARIANTS_SCHEMA),
     check_specs=[
         check_spec("variants", "valid", "Schema; every parent is a sample with the same label.")
     ],

@@ -23,7 +23,7 @@ from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.present.plots import grouped_bars
 from robust_data.store.checks import CheckOutcome, schema_problems
-from robust_data.store.schema import column_by_id, table_metadata
+from robust_data.store.schema import column, column_by_id, table_metadata
 
 REASONS = (
     "misclassified",
@@ -41,27 +41,24 @@ BALANCE_TOLERANCE = 0.1
 
 LEDGER_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),
-        pa.field("kept", pa.bool_(), nullable=False),
-        pa.field("reason", pa.string()),
-        pa.field("review", pa.string()),
-        pa.field("overridden", pa.string()),
-        pa.field("new_label", pa.int64()),
+        column(
+            "sample_id", pa.string(), "The training sample (raw_samples.sample_id)", nullable=False
+        ),
+        column("label", pa.int64(), "The stored label, before any relabel", nullable=False),
+        column("kept", pa.bool_(), "In curated_samples", nullable=False),
+        column(
+            "reason",
+            pa.string(),
+            "The first rule it failed (" + ", ".join(REASONS) + "); null when kept",
+        ),
+        column(
+            "review", pa.string(), "The latest human decision: keep, drop or relabel; null if none"
+        ),
+        column("overridden", pa.string(), "The rule a keep or relabel review overrode"),
+        column("new_label", pa.int64(), "The label it trains with, when relabelled"),
     ]
 )
 """One row per input training sample; ``label`` is the stored label, before any relabel."""
-
-#: One line per column of :data:`LEDGER_SCHEMA`.
-LEDGER_COLUMNS_DOC = {
-    "sample_id": "The training sample (raw_samples.sample_id)",
-    "label": "The stored label, before any relabel",
-    "kept": "In curated_samples",
-    "reason": "The first rule it failed (" + ", ".join(REASONS) + "); null when kept",
-    "review": "The latest human decision: keep, drop or relabel; null if none",
-    "overridden": "The rule a keep or relabel review overrode",
-    "new_label": "The label it trains with, when relabelled",
-}
 
 
 @dataclass(frozen=True)

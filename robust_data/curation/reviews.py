@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from robust_data.errors import DatasetError
 from robust_data.store.lock import home_lock
-from robust_data.store.schema import table_metadata
+from robust_data.store.schema import column, table_metadata
 from robust_data.store.store import Store
 from robust_data.store.targets import Output, check_output, example_file, input_tables, write_output
 
@@ -41,25 +41,22 @@ LOCK_NAME = ".reviews.lock"
 
 REVIEWS_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("decision", pa.string(), nullable=False),  # keep, drop or relabel
-        pa.field("new_label", pa.int64()),  # the label to train with; set only for relabel
-        pa.field("note", pa.string()),
-        pa.field("reviewed_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("source", pa.string(), nullable=False),  # browser, csv or api
+        column(
+            "sample_id", pa.string(), "The reviewed sample (raw_samples.sample_id)", nullable=False
+        ),
+        column("decision", pa.string(), "keep, drop or relabel", nullable=False),
+        column("new_label", pa.int64(), "The label to train with; set only for relabel"),
+        column("note", pa.string(), "Free text kept with the decision"),
+        column(
+            "reviewed_at",
+            pa.timestamp("us", tz="UTC"),
+            "When it was decided (UTC); the latest per sample wins",
+            nullable=False,
+        ),
+        column("source", pa.string(), "browser, csv or api", nullable=False),
     ]
 )
 """One row per decision; the latest ``reviewed_at`` (then the later row) per sample wins."""
-
-#: One line per column of :data:`REVIEWS_SCHEMA`.
-REVIEWS_COLUMNS_DOC = {
-    "sample_id": "The reviewed sample (raw_samples.sample_id)",
-    "decision": "keep, drop or relabel",
-    "new_label": "The label to train with; set only for relabel",
-    "note": "Free text kept with the decision",
-    "reviewed_at": "When it was decided (UTC); the latest per sample wins",
-    "source": "browser, csv or api",
-}
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robust_data.export.layout import DATA_FOLDER, MARKER, data_file, safe_name
-from robust_data.export.tables import COLUMN_DOCS, UPSTREAM
+from robust_data.export.tables import UPSTREAM
 from robust_data.io.files import file_sha256, is_url, local_path, read_bytes
 from robust_data.present.markdown import count_table
 from robust_data.store.home import table_location
-from robust_data.store.schema import read_metadata, read_params
+from robust_data.store.schema import describe, read_metadata, read_params
 from robust_data.store.store import Store
 from robust_data.version import __version__, code_revision
 
@@ -253,15 +253,31 @@ def _feature_type(feature: Any) -> str:
     return str(feature.dtype) if name == "Value" else name
 
 
+#: Which values of an exported column are bad (the card's "bad when" column; "-" for the rest).
+BAD_WHEN = {
+    "clean_pred": "≠ label",
+    "clean_correct": "false",
+    "steps_to_flip": "low",
+    "robust": "false",
+    "label_quality": "low",
+    "is_label_issue": "true",
+    "suggested_label": "≠ label",
+    "outlier_score": "low",
+    "is_outlier": "true",
+    "near_duplicate_group": "set",
+}
+
+
 def _column_lines(schema: pa.Schema) -> list[str]:
-    """One row per column: name, ``datasets`` type, meaning, which values are bad."""
+    """One row per column: name, ``datasets`` type, meaning (the field's description), which
+    values are bad."""
     from datasets import Features
 
     features = Features.from_arrow_schema(schema)
     lines = ["## Columns", "", "| column | type | meaning | bad when |", "|---|---|---|---|"]
     for name, feature in features.items():
-        meaning, bad = COLUMN_DOCS.get(name, ("", ""))
-        lines.append(f"| `{name}` | {_feature_type(feature)} | {meaning} | {bad or '-'} |")
+        meaning, bad = describe(schema.field(name)), BAD_WHEN.get(name, "-")
+        lines.append(f"| `{name}` | {_feature_type(feature)} | {meaning} | {bad} |")
     return [*lines, ""]
 
 

@@ -9,8 +9,9 @@ import pyarrow as pa
 
 from robust_data.export.layout import data_file
 from robust_data.export.swap import StaleExports
-from robust_data.io.files import file_sha256
-from robust_data.store.schema import table_metadata
+from robust_data.io.files import file_exists, file_sha256
+from robust_data.store.checks import CheckOutcome
+from robust_data.store.schema import column, table_metadata
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,49 @@ class ExportResult:
 
 FILES_SCHEMA = pa.schema(
     [
-        pa.field("split", pa.string()),
-        pa.field("path", pa.string()),
-        pa.field("rows", pa.int64()),
-        pa.field("sha256", pa.string()),
+        column("split", pa.string(), "train or test"),
+        column(
+            "path",
+            pa.string(),
+            "The exported data file (data/<split>-00000-of-00001.parquet in the export)",
+        ),
+        column("rows", pa.int64(), "Rows in the file: originals and variants of that split"),
+        column("sha256", pa.string(), "Hex sha256 of the file's bytes (lineage.json lists it too)"),
     ]
 )
 """``curated_dataset``: one row per exported Parquet data file."""
 
-#: One line per column of :data:`FILES_SCHEMA`.
-FILES_COLUMNS_DOC = {
-    "split": "train or test",
-    "path": "The exported data file (data/<split>-00000-of-00001.parquet in the export)",
-    "rows": "Rows in the file: originals and variants of that split",
-    "sha256": "Hex sha256 of the file's bytes (lineage.json lists it too)",
-}
+
+def _parquet_rows(location: str) -> int:
+    """Rows in the Parquet file at a local path or an fsspec URL (its footer only is read)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(location, "rb") as handle:
+        return int(pq.ParquetFile(handle).metadata.num_rows)
+
+
+def check_export(table: pa.Table) -> CheckOutcome:
+    """``curated_dataset``: every exported file exists, hashes to its sha256, has its rows.
+
+    A path may be local or an fsspec URL (an export published to the store URL); a URL's
+    object is read back through fsspec.
+    """
+    problems = []
+    for row in table.to_pylist():
+        location = row["path"]
+        if not file_exists(location):
+            problems.append(f"{location} is missing")
+            continue
+        if file_sha256(location) != row["sha256"]:
+            problems.append(f"{location} does not match its sha256")
+        try:
+            rows = _parquet_rows(location)
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            problems.append(f"{location} is not a readable Parquet file ({error})")
+            continue
+        if rows != row["rows"]:
+            problems.append(f"{location} has {rows} rows, expected {row['rows']}")
+    if table.num_rows == 0:
+        problems.append("no exported split")
+    return CheckOutcome(problems, {"files": table.num_rows})

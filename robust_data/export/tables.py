@@ -3,7 +3,8 @@
 Every split has one typed schema (:func:`export_schema`): the samples columns, the RPR and
 label-quality scores and the variant columns, typed as in the stored tables they come from and
 all nullable, so a split without a score holds typed nulls and readers can union the splits.
-:data:`COLUMN_DOCS` says what each of these columns holds (the dataset card's column table).
+Each column's description (its field metadata, which the exported files keep and the dataset
+card shows) is the stored table's plus what the export adds (:data:`EXPORT_NOTES`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow.compute as pc
 from robust_data.export.layout import ExportError
 from robust_data.ingest.arrays import class_names
 from robust_data.ingest.images import content_sha256, decode_image
-from robust_data.store.schema import SAMPLES_SCHEMA, column_by_id
+from robust_data.store.schema import SAMPLES_SCHEMA, column_by_id, describe, with_description
 from robust_data.store.store import Store
 
 SAMPLE_COLUMNS = tuple(SAMPLES_SCHEMA.names)
@@ -39,38 +40,15 @@ UPSTREAM = (
     "reference_model",
 )
 
-
-#: What each exported column holds and which of its values are bad: (meaning, bad when).
-COLUMN_DOCS: dict[str, tuple[str, str]] = {
-    "sample_id": (
-        "`<dataset>:<split>:<source key>`; a variant's `<parent>~<transform>~<seed>`",
-        "",
-    ),
-    "dataset": ("dataset name", ""),
-    "content_sha256": ("sha256 of the decoded pixels; equal values are identical images", ""),
-    "split": ("`train` or `test`", ""),
-    "label": ("class index; the names are the ClassLabel's", ""),
-    "label_name": ("class name", ""),
-    "image": ("the PNG (`{bytes, path}`; `datasets` decodes it to a PIL image)", ""),
-    "height": ("pixels", ""),
-    "width": ("pixels", ""),
-    "channels": ("1 grayscale, 3 RGB", ""),
-    "clean_pred": ("reference model's prediction on the image; null where not scored", "≠ label"),
-    "clean_correct": ("`clean_pred == label`", "false"),
-    "steps_to_flip": ("RPR perturbation steps until the prediction flipped; null if never", "low"),
-    "robust": ("the prediction survived every RPR step", "false"),
-    "flip_pred": ("prediction after the flip; null when robust", ""),
-    "label_quality": ("cleanlab label quality in [0, 1]; null on test rows and variants", "low"),
-    "is_label_issue": ("cleanlab flags the label as likely wrong", "true"),
-    "suggested_label": (
-        "out-of-fold prediction if the label is an issue, else the label",
-        "≠ label",
-    ),
-    "outlier_score": ("Datalab outlier score in [0, 1]; null without Datalab", "low"),
-    "is_outlier": ("Datalab flags the image as an outlier", "true"),
-    "near_duplicate_group": ("first sample_id of its near-duplicate group; null if none", "set"),
-    "parent_sample_id": ("the original a variant was made from; null for originals", ""),
-    "transform": ("the variant's transform spec; null for originals", ""),
+#: What the export adds to a stored column's description (the stored table's field metadata):
+#: where its nulls come from, what a variant row holds. The exported field carries both.
+EXPORT_NOTES: dict[str, str] = {
+    "sample_id": "a variant's is its variants.variant_id",
+    "label": "the names are the ClassLabel's",
+    "image": "`datasets` decodes it to a PIL image",
+    **dict.fromkeys(RPR_COLUMNS, "null where not scored"),
+    **dict.fromkeys(QUALITY_COLUMNS, "null on test rows and variants"),
+    **dict.fromkeys(VARIANT_COLUMNS, "null for originals"),
 }
 
 
@@ -106,7 +84,9 @@ def export_schema(
     Returns
     -------
     pyarrow.Schema
-        The samples, RPR, label-quality and variant columns, in that order, without metadata.
+        The samples, RPR, label-quality and variant columns, in that order, without table
+        metadata; each field's description is the stored column's plus its
+        :data:`EXPORT_NOTES`.
     """
     fields = [_field(samples, n, "curated_samples") for n in SAMPLE_COLUMNS]
     fields += [_field(rpr, n, "rpr_scores") for n in RPR_COLUMNS]
@@ -115,7 +95,13 @@ def export_schema(
         pa.field(n, pa.string()) if variants is None else _field(variants, n, "variants")
         for n in VARIANT_COLUMNS
     ]
-    return pa.schema([f.with_nullable(True) for f in fields])
+    return pa.schema([_exported(f) for f in fields])
+
+
+def _exported(field: pa.Field) -> pa.Field:
+    """A stored column as exported: nullable, its description followed by its export note."""
+    text = "; ".join(t for t in (describe(field), EXPORT_NOTES.get(field.name, "")) if t)
+    return with_description(field.with_nullable(True), text)
 
 
 def hf_features(schema: pa.Schema, names: list[str]) -> Any:
@@ -176,7 +162,11 @@ def split_tables(
     columns = export_schema(
         curated.schema, rpr.schema, quality.schema, None if variants is None else variants.schema
     )
-    schema = hf_features(columns, class_names(raw)).arrow_schema
+    hf_schema = hf_features(columns, class_names(raw)).arrow_schema
+    schema = pa.schema(
+        [with_description(f, describe(columns.field(f.name))) for f in hf_schema],
+        metadata=hf_schema.metadata,
+    )
     test = raw.filter(pc.equal(raw.column("split"), "test"))
     tables = {}
     for split, base in (("train", curated), ("test", test)):

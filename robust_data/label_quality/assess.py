@@ -28,7 +28,7 @@ from robust_data.store.checks import (
     schema_problems,
     unique_problems,
 )
-from robust_data.store.schema import table_metadata
+from robust_data.store.schema import column, table_metadata
 
 METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 FILTERS = (
@@ -41,35 +41,44 @@ FILTERS = (
 
 LABEL_QUALITY_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("given_label", pa.int64(), nullable=False),
-        pa.field("oof_pred", pa.int64(), nullable=False),
-        pa.field("label_quality", pa.float64(), nullable=False),
-        pa.field("is_label_issue", pa.bool_(), nullable=False),
-        pa.field("suggested_label", pa.int64(), nullable=False),
-        pa.field("outlier_score", pa.float64()),
-        pa.field("is_outlier", pa.bool_()),
-        pa.field("near_duplicate_score", pa.float64()),
-        pa.field("is_near_duplicate", pa.bool_()),
-        pa.field("near_duplicate_group", pa.string()),
+        column(
+            "sample_id", pa.string(), "The training sample (raw_samples.sample_id)", nullable=False
+        ),
+        column("given_label", pa.int64(), "The stored label", nullable=False),
+        column("oof_pred", pa.int64(), "Argmax of the out-of-fold pred_probs", nullable=False),
+        column("label_quality", pa.float64(), "In [0, 1]; low = suspect label", nullable=False),
+        column(
+            "is_label_issue",
+            pa.bool_(),
+            "cleanlab finds the given label likely wrong",
+            nullable=False,
+        ),
+        column(
+            "suggested_label",
+            pa.int64(),
+            "oof_pred if a label issue, else the given label",
+            nullable=False,
+        ),
+        column("outlier_score", pa.float64(), "In [0, 1]; low = outlier; null without Datalab"),
+        column("is_outlier", pa.bool_(), "Datalab flags it an outlier; null without Datalab"),
+        column(
+            "near_duplicate_score",
+            pa.float64(),
+            "In [0, 1]; low = near-duplicate; null without Datalab",
+        ),
+        column(
+            "is_near_duplicate",
+            pa.bool_(),
+            "Datalab flags it a near-duplicate; null without Datalab",
+        ),
+        column(
+            "near_duplicate_group",
+            pa.string(),
+            "First sample_id of its near-duplicate group; null if none",
+        ),
     ]
 )
 """One row per training sample. Low ``label_quality`` / ``outlier_score`` is bad."""
-
-#: One line per column of :data:`LABEL_QUALITY_SCHEMA`.
-LABEL_QUALITY_COLUMNS_DOC = {
-    "sample_id": "The training sample (raw_samples.sample_id)",
-    "given_label": "The stored label",
-    "oof_pred": "Argmax of the out-of-fold pred_probs",
-    "label_quality": "In [0, 1]; low = suspect label",
-    "is_label_issue": "cleanlab finds the given label likely wrong",
-    "suggested_label": "oof_pred if a label issue, else the given label",
-    "outlier_score": "In [0, 1]; low = outlier; null without Datalab",
-    "is_outlier": "Datalab flags it an outlier; null without Datalab",
-    "near_duplicate_score": "In [0, 1]; low = near-duplicate; null without Datalab",
-    "is_near_duplicate": "Datalab flags it a near-duplicate; null without Datalab",
-    "near_duplicate_group": "First sample_id of its near-duplicate group; null if none",
-}
 
 
 @dataclass(frozen=True)

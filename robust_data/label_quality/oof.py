@@ -34,27 +34,30 @@ from robust_data.store.checks import (
     schema_problems,
     unique_problems,
 )
-from robust_data.store.schema import table_metadata
+from robust_data.store.schema import column, table_metadata
 
 OOF_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),
-        pa.field("fold", pa.int32(), nullable=False),
-        pa.field("pred_probs", pa.list_(pa.float32()), nullable=False),
-        pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+        column(
+            "sample_id", pa.string(), "The training sample (raw_samples.sample_id)", nullable=False
+        ),
+        column("label", pa.int64(), "The given label", nullable=False),
+        column("fold", pa.int32(), "0..folds-1: the fold it was held out in", nullable=False),
+        column(
+            "pred_probs",
+            pa.list_(pa.float32()),
+            "(K,) class probabilities of the model that never saw it; sums to 1",
+            nullable=False,
+        ),
+        column(
+            "embedding",
+            pa.list_(pa.float32()),
+            "(D,) PCA of the model's penultimate activations",
+            nullable=False,
+        ),
     ]
 )
 """One row per training sample: its held-out fold, out-of-fold probabilities, embedding."""
-
-#: One line per column of :data:`OOF_SCHEMA`.
-OOF_COLUMNS_DOC = {
-    "sample_id": "The training sample (raw_samples.sample_id)",
-    "label": "The given label",
-    "fold": "0..folds-1: the fold it was held out in",
-    "pred_probs": "(K,) class probabilities of the model that never saw it; sums to 1",
-    "embedding": "(D,) PCA of the model's penultimate activations",
-}
 
 
 @dataclass(frozen=True)

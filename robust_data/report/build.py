@@ -37,44 +37,59 @@ from robust_data.scoring.models import TrainedModel
 from robust_data.scoring.rpr.plots import plot_curves
 from robust_data.scoring.rpr.table import robustness_curve
 from robust_data.store.checks import CheckOutcome, nan_problems, range_problems, schema_problems
-from robust_data.store.schema import column_by_id, table_metadata
+from robust_data.store.schema import column, column_by_id, table_metadata
 
 REPORT_SCHEMA = pa.schema(
     [
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("train_size", pa.int64(), nullable=False),
-        pa.field("test_accuracy", pa.float64(), nullable=False),
-        pa.field("robust_fraction", pa.float64(), nullable=False),
-        pa.field("robust_fraction_held_out", pa.float64(), nullable=False),
-        pa.field("corruption_accuracy_held_out", pa.float64()),
-        pa.field("corruption_accuracy_seen", pa.float64()),
-        pa.field("mce_held_out", pa.float64()),
-        pa.field("mce_seen", pa.float64()),
-        pa.field("ece", pa.float64(), nullable=False),
-        pa.field("model_sha256", pa.string(), nullable=False),
+        column("seed", pa.int64(), "Training seed (each seed trains every model)", nullable=False),
+        column(
+            "model",
+            pa.string(),
+            "The training set: reference, curated, random_subset, ...",
+            nullable=False,
+        ),
+        column("train_size", pa.int64(), "Training images: originals + variants", nullable=False),
+        column(
+            "test_accuracy", pa.float64(), "Clean test accuracy; higher is better", nullable=False
+        ),
+        column(
+            "robust_fraction",
+            pa.float64(),
+            "Test images RPR-robust under the scoring scheme; higher is better",
+            nullable=False,
+        ),
+        column(
+            "robust_fraction_held_out",
+            pa.float64(),
+            "Test images RPR-robust under a held-out perturbation family; higher is better",
+            nullable=False,
+        ),
+        column(
+            "corruption_accuracy_held_out",
+            pa.float64(),
+            "Accuracy on corruptions not used as variants; higher is better; NaN: none held out",
+        ),
+        column(
+            "corruption_accuracy_seen",
+            pa.float64(),
+            "Accuracy on corruptions used as variants; higher is better; NaN: none used",
+        ),
+        column(
+            "mce_held_out",
+            pa.float64(),
+            "The headline mCE, on held-out corruptions: 1 = the reference; lower is better",
+        ),
+        column("mce_seen", pa.float64(), "mCE on corruptions used as variants; lower is better"),
+        column(
+            "ece",
+            pa.float64(),
+            "Expected calibration error on the clean test split, 15 bins; lower is better",
+            nullable=False,
+        ),
+        column("model_sha256", pa.string(), "sha256 of the model's weights", nullable=False),
     ]
 )
 """One row per (seed, model): every metric the verdicts compare."""
-
-#: One line per column of :data:`REPORT_SCHEMA`.
-REPORT_COLUMNS_DOC = {
-    "seed": "Training seed (each seed trains every model)",
-    "model": "The training set: reference, curated, random_subset, ...",
-    "train_size": "Training images: originals + variants",
-    "test_accuracy": "Clean test accuracy; higher is better",
-    "robust_fraction": "Test images RPR-robust under the scoring scheme; higher is better",
-    "robust_fraction_held_out": "Test images RPR-robust under a held-out perturbation family; "
-    "higher is better",
-    "corruption_accuracy_held_out": "Accuracy on corruptions not used as variants; higher is "
-    "better; NaN: none held out",
-    "corruption_accuracy_seen": "Accuracy on corruptions used as variants; higher is better; "
-    "NaN: none used",
-    "mce_held_out": "The headline mCE, on held-out corruptions: 1 = the reference; lower is better",
-    "mce_seen": "mCE on corruptions used as variants; lower is better",
-    "ece": "Expected calibration error on the clean test split, 15 bins; lower is better",
-    "model_sha256": "sha256 of the model's weights",
-}
 
 PAPER_TABLE = [
     {

@@ -30,36 +30,31 @@ from robust_data.ingest.arrays import SampleArrays
 from robust_data.report.build import random_subset
 from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy, save_model, train_model
 from robust_data.store.checks import CheckOutcome
-from robust_data.store.schema import column_by_id, table_metadata
+from robust_data.store.schema import column, column_by_id, table_metadata
 from robust_data.variants.make import apply_transform, copy_key, parse_transform
 
 TRAINING_SETS = ("reference", "curated", "random_subset", "all_with_variants")
 
 RETRAINED_SCHEMA = pa.schema(
     [
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("path", pa.string(), nullable=False),
-        pa.field("sha256", pa.string(), nullable=False),
-        pa.field("train_size", pa.int64(), nullable=False),
-        pa.field("originals", pa.int64(), nullable=False),
-        pa.field("variants", pa.int64(), nullable=False),
-        pa.field("test_accuracy", pa.float64()),
+        column(
+            "seed",
+            pa.int64(),
+            "0..seeds-1; the model's seed is the recipe's plus this",
+            nullable=False,
+        ),
+        column(
+            "model", pa.string(), "The training set: " + ", ".join(TRAINING_SETS), nullable=False
+        ),
+        column("path", pa.string(), "The weight file", nullable=False),
+        column("sha256", pa.string(), "sha256 of the weight file's bytes", nullable=False),
+        column("train_size", pa.int64(), "Training images: originals + variants", nullable=False),
+        column("originals", pa.int64(), "Training samples it saw", nullable=False),
+        column("variants", pa.int64(), "Variant images it saw", nullable=False),
+        column("test_accuracy", pa.float64(), "In [0, 1]; higher is better"),
     ]
 )
 """One row per (seed, training set): the models a report compares."""
-
-#: One line per column of :data:`RETRAINED_SCHEMA`.
-RETRAINED_COLUMNS_DOC = {
-    "seed": "0..seeds-1; the model's seed is the recipe's plus this",
-    "model": "The training set: " + ", ".join(TRAINING_SETS),
-    "path": "The weight file",
-    "sha256": "sha256 of the weight file's bytes",
-    "train_size": "Training images: originals + variants",
-    "originals": "Training samples it saw",
-    "variants": "Variant images it saw",
-    "test_accuracy": "In [0, 1]; higher is better",
-}
 
 
 @dataclass

@@ -22,27 +22,20 @@ from robust_data.errors import DatasetError
 from robust_data.present.progress import progress_bar
 from robust_data.report.corruption_suite import Chunk, corrupt_chunks, suite_jobs
 from robust_data.store.checks import CheckOutcome, schema_problems
-from robust_data.store.schema import read_params, table_metadata
+from robust_data.store.schema import column, read_params, table_metadata
 
 CORRUPTED_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("corruption", pa.string(), nullable=False),
-        pa.field("severity", pa.int32(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),
-        pa.field("pixels", pa.binary(), nullable=False),
+        column("sample_id", pa.string(), "The test image it was made from", nullable=False),
+        column(
+            "corruption", pa.string(), 'Corruption name; "clean" for the original', nullable=False
+        ),
+        column("severity", pa.int32(), "1..5; 0 for clean", nullable=False),
+        column("label", pa.int64(), "The test image's label", nullable=False),
+        column("pixels", pa.binary(), "C*H*W uint8, channel-major", nullable=False),
     ]
 )
 """One row per (test image, job)."""
-
-#: One line per column of :data:`CORRUPTED_SCHEMA`.
-CORRUPTED_COLUMNS_DOC = {
-    "sample_id": "The test image it was made from",
-    "corruption": 'Corruption name; "clean" for the original',
-    "severity": "1..5; 0 for clean",
-    "label": "The test image's label",
-    "pixels": "C*H*W uint8, channel-major",
-}
 
 
 @dataclass(frozen=True)

@@ -21,41 +21,34 @@ from robust_data.scoring.models import (
     train_model,
 )
 from robust_data.store.checks import CheckOutcome, nan_problems, range_problems, schema_problems
-from robust_data.store.schema import table_metadata
+from robust_data.store.schema import column, table_metadata
 
 REFERENCE_SCHEMA = pa.schema(
     [
-        pa.field("path", pa.string(), nullable=False),
-        pa.field("sha256", pa.string(), nullable=False),
-        pa.field("arch", pa.string(), nullable=False),
-        pa.field("config", pa.string(), nullable=False),
-        pa.field("num_classes", pa.int32(), nullable=False),
-        pa.field("num_parameters", pa.int64(), nullable=False),
-        pa.field("train_samples", pa.int64(), nullable=False),
-        pa.field("train_accuracy", pa.float64(), nullable=False),
-        pa.field("test_accuracy", pa.float64()),
-        pa.field("train_seconds", pa.float64(), nullable=False),
-        pa.field("device", pa.string(), nullable=False),
-        pa.field("precision", pa.string(), nullable=False),
+        column("path", pa.string(), "The weight file", nullable=False),
+        column("sha256", pa.string(), "sha256 of the weight file's bytes", nullable=False),
+        column("arch", pa.string(), "Architecture name", nullable=False),
+        column("config", pa.string(), "The training recipe (ModelOptions) as JSON", nullable=False),
+        column("num_classes", pa.int32(), "Output classes", nullable=False),
+        column("num_parameters", pa.int64(), "Trainable parameters", nullable=False),
+        column("train_samples", pa.int64(), "Training images it saw", nullable=False),
+        column(
+            "train_accuracy",
+            pa.float64(),
+            "Accuracy on the train split, in [0, 1]; higher is better",
+            nullable=False,
+        ),
+        column(
+            "test_accuracy",
+            pa.float64(),
+            "Accuracy on the test split, in [0, 1]; higher is better; null without one",
+        ),
+        column("train_seconds", pa.float64(), "Wall time of the training", nullable=False),
+        column("device", pa.string(), "Where it trained: cpu or cuda", nullable=False),
+        column("precision", pa.string(), "fp32 or bf16", nullable=False),
     ]
 )
 """One row naming a reference model: where its weights are, their sha256, how it scored."""
-
-#: One line per column of :data:`REFERENCE_SCHEMA`.
-REFERENCE_COLUMNS_DOC = {
-    "path": "The weight file",
-    "sha256": "sha256 of the weight file's bytes",
-    "arch": "Architecture name",
-    "config": "The training recipe (ModelOptions) as JSON",
-    "num_classes": "Output classes",
-    "num_parameters": "Trainable parameters",
-    "train_samples": "Training images it saw",
-    "train_accuracy": "Accuracy on the train split, in [0, 1]; higher is better",
-    "test_accuracy": "Accuracy on the test split, in [0, 1]; higher is better; null without one",
-    "train_seconds": "Wall time of the training",
-    "device": "Where it trained: cpu or cuda",
-    "precision": "fp32 or bf16",
-}
 
 
 def train_reference(

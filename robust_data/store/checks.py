@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robust_data.io.files import file_exists, file_sha256
 from robust_data.store.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_id
 
 #: Most problems listed in one outcome (the count is always exact).
@@ -214,38 +213,3 @@ def check_class_balance(curated: pa.Table, classes: int, tolerance: float) -> Ch
 def split_rows(samples: pa.Table, split: str = "train") -> int:
     """Rows of ``samples`` in ``split`` (the input count a ledger must account for)."""
     return int(pc.sum(pc.equal(samples.column("split"), split).cast(pa.int64())).as_py() or 0)
-
-
-def _parquet_rows(location: str) -> int:
-    """Rows in the Parquet file at a local path or an fsspec URL (its footer only is read)."""
-    import fsspec
-    import pyarrow.parquet as pq
-
-    with fsspec.open(location, "rb") as handle:
-        return int(pq.ParquetFile(handle).metadata.num_rows)
-
-
-def check_export(table: pa.Table) -> CheckOutcome:
-    """``curated_dataset``: every exported file exists, hashes to its sha256, has its rows.
-
-    A path may be local or an fsspec URL (an export published to the store URL); a URL's
-    object is read back through fsspec.
-    """
-    problems = []
-    for row in table.to_pylist():
-        location = row["path"]
-        if not file_exists(location):
-            problems.append(f"{location} is missing")
-            continue
-        if file_sha256(location) != row["sha256"]:
-            problems.append(f"{location} does not match its sha256")
-        try:
-            rows = _parquet_rows(location)
-        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-            problems.append(f"{location} is not a readable Parquet file ({error})")
-            continue
-        if rows != row["rows"]:
-            problems.append(f"{location} has {rows} rows, expected {row['rows']}")
-    if table.num_rows == 0:
-        problems.append("no exported split")
-    return CheckOutcome(problems, {"files": table.num_rows})

@@ -2,7 +2,9 @@
 
 Every table that robust-data writes conforms to one of these schemas exactly (names, order,
 types) and carries the metadata keys below, so that DuckDB, pyarrow and Hugging Face
-``datasets`` read the files without any help from this package.
+``datasets`` read the files without any help from this package. Each column's one-line
+description is written once, in its Arrow field's metadata (:func:`column`), and read from
+there wherever it is shown (:func:`descriptions`).
 """
 
 from __future__ import annotations
@@ -18,51 +20,80 @@ from robust_data.version import __version__, code_revision
 #: The Hugging Face ``datasets`` Image feature layout: PNG/JPEG bytes plus an optional path.
 IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 
+#: The Arrow field metadata key of a column's one-line description.
+DESCRIPTION_KEY = b"description"
+
+
+def column(name: str, kind: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
+    """A table's column: an Arrow field carrying its one-line description in its metadata.
+
+    The description is written once, here, and travels with the schema: into every Parquet
+    file written with it, the Dagster column schema and the export's dataset card.
+    """
+    return pa.field(name, kind, nullable=nullable, metadata={DESCRIPTION_KEY: description.encode()})
+
+
+def describe(field: pa.Field) -> str:
+    """A column's one-line description (its field metadata); empty when it has none."""
+    return (field.metadata or {}).get(DESCRIPTION_KEY, b"").decode()
+
+
+def descriptions(schema: pa.Schema) -> dict[str, str]:
+    """Column name -> one-line description, for every column of ``schema`` (empty: none)."""
+    return {field.name: describe(field) for field in schema}
+
+
+def with_description(field: pa.Field, description: str) -> pa.Field:
+    """``field`` with its description replaced (its other metadata kept)."""
+    return field.with_metadata({**(field.metadata or {}), DESCRIPTION_KEY: description.encode()})
+
+
 SAMPLES_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("content_sha256", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),
-        pa.field("label_name", pa.string(), nullable=False),
-        pa.field("image", IMAGE_TYPE, nullable=False),
-        pa.field("height", pa.int32(), nullable=False),
-        pa.field("width", pa.int32(), nullable=False),
-        pa.field("channels", pa.int32(), nullable=False),
+        column(
+            "sample_id",
+            pa.string(),
+            '"{dataset}:{split}:{source key}"; unique, stable across re-ingestion',
+            nullable=False,
+        ),
+        column("dataset", pa.string(), "The dataset (partition) name", nullable=False),
+        column(
+            "content_sha256",
+            pa.string(),
+            "sha256 of the decoded pixels (equal for exact duplicates)",
+            nullable=False,
+        ),
+        column("split", pa.string(), '"train" or "test"', nullable=False),
+        column("label", pa.int64(), "Class index, 0..num_classes-1", nullable=False),
+        column("label_name", pa.string(), "The class's name", nullable=False),
+        column(
+            "image",
+            IMAGE_TYPE,
+            "{bytes: PNG, path} (the Hugging Face Image layout)",
+            nullable=False,
+        ),
+        column("height", pa.int32(), "Pixels", nullable=False),
+        column("width", pa.int32(), "Pixels", nullable=False),
+        column("channels", pa.int32(), "1 (grayscale) or 3 (RGB)", nullable=False),
     ]
 )
 """One row per ingested image. ``sample_id`` is unique and stable across re-ingestion."""
 
-#: One line per column of :data:`SAMPLES_SCHEMA` (the column docs the Dagster UI shows).
-SAMPLES_COLUMNS_DOC = {
-    "sample_id": '"{dataset}:{split}:{source key}"; unique, stable across re-ingestion',
-    "dataset": "The dataset (partition) name",
-    "content_sha256": "sha256 of the decoded pixels (equal for exact duplicates)",
-    "split": '"train" or "test"',
-    "label": "Class index, 0..num_classes-1",
-    "label_name": "The class's name",
-    "image": "{bytes: PNG, path} (the Hugging Face Image layout)",
-    "height": "Pixels",
-    "width": "Pixels",
-    "channels": "1 (grayscale) or 3 (RGB)",
-}
-
 REJECTS_SCHEMA = pa.schema(
     [
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("source_key", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
+        column("dataset", pa.string(), "The dataset (partition) name", nullable=False),
+        column(
+            "source_key",
+            pa.string(),
+            "The item in the source: file path or row index",
+            nullable=False,
+        ),
+        column(
+            "reason", pa.string(), "Why it was left out (e.g. the decoder's error)", nullable=False
+        ),
     ]
 )
 """One row per source item that was left out of ``samples`` and why."""
-
-#: One line per column of :data:`REJECTS_SCHEMA`.
-REJECTS_COLUMNS_DOC = {
-    "dataset": "The dataset (partition) name",
-    "source_key": "The item in the source: file path or row index",
-    "reason": "Why it was left out (e.g. the decoder's error)",
-}
 
 #: Prefix of every key-value metadata key robust-data writes into Parquet files.
 META_PREFIX = "robust_data."

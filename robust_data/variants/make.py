@@ -32,39 +32,35 @@ from robust_data.store.checks import (
     schema_problems,
     unique_problems,
 )
-from robust_data.store.schema import IMAGE_TYPE, table_metadata
+from robust_data.store.schema import IMAGE_TYPE, column, table_metadata
 from robust_data.variants.adversarial import attack, parse_attack
 from robust_data.variants.augment import augment, parse_augmentation
 
 VARIANTS_SCHEMA = pa.schema(
     [
-        pa.field("variant_id", pa.string(), nullable=False),
-        pa.field("parent_sample_id", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("transform", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("severity", pa.int32()),
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),
-        pa.field("label_name", pa.string(), nullable=False),
-        pa.field("image", IMAGE_TYPE, nullable=False),
+        column("variant_id", pa.string(), '"{parent}~{transform}~{seed}"', nullable=False),
+        column("parent_sample_id", pa.string(), "The kept sample it was made from", nullable=False),
+        column("split", pa.string(), "Its parent's split", nullable=False),
+        column(
+            "transform",
+            pa.string(),
+            'Canonical transform spec, e.g. "fog(severity=2)"',
+            nullable=False,
+        ),
+        column(
+            "kind",
+            pa.string(),
+            "corruption, augmentation, perturbation (an RPR scheme) or adversarial",
+            nullable=False,
+        ),
+        column("severity", pa.int32(), "1..5 for corruptions; null otherwise"),
+        column("seed", pa.int64(), "Seed of the copy", nullable=False),
+        column("label", pa.int64(), "The parent's label", nullable=False),
+        column("label_name", pa.string(), "The parent's class name", nullable=False),
+        column("image", IMAGE_TYPE, "{bytes: PNG, path}", nullable=False),
     ]
 )
 """One row per generated image, tied to its parent sample."""
-
-#: One line per column of :data:`VARIANTS_SCHEMA`.
-VARIANTS_COLUMNS_DOC = {
-    "variant_id": '"{parent}~{transform}~{seed}"',
-    "parent_sample_id": "The kept sample it was made from",
-    "split": "Its parent's split",
-    "transform": 'Canonical transform spec, e.g. "fog(severity=2)"',
-    "kind": "corruption, augmentation, perturbation (an RPR scheme) or adversarial",
-    "severity": "1..5 for corruptions; null otherwise",
-    "seed": "Seed of the copy",
-    "label": "The parent's label",
-    "label_name": "The parent's class name",
-    "image": "{bytes: PNG, path}",
-}
 
 DEFAULT_TRANSFORMS = (
     "pixels",

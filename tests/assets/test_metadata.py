@@ -6,56 +6,55 @@ import pyarrow as pa
 import pytest
 
 from assets.metadata import column_schema, count_table, records_table
-from robust_data.curation.policy import LEDGER_COLUMNS_DOC, LEDGER_SCHEMA
-from robust_data.curation.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA
-from robust_data.export.result import FILES_COLUMNS_DOC, FILES_SCHEMA
-from robust_data.label_quality.assess import LABEL_QUALITY_COLUMNS_DOC, LABEL_QUALITY_SCHEMA
-from robust_data.label_quality.oof import OOF_COLUMNS_DOC, OOF_SCHEMA
-from robust_data.report.build import REPORT_COLUMNS_DOC, REPORT_SCHEMA
-from robust_data.report.retrain import RETRAINED_COLUMNS_DOC, RETRAINED_SCHEMA
-from robust_data.report.testset import CORRUPTED_COLUMNS_DOC, CORRUPTED_SCHEMA
-from robust_data.scoring.reference import REFERENCE_COLUMNS_DOC, REFERENCE_SCHEMA
-from robust_data.scoring.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA
+from robust_data.curation.policy import LEDGER_SCHEMA
+from robust_data.curation.reviews import REVIEWS_SCHEMA
+from robust_data.export.result import FILES_SCHEMA
+from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
+from robust_data.label_quality.oof import OOF_SCHEMA
+from robust_data.report.build import REPORT_SCHEMA
+from robust_data.report.retrain import RETRAINED_SCHEMA
+from robust_data.report.testset import CORRUPTED_SCHEMA
+from robust_data.scoring.reference import REFERENCE_SCHEMA
+from robust_data.scoring.rpr.table import RPR_SCHEMA
 from robust_data.store.schema import (
-    REJECTS_COLUMNS_DOC,
     REJECTS_SCHEMA,
-    SAMPLES_COLUMNS_DOC,
     SAMPLES_SCHEMA,
+    describe,
+    descriptions,
 )
-from robust_data.variants.make import VARIANTS_COLUMNS_DOC, VARIANTS_SCHEMA
+from robust_data.variants.make import VARIANTS_SCHEMA
 
-#: Every core schema that has column docs, with them.
+#: Every core schema of a stored table: each column has a description.
 DOCUMENTED = [
-    (SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
-    (REJECTS_SCHEMA, REJECTS_COLUMNS_DOC),
-    (REFERENCE_SCHEMA, REFERENCE_COLUMNS_DOC),
-    (RPR_SCHEMA, RPR_COLUMNS_DOC),
-    (OOF_SCHEMA, OOF_COLUMNS_DOC),
-    (LABEL_QUALITY_SCHEMA, LABEL_QUALITY_COLUMNS_DOC),
-    (VARIANTS_SCHEMA, VARIANTS_COLUMNS_DOC),
-    (LEDGER_SCHEMA, LEDGER_COLUMNS_DOC),
-    (CORRUPTED_SCHEMA, CORRUPTED_COLUMNS_DOC),
-    (RETRAINED_SCHEMA, RETRAINED_COLUMNS_DOC),
-    (REPORT_SCHEMA, REPORT_COLUMNS_DOC),
-    (REVIEWS_SCHEMA, REVIEWS_COLUMNS_DOC),
-    (FILES_SCHEMA, FILES_COLUMNS_DOC),
+    SAMPLES_SCHEMA,
+    REJECTS_SCHEMA,
+    REFERENCE_SCHEMA,
+    RPR_SCHEMA,
+    OOF_SCHEMA,
+    LABEL_QUALITY_SCHEMA,
+    VARIANTS_SCHEMA,
+    LEDGER_SCHEMA,
+    CORRUPTED_SCHEMA,
+    RETRAINED_SCHEMA,
+    REPORT_SCHEMA,
+    REVIEWS_SCHEMA,
+    FILES_SCHEMA,
 ]
 
 
-@pytest.mark.parametrize(("schema", "docs"), DOCUMENTED)
-def test_column_docs_describe_exactly_the_schema_columns(
-    schema: pa.Schema, docs: dict[str, str]
-) -> None:
+@pytest.mark.parametrize("schema", DOCUMENTED)
+def test_every_column_has_a_one_line_description(schema: pa.Schema) -> None:
+    docs = descriptions(schema)
     assert list(docs) == schema.names
-    assert all(text.strip() and "\n" not in text for text in docs.values())
+    assert all(text.strip() and "\n" not in text for text in docs.values()), docs
 
 
 def test_column_schema_keeps_names_types_nullability_and_docs() -> None:
-    table = column_schema(RPR_SCHEMA, RPR_COLUMNS_DOC)
+    table = column_schema(RPR_SCHEMA)
     assert [c.name for c in table.columns] == RPR_SCHEMA.names
     steps = next(c for c in table.columns if c.name == "steps_to_flip")
     assert steps.type == "int32" and steps.constraints.nullable
-    assert steps.description == RPR_COLUMNS_DOC["steps_to_flip"]
+    assert steps.description == describe(RPR_SCHEMA.field("steps_to_flip"))
     sample_id = table.columns[0]
     assert sample_id.type == "string" and not sample_id.constraints.nullable
     assert column_schema(pa.schema([("x", pa.float64())])).columns[0].description is None

@@ -15,8 +15,8 @@ import pytest
 import robust_data.export.export as export_module
 import robust_data.export.publish as publish_module
 from robust_data.export.layout import data_file
+from robust_data.export.result import check_export
 from robust_data.io.files import file_sha256, read_bytes, write_bytes
-from robust_data.store.checks import check_export
 from robust_data.store.schema import read_params
 from robust_data.store.store import Store
 from tests.export.test_readers import SPLITS, _write_variants

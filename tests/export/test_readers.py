@@ -193,7 +193,7 @@ def test_curated_dataset_reads_the_new_and_the_old_layout(store: Store, tmp_path
 
 
 def test_files_table_lists_the_data_files(store: Store, tmp_path: Path) -> None:
-    from robust_data.store.checks import check_export
+    from robust_data.export.result import check_export
 
     result = export_module.export_dataset(store, DATASET, tmp_path / "out")
     table = result.files_table()
@@ -307,3 +307,24 @@ def test_lineage_paths_are_relative_and_hashes_match(
     for name, digest in lineage["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
     assert "README.md" in lineage["files"] and "plots/class_counts.png" in lineage["files"]
+
+
+def test_columns_keep_their_stored_description_in_the_files_and_the_card(
+    store: Store, tmp_path: Path
+) -> None:
+    """An exported column's description is the stored column's (its Arrow field metadata), then
+    what the export adds; the Parquet files keep it and the card's column table shows it."""
+    from robust_data.store.schema import describe
+    from robust_data.variants.make import VARIANTS_SCHEMA
+
+    out = export_module.export_dataset(store, DATASET, tmp_path / "out", with_variants=True).path
+    schema = pq.read_schema(out / "data" / "train-00000-of-00001.parquet")
+    parent = describe(VARIANTS_SCHEMA.field("parent_sample_id"))  # _write_variants keeps it
+    assert parent and describe(schema.field("parent_sample_id")) == f"{parent}; null for originals"
+    # make_store writes the samples and scores without descriptions, as an older version did:
+    # the export's note alone
+    assert describe(schema.field("label")) == "the names are the ClassLabel's"
+    assert describe(schema.field("clean_pred")) == "null where not scored"
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"| `parent_sample_id` | string | {parent}; null for originals | - |" in card
+    assert "| `clean_pred` | int64 | null where not scored | ≠ label |" in card

@@ -27,45 +27,44 @@ from assets import (
 from assets.resources import ComputeResource, HomeResource, ParquetIOManager
 from pipelines.definitions import build_definitions
 from robust_data import Store
-from robust_data.curation.policy import LEDGER_COLUMNS_DOC, LEDGER_SCHEMA
+from robust_data.curation.policy import LEDGER_SCHEMA
 from robust_data.curation.presets import DEFAULT_PRESET, PRESETS
-from robust_data.curation.reviews import REVIEWS_COLUMNS_DOC, REVIEWS_SCHEMA
-from robust_data.export.result import FILES_COLUMNS_DOC, FILES_SCHEMA
-from robust_data.label_quality.assess import LABEL_QUALITY_COLUMNS_DOC, LABEL_QUALITY_SCHEMA
-from robust_data.label_quality.oof import OOF_COLUMNS_DOC, OOF_SCHEMA
-from robust_data.report.build import REPORT_COLUMNS_DOC, REPORT_SCHEMA
-from robust_data.report.retrain import RETRAINED_COLUMNS_DOC, RETRAINED_SCHEMA
-from robust_data.report.testset import CORRUPTED_COLUMNS_DOC, CORRUPTED_SCHEMA
-from robust_data.scoring.reference import REFERENCE_COLUMNS_DOC, REFERENCE_SCHEMA
-from robust_data.scoring.rpr.table import RPR_COLUMNS_DOC, RPR_SCHEMA
+from robust_data.curation.reviews import REVIEWS_SCHEMA
+from robust_data.export.result import FILES_SCHEMA
+from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
+from robust_data.label_quality.oof import OOF_SCHEMA
+from robust_data.report.build import REPORT_SCHEMA
+from robust_data.report.retrain import RETRAINED_SCHEMA
+from robust_data.report.testset import CORRUPTED_SCHEMA
+from robust_data.scoring.reference import REFERENCE_SCHEMA
+from robust_data.scoring.rpr.table import RPR_SCHEMA
 from robust_data.store.schema import (
-    REJECTS_COLUMNS_DOC,
     REJECTS_SCHEMA,
-    SAMPLES_COLUMNS_DOC,
     SAMPLES_SCHEMA,
+    descriptions,
     read_params,
 )
-from robust_data.variants.make import VARIANTS_COLUMNS_DOC, VARIANTS_SCHEMA
+from robust_data.variants.make import VARIANTS_SCHEMA
 from tests.fixtures import make_imagefolder
 
 PROJECT = Path(__file__).resolve().parents[2]
 
-#: Each table asset -> the core Arrow schema of the table it stores, and its column docs.
+#: Each table asset -> the core Arrow schema of the table it stores (with its column docs).
 TABLE_SCHEMAS = {
-    "raw_samples": (SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
-    "ingest_rejects": (REJECTS_SCHEMA, REJECTS_COLUMNS_DOC),
-    "reference_model": (REFERENCE_SCHEMA, REFERENCE_COLUMNS_DOC),
-    "rpr_scores": (RPR_SCHEMA, RPR_COLUMNS_DOC),
-    "oof_predictions": (OOF_SCHEMA, OOF_COLUMNS_DOC),
-    "label_quality": (LABEL_QUALITY_SCHEMA, LABEL_QUALITY_COLUMNS_DOC),
-    "variants": (VARIANTS_SCHEMA, VARIANTS_COLUMNS_DOC),
-    "curated_samples": (SAMPLES_SCHEMA, SAMPLES_COLUMNS_DOC),
-    "curation_ledger": (LEDGER_SCHEMA, LEDGER_COLUMNS_DOC),
-    "corrupted_test": (CORRUPTED_SCHEMA, CORRUPTED_COLUMNS_DOC),
-    "retrained_model": (RETRAINED_SCHEMA, RETRAINED_COLUMNS_DOC),
-    "robustness_report": (REPORT_SCHEMA, REPORT_COLUMNS_DOC),
-    "reviews": (REVIEWS_SCHEMA, REVIEWS_COLUMNS_DOC),
-    "curated_dataset": (FILES_SCHEMA, FILES_COLUMNS_DOC),
+    "raw_samples": SAMPLES_SCHEMA,
+    "ingest_rejects": REJECTS_SCHEMA,
+    "reference_model": REFERENCE_SCHEMA,
+    "rpr_scores": RPR_SCHEMA,
+    "oof_predictions": OOF_SCHEMA,
+    "label_quality": LABEL_QUALITY_SCHEMA,
+    "variants": VARIANTS_SCHEMA,
+    "curated_samples": SAMPLES_SCHEMA,
+    "curation_ledger": LEDGER_SCHEMA,
+    "corrupted_test": CORRUPTED_SCHEMA,
+    "retrained_model": RETRAINED_SCHEMA,
+    "robustness_report": REPORT_SCHEMA,
+    "reviews": REVIEWS_SCHEMA,
+    "curated_dataset": FILES_SCHEMA,
 }
 
 
@@ -145,11 +144,11 @@ def test_every_table_asset_declares_its_core_columns(isolated_home: Path) -> Non
     }
     # curated_dataset's file table is declared in assets/curation/curated_dataset.py, not yet here
     assert set(declared) == set(TABLE_SCHEMAS)
-    for name, (schema, docs) in TABLE_SCHEMAS.items():
+    for name, schema in TABLE_SCHEMAS.items():
         columns = declared[name].columns
         assert [c.name for c in columns] == schema.names, name
         assert [c.type for c in columns] == [str(f.type) for f in schema], name
-        assert {c.name: c.description for c in columns if c.description} == docs, name
+        assert {c.name: c.description for c in columns} == descriptions(schema), name
 
 
 def test_every_asset_says_what_a_row_is(isolated_home: Path) -> None:

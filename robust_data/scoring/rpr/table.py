@@ -18,42 +18,47 @@ from robust_data.store.checks import (
     schema_problems,
     unique_problems,
 )
-from robust_data.store.schema import read_params, table_metadata
+from robust_data.store.schema import column, read_params, table_metadata
 
 RPR_SCHEMA = pa.schema(
     [
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),
-        pa.field("model_sha256", pa.string(), nullable=False),
-        pa.field("scheme", pa.string(), nullable=False),
-        pa.field("max_steps", pa.int32(), nullable=False),
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("clean_pred", pa.int64(), nullable=False),
-        pa.field("clean_correct", pa.bool_(), nullable=False),
-        pa.field("steps_to_flip", pa.int32()),
-        pa.field("robust", pa.bool_(), nullable=False),
-        pa.field("flip_pred", pa.int64()),
+        column(
+            "sample_id", pa.string(), "The scored sample (raw_samples.sample_id)", nullable=False
+        ),
+        column("split", pa.string(), '"train" or "test"', nullable=False),
+        column("label", pa.int64(), "The given label y", nullable=False),
+        column(
+            "model_sha256",
+            pa.string(),
+            "sha256 of the model's weights (the reference model)",
+            nullable=False,
+        ),
+        column(
+            "scheme",
+            pa.string(),
+            'Random perturbation, canonical spec, e.g. "pixels"',
+            nullable=False,
+        ),
+        column(
+            "max_steps",
+            pa.int32(),
+            "Tries per sample; surviving them all is robust",
+            nullable=False,
+        ),
+        column("seed", pa.int64(), "Seed of the perturbations", nullable=False),
+        column("clean_pred", pa.int64(), "Prediction on the unperturbed image", nullable=False),
+        column("clean_correct", pa.bool_(), "clean_pred equals label", nullable=False),
+        column(
+            "steps_to_flip",
+            pa.int32(),
+            "Tries until the prediction changed, 1..max_steps (low = fragile); "
+            "null: survived (robust)",
+        ),
+        column("robust", pa.bool_(), "Survived every try; false is fragile", nullable=False),
+        column("flip_pred", pa.int64(), "Prediction at the flip; null when robust"),
     ]
 )
 """One row per scored datapoint. Low ``steps_to_flip`` (and ``robust`` false) is fragile."""
-
-#: One line per column of :data:`RPR_SCHEMA`.
-RPR_COLUMNS_DOC = {
-    "sample_id": "The scored sample (raw_samples.sample_id)",
-    "split": '"train" or "test"',
-    "label": "The given label y",
-    "model_sha256": "sha256 of the model's weights (the reference model)",
-    "scheme": 'Random perturbation, canonical spec, e.g. "pixels"',
-    "max_steps": "Tries per sample; surviving them all is robust",
-    "seed": "Seed of the perturbations",
-    "clean_pred": "Prediction on the unperturbed image",
-    "clean_correct": "clean_pred equals label",
-    "steps_to_flip": "Tries until the prediction changed, 1..max_steps (low = fragile); "
-    "null: survived (robust)",
-    "robust": "Survived every try; false is fragile",
-    "flip_pred": "Prediction at the flip; null when robust",
-}
 
 
 def rpr_table(
