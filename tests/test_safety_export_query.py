@@ -23,7 +23,7 @@ import robust_data.export.writers as writers_module
 from robust_data.export.layout import FORMATS, ExportError, data_file
 from robust_data.export.swap import owner_tag
 from robust_data.store.store import Store
-from tests.fixtures import png_bytes
+from tests.fixtures import png_bytes, query_rows
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "toy"
@@ -453,7 +453,7 @@ def test_query_refuses_every_write_in_one_line(
     before = snapshot(tmp_path)
     sql = template.format(**sandbox)
     with pytest.raises(query_module.QueryError) as exc:
-        query_module.run_query(store, sql)
+        query_rows(store, sql)
     _one_line_error(exc)
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "user" / ".duckdb").exists() and not any((tmp_path / "cwd").iterdir())
@@ -496,10 +496,10 @@ def test_query_messages(store: Store) -> None:
     }
     for sql, message in cases.items():
         with pytest.raises(query_module.QueryError) as exc:
-            query_module.run_query(store, sql)
+            query_rows(store, sql)
         assert _one_line_error(exc) == message
     with pytest.raises(query_module.QueryError) as exc:
-        query_module.run_query(store, f"SELECT * FROM read_text('{store.home}/datasets.json')")
+        query_rows(store, f"SELECT * FROM read_text('{store.home}/datasets.json')")
     assert _one_line_error(exc).startswith(
         "expected SQL that only reads the stored tables; found a statement that reaches files"
     )
@@ -509,9 +509,8 @@ def test_reads_still_work(store: Store) -> None:
     # a second partition with a column the first lacks: views unify them by name
     extra = store.storage_root / "raw_samples" / "more.parquet"
     pq.write_table(pa.table({"sample_id": ["m:1"], "split": ["train"], "note": ["new"]}), extra)
-    run = query_module.run_query
-    assert run(store, "SELECT count(*) AS n FROM raw_samples").table.to_pylist() == [{"n": 11}]
-    assert run(store, "SELECT count(note) AS n FROM raw_samples").table.to_pylist() == [{"n": 1}]
+    assert query_rows(store, "SELECT count(*) AS n FROM raw_samples") == [{"n": 11}]
+    assert query_rows(store, "SELECT count(note) AS n FROM raw_samples") == [{"n": 1}]
     for sql in (
         "EXPLAIN SELECT * FROM rpr_scores",
         "EXPLAIN ANALYZE SELECT count(*) FROM rpr_scores",
@@ -519,7 +518,7 @@ def test_reads_still_work(store: Store) -> None:
         "WITH t AS (SELECT label FROM curated_samples) SELECT label, count(*) FROM t GROUP BY 1",
         "FROM label_quality",
     ):
-        assert run(store, sql).table.num_rows > 0, sql
+        assert query_rows(store, sql), sql
     out = io.StringIO()
     assert query_module.stream_query(store, "SELECT sample_id, image FROM raw_samples", out) == 11
     assert "bytes>" in out.getvalue() and out.getvalue().endswith("(11 rows)\n")
@@ -576,7 +575,7 @@ def test_csv_and_json_stream_batches_and_note_the_cap_apart(numbers: Store) -> N
     assert notes.getvalue() == query_module.truncation_note(5) + "\n"
 
 
-def test_max_rows_flag_and_run_query(numbers: Store) -> None:
+def test_max_rows_flag_and_uncapped_queries(numbers: Store) -> None:
     from pipelines.cli.commands import max_rows_for
     from pipelines.cli.common import CliError
 
@@ -590,9 +589,8 @@ def test_max_rows_flag_and_run_query(numbers: Store) -> None:
         _one_line_error(exc)
         == "expected --max-rows 0 (no cap) or more; found -1; pass --max-rows 0"
     )
-    assert query_module.run_query(numbers, "SELECT * FROM numbers").table.num_rows == 25_000
-    capped = query_module.run_query(numbers, "SELECT * FROM numbers", max_rows=10)
-    assert capped.render("csv").count("\n") == 11
+    assert len(query_rows(numbers, "SELECT * FROM numbers")) == 25_000
+    assert len(query_rows(numbers, "SELECT * FROM numbers", max_rows=10)) == 10
 
 
 def test_cli_query_caps_rows_and_survives_a_closed_pipe(

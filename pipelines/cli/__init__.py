@@ -25,13 +25,13 @@ from pipelines.cli.commands import (
     cmd_score_model,
 )
 from pipelines.cli.common import CliError, error_line
-from pipelines.cli.launch import _failure_message, run_job
+from pipelines.cli.launch import run_job
 from pipelines.cli.parser import build_parser
 from pipelines.cli.review import cmd_browse, cmd_review
 from pipelines.cli.ui import cmd_ui
 from robust_data.errors import RobustDataError
 
-__all__ = ["COMMANDS", "CliError", "_failure_message", "build_parser", "main", "run_job"]
+__all__ = ["COMMANDS", "CliError", "build_parser", "main", "run_job"]
 
 
 COMMANDS = {

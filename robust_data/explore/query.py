@@ -17,7 +17,6 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -48,31 +47,6 @@ LOCKDOWN = (
 
 class QueryError(RobustDataError):
     """A query that is not read-only, names an unknown table, or fails in DuckDB."""
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """The rows of a query as an Arrow table."""
-
-    table: pa.Table
-
-    def render(self, fmt: str = "table", max_width: int = 40) -> str:
-        """Render as an aligned text table, CSV or JSON lines.
-
-        The table rounds floats to 4 decimals, right-aligns numeric columns and shows
-        control characters escaped (:func:`printable`); CSV and JSON keep full precision and
-        the exact text (JSON escapes control characters, CSV quotes them). Binary values are
-        shown as base64 in CSV/JSON.
-        """
-        _check_format(fmt)
-        rows = self.table.to_pylist()
-        names = self.table.schema.names
-        if fmt == "json":
-            return _json_lines(rows)
-        if fmt == "csv":
-            return _csv_lines(names, rows, header=True)
-        cells = [[_cell_text(row[n], max_width) for n in names] for row in rows]
-        return _table_text(names, cells, _row_count(len(rows)), _numeric(self.table.schema))
 
 
 def _check_format(fmt: str) -> None:
@@ -433,21 +407,3 @@ def _write_table(
     else:
         footer = _row_count(len(cells))
     out.write(_table_text(names, cells, footer, _numeric(schema)))
-
-
-def run_query(store: Store, sql: str, max_rows: int | None = None) -> QueryResult:
-    """Run read-only SQL over the store and return its rows (the first ``max_rows`` of them).
-
-    Raises
-    ------
-    QueryError
-        One line: for SQL that is not one read-only statement, or DuckDB's own error (with
-        the views that exist).
-    """
-    con = connect(store)
-    try:
-        reader = _reader(store, con, sql, ROWS_PER_BATCH)
-        table = pa.Table.from_batches(list(_Capped(reader, max_rows, store)), reader.schema)
-    finally:
-        con.close()
-    return QueryResult(table)

@@ -70,7 +70,7 @@ class JudgeOptions:
     device, precision : str
         Where and how the models run, for the suite and RPR alike: ``auto``/``cpu``/``cuda``
         and ``auto``/``fp32``/``bf16`` (``auto``: bf16 where the hardware has bf16 matrix
-        units, the scoring precision of :func:`robust_data.scoring.rpr.score_rpr`).
+        units, the scoring precision of :func:`robust_data.scoring.rpr.engine.score_rpr`).
     """
 
     scheme: str = "pixels"
