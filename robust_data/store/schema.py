@@ -60,7 +60,7 @@ SAMPLES_SCHEMA = pa.schema(
         column(
             "content_sha256",
             pa.string(),
-            "sha256 of the decoded pixels (equal for exact duplicates)",
+            'sha256 of "HxWxC:" + the decoded pixels (equal for exact duplicates)',
             nullable=False,
         ),
         column("split", pa.string(), '"train" or "test"', nullable=False),

@@ -10,6 +10,7 @@ from robust_data.store.checks import schema_problems
 from robust_data.store.schema import (
     DESCRIPTION_KEY,
     REJECTS_SCHEMA,
+    SAMPLES_SCHEMA,
     column,
     describe,
     descriptions,
@@ -56,3 +57,15 @@ def test_schemas_compare_without_the_descriptions(isolated_home: Path) -> None:
     store = Store.open(isolated_home)
     store.write(plain, "ingest_rejects", "old")
     assert store.read("ingest_rejects", "old").equals(_rejects())
+
+
+def test_the_readme_samples_table_is_the_schema() -> None:
+    """README's table of the samples columns states the schema's types and descriptions."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The samples table", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        tuple(cell.strip().strip("`") for cell in line.strip("|").split(" | "))
+        for line in section.splitlines()
+        if line.startswith("| `")
+    ]
+    assert rows == [(f.name, str(f.type), describe(f)) for f in SAMPLES_SCHEMA]
