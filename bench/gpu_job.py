@@ -4,27 +4,31 @@ One short run for a lent GPU machine (``bash bench/gpu_job.sh`` there: it instal
 wheels and runs this with ``--out $OUT``), which also runs on a CPU at a tiny size
 (``--quick --device cpu``). In order, each stage skipped once ``--budget-s`` is spent:
 
-1. the device's bf16 matrix-multiply rate, measured here (8192^3 on CUDA, 2048^3 on a CPU);
+1. an import check of every module the job needs (all failures at once), and the device's
+   bf16 matrix-multiply rate, measured here (8192^3 on CUDA, 2048^3 on a CPU);
 2. the main job, ``robust-data curate`` (ingest, reference model, RPR scores, out-of-fold
-   label quality, curation, variants, export, retraining, report: the CLI's defaults) on
-   each dataset of ``--jobs``, each in a fresh home, in its own process with
+   label quality, curation, variants, export, retraining, report: the CLI's defaults) on the
+   first dataset of ``--jobs``, in a fresh home, in its own process with
    ``ROBUST_DATA_DEVICE`` set: process wall time, the Dagster run's time, every step's wall
    time (the instance's step stats), user/system CPU, peak RSS, GPU load and memory
    (``nvidia-smi``, where present) and what the run's assets logged (``rpr_scores``:
    tries per second). A job still running when the budget ends is stopped; the steps it
    finished are recorded;
-3. the RPR engine on the first job's stored reference model and test split, timed apart
-   from the job (warm-up first): passes per second, FLOPs per pass of the model, and the
-   share of the measured bf16 matmul rate (FLOPs per pass x passes/s / rate); then a short
-   sweep of batch size and compile mode on every image of that dataset (``--sweep-s``);
-4. agreement: the first ``--agree-n`` test images scored again on the CPU (fp32, same model,
-   scheme, seed and sample ids) against the job's stored scores and the timed run: how often
-   the robust flag and ``steps_to_flip`` are identical.
+3. the RPR engine on that job's stored reference model and test split, timed apart from
+   the job (warm-up first): passes per second, FLOPs per pass of the model, and the share
+   of the measured bf16 matmul rate (FLOPs per pass x passes/s / rate); agreement: the first
+   ``--agree-n`` test images scored again on the CPU (fp32, same model, scheme, seed and
+   sample ids) against the job's stored scores and the timed run (robust flag and
+   ``steps_to_flip`` identical); then a sweep of batch size and compile mode on every image
+   of that dataset, within ``--sweep-s``;
+4. the other jobs of ``--jobs``, as in 2, with what is left of the budget.
 
 Jobs (``--jobs``, comma-separated, each optionally ``@SEEDS``): ``mnist-5k`` (the bundled
 source), ``digits:N`` (N real digits of mnist-5k; above 5,000 with seeded 1-2 pixel shifted
 copies, as ``bench/scale.py`` makes them), ``fashion-mnist:ROOT`` (the IDX files under ROOT,
-when they were carried). Default ``mnist-5k,digits:60000@1``.
+when they were carried). Default ``mnist-5k,digits:60000@1``: all of Fashion-MNIST (26 MB
+even as xz) does not travel beside the wheels within a call's 64 MiB, so 60,000 digits of the
+same shape stand in for its timings.
 
 Writes ``gpu_job.json`` (every figure) and ``gpu_job.md`` (a section for bench/RESULTS.md)
 to ``--out`` (default $OUT when set, else /tmp/gpu-job-out) after every stage, so a run cut
