@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,9 @@ from robust_data.store.schema import REJECTS_SCHEMA, SAMPLES_SCHEMA, column_by_i
 
 #: Most problems listed in one outcome (the count is always exact).
 _SHOWN = 5
+
+#: A figure a check reports: a JSON value (the assets show it as the check's metadata).
+Figure = int | float | str | list[Any] | dict[str, Any] | None
 
 
 @dataclass
@@ -38,7 +42,7 @@ class CheckOutcome:
     """
 
     problems: list[str] = field(default_factory=list)
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: dict[str, Figure] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -442,7 +442,7 @@ def test_executor_comes_from_the_environment(
     try:
         import dagster_k8s  # noqa: F401
     except ImportError:
-        with pytest.raises(ValueError, match="pip install dagster-k8s"):
+        with pytest.raises(ValueError, match=r"pip install -c constraints.txt '\.\[k8s\]'"):
             build_definitions(store)
     else:  # pragma: no cover - dagster-k8s is not a dependency here
         job = build_definitions(store).resolve_job_def("curation_job")
