@@ -142,14 +142,6 @@ class ReportSetup:
     judge: JudgeOptions
 
 
-def random_subset(data: SampleArrays, size: int, seed: int) -> SampleArrays:
-    """``size`` samples of ``data`` chosen with a local seeded generator (stratification: none)."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(data), bool)
-    mask[rng.choice(len(data), size=min(size, len(data)), replace=False)] = True
-    return data.where(mask)
-
-
 def add_variants(data: SampleArrays, variants: pa.Table) -> SampleArrays:
     """``data`` followed by the rows of a ``variants`` table whose parent is in ``data``.
 

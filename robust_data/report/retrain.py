@@ -27,7 +27,6 @@ from robust_data.curation.presets import Preset, class_weights, spread
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays
-from robust_data.report.build import random_subset
 from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy, save_model, train_model
 from robust_data.store.checks import CheckOutcome
 from robust_data.store.schema import column, column_by_id, table_metadata
@@ -79,6 +78,14 @@ class TrainingSet:
     originals: int
     variants: int
     weights: np.ndarray | None = None
+
+
+def random_subset(data: SampleArrays, size: int, seed: int) -> SampleArrays:
+    """``size`` samples of ``data`` chosen with a local seeded generator (stratification: none)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(data), bool)
+    mask[rng.choice(len(data), size=min(size, len(data)), replace=False)] = True
+    return data.where(mask)
 
 
 def with_variants(
