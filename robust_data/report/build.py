@@ -434,25 +434,6 @@ def report_from_measurements(
     return _report(setup, runs, seed0, curves, len(seeds), len(rows[0]["steps"]))
 
 
-def build_report(
-    setup: ReportSetup,
-    candidates: list[Candidate],
-    test: SampleArrays,
-    corrupted: pa.Table | None,
-    known_steps: dict[tuple[str, int], np.ndarray] | None = None,
-    progress: bool = True,
-) -> Report:
-    """Judge every candidate on ``test`` seed by seed, and compare curated with the rest.
-
-    One process: :func:`measure_candidates`, then :func:`report_from_measurements`.
-    ``corrupted`` is the stored corrupted test set of ``test`` (each chunk read once per seed
-    and run through that seed's models); ``known_steps`` maps (model, seed) to stored RPR
-    tries under the scoring scheme, not scored again.
-    """
-    table = measure_candidates(setup, candidates, test, corrupted, known_steps, progress)
-    return report_from_measurements(setup, [table])
-
-
 def _report(
     setup: ReportSetup,
     runs: list[dict[str, Any]],

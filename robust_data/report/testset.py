@@ -165,27 +165,6 @@ def corrupted_jobs(table: pa.Table) -> list[tuple[str, int]]:
     return list(dict.fromkeys(pairs))
 
 
-def select_corruptions(table: pa.Table, names: Sequence[str] | None) -> pa.Table:
-    """The clean rows and the rows of ``names`` (all rows for None).
-
-    Raises
-    ------
-    ValueError
-        When a name is not in the table, naming what it holds.
-    """
-    if names is None:
-        return table
-    held = {c for c, _ in corrupted_jobs(table)} - {"clean"}
-    missing = sorted(set(names) - held)
-    if missing:
-        raise ValueError(
-            f"expected corruptions held by the corrupted test set; found {missing} missing "
-            f"(it holds {sorted(held)}); re-materialize corrupted_test with them"
-        )
-    keep = pc.is_in(table.column("corruption"), pa.array(["clean", *names], pa.string()))
-    return table.filter(keep)
-
-
 def stored_chunks(table: pa.Table, batch_size: int = 1024) -> Iterator[Chunk]:
     """The images of a stored corrupted test set, job by job, as float32 in [0, 1].
 

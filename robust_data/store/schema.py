@@ -141,25 +141,6 @@ def read_params(schema: pa.Schema) -> dict[str, Any]:
     return json.loads(read_metadata(schema).get("params", "{}"))
 
 
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Check that ``table`` has exactly the columns of ``schema`` and cast it to it.
-
-    Raises
-    ------
-    ValueError
-        One line naming the missing and unexpected columns.
-    """
-    found = table.schema.names
-    if found != schema.names:
-        missing = [n for n in schema.names if n not in found]
-        extra = [n for n in found if n not in schema.names]
-        raise ValueError(
-            f"expected columns {schema.names}; found {found} (missing {missing}, unexpected "
-            f"{extra}); build the table with the schema from robust_data.store.schema"
-        )
-    return table.cast(schema.with_metadata(table.schema.metadata))
-
-
 def column_by_id(table: pa.Table, ids: list[str], name: str, default: object = None) -> list:
     """Column ``name`` of ``table`` in the order of ``ids``, matched on ``sample_id``.
 

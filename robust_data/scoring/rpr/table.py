@@ -145,11 +145,6 @@ def robustness_curve(steps_to_flip: np.ndarray, max_steps: int) -> np.ndarray:
     return 1.0 - np.cumsum(flips_at) / steps.size
 
 
-def steps_column(table: pa.Table) -> np.ndarray:
-    """``steps_to_flip`` of an ``rpr_scores`` table as (N,) int64 with 0 for survivors."""
-    return np.asarray(table.column("steps_to_flip").fill_null(0).to_numpy(), np.int64)
-
-
 def class_robust_fraction(labels: np.ndarray, robust: np.ndarray, num_classes: int) -> np.ndarray:
     """Robust fraction per class (Figure 4).
 
