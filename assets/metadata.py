@@ -1,9 +1,11 @@
-"""Dagster metadata built from the core's tables: column schemas and small typed tables.
+"""Dagster metadata built from the core's tables and records: column schemas, small typed
+tables, stage summaries.
 
 The core (``robust_data``) never imports Dagster: it defines each stored table's Arrow schema
-with one line per column in its fields' metadata (:func:`robust_data.store.schema.column`);
-this module turns them into what the UI shows in place (a column schema, a sortable table)
-rather than behind "Show Markdown".
+with one line per column in its fields' metadata (:func:`robust_data.store.schema.column`),
+and each stage's summary record (:class:`robust_data.present.summary.StageSummary`); this
+module turns them into what the UI shows in place (a column schema, a sortable table, typed
+numbers) rather than behind "Show Markdown".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dagster import (
     TableSchema,
 )
 
+from robust_data.present.summary import Entry, StageSummary
 from robust_data.store.schema import describe, with_description
 
 #: The definition metadata key of a table asset's columns (shown on the asset's page).
@@ -93,3 +96,30 @@ def count_table(counts: Mapping[str, int], key: str, unit: str, about: str) -> T
     """
     rows = [{key: str(name), unit: int(count)} for name, count in counts.items()]
     return records_table(rows, {key: "", unit: about})
+
+
+def _typed(entry: Entry) -> MetadataValue:
+    """A summary entry as the metadata value its kind, or else its value's type, calls for."""
+    value = entry.value
+    if entry.kind == "path":
+        return MetadataValue.path(value)
+    if entry.kind == "md":
+        return MetadataValue.md(value)
+    if isinstance(value, bool):
+        return MetadataValue.bool(value)
+    if isinstance(value, int):
+        return MetadataValue.int(value)
+    if isinstance(value, float):
+        return MetadataValue.float(value)
+    if isinstance(value, str):
+        return MetadataValue.text(value)
+    return MetadataValue.json(value)
+
+
+def summary_metadata(record: StageSummary) -> dict[str, MetadataValue]:
+    """A stage's summary record as typed metadata, one entry per field, in field order.
+
+    The CLI rebuilds the record from these entries
+    (:meth:`robust_data.present.summary.StageSummary.from_metadata`).
+    """
+    return {entry.key: _typed(entry) for entry in record.entries()}

@@ -12,7 +12,7 @@ from dagster import (
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
 from assets.ingest.raw_samples import DATASETS
-from assets.metadata import table_definition
+from assets.metadata import summary_metadata, table_definition
 from assets.resources import HomeResource
 from robust_data.export.export import ExportOptions, export_to_store
 from robust_data.export.result import FILES_SCHEMA, check_export
@@ -75,8 +75,7 @@ def curated_dataset(
     context.add_output_metadata(
         output_name="result",
         metadata={
-            "export": MetadataValue.path(result.where),
-            "rows": MetadataValue.json(result.rows),
+            **summary_metadata(result.summary()),  # export, rows
             "card": MetadataValue.md(card[:4000]),
         },
     )

@@ -15,7 +15,7 @@ from pydantic import Field
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig, set_fields
 from assets.ingest.raw_samples import DATASETS
-from assets.metadata import count_table, records_table, table_definition
+from assets.metadata import count_table, records_table, summary_metadata, table_definition
 from assets.resources import HomeResource
 from robust_data.curation.policy import (
     BALANCE_TOLERANCE,
@@ -127,16 +127,11 @@ def _metadata(result: Curation, names: list[str]) -> dict[str, MetadataValue]:
 
 
 def _ledger_metadata(result: Curation, guard: str) -> dict[str, MetadataValue]:
-    """Kept and dropped counts first, then the reasons; ``reason_counts`` feeds the CLI."""
-    kept = result.curated.num_rows
+    """The summary (kept and dropped counts, counts per reason), the guard, the reasons table."""
     return {
-        "kept": MetadataValue.int(kept),
-        "dropped": MetadataValue.int(result.ledger.num_rows - kept),
-        "kept_share": MetadataValue.float(round(result.kept_share(), 4)),
-        "dagster/row_count": MetadataValue.int(result.ledger.num_rows),
+        **summary_metadata(result.summary()),
         "guard": MetadataValue.text(guard),
         "reasons": _reasons(result),
-        "reason_counts": MetadataValue.json(result.reason_counts()),
     }
 
 

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
-from assets.metadata import count_table, table_definition
+from assets.metadata import count_table, summary_metadata, table_definition
 from assets.resources import HomeResource
 from robust_data.errors import DatasetError
 from robust_data.ingest.build import IngestOptions, IngestResult, ingest, parse_size
@@ -25,7 +25,7 @@ from robust_data.store.schema import (
     SAMPLES_SCHEMA,
 )
 
-#: One partition per dataset name; the CLI (and later the inbox sensor) registers them.
+#: One partition per dataset name; the CLI and the inbox sensor (pipelines.automation) add them.
 DATASETS = DynamicPartitionsDefinition(name="datasets")
 
 
@@ -49,22 +49,20 @@ class RawSamplesConfig(CoreConfig, core=IngestOptions, omit=("resize",)):
 
 
 def _metadata(result: IngestResult) -> dict[str, MetadataValue]:
-    """Key numbers, then the count tables, then the preview; ``counts`` feeds the CLI summary."""
-    classes, splits = result.class_counts(), result.split_counts()
+    """The summary (rows, rejects, counts: what the CLI reads), then the class sizes, the count
+    tables and the preview."""
+    summary = result.summary()
+    classes, splits = summary.counts.classes, summary.counts.splits
     return {
-        "dagster/row_count": MetadataValue.int(result.samples.num_rows),
+        **summary_metadata(summary),
         "num_classes": MetadataValue.int(len(classes)),
         "smallest_class": MetadataValue.int(min(classes.values(), default=0)),
         "largest_class": MetadataValue.int(max(classes.values(), default=0)),
-        "rejects": MetadataValue.int(result.rejects.num_rows),
         "notes": MetadataValue.text("; ".join(result.notes) or "none"),
         "class_counts": count_table(classes, "class", "samples", "Images of the class"),
         "split_counts": count_table(splits, "split", "samples", "Images in the split"),
         "preview": MetadataValue.md(
             inline_png(preview_grid(result.samples), "preview: one row per class")
-        ),
-        "counts": MetadataValue.json(
-            {"classes": classes, "splits": splits, "notes": list(result.notes)}
         ),
     }
 

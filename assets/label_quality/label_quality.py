@@ -12,7 +12,7 @@ from dagster import (
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
 from assets.ingest.raw_samples import DATASETS
-from assets.metadata import records_table, table_definition
+from assets.metadata import records_table, summary_metadata, table_definition
 from robust_data.ingest.arrays import class_names
 from robust_data.label_quality.assess import (
     LABEL_QUALITY_SCHEMA,
@@ -49,18 +49,8 @@ def _per_class(result: LabelQuality, names: list[str]) -> TableMetadataValue:
 
 
 def _metadata(result: LabelQuality, names: list[str], datalab: bool) -> dict[str, MetadataValue]:
-    """Counts and shares first, then the tables (Datalab's when it ran); no plot."""
-    table = result.table
-    meta: dict[str, MetadataValue] = {
-        "label_issues": MetadataValue.int(sum(table.column("is_label_issue").to_pylist())),
-        "flagged_share": MetadataValue.float(round(result.flagged_share(), 4)),
-    }
-    if datalab:
-        meta["outliers"] = MetadataValue.int(sum(table.column("is_outlier").to_pylist()))
-        meta["near_duplicates"] = MetadataValue.int(
-            sum(table.column("is_near_duplicate").to_pylist())
-        )
-    meta["dagster/row_count"] = MetadataValue.int(table.num_rows)
+    """The summary (counts and shares) first, then the tables (Datalab's when it ran); no plot."""
+    meta = summary_metadata(result.summary(datalab))
     meta["issues_per_class"] = _per_class(result, names)
     if datalab:
         summary = {

@@ -24,7 +24,7 @@ from pydantic import Field
 from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig
 from assets.ingest.raw_samples import DATASETS
-from assets.metadata import records_table, table_definition
+from assets.metadata import records_table, summary_metadata, table_definition
 from assets.resources import (
     GPU_POOL,
     GPU_STEP_TAGS,
@@ -42,9 +42,7 @@ from robust_data.report.build import (
     Report,
     ReportSetup,
     check_report,
-    headline_verdicts,
     measure_candidates,
-    paper_table_markdown,
     report_from_measurements,
     stored_steps,
     summary_rows,
@@ -226,9 +224,8 @@ def _models_table(report: Report) -> TableMetadataValue:
 
 
 def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
-    """Verdicts first, then the summary numbers, the models table, and the plots.
-
-    ``headline`` and ``paper_table`` (last) feed the CLI summary.
+    """Verdicts first, then the summary numbers, the models table, the plots, and last the
+    report's summary record (report, headline, paper_table), which the CLI reads.
     """
     figures = report.figures
     return {
@@ -242,15 +239,7 @@ def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
         "corruption_accuracy": MetadataValue.md(
             inline_png(figures["corruption_accuracy"], "accuracy per corruption")
         ),
-        "report": MetadataValue.path(str(path)),
-        "headline": MetadataValue.json(
-            {
-                "preset": report.document["preset"],
-                "seeds": report.document["seeds"],
-                "verdicts": headline_verdicts(report.table),
-            }
-        ),
-        "paper_table": MetadataValue.md(paper_table_markdown(report.table)),
+        **summary_metadata(report.summary(str(path))),
     }
 
 

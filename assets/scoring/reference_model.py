@@ -1,11 +1,11 @@
 """``reference_model``: the dataset's reference model, trained on its train split."""
 
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, Output, asset
 
 from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig, device_field
 from assets.ingest.raw_samples import DATASETS
-from assets.metadata import table_definition
+from assets.metadata import summary_metadata, table_definition
 from assets.resources import (
     GPU_POOL,
     GPU_STEP_TAGS,
@@ -17,6 +17,7 @@ from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.reference import (
     REFERENCE_SCHEMA,
     check_model_table,
+    reference_summary,
     train_reference,
 )
 
@@ -60,21 +61,8 @@ def reference_model(
     weights = home.store().weights_location("reference_model", context.partition_key)
     with transient_failures_retried(context):
         table = train_reference(raw_samples, options, weights, device=device)
-    row = table.to_pylist()[0]
     context.add_output_metadata(
-        output_name="result",
-        metadata={
-            "test_accuracy": MetadataValue.float(
-                float("nan") if row["test_accuracy"] is None else row["test_accuracy"]
-            ),
-            "train_accuracy": MetadataValue.float(row["train_accuracy"]),
-            "arch": MetadataValue.text(row["arch"]),
-            "num_parameters": MetadataValue.int(row["num_parameters"]),
-            "train_seconds": MetadataValue.float(row["train_seconds"]),
-            "device": MetadataValue.text(f"{row['device']} ({row['precision']})"),
-            "sha256": MetadataValue.text(row["sha256"]),
-            "weights": MetadataValue.path(row["path"]),
-        },
+        output_name="result", metadata=summary_metadata(reference_summary(table))
     )
     yield Output(table)
     yield check_result("reference_model", "valid", check_model_table(table))

@@ -26,7 +26,7 @@ from pydantic import Field
 from assets.checks import check_result
 from assets.config import FROM_COMPUTE, CoreConfig
 from assets.ingest.raw_samples import DATASETS
-from assets.metadata import table_definition
+from assets.metadata import summary_metadata, table_definition
 from assets.resources import (
     GPU_POOL,
     GPU_STEP_TAGS,
@@ -74,19 +74,11 @@ def _split_config(config: RprScoresConfig) -> dict:
 
 
 def _metadata(scores: RprScores, shards: int) -> dict[str, MetadataValue]:
-    """Robust fractions first, then how it was scored, then the plots."""
+    """The summary (robust fractions first, then how it was scored), the work, the plots."""
     result = scores.result
-    meta: dict[str, MetadataValue] = {
-        f"robust_fraction_{split}": MetadataValue.float(round(fraction, 4))
-        for split, fraction in scores.robust_fraction().items()
-    }
+    meta = summary_metadata(scores.summary())
     meta.update(
         {
-            "dagster/row_count": MetadataValue.int(scores.table.num_rows),
-            "scheme": MetadataValue.text(result.scheme),
-            "max_steps": MetadataValue.int(result.max_steps),
-            "model_sha256": MetadataValue.text(scores.table.column("model_sha256")[0].as_py()),
-            "device": MetadataValue.text(f"{result.device} ({result.precision})"),
             "shards": MetadataValue.int(shards),
             "tries": MetadataValue.int(result.tries),
             # Over the slowest shard's wall time: the rate of the whole (parallel) scoring.

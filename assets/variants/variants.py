@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
 from assets.ingest.raw_samples import DATASETS
-from assets.metadata import count_table, table_definition
+from assets.metadata import count_table, summary_metadata, table_definition
 from robust_data.curation.presets import VariantOptions, plan_variants, preset_from_params
 from robust_data.present.markdown import inline_png
 from robust_data.present.plots import image_grid
@@ -63,7 +63,7 @@ def variants(
     )
     counts = result.counts()
     metadata = {
-        "dagster/row_count": MetadataValue.int(result.table.num_rows),
+        **summary_metadata(result.summary()),  # dagster/row_count, transforms: the CLI reads them
         "kept_samples": MetadataValue.int(curated_samples.num_rows),
         "preset": MetadataValue.text(chosen.name),
         "per_transform": count_table(counts, "transform", "variants", "Images it made"),
@@ -71,7 +71,6 @@ def variants(
     if result.examples:
         gallery = image_grid(list(result.examples.values()), "Variants: one row per transform")
         metadata["gallery"] = MetadataValue.md(inline_png(gallery, "variants"))
-    metadata["transforms"] = MetadataValue.json(sorted(counts))  # read by the CLI summary
     context.add_output_metadata(output_name="result", metadata=metadata)
     yield Output(result.table)
     yield check_result("variants", "valid", check_variants(result.table, curated_samples))

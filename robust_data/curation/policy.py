@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +22,7 @@ from robust_data.curation.reviews import Review
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.present.plots import grouped_bars
+from robust_data.present.summary import ROW_COUNT, StageSummary, logged
 from robust_data.store.checks import CheckOutcome, schema_problems
 from robust_data.store.schema import column, column_by_id, table_metadata
 
@@ -160,6 +161,29 @@ class Curation:
     def class_counts(self) -> tuple[dict[int, int], dict[int, int]]:
         """(before, after) samples per class label."""
         return class_counts(self.ledger)
+
+    def summary(self) -> CurationSummary:
+        """The ledger's counts, for its asset's metadata and the CLI."""
+        kept = self.curated.num_rows
+        return CurationSummary(
+            kept=kept,
+            dropped=self.ledger.num_rows - kept,
+            kept_share=round(self.kept_share(), 4),
+            rows=self.ledger.num_rows,
+            reason_counts=self.reason_counts(),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurationSummary(StageSummary):
+    """The summary of a curation: samples kept and dropped (of ``rows``, the ledger's), and the
+    count per reason (``kept`` first, then the rules in order)."""
+
+    kept: int
+    dropped: int
+    kept_share: float
+    rows: int = field(metadata=logged(key=ROW_COUNT))
+    reason_counts: dict[str, int]
 
 
 def class_counts(ledger: pa.Table) -> tuple[dict[int, int], dict[int, int]]:

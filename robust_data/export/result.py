@@ -10,6 +10,7 @@ import pyarrow as pa
 from robust_data.export.layout import data_file
 from robust_data.export.swap import StaleExports
 from robust_data.io.files import file_exists, file_sha256
+from robust_data.present.summary import StageSummary, logged
 from robust_data.store.checks import CheckOutcome
 from robust_data.store.schema import column, table_metadata
 
@@ -46,6 +47,10 @@ class ExportResult:
         """The export's URL when it was published, else its local folder."""
         return self.location or str(self.path)
 
+    def summary(self) -> ExportSummary:
+        """Where the export is and its rows per split, for the asset's metadata and the CLI."""
+        return ExportSummary(export=self.where, rows=dict(self.rows))
+
     def files_table(self, source: str = "curated_samples, variants, raw_samples") -> pa.Table:
         """One row per exported Parquet file: split, path, rows, sha256; with table metadata.
 
@@ -71,6 +76,14 @@ class ExportResult:
         )
         params = {"format": self.format, "export": self.where}
         return table.replace_schema_metadata(table_metadata("curated_dataset", source, params))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportSummary(StageSummary):
+    """The summary of an export: where it is (its URL or folder) and its rows per split."""
+
+    export: str = field(metadata=logged(kind="path"))
+    rows: dict[str, int]
 
 
 FILES_SCHEMA = pa.schema(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +14,7 @@ from robust_data.ingest.images import content_sha256, encode_png, resize_pixels
 from robust_data.ingest.sources import LoadOptions, ResolvedSource, SourceData, resolve_source
 from robust_data.ingest.splits import stratified_split
 from robust_data.present.progress import progress_bar
+from robust_data.present.summary import ROW_COUNT, StageSummary, logged
 from robust_data.store.schema import IMAGE_TYPE, REJECTS_SCHEMA, SAMPLES_SCHEMA, table_metadata
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,31 @@ class IngestResult:
     def split_counts(self) -> dict[str, int]:
         """Rows per split."""
         return dict(sorted(Counter(self.samples.column("split").to_pylist()).items()))
+
+    def summary(self) -> IngestSummary:
+        """What the ingestion stored, for the asset's metadata and the CLI."""
+        counts = IngestCounts(self.class_counts(), self.split_counts(), self.notes)
+        return IngestSummary(
+            rows=self.samples.num_rows, rejects=self.rejects.num_rows, counts=counts
+        )
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    """Images per class (label order) and per split, and the ingestion notes."""
+
+    classes: dict[str, int] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestSummary(StageSummary):
+    """The summary of one ingestion: rows stored, items rejected, and the counts (one entry)."""
+
+    rows: int = field(metadata=logged(key=ROW_COUNT))
+    rejects: int = 0
+    counts: IngestCounts = field(default_factory=IngestCounts)
 
 
 def parse_size(text: str) -> tuple[int, int]:

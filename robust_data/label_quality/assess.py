@@ -8,7 +8,7 @@ benchmark and the tests use to check that detection works.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import decode_samples
 from robust_data.label_quality.oof import matrix_column
 from robust_data.present.plots import image_grid
+from robust_data.present.summary import ROW_COUNT, StageSummary, logged
 from robust_data.store.checks import (
     CheckOutcome,
     nan_problems,
@@ -138,6 +139,21 @@ class LabelQuality:
         """Share of samples flagged as label issues, in [0, 1]."""
         return float(pc.mean(self.table.column("is_label_issue").cast(pa.int8())).as_py() or 0.0)
 
+    def summary(self, datalab: bool) -> LabelQualitySummary:
+        """The counts, for the asset's metadata and the CLI (outliers and near-duplicates only
+        when ``datalab`` ran)."""
+
+        def flagged(name: str) -> int:
+            return sum(self.table.column(name).to_pylist())
+
+        return LabelQualitySummary(
+            label_issues=flagged("is_label_issue"),
+            flagged_share=round(self.flagged_share(), 4),
+            outliers=flagged("is_outlier") if datalab else None,
+            near_duplicates=flagged("is_near_duplicate") if datalab else None,
+            rows=self.table.num_rows,
+        )
+
     def per_class(self, classes: int) -> list[tuple[int, int, int]]:
         """(class, samples, label issues) by given label, for every class 0..K-1."""
         given = self.table.column("given_label").to_numpy()
@@ -168,6 +184,18 @@ class LabelQuality:
         ]
         rows = [items[i : i + 10] for i in range(0, len(items), 10)] or [[]]
         return image_grid(rows, "Most suspect labels: given → suggested")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelQualitySummary(StageSummary):
+    """The summary of label quality: label issues and their share of the training samples,
+    outliers and near-duplicates (None without Datalab)."""
+
+    label_issues: int
+    flagged_share: float
+    outliers: int | None = None
+    near_duplicates: int | None = None
+    rows: int = field(metadata=logged(key=ROW_COUNT))
 
 
 def assess_labels(oof: pa.Table, options: LabelQualityOptions | None = None) -> LabelQuality:

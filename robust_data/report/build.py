@@ -24,6 +24,7 @@ from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.io.files import write_bytes
 from robust_data.present.plots import grouped_bars
+from robust_data.present.summary import StageSummary, logged
 from robust_data.report.corruption_suite import SUITE_SCHEMA
 from robust_data.report.evaluate import (
     METRICS,
@@ -177,6 +178,18 @@ class Report:
         """One line per metric and baseline, the reference first."""
         return list(self.document["verdicts"])
 
+    def summary(self, location: str) -> ReportSummary:
+        """Where the report is, its headline verdicts and the paper's table, for the asset's
+        metadata and the CLI; ``location`` is report.md's (:func:`write_report`)."""
+        headline = ReportHeadline(
+            preset=self.document["preset"],
+            seeds=self.document["seeds"],
+            verdicts=tuple(headline_verdicts(self.table)),
+        )
+        return ReportSummary(
+            report=location, headline=headline, paper_table=paper_table_markdown(self.table)
+        )
+
     def markdown(self) -> str:
         """The report as Markdown (verdicts first), figures linked from ``plots/``."""
         doc = self.document
@@ -226,6 +239,24 @@ class Report:
             )
         lines += ["", "![accuracy per corruption](plots/corruption_accuracy.png)", ""]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportHeadline:
+    """The preset and seeds the report compared, and its verdicts on the headline metrics."""
+
+    preset: str
+    seeds: int
+    verdicts: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportSummary(StageSummary):
+    """The summary of a report: report.md's location, the headline, the paper's table."""
+
+    report: str = field(metadata=logged(kind="path"))
+    headline: ReportHeadline
+    paper_table: str = field(metadata=logged(kind="md"))
 
 
 def summary_markdown(summary: dict[str, dict[str, list[float]]], sizes: dict[str, int]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import pyarrow as pa
 from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.io.files import file_exists, file_sha256
+from robust_data.present.summary import StageSummary, logged
 from robust_data.scoring.models import (
     ModelFile,
     ModelOptions,
@@ -118,6 +119,36 @@ def reference_row(trained: TrainedModel, saved: ModelFile, train_samples: int) -
     table = pa.Table.from_pylist([row], schema=REFERENCE_SCHEMA)
     meta = table_metadata("reference_model", "raw_samples", asdict(trained.config))
     return table.replace_schema_metadata(meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceSummary(StageSummary):
+    """The summary of a reference model: accuracies first (test NaN without a test split)."""
+
+    test_accuracy: float
+    train_accuracy: float
+    arch: str
+    num_parameters: int
+    train_seconds: float
+    device: str  # where it trained and at what precision, e.g. "cuda (bf16)"
+    sha256: str
+    weights: str = field(metadata=logged(kind="path"))
+
+
+def reference_summary(reference: pa.Table) -> ReferenceSummary:
+    """The summary of a one-row ``reference_model`` table."""
+    row = reference.to_pylist()[0]
+    test_accuracy = row["test_accuracy"]
+    return ReferenceSummary(
+        test_accuracy=float("nan") if test_accuracy is None else test_accuracy,
+        train_accuracy=row["train_accuracy"],
+        arch=row["arch"],
+        num_parameters=row["num_parameters"],
+        train_seconds=row["train_seconds"],
+        device=f"{row['device']} ({row['precision']})",
+        sha256=row["sha256"],
+        weights=row["path"],
+    )
 
 
 def load_reference(reference: pa.Table) -> tuple[TrainedModel, ModelFile]:

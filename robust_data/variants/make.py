@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,7 @@ from robust_data.perturb.corrupt import CORRUPTIONS, CorruptionScheme, corrupt
 from robust_data.perturb.rng import purpose_key, sample_keys
 from robust_data.perturb.schemes import Scheme, parse_scheme
 from robust_data.present.progress import progress_bar
+from robust_data.present.summary import ROW_COUNT, StageSummary, logged
 from robust_data.store.checks import (
     CheckOutcome,
     agreement_problems,
@@ -176,6 +177,18 @@ class Variants:
     def counts(self) -> dict[str, int]:
         """Rows per transform spec."""
         return dict(Counter(self.table.column("transform").to_pylist()))
+
+    def summary(self) -> VariantsSummary:
+        """Images made and the transforms that made them, for the asset's metadata and the CLI."""
+        return VariantsSummary(rows=self.table.num_rows, transforms=tuple(sorted(self.counts())))
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantsSummary(StageSummary):
+    """The summary of the variants: images made, and the transforms that made them (sorted)."""
+
+    rows: int = field(metadata=logged(key=ROW_COUNT))
+    transforms: tuple[str, ...] = ()
 
 
 def copy_key(seed: int, copy: int) -> int:

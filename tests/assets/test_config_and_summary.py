@@ -43,19 +43,34 @@ def test_summary_is_built_from_the_run_metadata(tmp_path: Path) -> None:
             },
         },
         "reference_model": {
-            "arch": "simple_cnn",
-            "train_accuracy": 0.9,
             "test_accuracy": 0.8,
+            "train_accuracy": 0.9,
+            "arch": "simple_cnn",
+            "num_parameters": 1234,
+            "train_seconds": 2.5,
+            "device": "cpu (fp32)",
             "sha256": "0123456789abcdef",
+            "weights": "/w/model.pt",
         },
         "rpr_scores": {
-            "scheme": "pixels",
-            "max_steps": 250,
             "robust_fraction_train": 0.5,
             "robust_fraction_test": 0.25,
-            "robust_fraction_per_class": "![plot](data:...)",
+            "dagster/row_count": 30,
+            "scheme": "pixels",
+            "max_steps": 250,
+            "model_sha256": "0123456789abcdef",
+            "device": "cpu (fp32)",
+            "shards": 1,
+            "robust_fraction_per_class": "![plot](data:...)",  # a plot: not a split's fraction
         },
-        "curation_ledger": {"reason_counts": {"kept": 20, "label_issue": 4, "outlier": 0}},
+        "curation_ledger": {
+            "kept": 20,
+            "dropped": 4,
+            "kept_share": 0.8333,
+            "dagster/row_count": 24,
+            "guard": "passed",
+            "reason_counts": {"kept": 20, "label_issue": 4, "outlier": 0},
+        },
         "robustness_report": {
             "headline": {"preset": "clean", "seeds": 2, "verdicts": ["curated is ..."]},
             "paper_table": "| model |",
@@ -78,6 +93,46 @@ def test_summary_is_built_from_the_run_metadata(tmp_path: Path) -> None:
         "Full report: /r/report.md",
     ]
     assert not any(line.startswith("  label_quality") for line in lines)  # not in this run
+
+
+def test_summary_records_round_trip_through_typed_metadata() -> None:
+    from assets.metadata import summary_metadata
+    from robust_data.curation.policy import CurationSummary
+    from robust_data.ingest.build import IngestCounts, IngestSummary
+    from robust_data.label_quality.assess import LabelQualitySummary
+    from robust_data.report.build import ReportHeadline, ReportSummary
+    from robust_data.scoring.rpr.score import RprSummary
+
+    records = [
+        IngestSummary(rows=30, rejects=1, counts=IngestCounts({"a": 10}, {"train": 30}, ("n",))),
+        RprSummary(
+            robust_fraction={"train": 0.5, "test": 0.25},
+            rows=30,
+            scheme="pixels",
+            max_steps=250,
+            model_sha256="ab",
+            device="cpu (fp32)",
+        ),
+        LabelQualitySummary(label_issues=3, flagged_share=0.1, rows=30),  # no Datalab
+        CurationSummary(kept=20, dropped=4, kept_share=0.8333, rows=24, reason_counts={"kept": 20}),
+        ReportSummary(
+            report="/r/report.md",
+            headline=ReportHeadline(preset="clean", seeds=2, verdicts=("curated is ...",)),
+            paper_table="| model |",
+        ),
+    ]
+    for record in records:
+        metadata = summary_metadata(record)
+        values = {key: value.value for key, value in metadata.items()}  # as the CLI reads them
+        assert type(record).from_metadata(values) == record
+    keys = [list(summary_metadata(record)) for record in records]
+    assert keys[0] == ["dagster/row_count", "rejects", "counts"]
+    assert keys[1][:3] == ["robust_fraction_train", "robust_fraction_test", "dagster/row_count"]
+    assert "outliers" not in keys[2]  # not logged without Datalab
+    assert keys[4] == ["report", "headline", "paper_table"]
+    assert type(summary_metadata(records[4])["report"]).__name__ == "PathMetadataValue"
+    with pytest.raises(ValueError, match="expected the metadata entry 'scheme' of RprSummary"):
+        RprSummary.from_metadata({"dagster/row_count": 3})
 
 
 def test_scoped_environ_restores_what_was_there(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import SampleArrays, class_names, decode_samples
+from robust_data.present.summary import ROW_COUNT, StageSummary, logged
 from robust_data.scoring.models import TrainedModel
 from robust_data.scoring.rpr.engine import RprOptions, RprResult, score_rpr
 from robust_data.scoring.rpr.plots import plot_class_fractions, plot_curves, plot_examples
@@ -133,6 +134,30 @@ class RprScores:
             ),
             "examples": plot_examples(*self.examples()),
         }
+
+    def summary(self) -> RprSummary:
+        """What was scored and how, for the asset's metadata and the CLI."""
+        return RprSummary(
+            robust_fraction={s: round(float(f), 4) for s, f in self.robust_fraction().items()},
+            rows=self.table.num_rows,
+            scheme=self.result.scheme,
+            max_steps=self.result.max_steps,
+            model_sha256=self.table.column("model_sha256")[0].as_py(),
+            device=f"{self.result.device} ({self.result.precision})",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RprSummary(StageSummary):
+    """The summary of RPR scores: robust fraction per split (4 decimals; higher is more
+    robust), then how they were scored."""
+
+    robust_fraction: dict[str, float] = field(metadata=logged(each="robust_fraction_"))
+    rows: int = field(metadata=logged(key=ROW_COUNT))
+    scheme: str
+    max_steps: int
+    model_sha256: str
+    device: str  # where it ran and at what precision, e.g. "cuda (bf16)"
 
 
 def score_samples(
