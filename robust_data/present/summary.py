@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
+from robust_data.errors import DatasetError
+
 #: The metadata key of a table's row count (Dagster shows it as the asset's row count).
 ROW_COUNT = "dagster/row_count"
 
@@ -87,7 +89,7 @@ def _rebuilt(value: Any, hint: Any) -> Any:
 def _record(kind: type[Any], values: Mapping[str, Any]) -> Any:
     """A dataclass ``kind`` from logged values keyed as :meth:`StageSummary.entries` keys them.
 
-    Fields with a default may be missing; a missing required field is a ValueError.
+    Fields with a default may be missing; a missing required field is a DatasetError.
     """
     hints = typing.get_type_hints(kind)
     found: dict[str, Any] = {}
@@ -102,9 +104,10 @@ def _record(kind: type[Any], values: Mapping[str, Any]) -> Any:
         elif key in values:
             found[field.name] = _rebuilt(values[key], hints[field.name])
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ValueError(
-                f"expected the metadata entry {key!r} of {kind.__name__}; found only "
-                f"{sorted(values)}; materialize the asset again with this version"
+            raise DatasetError(
+                f"the metadata entry {key!r} of {kind.__name__}",
+                f"only {sorted(values)}",
+                "materialize the asset again with this version",
             )
     return kind(**found)
 
@@ -132,7 +135,7 @@ class StageSummary:
 
         Raises
         ------
-        ValueError
+        DatasetError
             When a field without a default has no entry.
         """
         return _record(cls, values)
