@@ -28,7 +28,7 @@ from dagster import (
     sensor,
 )
 
-from assets.ingest.raw_samples import DATASETS
+from assets.ingest.raw_samples import DATASETS, DATASETS_NAME
 from assets.resources import CRON_ENV, DEFAULT_CRON, HomeResource, Settings
 from pipelines.jobs import curation_job
 from robust_data.errors import DatasetError, RobustDataError
@@ -85,11 +85,11 @@ def inbox_sensor(context: SensorEvaluationContext, home: HomeResource):
                 tags={"robust_data/inbox": str(entry.path)},
             )
         )
-    requested = {r.partition_key for r in requests}
+    requested = {r.partition_key for r in requests if r.partition_key}  # each has one
     new = [
         name
         for name in sorted(requested)
-        if not context.instance.has_dynamic_partition(DATASETS.name, name)
+        if not context.instance.has_dynamic_partition(DATASETS_NAME, name)
     ]
     return SensorResult(
         run_requests=requests,
@@ -120,7 +120,7 @@ def _cron() -> str:
 )
 def curation_schedule(context: ScheduleEvaluationContext):
     """One curation run per registered dataset partition."""
-    names = sorted(context.instance.get_dynamic_partitions(DATASETS.name))
+    names = sorted(context.instance.get_dynamic_partitions(DATASETS_NAME))
     if not names:
         return SkipReason("no dataset registered yet: robust-data ingest, or drop one in the inbox")
     tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else ""

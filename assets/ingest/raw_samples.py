@@ -26,7 +26,9 @@ from robust_data.store.schema import (
 )
 
 #: One partition per dataset name; the CLI and the inbox sensor (pipelines.automation) add them.
-DATASETS = DynamicPartitionsDefinition(name="datasets")
+#: ``DATASETS_NAME`` for the instance's partition calls (``DATASETS.name`` is ``str | None``).
+DATASETS_NAME = "datasets"
+DATASETS = DynamicPartitionsDefinition(name=DATASETS_NAME)
 
 
 class RawSamplesConfig(CoreConfig, core=IngestOptions, omit=("resize",)):

@@ -181,7 +181,7 @@ def run_job(
     }
     from dagster import DagsterInstance
 
-    from assets.ingest.raw_samples import DATASETS
+    from assets.ingest.raw_samples import DATASETS_NAME
     from assets.resources import MAX_CONCURRENT_ENV
 
     if execution is not None:
@@ -194,8 +194,8 @@ def run_job(
         environment[MAX_CONCURRENT_ENV] = str(workers)
     started = time.perf_counter()
     with scoped_environ(environment), DagsterInstance.get() as instance:
-        if not instance.has_dynamic_partition(DATASETS.name, partition):
-            instance.add_dynamic_partitions(DATASETS.name, [partition])
+        if not instance.has_dynamic_partition(DATASETS_NAME, partition):
+            instance.add_dynamic_partitions(DATASETS_NAME, [partition])
         if workers > 1 or execution is not None:
             result = _execute_in_workers(instance, job, partition, run_config)
         else:
@@ -277,7 +277,8 @@ def _execute_here(
     target = build_reconstructable_job(
         "pipelines.definitions",
         "in_process_job",
-        reconstructable_args=(job, str(store.home), store.tables_root),
+        # dagster annotates this tuple[object] (one item), meaning any number
+        reconstructable_args=(job, str(store.home), store.tables_root),  # type: ignore[arg-type]
     )
     return execute_job(
         target,
