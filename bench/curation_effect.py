@@ -27,8 +27,7 @@ from results import cpu_model, record
 from robust_data.curation.policy import CurationPolicy, select_scored
 from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.ingest.build import ingest
-from robust_data.report.build import add_variants
-from robust_data.report.retrain import random_subset
+from robust_data.report.retrain import add_variants, random_subset
 from robust_data.scoring.models import ModelOptions, train_model
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 from robust_data.variants.make import DEFAULT_TRANSFORMS, make_variants

@@ -36,7 +36,7 @@ from results import cpu_model, record
 from robust_data.curation.policy import CurationPolicy, select_scored
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
-from robust_data.report.build import PAPER_TABLE
+from robust_data.report.render import PAPER_TABLE
 from robust_data.report.stats import Metric, interval, paired_difference, verdict
 from robust_data.scoring.models import ModelOptions, train_model
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr

@@ -35,20 +35,10 @@ from assets.resources import (
 from robust_data.curation.presets import preset_from_params
 from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.present.markdown import inline_png
-from robust_data.report.build import (
-    HEADLINE,
-    REPORT_SCHEMA,
-    Candidate,
-    Report,
-    ReportSetup,
-    check_report,
-    measure_candidates,
-    report_from_measurements,
-    stored_steps,
-    summary_rows,
-    write_report,
-)
+from robust_data.report.build import Report, report_from_measurements, write_report
 from robust_data.report.evaluate import JudgeOptions, held_out_scheme, used_families
+from robust_data.report.measure import Candidate, ReportSetup, measure_candidates, stored_steps
+from robust_data.report.render import summary_rows
 from robust_data.report.retrain import (
     RETRAINED_SCHEMA,
     RetrainOptions,
@@ -57,6 +47,7 @@ from robust_data.report.retrain import (
     curation_inputs,
     retrain_models,
 )
+from robust_data.report.table import HEADLINE, REPORT_SCHEMA, check_report
 from robust_data.scoring.models import load_model
 from robust_data.scoring.reference import check_model_table, load_reference
 from robust_data.scoring.rpr.table import scored_max_steps
@@ -294,7 +285,7 @@ def evaluate_model(
     curation_ledger: pa.Table,
     corrupted_test: pa.Table,
 ) -> pa.Table:
-    """Measure one model (one core call: :func:`robust_data.report.build.measure_candidates`)."""
+    """Measure one model (one core call: :func:`robust_data.report.measure.measure_candidates`)."""
     setup = _setup(context.partition_key, config, compute, rpr_scores, curation_ledger)
     (row,) = candidate.to_pylist()
     model, _ = load_model(row["path"], row["sha256"])

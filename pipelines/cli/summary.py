@@ -154,7 +154,7 @@ def _stage_lines(run: RunSummaries) -> list[str]:
 
 def report_lines(store: Store, name: str) -> list[str]:
     """The paper's table from the stored report, and where the full report is."""
-    from robust_data.report.build import paper_table_markdown
+    from robust_data.report.render import paper_table_markdown
 
     table = store.read("robustness_report", name)
     return [

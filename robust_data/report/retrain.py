@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from robust_data.curation.presets import Preset, class_weights, spread
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError, RobustDataError
-from robust_data.ingest.arrays import SampleArrays
+from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy, save_model, train_model
 from robust_data.store.checks import CheckOutcome
 from robust_data.store.schema import column, column_by_id, table_metadata
@@ -114,6 +115,28 @@ def with_variants(
             images.append(out.clamp(0, 1).numpy().astype(np.float32))
             labels.append(data.labels[chosen])
     return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def add_variants(data: SampleArrays, variants: pa.Table) -> SampleArrays:
+    """``data`` followed by the rows of a ``variants`` table whose parent is in ``data``.
+
+    Gives the random-subset baseline the same variants the curated export carries, so the two
+    differ only in which originals were chosen.
+    """
+    chosen = pa.array(list(data.sample_ids), pa.string())
+    rows = variants.filter(pc.is_in(variants.column("parent_sample_id"), chosen))
+    rows = rows.select(["variant_id", "split", "label", "image"]).rename_columns(
+        ["sample_id", "split", "label", "image"]
+    )
+    extra = decode_samples(rows)
+    if not len(extra):
+        return data
+    return SampleArrays(
+        list(data.sample_ids) + extra.sample_ids,
+        np.concatenate([data.images, extra.images]),
+        np.concatenate([data.labels, extra.labels]),
+        np.concatenate([data.splits, extra.splits]),
+    )
 
 
 def training_sets(

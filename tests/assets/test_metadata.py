@@ -11,8 +11,8 @@ from robust_data.curation.reviews import REVIEWS_SCHEMA
 from robust_data.export.result import FILES_SCHEMA
 from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
 from robust_data.label_quality.oof import OOF_SCHEMA
-from robust_data.report.build import REPORT_SCHEMA
 from robust_data.report.retrain import RETRAINED_SCHEMA
+from robust_data.report.table import REPORT_SCHEMA
 from robust_data.report.testset import CORRUPTED_SCHEMA
 from robust_data.scoring.reference import REFERENCE_SCHEMA
 from robust_data.scoring.rpr.table import RPR_SCHEMA

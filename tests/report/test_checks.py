@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from robust_data.report.build import REPORT_SCHEMA, check_report
 from robust_data.report.retrain import RETRAINED_SCHEMA, check_accuracy_loss
+from robust_data.report.table import REPORT_SCHEMA, check_report
 
 
 def test_report_check_catches_nan_a_missing_model_and_a_reference_mce_other_than_one() -> None:

@@ -60,15 +60,10 @@ def test_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_path: Pat
 
     from robust_data.ingest.arrays import SampleArrays
     from robust_data.io.files import read_bytes
-    from robust_data.report.build import (
-        REPORT_SCHEMA,
-        Candidate,
-        ReportSetup,
-        measure_candidates,
-        report_from_measurements,
-        write_report,
-    )
+    from robust_data.report.build import report_from_measurements, write_report
     from robust_data.report.evaluate import JudgeOptions
+    from robust_data.report.measure import Candidate, ReportSetup, measure_candidates
+    from robust_data.report.table import REPORT_SCHEMA
     from robust_data.scoring.models import ModelOptions, TrainedModel, build_model
 
     rng = np.random.default_rng(0)
