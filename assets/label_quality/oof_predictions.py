@@ -28,14 +28,8 @@ from assets.config import FROM_COMPUTE, CoreConfig
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
 from assets.resources import GPU_POOL, GPU_STEP_TAGS, ComputeResource, transient_failures_retried
-from robust_data.label_quality.oof import (
-    OOF_SCHEMA,
-    OofOptions,
-    check_oof,
-    fold_plan,
-    merge_folds,
-    oof_fold,
-)
+from robust_data.label_quality.oof import OofOptions, fold_plan, merge_folds, oof_fold
+from robust_data.label_quality.oof_table import OOF_SCHEMA, check_oof
 from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.reference import load_reference
 

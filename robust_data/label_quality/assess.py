@@ -19,7 +19,7 @@ from cleanlab.rank import get_label_quality_scores
 
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import decode_samples
-from robust_data.label_quality.oof import matrix_column
+from robust_data.label_quality.oof_table import matrix_column
 from robust_data.present.plots import image_grid
 from robust_data.present.summary import ROW_COUNT, StageSummary, logged
 from robust_data.store.checks import (

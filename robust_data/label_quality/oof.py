@@ -2,8 +2,9 @@
 
 cleanlab needs predicted probabilities that no model saw the label of: each training sample's
 ``pred_probs`` come from the fold model that was trained without it. Embeddings (for outliers
-and near-duplicates) must share one space, so they come from one model: the reference model,
-trained on the whole train split, with its penultimate activations reduced by PCA.
+and near-duplicates) come from the reference model (robust_data.label_quality.embeddings).
+The folds run in one process (:func:`out_of_fold`) or as one step each (:func:`fold_plan`,
+:func:`oof_fold`, :func:`merge_folds`); the table is robust_data.label_quality.oof_table's.
 """
 
 from __future__ import annotations
@@ -14,50 +15,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
-from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold
-from torch import nn
 
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays, decode_samples, num_classes
-from robust_data.scoring.models import (
-    ModelOptions,
-    TrainedModel,
-    embed,
-    predict_logits,
-    train_model,
-)
-from robust_data.store.checks import (
-    CheckOutcome,
-    agreement_problems,
-    nan_problems,
-    schema_problems,
-    unique_problems,
-)
-from robust_data.store.schema import column, table_metadata
-
-OOF_SCHEMA = pa.schema(
-    [
-        column(
-            "sample_id", pa.string(), "The training sample (raw_samples.sample_id)", nullable=False
-        ),
-        column("label", pa.int64(), "The given label", nullable=False),
-        column("fold", pa.int32(), "0..folds-1: the fold it was held out in", nullable=False),
-        column(
-            "pred_probs",
-            pa.list_(pa.float32()),
-            "(K,) class probabilities of the model that never saw it; sums to 1",
-            nullable=False,
-        ),
-        column(
-            "embedding",
-            pa.list_(pa.float32()),
-            "(D,) PCA of the model's penultimate activations",
-            nullable=False,
-        ),
-    ]
-)
-"""One row per training sample: its held-out fold, out-of-fold probabilities, embedding."""
+from robust_data.label_quality.embeddings import reference_embeddings
+from robust_data.label_quality.oof_table import OOF_SCHEMA, list_column, matrix_column
+from robust_data.scoring.models import ModelOptions, TrainedModel, predict_logits, train_model
+from robust_data.store.schema import table_metadata
 
 
 @dataclass(frozen=True)
@@ -142,27 +107,13 @@ class OofResult:
                 "sample_id": pa.array(self.sample_ids, pa.string()),
                 "label": pa.array(self.labels, pa.int64()),
                 "fold": pa.array(self.fold, pa.int32()),
-                "pred_probs": _list_column(self.pred_probs),
-                "embedding": _list_column(self.embeddings),
+                "pred_probs": list_column(self.pred_probs),
+                "embedding": list_column(self.embeddings),
             },
             schema=OOF_SCHEMA,
         )
         meta = {"folds": self.folds, "warnings": self.warnings, **(params or {})}
         return table.replace_schema_metadata(table_metadata("oof_predictions", "raw_samples", meta))
-
-
-def _list_column(matrix: np.ndarray) -> pa.Array:
-    n, d = matrix.shape
-    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1).astype(np.float32)))
-
-
-def matrix_column(table: pa.Table, column: str) -> np.ndarray:
-    """A list<float32> column of equal-length rows as an (N, D) float32 array."""
-    values = table.column(column).combine_chunks()
-    n = len(values)
-    flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    return flat.reshape(n, -1) if n else np.zeros((0, 0), np.float32)
 
 
 def fold_count(labels: np.ndarray, requested: int) -> tuple[int, list[str]]:
@@ -355,51 +306,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-EMBED_CHUNK = 4096
-"""Images embedded and projected per chunk once the PCA is fitted."""
-
-
-def reference_embeddings(model: nn.Module, images: np.ndarray, options: OofOptions) -> np.ndarray:
-    """Penultimate activations of ``model`` for ``images`` (N, C, H, W), reduced by PCA.
-
-    Up to ``options.pca_fit_rows`` images: one pass, PCA fitted on all of them
-    (:func:`reduce_dim`). Above: the PCA is fitted on a seeded sample of that many rows and
-    every image is embedded and projected in chunks of :data:`EMBED_CHUNK`, so the (N, D)
-    activations never exist at once.
-
-    Returns
-    -------
-    np.ndarray
-        (N, min(embedding_dim, D)) float32.
-    """
-    n = len(images)
-    if n <= options.pca_fit_rows:
-        return reduce_dim(embed(model, images, device=options.device), options)
-    rows = np.sort(np.random.default_rng(options.seed).choice(n, options.pca_fit_rows, False))
-    sample = embed(model, images[rows], device=options.device)
-    components = min(options.embedding_dim, sample.shape[1])
-    pca = None
-    if components < sample.shape[1]:
-        pca = PCA(n_components=components, svd_solver="randomized", random_state=options.seed)
-        pca.fit(sample)
-    del sample
-    out = np.empty((n, components), np.float32)
-    for start in range(0, n, EMBED_CHUNK):
-        chunk = embed(model, images[start : start + EMBED_CHUNK], device=options.device)
-        out[start : start + len(chunk)] = chunk if pca is None else pca.transform(chunk)
-    return out
-
-
-def reduce_dim(features: np.ndarray, options: OofOptions) -> np.ndarray:
-    """PCA of (N, D) features to at most ``options.embedding_dim`` components, float32."""
-    n, d = features.shape
-    components = min(options.embedding_dim, d, n)
-    if components >= d:
-        return features.astype(np.float32)
-    pca = PCA(n_components=components, svd_solver="randomized", random_state=options.seed)
-    return pca.fit_transform(features).astype(np.float32)
-
-
 def _train_split(samples: pa.Table) -> tuple[SampleArrays, int]:
     data = decode_samples(samples, splits=("train",))
     if len(data) == 0:
@@ -452,7 +358,7 @@ def oof_fold(samples: pa.Table, k: int, options: OofOptions, progress: bool = Tr
             "sample_id": pa.array([data.sample_ids[i] for i in fit.held], pa.string()),
             "row": pa.array(fit.held, pa.int64()),
             "fold": pa.array(np.full(len(fit.held), k, np.int32)),
-            "pred_probs": _list_column(fit.pred_probs),
+            "pred_probs": list_column(fit.pred_probs),
         },
         schema=FOLD_SCHEMA,
     )
@@ -497,21 +403,3 @@ def merge_folds(
             )
         )
     return combine_folds(data, classes, reference, plan, fits, options)
-
-
-def check_oof(oof: pa.Table, samples: pa.Table) -> CheckOutcome:
-    """``oof_predictions``: schema, no NaN, each row's probabilities in [0, 1] summing to 1."""
-    problems = schema_problems(oof, OOF_SCHEMA)
-    if problems:
-        return CheckOutcome(problems, {"rows": oof.num_rows})
-    problems += unique_problems(oof, "sample_id")
-    problems += agreement_problems(oof, samples, "sample_id", "label", "training samples")
-    problems += nan_problems(oof)
-    if oof.num_rows and not problems:
-        probs = np.asarray(oof.column("pred_probs").to_pylist(), np.float64)
-        if probs.min() < 0 or probs.max() > 1:
-            problems.append("pred_probs outside [0, 1]")
-        off = np.abs(probs.sum(axis=1) - 1.0) > 1e-3
-        if off.any():
-            problems.append(f"{int(off.sum())} rows of pred_probs do not sum to 1")
-    return CheckOutcome(problems, {"rows": oof.num_rows})

@@ -21,7 +21,7 @@ import pytest
 from robust_data.curation.reviews import load_reviews
 from robust_data.explore.sample_index import SampleFilter, SampleIndex
 from robust_data.ingest.build import ingest
-from robust_data.label_quality.oof import OOF_SCHEMA
+from robust_data.label_quality.oof_table import OOF_SCHEMA
 from robust_data.store.store import Store
 from tests.fixtures import synthetic_scores
 from tests.pipelines.test_webserver import free_port

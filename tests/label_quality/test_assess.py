@@ -16,18 +16,18 @@ from robust_data.label_quality.assess import (
     assess_labels,
     plant_label_noise,
 )
+from robust_data.label_quality.embeddings import reference_embeddings
 from robust_data.label_quality.oof import (
     OofOptions,
     OofResult,
     fold_count,
     fold_plan,
-    matrix_column,
     merge_folds,
     oof_fold,
     oof_predictions,
     out_of_fold,
-    reference_embeddings,
 )
+from robust_data.label_quality.oof_table import matrix_column
 from robust_data.scoring.models import ModelOptions, train_model
 
 

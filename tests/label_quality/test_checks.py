@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from robust_data import ingest
-from robust_data.label_quality.oof import OOF_SCHEMA, check_oof
+from robust_data.label_quality.oof_table import OOF_SCHEMA, check_oof
 
 
 @pytest.fixture(scope="module")

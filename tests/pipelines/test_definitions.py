@@ -32,7 +32,7 @@ from robust_data.curation.presets import DEFAULT_PRESET, PRESETS
 from robust_data.curation.reviews import REVIEWS_SCHEMA
 from robust_data.export.result import FILES_SCHEMA
 from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
-from robust_data.label_quality.oof import OOF_SCHEMA
+from robust_data.label_quality.oof_table import OOF_SCHEMA
 from robust_data.report.retrain import RETRAINED_SCHEMA
 from robust_data.report.table import REPORT_SCHEMA
 from robust_data.report.testset import CORRUPTED_SCHEMA
