@@ -74,10 +74,10 @@ def child(args: argparse.Namespace) -> None:
     """Train one model as asked and print one JSON line (run in a fresh process)."""
     import torch
 
-    from robust_data.scoring import models
+    from robust_data.scoring import models, training
 
-    if args.onednn == "on" and hasattr(models, "onednn_training_guard"):
-        models.onednn_training_guard = lambda model, device: contextlib.nullcontext(False)
+    if args.onednn == "on" and hasattr(training, "onednn_training_guard"):
+        training.onednn_training_guard = lambda model, device: contextlib.nullcontext(False)
     shape = tuple(int(v) for v in args.shape.split(","))
     images, labels = learnable(args.images, shape)
     config = models.ModelOptions(
@@ -89,7 +89,7 @@ def child(args: argparse.Namespace) -> None:
     )
     before = mean_loss(models.build_model(config, shape, 4), images, labels)
     torch.backends.mkldnn.enabled = args.onednn != "off"
-    trained = models.train_model(
+    trained = training.train_model(
         config, images, labels, 4, device="cpu", progress=False, evaluate=False
     )
     torch.backends.mkldnn.enabled = True
@@ -270,7 +270,8 @@ def cost(repeat: int, timeout: float, rows: list[list[str]]) -> None:
 AGREE_CHILD = """
 import json, sys
 import numpy as np
-from robust_data.scoring.models import load_model, predict_logits
+from robust_data.scoring.weights import load_model
+from robust_data.scoring.models import predict_logits
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 trained, _ = load_model(sys.argv[1])
 data = np.load(sys.argv[2])
@@ -292,7 +293,9 @@ def agree(timeout: float, rows: list[list[str]]) -> None:
     """Fill ``rows`` with native vs emulated-AVX2 agreement of one ResNet's logits and scores."""
     import numpy as np
 
-    from robust_data.scoring.models import ModelOptions, save_model, train_model
+    from robust_data.scoring.models import ModelOptions
+    from robust_data.scoring.training import train_model
+    from robust_data.scoring.weights import save_model
 
     images, labels = learnable(512, (3, 32, 32))
     config = ModelOptions(arch="resnet", width=16, epochs=3, batch_size=64, precision="fp32")

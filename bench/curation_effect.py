@@ -28,8 +28,9 @@ from robust_data.curation.policy import CurationPolicy, select_scored
 from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.retrain import add_variants, random_subset
-from robust_data.scoring.models import ModelOptions, train_model
+from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
+from robust_data.scoring.training import train_model
 from robust_data.variants.make import DEFAULT_TRANSFORMS, make_variants
 
 POLICY = CurationPolicy(drop_label_issues=False, drop_outliers=False, dedupe=False)

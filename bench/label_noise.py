@@ -29,7 +29,8 @@ from robust_data.label_quality.assess import (
     plant_label_noise,
 )
 from robust_data.label_quality.oof import OofOptions, out_of_fold
-from robust_data.scoring.models import ModelOptions, train_model
+from robust_data.scoring.models import ModelOptions
+from robust_data.scoring.training import train_model
 
 
 def main() -> None:

@@ -38,8 +38,9 @@ from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.render import PAPER_TABLE
 from robust_data.report.stats import Metric, interval, paired_difference, verdict
-from robust_data.scoring.models import ModelOptions, train_model
+from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
+from robust_data.scoring.training import train_model
 
 
 @dataclass

@@ -26,8 +26,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.scoring.device import autocast, resolve_device, tune_allocator
-from robust_data.scoring.models import ModelOptions, train_model
+from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.rpr.engine import ModelRunner, RprOptions, score_rpr, score_rpr_loop
+from robust_data.scoring.training import train_model
 
 
 def matmul_rate(

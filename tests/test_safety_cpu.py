@@ -23,8 +23,9 @@ import pytest
 import torch
 
 from robust_data.scoring import device
-from robust_data.scoring.models import ModelOptions, build_model, load_model, predict_logits
+from robust_data.scoring.models import ModelOptions, build_model, predict_logits
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
+from robust_data.scoring.weights import load_model
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 #: A run takes 4-8 s (most of it importing torch; 3x that on a loaded machine); a hung one is
@@ -37,7 +38,9 @@ RPR = RprOptions(device="cpu", precision="fp32", max_steps=20, compile="off")
 CHILD = """
 import json, sys
 import numpy as np, torch
-from robust_data.scoring.models import ModelOptions, build_model, save_model, train_model
+from robust_data.scoring.models import ModelOptions, build_model
+from robust_data.scoring.weights import save_model
+from robust_data.scoring.training import train_model
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 
 arch, data, weights = sys.argv[1], np.load(sys.argv[2]), sys.argv[3]

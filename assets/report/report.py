@@ -48,9 +48,9 @@ from robust_data.report.retrain import (
     retrain_models,
 )
 from robust_data.report.table import HEADLINE, REPORT_SCHEMA, check_report
-from robust_data.scoring.models import load_model
 from robust_data.scoring.reference import check_model_table, load_reference
 from robust_data.scoring.rpr.table import scored_max_steps
+from robust_data.scoring.weights import load_model
 from robust_data.store.schema import descriptions, read_params
 
 #: The training sets every report compares; the others are baselines.

@@ -142,11 +142,11 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
     import pyarrow.compute as pc
 
-    from robust_data.scoring.models import load_model
     from robust_data.scoring.reference import load_reference
     from robust_data.scoring.rpr.engine import RprOptions
     from robust_data.scoring.rpr.plots import plot_curves
     from robust_data.scoring.rpr.score import score_samples
+    from robust_data.scoring.weights import load_model
 
     samples = store.read("raw_samples", dataset)
     split = samples.filter(pc.equal(samples.column("split"), args.split))

@@ -21,7 +21,8 @@ from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays, decode_samples, num_classes
 from robust_data.label_quality.embeddings import reference_embeddings
 from robust_data.label_quality.oof_table import OOF_SCHEMA, list_column, matrix_column
-from robust_data.scoring.models import ModelOptions, TrainedModel, predict_logits, train_model
+from robust_data.scoring.models import ModelOptions, TrainedModel, predict_logits
+from robust_data.scoring.training import train_model
 from robust_data.store.schema import table_metadata
 
 

@@ -28,7 +28,9 @@ from robust_data.curation.presets import Preset, class_weights, spread
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays, decode_samples
-from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy, save_model, train_model
+from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy
+from robust_data.scoring.training import train_model
+from robust_data.scoring.weights import save_model
 from robust_data.store.checks import CheckOutcome
 from robust_data.store.schema import column, column_by_id, table_metadata
 from robust_data.variants.make import apply_transform, copy_key, parse_transform

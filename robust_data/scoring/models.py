@@ -1,19 +1,16 @@
-"""Reference models: the paper's simple CNN and a small ResNet; seeded training; weight files.
+"""Reference models: the paper's simple CNN and a small ResNet, built seeded, run in batches.
 
-A weight file is one ``torch.save`` of plain data (config, input shape, class count, metrics,
-state dict), written atomically; its sha256 names the model in every table scored with it.
-Loading uses ``torch.load(weights_only=True)`` and checks the sha256 when one is given.
+:class:`ModelOptions` names an architecture and its training recipe; :func:`build_model`
+initialises one from its seed; a :class:`TrainedModel` is what training
+(robust_data.scoring.training) and weight files (robust_data.scoring.weights) give back;
+:func:`predict_logits`, :func:`embed` and :func:`accuracy` run it over images in batches.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,20 +18,10 @@ import torch
 from torch import nn
 
 from robust_data.errors import DatasetError, RobustDataError
-from robust_data.io.files import file_exists, read_bytes, write_bytes
-from robust_data.present.progress import progress_bar
-from robust_data.scoring.device import (
-    autocast,
-    onednn_training_guard,
-    resolve_device,
-    resolve_precision,
-)
+from robust_data.scoring.device import autocast, resolve_device, resolve_precision
 
 ARCHS = ("simple_cnn", "resnet")
 OPTIMIZERS = ("adam", "sgd")
-FILE_FORMAT = "robust-data-model/1"
-#: Training batches between two readings of the loss for the progress bar (a host sync each).
-POSTFIX_EVERY = 50
 #: Images per forward pass of predict_logits / embed: fp32 activations of the paper's CNN stay
 #: under glibc's largest mmap threshold (32 MB), so the allocator reuses them.
 EVAL_ROWS = 128
@@ -230,11 +217,6 @@ class TrainedModel:
     train_seconds: float = float("nan")
 
 
-def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    pixels = np.require(images, np.float32, ["C", "W"])  # copies only if read-only
-    return torch.from_numpy(pixels), torch.tensor(np.asarray(labels), dtype=torch.int64)
-
-
 def _batched(
     model: nn.Module,
     images: np.ndarray | torch.Tensor,
@@ -305,201 +287,3 @@ def accuracy(
         return float("nan")
     predictions = predict_logits(model, images, device=device).argmax(axis=1)
     return float(np.mean(predictions == np.asarray(labels)))
-
-
-def train_model(
-    config: ModelOptions,
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    num_classes: int,
-    test_images: np.ndarray | None = None,
-    test_labels: np.ndarray | None = None,
-    device: str = "auto",
-    progress: bool = True,
-    desc: str = "",
-    evaluate: bool = True,
-    class_weights: np.ndarray | None = None,
-) -> TrainedModel:
-    """Train a reference model with a seeded recipe.
-
-    Parameters
-    ----------
-    config : ModelOptions
-    train_images : np.ndarray
-        (N, C, H, W) float32 in [0, 1].
-    train_labels : np.ndarray
-        (N,) int in [0, num_classes).
-    num_classes : int
-    test_images, test_labels : np.ndarray, optional
-        Held-out data for the reported test accuracy.
-    device : str
-        ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-    progress : bool
-        Show a progress bar (one step per batch).
-    desc : str
-        The progress bar's label (default ``train <arch>``).
-    evaluate : bool
-        Measure train (and test) accuracy after training; off, they are NaN.
-    class_weights : np.ndarray, optional
-        (num_classes,) float loss weight per class (e.g. inverse frequency, to balance classes
-        without dropping samples); default: every class 1.
-
-    Returns
-    -------
-    TrainedModel
-        On the CPU, in eval mode, with train/test accuracy in ``metrics``.
-
-    Notes
-    -----
-    On a CPU where oneDNN runs its AVX2 kernels (no AVX-512, or ``ONEDNN_MAX_CPU_ISA=AVX2``),
-    the 1x1 convolutions of a model (the ResNet's shortcuts) train as matrix products: oneDNN's
-    1x1 weight gradient there hangs or corrupts memory
-    (:func:`robust_data.scoring.device.onednn_training_guard`).
-    """
-    if len(train_labels) == 0:
-        raise DatasetError("at least one training sample", "none", "add images to the train split")
-    labels = np.asarray(train_labels)
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(
-            f"expected labels in [0, {num_classes}); found {labels.min()}..{labels.max()}"
-        )
-    dev = resolve_device(device)
-    precision = resolve_precision(config.precision, dev)
-    x, y = _as_tensors(train_images, labels)
-    in_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
-    model = build_model(config, in_shape, num_classes).to(dev)
-    model = model.to(memory_format=torch.channels_last)
-    generator = torch.Generator().manual_seed(config.seed)
-    batches = math.ceil(len(x) / config.batch_size)
-    optimizer: torch.optim.Optimizer
-    if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        schedule = None
-    else:
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4
-        )
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs * batches)
-    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-    if weight is not None and weight.shape != (num_classes,):
-        raise ValueError(
-            f"expected class_weights of shape ({num_classes},); found {tuple(weight.shape)}"
-        )
-    loss_fn = nn.CrossEntropyLoss(weight=None if weight is None else weight.to(dev))
-    started = time.perf_counter()
-    bar = progress_bar(
-        total=config.epochs * batches,
-        desc=desc or f"train {config.arch}",
-        unit="batch",
-        mininterval=0.5,
-        disable=not progress,
-    )
-    model.train()
-    with onednn_training_guard(model, dev):  # not oneDNN's faulty AVX2 1x1 weight gradient
-        for epoch in range(config.epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), config.batch_size):
-                index = order[start : start + config.batch_size]
-                xb = x[index].to(dev).contiguous(memory_format=torch.channels_last)
-                with autocast(dev, precision):
-                    loss = loss_fn(model(xb), y[index].to(dev))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if schedule is not None:
-                    schedule.step()
-                bar.update(1)
-                if bar.n % POSTFIX_EVERY == 0:  # reading the loss waits for the device
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
-    seconds = time.perf_counter() - started
-    model = model.cpu().eval().to(memory_format=torch.contiguous_format)
-    test_acc = (
-        accuracy(model, test_images, test_labels, device)
-        if evaluate and test_images is not None and test_labels is not None
-        else float("nan")
-    )
-    metrics = {
-        "train_accuracy": accuracy(model, x.numpy(), labels, device) if evaluate else float("nan"),
-        "test_accuracy": test_acc,
-        "device": str(dev),
-        "precision": precision,
-    }
-    return TrainedModel(model, config, in_shape, num_classes, metrics, seconds)
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """A weight file (a local path or an fsspec URL) and the sha256 of its bytes (its identity)."""
-
-    path: str
-    sha256: str
-
-
-def save_model(trained: TrainedModel, path: str | Path) -> ModelFile:
-    """Write the weight file atomically: config, input shape, class count, metrics, weights.
-
-    ``path`` is a local path (temporary file, then rename) or an fsspec URL (one put).
-    """
-    payload = {
-        "format": FILE_FORMAT,
-        "config": asdict(trained.config),
-        "in_shape": list(trained.in_shape),
-        "num_classes": trained.num_classes,
-        "metrics": dict(trained.metrics),
-        "state_dict": {
-            k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()
-        },
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    target = write_bytes(data, path)
-    return ModelFile(target, hashlib.sha256(data).hexdigest())
-
-
-def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedModel, ModelFile]:
-    """Load a weight file written by :func:`save_model` (``weights_only=True``).
-
-    Raises
-    ------
-    DatasetError
-        When the file's sha256 differs from ``sha256`` or it is not a robust-data weight file.
-    FileNotFoundError
-        When ``path`` does not exist.
-    """
-    if not file_exists(path):
-        raise FileNotFoundError(
-            f"expected a model weight file at {path}; found none; train it first"
-        )
-    data = read_bytes(path)
-    digest = hashlib.sha256(data).hexdigest()
-    if sha256 is not None and digest != sha256:
-        raise DatasetError(
-            f"model {path} to have sha256 {sha256[:12]}",
-            digest[:12],
-            "the file changed since it was recorded: re-materialize reference_model",
-        )
-    try:
-        payload = torch.load(io.BytesIO(data), weights_only=True)
-    except Exception as exc:  # torch raises several types for a file that is not its format
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatasetError(
-            f"a {FILE_FORMAT} weight file at {path}",
-            f"unreadable content ({first})",
-            "pass a weight file written by robust-data",
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise DatasetError(
-            f"a {FILE_FORMAT} weight file at {path}",
-            "something else",
-            "pass a weight file written by robust-data",
-        )
-    config = ModelOptions(**payload["config"])
-    in_shape = image_shape(payload["in_shape"])
-    model = build_model(config, in_shape, int(payload["num_classes"]))
-    model.load_state_dict(payload["state_dict"])
-    trained = TrainedModel(
-        model.eval(), config, in_shape, int(payload["num_classes"]), payload["metrics"]
-    )
-    return trained, ModelFile(str(path), digest)

@@ -13,14 +13,9 @@ from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.io.files import file_exists, file_sha256
 from robust_data.present.summary import StageSummary, logged
-from robust_data.scoring.models import (
-    ModelFile,
-    ModelOptions,
-    TrainedModel,
-    load_model,
-    save_model,
-    train_model,
-)
+from robust_data.scoring.models import ModelOptions, TrainedModel
+from robust_data.scoring.training import train_model
+from robust_data.scoring.weights import ModelFile, load_model, save_model
 from robust_data.store.checks import CheckOutcome, nan_problems, range_problems, schema_problems
 from robust_data.store.schema import column, table_metadata
 

@@ -20,7 +20,8 @@ from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.evaluate import JudgeOptions, compare, held_out_scheme, judge
 from robust_data.report.retrain import train_on, training_sets, with_variants
-from robust_data.scoring.models import ModelOptions, train_model
+from robust_data.scoring.models import ModelOptions
+from robust_data.scoring.training import train_model
 from robust_data.variants.make import make_variants
 
 

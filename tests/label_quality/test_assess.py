@@ -28,7 +28,8 @@ from robust_data.label_quality.oof import (
     out_of_fold,
 )
 from robust_data.label_quality.oof_table import matrix_column
-from robust_data.scoring.models import ModelOptions, train_model
+from robust_data.scoring.models import ModelOptions
+from robust_data.scoring.training import train_model
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,10 @@ import torch
 
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
-from robust_data.scoring.models import (
-    ModelOptions,
-    build_model,
-    load_model,
-    predict_logits,
-    save_model,
-    train_model,
-)
+from robust_data.scoring.models import ModelOptions, build_model, predict_logits
 from robust_data.scoring.reference import load_reference, train_reference
+from robust_data.scoring.training import train_model
+from robust_data.scoring.weights import load_model, save_model
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import torch
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.corruption_suite import corruption_accuracy
-from robust_data.scoring.models import ModelOptions, train_model
+from robust_data.scoring.models import ModelOptions
+from robust_data.scoring.training import train_model
 from robust_data.variants.adversarial import attack, parse_attack
 from robust_data.variants.augment import APPLY, AUGMENTATIONS, augment, parse_augmentation
 from robust_data.variants.make import VARIANTS_SCHEMA, make_variants, parse_transform
