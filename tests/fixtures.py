@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from robust_data.curation.policy import LEDGER_SCHEMA
+from robust_data.curation.ledger import LEDGER_SCHEMA
 from robust_data.explore.query import stream_query
 from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
 from robust_data.scoring.rpr.table import RPR_SCHEMA

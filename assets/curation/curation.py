@@ -17,15 +17,13 @@ from assets.config import CoreConfig, set_fields
 from assets.ingest.raw_samples import DATASETS
 from assets.metadata import count_table, records_table, summary_metadata, table_definition
 from assets.resources import HomeResource
-from robust_data.curation.policy import (
-    BALANCE_TOLERANCE,
+from robust_data.curation.ledger import (
     LEDGER_SCHEMA,
-    Curation,
-    CurationPolicy,
     check_kept_share,
     check_ledger,
     class_count_chart,
 )
+from robust_data.curation.policy import BALANCE_TOLERANCE, Curation, CurationPolicy
 from robust_data.curation.presets import DEFAULT_PRESET, PRESETS, apply_preset, customized
 from robust_data.curation.reviews import REVIEWS_SCHEMA, load_reviews
 from robust_data.ingest.arrays import class_names, num_classes

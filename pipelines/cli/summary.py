@@ -19,7 +19,7 @@ from robust_data.store.home import table_location
 from robust_data.store.store import Store
 
 if TYPE_CHECKING:
-    from robust_data.curation.policy import CurationSummary
+    from robust_data.curation.ledger import CurationSummary
     from robust_data.export.result import ExportSummary
     from robust_data.ingest.build import IngestSummary
     from robust_data.label_quality.assess import LabelQualitySummary
@@ -49,7 +49,7 @@ class RunSummaries:
         The stage modules are imported here, not at the top: they load torch, and the CLI's
         quick commands (query, datasets) never print a run summary.
         """
-        from robust_data.curation.policy import CurationSummary
+        from robust_data.curation.ledger import CurationSummary
         from robust_data.export.result import ExportSummary
         from robust_data.ingest.build import IngestSummary
         from robust_data.label_quality.assess import LabelQualitySummary

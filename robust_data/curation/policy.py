@@ -1,4 +1,4 @@
-"""Curation policy: which training samples to keep, and a ledger that explains every row.
+"""Curation policy: which training samples to keep, and why each of the others was dropped.
 
 Rules run in a fixed order and the ledger records the first one a sample fails:
 misclassified, not_robust, label_issue, outlier, duplicate, over_quota. Class balance is a
@@ -6,60 +6,29 @@ seeded sample of each class's survivors (rank by sha256(seed, sample_id)). Human
 (robust_data.curation.reviews) come last and win: ``drop`` is the reason ``review_drop``;
 ``keep`` and ``relabel`` keep a sample whatever the rules say (the ledger's ``overridden``
 names the rule), first in its class's quota, and ``relabel`` trains it with its ``new_label``.
+The ledger that records it all, row by row, is robust_data.curation.ledger's table.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from robust_data.curation.ledger import LEDGER_SCHEMA, REASONS, CurationSummary, class_counts
 from robust_data.curation.reviews import Review
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays
-from robust_data.present.plots import grouped_bars
-from robust_data.present.summary import ROW_COUNT, StageSummary, logged
-from robust_data.store.checks import CheckOutcome, schema_problems
-from robust_data.store.schema import column, column_by_id, table_metadata
+from robust_data.store.schema import column_by_id, table_metadata
 
-REASONS = (
-    "misclassified",
-    "not_robust",
-    "label_issue",
-    "outlier",
-    "duplicate",
-    "over_quota",
-    "review_drop",
-)
 QUOTA_MODES = ("fixed", "smallest", "cap", "none")
 #: The class_balance check's tolerance (1 - smallest / largest kept class count) when a quota
 #: drops samples for balance (see :meth:`CurationPolicy.balance_tolerance`).
 BALANCE_TOLERANCE = 0.1
-
-LEDGER_SCHEMA = pa.schema(
-    [
-        column(
-            "sample_id", pa.string(), "The training sample (raw_samples.sample_id)", nullable=False
-        ),
-        column("label", pa.int64(), "The stored label, before any relabel", nullable=False),
-        column("kept", pa.bool_(), "In curated_samples", nullable=False),
-        column(
-            "reason",
-            pa.string(),
-            "The first rule it failed (" + ", ".join(REASONS) + "); null when kept",
-        ),
-        column(
-            "review", pa.string(), "The latest human decision: keep, drop or relabel; null if none"
-        ),
-        column("overridden", pa.string(), "The rule a keep or relabel review overrode"),
-        column("new_label", pa.int64(), "The label it trains with, when relabelled"),
-    ]
-)
-"""One row per input training sample; ``label`` is the stored label, before any relabel."""
 
 
 @dataclass(frozen=True)
@@ -172,48 +141,6 @@ class Curation:
             rows=self.ledger.num_rows,
             reason_counts=self.reason_counts(),
         )
-
-
-@dataclass(frozen=True, kw_only=True)
-class CurationSummary(StageSummary):
-    """The summary of a curation: samples kept and dropped (of ``rows``, the ledger's), and the
-    count per reason (``kept`` first, then the rules in order)."""
-
-    kept: int
-    dropped: int
-    kept_share: float
-    rows: int = field(metadata=logged(key=ROW_COUNT))
-    reason_counts: dict[str, int]
-
-
-def class_counts(ledger: pa.Table) -> tuple[dict[int, int], dict[int, int]]:
-    """(before, after) samples per class label of a ``curation_ledger`` table.
-
-    Before counts the stored labels; after counts the labels the kept samples train with
-    (``new_label`` where a review relabelled them).
-    """
-    labels = ledger.column("label").to_numpy()
-    kept = ledger.column("kept").to_numpy(zero_copy_only=False).astype(bool)
-    trained = labels
-    if "new_label" in ledger.column_names:
-        trained = pc.coalesce(ledger.column("new_label"), ledger.column("label")).to_numpy()
-    classes = sorted(set(labels.tolist()) | set(trained[kept].tolist()))
-    return (
-        {k: int((labels == k).sum()) for k in classes},
-        {k: int(((trained == k) & kept).sum()) for k in classes},
-    )
-
-
-def class_count_chart(ledger: pa.Table, names: Mapping[int, str]) -> bytes:
-    """PNG: training samples per class before and after curation (unnamed labels as numbers)."""
-    before, after = class_counts(ledger)
-    labels = sorted(before)
-    return grouped_bars(
-        {"before": [before[k] for k in labels], "after": [after[k] for k in labels]},
-        [names.get(k, str(k)) for k in labels],
-        "Training samples per class, before and after curation",
-        "samples",
-    )
 
 
 def _rank(seed: int, sample_id: str) -> bytes:
@@ -418,53 +345,3 @@ def select_scored(
     kept = select_curated(samples, rpr, quality, policy).curated.column("sample_id").to_pylist()
     kept = set(kept)
     return data.where(np.array([i in kept for i in data.sample_ids], bool))
-
-
-def check_ledger(ledger: pa.Table, train_rows: int, curated_rows: int) -> CheckOutcome:
-    """``curation_ledger``: one row per input sample; kept rows equal the curated table."""
-    problems = schema_problems(ledger, LEDGER_SCHEMA)
-    kept = int(pc.sum(ledger.column("kept").cast(pa.int64())).as_py() or 0)
-    if ledger.num_rows != train_rows:
-        problems.append(f"{ledger.num_rows} ledger rows for {train_rows} input samples")
-    if kept != curated_rows:
-        problems.append(f"{kept} kept in the ledger but {curated_rows} curated rows")
-    dropped_without = int(
-        pc.sum(
-            pc.and_(pc.invert(ledger.column("kept")), pc.is_null(ledger.column("reason")))
-        ).as_py()
-        or 0
-    )
-    if dropped_without:
-        problems.append(f"{dropped_without} dropped rows without a reason")
-    return CheckOutcome(
-        problems,
-        {
-            "input_rows": train_rows,
-            "ledger_rows": ledger.num_rows,
-            "kept_rows": kept,
-            "curated_rows": curated_rows,
-        },
-    )
-
-
-#: Guard (a warning, not blocking): curation keeps at least this share of the training set.
-MIN_KEPT_SHARE = 0.5
-
-
-def check_kept_share(ledger: pa.Table, minimum: float = MIN_KEPT_SHARE) -> CheckOutcome:
-    """``curation_ledger``: curation kept at least ``minimum`` (in [0, 1]) of the samples.
-
-    Below it the retrained model trains on far less data than the reference and usually
-    loses accuracy: a warning, not an error.
-    """
-    total = ledger.num_rows
-    kept = int(pc.sum(ledger.column("kept").cast(pa.int64())).as_py() or 0) if total else 0
-    share = kept / total if total else 0.0
-    problems = []
-    if share < minimum:
-        problems.append(
-            f"curation kept {kept:,} of {total:,} training samples ({share:.1%}), below "
-            f"{minimum:.0%}: expected most of the data kept; use the clean or focus preset or "
-            "relax the policy (require_robust, quota_mode) to keep more"
-        )
-    return CheckOutcome(problems, {"kept": kept, "samples": total, "kept_share": round(share, 4)})

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robust_data.curation.policy import LEDGER_SCHEMA
+from robust_data.curation.ledger import LEDGER_SCHEMA
 from robust_data.curation.reviews import Review, latest_decisions, load_reviews
 from robust_data.errors import DatasetError
 from robust_data.ingest.arrays import class_names

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from robust_data.curation.policy import class_count_chart
+from robust_data.curation.ledger import class_count_chart
 from robust_data.export.card import build_lineage, dataset_card, file_hashes
 from robust_data.export.layout import FORMATS, ExportError, safe_name
 from robust_data.export.publish import publish_export

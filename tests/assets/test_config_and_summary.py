@@ -97,7 +97,7 @@ def test_summary_is_built_from_the_run_metadata(tmp_path: Path) -> None:
 
 def test_summary_records_round_trip_through_typed_metadata() -> None:
     from assets.metadata import summary_metadata
-    from robust_data.curation.policy import CurationSummary
+    from robust_data.curation.ledger import CurationSummary
     from robust_data.ingest.build import IngestCounts, IngestSummary
     from robust_data.label_quality.assess import LabelQualitySummary
     from robust_data.report.build import ReportHeadline, ReportSummary

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from assets.metadata import column_schema, count_table, records_table
-from robust_data.curation.policy import LEDGER_SCHEMA
+from robust_data.curation.ledger import LEDGER_SCHEMA
 from robust_data.curation.reviews import REVIEWS_SCHEMA
 from robust_data.export.result import FILES_SCHEMA
 from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from robust_data.curation.policy import LEDGER_SCHEMA, check_ledger
+from robust_data.curation.ledger import LEDGER_SCHEMA, check_ledger
 
 
 def test_ledger_conservation() -> None:

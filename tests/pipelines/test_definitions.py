@@ -27,7 +27,7 @@ from assets import (
 from assets.resources import ComputeResource, HomeResource, ParquetIOManager
 from pipelines.definitions import build_definitions
 from robust_data import Store
-from robust_data.curation.policy import LEDGER_SCHEMA
+from robust_data.curation.ledger import LEDGER_SCHEMA
 from robust_data.curation.presets import DEFAULT_PRESET, PRESETS
 from robust_data.curation.reviews import REVIEWS_SCHEMA
 from robust_data.export.result import FILES_SCHEMA
