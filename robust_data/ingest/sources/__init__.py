@@ -14,8 +14,9 @@ from robust_data.errors import DatasetError
 from robust_data.ingest.sources.base import LoadOptions, Reject, Source, SourceData
 from robust_data.ingest.sources.bundled import load_digits, load_mnist_5k
 from robust_data.ingest.sources.cifar import SVHN_SOURCE, cifar_source
-from robust_data.ingest.sources.folder import load_imagefolder, load_parquet
+from robust_data.ingest.sources.folder import load_imagefolder
 from robust_data.ingest.sources.idx import FASHION_NAMES, KMNIST_NAMES, idx_source
+from robust_data.ingest.sources.parquet import load_parquet
 
 SOURCES: dict[str, Source] = {
     s.name: s

@@ -1,4 +1,5 @@
-"""What every dataset source returns, and the registry entry that describes a source."""
+"""What every dataset source returns, the registry entry that describes a source, and what the
+sources share: decoding with rejects and notes, label checks, hidden files left out."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ MAX_LABEL = 1_000_000
 TRAIN_FIX = (
     "add training data with at least 2 classes, or leave the splits out so ingest splits the data"
 )
+#: At most this many row keys are named in a message.
+SHOWN_ROWS = 5
 
 
 @dataclass
@@ -310,6 +313,22 @@ def summarize_notes(noted: dict[str, list[str]]) -> list[str]:
         count = f"{len(keys)} image" + ("s" if len(keys) > 1 else "")
         lines.append(f"{note}: {count} (e.g. {', '.join(keys[:3])})")
     return lines
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden (starts with '.'): skipped by every source."""
+    return name.startswith(".")
+
+
+def hidden_note(hidden: list[str]) -> list[str]:
+    """The note that says which hidden files and folders were left out; none for none."""
+    if not hidden:
+        return []
+    plural = "s" if len(hidden) > 1 else ""
+    return [
+        f"left out {len(hidden)} hidden file{plural} or folder{plural} "
+        f"(names starting with '.', e.g. {', '.join(hidden[:3])})"
+    ]
 
 
 def require_root(name: str, root: Path | None, expected: str) -> Path:
