@@ -225,7 +225,7 @@ import sys
 from pathlib import Path
 
 from robust_data.export.export import export_dataset
-from robust_data.curation.reviews import export_reviews_csv
+from robust_data.curation.reviews_csv import export_reviews_csv
 from robust_data.io.atomic import write_text_atomic
 from robust_data.store.store import Store
 

@@ -64,7 +64,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from robust_data.curation.reviews import export_reviews_csv, import_reviews_csv
+    from robust_data.curation.reviews_csv import export_reviews_csv, import_reviews_csv
 
     store, dataset = _store(args)
     if args.action == "export":

@@ -14,12 +14,11 @@ from robust_data.curation.reviews import (
     REVIEWS_SCHEMA,
     Review,
     check_reviews,
-    export_reviews_csv,
     latest_decisions,
     load_reviews,
-    parse_reviews_csv,
     record_reviews,
 )
+from robust_data.curation.reviews_csv import export_reviews_csv, parse_reviews_csv
 from robust_data.errors import DatasetError
 from robust_data.store.store import Store
 from tests.curation.test_policy import ROWS, _tables
