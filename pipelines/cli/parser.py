@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 from pipelines.cli.common import DEFAULT_DATASET, did_you_mean
 from pipelines.cli.review import add_parsers as add_review_parsers
 from robust_data.defaults import MAX_STEPS
-from robust_data.explore.query import FORMATS
+from robust_data.explore.formats import FORMATS
 from robust_data.store.home import HOME_ENV
 
 

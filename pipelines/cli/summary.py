@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.cli.common import EXAMPLE_SQL, flagged
 from pipelines.cli.launch import RunOutcome
-from robust_data.explore.query import printable
+from robust_data.explore.formats import printable
 from robust_data.store.home import table_location
 from robust_data.store.store import Store
 
