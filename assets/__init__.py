@@ -2,9 +2,10 @@
 
 from assets.curation.curated_dataset import CuratedDatasetConfig, curated_dataset
 from assets.curation.curation import CurationConfig, curation_assets, reviews
-from assets.ingest.raw_samples import DATASETS, RawSamplesConfig, raw_samples_assets
+from assets.ingest.raw_samples import RawSamplesConfig, raw_samples_assets
 from assets.label_quality.label_quality import LabelQualityConfig, label_quality
 from assets.label_quality.oof_predictions import OofPredictionsConfig, oof_predictions_asset
+from assets.partitions import DATASETS
 from assets.report.corrupted_test import CorruptedTestConfig, corrupted_test
 from assets.report.report import (
     RetrainedModelConfig,

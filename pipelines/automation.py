@@ -28,7 +28,7 @@ from dagster import (
     sensor,
 )
 
-from assets.ingest.raw_samples import DATASETS, DATASETS_NAME
+from assets.partitions import DATASETS, DATASETS_NAME
 from assets.resources import CRON_ENV, DEFAULT_CRON, HomeResource, Settings
 from pipelines.jobs import curation_job
 from robust_data.errors import DatasetError, RobustDataError

@@ -11,8 +11,8 @@ from dagster import (
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import summary_metadata, table_definition
+from assets.partitions import DATASETS
 from assets.resources import HomeResource
 from robust_data.export.export import ExportOptions, export_to_store
 from robust_data.export.result import FILES_SCHEMA, check_export

@@ -14,8 +14,8 @@ from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig, set_fields
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import count_table, records_table, summary_metadata, table_definition
+from assets.partitions import DATASETS
 from assets.resources import HomeResource
 from robust_data.curation.ledger import (
     LEDGER_SCHEMA,

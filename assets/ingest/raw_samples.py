@@ -3,7 +3,6 @@
 from dagster import (
     AssetExecutionContext,
     AssetOut,
-    DynamicPartitionsDefinition,
     MetadataValue,
     Output,
     multi_asset,
@@ -13,6 +12,7 @@ from pydantic import Field
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
 from assets.metadata import count_table, summary_metadata, table_definition
+from assets.partitions import DATASETS
 from assets.resources import HomeResource
 from robust_data.errors import DatasetError
 from robust_data.ingest.build import IngestOptions, IngestResult, ingest, parse_size
@@ -24,11 +24,6 @@ from robust_data.store.schema import (
     REJECTS_SCHEMA,
     SAMPLES_SCHEMA,
 )
-
-#: One partition per dataset name; the CLI and the inbox sensor (pipelines.automation) add them.
-#: ``DATASETS_NAME`` for the instance's partition calls (``DATASETS.name`` is ``str | None``).
-DATASETS_NAME = "datasets"
-DATASETS = DynamicPartitionsDefinition(name=DATASETS_NAME)
 
 
 class RawSamplesConfig(CoreConfig, core=IngestOptions, omit=("resize",)):

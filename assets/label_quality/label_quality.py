@@ -11,8 +11,8 @@ from dagster import (
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import records_table, summary_metadata, table_definition
+from assets.partitions import DATASETS
 from robust_data.ingest.arrays import class_names
 from robust_data.label_quality.assess import (
     LABEL_QUALITY_SCHEMA,

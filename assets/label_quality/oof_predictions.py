@@ -25,8 +25,8 @@ from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
+from assets.partitions import DATASETS
 from assets.resources import GPU_POOL, GPU_STEP_TAGS, ComputeResource, transient_failures_retried
 from robust_data.label_quality.oof import OofOptions, fold_plan, merge_folds, oof_fold
 from robust_data.label_quality.oof_table import OOF_SCHEMA, check_oof

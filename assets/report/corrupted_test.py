@@ -4,8 +4,8 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import table_definition
+from assets.partitions import DATASETS
 from robust_data.ingest.arrays import decode_samples
 from robust_data.report.testset import (
     CORRUPTED_SCHEMA,

@@ -23,8 +23,8 @@ from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import records_table, summary_metadata, table_definition
+from assets.partitions import DATASETS
 from assets.resources import (
     GPU_POOL,
     GPU_STEP_TAGS,

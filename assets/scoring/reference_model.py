@@ -4,8 +4,8 @@ from dagster import AssetExecutionContext, AssetIn, Output, asset
 
 from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig, device_field
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import summary_metadata, table_definition
+from assets.partitions import DATASETS
 from assets.resources import (
     GPU_POOL,
     GPU_STEP_TAGS,

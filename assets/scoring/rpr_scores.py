@@ -25,8 +25,8 @@ from pydantic import Field
 
 from assets.checks import check_result
 from assets.config import FROM_COMPUTE, CoreConfig
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import summary_metadata, table_definition
+from assets.partitions import DATASETS
 from assets.resources import (
     GPU_POOL,
     GPU_STEP_TAGS,

@@ -4,8 +4,8 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
-from assets.ingest.raw_samples import DATASETS
 from assets.metadata import count_table, summary_metadata, table_definition
+from assets.partitions import DATASETS
 from robust_data.curation.presets import VariantOptions, plan_variants, preset_from_params
 from robust_data.present.markdown import inline_png
 from robust_data.present.plots import image_grid

@@ -181,7 +181,7 @@ def run_job(
     }
     from dagster import DagsterInstance
 
-    from assets.ingest.raw_samples import DATASETS_NAME
+    from assets.partitions import DATASETS_NAME
     from assets.resources import MAX_CONCURRENT_ENV
 
     if execution is not None:

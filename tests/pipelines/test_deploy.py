@@ -693,7 +693,7 @@ def test_reexecute_script_reruns_a_failed_run_from_failure(isolated_home: Path) 
     # (The failed run runs in this process; the script re-executes with the environment's job.)
     from dagster import build_reconstructable_job
 
-    from assets.ingest.raw_samples import DATASETS
+    from assets.partitions import DATASETS
     from robust_data.store.store import Store
 
     store = Store.open(isolated_home)
