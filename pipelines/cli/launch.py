@@ -13,7 +13,7 @@ from pipelines.home import dagster_environment, run_tags, scoped_environ
 from robust_data.errors import DatasetError
 from robust_data.ingest.build import IngestOptions, parse_size
 from robust_data.ingest.sources import PATH_SOURCES, resolve_source
-from robust_data.ingest.sources.base import require_root
+from robust_data.ingest.sources.base import Source, require_root
 from robust_data.store.lock import WRITER_ENV, writer_token
 from robust_data.store.store import Store
 
@@ -346,7 +346,8 @@ def check_source(spec: str, root: str | None) -> None:
     """Refuse a source whose data is not here, before anything is written (the run reads it).
 
     Only what can be told without reading it: the path of a path source exists; a source
-    that needs ``--root`` has one, a folder, holding the files it looks for.
+    that needs ``--root`` has one (or its default root: Fashion-MNIST's Debian folder), a
+    folder, holding the files it looks for.
 
     Raises
     ------
@@ -365,6 +366,9 @@ def check_source(spec: str, root: str | None) -> None:
                 f"check the path after '{source.name}:'",
             )
         return
+    if where is None and source.default is not None:
+        _check_default_root(source)
+        return
     require_root(source.name, where, source.expected)
     available, why = source.availability(where)
     if not available:
@@ -373,6 +377,20 @@ def check_source(spec: str, root: str | None) -> None:
             why,
             "check the --root path (nothing is downloaded)",
             options=("root",),  # `why` may name it
+        )
+
+
+def _check_default_root(source: Source) -> None:
+    """Refuse a source read from its default root when the files are not there."""
+    assert source.default is not None
+    where = require_root(source.name, None, source.expected, source.default)
+    missing = source.find(where) if source.find else None
+    if missing:
+        raise DatasetError(
+            f"the {source.name} files in its default root",
+            missing,
+            source.default.fix(),
+            options=("root",),
         )
 
 

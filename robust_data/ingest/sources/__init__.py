@@ -2,6 +2,7 @@
 
 Names: ``digits``, ``mnist-5k`` (bundled), ``mnist``, ``fashion-mnist``, ``kmnist``,
 ``cifar10``, ``cifar100``, ``svhn`` (local root), and ``imagefolder:PATH`` / ``parquet:PATH``.
+``fashion-mnist`` without a root reads Debian's ``dataset-fashion-mnist`` folder.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from robust_data.ingest.sources.base import LoadOptions, Reject, Source, SourceD
 from robust_data.ingest.sources.bundled import load_digits, load_mnist_5k
 from robust_data.ingest.sources.cifar import SVHN_SOURCE, cifar_source
 from robust_data.ingest.sources.folder import load_imagefolder
-from robust_data.ingest.sources.idx import FASHION_NAMES, KMNIST_NAMES, idx_source
+from robust_data.ingest.sources.idx import (
+    FASHION_DEFAULT,
+    FASHION_NAMES,
+    KMNIST_NAMES,
+    idx_source,
+)
 from robust_data.ingest.sources.parquet import load_parquet
 
 SOURCES: dict[str, Source] = {
@@ -42,7 +48,9 @@ SOURCES: dict[str, Source] = {
             "fashion-mnist",
             "FashionMNIST",
             FASHION_NAMES,
-            "Fashion-MNIST from IDX files in torchvision's layout (real splits)",
+            "Fashion-MNIST from IDX files in torchvision's layout (real splits); "
+            "no root: Debian's dataset-fashion-mnist folder",
+            default=FASHION_DEFAULT,
         ),
         idx_source(
             "kmnist",

@@ -3,6 +3,7 @@ sources share: decoding with rejects and notes, label checks, hidden files left 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +232,52 @@ Loader = Callable[[Path | None, LoadOptions], SourceData]
 
 
 @dataclass(frozen=True)
+class DefaultRoot:
+    """Where a source looks when no root is given: an environment variable, else a system folder.
+
+    Attributes
+    ----------
+    env : str
+        The environment variable that, when set and not empty, names the folder instead.
+    path : Path
+        The folder a system package installs the files in (Debian's
+        ``/usr/share/datasets/<name>``).
+    install : str
+        The command that installs them there, for messages (``apt-get install PACKAGE``).
+    """
+
+    env: str
+    path: Path
+    install: str
+
+    def locate(self) -> tuple[Path | None, str]:
+        """The folder to read, or None when there is none; and where it was looked for.
+
+        Returns
+        -------
+        (folder, looked)
+            ``folder``: the variable's path (whether or not it exists, so that a wrong one
+            fails naming it), else ``path`` when it is a folder, else None. ``looked``: one
+            phrase naming the variable or the folder.
+        """
+        override = os.environ.get(self.env, "").strip()
+        if override:
+            return Path(override).expanduser().resolve(), f"${self.env}={override}"
+        if self.path.is_dir():
+            return self.path, str(self.path)
+        return None, f"no {self.path} (the package is not installed) and ${self.env} is not set"
+
+    def fix(self) -> str:
+        """How to provide the files: install the package (or fix the variable), or pass a root."""
+        if os.environ.get(self.env, "").strip():
+            return (
+                f"point ${self.env} at the dataset folder, or unset it to read {self.path}, "
+                "or pass `root=DIR`"
+            )
+        return f"install them with '{self.install}' (as root), or pass `root=DIR`"
+
+
+@dataclass(frozen=True)
 class Source:
     """A registry entry.
 
@@ -248,6 +295,9 @@ class Source:
         The files or layout a root must hold, for availability checks and errors.
     find : callable, optional
         ``find(root) -> str | None``: None when the root holds the data, else what is missing.
+    default : DefaultRoot, optional
+        Where to look when no root is given (Fashion-MNIST: Debian's folder); None: a root is
+        required.
     """
 
     name: str
@@ -256,17 +306,32 @@ class Source:
     needs_root: bool = False
     expected: str = ""
     find: Callable[[Path], str | None] | None = None
+    default: DefaultRoot | None = None
 
     def availability(self, root: Path | None) -> tuple[bool, str]:
         """Whether the source can be read here: (available, one-line explanation)."""
         if not self.needs_root:
             return True, "bundled with an installed package"
+        if root is None and self.default is not None:
+            return self._default_availability(self.default)
         if root is None:
             return False, f"needs `root=DIR` holding {self.expected}"
         missing = self.find(root) if self.find else None
         if missing:
             return False, missing
         return True, f"found under {root}"
+
+    def _default_availability(self, default: DefaultRoot) -> tuple[bool, str]:
+        """Availability at the default root, with how to install the files when missing."""
+        where, looked = default.locate()
+        if where is None:
+            return False, f"{looked}: {default.fix()} holding {self.expected}"
+        missing = self.find(where) if self.find else None
+        if missing:
+            return False, f"{missing} ({looked}): {default.fix()}"
+        if looked == str(where):
+            return True, f"found in the default root {where}"
+        return True, f"found under {where} ({looked})"
 
 
 def decode_all(
@@ -331,8 +396,34 @@ def hidden_note(hidden: list[str]) -> list[str]:
     ]
 
 
-def require_root(name: str, root: Path | None, expected: str) -> Path:
-    """Return ``root`` or raise the one-line error for a missing root."""
+def require_root(
+    name: str, root: Path | None, expected: str, default: DefaultRoot | None = None
+) -> Path:
+    """Return ``root``, else the ``default`` root, or raise the one-line error for neither.
+
+    Raises
+    ------
+    DatasetError
+        No root given and no default folder (the fix says how to install the files when the
+        source has a default), or a root (or the default's variable) that is not a folder.
+    """
+    if root is None and default is not None:
+        where, looked = default.locate()
+        if where is None:
+            raise DatasetError(
+                f"a local root for {name!r} holding {expected}",
+                f"no `root` given, {looked}",
+                default.fix(),
+                options=("root",),
+            )
+        if not where.is_dir():
+            raise DatasetError(
+                f"a folder holding {expected}",
+                f"{looked} is not a folder",
+                default.fix(),
+                options=("root",),
+            )
+        return where
     if root is None:
         raise DatasetError(
             f"a local root for {name!r} holding {expected}",

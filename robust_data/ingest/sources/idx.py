@@ -3,6 +3,11 @@
 torchvision keeps them at ``ROOT/<Folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
 (optionally ``.gz``). We look in ``ROOT/<Folder>/raw``, ``ROOT/raw`` and ``ROOT`` itself, and
 read whichever of the train and test splits is complete there.
+
+Fashion-MNIST needs no root where Debian's ``dataset-fashion-mnist`` package is installed: its
+gzipped IDX files (60,000 train and 10,000 test images) sit in
+``/usr/share/datasets/fashion-mnist``, the default root
+(``$ROBUST_DATA_FASHION_MNIST_ROOT`` names another folder).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 
 from robust_data.errors import DatasetError
 from robust_data.ingest.sources.base import (
+    DefaultRoot,
     LoadOptions,
     Source,
     SourceData,
@@ -53,6 +59,12 @@ FASHION_NAMES = [
     "Ankle boot",
 ]
 KMNIST_NAMES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+#: Fashion-MNIST's root when none is given: Debian's package folder, or the variable's.
+FASHION_DEFAULT = DefaultRoot(
+    env="ROBUST_DATA_FASHION_MNIST_ROOT",
+    path=Path("/usr/share/datasets/fashion-mnist"),
+    install="apt-get install dataset-fashion-mnist",
+)
 
 
 def _expected(folder: str) -> str:
@@ -190,16 +202,26 @@ def _read_body(handle: _Readable, path: Path, dims: list[int]) -> bytearray:
 
 
 def load_idx_dataset(
-    name: str, folder: str, label_names: list[str], root: Path | None, options: LoadOptions
+    name: str,
+    folder: str,
+    label_names: list[str],
+    default: DefaultRoot | None,
+    root: Path | None,
+    options: LoadOptions,
 ) -> SourceData:
-    """Read every complete split of an MNIST-format dataset under ``root``."""
-    root = require_root(name, root, _expected(folder))
+    """Read every complete split of an MNIST-format dataset under ``root``.
+
+    ``root`` None reads the ``default`` root (see :class:`DefaultRoot`); a source without one
+    refuses it.
+    """
+    defaulted = root is None and default is not None
+    root = require_root(name, root, _expected(folder), default)
     located = _locate(root, folder)
     if not located:
         raise DatasetError(
             _expected(folder),
             f"no complete split under {root}",
-            "point `root` at the dataset folder",
+            default.fix() if defaulted and default else "point `root` at the dataset folder",
             options=("root",),
         )
     parts = []
@@ -225,13 +247,23 @@ def _find(folder: str, root: Path) -> str | None:
     return None if _locate(root, folder) else f"no {_expected(folder)} under {root}"
 
 
-def idx_source(name: str, folder: str, label_names: list[str], description: str) -> Source:
-    """A registry entry for an MNIST-format dataset kept in ``ROOT/<folder>/raw``."""
+def idx_source(
+    name: str,
+    folder: str,
+    label_names: list[str],
+    description: str,
+    default: DefaultRoot | None = None,
+) -> Source:
+    """A registry entry for an MNIST-format dataset kept in ``ROOT/<folder>/raw``.
+
+    ``default``: where to read when no root is given; None requires a root.
+    """
     return Source(
         name=name,
         description=description,
-        load=partial(load_idx_dataset, name, folder, label_names),
+        load=partial(load_idx_dataset, name, folder, label_names, default),
         needs_root=True,
         expected=_expected(folder),
         find=partial(_find, folder),
+        default=default,
     )
