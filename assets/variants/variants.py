@@ -16,11 +16,18 @@ from robust_data.variants.make import VARIANTS_SCHEMA, check_variants
 
 
 class VariantsConfig(
-    CoreConfig, core=VariantOptions, unset={"transforms": "the curation preset's plan"}
+    CoreConfig,
+    core=VariantOptions,
+    unset={
+        "transforms": "the curation preset's plan",
+        "mining": "the curation preset's plan (none: plain keyed copies)",
+        "candidates": "the curation preset's plan",
+    },
 ):
     """Which variants to make (robust_data.curation.presets.VariantOptions): by default the
     curation preset's plan (its transforms, and its copies per sample, more for fragile points
-    under ``focus``)."""
+    under ``focus``); ``mining`` hard or random picks each sample's copies from keyed candidates
+    (robust_data.variants.mining)."""
 
 
 @asset(

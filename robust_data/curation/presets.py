@@ -26,8 +26,16 @@ from robust_data.curation.policy import Curation, CurationPolicy, select_curated
 from robust_data.curation.reviews import latest_decisions
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError, RobustDataError
+from robust_data.ingest.arrays import class_names, decode_samples
 from robust_data.store.schema import column_by_id, table_metadata
 from robust_data.variants.make import Variants, make_variants
+from robust_data.variants.mining import (
+    MINING_MODES,
+    FlipSource,
+    MiningOptions,
+    mine,
+    mined_variants,
+)
 
 BALANCES = ("drop", "weights")
 
@@ -45,11 +53,21 @@ class VariantPlan:
     focus_copies : int
         Extra copies for the most fragile points: a point that flips at try t of ``max_steps``
         gets ``round(focus_copies * (1 - t / max_steps))`` more; robust points none.
+    mining : str
+        ``none`` (default): each copy is a plain keyed draw (robust_data.variants.make);
+        ``hard``: each sample's copies are the highest-loss of ``candidates`` keyed draws
+        under the reference model, a non-robust sample's flipping perturbation among them;
+        ``random``: as many of the same draws, chosen at random (the equal-budget baseline).
+        See robust_data.variants.mining.
+    candidates : int
+        k, draws per sample and transform when mining (>= the most copies a sample gets).
     """
 
     transforms: tuple[str, ...] = ()
     copies: int = 0
     focus_copies: int = 0
+    mining: str = "none"
+    candidates: int = 8
 
     def __post_init__(self) -> None:
         if self.copies < 0 or self.focus_copies < 0:
@@ -58,6 +76,20 @@ class VariantPlan:
                 f"{self.copies} and {self.focus_copies}",
                 "pass 0 or more",
                 options=("copies", "focus_copies"),
+            )
+        if self.mining not in MINING_MODES:
+            raise RobustDataError(
+                f"mining in {list(MINING_MODES)}",
+                repr(self.mining),
+                "pass one of those",
+                options=("mining",),
+            )
+        if self.mining != "none" and self.candidates < self.copies + self.focus_copies:
+            raise RobustDataError(
+                "candidates >= copies + focus_copies when mining",
+                f"{self.candidates} < {self.copies + self.focus_copies}",
+                "raise candidates",
+                options=("candidates",),
             )
 
     def copies_per_sample(self, steps_to_flip: np.ndarray, max_steps: int) -> np.ndarray:
@@ -170,9 +202,15 @@ def customized(name: str, **overrides: Any) -> Preset:
 
 
 def preset_params(chosen: Preset) -> dict[str, Any]:
-    """The preset as JSON-ready table parameters (read back by :func:`preset_from_params`)."""
+    """The preset as JSON-ready table parameters (read back by :func:`preset_from_params`).
+
+    A plan that does not mine leaves ``mining`` and ``candidates`` out, so its parameters are
+    those of the tables made before mining existed.
+    """
     plan = asdict(chosen.plan)
     plan["transforms"] = list(chosen.plan.transforms)
+    if chosen.plan.mining == "none":
+        del plan["mining"], plan["candidates"]
     return {**asdict(chosen.policy), "preset": chosen.name, "balance": chosen.balance, "plan": plan}
 
 
@@ -234,10 +272,16 @@ class VariantOptions:
         transforms, and its copies per sample, more for fragile points under ``focus``).
     seed : int
         Seed of the variants; seed 0 is the curated training set the report's seed 0 trains on.
+    mining : str
+        ``none``, ``hard`` or ``random`` (see :class:`VariantPlan`); empty: the preset's plan.
+    candidates : int
+        k, draws per sample and transform when mining; 0: the preset's plan.
     """
 
     transforms: tuple[str, ...] = ()
     seed: int = 0
+    mining: str = ""
+    candidates: int = 0
 
 
 def plan_variants(
@@ -254,18 +298,89 @@ def plan_variants(
     Per kept sample, :meth:`VariantPlan.copies_per_sample` copies per plan transform, from its
     ``steps_to_flip`` in ``rpr`` (the ``rpr_scores`` table). With ``options.transforms`` given
     instead, one copy of each per sample. Copy c is keyed like the training sets of
-    robust_data.report.retrain (seed 0 here is the curated set of seed 0 there).
+    robust_data.report.retrain (seed 0 here is the curated set of seed 0 there). When the plan
+    (or ``options``) mines, the copies are chosen from keyed candidates instead
+    (:func:`mined_plan_variants`); the report's retraining does not mine yet.
     """
     train = curated.filter(pc.equal(curated.column("split"), "train"))
     seed = options.seed
-    if options.transforms:
+    plan = replace(
+        chosen.plan,
+        transforms=options.transforms or chosen.plan.transforms,
+        mining=options.mining or chosen.plan.mining,
+        candidates=options.candidates or chosen.plan.candidates,
+        **({"copies": 1, "focus_copies": 0} if options.transforms else {}),
+    )
+    if options.transforms and plan.mining == "none":
         return make_variants(train, options.transforms, seed, ("train",), model, progress=progress)
     ids = train.column("sample_id").to_pylist()
     steps = np.asarray([s or 0 for s in column_by_id(rpr, ids, "steps_to_flip")], np.int64)
-    copies = chosen.plan.copies_per_sample(steps, max_steps)
+    copies = plan.copies_per_sample(steps, max_steps)
+    if plan.mining != "none":
+        return mined_plan_variants(train, rpr, plan, copies, steps, seed, model)
     return make_variants(
-        train, chosen.plan.transforms, seed, ("train",), model, progress=progress, copies=copies
+        train, plan.transforms, seed, ("train",), model, progress=progress, copies=copies
     )
+
+
+def mined_plan_variants(
+    train: pa.Table,
+    rpr: pa.Table,
+    plan: VariantPlan,
+    copies: np.ndarray,
+    steps: np.ndarray,
+    seed: int,
+    model: nn.Module | None,
+) -> Variants:
+    """``copies[i]`` mined variants per training sample and plan transform.
+
+    Parameters
+    ----------
+    train : pa.Table
+        The kept training samples (N rows).
+    rpr : pa.Table
+        The ``rpr_scores`` table: its ``scheme`` and ``seed`` regenerate the flips.
+    copies, steps : np.ndarray
+        (N,) int copies per sample, and ``steps_to_flip`` (0: robust).
+
+    Raises
+    ------
+    RobustDataError
+        Without the reference model.
+    """
+    if model is None:
+        raise RobustDataError(
+            f"the reference model to mine variants ({plan.mining})",
+            "none",
+            "pass the model, or mining='none'",
+            options=("mining",),
+        )
+    data = decode_samples(train, splits=("train",))
+    scheme = str(rpr.column("scheme")[0].as_py()) if rpr.num_rows else "pixels"
+    rpr_seed = int(rpr.column("seed")[0].as_py()) if rpr.num_rows else 0
+    options = MiningOptions(plan.mining, plan.candidates, seed)
+    mined = mine(
+        data.images,
+        data.labels,
+        data.sample_ids,
+        model,
+        plan.transforms,
+        copies,
+        options,
+        FlipSource(steps, scheme, rpr_seed),
+    )
+    params = {
+        "transforms": list(plan.transforms),
+        "seed": seed,
+        "splits": ["train"],
+        "mining": plan.mining,
+        "candidates": plan.candidates,
+        "flip_scheme": scheme,
+        "flip_seed": rpr_seed,
+    }
+    names = class_names(train)
+    splits = [str(s) for s in data.splits]
+    return mined_variants(mined, data.sample_ids, data.labels, splits, names, params)
 
 
 def spread(samples: int, total: int, seed: int) -> np.ndarray:
