@@ -19,6 +19,8 @@ from assets.partitions import DATASETS
 from assets.resources import HomeResource
 from robust_data.curation.ledger import (
     LEDGER_SCHEMA,
+    MAX_CLASS_LOSS,
+    check_class_loss,
     check_kept_share,
     check_ledger,
     class_count_chart,
@@ -169,6 +171,13 @@ def _ledger_metadata(result: Curation, guard: str) -> dict[str, MetadataValue]:
             blocking=False,
         ),
         check_spec(
+            "curation_ledger",
+            "class_loss",
+            f"Guard (warning): the rules dropped at most {MAX_CLASS_LOSS:.0%} of any class's "
+            "training samples (over_quota and review drops excluded).",
+            blocking=False,
+        ),
+        check_spec(
             "curated_samples",
             "class_balance",
             "Every class kept, and 1 - smallest/largest class count within the policy's tolerance.",
@@ -201,6 +210,9 @@ def curation_assets(
     guard = check_kept_share(result.ledger)
     for problem in guard.problems:
         context.log.warning(problem)
+    loss = check_class_loss(result.ledger, names=dict(enumerate(class_names(raw_samples))))
+    for problem in loss.problems:
+        context.log.warning(problem)
     yield Output(
         result.curated,
         output_name="curated_samples",
@@ -215,5 +227,6 @@ def curation_assets(
     conservation = check_ledger(result.ledger, train_rows, result.curated.num_rows)
     yield check_result("curation_ledger", "conservation", conservation)
     yield check_result("curation_ledger", "kept_share", guard, warning=True)
+    yield check_result("curation_ledger", "class_loss", loss, warning=True)
     balance = check_class_balance(result.curated, num_classes(raw_samples), tolerance)
     yield check_result("curated_samples", "class_balance", balance)

@@ -140,3 +140,92 @@ def check_kept_share(ledger: pa.Table, minimum: float = MIN_KEPT_SHARE) -> Check
             "relax the policy (require_robust, quota_mode) to keep more"
         )
     return CheckOutcome(problems, {"kept": kept, "samples": total, "kept_share": round(share, 4)})
+
+
+#: Guard (a warning, not blocking): no class loses more than this share of its training
+#: samples to the curation's rules.
+MAX_CLASS_LOSS = 0.1
+
+#: Drops the class-loss guard leaves out: a quota's balancing and a human's decision.
+INTENDED_DROPS = ("over_quota", "review_drop")
+
+#: The policy option (robust_data.curation.policy.CurationPolicy) behind each rule's reason.
+_RULE_OPTIONS = {
+    "misclassified": "require_correct",
+    "not_robust": "require_robust",
+    "label_issue": "drop_label_issues",
+    "outlier": "drop_outliers",
+    "duplicate": "dedupe",
+}
+
+
+def class_losses(ledger: pa.Table) -> dict[int, tuple[int, dict[str, int]]]:
+    """Per stored label: (training samples, rule drops per reason, most first).
+
+    Rule drops are the dropped rows whose reason is not in :data:`INTENDED_DROPS`.
+    """
+    labels = ledger.column("label").to_pylist()
+    kept = ledger.column("kept").to_pylist()
+    reasons = ledger.column("reason").to_pylist()
+    losses: dict[int, tuple[int, dict[str, int]]] = {}
+    for label, is_kept, reason in zip(labels, kept, reasons, strict=True):
+        total, dropped = losses.get(label, (0, {}))
+        if not is_kept and reason not in INTENDED_DROPS:
+            key = reason or "unknown"
+            dropped[key] = dropped.get(key, 0) + 1
+        losses[label] = (total + 1, dropped)
+    return {
+        label: (total, dict(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))))
+        for label, (total, dropped) in sorted(losses.items())
+    }
+
+
+def check_class_loss(
+    ledger: pa.Table, maximum: float = MAX_CLASS_LOSS, names: Mapping[int, str] | None = None
+) -> CheckOutcome:
+    """``curation_ledger``: no class lost more than ``maximum`` (in [0, 1]) of its samples.
+
+    A class's loss is the share of its training samples (by stored label, before any relabel)
+    that the rules dropped (misclassified, not_robust, label_issue, outlier, duplicate); higher
+    is worse: the retrained model sees less of that class and usually does worse on it, which
+    the overall kept share and the class-balance check (an empty class only) do not show.
+    ``over_quota`` drops do not count: evening the classes out is what a quota policy is for,
+    and the class_balance check and the shortfalls cover its effect. ``review_drop`` drops do
+    not count either: a human decided each one. A warning, not an error.
+
+    Parameters
+    ----------
+    ledger : pyarrow.Table
+        A ``curation_ledger`` table (:data:`LEDGER_SCHEMA`), one row per training sample.
+    maximum : float
+        The largest share of a class the rules may drop, in [0, 1]; default 0.1.
+    names : mapping of int to str, optional
+        Class names by label, shown in the problems (the label's number when missing).
+
+    Returns
+    -------
+    CheckOutcome
+        One problem per class above ``maximum`` (its name, dropped and total counts, share and
+        reasons with counts, most first); metadata ``class_loss`` (name -> share in [0, 1]),
+        ``worst_class_loss`` and ``maximum``.
+    """
+    names = names or {}
+    problems = []
+    shares: dict[str, float] = {}
+    for label, (total, dropped) in class_losses(ledger).items():
+        lost = sum(dropped.values())
+        share = lost / total if total else 0.0
+        name = names.get(label, str(label))
+        shares[name] = round(share, 4)
+        if share > maximum:
+            why = ", ".join(f"{reason} {count}" for reason, count in dropped.items())
+            rules = ", ".join(_RULE_OPTIONS[r] for r in dropped if r in _RULE_OPTIONS)
+            problems.append(
+                f"class {name}: dropped {lost:,} of {total:,} ({share:.1%}): {why}; expected at "
+                f"most {maximum:.0%} of a class dropped; look at its dropped rows in the ledger, "
+                f"and turn the rule off ({rules}) if they are good samples"
+            )
+    worst = max(shares.values(), default=0.0)
+    return CheckOutcome(
+        problems, {"maximum": maximum, "worst_class_loss": worst, "class_loss": shares}
+    )

@@ -27,7 +27,7 @@ from assets import (
 from assets.resources import ComputeResource, HomeResource, ParquetIOManager
 from pipelines.definitions import build_definitions
 from robust_data import Store
-from robust_data.curation.ledger import LEDGER_SCHEMA
+from robust_data.curation.ledger import LEDGER_SCHEMA, check_class_loss
 from robust_data.curation.presets import DEFAULT_PRESET, PRESETS
 from robust_data.curation.reviews import REVIEWS_SCHEMA
 from robust_data.export.result import FILES_SCHEMA
@@ -291,8 +291,12 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
         (c.asset_key.to_user_string(), c.check_name): c
         for c in result.get_asset_check_evaluations()
     }
-    guards = {("curation_ledger", "kept_share"), ("retrained_model", "accuracy_loss")}
-    assert len(checks) == 15 and all(c.passed for k, c in checks.items() if k not in guards)
+    guards = {
+        ("curation_ledger", "kept_share"),
+        ("curation_ledger", "class_loss"),
+        ("retrained_model", "accuracy_loss"),
+    }
+    assert len(checks) == 16 and all(c.passed for k, c in checks.items() if k not in guards)
     check = checks[("curation_ledger", "conservation")]
     assert check.metadata["ledger_rows"].value == 1438
     # the guards warn without stopping the run
@@ -300,6 +304,8 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     guard = checks[("curation_ledger", "kept_share")]
     assert guard.passed == (kept_share >= 0.5) and guard.severity.value == "WARN"
     assert guard.metadata["kept_share"].value == pytest.approx(kept_share, abs=1e-4)
+    loss = checks[("curation_ledger", "class_loss")]
+    assert loss.passed == check_class_loss(ledger).passed and loss.severity.value == "WARN"
     retrained = store.read("retrained_model", "digits").to_pylist()
     mean = {
         m: np.mean([r["test_accuracy"] for r in retrained if r["model"] == m])
