@@ -29,7 +29,6 @@ from robust_data.present.progress import progress_bar
 from robust_data.scoring.device import autocast, resolve_device, resolve_precision
 from robust_data.scoring.rpr.engine import (
     COMPILE_MIN_TRIES,
-    COMPILE_MODES,
     ModelRunner,
     RprOptions,
     working_copy,
@@ -71,16 +70,9 @@ class FlipOptions:
     compile: str = "off"
 
     def __post_init__(self) -> None:
-        for name in ("k", "batch_size"):
-            if getattr(self, name) < 1:
-                raise RobustDataError(
-                    f"{name} >= 1", str(getattr(self, name)), "pass 1 or more", options=(name,)
-                )
-        if self.compile not in COMPILE_MODES:
-            raise RobustDataError(
-                f"compile in {COMPILE_MODES}", repr(self.compile), "pass one", options=("compile",)
-            )
-        parse_scheme(self.scheme)
+        if self.k < 1:
+            raise RobustDataError("k >= 1", str(self.k), "pass 1 or more", options=("k",))
+        self.runner_options()  # the engine's own checks: batch_size, compile, scheme
 
     def runner_options(self) -> RprOptions:
         """The engine options the model runner reads (slicing, layout, compile)."""
