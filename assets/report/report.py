@@ -46,6 +46,7 @@ from robust_data.report.retrain import (
     check_accuracy_loss,
     curation_inputs,
     retrain_models,
+    stored_curated_inputs,
 )
 from robust_data.report.table import HEADLINE, REPORT_SCHEMA, check_report
 from robust_data.scoring.reference import check_model_table, load_reference
@@ -141,6 +142,7 @@ def retrained_model(
             ),
             StoredModel(reference, str(ref_file.path), ref_file.sha256),
             options,
+            inputs=stored_curated_inputs(train, curation_ledger, rpr_scores),
         )
     guard = check_accuracy_loss(table)
     for problem in guard.problems:

@@ -57,6 +57,12 @@ class CurationPolicy:
         ``cap``.
     seed : int
         Seeds the per-class sampling.
+    relabel_below : float
+        In [0, 1]; 0 (default) is off. A label issue whose ``label_quality`` (cleanlab's
+        self-confidence: the out-of-fold probability of the given label) is at most this is
+        relabelled to cleanlab's ``suggested_label`` and kept, instead of dropped (the model
+        is confident the label is wrong); other label issues are dropped as before. The
+        ledger keeps it with its ``new_label``; a human review of the sample still wins.
     """
 
     require_correct: bool = True
@@ -68,8 +74,16 @@ class CurationPolicy:
     quota_mode: str = "smallest"
     per_class: int = 1500
     seed: int = 0
+    relabel_below: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.relabel_below <= 1.0:
+            raise RobustDataError(
+                "relabel_below in [0, 1] (0: off)",
+                str(self.relabel_below),
+                "pass e.g. 0.05, or 0 to drop every label issue",
+                options=("relabel_below",),
+            )
         if self.quota_mode not in QUOTA_MODES:
             raise RobustDataError(
                 f"quota_mode in {QUOTA_MODES}",
@@ -205,13 +219,14 @@ def select_curated(
         else [None] * len(ids)
     )
 
+    repaired = _repairs(quality, ids, issue, policy)
     reason: list[str | None] = [None] * len(ids)
     for i in range(len(ids)):
         if policy.require_correct and not correct[i]:
             reason[i] = "misclassified"
         elif policy.require_robust and not _passes_robustness(robust[i], steps[i], policy):
             reason[i] = "not_robust"
-        elif policy.drop_label_issues and issue[i]:
+        elif policy.drop_label_issues and issue[i] and repaired[i] is None:
             reason[i] = "label_issue"
         elif policy.drop_outliers and outlier[i]:
             reason[i] = "outlier"
@@ -226,7 +241,10 @@ def select_curated(
     decided = [reviews.get(i) if reviews else None for i in ids]
     overridden = _apply_reviews(decided, reason)
     reviewed = [d is not None and d.decision != "drop" for d in decided]
-    new_label = [d.new_label if d is not None else None for d in decided]
+    new_label = [
+        d.new_label if d is not None else (repaired[i] if reason[i] is None else None)
+        for i, d in enumerate(decided)
+    ]
     trained = np.array([k if k is not None else labels[i] for i, k in enumerate(new_label)])
     shortfalls = _apply_quota(ids, trained.astype(np.int64), reason, policy, reviewed)
     kept = np.array([r is None for r in reason])
@@ -250,6 +268,20 @@ def select_curated(
         table_metadata("curated_samples", "raw_samples, rpr_scores, label_quality", asdict(policy))
     )
     return Curation(curated, ledger.replace_schema_metadata(meta), shortfalls)
+
+
+def _repairs(
+    quality: pa.Table | None, ids: list[str], issue: list[bool], policy: CurationPolicy
+) -> list[int | None]:
+    """Per sample, cleanlab's suggested label where ``policy.relabel_below`` repairs it."""
+    if quality is None or policy.relabel_below <= 0 or not policy.drop_label_issues:
+        return [None] * len(ids)
+    score = column_by_id(quality, ids, "label_quality", 1.0)
+    suggested = column_by_id(quality, ids, "suggested_label", None)
+    return [
+        int(s) if flagged and s is not None and q <= policy.relabel_below else None
+        for flagged, q, s in zip(issue, score, suggested, strict=True)
+    ]
 
 
 def _apply_reviews(decided: list[Review | None], reason: list[str | None]) -> list[str | None]:

@@ -4,6 +4,11 @@
            outliers, duplicates), balance every class down to the smallest; no variants.
 ``clean``  drop only label issues, outliers and duplicates; keep fragile points; no balancing
            by dropping (class weights in training instead); two ``pixels`` copies per sample.
+``mined``  like ``clean``, but repair confident label issues to cleanlab's suggestion, and
+           train with hard variants: per sample and transform (``pixels``,
+           ``gaussian_noise(severity=2)``) the 1-3 highest-loss of 8 keyed draws under the
+           reference model (3 for the most fragile), a fragile point's flipping perturbation
+           among them.
 ``focus``  like ``clean`` but also drop misclassified points, and spend more of the variant
            budget on fragile points: 1 ``pixels`` copy per sample plus up to 3 more, growing
            with fragility (1 - steps_to_flip / max_steps; robust points get none extra).
@@ -38,6 +43,12 @@ from robust_data.variants.mining import (
 )
 
 BALANCES = ("drop", "weights")
+#: ``mined``'s variant transforms: the scoring scheme and a mild noise corruption, neither of
+#: them a held-out family of the report (salt_pepper, and corruptions the plan does not use).
+MINED_TRANSFORMS = ("pixels", "gaussian_noise(severity=2)")
+#: ``mined``'s repair threshold: a label issue whose given label has out-of-fold probability
+#: at most this is relabelled to cleanlab's suggestion (see CurationPolicy.relabel_below).
+RELABEL_BELOW = 0.05
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,18 @@ PRESETS: dict[str, Preset] = {
         "drop label issues, outliers and duplicates only; 2 pixels copies per sample",
         CurationPolicy(require_correct=False, require_robust=False, quota_mode="none"),
         VariantPlan(("pixels",), copies=2),
+    ),
+    "mined": Preset(
+        "mined",
+        "repair confident label issues (drop the rest), outliers and duplicates out; hard "
+        "variants: the hardest 1-3 of 8 draws of pixels and gaussian_noise, more for fragile",
+        CurationPolicy(
+            require_correct=False,
+            require_robust=False,
+            quota_mode="none",
+            relabel_below=RELABEL_BELOW,
+        ),
+        VariantPlan(MINED_TRANSFORMS, copies=1, focus_copies=2, mining="hard", candidates=8),
     ),
     "focus": Preset(
         "focus",

@@ -5,12 +5,13 @@ For one seed s a preset gives four training sets of the same training split:
 ``reference``           every original, no variants (the recipe as the reference model uses it)
 ``curated``             the kept originals plus the plan's variants (fragile points get more
                         under ``focus``), class weights when the preset balances by weights
-``random_subset``       as many originals as curated, drawn at random (seed s), plus the same
-                        number of variant images of the same transforms spread evenly over them
-``all_with_variants``   every original plus that same number of variant images, spread evenly
+``random_subset``       as many originals of each class as curated, drawn at random (seed s),
+                        plus the same number of variant images per class from the same
+                        transforms, plain keyed draws spread evenly within the class
+``all_with_variants``   every original plus that same number of variant images per class
 
-so that curated and random_subset have exactly the same number of training images and differ
-only in which originals (and which of them get the variants) were chosen.
+so that curated and random_subset have the same budget class by class and differ only in
+which originals were chosen (and repaired), which variants (mined or drawn) and where they go.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from torch import nn
 
-from robust_data.curation.presets import Preset, class_weights, spread
+from robust_data.curation.presets import Preset, VariantPlan, class_weights, spread
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays, decode_samples
@@ -34,6 +36,7 @@ from robust_data.scoring.weights import save_model
 from robust_data.store.checks import CheckOutcome
 from robust_data.store.schema import column, column_by_id, table_metadata
 from robust_data.variants.make import apply_transform, copy_key, parse_transform
+from robust_data.variants.mining import FlipSource, MiningOptions, mine
 
 TRAINING_SETS = ("reference", "curated", "random_subset", "all_with_variants")
 
@@ -141,6 +144,94 @@ def add_variants(data: SampleArrays, variants: pa.Table) -> SampleArrays:
     )
 
 
+def class_spread(labels: np.ndarray, budget: np.ndarray, seed: int) -> np.ndarray:
+    """(N,) int copies: ``budget[c]`` copies spread evenly over the samples labelled c.
+
+    The equal-budget baselines get each class's variant count of the curated set this way
+    (random within class, no fragility weighting). A class without samples gets none.
+    """
+    labels = np.asarray(labels, np.int64)
+    copies = np.zeros(len(labels), np.int64)
+    for c in np.flatnonzero(np.asarray(budget) > 0):
+        members = np.flatnonzero(labels == c)
+        copies[members] = spread(len(members), int(budget[c]), seed + 7919 * int(c))
+    return copies
+
+
+def class_subset(data: SampleArrays, counts: np.ndarray, seed: int) -> SampleArrays:
+    """``counts[c]`` samples of each class c of ``data`` (all it has when fewer), seeded."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(data), bool)
+    for c, count in enumerate(np.asarray(counts, np.int64)):
+        members = np.flatnonzero(data.labels == c)
+        take = min(int(count), len(members))
+        mask[rng.choice(members, size=take, replace=False)] = True
+    return data.where(mask)
+
+
+@dataclass(frozen=True)
+class CuratedInputs:
+    """What the curated training set is made from, besides the originals.
+
+    Attributes
+    ----------
+    labels : np.ndarray or None
+        (N,) int64 labels after curation (a review's or a repair's ``new_label``); None: as
+        stored.
+    model : nn.Module or None
+        The reference model, which mines hard variants (plans with ``mining`` other than
+        ``none``).
+    flip_scheme : str
+        The RPR scoring's scheme, which regenerates each fragile point's flipping try.
+    flip_seed : int
+        The RPR scoring's seed.
+    """
+
+    labels: np.ndarray | None = None
+    model: nn.Module | None = None
+    flip_scheme: str = "pixels"
+    flip_seed: int = 0
+
+
+def curated_variants(
+    chosen: SampleArrays,
+    copies: np.ndarray,
+    steps: np.ndarray,
+    plan: VariantPlan,
+    seed: int,
+    inputs: CuratedInputs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The curated originals followed by the plan's variants (mined when the plan mines).
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        (N + V, C, H, W) float32 images and (N + V,) labels.
+    """
+    if plan.mining == "none" or not plan.transforms:
+        return with_variants(chosen, copies, plan.transforms, seed)
+    if inputs.model is None:
+        raise RobustDataError(
+            f"the reference model to mine variants ({plan.mining})",
+            "none",
+            "pass it (CuratedInputs.model), or a plan with mining='none'",
+            options=("mining",),
+        )
+    mined = mine(
+        chosen.images,
+        chosen.labels,
+        chosen.sample_ids,
+        inputs.model,
+        plan.transforms,
+        copies,
+        MiningOptions(plan.mining, plan.candidates, seed),
+        FlipSource(steps, inputs.flip_scheme, inputs.flip_seed),
+    )
+    images = np.concatenate([chosen.images, mined.images.astype(np.float32)])
+    labels = np.concatenate([chosen.labels, chosen.labels[mined.parent]]).astype(np.int64)
+    return images, labels
+
+
 def training_sets(
     train: SampleArrays,
     kept: np.ndarray,
@@ -150,8 +241,14 @@ def training_sets(
     classes: int,
     max_steps: int,
     names: Sequence[str] = TRAINING_SETS,
+    inputs: CuratedInputs = CuratedInputs(),
 ) -> dict[str, TrainingSet]:
     """The training sets of one seed (see the module docstring).
+
+    The baselines match the curated set class by class: ``random_subset`` draws as many
+    originals of each class as curated keeps (by the labels it trains with) and both
+    baselines get each class's variant count, from the same transforms, as plain keyed draws
+    spread evenly within the class: no mining, no fragility weighting, no label repair.
 
     Parameters
     ----------
@@ -161,6 +258,8 @@ def training_sets(
         (N,) bool, the curation's kept samples.
     steps_to_flip : np.ndarray
         (N,) int, try at which each point flipped (<= 0 for robust points), for ``focus``.
+    inputs : CuratedInputs
+        Relabels, and the reference model when the plan mines.
     """
     kept = np.asarray(kept, bool)
     if len(kept) != len(train) or len(steps_to_flip) != len(train):
@@ -169,31 +268,34 @@ def training_sets(
             f"{len(kept)} and {len(steps_to_flip)}"
         )
     plan = preset.plan
-    chosen = train.where(kept)
-    copies = plan.copies_per_sample(np.asarray(steps_to_flip)[kept], max_steps)
+    trained_labels = train.labels if inputs.labels is None else np.asarray(inputs.labels)
+    chosen = replace(train.where(kept), labels=np.asarray(trained_labels, np.int64)[kept])
+    steps = np.asarray(steps_to_flip, np.int64)[kept]
+    copies = plan.copies_per_sample(steps, max_steps)
     if not plan.transforms:
         copies = np.zeros(len(chosen), np.int64)
-    budget = int(copies.sum())  # per transform
+    budget = np.bincount(chosen.labels, weights=copies, minlength=classes).astype(np.int64)
+    per_class = np.bincount(chosen.labels, minlength=classes)
     out: dict[str, TrainingSet] = {}
     if "reference" in names:
         out["reference"] = TrainingSet("reference", train.images, train.labels, len(train), 0)
     if "curated" in names:
-        images, labels = with_variants(chosen, copies, plan.transforms, seed)
+        images, labels = curated_variants(chosen, copies, steps, plan, seed, inputs)
         weights = class_weights(labels, classes) if preset.balance == "weights" else None
         out["curated"] = TrainingSet(
             "curated", images, labels, len(chosen), len(labels) - len(chosen), weights
         )
     if "random_subset" in names:
-        subset = random_subset(train, len(chosen), seed)
+        subset = class_subset(train, per_class, seed)
         images, labels = with_variants(
-            subset, spread(len(subset), budget, seed), plan.transforms, seed
+            subset, class_spread(subset.labels, budget, seed), plan.transforms, seed
         )
         out["random_subset"] = TrainingSet(
             "random_subset", images, labels, len(subset), len(labels) - len(subset)
         )
     if "all_with_variants" in names:
         images, labels = with_variants(
-            train, spread(len(train), budget, seed), plan.transforms, seed
+            train, class_spread(train.labels, budget, seed), plan.transforms, seed
         )
         out["all_with_variants"] = TrainingSet(
             "all_with_variants", images, labels, len(train), len(labels) - len(train)
@@ -283,6 +385,7 @@ def retrain_models(
     reference: StoredModel | None = None,
     options: RetrainOptions = RetrainOptions(),
     progress: bool = True,
+    inputs: CuratedInputs = CuratedInputs(),
 ) -> pa.Table:
     """Train every training set of every seed with ``recipe``, save each, measure test accuracy.
 
@@ -297,6 +400,8 @@ def retrain_models(
         (N,) bool kept by the curation; (N,) int try of the flip, <= 0 for robust points.
     path_for : callable
         (training set, seed) -> where its weight file goes (written atomically).
+    inputs : CuratedInputs
+        Relabels and the mining model; without a model, ``reference``'s mines.
 
     Returns
     -------
@@ -305,11 +410,21 @@ def retrain_models(
         robust_data table metadata (the options and the preset as parameters).
     """
     names = [n for n in TRAINING_SETS if n in {"reference", "curated", *options.names}]
+    if inputs.model is None and reference is not None:
+        inputs = replace(inputs, model=reference.model)
     rows = []
     for seed in range(options.seeds):
         for name in names:
             (training,) = training_sets(
-                train, kept, steps_to_flip, preset, seed, classes, options.max_steps, (name,)
+                train,
+                kept,
+                steps_to_flip,
+                preset,
+                seed,
+                classes,
+                options.max_steps,
+                (name,),
+                inputs,
             ).values()
             if name == "reference" and seed == 0 and reference is not None:
                 model, path, sha = reference.model, reference.path, reference.sha256
@@ -343,7 +458,8 @@ def curation_inputs(
     train: SampleArrays, ledger: pa.Table, rpr: pa.Table
 ) -> tuple[np.ndarray, np.ndarray]:
     """``kept`` (N,) bool from a curation ledger and ``steps_to_flip`` (N,) int64 (0: robust)
-    from the ``rpr_scores`` table, both in the order of ``train``'s samples.
+    from the ``rpr_scores`` table, both in the order of ``train``'s samples (the labels
+    curated trains with: :func:`curated_labels`).
 
     Raises
     ------
@@ -361,6 +477,24 @@ def curation_inputs(
             "re-materialize the curation job",
         )
     return np.asarray(kept, bool), np.asarray([s or 0 for s in steps], np.int64)
+
+
+def curated_labels(train: SampleArrays, ledger: pa.Table) -> np.ndarray:
+    """(N,) int64 labels in ``train``'s order: the ledger's ``new_label`` (a review's or a
+    repair's) where set, else the stored label."""
+    new = column_by_id(ledger, list(train.sample_ids), "new_label")
+    return np.asarray(
+        [int(n) if n is not None else int(y) for n, y in zip(new, train.labels, strict=True)],
+        np.int64,
+    )
+
+
+def stored_curated_inputs(train: SampleArrays, ledger: pa.Table, rpr: pa.Table) -> CuratedInputs:
+    """The relabels of a curation ledger and the RPR scoring's scheme and seed (the model is
+    the reference, which :func:`retrain_models` fills in)."""
+    scheme = str(rpr.column("scheme")[0].as_py()) if rpr.num_rows else "pixels"
+    seed = int(rpr.column("seed")[0].as_py()) if rpr.num_rows else 0
+    return CuratedInputs(curated_labels(train, ledger), None, scheme, seed)
 
 
 #: Guard (a warning, not blocking): a retrained model loses at most this much test accuracy

@@ -15,6 +15,7 @@ from pipelines.cli import main
 from robust_data import CuratedDataset
 from robust_data.curation.policy import CurationPolicy, select_curated
 from robust_data.curation.presets import DEFAULT_PRESET
+from robust_data.curation.reviews import Review
 from robust_data.export.export import export_dataset
 from robust_data.export.layout import ExportError
 from robust_data.export.writers import write_imagefolder
@@ -289,3 +290,31 @@ def test_every_stored_table_carries_the_table_metadata(curated_home: Path) -> No
         meta = read_metadata(pq.read_schema(path))
         assert meta.get("table") == path.parent.name, (path, meta)
         assert {"version", "code_revision", "source", "params"} <= set(meta), path
+
+
+def test_confident_label_issues_are_repaired_and_reviews_still_win() -> None:
+    rows = [
+        {"id": "c0", "label": 0, "issue": True},  # confident: relabelled to 1
+        {"id": "c1", "label": 0, "issue": True},  # not confident enough: dropped
+        {"id": "c2", "label": 0, "issue": True},  # confident, but a review drops it
+        {"id": "c3", "label": 1},
+    ]
+    samples, rpr, quality = _tables(rows)
+    quality = quality.append_column("label_quality", pa.array([0.01, 0.3, 0.02, 0.9]))
+    quality = quality.append_column("suggested_label", pa.array([1, 1, 1, 1], pa.int64()))
+    policy = CurationPolicy(quota_mode="none", relabel_below=0.05)
+    reviews = {"c2": Review("c2", "drop", None)}
+    result = select_curated(samples, rpr, quality, policy, reviews)
+    ledger = {r["sample_id"]: r for r in result.ledger.to_pylist()}
+    assert (
+        ledger["c0"]["kept"] and ledger["c0"]["new_label"] == 1 and ledger["c0"]["review"] is None
+    )
+    assert ledger["c1"]["reason"] == "label_issue" and ledger["c1"]["new_label"] is None
+    assert ledger["c2"]["reason"] == "review_drop" and ledger["c2"]["new_label"] is None
+    kept = result.curated.to_pydict()
+    curated = dict(zip(kept["sample_id"], kept["label"], strict=True))
+    assert curated == {"c0": 1, "c3": 1}  # the repaired label is the one it trains with
+    off = select_curated(samples, rpr, quality, CurationPolicy(quota_mode="none"))
+    assert off.ledger.column("reason").to_pylist()[:3] == ["label_issue"] * 3  # default: drop
+    with pytest.raises(ValueError, match=r"expected relabel_below in \[0, 1\]"):
+        CurationPolicy(relabel_below=1.5)

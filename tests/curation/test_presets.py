@@ -19,7 +19,7 @@ from robust_data.curation.presets import (
 from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.evaluate import JudgeOptions, compare, held_out_scheme, judge
-from robust_data.report.retrain import train_on, training_sets, with_variants
+from robust_data.report.retrain import CuratedInputs, train_on, training_sets, with_variants
 from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.training import train_model
 from robust_data.variants.make import make_variants
@@ -38,7 +38,9 @@ def test_focus_spends_more_copies_on_fragile_points() -> None:
     assert plan.total(np.array([1, 125, 250, 0]), 250) == 9
     with pytest.raises(ValueError, match="expected copies >= 0"):
         VariantPlan(("pixels",), copies=-1)
-    with pytest.raises(ValueError, match=r"expected a preset in \['clean', 'focus', 'paper'\]"):
+    with pytest.raises(
+        ValueError, match=r"expected a preset in \['clean', 'focus', 'mined', 'paper'\]"
+    ):
         preset("robust")
 
 
@@ -72,6 +74,41 @@ def test_curated_and_random_subset_train_on_the_same_number_of_images() -> None:
     assert np.array_equal(again["curated"].images, curated.images)  # same seed, same set
     with pytest.raises(ValueError, match="expected kept and steps_to_flip for each of"):
         training_sets(train, kept[:5], steps, PRESETS["focus"], 1, 10, 250)
+
+
+def test_baselines_match_the_curated_budget_class_by_class_and_mined_needs_the_model() -> None:
+    train, _ = _digits()
+    rng = np.random.default_rng(1)
+    kept = rng.random(len(train)) < 0.7
+    steps = rng.integers(0, 251, len(train))
+    labels = train.labels.copy()
+    repaired = np.flatnonzero(kept & (train.labels == 3))[:5]
+    labels[repaired] = 5  # five 3s repaired to 5: curated trains them as 5s
+    mined = PRESETS["mined"]
+    model = train_model(
+        ModelOptions(width=8, epochs=1), train.images, train.labels, 10, progress=False
+    )
+    sets = training_sets(
+        train, kept, steps, mined, 0, 10, 250, inputs=CuratedInputs(labels, model.model)
+    )
+    curated, subset, every = sets["curated"], sets["random_subset"], sets["all_with_variants"]
+
+    def per_class(training, start: int, stop: int | None) -> np.ndarray:
+        return np.bincount(training.labels[start:stop], minlength=10)
+
+    kept_per_class = np.bincount(labels[kept], minlength=10)
+    assert per_class(curated, 0, curated.originals).tolist() == kept_per_class.tolist()
+    assert per_class(subset, 0, subset.originals).tolist() == kept_per_class.tolist()
+    variants = per_class(curated, curated.originals, None)
+    assert variants.sum() == mined.plan.total(steps[kept], 250)
+    assert per_class(subset, subset.originals, None).tolist() == variants.tolist()
+    assert per_class(every, every.originals, None).tolist() == variants.tolist()
+    drawn = training_sets(
+        train, kept, steps, PRESETS["clean"], 0, 10, 250, ("curated",), CuratedInputs(labels)
+    )["curated"]
+    assert drawn.originals == curated.originals  # same originals, same relabels
+    with pytest.raises(ValueError, match="expected the reference model to mine variants"):
+        training_sets(train, kept, steps, mined, 0, 10, 250, ("curated",), CuratedInputs(labels))
 
 
 def test_judge_splits_seen_and_held_out_and_compare_pairs_seeds() -> None:
