@@ -37,7 +37,7 @@ from robust_data.curation.policy import CurationPolicy, select_scored
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
 from robust_data.report.render import PAPER_TABLE
-from robust_data.report.stats import Metric, interval, paired_difference, verdict
+from robust_data.report.stats import Metric, interval, paired_difference, paired_verdict
 from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 from robust_data.scoring.training import train_model
@@ -153,7 +153,7 @@ def main() -> None:
         "Robust fraction of the training set under M: "
         + _mean_interval([o.train_robust for o in outcomes])
         + " (the paper: 0.7128). "
-        + verdict(robust_metric, gain, "M (all of train)", "M_R")
+        + paired_verdict(robust_metric, gain, "M (all of train)", "M_R")
         + f" (the paper: +21.4 pt). Total time {time.perf_counter() - started:.0f} s.",
     )
 

@@ -119,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        help="curation preset: paper, clean or focus (default clean; README 'Does curation help?')",
+        help=(
+            "curation preset: paper, clean, focus or mined "
+            "(default clean; README 'Does curation help?')"
+        ),
     )
     p.add_argument(
         "--seeds",

@@ -1,11 +1,18 @@
 """Judge models on the test split, seed by seed, and compare curated against its baselines.
 
-Per model: clean test accuracy and ECE; the RPR robust fraction under the scoring scheme and
-under a held-out perturbation family (one not used to make variants); accuracy under the
-corruptions the variants used (``seen``) and under the others (``held_out``), and the mCE of
-each relative to the reference model of the same seed. Training on a perturbation and testing
-on the same one is visible as such: ``robust_fraction`` vs ``robust_fraction_held_out`` and
-``mce_seen`` vs ``mce_held_out`` (the headline).
+Per model: the primary metric, declared before any result, is the mean per-image flip rate
+over K perturbed copies of each test image under the scoring scheme, every model seeing the
+same copies (common random numbers, robust_data.report.flips); the same under a held-out
+perturbation family (one not used to make variants); clean test accuracy, the worst class's
+accuracy and ECE; accuracy under the corruptions the variants used (``seen``) and under the
+others (``held_out``), and the mCE of each relative to the reference model of the same seed;
+the paper's RPR robust fraction (250 tries) on the first ``robust_seeds`` seeds only. Training
+on a perturbation and testing on the same one is visible as such: ``flip_rate`` vs
+``flip_rate_held_out`` and ``mce_seen`` vs ``mce_held_out``.
+
+Differences are curated minus baseline per seed (a mean over the same test images, so paired
+by image), combined by a t-interval over seeds; the secondary metrics' p-values are
+Holm-adjusted per baseline. An interval that includes 0 reads "not distinguishable".
 """
 
 from __future__ import annotations
@@ -28,7 +35,15 @@ from robust_data.report.corruption_suite import (
     mean_corruption_error,
     suite_jobs,
 )
-from robust_data.report.stats import Interval, Metric, interval, paired_difference, verdict
+from robust_data.report.flips import FLIP_K, FlipOptions, flip_rates
+from robust_data.report.stats import (
+    Interval,
+    Metric,
+    holm,
+    interval,
+    paired_difference,
+    paired_verdict,
+)
 from robust_data.report.testset import corrupted_jobs, stored_chunks
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 from robust_data.variants.make import parse_transform
@@ -39,12 +54,16 @@ HELD_OUT_SCHEMES = ("salt_pepper(p=0.05)", "gaussian(sigma=0.2)", "pixels")
 #: Test images per corrupted chunk and forward pass in the corruption suite.
 SUITE_BATCH = 1024
 
+#: The metrics a report compares; the first is the primary one (no multiplicity adjustment),
+#: the others are secondary (Holm-adjusted together, per baseline).
 METRICS = (
+    Metric("flip_rate", "less often flipped by the scoring perturbation", False),
     Metric("test_accuracy", "more accurate"),
-    Metric("robust_fraction", "more RPR-robust"),
-    Metric("robust_fraction_held_out", "more RPR-robust under a held-out perturbation"),
-    Metric("corruption_accuracy_held_out", "more accurate under held-out corruptions"),
+    Metric("worst_class_accuracy", "more accurate on its worst class"),
+    Metric("flip_rate_held_out", "less often flipped by a held-out perturbation", False),
     Metric("mce_held_out", "lower in held-out mCE", higher_is_better=False, points=False),
+    Metric("corruption_accuracy_held_out", "more accurate under held-out corruptions"),
+    Metric("robust_fraction", "more RPR-robust (250 tries)"),
     Metric("mce_seen", "lower in mCE on corruptions used as variants", False, points=False),
     Metric("ece", "better calibrated", higher_is_better=False, points=False),
 )
@@ -67,6 +86,11 @@ class JudgeOptions:
         Seed of the perturbations (as the curation scored with).
     corruptions : tuple of str
         The corruption suite (default: the MNIST-C set).
+    k : int
+        Perturbed copies per test image for the flip rates (>= 1), the same for every model.
+    robust_seeds : int
+        Seeds 0..robust_seeds-1 also get the paper's robust fraction (up to ``max_steps``
+        tries per image, the costly part); later seeds do not (NaN). Default 1.
     device, precision : str
         Where and how the models run, for the suite and RPR alike: ``auto``/``cpu``/``cuda``
         and ``auto``/``fp32``/``bf16`` (``auto``: bf16 where the hardware has bf16 matrix
@@ -78,8 +102,16 @@ class JudgeOptions:
     max_steps: int = MAX_STEPS
     seed: int = 0
     corruptions: tuple[str, ...] = MNIST_C
+    k: int = FLIP_K
+    robust_seeds: int = 1
     device: str = "auto"
     precision: str = "auto"
+
+    def flip_options(self, scheme: str) -> FlipOptions:
+        """The flip-rate options for ``scheme`` (same seed, device and precision)."""
+        return FlipOptions(
+            k=self.k, scheme=scheme, seed=self.seed, device=self.device, precision=self.precision
+        )
 
 
 def used_families(transforms: Sequence[str]) -> set[str]:
@@ -149,14 +181,20 @@ class Measured:
         Accuracy and ECE per corruption job (``SUITE_SCHEMA`` of
         robust_data.report.corruption_suite).
     steps : np.ndarray
-        (N,) int64 RPR tries to the flip under the scoring scheme; 0 for survivors.
-    held_out_steps : np.ndarray
-        (N,) int64 the same under the held-out scheme.
+        (N,) int64 RPR tries to the flip under the scoring scheme, 0 for survivors; empty
+        (0,) where the robust fraction was not measured (seeds >= ``robust_seeds``).
+    flips, flips_held_out : np.ndarray
+        (N,) float64 in [0, 1] per-image flip rates over the K shared copies under the
+        scoring and the held-out scheme; higher is worse.
+    class_accuracy : np.ndarray
+        (K classes,) float64 clean accuracy per class (NaN for a class without test images).
     """
 
     suite: pa.Table
     steps: np.ndarray
-    held_out_steps: np.ndarray
+    flips: np.ndarray
+    flips_held_out: np.ndarray
+    class_accuracy: np.ndarray
 
 
 def measure_models(
@@ -167,8 +205,9 @@ def measure_models(
     corrupted: pa.Table | None = None,
     known_steps: Mapping[str, np.ndarray] | None = None,
     progress: bool = False,
+    robust: bool = True,
 ) -> dict[str, Measured]:
-    """Each model's suite and RPR tries; nothing here depends on the other models.
+    """Each model's suite, flip rates and RPR tries; nothing here depends on the other models.
 
     So one model per call (one evaluation step per model) measures what a call with all of
     them does; a call with several reads each corrupted chunk once for all of them.
@@ -182,6 +221,9 @@ def measure_models(
     known_steps : mapping, optional
         Model name -> (N,) stored tries to the flip under ``options.scheme`` (0 survived):
         those models are not scored again under the scoring scheme.
+    robust : bool
+        Measure the 250-try robust fraction (the caller's seed < ``robust_seeds``); else
+        ``steps`` are empty.
     """
     if corrupted is None:
         jobs = suite_jobs(options.corruptions)
@@ -197,15 +239,37 @@ def measure_models(
         SuiteOptions(options.seed, options.device, options.precision),
         progress,
     )
+    args = (dict(models), test.images, test.labels, test.sample_ids, classes)
+    flips = flip_rates(*args, options.flip_options(options.scheme), progress)
+    held = flip_rates(*args, options.flip_options(options.held_out_scheme), progress)
     known = dict(known_steps or {})
     out: dict[str, Measured] = {}
     for name, model in models.items():
         steps = known.get(name)
         if steps is None:
-            steps = _steps(model, test, classes, options.scheme, options, progress)
-        held = _steps(model, test, classes, options.held_out_scheme, options, progress)
-        out[name] = Measured(suites[name], np.asarray(steps, np.int64), held)
+            steps = (
+                _steps(model, test, classes, options.scheme, options, progress)
+                if robust
+                else np.zeros(0, np.int64)
+            )
+        correct = flips[name].clean_correct
+        out[name] = Measured(
+            suites[name],
+            np.asarray(steps, np.int64),
+            flips[name].flip_rate,
+            held[name].flip_rate,
+            class_accuracy(correct, test.labels, classes),
+        )
     return out
+
+
+def class_accuracy(correct: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """(classes,) float64 share of each class's images that are ``correct`` (NaN: none)."""
+    labels = np.asarray(labels, np.int64)
+    totals = np.bincount(labels, minlength=classes).astype(np.float64)
+    hits = np.bincount(labels, weights=np.asarray(correct, np.float64), minlength=classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, hits / np.maximum(totals, 1), np.nan)
 
 
 def judged_from(
@@ -230,10 +294,14 @@ def judged_from(
         seen_names = [c for c in suite_names if c in seen]
         ce, _ = mean_corruption_error(m.suite, base)
         metrics = {
+            "flip_rate": float(np.mean(m.flips)) if len(m.flips) else np.nan,
+            "flip_rate_held_out": float(np.mean(m.flips_held_out)) if len(m.flips) else np.nan,
             "test_accuracy": clean["accuracy"],
+            "worst_class_accuracy": float(np.nanmin(m.class_accuracy))
+            if np.isfinite(m.class_accuracy).any()
+            else np.nan,
             "ece": clean["ece"],
             "robust_fraction": float(np.mean(m.steps <= 0)) if len(m.steps) else np.nan,
-            "robust_fraction_held_out": float(np.mean(m.held_out_steps <= 0)),
             "corruption_accuracy_held_out": _mean(
                 [r["accuracy"] for r in rows if r["corruption"] in held]
             ),
@@ -322,6 +390,12 @@ class Comparison:
 def compare(runs: list[dict], subject: str = "curated") -> Comparison:
     """Intervals per model and metric, and ``subject`` minus every other model, by seed.
 
+    A metric measured on some seeds only (the robust fraction: ``robust_seeds``) is compared
+    on the seeds where both models have it; one such seed reads "1 seed: no interval". The
+    first of :data:`METRICS` is primary; the secondary metrics' t-test p-values are
+    Holm-adjusted together per baseline, and a verdict calls a difference only when its
+    interval excludes 0 (and, secondary, its adjusted p is below 0.05).
+
     Parameters
     ----------
     runs : list of dict
@@ -336,21 +410,44 @@ def compare(runs: list[dict], subject: str = "curated") -> Comparison:
     verdicts: list[str] = []
     metrics = [m for m in METRICS if all(m.name in r for r in runs)]
     for model in models:
-        summary[model] = {
-            m.name: interval([value[(model, s)][m.name] for s in seeds])
-            for m in metrics
-            if all(not np.isnan(value[(model, s)][m.name]) for s in seeds)
-        }
+        summary[model] = {}
+        for m in metrics:
+            values = [value[(model, s)][m.name] for s in seeds if (model, s) in value]
+            values = [v for v in values if not np.isnan(v)]
+            if values:
+                summary[model][m.name] = interval(values)
     for baseline in (m for m in models if m != subject):
         differences[baseline] = {}
         for metric in metrics:
             pairs = [
-                (value[(subject, s)][metric.name], value[(baseline, s)][metric.name]) for s in seeds
+                (value[(subject, s)][metric.name], value[(baseline, s)][metric.name])
+                for s in seeds
+                if (subject, s) in value and (baseline, s) in value
             ]
-            if any(np.isnan(a) or np.isnan(b) for a, b in pairs):
-                continue
-            diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
-            differences[baseline][metric.name] = diff
-            name = "the reference" if baseline == "reference" else baseline
-            verdicts.append(verdict(metric, diff, name, subject))
+            pairs = [(a, b) for a, b in pairs if not (np.isnan(a) or np.isnan(b))]
+            if pairs:
+                differences[baseline][metric.name] = paired_difference(
+                    [a for a, _ in pairs], [b for _, b in pairs]
+                )
+        verdicts += _verdicts(differences[baseline], metrics, baseline, subject)
     return Comparison(runs, summary, differences, verdicts)
+
+
+def _verdicts(
+    diffs: dict[str, Interval], metrics: list[Metric], baseline: str, subject: str
+) -> list[str]:
+    """One line per metric of one baseline: the primary plain, the secondary Holm-adjusted."""
+    name = "the reference" if baseline == "reference" else baseline
+    present = [m for m in metrics if m.name in diffs]
+    secondary = [m for m in present if m.name != METRICS[0].name]
+    p_values = [diffs[m.name].p_value() for m in secondary]
+    tested = [i for i, p in enumerate(p_values) if not np.isnan(p)]
+    adjusted = dict(zip(tested, holm([p_values[i] for i in tested]), strict=True))
+    out = []
+    for metric in present:
+        if metric.name == METRICS[0].name:
+            out.append(paired_verdict(metric, diffs[metric.name], name, subject))
+            continue
+        i = secondary.index(metric)
+        out.append(paired_verdict(metric, diffs[metric.name], name, subject, adjusted.get(i)))
+    return out

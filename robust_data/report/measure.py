@@ -1,7 +1,8 @@
 """The report's measurements: each retrained model measured on the test split, one row each.
 
-One evaluation step measures one model (:func:`measure_candidates`); its row keeps the RPR
-tries under the scoring and held-out schemes and the corruption suite, from which the report
+One evaluation step measures one model (:func:`measure_candidates`); its row keeps the
+per-image flip rates under the scoring and held-out schemes, the per-class accuracy, the
+corruption suite and (first seeds only) the RPR tries, from which the report
 (robust_data.report.build) computes every metric and verdict.
 """
 
@@ -78,12 +79,16 @@ MEASURED_SCHEMA = pa.schema(
         pa.field("train_size", pa.int64(), nullable=False),
         pa.field("model_sha256", pa.string(), nullable=False),
         pa.field("steps", pa.list_(pa.int64()), nullable=False),
-        pa.field("held_out_steps", pa.list_(pa.int64()), nullable=False),
+        pa.field("flips", pa.list_(pa.float64()), nullable=False),
+        pa.field("flips_held_out", pa.list_(pa.float64()), nullable=False),
+        pa.field("class_accuracy", pa.list_(pa.float64()), nullable=False),
         pa.field("suite", pa.string(), nullable=False),
     ]
 )
 """One evaluation step's output: a row per measured (seed, model) with its RPR tries (N,)
-under the scoring and held-out schemes and its corruption suite (SUITE_SCHEMA rows as JSON)."""
+under the scoring scheme (empty after the first ``robust_seeds`` seeds), its flip rates (N,)
+under the scoring and held-out schemes, its accuracy per class and its corruption suite
+(SUITE_SCHEMA rows as JSON)."""
 
 
 def _measured_row(candidate: Candidate, measured: Measured) -> dict[str, Any]:
@@ -93,7 +98,9 @@ def _measured_row(candidate: Candidate, measured: Measured) -> dict[str, Any]:
         "train_size": candidate.train_size,
         "model_sha256": candidate.sha256,
         "steps": measured.steps.tolist(),
-        "held_out_steps": measured.held_out_steps.tolist(),
+        "flips": measured.flips.tolist(),
+        "flips_held_out": measured.flips_held_out.tolist(),
+        "class_accuracy": measured.class_accuracy.tolist(),
         "suite": json.dumps(measured.suite.to_pylist(), allow_nan=True),
     }
 
@@ -127,6 +134,7 @@ def measure_candidates(
             corrupted=corrupted,
             known_steps={n: v for (n, s), v in (known_steps or {}).items() if s == seed},
             progress=progress,
+            robust=seed < setup.judge.robust_seeds,
         )
         rows += [_measured_row(c, measured[c.name]) for c in mine]
     return pa.Table.from_pylist(rows, schema=MEASURED_SCHEMA)
@@ -136,5 +144,9 @@ def measured_from_row(row: dict[str, Any]) -> Measured:
     """A :data:`MEASURED_SCHEMA` row (as a dict) back as the model's :class:`Measured`."""
     suite = pa.Table.from_pylist(json.loads(row["suite"]), schema=SUITE_SCHEMA)
     return Measured(
-        suite, np.asarray(row["steps"], np.int64), np.asarray(row["held_out_steps"], np.int64)
+        suite,
+        np.asarray(row["steps"], np.int64),
+        np.asarray(row["flips"], np.float64),
+        np.asarray(row["flips_held_out"], np.float64),
+        np.asarray(row["class_accuracy"], np.float64),
     )

@@ -411,7 +411,7 @@ def retrain_models(
     """
     names = [n for n in TRAINING_SETS if n in {"reference", "curated", *options.names}]
     if inputs.model is None and reference is not None:
-        inputs = replace(inputs, model=reference.model)
+        inputs = replace(inputs, model=reference.model.model)
     rows = []
     for seed in range(options.seeds):
         for name in names:

@@ -49,6 +49,18 @@ class Interval:
         """True when the whole interval lies on one side of 0 (needs n >= 2)."""
         return self.n >= 2 and (self.low > 0 or self.high < 0)
 
+    def p_value(self, level: float = 0.95) -> float:
+        """Two-sided t-test p-value that the mean is 0, recovered from a ``level`` interval.
+
+        NaN for one seed; with no spread, 0 for a mean other than 0 and 1 for 0.
+        """
+        if self.n < 2:
+            return float("nan")
+        se = (self.high - self.low) / 2 / float(stats.t.ppf(0.5 + level / 2, self.n - 1))
+        if se == 0:
+            return 0.0 if self.mean != 0 else 1.0
+        return float(2 * stats.t.sf(abs(self.mean) / se, self.n - 1))
+
 
 def interval(values: Sequence[float], level: float = 0.95) -> Interval:
     """Mean and two-sided Student-t interval of ``values``.
@@ -111,26 +123,6 @@ class Metric:
     adjective: str
     higher_is_better: bool = True
     points: bool = True
-
-
-def verdict(metric: Metric, difference: Interval, baseline: str, subject: str = "curated") -> str:
-    """One line: better, worse, or no different, with the difference and its interval.
-
-    ``difference`` is subject minus baseline. Better means the interval excludes zero on the
-    good side (above 0 when higher is better, below 0 when lower is).
-    """
-    scale, unit, digits = (100.0, " pt", 1) if metric.points else (1.0, "", 3)
-    mean, low, high = (v * scale for v in (difference.mean, difference.low, difference.high))
-    text = f"{mean:+.{digits}f}{unit} [{low:+.{digits}f}, {high:+.{digits}f}]"
-    seeds = f"{difference.n} seed{'s' if difference.n != 1 else ''}"
-    if difference.n < 2:
-        return f"{subject} vs {baseline} on {metric.name}: {text} (1 seed: cannot tell from noise)"
-    good = difference.mean > 0 if metric.higher_is_better else difference.mean < 0
-    if difference.excludes_zero() and good:
-        return f"{subject} is {metric.adjective} than {baseline} by {text} ({seeds})"
-    if difference.excludes_zero():
-        return f"{subject} is worse than {baseline} on {metric.name} by {text} ({seeds})"
-    return f"{subject} is no better than {baseline} on {metric.name}: {text} ({seeds})"
 
 
 # Paired per-image statistics (issue 30): both arms measured on the same test images (and,

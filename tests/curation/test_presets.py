@@ -138,13 +138,14 @@ def test_judge_splits_seen_and_held_out_and_compare_pairs_seeds() -> None:
         assert judged["reference"]["mce_held_out"] == pytest.approx(1.0)
         assert judged["reference"]["mce_seen"] == pytest.approx(1.0)
         for metrics in judged.values():
-            for name in ("test_accuracy", "robust_fraction", "robust_fraction_held_out"):
+            for name in ("test_accuracy", "robust_fraction", "flip_rate", "flip_rate_held_out"):
                 assert 0.0 <= metrics[name] <= 1.0
+            assert metrics["worst_class_accuracy"] <= metrics["test_accuracy"]
         runs += [{"seed": seed, "model": m} | v for m, v in judged.items()]
     comparison = compare(runs)
     assert set(comparison.differences) == {"reference"}
     assert comparison.summary["curated"]["robust_fraction"].n == 2
-    assert len(comparison.verdicts) == 7 and all(
+    assert len(comparison.verdicts) == 9 and all(
         v.startswith("curated ") for v in comparison.verdicts
     )
 

@@ -339,6 +339,7 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     assert head[0] == "# Robustness report: digits" and head[2].startswith("- curated ")
     for section in (
         "## Models (mean [95% interval] over seeds)",
+        "## Accuracy per class",
         "## The paper's table",
         "## RPR robustness curves",
         "## Corruption error",
@@ -350,8 +351,13 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     # of the suite are held out, none seen, so mce_seen has no verdict
     assert document["judge"]["held_out_scheme"].startswith("salt_pepper")
     assert document["seen"] == ["pixels"] and document["seeds"] == 2
-    assert len(document["verdicts"]) == 3 * 6
+    # 8 metrics per baseline (no mce_seen); the flip rate, primary, first and not adjusted
+    assert len(document["verdicts"]) == 3 * 8
     assert not any("mce_seen" in v for v in document["verdicts"])
+    first = document["verdicts"][0]
+    assert ("flip_rate:" in first or "flipped by the scoring" in first) and "Holm" not in first
+    robust_lines = [v for v in document["verdicts"] if "robust_fraction" in v]
+    assert len(robust_lines) == 3 and all("1 seed: no interval" in v for v in robust_lines)
     report_meta = _metadata(result, "robustness_report")
     # verdicts first, then the typed summary numbers, then the models table, then the plots
     order = list(report_meta)
@@ -369,6 +375,10 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     table = store.read("robustness_report", "digits")
     rows = {(r["seed"], r["model"]): r for r in table.to_pylist()}
     assert rows[(0, "reference")]["robust_fraction"] == pytest.approx(robust)  # stored, reused
+    assert np.isnan(rows[(1, "curated")]["robust_fraction"])  # 250 tries on seed 0 only
+    assert all(
+        0 <= r["flip_rate"] <= 1 and 0 <= r["flip_rate_held_out"] <= 1 for r in rows.values()
+    )
     assert all(rows[(s, "reference")]["mce_held_out"] == pytest.approx(1.0) for s in (0, 1))
     assert np.isnan(rows[(0, "curated")]["mce_seen"])
     assert read_params(table.schema)["preset"] == DEFAULT_PRESET

@@ -15,9 +15,11 @@ def test_report_check_catches_nan_a_missing_model_and_a_reference_mce_other_than
             "seed": seed,
             "model": model,
             "train_size": 10,
+            "flip_rate": 0.1,
             "test_accuracy": accuracy,
-            "robust_fraction": 0.5,
-            "robust_fraction_held_out": 0.4,
+            "worst_class_accuracy": 0.7,
+            "flip_rate_held_out": 0.2,
+            "robust_fraction": 0.5 if seed == 0 else np.nan,  # measured on the first seed only
             "corruption_accuracy_held_out": 0.8,
             "corruption_accuracy_seen": np.nan,  # no corruption used as a variant: allowed
             "mce_held_out": mce,

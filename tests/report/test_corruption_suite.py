@@ -90,9 +90,19 @@ def test_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_path: Pat
     assert report.table.num_rows == 6
     rows = {(r["model"], r["seed"]): r for r in report.table.to_pylist()}
     assert rows[("reference", 0)]["robust_fraction"] == 0.0  # the stored steps, not rescored
+    assert np.isnan(rows[("reference", 1)]["robust_fraction"])  # the first seed only (default)
     assert rows[("reference", 1)]["mce_held_out"] == pytest.approx(1.0)
+    for row in rows.values():
+        assert 0.0 <= row["flip_rate"] <= 1.0 and 0.0 <= row["worst_class_accuracy"] <= 1.0
     verdicts = report.verdicts
-    assert verdicts and all(v.startswith("curated ") and "(2 seeds)" in v for v in verdicts)
+    assert verdicts[0].startswith("curated ") and "flip_rate" in verdicts[0]  # primary first
+    robust = [v for v in verdicts if "robust_fraction" in v]
+    assert robust and all("1 seed: no interval" in v for v in robust)
+    paired = [v for v in verdicts if v not in robust]
+    assert all(v.startswith("curated ") and "(2 seeds" in v for v in paired)
+    assert all("Holm-adjusted p" in v for v in paired if "flip_rate:" not in v)
+    assert not any("no better than" in v for v in verdicts)
+    assert "## Accuracy per class" in report.markdown()
     assert report.markdown().splitlines()[2] == f"- {verdicts[0]}"  # the verdicts come first
     assert {"robustness_curves", "corruption_accuracy"} <= set(report.figures)
     # written to a local folder or to a store URL (fsspec's memory filesystem here)

@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from robust_data.report.stats import Interval, Metric, interval, paired_difference, verdict
+from robust_data.report.stats import (
+    Interval,
+    Metric,
+    interval,
+    paired_difference,
+    paired_verdict,
+)
 
 ROBUST = Metric("test_robust_fraction", "more RPR-robust")
 MCE = Metric("mce_held_out", "lower in held-out mCE", higher_is_better=False, points=False)
@@ -34,21 +40,21 @@ def test_paired_difference_removes_what_the_seeds_share() -> None:
 
 
 def test_verdicts_read_in_the_metric_direction() -> None:
-    better = verdict(ROBUST, Interval(0.031, 0.012, 0.050, 3), "the reference")
+    better = paired_verdict(ROBUST, Interval(0.031, 0.012, 0.050, 3), "the reference")
     assert (
         better == "curated is more RPR-robust than the reference by +3.1 pt [+1.2, +5.0] (3 seeds)"
     )
-    unsure = verdict(ROBUST, Interval(0.01, -0.02, 0.04, 3), "random_subset")
-    assert unsure.startswith("curated is no better than random_subset on test_robust_fraction")
-    worse = verdict(ROBUST, Interval(-0.03, -0.05, -0.01, 3), "the reference")
+    unsure = paired_verdict(ROBUST, Interval(0.01, -0.02, 0.04, 3), "random_subset")
+    assert unsure.startswith("curated and random_subset are not distinguishable on test_robust")
+    worse = paired_verdict(ROBUST, Interval(-0.03, -0.05, -0.01, 3), "the reference")
     assert worse.startswith("curated is worse than the reference")
-    lower_mce = verdict(MCE, Interval(-0.08, -0.12, -0.04, 3), "the reference")
+    lower_mce = paired_verdict(MCE, Interval(-0.08, -0.12, -0.04, 3), "the reference")
     assert lower_mce.startswith("curated is lower in held-out mCE than the reference by -0.080")
 
 
 def test_one_seed_gives_no_verdict() -> None:
-    line = verdict(ROBUST, Interval(0.05, 0.05, 0.05, 1), "the reference")
-    assert line.endswith("(1 seed: cannot tell from noise)") and "more" not in line
+    line = paired_verdict(ROBUST, Interval(0.05, 0.05, 0.05, 1), "the reference")
+    assert line.endswith("(1 seed: no interval, cannot tell from noise)") and "more" not in line
 
 
 FLIPS = Metric("flip_rate", "less often flipped", higher_is_better=False)
@@ -93,6 +99,9 @@ def test_t_p_value_and_holm_on_known_numbers() -> None:
     # [1, 2, 3]: t = 2 / (1 / sqrt 3) = sqrt 12 on 2 df, whose two-sided p is 1 - t/sqrt(t^2+2)
     assert t_p_value([1.0, 2.0, 3.0]) == pytest.approx(1 - math.sqrt(6 / 7))
     assert math.isnan(t_p_value([1.0])) and t_p_value([0.2, 0.2]) == 0.0
+    # the same p recovered from the 95% interval the report keeps
+    assert interval([1.0, 2.0, 3.0]).p_value() == pytest.approx(1 - math.sqrt(6 / 7))
+    assert math.isnan(interval([1.0]).p_value()) and interval([0.2, 0.2]).p_value() == 0.0
     # sorted 0.005*4, 0.01*3, 0.03*2, 0.04*1 -> 0.02, 0.03, 0.06, max(0.06, 0.04)
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     adjusted = holm([float("nan"), 0.02, 0.04])  # one seed's NaN does not count in m

@@ -74,8 +74,9 @@ def test_curate_digits_then_query_formats(
     lines = out.splitlines()
     assert lines[1] == "  verdict (preset clean, 2 seeds, 95% intervals; all metrics in report.md):"
     verdicts = [line for line in lines if line.startswith("    curated ")]
-    assert len(verdicts) == 12 and all("(2 seeds)" in v for v in verdicts)
-    assert any(" than the reference" in v or " the reference on " in v for v in verdicts)
+    assert len(verdicts) == 12 and all("(2 seeds" in v for v in verdicts)
+    assert any(" than the reference" in v or "and the reference are" in v for v in verdicts)
+    assert not any("no better than" in v for v in verdicts)  # "not distinguishable" instead
     # the guards' warnings follow the first line when they fire (digits' default keeps few)
     ledger = Store.open(home).read("curation_ledger", "digits")
     share = sum(ledger.column("kept").to_pylist()) / ledger.num_rows
@@ -174,7 +175,7 @@ def test_errors_are_one_line_with_exit_1(
 ) -> None:
     assert run_cli("curate", "--dataset", "digits", "--preset", "best") == 1
     err = capsys.readouterr().err
-    assert "expected --preset in ['clean', 'focus', 'paper']; found 'best'" in err
+    assert "expected --preset in ['clean', 'focus', 'mined', 'paper']; found 'best'" in err
     assert run_cli("curate", "--dataset", "digits", "--seeds", "0") == 1
     assert "expected --seeds >= 1; found 0" in capsys.readouterr().err
     assert run_cli("ingest", "nosuch") == 1
