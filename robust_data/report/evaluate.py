@@ -25,7 +25,7 @@ import pyarrow as pa
 from torch import nn
 
 from robust_data.defaults import MAX_STEPS
-from robust_data.errors import DatasetError
+from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays
 from robust_data.perturb.corrupt.library import MNIST_C
 from robust_data.report.corruption_suite import (
@@ -106,6 +106,15 @@ class JudgeOptions:
     robust_seeds: int = 1
     device: str = "auto"
     precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.robust_seeds < 0:
+            raise RobustDataError(
+                "k >= 1 and robust_seeds >= 0",
+                f"{self.k} and {self.robust_seeds}",
+                "pass k=64 and robust_seeds=1 (the defaults)",
+                options=("k", "robust_seeds"),
+            )
 
     def flip_options(self, scheme: str) -> FlipOptions:
         """The flip-rate options for ``scheme`` (same seed, device and precision)."""

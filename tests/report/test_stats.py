@@ -131,3 +131,11 @@ def test_paired_verdicts_say_not_distinguishable_and_one_seed_has_no_interval() 
         "curated vs the reference on flip_rate: -2.0 pt (1 seed: no interval, cannot tell from "
         "noise)"
     )
+
+
+def test_judge_options_refuse_no_copies() -> None:
+    from robust_data.report.evaluate import JudgeOptions
+
+    with pytest.raises(ValueError, match="expected k >= 1 and robust_seeds >= 0; found 0 and 1"):
+        JudgeOptions(k=0)
+    assert JudgeOptions(robust_seeds=0).flip_options("pixels").k == 64
