@@ -300,7 +300,7 @@ def compare(runs: list[dict]) -> tuple[list[list], list[str]]:
             iv = interval(d)
             if len(d) < 2:
                 verdict = "one seed: no interval"
-            elif iv.low <= 0 <= iv.high:
+            elif iv.low <= 0 <= iv.high or (label != METRICS[0][0] and q >= 0.05):
                 verdict = "not distinguishable"
             else:
                 verdict = "better" if (iv.mean > 0) == higher else "worse"
