@@ -137,7 +137,8 @@ def test_a_non_robust_sample_keeps_the_perturbation_that_flipped_it(digits) -> N
 def test_plan_default_is_unchanged_and_mining_is_opt_in(digits) -> None:
     train_table, part, model, rpr, scored = digits
     clean = PRESETS["clean"]
-    assert clean.plan.mining == "none" and all(p.plan.mining == "none" for p in PRESETS.values())
+    assert clean.plan.mining == "none" and PRESETS["mined"].plan.mining == "hard"
+    assert all(p.plan.mining == "none" for name, p in PRESETS.items() if name != "mined")
     plain = plan_variants(train_table, rpr, clean, model=model, max_steps=40, progress=False)
     explicit = plan_variants(
         train_table, rpr, clean, VariantOptions(mining="none"), model, 40, progress=False
