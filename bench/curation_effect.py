@@ -55,11 +55,11 @@ from robust_data.label_quality.noise import FASHION_MNIST_CONFUSABLE, DirtyOptio
 from robust_data.label_quality.oof import OofOptions, out_of_fold
 from robust_data.perturb.corrupt.library import MNIST_C
 from robust_data.report.corruption_suite import corruption_accuracy
-from robust_data.report.evaluate import held_out_scheme, used_families
+from robust_data.report.evaluate import class_accuracy, held_out_scheme, used_families
 from robust_data.report.flips import FlipOptions, flip_rates
-from robust_data.report.retrain import CuratedInputs, train_on, training_sets
+from robust_data.report.retrain import CuratedInputs, curated_labels, train_on, training_sets
 from robust_data.report.stats import holm, interval, per_seed_differences, t_p_value
-from robust_data.scoring.models import ModelOptions, predict_logits
+from robust_data.scoring.models import ModelOptions
 from robust_data.scoring.rpr.engine import RprOptions, score_rpr
 from robust_data.scoring.training import train_model
 
@@ -165,9 +165,7 @@ def curate(data: Data, preset: Preset) -> Curated:
     curation = select_curated(samples, rpr, quality, preset.policy)
     ledger = curation.ledger.to_pylist()
     kept = np.array([r["kept"] for r in ledger])
-    labels = np.array(
-        [r["new_label"] if r["new_label"] is not None else r["label"] for r in ledger], np.int64
-    )
+    labels = curated_labels(train, curation.ledger)
     reasons = curation.reason_counts()
     repaired = int(sum(r["new_label"] is not None for r in ledger))
     notes.append(
@@ -206,9 +204,8 @@ def measure(models: dict, data: Data, k: int, held_out: list[str], mce_images: i
     out = {}
     part = slice(0, mce_images)
     for name, model in models.items():
-        pred = predict_logits(model, test.images, "cpu", "auto").argmax(1)
-        correct = (pred == test.labels).astype(np.float64)
-        per_class = [correct[test.labels == c].mean() for c in range(CLASSES)]
+        correct = pixels[name].clean_correct.astype(np.float64)  # the clean pass flip_rates ran
+        per_class = class_accuracy(correct, test.labels, CLASSES)
         suite = corruption_accuracy(
             model,
             test.images[part],
@@ -223,7 +220,7 @@ def measure(models: dict, data: Data, k: int, held_out: list[str], mce_images: i
             correct,
             pixels[name].flip_rate,
             held[name].flip_rate,
-            float(min(per_class)),
+            float(np.nanmin(per_class)),
             float(np.mean(errors)),
         )
     return out
@@ -272,10 +269,10 @@ METRICS = (  # name, attribute, per image, higher is better
 )
 
 
-def compare(runs: list[dict]) -> tuple[list[list], list[str]]:
+def compare(runs: list[dict]) -> list[list[str]]:
     """Rows: baseline, metric, curated mean, baseline mean, difference, interval, relative,
     Holm-adjusted p (secondary), verdict."""
-    rows, lines = [], []
+    rows = []
     for base in (b for b in BASELINES if b in runs[0]):
         diffs, means = [], []
         for _, attr, per_image, _ in METRICS:
@@ -317,7 +314,7 @@ def compare(runs: list[dict]) -> tuple[list[list], list[str]]:
                     verdict,
                 ]
             )
-    return rows, lines
+    return rows
 
 
 def main() -> None:
@@ -342,7 +339,7 @@ def main() -> None:
     for note in curated.notes:
         print(note, flush=True)
     runs = [run_seed(data, curated, preset, s, args) for s in range(args.seeds)]
-    rows, _ = compare(runs)
+    rows = compare(runs)
     minutes = (time.perf_counter() - started) / 60
     summary = [
         *curated.notes,

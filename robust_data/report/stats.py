@@ -236,15 +236,7 @@ def t_p_value(values: Sequence[float]) -> float:
 
     NaN for fewer than 2 values; with no spread, 0 for a mean other than 0 and 1 for 0.
     """
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    if sd == 0:
-        return 0.0 if mean != 0 else 1.0
-    t = mean / (sd / math.sqrt(n))
-    return float(2 * stats.t.sf(abs(t), n - 1))
+    return interval(values).p_value() if len(values) >= 2 else float("nan")
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
