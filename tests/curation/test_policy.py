@@ -318,3 +318,5 @@ def test_confident_label_issues_are_repaired_and_reviews_still_win() -> None:
     assert off.ledger.column("reason").to_pylist()[:3] == ["label_issue"] * 3  # default: drop
     with pytest.raises(ValueError, match=r"expected relabel_below in \[0, 1\]"):
         CurationPolicy(relabel_below=1.5)
+    with pytest.raises(ValueError, match=r"expected relabel_below in \[0, 1\]"):
+        CurationPolicy(relabel_below=float("nan"))  # a launchpad NaN repairs nothing silently
