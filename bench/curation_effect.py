@@ -230,20 +230,23 @@ def run_seed(data: Data, curated: Curated, preset: Preset, seed: int, args) -> d
     """Train every arm at ``seed`` and measure them."""
     drawn = replace(preset, plan=replace(preset.plan, mining="none"))
     common = (data.train, curated.kept, curated.steps)
+    names = [n for n in ("curated", "random_subset", "all_with_variants") if n in args.arms]
     sets = training_sets(
         *common,
         preset,
         seed,
         CLASSES,
         250,
-        ("reference", "curated", "random_subset", "all_with_variants"),
+        ("reference", *names),
         curated.inputs,
     )
-    if preset.plan.mining != "none":
+    if preset.plan.mining != "none" and "curated_drawn" in args.arms:
         sets["curated_drawn"] = training_sets(
             *common, drawn, seed, CLASSES, 250, ("curated",), curated.inputs
         )["curated"]
-    sets["original"] = sets.pop("reference")
+    original = sets.pop("reference")
+    if "original" in args.arms:
+        sets["original"] = original
     models = {}
     for name in (a for a in ARMS if a in sets):
         started = time.perf_counter()
@@ -324,10 +327,24 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--preset", default="mined")
     parser.add_argument("--mce-images", type=int, default=1000)
+    parser.add_argument(
+        "--class-focus", type=int, default=None, help="override the plan's class_focus"
+    )
+    parser.add_argument(
+        "--arms",
+        default=",".join(ARMS),
+        help=f"comma-separated arms to train (curated always); default {','.join(ARMS)}",
+    )
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    args.arms = {"curated", *args.arms.split(",")}
+    if not args.arms <= set(ARMS):
+        parser.error(f"expected arms from {ARMS}; found {sorted(args.arms - set(ARMS))}")
     started = time.perf_counter()
     preset = PRESETS[args.preset]
+    if args.class_focus is not None:
+        plan = replace(preset.plan, class_focus=args.class_focus)
+        preset = replace(preset, name=f"{preset.name}+class_focus={args.class_focus}", plan=plan)
     data = load(args.dataset)
     print(
         f"{args.dataset}: {len(data.train):,} train, {len(data.test):,} test; CPU "
@@ -360,9 +377,13 @@ def main() -> None:
         "verdict",
     ]
     title = f"Curation effect, {args.dataset}, preset {preset.name}, {args.seeds} seeds"
+    arms = ",".join(a for a in ARMS if a in args.arms)
     what = (
         f"`bench/curation_effect.py {args.dataset} --seeds {args.seeds} --k {args.k} "
-        f"--preset {preset.name}`; CPU {cpu_model()}"
+        f"--preset {args.preset}"
+        + (f" --class-focus {args.class_focus}" if args.class_focus is not None else "")
+        + (f" --arms {arms}" if args.arms != set(ARMS) else "")
+        + f"`; CPU {cpu_model()}"
     )
     if args.no_record:
         print(title, what, header, *rows, *summary, sep="\n")

@@ -14,7 +14,8 @@
            with fragility (1 - steps_to_flip / max_steps; robust points get none extra).
 
 A plan's budget is explicit (:meth:`VariantPlan.copies_per_sample`, :meth:`VariantPlan.total`),
-so a baseline can be given the same number of variant images (:func:`spread`).
+so a baseline can be given the same number of variant images
+(:func:`robust_data.curation.budget.class_spread`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from torch import nn
 
+from robust_data.curation.budget import class_quotas, class_spread, fragility
 from robust_data.curation.policy import Curation, CurationPolicy, select_curated
 from robust_data.curation.reviews import latest_decisions
 from robust_data.defaults import MAX_STEPS
@@ -72,6 +74,10 @@ class VariantPlan:
         See robust_data.variants.mining.
     candidates : int
         k, draws per sample and transform when mining (>= the most copies a sample gets).
+    class_focus : int
+        Class quotas: extra copies per sample for the most fragile class (mean fragility of
+        its samples), proportionally fewer for the others, spread at random within each
+        class (robust_data.curation.budget). 0 (default): none.
     """
 
     transforms: tuple[str, ...] = ()
@@ -79,14 +85,15 @@ class VariantPlan:
     focus_copies: int = 0
     mining: str = "none"
     candidates: int = 8
+    class_focus: int = 0
 
     def __post_init__(self) -> None:
-        if self.copies < 0 or self.focus_copies < 0:
+        if min(self.copies, self.focus_copies, self.class_focus) < 0:
             raise RobustDataError(
-                "copies >= 0 and focus_copies >= 0",
-                f"{self.copies} and {self.focus_copies}",
+                "copies >= 0, focus_copies >= 0 and class_focus >= 0",
+                f"{self.copies}, {self.focus_copies} and {self.class_focus}",
                 "pass 0 or more",
-                options=("copies", "focus_copies"),
+                options=("copies", "focus_copies", "class_focus"),
             )
         if self.mining not in MINING_MODES:
             raise RobustDataError(
@@ -95,15 +102,22 @@ class VariantPlan:
                 "pass one of those",
                 options=("mining",),
             )
-        if self.mining != "none" and self.candidates < self.copies + self.focus_copies:
+        most = self.copies + self.focus_copies + self.class_focus
+        if self.mining != "none" and self.candidates < most:
             raise RobustDataError(
-                "candidates >= copies + focus_copies when mining",
-                f"{self.candidates} < {self.copies + self.focus_copies}",
+                "candidates >= copies + focus_copies + class_focus when mining",
+                f"{self.candidates} < {most}",
                 "raise candidates",
                 options=("candidates",),
             )
 
-    def copies_per_sample(self, steps_to_flip: np.ndarray, max_steps: int) -> np.ndarray:
+    def copies_per_sample(
+        self,
+        steps_to_flip: np.ndarray,
+        max_steps: int,
+        labels: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
         """(N,) int copies per sample and transform.
 
         Parameters
@@ -111,14 +125,33 @@ class VariantPlan:
         steps_to_flip : np.ndarray
             (N,) int, the try at which the point flipped in 1..max_steps; 0 or negative for
             robust points (they never flipped). Lower is more fragile.
+        labels : np.ndarray, optional
+            (N,) int classes; needed when ``class_focus`` > 0.
+        seed : int
+            Seeds where each class's quota lands within the class (the variants' seed).
         """
-        steps = np.asarray(steps_to_flip, np.int64)
-        fragility = np.where(steps > 0, 1.0 - np.minimum(steps, max_steps) / max_steps, 0.0)
-        return self.copies + np.round(self.focus_copies * fragility).astype(np.int64)
+        frail = fragility(steps_to_flip, max_steps)
+        copies = self.copies + np.round(self.focus_copies * frail).astype(np.int64)
+        if self.class_focus == 0:
+            return copies
+        if labels is None or len(labels) != len(copies):
+            raise ValueError(
+                f"expected labels for each of {len(copies)} samples with class_focus "
+                f"{self.class_focus}; found {None if labels is None else len(labels)}"
+            )
+        quotas = class_quotas(labels, frail, self.class_focus)
+        return copies + class_spread(labels, quotas, seed)
 
-    def total(self, steps_to_flip: np.ndarray, max_steps: int) -> int:
+    def total(
+        self,
+        steps_to_flip: np.ndarray,
+        max_steps: int,
+        labels: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> int:
         """Variant images the plan makes for these samples (all transforms)."""
-        return int(self.copies_per_sample(steps_to_flip, max_steps).sum()) * len(self.transforms)
+        copies = self.copies_per_sample(steps_to_flip, max_steps, labels, seed)
+        return int(copies.sum()) * len(self.transforms)
 
 
 @dataclass(frozen=True)
@@ -234,6 +267,8 @@ def preset_params(chosen: Preset) -> dict[str, Any]:
     plan["transforms"] = list(chosen.plan.transforms)
     if chosen.plan.mining == "none":
         del plan["mining"], plan["candidates"]
+    if chosen.plan.class_focus == 0:
+        del plan["class_focus"]
     return {**asdict(chosen.policy), "preset": chosen.name, "balance": chosen.balance, "plan": plan}
 
 
@@ -338,7 +373,8 @@ def plan_variants(
         return make_variants(train, options.transforms, seed, ("train",), model, progress=progress)
     ids = train.column("sample_id").to_pylist()
     steps = np.asarray([s or 0 for s in column_by_id(rpr, ids, "steps_to_flip")], np.int64)
-    copies = plan.copies_per_sample(steps, max_steps)
+    labels = np.asarray(train.column("label").to_numpy(), np.int64)
+    copies = plan.copies_per_sample(steps, max_steps, labels, seed)
     if plan.mining != "none":
         return mined_plan_variants(train, rpr, plan, copies, steps, seed, model)
     return make_variants(
@@ -404,19 +440,6 @@ def mined_plan_variants(
     names = class_names(train)
     splits = [str(s) for s in data.splits]
     return mined_variants(mined, data.sample_ids, data.labels, splits, names, params)
-
-
-def spread(samples: int, total: int, seed: int) -> np.ndarray:
-    """(samples,) int copies summing to ``total``, as even as possible (seeded remainder).
-
-    Gives a baseline the same number of variant images as a plan, spread uniformly.
-    """
-    if samples == 0:
-        return np.zeros(0, np.int64)
-    copies = np.full(samples, total // samples, np.int64)
-    extra = np.random.default_rng(seed).choice(samples, size=total % samples, replace=False)
-    copies[extra] += 1
-    return copies
 
 
 def class_weights(labels: np.ndarray, classes: int) -> np.ndarray:

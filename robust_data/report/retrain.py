@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from robust_data.curation.presets import Preset, VariantPlan, class_weights, spread
+from robust_data.curation.budget import class_spread
+from robust_data.curation.presets import Preset, VariantPlan, class_weights
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays, decode_samples
@@ -144,20 +145,6 @@ def add_variants(data: SampleArrays, variants: pa.Table) -> SampleArrays:
     )
 
 
-def class_spread(labels: np.ndarray, budget: np.ndarray, seed: int) -> np.ndarray:
-    """(N,) int copies: ``budget[c]`` copies spread evenly over the samples labelled c.
-
-    The equal-budget baselines get each class's variant count of the curated set this way
-    (random within class, no fragility weighting). A class without samples gets none.
-    """
-    labels = np.asarray(labels, np.int64)
-    copies = np.zeros(len(labels), np.int64)
-    for c in np.flatnonzero(np.asarray(budget) > 0):
-        members = np.flatnonzero(labels == c)
-        copies[members] = spread(len(members), int(budget[c]), seed + 7919 * int(c))
-    return copies
-
-
 def class_subset(data: SampleArrays, counts: np.ndarray, seed: int) -> SampleArrays:
     """``counts[c]`` samples of each class c of ``data`` (all it has when fewer), seeded."""
     rng = np.random.default_rng(seed)
@@ -271,7 +258,7 @@ def training_sets(
     trained_labels = train.labels if inputs.labels is None else np.asarray(inputs.labels)
     chosen = replace(train.where(kept), labels=np.asarray(trained_labels, np.int64)[kept])
     steps = np.asarray(steps_to_flip, np.int64)[kept]
-    copies = plan.copies_per_sample(steps, max_steps)
+    copies = plan.copies_per_sample(steps, max_steps, chosen.labels, seed)
     if not plan.transforms:
         copies = np.zeros(len(chosen), np.int64)
     budget = np.bincount(chosen.labels, weights=copies, minlength=classes).astype(np.int64)

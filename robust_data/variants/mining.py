@@ -30,7 +30,8 @@ from torch.nn import functional as F
 from robust_data.errors import RobustDataError
 from robust_data.ingest.images import encode_png
 from robust_data.perturb.rng import purpose_key, sample_keys, uniform
-from robust_data.scoring.rpr.engine import perturbed_at
+from robust_data.scoring.device import autocast, resolve_precision
+from robust_data.scoring.rpr.engine import CPU_FORWARD_ROWS, perturbed_at, working_copy
 from robust_data.store.schema import table_metadata
 from robust_data.variants.make import (
     VARIANTS_SCHEMA,
@@ -136,7 +137,7 @@ class Mined:
 
 
 def candidate_losses(
-    model: nn.Module, candidates: torch.Tensor, labels: torch.Tensor
+    model: nn.Module, candidates: torch.Tensor, labels: torch.Tensor, precision: str = "auto"
 ) -> torch.Tensor:
     """Cross-entropy of each candidate under ``model`` (no gradients).
 
@@ -146,6 +147,9 @@ def candidate_losses(
         (B, K, C, H, W) float in [0, 1].
     labels : torch.Tensor
         (B,) int64.
+    precision : str
+        ``auto`` (bf16 autocast where the hardware has bf16 matrix units, as RPR scoring),
+        ``fp32`` or ``bf16``.
 
     Returns
     -------
@@ -156,8 +160,14 @@ def candidate_losses(
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None else torch.float32
-    with torch.no_grad():
-        logits = model(candidates.flatten(0, 1).to(device=device, dtype=dtype)).float()
+    flat = candidates.flatten(0, 1).to(device=device, dtype=dtype)
+    if flat.dim() == 4:  # channels-last: the layout the CPU's conv kernels run fastest in
+        flat = flat.contiguous(memory_format=torch.channels_last)
+    if len(flat) == 0:
+        return torch.zeros(b, k)
+    rows = CPU_FORWARD_ROWS if device.type == "cpu" else len(flat)  # cache-sized slices
+    with torch.inference_mode(), autocast(device, resolve_precision(precision, device)):
+        logits = torch.cat([model(flat[s : s + rows]).float() for s in range(0, len(flat), rows)])
         target = labels.to(device).repeat_interleave(k)
         return F.cross_entropy(logits, target, reduction="none").view(b, k).cpu()
 
@@ -240,13 +250,19 @@ def mine(
             options=("candidates", "copies"),
         )
     with_flip = options.mode == "hard" and options.include_flip and flips is not None
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    # Losses run on an eval-mode, channels-last copy (the RPR engine's fast layout).
+    scorer = working_copy(model, device, channels_last=True) if options.mode == "hard" else model
     parts: list[Mined] = []
     for position, spec in enumerate(parse_transform(t).spec for t in transforms):
         flip = flips if with_flip and position == 0 else None
         for start in range(0, n, options.batch_size):
             index = np.arange(start, min(n, start + options.batch_size))
             parts.append(
-                _mine_batch(images, labels, sample_ids, model, spec, counts, index, options, flip)
+                _mine_batch(
+                    images, labels, sample_ids, (model, scorer), spec, counts, index, options, flip
+                )
             )
     return _concatenate(parts, images.shape[1:])
 
@@ -255,14 +271,18 @@ def _mine_batch(
     images: np.ndarray,
     labels: np.ndarray,
     sample_ids: Sequence[str],
-    model: nn.Module,
+    models: tuple[nn.Module, nn.Module],
     spec: str,
     counts: np.ndarray,
     index: np.ndarray,
     options: MiningOptions,
     flips: FlipSource | None,
 ) -> Mined:
-    """The kept variants of one transform for the samples ``index``."""
+    """The kept variants of one transform for the samples ``index``.
+
+    ``models`` is (the model, for attacks; its scoring copy, for losses).
+    """
+    model, scorer = models
     transform = parse_transform(spec)
     ids = [sample_ids[i] for i in index]
     x = torch.from_numpy(np.ascontiguousarray(images[index], np.float32))
@@ -280,10 +300,21 @@ def _mine_batch(
     losses = None
     order = None
     if options.mode == "hard":
-        losses = candidate_losses(model, candidates, y).numpy()
+        losses = candidate_losses(scorer, candidates, y).numpy()
     else:
         order = random_order(ids, options.seed, options.candidates, spec)
     chosen = chosen_candidates(losses, order, keep)
+    flip_images: dict[int, torch.Tensor] = {}
+    flip_losses: dict[int, float] = {}
+    if flips is not None and flipped.any():
+        at = np.flatnonzero(flipped)
+        for b in at.tolist():
+            flip_images[b] = perturbed_at(x[b], ids[b], flips.scheme, flips.seed, int(steps[b]))
+        stacked = torch.stack([flip_images[b] for b in at.tolist()])[:, None]
+        losses_at = candidate_losses(scorer, stacked, y[at])[:, 0].tolist()
+        flip_losses = dict(zip(at.tolist(), losses_at, strict=True))
+    flip_spec = parse_transform(flips.scheme).spec if flips is not None else ""
+    flip_seed = flips.seed if flips is not None else 0
     rows = _Rows()
     for b, picks in enumerate(chosen):
         for j in picks.tolist():
@@ -291,13 +322,10 @@ def _mine_batch(
             loss = float(losses[b, j]) if losses is not None else float("nan")
             rows.add(candidates[b, j], index[b], spec, options.seed, j, 0, loss)
             rows.ids.append(f"{ids[b]}~{spec}~{options.seed}{suffix}")
-        if flips is not None and flipped[b]:
+        if b in flip_images:
             step = int(steps[b])
-            image = perturbed_at(x[b], ids[b], flips.scheme, flips.seed, step)
-            scheme = parse_transform(flips.scheme).spec
-            loss = float(candidate_losses(model, image[None, None], y[b : b + 1])[0, 0])
-            rows.add(image, index[b], scheme, flips.seed, -1, step, loss)
-            rows.ids.append(f"{ids[b]}~{scheme}~{flips.seed}~try{step}")
+            rows.add(flip_images[b], index[b], flip_spec, flip_seed, -1, step, flip_losses[b])
+            rows.ids.append(f"{ids[b]}~{flip_spec}~{flip_seed}~try{step}")
     return rows.mined(images.shape[1:])
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
+from robust_data.curation.budget import class_quotas, fragility, spread
 from robust_data.curation.presets import (
     PRESETS,
     VariantPlan,
@@ -14,7 +15,6 @@ from robust_data.curation.presets import (
     preset,
     preset_from_params,
     preset_params,
-    spread,
 )
 from robust_data.ingest.arrays import SampleArrays, decode_samples
 from robust_data.ingest.build import ingest
@@ -42,6 +42,31 @@ def test_focus_spends_more_copies_on_fragile_points() -> None:
         ValueError, match=r"expected a preset in \['clean', 'focus', 'mined', 'paper'\]"
     ):
         preset("robust")
+
+
+def test_class_quotas_put_the_extra_budget_on_fragile_classes_at_random_within() -> None:
+    # Class 0: four robust points; class 1: two points that flip at once, two robust;
+    # class 2: one point halfway, three robust. Mean fragility 0, 0.5 and 0.125.
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    steps = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 125])
+    frail = fragility(steps, 250)
+    assert frail[4] == pytest.approx(1 - 1 / 250) and frail[11] == pytest.approx(0.5)
+    quotas = class_quotas(labels, frail, class_focus=2)
+    assert quotas.tolist() == [0, 8, 2]  # the most fragile class: 2 per sample; class 2 a quarter
+    plan = VariantPlan(("pixels",), copies=1, class_focus=2)
+    copies = plan.copies_per_sample(steps, 250, labels, seed=0)
+    assert copies[:4].tolist() == [1, 1, 1, 1]
+    assert copies[4:8].tolist() == [3, 3, 3, 3]  # the quota is spread, not given to the fragile
+    assert copies[8:].sum() == 4 + 2 and set(copies[8:].tolist()) <= {1, 2}
+    assert plan.copies_per_sample(steps, 250, labels, 0).tolist() == copies.tolist()  # seeded
+    assert plan.total(steps, 250, labels, 0) == copies.sum()
+    assert class_quotas(labels, np.zeros(12), 2).tolist() == [0, 0, 0]  # nothing fragile
+    with pytest.raises(ValueError, match="expected labels for each of 12 samples"):
+        plan.copies_per_sample(steps, 250)
+    with pytest.raises(ValueError, match="expected candidates >= copies"):
+        VariantPlan(("pixels",), copies=1, focus_copies=2, class_focus=6, mining="hard")
+    with pytest.raises(ValueError, match="class_focus >= 0"):
+        VariantPlan(("pixels",), class_focus=-1)
 
 
 def test_spread_and_class_weights() -> None:
