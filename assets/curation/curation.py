@@ -43,6 +43,12 @@ class CurationConfig(CoreConfig, core=CurationPolicy, unset="the preset's value"
         default=DEFAULT_PRESET,
         description=f"{', '.join(PRESETS)} (see README, Does curation help?)",
     )
+    class_focus: int | None = Field(
+        default=None,
+        description="Class quotas: extra variant copies per sample for the most fragile class, "
+        "proportionally fewer for the others, spread at random within each class (unset: the "
+        "preset's, 0 for every preset)",
+    )
     balance_tolerance: float | None = Field(
         default=None,
         description="Checked: 1 - smallest/largest kept class count <= this (unset: "
@@ -195,7 +201,7 @@ def curation_assets(
     label_quality,
 ):
     """Apply the policy, then the human reviews (one core call: :func:`apply_preset`)."""
-    chosen = customized(config.preset, **set_fields(config))
+    chosen = customized(config.preset, class_focus=config.class_focus, **set_fields(config))
     tolerance = config.balance_tolerance
     if tolerance is None:
         tolerance = chosen.policy.balance_tolerance()

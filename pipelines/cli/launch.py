@@ -396,15 +396,21 @@ def _check_default_root(source: Source) -> None:
 
 def curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Run config of the main job's options (preset, seeds), checked first."""
-    from robust_data.curation.presets import PRESETS
+    from robust_data.curation.presets import DEFAULT_PRESET, PRESETS
 
     if args.seeds < 1:
         raise CliError(f"expected --seeds >= 1; found {args.seeds}; pass --seeds 3")
     if args.preset is not None and args.preset not in PRESETS:
         raise CliError(
-            f"expected --preset in {sorted(PRESETS)}; found {args.preset!r}; pass --preset clean"
+            f"expected --preset in {sorted(PRESETS)}; found {args.preset!r}; "
+            f"pass --preset {DEFAULT_PRESET}"
         )
+    class_focus = getattr(args, "class_focus", None)
+    if class_focus is not None and class_focus < 0:
+        raise CliError(f"expected --class-focus >= 0; found {class_focus}; pass --class-focus 2")
     ops: dict[str, dict[str, Any]] = {"retrained_model": {"seeds": args.seeds}}
-    if args.preset is not None:
-        ops["curation_assets"] = {"preset": args.preset}
+    curation = {"preset": args.preset, "class_focus": class_focus}
+    curation = {k: v for k, v in curation.items() if v is not None}
+    if curation:
+        ops["curation_assets"] = curation
     return ops

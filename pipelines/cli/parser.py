@@ -121,8 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         help=(
             "curation preset: paper, clean, focus or mined "
-            "(default clean; README 'Does curation help?')"
+            "(default mined; README 'Does curation help?')"
         ),
+    )
+    p.add_argument(
+        "--class-focus",
+        type=int,
+        help="extra variant copies per sample for the most fragile class, fewer for the "
+        "others, spread at random within each class (default: the preset's, 0)",
     )
     p.add_argument(
         "--seeds",

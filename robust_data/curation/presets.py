@@ -234,17 +234,19 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-#: The main job's preset: the best of bench/curation_policies.py (see bench/RESULTS.md).
-DEFAULT_PRESET = "clean"
+#: The main job's preset: the winner of bench/curation_effect.py over clean and dirty data
+#: (README "Does curation help?", bench/RESULTS.md).
+DEFAULT_PRESET = "mined"
 
 
-def customized(name: str, **overrides: Any) -> Preset:
-    """Preset ``name`` with some :class:`CurationPolicy` fields replaced (None: keep).
+def customized(name: str, class_focus: int | None = None, **overrides: Any) -> Preset:
+    """Preset ``name`` with some :class:`CurationPolicy` fields replaced (None: keep), and its
+    plan's ``class_focus`` when given.
 
     Raises
     ------
     RobustDataError
-        For an unknown preset or policy field.
+        For an unknown preset or policy field, or a plan the change makes invalid.
     """
     base = preset(name)
     names = {f.name for f in fields(CurationPolicy)}
@@ -254,7 +256,10 @@ def customized(name: str, **overrides: Any) -> Preset:
             f"CurationPolicy fields {sorted(names)}", str(unknown), "override only those"
         )
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return replace(base, policy=replace(base.policy, **changes)) if changes else base
+    chosen = replace(base, policy=replace(base.policy, **changes)) if changes else base
+    if class_focus is None or class_focus == chosen.plan.class_focus:
+        return chosen
+    return replace(chosen, plan=replace(chosen.plan, class_focus=class_focus))
 
 
 def preset_params(chosen: Preset) -> dict[str, Any]:

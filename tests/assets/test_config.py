@@ -107,8 +107,10 @@ def test_a_steps_own_field_of_a_core_name_is_not_passed_to_the_core() -> None:
 def test_curation_config_takes_the_preset_for_unset_fields() -> None:
     fields = CurationConfig.model_fields
     assert {f for f in CurationPolicy.__dataclass_fields__} <= set(fields)
-    assert fields["preset"].default == "clean"
+    assert fields["preset"].default == "mined"
     assert "(unset: the preset's value)" in fields["per_class"].description
+    class_focus = fields["class_focus"]
+    assert class_focus.default is None and "Class quotas" in str(class_focus.description)
     assert set_fields(CurationConfig(dedupe=False)) == {"dedupe": False}
 
 

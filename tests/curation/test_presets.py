@@ -206,3 +206,9 @@ def test_presets_round_trip_through_table_parameters_with_overrides() -> None:
         preset_from_params({"require_correct": True})
     with pytest.raises(ValueError, match="expected CurationPolicy fields"):
         customized("focus", colour="red")
+    quotas = customized("mined", class_focus=2)
+    assert quotas.plan.class_focus == 2 and quotas.policy == PRESETS["mined"].policy
+    assert preset_from_params(preset_params(quotas)) == quotas
+    assert "class_focus" not in preset_params(PRESETS["mined"])["plan"]  # as tables before it
+    with pytest.raises(ValueError, match=r"expected candidates >= copies \+ focus_copies"):
+        customized("mined", class_focus=6)  # 1 + 2 + 6 copies > 8 candidates

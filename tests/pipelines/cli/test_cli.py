@@ -72,7 +72,7 @@ def test_curate_digits_then_query_formats(
     )
     # the verdicts come right after the first line: 4 headline metrics x 3 baselines
     lines = out.splitlines()
-    assert lines[1] == "  verdict (preset clean, 2 seeds, 95% intervals; all metrics in report.md):"
+    assert lines[1] == "  verdict (preset mined, 2 seeds, 95% intervals; all metrics in report.md):"
     verdicts = [line for line in lines if line.startswith("    curated ")]
     assert len(verdicts) == 12 and all("(2 seeds" in v for v in verdicts)
     assert any(" than the reference" in v or "and the reference are" in v for v in verdicts)
@@ -178,6 +178,8 @@ def test_errors_are_one_line_with_exit_1(
     assert "expected --preset in ['clean', 'focus', 'mined', 'paper']; found 'best'" in err
     assert run_cli("curate", "--dataset", "digits", "--seeds", "0") == 1
     assert "expected --seeds >= 1; found 0" in capsys.readouterr().err
+    assert run_cli("curate", "--dataset", "digits", "--class-focus", "-1") == 1
+    assert "expected --class-focus >= 0; found -1" in capsys.readouterr().err
     assert run_cli("ingest", "nosuch") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "expected a dataset source" in err
