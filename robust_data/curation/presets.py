@@ -51,6 +51,9 @@ MINED_TRANSFORMS = ("pixels", "gaussian_noise(severity=2)")
 #: ``mined``'s repair threshold: a label issue whose given label has out-of-fold probability
 #: at most this is relabelled to cleanlab's suggestion (see CurationPolicy.relabel_below).
 RELABEL_BELOW = 0.05
+#: The most extra copies per sample class quotas may give (VariantPlan.class_focus): beyond
+#: this a typo would make millions of images.
+MAX_CLASS_FOCUS = 16
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,14 @@ class VariantPlan:
                 repr(self.mining),
                 "pass one of those",
                 options=("mining",),
+            )
+        if self.class_focus > MAX_CLASS_FOCUS:
+            raise RobustDataError(
+                f"class_focus <= {MAX_CLASS_FOCUS} (extra copies per sample of the most "
+                "fragile class)",
+                str(self.class_focus),
+                "pass 2 (each copy is a training image per sample and transform)",
+                options=("class_focus",),
             )
         most = self.copies + self.focus_copies + self.class_focus
         if self.mining != "none" and self.candidates < most:

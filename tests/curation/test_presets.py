@@ -67,6 +67,8 @@ def test_class_quotas_put_the_extra_budget_on_fragile_classes_at_random_within()
         VariantPlan(("pixels",), copies=1, focus_copies=2, class_focus=6, mining="hard")
     with pytest.raises(ValueError, match="class_focus >= 0"):
         VariantPlan(("pixels",), class_focus=-1)
+    with pytest.raises(ValueError, match="expected class_focus <= 16"):
+        customized("clean", class_focus=1_000_000)  # no mining to bound it: refused up front
 
 
 def test_spread_and_class_weights() -> None:
