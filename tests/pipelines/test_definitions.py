@@ -347,10 +347,10 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
         assert section in markdown
     assert (report_dir / "plots" / "robustness_curves.png").is_file()
     document = json.loads((report_dir / "report.json").read_text())
-    # pixels is the scoring scheme and a variant: held-out RPR uses salt_pepper; both corruptions
-    # of the suite are held out, none seen, so mce_seen has no verdict
+    # pixels (the scoring scheme) and translate are the variants: held-out RPR uses salt_pepper;
+    # both corruptions of the suite are held out, none seen, so mce_seen has no verdict
     assert document["judge"]["held_out_scheme"].startswith("salt_pepper")
-    assert document["seen"] == ["pixels"] and document["seeds"] == 2
+    assert document["seen"] == ["pixels", "translate"] and document["seeds"] == 2
     # 8 metrics per baseline (no mce_seen); the flip rate, primary, first and not adjusted
     assert len(document["verdicts"]) == 3 * 8
     assert not any("mce_seen" in v for v in document["verdicts"])
