@@ -218,6 +218,14 @@ def test_onednn_isa_is_the_cpu_capped_by_onednns_variable(
     assert device.onednn_isa(flags, environ) == level
 
 
+def test_auto_precision_is_fp32_where_onednn_is_capped_below_avx512() -> None:
+    # An AVX2-only CPU, and this one run as one (the emulation the README's AVX2 figures use).
+    assert device.cpu_has_bf16_units(AVX512, {})
+    assert not device.cpu_has_bf16_units(AVX512, {"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert not device.cpu_has_bf16_units(AVX2_ONLY, {})
+    assert not device.cpu_has_bf16_units(AVX512 - {"avx512_bf16"}, {})  # AVX-512, no bf16
+
+
 def backward_nodes(tensor: torch.Tensor) -> set[str]:
     """The names of every node in ``tensor``'s backward graph (what its gradient runs)."""
     names, todo = set(), [tensor.grad_fn]

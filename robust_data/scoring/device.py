@@ -71,9 +71,16 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(line.partition(":")[2].split())
 
 
-def cpu_has_bf16_units() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AMX or AVX512-BF16)."""
-    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+def cpu_has_bf16_units(
+    flags: Collection[str] | None = None, environ: Mapping[str, str] | None = None
+) -> bool:
+    """Whether this CPU has bf16 matrix instructions (AMX or AVX512-BF16) that oneDNN uses.
+
+    A CPU that has them but whose oneDNN kernels are capped below AVX-512
+    (``ONEDNN_MAX_CPU_ISA=AVX2``, see :func:`onednn_isa`) runs as an AVX2-only CPU would: no.
+    """
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    return bool({"amx_bf16", "avx512_bf16"} & flags) and onednn_isa(flags, environ) == "avx512"
 
 
 #: Environment variables that cap the instruction set of oneDNN's CPU kernels, in the order
