@@ -47,7 +47,7 @@ class CurationConfig(CoreConfig, core=CurationPolicy, unset="the preset's value"
         default=None,
         description="Class quotas: extra variant copies per sample for the most fragile class, "
         "proportionally fewer for the others, spread at random within each class (unset: the "
-        "preset's, 0 for every preset)",
+        "preset's: 2 for mined, 0 for the others)",
     )
     balance_tolerance: float | None = Field(
         default=None,

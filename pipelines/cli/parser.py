@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-focus",
         type=int,
         help="extra variant copies per sample for the most fragile class, fewer for the "
-        "others, spread at random within each class (default: the preset's, 0)",
+        "others, spread at random within each class (default: the preset's; 2 for mined, "
+        "0 for the others)",
     )
     p.add_argument(
         "--seeds",

@@ -8,7 +8,8 @@
            train with hard variants: per sample and transform (``pixels``,
            ``translate(severity=1)``) the 1-3 highest-loss of 8 keyed draws under the
            reference model (3 for the most fragile), a fragile point's flipping perturbation
-           among them.
+           among them; class quotas give the most fragile class 2 more copies per sample
+           (``class_focus``), spread at random within the class.
 ``focus``  like ``clean`` but also drop misclassified points, and spend more of the variant
            budget on fragile points: 1 ``pixels`` copy per sample plus up to 3 more, growing
            with fragility (1 - steps_to_flip / max_steps; robust points get none extra).
@@ -211,14 +212,17 @@ PRESETS: dict[str, Preset] = {
     "mined": Preset(
         "mined",
         "repair confident label issues (drop the rest), outliers and duplicates out; hard "
-        "variants: the hardest 1-3 of 8 draws of pixels and gaussian_noise, more for fragile",
+        "variants: the hardest 1-3 of 8 draws of pixels and translate, more for fragile points "
+        "and 2 more per sample for the most fragile class",
         CurationPolicy(
             require_correct=False,
             require_robust=False,
             quota_mode="none",
             relabel_below=RELABEL_BELOW,
         ),
-        VariantPlan(MINED_TRANSFORMS, copies=1, focus_copies=2, mining="hard", candidates=8),
+        VariantPlan(
+            MINED_TRANSFORMS, copies=1, focus_copies=2, mining="hard", candidates=8, class_focus=2
+        ),
     ),
     "focus": Preset(
         "focus",

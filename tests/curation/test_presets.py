@@ -127,7 +127,7 @@ def test_baselines_match_the_curated_budget_class_by_class_and_mined_needs_the_m
     assert per_class(curated, 0, curated.originals).tolist() == kept_per_class.tolist()
     assert per_class(subset, 0, subset.originals).tolist() == kept_per_class.tolist()
     variants = per_class(curated, curated.originals, None)
-    assert variants.sum() == mined.plan.total(steps[kept], 250)
+    assert variants.sum() == mined.plan.total(steps[kept], 250, labels[kept], seed=0)
     assert per_class(subset, subset.originals, None).tolist() == variants.tolist()
     assert per_class(every, every.originals, None).tolist() == variants.tolist()
     drawn = training_sets(
@@ -208,9 +208,9 @@ def test_presets_round_trip_through_table_parameters_with_overrides() -> None:
         preset_from_params({"require_correct": True})
     with pytest.raises(ValueError, match="expected CurationPolicy fields"):
         customized("focus", colour="red")
-    quotas = customized("mined", class_focus=2)
-    assert quotas.plan.class_focus == 2 and quotas.policy == PRESETS["mined"].policy
+    quotas = customized("mined", class_focus=3)
+    assert quotas.plan.class_focus == 3 and quotas.policy == PRESETS["mined"].policy
     assert preset_from_params(preset_params(quotas)) == quotas
-    assert "class_focus" not in preset_params(PRESETS["mined"])["plan"]  # as tables before it
+    assert "class_focus" not in preset_params(PRESETS["clean"])["plan"]  # as tables before it
     with pytest.raises(ValueError, match=r"expected candidates >= copies \+ focus_copies"):
         customized("mined", class_focus=6)  # 1 + 2 + 6 copies > 8 candidates

@@ -275,9 +275,14 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     # variants: the preset's plan, more copies for fragile kept points, with a gallery
     plan = PRESETS[DEFAULT_PRESET].plan
     train_steps = dict(zip(scores.column("sample_id").to_pylist(), steps.to_pylist(), strict=True))
-    copies = plan.copies_per_sample(np.array([train_steps[i] or 0 for i in kept_ids]), 40)
+    curated_train = store.read("curated_samples", "digits")
+    curated_train = curated_train.filter(pc.equal(curated_train.column("split"), "train"))
+    assert curated_train.column("sample_id").to_pylist() == kept_ids
+    kept_steps = np.array([train_steps[i] or 0 for i in kept_ids])
+    kept_labels = curated_train.column("label").to_numpy()  # as curated (repairs included)
+    copies = plan.copies_per_sample(kept_steps, 40, kept_labels, seed=0)
     made = store.read("variants", "digits")
-    assert made.num_rows == plan.total(np.array([train_steps[i] or 0 for i in kept_ids]), 40)
+    assert made.num_rows == plan.total(kept_steps, 40, kept_labels, seed=0)
     assert made.num_rows == copies.sum() * len(plan.transforms) > len(kept_ids)
     assert set(made.column("parent_sample_id").to_pylist()) <= set(kept_ids)
     variant_meta = _metadata(result, "variants")
