@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from robust_data.curation.ledger import LEDGER_SCHEMA, REASONS, CurationSummary, class_counts
 from robust_data.curation.reviews import Review
 from robust_data.errors import DatasetError, RobustDataError
-from robust_data.ingest.arrays import SampleArrays
+from robust_data.ingest.arrays import SampleArrays, class_names
 from robust_data.store.schema import column_by_id, table_metadata
 
 QUOTA_MODES = ("fixed", "smallest", "cap", "none")
@@ -298,13 +298,29 @@ def _apply_reviews(decided: list[Review | None], reason: list[str | None]) -> li
 
 
 def _relabelled(samples: pa.Table, new_label: list[int | None]) -> pa.Table:
-    """``samples`` with ``label`` replaced where a review gave a new one."""
+    """``samples`` with ``label`` (and ``label_name``) replaced where a review or a repair
+    gave a new one."""
     if all(label is None for label in new_label):
         return samples
     labels = pc.coalesce(pa.array(new_label, pa.int64()), samples.column("label").cast(pa.int64()))
+    out = samples
+    if "label_name" in samples.column_names:  # the new label's name, not the old one's
+        names = class_names(samples)
+        given = samples.column("label_name").to_pylist()
+        named = [
+            old if k is None else _name(names, k) for k, old in zip(new_label, given, strict=True)
+        ]
+        index = samples.column_names.index("label_name")
+        field = samples.schema.field("label_name")
+        out = out.set_column(index, field, pa.array(named, field.type))
     index = samples.column_names.index("label")
     field = samples.schema.field("label")
-    return samples.set_column(index, field, labels.cast(field.type))
+    return out.set_column(index, field, labels.cast(field.type))
+
+
+def _name(names: list[str], label: int) -> str:
+    """Class ``label``'s name (its number where the table names no such class)."""
+    return names[label] if 0 <= label < len(names) else str(label)
 
 
 def _passes_robustness(robust: bool, steps: int | None, policy: CurationPolicy) -> bool:

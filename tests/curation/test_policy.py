@@ -172,15 +172,23 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
     assert result.rows == {"train": curated.num_rows, "test": 359}
     train = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
     assert train.column("sample_id").to_pylist() == curated.column("sample_id").to_pylist()
-    # the default preset drops label issues, keeps fragile points (RPR scores still joined on)
-    assert not any(train.column("is_label_issue").to_pylist())
+    # the default preset drops or repairs label issues, keeps fragile points (RPR scores
+    # still joined on); a repaired sample trains with its new label and that label's name
+    ledger = {r["sample_id"]: r for r in store.read("curation_ledger", "digits").to_pylist()}
+    for row in train.select(["sample_id", "is_label_issue", "label", "label_name"]).to_pylist():
+        if row["is_label_issue"]:
+            assert ledger[row["sample_id"]]["new_label"] == row["label"]
+        assert row["label_name"] == str(row["label"])
     assert train.column("robust").null_count == 0
     meta = {k.decode(): v.decode() for k, v in train.schema.metadata.items()}
     policy = json.loads(meta["robust_data.policy"])
     assert policy["preset"] == DEFAULT_PRESET and policy["plan"] == {
-        "transforms": ["pixels"],
-        "copies": 2,
-        "focus_copies": 0,
+        "transforms": ["pixels", "translate(severity=1)"],
+        "copies": 1,
+        "focus_copies": 2,
+        "mining": "hard",
+        "candidates": 8,
+        "class_focus": 2,
     }
     assert (
         meta["robust_data.model_sha256"]
@@ -314,6 +322,14 @@ def test_confident_label_issues_are_repaired_and_reviews_still_win() -> None:
     kept = result.curated.to_pydict()
     curated = dict(zip(kept["sample_id"], kept["label"], strict=True))
     assert curated == {"c0": 1, "c3": 1}  # the repaired label is the one it trains with
+    names = pa.array(["zero" if k == 0 else "one" for k in samples.column("label").to_pylist()])
+    named = select_curated(samples.append_column("label_name", names), rpr, quality, policy)
+    renamed = named.curated.to_pydict()
+    assert dict(zip(renamed["sample_id"], renamed["label_name"], strict=True)) == {
+        "c0": "one",  # the repaired label's name, not the old one's (exports name folders so)
+        "c2": "one",  # no review here: repaired too
+        "c3": "one",
+    }
     off = select_curated(samples, rpr, quality, CurationPolicy(quota_mode="none"))
     assert off.ledger.column("reason").to_pylist()[:3] == ["label_issue"] * 3  # default: drop
     with pytest.raises(ValueError, match=r"expected relabel_below in \[0, 1\]"):
