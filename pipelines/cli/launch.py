@@ -405,11 +405,12 @@ def curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             f"expected --preset in {sorted(PRESETS)}; found {args.preset!r}; "
             f"pass --preset {DEFAULT_PRESET}"
         )
-    class_focus = getattr(args, "class_focus", None)
-    if class_focus is not None and class_focus < 0:
-        raise CliError(f"expected --class-focus >= 0; found {class_focus}; pass --class-focus 2")
+    if args.class_focus is not None and args.class_focus < 0:
+        raise CliError(
+            f"expected --class-focus >= 0; found {args.class_focus}; pass --class-focus 2"
+        )
     ops: dict[str, dict[str, Any]] = {"retrained_model": {"seeds": args.seeds}}
-    curation = {"preset": args.preset, "class_focus": class_focus}
+    curation = {"preset": args.preset, "class_focus": args.class_focus}
     curation = {k: v for k, v in curation.items() if v is not None}
     if curation:
         ops["curation_assets"] = curation

@@ -31,7 +31,7 @@ from robust_data.errors import RobustDataError
 from robust_data.ingest.images import encode_png
 from robust_data.perturb.rng import purpose_key, sample_keys, uniform
 from robust_data.scoring.device import autocast, resolve_precision
-from robust_data.scoring.rpr.engine import CPU_FORWARD_ROWS, perturbed_at, working_copy
+from robust_data.scoring.rpr.engine import ModelRunner, RprOptions, perturbed_at, working_copy
 from robust_data.store.schema import table_metadata
 from robust_data.variants.make import (
     VARIANTS_SCHEMA,
@@ -158,18 +158,23 @@ def candidate_losses(
     """
     b, k = candidates.shape[:2]
     parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
+    device = _device(model)
     dtype = parameter.dtype if parameter is not None else torch.float32
     flat = candidates.flatten(0, 1).to(device=device, dtype=dtype)
-    if flat.dim() == 4:  # channels-last: the layout the CPU's conv kernels run fastest in
-        flat = flat.contiguous(memory_format=torch.channels_last)
     if len(flat) == 0:
         return torch.zeros(b, k)
-    rows = CPU_FORWARD_ROWS if device.type == "cpu" else len(flat)  # cache-sized slices
+    # The RPR engine's runner: channels-last, in cache-sized slices on the CPU.
+    runner = ModelRunner(model, RprOptions(channels_last=flat.dim() == 4), compiled=False)
     with torch.inference_mode(), autocast(device, resolve_precision(precision, device)):
-        logits = torch.cat([model(flat[s : s + rows]).float() for s in range(0, len(flat), rows)])
+        logits = runner.eager(flat).float()
         target = labels.to(device).repeat_interleave(k)
         return F.cross_entropy(logits, target, reduction="none").view(b, k).cpu()
+
+
+def _device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def random_order(sample_ids: Sequence[str], seed: int, k: int, spec: str) -> np.ndarray:
@@ -250,10 +255,8 @@ def mine(
             options=("candidates", "copies"),
         )
     with_flip = options.mode == "hard" and options.include_flip and flips is not None
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
     # Losses run on an eval-mode, channels-last copy (the RPR engine's fast layout).
-    scorer = working_copy(model, device, channels_last=True) if options.mode == "hard" else model
+    scorer = working_copy(model, _device(model), True) if options.mode == "hard" else model
     parts: list[Mined] = []
     for position, spec in enumerate(parse_transform(t).spec for t in transforms):
         flip = flips if with_flip and position == 0 else None
