@@ -396,7 +396,7 @@ def _check_default_root(source: Source) -> None:
 
 def curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Run config of the main job's options (preset, seeds), checked first."""
-    from robust_data.curation.presets import DEFAULT_PRESET, PRESETS
+    from robust_data.curation.presets import DEFAULT_PRESET, PRESETS, customized
 
     if args.seeds < 1:
         raise CliError(f"expected --seeds >= 1; found {args.seeds}; pass --seeds 3")
@@ -409,6 +409,8 @@ def curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         raise CliError(
             f"expected --class-focus >= 0; found {args.class_focus}; pass --class-focus 2"
         )
+    # the plan the run would use, refused here (one line, nothing run) when invalid
+    customized(args.preset or DEFAULT_PRESET, class_focus=args.class_focus)
     ops: dict[str, dict[str, Any]] = {"retrained_model": {"seeds": args.seeds}}
     curation = {"preset": args.preset, "class_focus": args.class_focus}
     curation = {k: v for k, v in curation.items() if v is not None}

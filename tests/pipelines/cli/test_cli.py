@@ -180,6 +180,14 @@ def test_errors_are_one_line_with_exit_1(
     assert "expected --seeds >= 1; found 0" in capsys.readouterr().err
     assert run_cli("curate", "--dataset", "digits", "--class-focus", "-1") == 1
     assert "expected --class-focus >= 0; found -1" in capsys.readouterr().err
+    # a plan that would make millions of images, or outrun the mining candidates: refused
+    # before the run starts, so nothing reaches the store
+    assert run_cli("curate", "--dataset", "digits", "--class-focus", "17") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected class_focus <= 16 (" in err and "; found 17;" in err
+    assert run_cli("curate", "--dataset", "digits", "--class-focus", "6") == 1
+    assert "expected candidates >= copies + focus_copies + class_focus" in capsys.readouterr().err
+    assert not (isolated_home / "store" / "raw_samples").exists()
     assert run_cli("ingest", "nosuch") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "expected a dataset source" in err
