@@ -29,7 +29,8 @@ import pyarrow as pa
 from results import record
 
 from robust_data import Store, ingest
-from robust_data.explore.sample_index import PAGE_SIZE, SampleFilter, SampleIndex
+from robust_data.explore.filters import SampleFilter
+from robust_data.explore.sample_index import PAGE_SIZE, SampleIndex
 from tests.fixtures import synthetic_scores
 
 REQUESTS = {

@@ -1,254 +1,75 @@
-"""``robust-data browse``: a local web app over one dataset's stored tables (Starlette).
+"""``robust-data browse``: a local web app over a home's datasets (Starlette).
 
-Pages are rendered on the server (Jinja2 templates, plain HTML forms, no frontend build):
+Pages are rendered on the server (pipelines.browser_pages: Jinja2 templates, plain HTML forms,
+a little inline script, no frontend build); every URL names its dataset, so a copied URL is a
+saved view, and the menu in the header switches datasets:
 
-- ``/``: the grid of thumbnails, with filters, sorting and paging
+- ``/``: the grid of tiles (class name, misclassified / flips at try k / robust, cleanlab's
+  suggested label, label quality and outlier score, tags), with filters, histograms of label
+  quality, outlier score and steps to flip whose bars select a range, sorting and paging
   (robust_data.explore.sample_index);
 - ``/sample?id=...``: one sample, large, with every score, its ledger outcome, its
-  near-duplicate group, its variants and the perturbed image that flipped it;
-- ``/embedding``: the stored embeddings projected to 2-D, each point a link to its sample;
-- ``POST /review``: keep / drop / relabel decisions for one sample or a selection of the grid,
-  recorded in the ``reviews`` table (robust_data.curation.reviews); nothing else is ever written.
+  near-duplicate group, its variants, the perturbed image that flipped it, and the previous
+  and next sample of the grid it was opened from;
+- ``/embedding``: the reference model's features of both splits projected to 2-D (UMAP when
+  installed, else PCA), coloured with a legend; a box dragged on it filters the grid;
+- ``POST /review``: keep / drop / relabel decisions, or tags, for one sample, the checked
+  samples or every sample matching the filters; more than one sample first shows a page that
+  names the count and asks to confirm. Decisions go to the ``reviews`` table
+  (robust_data.curation.reviews), tags to ``tags`` (robust_data.explore.tags); nothing else is
+  ever written.
 
 It listens on 127.0.0.1 only and answers only its own pages (pipelines.browser_guard: the Host
-is this server, a form comes from its pages with its CSRF token). A refused request gets a
-short page saying what was refused and why, in one line; nothing is recorded.
+is this server, a form comes from its pages with its CSRF token). A refused request, an unknown
+page or a failure gets a page in the app's style saying what went wrong, in one line; nothing
+is recorded.
 """
 
 from __future__ import annotations
 
+import difflib
 import errno
+import functools
 import socket
+import threading
 import urllib.parse
 from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from pipelines.browser_guard import TOKEN_FIELD, Guard, Refused, new_token, read_form, safe_next
+from pipelines.browser_guard import Guard, Refused, new_token, read_form, safe_next
+from pipelines.browser_pages import COLOURINGS, legend, link, point_colour, templates
 from pipelines.cli.common import flagged
 from robust_data.curation.reviews import DECISIONS, Review, check_reviews, record_reviews
 from robust_data.errors import DatasetError, RobustDataError
+from robust_data.explore.embedding import projection_method
+from robust_data.explore.filters import SampleFilter, parse_whole, shown
 from robust_data.explore.sample_index import (
     PAGE_SIZE,
     SORTABLE,
-    SampleFilter,
     SampleIndex,
+    browsable_datasets,
     flipped_image,
-    parse_whole,
-    shown,
 )
+from robust_data.explore.tags import record_tags
 
-_BASE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }} · robust-data</title>
-<style>
- body { font: 14px system-ui, sans-serif; margin: 1em 2em; color: #222 }
- a { color: #1456b8 } h1 { font-size: 1.3em } nav a { margin-right: 1em }
- form.filters { display: flex; flex-wrap: wrap; gap: .4em 1em; align-items: end;
-   background: #f4f6f8; padding: .6em; border-radius: 6px }
- form.filters label { display: flex; flex-direction: column; font-size: 12px }
- .grid { display: flex; flex-wrap: wrap; gap: 8px; margin-top: .8em }
- .cell { width: 104px; border: 1px solid #ddd; border-radius: 4px; padding: 3px;
-   font-size: 11px; text-align: center }
- .cell img { width: 96px; height: 96px; image-rendering: pixelated; background: #000 }
- .cell.dropped { border-color: #d33 } .cell.reviewed { outline: 2px solid #e8a100 }
- table.scores td, table.scores th { padding: 2px 8px; border-bottom: 1px solid #eee;
-   text-align: left }
- img.large { width: 280px; height: 280px; image-rendering: pixelated; background: #000 }
- .row { display: flex; gap: 2em; flex-wrap: wrap } .muted { color: #777 }
- .thumbs img { width: 64px; height: 64px; image-rendering: pixelated; margin: 2px }
- .review { background: #fff8e6; padding: .6em; border-radius: 6px; margin: .8em 0 }
- .refused { background: #fdecea; padding: .6em; border-radius: 6px; max-width: 60em }
-</style></head><body>
-<nav><a href="/">Samples</a><a href="/embedding">Embedding</a>
-{% if dataset %}<span class="muted">dataset <b>{{ dataset }}</b></span>{% endif %}</nav>
-{% block body %}{% endblock %}
-</body></html>"""
-
-_REVIEW_FORM = """{% macro review_form(classes, single=None, next_url='/') %}
-<div class="review">
- <input type="hidden" name="{{ token_field }}" value="{{ csrf_token }}">
- {% if single %}<input type="hidden" name="sample_id" value="{{ single }}">{% endif %}
- <input type="hidden" name="next" value="{{ next_url }}">
- <b>Review{% if not single %} the checked samples{% endif %}:</b>
- <select name="decision" id="decision">
-  {% for d in decisions %}<option value="{{ d }}">{{ d }}</option>{% endfor %}
- </select>
- <label>new label <select name="new_label" id="new_label"><option value="">-</option>
-  {% for name in classes %}<option value="{{ loop.index0 }}">{{ loop.index0 }} {{ name }}
-  </option>{% endfor %}</select></label>
- <input name="note" id="note" placeholder="note (optional)" size="30">
- <button type="submit" id="review-submit">Record</button>
-</div>
-{% endmacro %}"""
-
-_GRID = """{% extends "base" %}{% from "review" import review_form with context %}{% block body %}
-<h1>Samples</h1>
-<form class="filters" method="get" action="/" id="filters">
- <label>split<select name="split" id="f-split"><option value="">any</option>
-  {% for s in ["train", "test"] %}<option {{ "selected" if f.split == s }}>{{ s }}</option>
-  {% endfor %}</select></label>
- <label>class<select name="label" id="f-label"><option value="">any</option>
-  {% for name in classes %}<option value="{{ loop.index0 }}"
-   {{ "selected" if f.label == loop.index0 }}>{{ loop.index0 }} {{ name }}</option>
-  {% endfor %}</select></label>
- {% for key, title in bools %}
- <label>{{ title }}<select name="{{ key }}" id="f-{{ key }}"><option value="">any</option>
-  <option value="true" {{ "selected" if values.get(key) == "true" }}>yes</option>
-  <option value="false" {{ "selected" if values.get(key) == "false" }}>no</option></select></label>
- {% endfor %}
- <label>steps from<input name="min_steps" id="f-min_steps" size="4"
-  value="{{ values.get('min_steps', '') }}"></label>
- <label>to<input name="max_steps" id="f-max_steps" size="4"
-  value="{{ values.get('max_steps', '') }}"></label>
- <label>suggested<select name="suggested_label" id="f-suggested_label">
-  <option value="">any</option>
-  {% for name in classes %}<option value="{{ loop.index0 }}"
-   {{ "selected" if f.suggested_label == loop.index0 }}>{{ loop.index0 }} {{ name }}</option>
-  {% endfor %}</select></label>
- <label>dup. group<input name="group" id="f-group" size="12" value="{{ f.group or '' }}">
- </label>
- <label>outcome<select name="reason" id="f-reason"><option value="">any</option>
-  {% for r in reasons %}<option {{ "selected" if f.reason == r }}>{{ r }}</option>
-  {% endfor %}</select></label>
- <label>variant<select name="transform" id="f-transform"><option value="">any</option>
-  {% for t in transforms %}<option {{ "selected" if f.transform == t }}>{{ t }}</option>
-  {% endfor %}</select></label>
- <label>review<select name="review" id="f-review"><option value="">any</option>
-  {% for r in ["keep", "drop", "relabel", "none"] %}
-  <option {{ "selected" if f.review == r }}>{{ r }}</option>{% endfor %}</select></label>
- <label>sort<select name="sort" id="f-sort">
-  {% for s in sortable %}<option {{ "selected" if sort == s }}>{{ s }}</option>
-  {% endfor %}</select></label>
- <label>order<select name="order" id="f-order">
-  <option value="asc">ascending</option>
-  <option value="desc" {{ "selected" if descending }}>descending</option></select></label>
- <button type="submit" id="apply">Apply</button> <a href="/">clear</a>
-</form>
-<p><b id="count">{{ "{:,}".format(total) }}</b> samples match;
- showing {{ offset + 1 if rows else 0 }}-{{ offset + rows|length }}.
- {% if offset > 0 %}<a id="prev" href="{{ page_url(offset - page_size) }}">previous</a>
- {% endif %}
- {% if offset + page_size < total %}<a id="next" href="{{ page_url(offset + page_size) }}"
- >next</a>{% endif %}</p>
-<form method="post" action="/review" id="bulk">
-{{ review_form(classes, None, here) }}
-<div class="grid">
-{% for r in rows %}
- <div class="cell {{ 'dropped' if r.kept == false }} {{ 'reviewed' if r.review }}"
-  data-sample="{{ r.sample_id }}">
-  <a href="/sample?id={{ r.sample_id|urlencode }}"><img loading="lazy" alt="{{ r.sample_id }}"
-   src="/image?id={{ r.sample_id|urlencode }}"></a><br>
-  <input type="checkbox" name="sample_id" value="{{ r.sample_id }}">
-  {{ r.label }}{% if r.review %} · <b>{{ r.review }}</b>{% endif %}<br>
-  <span class="muted">{{ "robust" if r.robust else ("flip@" ~ r.steps_to_flip
-   if r.steps_to_flip else "-") }}{% if r.is_label_issue %} · issue{% endif %}</span>
- </div>
-{% endfor %}
-</div></form>
-{% endblock %}"""
-
-_SAMPLE = """{% extends "base" %}{% from "review" import review_form with context %}{% block body %}
-<h1>{{ s.sample_id }}</h1>
-<div class="row">
- <div><img class="large" id="image" alt="sample" src="/image?id={{ s.sample_id|urlencode }}">
-  <br>label {{ s.label }} ({{ s.label_name }})</div>
- {% if flip %}<div><img class="large" id="flip" alt="flipped"
-  src="/flip?id={{ s.sample_id|urlencode }}"><br>
-  try {{ flip.step }} of {{ s.scheme }} (seed {{ s.rpr_seed }}): the model predicted
-  <b id="flip-pred">{{ flip.prediction }}</b> (stored flip_pred {{ flip.stored }})</div>
- {% endif %}
- <div><table class="scores" id="scores">
-  {% for key, value in s.items() %}<tr><th>{{ key }}</th><td>{{ value|cell }}</td></tr>
-  {% endfor %}</table></div>
-</div>
-<form method="post" action="/review" id="review">
-{{ review_form(classes, s.sample_id, here) }}
-</form>
-{% if group %}<h2>Near-duplicate group {{ s.near_duplicate_group }}</h2><div class="thumbs">
- {% for g in group %}<a href="/sample?id={{ g|urlencode }}"><img alt="{{ g }}"
-  src="/image?id={{ g|urlencode }}"></a>{% endfor %}</div>{% endif %}
-{% if variants %}<h2>Variants ({{ variants|length }})</h2><div class="thumbs">
- {% for v in variants %}<img title="{{ v.transform }}" alt="{{ v.transform }}"
-  src="/variant?id={{ v.variant_id|urlencode }}">{% endfor %}</div>{% endif %}
-{% endblock %}"""
-
-_EMBEDDING = """{% extends "base" %}{% block body %}
-<h1>Embedding (PCA of the reference model's features)</h1>
-<p>Colour by: {% for c in ["label", "robust", "is_label_issue"] %}
- <a href="/embedding?color={{ c }}">{{ c }}</a>{% endfor %} · {{ points|length }} points
- {% if not points %}(no embeddings stored: materialize oof_predictions){% endif %}</p>
-<svg width="720" height="720" viewBox="0 0 720 720" style="background:#fafafa">
-{% for p in points %}<a href="/sample?id={{ p.sample_id|urlencode }}"><circle
- cx="{{ 10 + 700 * p.x }}" cy="{{ 10 + 700 * (1 - p.y) }}" r="3"
- fill="{{ colour(p) }}"><title>{{ p.sample_id }}</title></circle></a>{% endfor %}
-</svg>{% endblock %}"""
-
-_ERROR = """{% extends "base" %}{% block body %}
-<h1>{{ title }}</h1>
-<p class="refused" id="error">{{ message }}</p>
-<p>Nothing was recorded. <a href="/">Back to the samples</a></p>
-{% endblock %}"""
-
-PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-)
 BOOL_FILTERS = (
     ("robust", "robust"),
+    ("misclassified", "misclassified"),
     ("label_issue", "label issue"),
     ("outlier", "outlier"),
     ("kept", "kept"),
 )
-
-
-def _templates(token: str) -> jinja2.Environment:
-    """The pages; every form that posts carries ``token`` (this server's CSRF token)."""
-    loader = jinja2.DictLoader(
-        {
-            "base": _BASE,
-            "review": _REVIEW_FORM,
-            "grid": _GRID,
-            "sample": _SAMPLE,
-            "embedding": _EMBEDDING,
-            "error": _ERROR,
-        }
-    )
-    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters["cell"] = _cell
-    env.globals.update(csrf_token=token, token_field=TOKEN_FIELD)
-    return env
-
-
-def _cell(value: Any) -> str:
-    """A score as shown: floats to 4 decimals, missing as a dash."""
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _html(env: jinja2.Environment, name: str, **context: Any) -> HTMLResponse:
-    return HTMLResponse(env.get_template(name).render(decisions=DECISIONS, **context))
-
-
-def _error_page(env: jinja2.Environment, refused: Refused, dataset: str | None) -> HTMLResponse:
-    """A refusal as a short page in the app's style: what was refused, and its one line."""
-    page = env.get_template("error").render(
-        title=refused.title, message=refused.message, dataset=dataset
-    )
-    return HTMLResponse(page, status_code=refused.status)
+#: Grid parameters that are not filters but belong to a view (kept in links to it).
+VIEW_KEYS = ("sort", "order")
+#: Most samples one bulk action may touch (a whole dataset of this size is fine).
+MAX_BULK = 100_000
 
 
 def _unwritable(error: OSError | DatasetError) -> Refused:
@@ -263,63 +84,172 @@ def _unwritable(error: OSError | DatasetError) -> Refused:
     return Refused.of(503, title, expected, found, fix)
 
 
-def _png(data: bytes) -> Response:
-    return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+class Indexes:
+    """The home's browsable datasets, each indexed on first use and kept.
+
+    Parameters
+    ----------
+    first : SampleIndex
+        The dataset the server was started with: the default of every page.
+    """
+
+    def __init__(self, first: SampleIndex) -> None:
+        self.store = first.store
+        self.default = first.dataset
+        self._built = {first.dataset: first}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """Every dataset of the home with stored samples (read now, so new ingests show)."""
+        return sorted({self.default, *browsable_datasets(self.store)})
+
+    def get(self, name: str | None) -> SampleIndex:
+        """The index of dataset ``name`` (the default when empty).
+
+        Raises
+        ------
+        Refused
+            404 for a dataset this home does not hold, with the closest name.
+        """
+        name = (name or "").strip() or self.default
+        if name in self._built:
+            return self._built[name]
+        known = self.names()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise Refused.of(
+                404,
+                "No such dataset",
+                f"a dataset of this home ({', '.join(known)})",
+                shown(name),
+                f"did you mean {close[0]!r}?" if close else "pick one in the dataset menu",
+            )
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = SampleIndex(self.store, name)
+        return self._built[name]
 
 
-def build_app(index: SampleIndex) -> Starlette:
-    """The browser's Starlette app over one dataset's :class:`SampleIndex`.
+def _first(form: dict[str, list[str]], name: str, default: str = "") -> str:
+    """The first value of a form field (``default`` when absent)."""
+    return (form.get(name) or [default])[0]
 
-    Its CSRF token is made here, once: each start of the server has its own.
+
+def _view(values: dict[str, str]) -> tuple[SampleFilter, str, bool]:
+    """A grid view from URL parameters: its filter, sort column and direction.
+
+    Raises
+    ------
+    Refused
+        400 for a bad filter or sort, in one line.
+    """
+    try:
+        where = SampleFilter.from_query(values)
+    except DatasetError as exc:
+        raise Refused(400, "Refused: a bad filter", str(exc)) from None
+    sort = values.get("sort") or "sample_id"
+    if sort not in SORTABLE:
+        raise Refused.of(
+            400,
+            "Refused: a bad sort",
+            f"sort by one of {', '.join(SORTABLE)}",
+            shown(sort),
+            "pick a sort column in the filters",
+        )
+    return where, sort, values.get("order") == "desc"
+
+
+def _view_query(values: dict[str, str]) -> str:
+    """The part of a grid URL that is its view (filters, sort), for links back to it."""
+    keep = {k: v for k, v in values.items() if k not in ("dataset", "offset") and v != ""}
+    return urllib.parse.urlencode(keep)
+
+
+class _Pages:
+    """Renders the pages of one request's dataset with what every page shows."""
+
+    def __init__(self, env: jinja2.Environment, indexes: Indexes) -> None:
+        self.env = env
+        self.indexes = indexes
+
+    def html(self, name: str, index: SampleIndex, status: int = 200, **context: Any) -> Response:
+        common = {
+            "dataset": index.dataset,
+            "datasets": self.indexes.names(),
+            "classes": index.class_names,
+            "tags": index.tag_names(),
+            "decisions": DECISIONS,
+            "link": functools.partial(link, index.dataset),
+        }
+        page = self.env.get_template(name).render(**{**common, **context})
+        return HTMLResponse(page, status_code=status)
+
+    def error(self, refused: Refused, dataset: str | None = None, bare: bool = False) -> Response:
+        """A refusal as a page in the app's style: what was refused, and its one line.
+
+        ``bare``: a request not addressed to this server; the page names no dataset.
+        """
+        shown_dataset = "" if bare else dataset or self.indexes.default
+        page = self.env.get_template("error").render(
+            title=refused.title,
+            message=refused.message,
+            dataset=shown_dataset,
+            datasets=[] if bare else self.indexes.names(),
+            link=(lambda path, **params: path) if bare else functools.partial(link, shown_dataset),
+        )
+        return HTMLResponse(page, status_code=refused.status)
+
+
+def build_app(first: SampleIndex) -> Starlette:
+    """The browser's Starlette app over a home, opening on ``first``'s dataset.
+
+    Other datasets of the same home are indexed when a page first asks for them. Its CSRF
+    token is made here, once: each start of the server has its own.
     """
     token = new_token()
-    env = _templates(token)
-    common = {"dataset": index.dataset, "classes": index.class_names}
+    indexes = Indexes(first)
+    pages = _Pages(templates(token), indexes)
 
     def grid(request: Request) -> Response:
         values = dict(request.query_params)
+        index = indexes.get(values.get("dataset"))
+        where, sort, descending = _view(values)
         try:
-            where = SampleFilter.from_query(values)
             offset = parse_whole("offset", (values.get("offset") or "0").strip())
         except DatasetError as exc:
             raise Refused(400, "Refused: a bad filter", str(exc)) from None
-        sort = values.get("sort") or "sample_id"
-        if sort not in SORTABLE:
-            raise Refused.of(
-                400,
-                "Refused: a bad sort",
-                f"sort by one of {', '.join(SORTABLE)}",
-                shown(sort),
-                "pick a sort column in the filters",
-            )
-        descending = values.get("order") == "desc"
-        rows = index.page(where, sort, descending, offset, PAGE_SIZE)
 
-        def page_url(start: int) -> str:
-            return "/?" + urllib.parse.urlencode({**values, "offset": max(0, start)})
+        def page_url(**changes: Any) -> str:
+            merged = {**values, **{k: str(v) for k, v in changes.items()}}
+            merged = {k: v for k, v in merged.items() if v != "" and k != "dataset"}
+            if "offset" in merged:
+                merged["offset"] = str(max(0, int(merged["offset"])))
+            return link(index.dataset, "/", **merged)
 
-        return _html(
-            env,
+        return pages.html(
             "grid",
+            index,
             title="samples",
             f=where,
             values=values,
-            rows=rows,
+            rows=index.page(where, sort, descending, offset, PAGE_SIZE),
             offset=offset,
             total=index.count(where),
+            hists=[index.histogram(p, where) for p in ("quality", "outlier", "steps")],
             page_size=PAGE_SIZE,
             page_url=page_url,
-            here=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
+            here=page_url(),
+            view=_view_query(values),
             bools=BOOL_FILTERS,
             reasons=index.reasons(),
             transforms=index.transforms(),
             sortable=SORTABLE,
             sort=sort,
             descending=descending,
-            **common,
         )
 
     def sample(request: Request) -> Response:
+        index = indexes.get(request.query_params.get("dataset"))
         sample_id = request.query_params.get("id", "")
         row = index.sample(sample_id)
         if row is None:
@@ -330,82 +260,125 @@ def build_app(index: SampleIndex) -> Starlette:
                 shown(sample_id),
                 "follow a link from the grid",
             )
+        view = request.query_params.get("view", "")
+        where, sort, descending = _view(dict(urllib.parse.parse_qsl(view)))
+        prev, next_, position, total = index.neighbours(where, sort, descending, sample_id)
         flip = None
-        if row["steps_to_flip"] is not None and index.store.has("reference_model", index.dataset):
+        fragile = row["steps_to_flip"] is not None and row["clean_correct"]
+        if fragile and index.store.has("reference_model", index.dataset):
             made = flipped_image(index, sample_id)
             if made is not None:
                 flip = {"step": made[1], "stored": made[2], "prediction": made[3]}
         group = (
             index.group_members(row["near_duplicate_group"]) if row["near_duplicate_group"] else []
         )
-        return _html(
-            env,
+        here = link(index.dataset, "/sample", id=sample_id, view=view)
+        return pages.html(
             "sample",
+            index,
             title=sample_id,
             s=row,
             flip=flip,
             group=group,
             variants=index.sample_variants(sample_id),
-            here=f"/sample?{request.url.query}",
-            **common,
+            here=here,
+            view=view,
+            prev=prev,
+            next=next_,
+            position=position,
+            total=total,
+            back=link(index.dataset, "/", **dict(urllib.parse.parse_qsl(view))),
         )
 
-    def image(request: Request) -> Response:
+    def _image(request: Request, read: Any, what: str) -> Response:
+        index = indexes.get(request.query_params.get("dataset"))
+        wanted = request.query_params.get("id", "")
         try:
-            return _png(index.image(request.query_params.get("id", "")))
+            data = read(index, wanted)
         except KeyError:
-            return PlainTextResponse("no such sample", 404)
+            data = None
+        if data is None:
+            raise Refused.of(
+                404,
+                f"No such {what}",
+                f"a {what} id of {index.dataset}",
+                shown(wanted),
+                "follow a link",
+            )
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    def image(request: Request) -> Response:
+        return _image(request, lambda index, i: index.image(i), "sample")
 
     def variant(request: Request) -> Response:
-        try:
-            return _png(index.variant_image(request.query_params.get("id", "")))
-        except KeyError:
-            return PlainTextResponse("no such variant", 404)
+        return _image(request, lambda index, i: index.variant_image(i), "variant")
 
     def flip(request: Request) -> Response:
-        made = flipped_image(index, request.query_params.get("id", ""))
-        return _png(made[0]) if made else PlainTextResponse("not flipped", 404)
+        return _image(
+            request, lambda index, i: (flipped_image(index, i) or (None,))[0], "flipped sample"
+        )
 
     def embedding(request: Request) -> Response:
+        index = indexes.get(request.query_params.get("dataset"))
         color = request.query_params.get("color", "label")
-
-        def colour(point: dict[str, Any]) -> str:
-            value = point.get(color)
-            if color == "label" and value is not None:
-                return PALETTE[int(value) % len(PALETTE)]
-            bad = (color == "robust" and value is False) or (
-                color == "is_label_issue" and value is True
+        if color not in COLOURINGS:
+            raise Refused.of(
+                400,
+                "Refused: a bad colouring",
+                f"color in {', '.join(COLOURINGS)}",
+                shown(color),
+                "pick a colouring on the embedding page",
             )
-            return "#d62728" if bad else "#9aa"
-
-        return _html(
-            env,
+        points = index.embedding_2d()
+        return pages.html(
             "embedding",
+            index,
             title="embedding",
-            points=index.embedding_2d(),
-            colour=colour,
-            **common,
+            points=points,
+            n_train=sum(p.get("split") == "train" for p in points),
+            n_test=sum(p.get("split") == "test" for p in points),
+            colour=functools.partial(point_colour, color),
+            color=color,
+            colourings=list(COLOURINGS),
+            legend=legend(color, index.class_names),
+            method=projection_method(),
+            grid_url=link(index.dataset, "/"),
         )
 
     async def review(request: Request) -> Response:
         form = await read_form(request, token)
-        ids = form.get("sample_id", [])
-        decision = (form.get("decision") or [""])[0]
-        raw_label = (form.get("new_label") or [""])[0]
-        note = (form.get("note") or [""])[0] or None
-        next_url = safe_next((form.get("next") or ["/"])[0])
-        if not ids:
-            raise Refused.of(
-                400, "Not recorded", "at least one sample", "none checked", "tick one first"
-            )
-        try:
-            label = None
-            if decision == "relabel" and raw_label:
-                label = parse_whole("new_label", raw_label.strip(), "pick a label in the form")
-            reviews = [Review(i, decision, label, note) for i in ids]
-            check_reviews(reviews, index.sample_ids, len(index.class_names))
-        except RobustDataError as exc:
-            raise Refused(400, "Not recorded: a bad review", str(exc)) from None
+        index = indexes.get(_first(form, "dataset"))
+        action = _first(form, "action", "review")
+        next_url = safe_next(_first(form, "next", "/"))
+        ids = _chosen(index, form)
+        if action in ("tag", "untag"):
+            try:
+                record_tags(
+                    index.store,
+                    index.dataset,
+                    ids,
+                    _first(form, "tag"),
+                    action == "tag",
+                    index.sample_ids,
+                    "browser",
+                )
+            except OSError as exc:
+                raise _unwritable(exc) from None
+            except DatasetError as exc:
+                raise Refused(400, "Not recorded: a bad tag", str(exc)) from None
+            index.refresh_tags()
+            return RedirectResponse(next_url, status_code=303)
+        reviews = _reviews(index, form, ids)
+        if len(ids) > 1 and _first(form, "confirmed") != str(len(ids)):
+            if _first(form, "confirmed"):
+                raise Refused.of(
+                    409,
+                    "Not recorded: the selection changed",
+                    f"the {_first(form, 'confirmed')} samples you confirmed",
+                    f"{len(ids):,} samples match now",
+                    "look at the grid again and confirm the new count",
+                )
+            return _confirm(pages, index, form, reviews, next_url)
         try:
             record_reviews(index.store, index.dataset, reviews, "browser")
         except (OSError, DatasetError) as exc:
@@ -415,7 +388,20 @@ def build_app(index: SampleIndex) -> Starlette:
 
     def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
-        return _error_page(env, exc, index.dataset)
+        return pages.error(exc, _dataset_of(request, indexes))
+
+    def missing(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        title = "No such page" if exc.status_code == 404 else f"Refused: {exc.detail}"
+        fix = "use the links in the header" if exc.status_code == 404 else "use the app's forms"
+        found = f"{request.method} {shown(request.url.path)}"
+        return pages.error(Refused.of(exc.status_code, title, "a page of this browser", found, fix))
+
+    def failed(request: Request, exc: Exception) -> Response:
+        found = f"{type(exc).__name__}: {shown(str(exc), 120)}"
+        return pages.error(
+            Refused.of(500, "Something went wrong", "a page", found, "see the server's output")
+        )
 
     return Starlette(
         routes=[
@@ -428,8 +414,108 @@ def build_app(index: SampleIndex) -> Starlette:
             Route("/review", review, methods=["POST"]),
             Route("/healthz", lambda request: PlainTextResponse("ok")),
         ],
-        middleware=[Middleware(Guard, refuse=lambda exc: _error_page(env, exc, None))],
-        exception_handlers={Refused: refused},
+        middleware=[Middleware(Guard, refuse=lambda exc: pages.error(exc, bare=True))],
+        exception_handlers={Refused: refused, HTTPException: missing, Exception: failed},
+    )
+
+
+def _dataset_of(request: Request, indexes: Indexes) -> str | None:
+    """The dataset a request named, when it is one of the home's (for the error page's links)."""
+    name = request.query_params.get("dataset")
+    return name if name in indexes.names() else None
+
+
+def _chosen(index: SampleIndex, form: dict[str, list[str]]) -> list[str]:
+    """The samples a posted form acts on: the checked ones, or every one matching its view.
+
+    Raises
+    ------
+    Refused
+        400 when none is chosen, or for a bad view; 413 above :data:`MAX_BULK`.
+    """
+    if _first(form, "scope") == "filter":
+        where, _, _ = _view(dict(urllib.parse.parse_qsl(_first(form, "view"))))
+        ids = index.ids(where, MAX_BULK + 1)
+    else:
+        ids = list(dict.fromkeys(form.get("sample_id", [])))
+    if not ids:
+        raise Refused.of(
+            400, "Not recorded", "at least one sample", "none checked or matching", "tick one first"
+        )
+    if len(ids) > MAX_BULK:
+        raise Refused.of(
+            413,
+            "Not recorded: too many samples",
+            f"at most {MAX_BULK:,} samples in one action",
+            f"more than {MAX_BULK:,} match",
+            "narrow the filters first",
+        )
+    return ids
+
+
+def _reviews(index: SampleIndex, form: dict[str, list[str]], ids: list[str]) -> list[Review]:
+    """The checked decisions a review form asks for, one per sample.
+
+    Raises
+    ------
+    Refused
+        400 for no decision chosen, a bad label or an unknown sample, in one line.
+    """
+    decision = _first(form, "decision")
+    if decision not in DECISIONS:
+        raise Refused.of(
+            400,
+            "Not recorded: no decision",
+            f"a decision ({', '.join(DECISIONS)})",
+            shown(decision) if decision else "none chosen",
+            "choose one in the form's decision menu",
+        )
+    raw_label = _first(form, "new_label").strip()
+    note = _first(form, "note") or None
+    try:
+        label = None
+        if decision == "relabel" and raw_label:
+            label = parse_whole("new_label", raw_label, "pick a label in the form")
+        reviews = [Review(i, decision, label, note) for i in ids]
+        check_reviews(reviews, index.sample_ids, len(index.class_names))
+    except RobustDataError as exc:
+        raise Refused(400, "Not recorded: a bad review", str(exc)) from None
+    return reviews
+
+
+def _confirm(
+    pages: _Pages,
+    index: SampleIndex,
+    form: dict[str, list[str]],
+    reviews: list[Review],
+    next_url: str,
+) -> Response:
+    """The page that names how many samples a bulk review touches and asks to confirm it."""
+    first = reviews[0]
+    verb = first.decision if first.decision != "relabel" else f"relabel to {first.new_label}"
+    scope = _first(form, "scope", "checked")
+    where = "matching the filters" if scope == "filter" else "checked"
+    summary = (
+        f"Record '{verb}' for all {len(reviews):,} samples {where} in {index.dataset}"
+        + (f", with the note {first.note!r}" if first.note else "")
+        + ". Each gets its own row in the reviews table; the next curation honours it."
+    )
+    fields = [
+        (name, value)
+        for name in ("dataset", "scope", "view", "decision", "new_label", "note", "next", "action")
+        for value in form.get(name, [])[:1]
+    ]
+    if scope != "filter":
+        fields += [("sample_id", r.sample_id) for r in reviews]
+    return pages.html(
+        "confirm",
+        index,
+        title="confirm",
+        verb=verb,
+        ids=[r.sample_id for r in reviews],
+        summary=summary,
+        fields=fields,
+        next_url=next_url,
     )
 
 

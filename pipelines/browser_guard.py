@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from robust_data.explore.sample_index import shown
+from robust_data.explore.filters import shown
 
 HOST_NAMES = ("127.0.0.1", "localhost")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

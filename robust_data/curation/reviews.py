@@ -162,16 +162,36 @@ def record_reviews(
     Callers check the decisions first (:func:`check_reviews`). Nothing but the reviews
     table is written.
     """
-    at = now or datetime.now(UTC)
-    with home_lock(store.home, "recording reviews", name=LOCK_NAME):
-        table = pa.concat_tables([load_reviews(store, dataset), review_rows(reviews, at, source)])
-        table = table.replace_schema_metadata(table_metadata(TABLE, "human review", {}))
+    rows = review_rows(reviews, now or datetime.now(UTC), source)
+    return append_rows(store, dataset, TABLE, rows, "human review")
+
+
+def append_rows(
+    store: Store, dataset: str, name: str, rows: pa.Table, description: str
+) -> pa.Table:
+    """Append ``rows`` to table ``name`` of ``dataset`` atomically, under the reviews lock.
+
+    The stored rows are read under the lock (cast to ``rows``' schema), so two writers never
+    lose each other's rows; a temporary file is renamed over the old one. Returns the whole
+    table written.
+
+    Raises
+    ------
+    DatasetError
+        One line when the store cannot be written (read-only, full disk, no permission).
+    """
+    with home_lock(store.home, f"recording {name}", name=LOCK_NAME):
+        before = rows.schema.empty_table()
+        if store.has(name, dataset):
+            before = store.read(name, dataset).cast(rows.schema)
+        table = pa.concat_tables([before, rows])
+        table = table.replace_schema_metadata(table_metadata(name, description, {}))
         try:
-            store.write(table, TABLE, dataset)
+            store.write(table, name, dataset)
         except OSError as error:  # a read-only file system, a full disk, no permission
             raise DatasetError(
                 "a store you can write",
-                f"the reviews of {dataset} cannot be written under {store.tables_root} "
+                f"the {name} of {dataset} cannot be written under {store.tables_root} "
                 f"({error.strerror or error})",
                 "pass `home` with a folder you can write, or fix its permissions",
                 options=("home",),

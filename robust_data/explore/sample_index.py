@@ -11,9 +11,9 @@ robust_data.curation.reviews.
 from __future__ import annotations
 
 import functools
-import re
+import math
 import threading
-from dataclasses import dataclass, fields
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -23,10 +23,11 @@ import pyarrow.compute as pc
 
 from robust_data.curation.ledger import LEDGER_SCHEMA
 from robust_data.curation.reviews import Review, latest_decisions, load_reviews
-from robust_data.errors import DatasetError
+from robust_data.explore.embedding import project_2d, projection_method, seeded_rows
+from robust_data.explore.filters import RANGES, SampleFilter
+from robust_data.explore.tags import current_tags, load_tags
 from robust_data.ingest.arrays import class_names
 from robust_data.ingest.images import encode_png
-from robust_data.ingest.sources.base import MAX_LABEL
 from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
 from robust_data.scoring.rpr.table import RPR_SCHEMA
 from robust_data.store.store import Store
@@ -48,45 +49,6 @@ SORTABLE = (
 )
 PAGE_SIZE = 60
 EMBEDDING_POINTS = 3000
-#: The largest value each numeric URL or form parameter may take (whole numbers from 0).
-INT_LIMITS = {
-    "offset": 1_000_000_000,
-    "label": MAX_LABEL,
-    "suggested_label": MAX_LABEL,
-    "new_label": MAX_LABEL,
-    "min_steps": 1_000_000_000,
-    "max_steps": 1_000_000_000,
-}
-_WHOLE = re.compile(r"[0-9]{1,20}")
-
-
-def shown(value: str, limit: int = 60) -> str:
-    """A URL value as quoted in a message: its repr, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def parse_whole(
-    name: str, raw: str, fix: str = "fix the address, or press clear on the filters"
-) -> int:
-    """A numeric URL or form parameter: a whole number in ``0..INT_LIMITS[name]``.
-
-    Raises
-    ------
-    DatasetError
-        One line naming the parameter, the range expected and the value found.
-    """
-    high = INT_LIMITS[name]
-    value = int(raw) if _WHOLE.fullmatch(raw) else None
-    if value is None or value > high:
-        raise DatasetError(
-            f"{name} as a whole number in 0..{high:,}",
-            shown(raw),
-            fix,
-        )
-    return value
-
-
 _SAMPLES_SQL = """
 CREATE TABLE samples AS
 SELECT s.sample_id, s.split, s.label, s.label_name,
@@ -103,107 +65,24 @@ LEFT JOIN ledger l USING (sample_id)
 """
 
 
-@dataclass(frozen=True)
-class SampleFilter:
-    """Which samples a page shows; None leaves a field unfiltered.
+_SHOWN_SQL = """
+CREATE VIEW shown AS
+SELECT samples.*,
+       (SELECT string_agg(t.tag, ', ' ORDER BY t.tag) FROM tags t
+        WHERE t.sample_id = samples.sample_id) AS tags
+FROM samples
+"""
 
-    Attributes
-    ----------
-    split : str or None
-        ``train`` or ``test``.
-    label, suggested_label : int or None
-        Class index (the stored label; cleanlab's suggestion).
-    robust, label_issue, outlier, kept : bool or None
-    min_steps, max_steps : int or None
-        Range of ``steps_to_flip`` (inclusive); a robust sample (no flip) counts as
-        ``max_steps`` of its scoring run + 1, so ``min_steps`` keeps it.
-    group : str or None
-        A near-duplicate group (its first sample id).
-    reason : str or None
-        A ledger reason (``kept`` for kept rows).
-    transform : str or None
-        Samples with a variant made by this transform spec.
-    review : str or None
-        The latest review decision (``keep``, ``drop``, ``relabel``) or ``none``.
-    """
 
-    split: str | None = None
-    label: int | None = None
-    robust: bool | None = None
-    min_steps: int | None = None
-    max_steps: int | None = None
-    label_issue: bool | None = None
-    suggested_label: int | None = None
-    outlier: bool | None = None
-    group: str | None = None
-    kept: bool | None = None
-    reason: str | None = None
-    transform: str | None = None
-    review: str | None = None
+def _order(sort: str, descending: bool) -> str:
+    """The ORDER BY of a page: ``sort`` (one of SORTABLE) with NULLs last, then the id."""
+    return f"{sort} {'DESC' if descending else 'ASC'} NULLS LAST, sample_id"
 
-    @classmethod
-    def from_query(cls, params: dict[str, str]) -> SampleFilter:
-        """From URL query parameters: empty values are unset; bools are ``true``/``false``.
 
-        Raises
-        ------
-        DatasetError
-            One line naming the parameter, the value expected and the value found.
-        """
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = (params.get(f.name) or "").strip()
-            if not raw:
-                continue
-            if f.type in ("int | None",):
-                values[f.name] = parse_whole(f.name, raw)
-            elif f.type in ("bool | None",):
-                if raw not in ("true", "false"):
-                    raise DatasetError(
-                        f"true or false for {f.name}", shown(raw), "pick yes or no in the filters"
-                    )
-                values[f.name] = raw == "true"
-            else:
-                values[f.name] = raw
-        return cls(**values)
-
-    def where(self) -> tuple[str, list[Any]]:
-        """The SQL condition over ``samples`` (alias-free) and its parameters."""
-        clauses: list[str] = []
-        params: list[Any] = []
-
-        def add(sql: str, value: Any) -> None:
-            clauses.append(sql)
-            params.append(value)
-
-        for name, column in (
-            ("split", "split"),
-            ("label", "label"),
-            ("robust", "robust"),
-            ("label_issue", "is_label_issue"),
-            ("suggested_label", "suggested_label"),
-            ("outlier", "is_outlier"),
-            ("group", "near_duplicate_group"),
-            ("kept", "kept"),
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                add(f"{column} = ?", value)
-        steps = "coalesce(steps_to_flip, max_steps + 1)"
-        if self.min_steps is not None:
-            add(f"{steps} >= ?", self.min_steps)
-        if self.max_steps is not None:
-            add(f"{steps} <= ?", self.max_steps)
-        if self.reason is not None:
-            add("coalesce(reason, CASE WHEN kept THEN 'kept' END) = ?", self.reason)
-        if self.transform is not None:
-            add(
-                "sample_id IN (SELECT parent_sample_id FROM variants WHERE transform = ?)",
-                self.transform,
-            )
-        if self.review is not None:
-            add("coalesce(review, 'none') = ?", self.review)
-        return (" AND ".join(clauses) or "TRUE"), params
+def browsable_datasets(store: Store) -> list[str]:
+    """The datasets of a home with stored samples (``raw_samples`` partitions), sorted."""
+    files, _ = store.table_files()
+    return sorted(PurePosixPath(f).stem for f in files.get("raw_samples", []))
 
 
 def _or_empty(store: Store, table: str, dataset: str, schema: pa.Schema) -> pa.Table:
@@ -247,7 +126,12 @@ class SampleIndex:
         self._con.execute(_SAMPLES_SQL)
         self._con.execute("ALTER TABLE samples ADD COLUMN review VARCHAR")
         self._con.execute("ALTER TABLE samples ADD COLUMN new_label BIGINT")
+        self._con.execute("CREATE TABLE tags (sample_id VARCHAR, tag VARCHAR)")
+        self._con.execute("CREATE TABLE embedding_xy (sample_id VARCHAR, x DOUBLE, y DOUBLE)")
+        self._con.execute(_SHOWN_SQL)
+        self._projected: dict[str, list[dict[str, Any]]] = {}
         self.refresh_reviews()
+        self.refresh_tags()
 
     @property
     def sample_ids(self) -> set[str]:
@@ -276,6 +160,25 @@ class SampleIndex:
             self._con.unregister("latest")
         return latest
 
+    def refresh_tags(self) -> dict[str, set[str]]:
+        """Re-read the tags table into the index; sample id -> its tags."""
+        tags = current_tags(load_tags(self.store, self.dataset))
+        pairs = sorted((sid, tag) for sid, names in tags.items() for tag in names)
+        table = pa.table(
+            {"sid": [p[0] for p in pairs], "tag": [p[1] for p in pairs]},
+            schema=pa.schema([("sid", pa.string()), ("tag", pa.string())]),
+        )
+        with self._lock:
+            self._con.register("current", table)
+            self._con.execute("DELETE FROM tags")
+            self._con.execute("INSERT INTO tags SELECT sid, tag FROM current")
+            self._con.unregister("current")
+        return tags
+
+    def tag_names(self) -> list[str]:
+        """Every tag some sample carries now, sorted."""
+        return [r["tag"] for r in self._rows("SELECT DISTINCT tag FROM tags ORDER BY 1", [])]
+
     # -- pages ---------------------------------------------------------------------------
 
     def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -284,12 +187,16 @@ class SampleIndex:
             names = [d[0] for d in cursor.description or []]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def _condition(self, where: SampleFilter) -> tuple[str, list[Any]]:
+        """``where`` as SQL; a box filter first projects the embedding it is drawn on."""
+        if where.box is not None:
+            self.embedding_2d()
+        return where.where()
+
     def count(self, where: SampleFilter) -> int:
         """How many samples pass ``where``."""
-        condition, params = where.where()
-        return int(
-            self._rows(f"SELECT count(*) AS n FROM samples WHERE {condition}", params)[0]["n"]
-        )
+        condition, params = self._condition(where)
+        return int(self._rows(f"SELECT count(*) AS n FROM shown WHERE {condition}", params)[0]["n"])
 
     def page(
         self,
@@ -308,17 +215,95 @@ class SampleIndex:
         """
         if sort not in SORTABLE:
             raise ValueError(f"expected a sort column in {', '.join(SORTABLE)}; found {sort!r}")
-        condition, params = where.where()
-        direction = "DESC" if descending else "ASC"
-        sql = (
-            f"SELECT * FROM samples WHERE {condition} "
-            f"ORDER BY {sort} {direction} NULLS LAST, sample_id LIMIT ? OFFSET ?"
-        )
+        condition, params = self._condition(where)
+        order = _order(sort, descending)
+        sql = f"SELECT * FROM shown WHERE {condition} ORDER BY {order} LIMIT ? OFFSET ?"
         return self._rows(sql, [*params, max(1, limit), max(0, offset)])
+
+    def ids(self, where: SampleFilter, limit: int = 1_000_000) -> list[str]:
+        """Sample ids that pass ``where``, in id order, at most ``limit``."""
+        condition, params = self._condition(where)
+        sql = f"SELECT sample_id FROM shown WHERE {condition} ORDER BY sample_id LIMIT ?"
+        return [r["sample_id"] for r in self._rows(sql, [*params, limit])]
+
+    def neighbours(
+        self, where: SampleFilter, sort: str, descending: bool, sample_id: str
+    ) -> tuple[str | None, str | None, int, int]:
+        """The samples before and after ``sample_id`` in the grid's order; its 1-based place.
+
+        Returns
+        -------
+        (previous id or None, next id or None, position, total)
+            Position 0 when the sample does not pass ``where``.
+        """
+        if sort not in SORTABLE:
+            raise ValueError(f"expected a sort column in {', '.join(SORTABLE)}; found {sort!r}")
+        condition, params = self._condition(where)
+        sql = (
+            "WITH ranked AS (SELECT sample_id, "
+            f"row_number() OVER (ORDER BY {_order(sort, descending)}) AS k "
+            f"FROM shown WHERE {condition}) "
+            "SELECT (SELECT max(k) FROM ranked) AS total, k, "
+            "(SELECT r.sample_id FROM ranked r WHERE r.k = me.k - 1) AS prev, "
+            "(SELECT r.sample_id FROM ranked r WHERE r.k = me.k + 1) AS next "
+            "FROM ranked me WHERE sample_id = ?"
+        )
+        rows = self._rows(sql, [*params, sample_id])
+        if not rows:
+            return None, None, 0, self.count(where)
+        row = rows[0]
+        return row["prev"], row["next"], int(row["k"]), int(row["total"])
+
+    def histogram(self, prefix: str, where: SampleFilter, bins: int = 20) -> dict[str, Any]:
+        """Counts of one score over the samples passing ``where`` without that score's range.
+
+        Parameters
+        ----------
+        prefix : str
+            A key of robust_data.explore.filters.RANGES: ``quality``, ``outlier`` or ``steps``.
+
+        Returns
+        -------
+        dict
+            ``prefix``, ``title``, ``low`` and ``high`` (the axis), ``whole`` (integer axis),
+            ``bins`` (list of ``{"low", "high", "count"}``, ``high`` exclusive but the last)
+            and ``selected`` (the current ``(min, max)``, None where unset). For steps the
+            last value, ``max_steps + 1``, stands for robust samples.
+        """
+        column, title = RANGES[prefix]
+        condition, params = self._condition(where.without(prefix))
+        low, high, whole = 0.0, 1.0, prefix == "steps"
+        spread, last = bins, math.inf  # bins over [low, high]; whole: the last holds robust
+        if whole:
+            top = int(self._rows("SELECT max(max_steps) AS m FROM samples", [])[0]["m"] or 1)
+            low, high, last = 1.0, float(top + 1), float(top + 1)
+            bins = max(2, min(bins, top + 1))
+            spread = bins - 1
+        width = (min(high, last) - low) / spread
+        sql = (
+            f"SELECT CASE WHEN {column} >= ? THEN ? "
+            f"ELSE least(greatest(floor(({column} - ?) / ?), 0), ?) END AS b, count(*) AS n "
+            f"FROM shown WHERE {condition} AND {column} IS NOT NULL GROUP BY b"
+        )
+        found = self._rows(sql, [last, bins - 1, low, width, spread - 1, *params])
+        counts = {int(r["b"]): int(r["n"]) for r in found}
+        edges = [low + width * k for k in range(spread + 1)] + ([high] if whole else [])
+        return {
+            "prefix": prefix,
+            "title": title,
+            "low": low,
+            "high": high,
+            "whole": whole,
+            "bins": [
+                {"low": edges[k], "high": edges[k + 1], "count": counts.get(k, 0)}
+                for k in range(bins)
+            ],
+            "selected": (getattr(where, f"min_{prefix}"), getattr(where, f"max_{prefix}")),
+        }
 
     def sample(self, sample_id: str) -> dict[str, Any] | None:
         """Every score of one sample, or None when the id is unknown."""
-        rows = self._rows("SELECT * FROM samples WHERE sample_id = ?", [sample_id])
+        rows = self._rows("SELECT * FROM shown WHERE sample_id = ?", [sample_id])
         return rows[0] if rows else None
 
     def group_members(self, group: str) -> list[str]:
@@ -377,58 +362,86 @@ class SampleIndex:
 
     # -- embedding -----------------------------------------------------------------------
 
-    def embedding_2d(self, max_points: int = EMBEDDING_POINTS) -> list[dict[str, Any]]:
-        """The stored embeddings (oof_predictions) projected to 2-D by PCA, with their scores.
+    def embedding_2d(
+        self, max_points: int = EMBEDDING_POINTS, method: str = "auto"
+    ) -> list[dict[str, Any]]:
+        """A seeded subset of both splits projected to 2-D, with the scores to colour them by.
 
-        At most ``max_points`` samples (a seeded, deterministic subset of the training split).
-        Each point: ``sample_id``, ``x``, ``y`` in [0, 1], ``label``, ``robust``,
-        ``is_label_issue``. Empty when no embeddings are stored.
+        Features: the stored reference model's penultimate activations (training and test
+        images), or without one the stored out-of-fold embeddings (training images only);
+        projected by robust_data.explore.embedding.project_2d (UMAP when installed, else PCA).
+        Made once per (method, size) and kept; the default one is what box filters select in.
+
+        Returns
+        -------
+        list of dict
+            At most ``max_points``; each ``sample_id``, ``split``, ``x``, ``y`` in [0, 1],
+            ``label``, ``robust``, ``is_label_issue``, ``clean_correct``. Empty when neither
+            a reference model nor embeddings are stored.
         """
+        chosen = projection_method(method)
+        key = f"{chosen}:{max_points}"
+        if key not in self._projected:
+            ids, vectors = self._features(max_points)
+            xy = project_2d(vectors, chosen) if ids else np.zeros((0, 2))
+            self._projected[key] = self._points(ids, xy)
+            if (method, max_points) == ("auto", EMBEDDING_POINTS):
+                self._register_xy(self._projected[key])
+        return self._projected[key]
+
+    def _features(self, max_points: int) -> tuple[list[str], np.ndarray]:
+        """Ids and (N, D) features of the embedding's seeded subset (see :meth:`embedding_2d`)."""
+        if self.store.has("reference_model", self.dataset):
+            from robust_data.ingest.images import decode_image, to_model_batch
+            from robust_data.scoring.models import embed
+
+            by_split: dict[str, list[str]] = {}
+            for r in self._rows("SELECT sample_id, split FROM samples ORDER BY sample_id", []):
+                by_split.setdefault(r["split"], []).append(r["sample_id"])
+            rows = seeded_rows({k: len(v) for k, v in by_split.items()}, max_points)
+            ids = [by_split[split][int(k)] for split, take in rows.items() for k in take]
+            if not ids:
+                return [], np.zeros((0, 1), np.float32)
+            images = to_model_batch([decode_image(self.image(i)) for i in ids])
+            return ids, embed(self.reference_model, images, device="cpu")
         if self._oof is None or not self._oof.num_rows:
-            return []
-        ids = self._oof.column("sample_id").to_pylist()
-        take = np.sort(np.random.default_rng(0).permutation(len(ids))[:max_points])
-        vectors = np.stack(
-            [
-                np.asarray(v, np.float32)
-                for v in self._oof.column("embedding").take(take).to_pylist()
-            ]
+            return [], np.zeros((0, 1), np.float32)
+        all_ids = self._oof.column("sample_id").to_pylist()
+        take = seeded_rows({"train": len(all_ids)}, max_points)["train"]
+        column = self._oof.column("embedding").take(take).to_pylist()
+        return [all_ids[int(i)] for i in take], np.stack(
+            [np.asarray(v, np.float32) for v in column]
         )
-        xy = _pca_2d(vectors)
+
+    def _points(self, ids: list[str], xy: np.ndarray) -> list[dict[str, Any]]:
+        """The embedding's points: each id at its place, with the scores it is coloured by."""
         scores = {
             r["sample_id"]: r
             for r in self._rows(
-                "SELECT sample_id, label, robust, is_label_issue FROM samples WHERE split = ?",
-                ["train"],
+                "SELECT sample_id, split, label, robust, is_label_issue, clean_correct "
+                "FROM samples",
+                [],
             )
         }
-        points = []
-        for (x, y), i in zip(xy, take, strict=True):
-            row = scores.get(ids[i], {})
-            points.append(
-                {
-                    "sample_id": ids[i],
-                    "x": float(x),
-                    "y": float(y),
-                    "label": row.get("label"),
-                    "robust": row.get("robust"),
-                    "is_label_issue": row.get("is_label_issue"),
-                }
-            )
-        return points
+        return [
+            {**scores.get(sid, {"sample_id": sid}), "x": float(x), "y": float(y)}
+            for sid, (x, y) in zip(ids, xy, strict=True)
+        ]
 
-
-def _pca_2d(vectors: np.ndarray) -> np.ndarray:
-    """(N, D) -> (N, 2) first two principal components, scaled into [0, 1] per axis."""
-    centred = vectors - vectors.mean(axis=0)
-    if len(vectors) < 2:
-        return np.full((len(vectors), 2), 0.5)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ vt[:2].T
-    if xy.shape[1] < 2:
-        xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
-    low, high = xy.min(axis=0), xy.max(axis=0)
-    return (xy - low) / np.where(high > low, high - low, 1.0)
+    def _register_xy(self, points: list[dict[str, Any]]) -> None:
+        """Put the default projection's points where box filters look (``embedding_xy``)."""
+        table = pa.table(
+            {
+                "sid": [p["sample_id"] for p in points],
+                "x": pa.array([p["x"] for p in points], pa.float64()),
+                "y": pa.array([p["y"] for p in points], pa.float64()),
+            }
+        )
+        with self._lock:
+            self._con.register("xy", table)
+            self._con.execute("DELETE FROM embedding_xy")
+            self._con.execute("INSERT INTO embedding_xy SELECT sid, x, y FROM xy")
+            self._con.unregister("xy")
 
 
 def flipped_image(index: SampleIndex, sample_id: str) -> tuple[bytes, int, int | None, int] | None:

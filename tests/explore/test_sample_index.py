@@ -19,7 +19,8 @@ import pyarrow as pa
 import pytest
 
 from robust_data.curation.reviews import load_reviews
-from robust_data.explore.sample_index import SampleFilter, SampleIndex
+from robust_data.explore.filters import SampleFilter
+from robust_data.explore.sample_index import SampleIndex
 from robust_data.ingest.build import ingest
 from robust_data.label_quality.oof_table import OOF_SCHEMA
 from robust_data.store.store import Store

@@ -99,7 +99,8 @@ def test_ingest_and_reviews_go_to_the_object_store(
     with pytest.raises(QueryError):
         query_rows(store, f"COPY raw_samples TO '{isolated_home / 'out.parquet'}'")
     # the sample browser's index reads the same remote tables and the review
-    from robust_data.explore.sample_index import SampleFilter, SampleIndex
+    from robust_data.explore.filters import SampleFilter
+    from robust_data.explore.sample_index import SampleIndex
 
     index = SampleIndex(store, "digits")
     assert index.count(SampleFilter()) == 1797
