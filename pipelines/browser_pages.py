@@ -351,6 +351,8 @@ _CONFIRM = """{% extends "base" %}{% block body %}
  <button type="submit" id="confirm-submit">Yes, {{ verb }} {{ "{:,}".format(ids|length) }}
   samples</button> <a id="cancel" href="{{ next_url }}">Cancel</a>
 </form>
+<div class="thumbs" id="confirm-thumbs">{% for i in ids[:24] %}<img alt="{{ i }}" title="{{ i }}"
+ src="{{ link('/image', id=i) }}">{% endfor %}</div>
 <p class="muted">First of them: {{ ids[:12]|join(", ") }}{{ " ..." if ids|length > 12 }}</p>
 {% endblock %}"""
 
@@ -451,7 +453,8 @@ def _inside(bin_: dict[str, float], selected: tuple[float | None, float | None])
     low, high = selected
     if low is None and high is None:
         return False
-    return (low is None or bin_["high"] > low) and (high is None or bin_["low"] <= high)
+    starts_below = high is None or bin_["low"] < high or bin_["low"] == bin_["high"] == high
+    return (low is None or bin_["high"] > low) and starts_below
 
 
 def templates(token: str) -> jinja2.Environment:

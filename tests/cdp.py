@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,15 +117,39 @@ class Chromium:
 
     def submit(self, action: str) -> str:
         """Run ``action`` (JavaScript that clicks or submits), then wait for the next page."""
+        return self.navigated(lambda: self.evaluate(action), repr(action))
+
+    def navigated(self, act: Callable[[], Any], what: str = "the action") -> str:
+        """Do ``act`` (a click, a drag), then wait for the next page to load; its URL."""
         before = self.evaluate("location.href + '#' + performance.timeOrigin")
-        self.evaluate(action)
+        act()
         deadline = time.monotonic() + LOAD_TIMEOUT_S
         while time.monotonic() < deadline:
             now = self.evaluate("location.href + '#' + performance.timeOrigin")
             if now != before:
                 return self.wait_loaded()
             time.sleep(0.1)
-        raise TimeoutError(f"no new page after {action!r}")
+        raise TimeoutError(f"no new page after {what}")
+
+    def drag(self, start: tuple[float, float], end: tuple[float, float], steps: int = 8) -> None:
+        """Press the left mouse button at ``start``, move to ``end``, release (CSS pixels)."""
+        mouse = {"button": "left", "clickCount": 1}
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=start[0], y=start[1])
+        self.call("Input.dispatchMouseEvent", type="mousePressed", x=start[0], y=start[1], **mouse)
+        for k in range(1, steps + 1):
+            x = start[0] + (end[0] - start[0]) * k / steps
+            y = start[1] + (end[1] - start[1]) * k / steps
+            self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, buttons=1)
+        self.call("Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], **mouse)
+
+    def centre(self, selector: str) -> tuple[float, float]:
+        """The viewport position of the centre of the first element matching ``selector``."""
+        box = self.evaluate(
+            f"(() => {{ const e = document.querySelector({selector!r});"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+        )
+        return float(box[0]), float(box[1])
 
     def screenshot(self, path: Path) -> Path:
         """Save a PNG of the page (the whole document, not only the window)."""

@@ -340,3 +340,92 @@ def test_a_read_only_home_gets_a_clear_page_and_records_nothing(tmp_path: Path) 
         assert browser.request("GET", "/")[0] == 200  # still browsing
     finally:
         _stop(process)
+
+
+def _tags(browser: Browser) -> bytes | None:
+    path = browser.store.table_path("tags", DATASET)
+    return path.read_bytes() if path.exists() else None
+
+
+def test_tags_and_bulk_actions_from_another_site_or_with_bad_input_record_nothing(
+    browser: Browser,
+) -> None:
+    """The new writing surfaces (issue 31): tags, bulk over a filter, the confirm step."""
+    sample = browser.sample_id()
+    token = browser.token()
+    tag = [("sample_id", sample), ("action", "tag"), ("tag", "blurry")]
+    bulk = [("scope", "filter"), ("view", "split=train"), ("decision", "drop")]
+    before_reviews, before_tags = browser.reviews(), _tags(browser)
+    cases: list[tuple[str, list[tuple[str, str]], dict[str, str], int, str]] = [
+        ("cross-site tag", [("csrf_token", token), *tag], {"Origin": EVIL}, 403, "Origin"),
+        ("tag without token", tag, {}, 403, "found none"),
+        ("cross-site bulk drop", [("csrf_token", token), *bulk], {"Origin": EVIL}, 403, "Origin"),
+        (
+            "confirmed bulk drop, foreign Referer",
+            [("csrf_token", token), *bulk, ("confirmed", "60")],
+            {"Origin": "", "Referer": f"{EVIL}/x"},
+            403,
+            "Referer",
+        ),
+        (
+            "a tag that is a path",
+            [("csrf_token", token), ("sample_id", sample), ("action", "tag"), ("tag", "../../x")],
+            {},
+            400,
+            "expected a tag of 1-40 letters",
+        ),
+        (
+            "a tag on an unknown sample",
+            [("csrf_token", token), ("sample_id", "../raw"), ("action", "tag"), ("tag", "ok")],
+            {},
+            400,
+            "expected a sample id of this dataset",
+        ),
+        (
+            "a view that is SQL",
+            [("csrf_token", token), ("scope", "filter"), ("view", "sort=1;DROP TABLE samples")],
+            {},
+            400,
+            "expected sort by one of",
+        ),
+        (
+            "a bad box",
+            [
+                ("csrf_token", token),
+                ("scope", "filter"),
+                ("view", "box=0,0,9,1"),
+                ("decision", "drop"),
+            ],
+            {},
+            400,
+            "expected box as a number in 0..1",
+        ),
+        (
+            "a bulk drop confirmed for another count",
+            [("csrf_token", token), *bulk, ("confirmed", "1")],
+            {},
+            409,
+            "expected the 1 samples you confirmed",
+        ),
+        (
+            "a dataset of no home",
+            [("csrf_token", token), ("dataset", "../../etc"), *tag[:1], ("decision", "keep")],
+            {},
+            404,
+            "expected a dataset of this home",
+        ),
+    ]
+    for what, fields, extra, expected, words in cases:
+        sent = {"Content-Type": FORM, "Origin": browser.origin, **extra}
+        headers = {k: v for k, v in sent.items() if v}  # an empty value is not sent
+        status, _, page = browser.request(
+            "POST", "/review", urllib.parse.urlencode(fields), headers
+        )
+        assert status == expected, (what, status, page[-400:])
+        assert words in _one_line(page), (what, page[-400:])
+        assert browser.reviews() == before_reviews, f"{what}: a review was recorded"
+        assert _tags(browser) == before_tags, f"{what}: a tag was recorded"
+    # an unconfirmed bulk drop only shows the confirm page, with the count
+    status, _, page = browser.post_review([("csrf_token", token), *bulk])
+    assert status == 200 and 'id="confirm-text"' in page and "all " in page
+    assert browser.reviews() == before_reviews

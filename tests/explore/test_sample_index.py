@@ -195,3 +195,113 @@ def test_review_csv_round_trip_through_the_cli(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "expected a sample id of this dataset" in err
     assert load_reviews(scored_home, "digits").num_rows == 2  # the refused file wrote nothing
+
+
+def test_score_histograms_count_what_the_range_filters_keep(scored_home: Store) -> None:
+    index = SampleIndex(scored_home, "digits")
+    quality = np.array(scored_home.read("label_quality", "digits").column("label_quality"))
+    hist = index.histogram("quality", SampleFilter(min_quality=0.5))
+    counts = [b["count"] for b in hist["bins"]]
+    # the histogram leaves out its own range, so it shows every scored training sample
+    assert sum(counts) == len(quality) and hist["selected"] == (0.5, None)
+    assert counts == np.histogram(np.minimum(quality, 0.999999), bins=20, range=(0, 1))[0].tolist()
+    assert index.count(SampleFilter(min_quality=0.5)) == int((quality >= 0.5).sum())
+    both = SampleFilter(min_quality=0.25, max_quality=0.75, label_issue=False)
+    issue = np.array(scored_home.read("label_quality", "digits").column("is_label_issue"))
+    assert index.count(both) == int(((quality >= 0.25) & (quality <= 0.75) & ~issue).sum())
+    steps = index.histogram("steps", SampleFilter(split="train"))
+    rpr = scored_home.read("rpr_scores", "digits").to_pylist()
+    train = [r for r in rpr if r["split"] == "train"]
+    # the last bin holds the robust ones (the made-up scores also flip past max_steps there)
+    beyond = sum(r["robust"] or r["steps_to_flip"] > r["max_steps"] for r in train)
+    assert steps["bins"][-1]["count"] == beyond
+    assert sum(b["count"] for b in steps["bins"]) == len(train)
+
+
+def test_neighbours_follow_the_grid_order_and_tags_filter(scored_home: Store) -> None:
+    from robust_data.explore.tags import load_tags, record_tags
+
+    index = SampleIndex(scored_home, "digits")
+    where = SampleFilter(split="train")
+    order = [r["sample_id"] for r in index.page(where, "label_quality", True, 0, 1000)]
+    assert index.neighbours(where, "label_quality", True, order[0]) == (
+        None, order[1], 1, len(order),
+    )  # fmt: skip
+    assert index.neighbours(where, "label_quality", True, order[7])[:3] == (
+        order[6], order[8], 8,
+    )  # fmt: skip
+    assert index.neighbours(where, "label_quality", True, order[-1])[1] is None
+    test_id = next(i for i in index.sample_ids if ":test:" in i)
+    assert index.neighbours(where, "label_quality", True, test_id)[2] == 0  # not in the view
+    record_tags(scored_home, "digits", order[:3], "check", known=index.sample_ids)
+    record_tags(scored_home, "digits", order[:1], "check", present=False)
+    index.refresh_tags()
+    assert index.ids(SampleFilter(tag="check")) == sorted(order[1:3])
+    assert index.tag_names() == ["check"]
+    rows = load_tags(scored_home, "digits").num_rows
+    for bad, words in ((" ", "expected a tag of 1-40"), ("a/b", "found 'a/b'"), ("x" * 41, "40")):
+        with pytest.raises(ValueError, match=words):
+            record_tags(scored_home, "digits", order[:1], bad)
+    with pytest.raises(ValueError, match="expected a sample id of this dataset; found 'nope'"):
+        record_tags(scored_home, "digits", ["nope"], "ok", known=index.sample_ids)
+    assert load_tags(scored_home, "digits").num_rows == rows  # refused: nothing written
+
+
+def test_new_filters_parse_from_the_url_with_one_line_errors() -> None:
+    parsed = SampleFilter.from_query(
+        {"min_quality": ".25", "max_outlier": "1", "misclassified": "true", "tag": " blurry "}
+    )
+    assert parsed == SampleFilter(
+        min_quality=0.25, max_outlier=1.0, misclassified=True, tag="blurry"
+    )
+    assert SampleFilter.from_query(parsed.query()) == parsed
+    for query, words in (
+        ({"min_quality": "1.5"}, "expected min_quality as a number in 0..1; found '1.5'"),
+        ({"max_outlier": "nan"}, "found 'nan'"),
+        ({"max_quality": "-0"}, "found '-0'"),
+        ({"box": "0,0,1"}, "expected box as x0,y0,x1,y1"),
+        ({"box": "0,0,1,2"}, "expected box as a number in 0..1; found '2'"),
+        ({"tag": "<script>"}, "expected a tag of 1-40"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            SampleFilter.from_query(query)
+
+
+def test_the_embedding_shows_both_splits_and_a_box_selects_its_points(tmp_path: Path) -> None:
+    from robust_data.explore.embedding import projection_method, umap_installed
+    from tests.pipelines.browse_home import build_browse_home
+
+    store = build_browse_home(tmp_path / "home")
+    index = SampleIndex(store, "digits")
+    points = index.embedding_2d()
+    assert {p["split"] for p in points} == {"train", "test"} and len(points) == 240
+    assert points == SampleIndex(store, "digits").embedding_2d()  # same model, same picture
+    box = (0.2, 0.1, 0.7, 0.6)
+    inside = {
+        p["sample_id"] for p in points if box[0] <= p["x"] <= box[2] and box[1] <= p["y"] <= box[3]
+    }
+    where = SampleFilter(box=",".join(map(str, box)))
+    assert set(index.ids(where)) == inside and inside
+    assert SampleIndex(store, "digits").count(where) == len(inside)  # a fresh index projects
+    fewer = index.embedding_2d(max_points=50, method="pca")
+    assert len(fewer) == 50 and {p["split"] for p in fewer} == {"train", "test"}
+    if not umap_installed():  # the extra is not installed: PCA, and asking for UMAP says how
+        assert projection_method() == "pca"
+        with pytest.raises(ValueError, match=r"pip install 'robust-data\[umap\]'"):
+            projection_method("umap")
+    with pytest.raises(ValueError, match="expected a projection in auto, pca, umap"):
+        projection_method("tsne")
+
+
+def test_umap_projects_when_the_extra_is_installed() -> None:
+    pytest.importorskip("umap", reason="the umap extra (umap-learn) is not installed")
+    from robust_data.explore.embedding import project_2d, projection_method
+
+    rng = np.random.default_rng(0)
+    vectors = np.concatenate([rng.normal(0, 1, (40, 8)), rng.normal(6, 1, (40, 8))])
+    xy = project_2d(vectors, projection_method("auto"))
+    assert xy.shape == (80, 2) and xy.min() >= 0 and xy.max() <= 1
+    assert np.array_equal(xy, project_2d(vectors, "umap"))  # seeded
+    # the two clusters stay apart
+    gap = np.linalg.norm(xy[:40].mean(axis=0) - xy[40:].mean(axis=0))
+    assert gap > 0.5

@@ -57,4 +57,4 @@ def misclassified_ids(store: Store) -> list[str]:
     """Sample ids of ``digits`` whose stored clean prediction is wrong."""
     rpr = store.read("rpr_scores", DATASET)
     keep = np.logical_not(rpr.column("clean_correct").to_numpy(zero_copy_only=False))
-    return [sid for sid, bad in zip(rpr.column("sample_id").to_pylist(), keep) if bad]
+    return [sid for sid, bad in zip(rpr.column("sample_id").to_pylist(), keep, strict=True) if bad]
