@@ -2,8 +2,8 @@
 
 `robust-data browse` runs as a real subprocess over a copy of the session's curated digits
 home; Chromium is driven over the DevTools protocol (tests/cdp.py) the way a user clicks.
-Screenshots go to test-artifacts/ (browse-grid.png, browse-sample.png); the README's copies in
-docs/images/ were taken from this test.
+Screenshots go to test-artifacts/ (browse-grid.png, browse-embedding.png, browse-sample.png,
+browse-bulk.png); the README's copies in docs/images/ were taken from this test.
 """
 
 from __future__ import annotations
@@ -128,6 +128,29 @@ def test_filter_review_and_the_next_curation_in_chromium(
         # review: drop the first kept training sample from its own page
         page.goto(f"{browse_url}/?split=train&kept=true&sort=steps_to_flip")
         page.screenshot(IMAGES / "browse-grid.png")
+        # the embedding of both splits; a box dragged on it filters the grid
+        page.goto(f"{browse_url}/embedding?color=robust")
+        assert page.evaluate("document.querySelectorAll('circle.pt.test').length") > 0
+        page.evaluate("window.scrollTo(0, 0)")
+        left, top = page.evaluate(
+            "(() => { const r = document.getElementById('plot').getBoundingClientRect();"
+            " return [r.left, r.top]; })()"
+        )
+        mouse = {"button": "left", "clickCount": 1}
+        page.call(
+            "Input.dispatchMouseEvent", type="mousePressed", x=left + 150, y=top + 150, **mouse
+        )
+        for step in range(1, 9):  # drag, and hold the button while the box is photographed
+            x, y = left + 150 + 300 * step / 8, top + 150 + 270 * step / 8
+            page.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, buttons=1)
+        page.screenshot(IMAGES / "browse-embedding.png")
+        page.navigated(
+            lambda: page.call("Input.dispatchMouseEvent", type="mouseReleased", x=x, y=y, **mouse),
+            "the embedding box",
+        )
+        assert "box=" in page.evaluate("location.href")
+        boxed = int(page.evaluate("document.getElementById('count').textContent").replace(",", ""))
+        assert 0 < boxed < int(total.replace(",", ""))
         first = page.evaluate("document.querySelector('.cell').dataset.sample")
         page.goto(f"{browse_url}/sample?id={urllib.parse.quote(first)}")
         assert page.evaluate("document.getElementById('scores').textContent").count(first)
@@ -152,6 +175,11 @@ def test_filter_review_and_the_next_curation_in_chromium(
             "document.getElementById('new_label').value = '3';"
             "document.getElementById('review-submit').click()"
         )
+        # two samples: a page names the count and asks first
+        confirm = page.evaluate("document.getElementById('confirm-text').textContent")
+        assert "all 2 samples checked" in confirm, confirm
+        page.screenshot(IMAGES / "browse-bulk.png")
+        page.submit("document.getElementById('confirm-submit').click()")
         reviewed = page.evaluate(
             "Array.from(document.querySelectorAll('.cell.reviewed')).map(c => c.dataset.sample)"
         )
