@@ -43,13 +43,21 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from pipelines.browser_forms import (
+    chosen_ids,
+    confirm_page,
+    first_value,
+    form_reviews,
+    parse_view,
+    view_query,
+)
 from pipelines.browser_guard import Guard, Refused, new_token, read_form, safe_next
 from pipelines.browser_pages import COLOURINGS, legend, link, point_colour, templates
 from pipelines.cli.common import flagged
-from robust_data.curation.reviews import DECISIONS, Review, check_reviews, record_reviews
-from robust_data.errors import DatasetError, RobustDataError
+from robust_data.curation.reviews import DECISIONS, record_reviews
+from robust_data.errors import DatasetError
 from robust_data.explore.embedding import projection_method
-from robust_data.explore.filters import SampleFilter, parse_whole, shown
+from robust_data.explore.filters import parse_whole, shown
 from robust_data.explore.sample_index import (
     PAGE_SIZE,
     SORTABLE,
@@ -68,8 +76,6 @@ BOOL_FILTERS = (
 )
 #: Grid parameters that are not filters but belong to a view (kept in links to it).
 VIEW_KEYS = ("sort", "order")
-#: Most samples one bulk action may touch (a whole dataset of this size is fine).
-MAX_BULK = 100_000
 
 
 def _unwritable(error: OSError | DatasetError) -> Refused:
@@ -130,42 +136,7 @@ class Indexes:
         return self._built[name]
 
 
-def _first(form: dict[str, list[str]], name: str, default: str = "") -> str:
-    """The first value of a form field (``default`` when absent)."""
-    return (form.get(name) or [default])[0]
-
-
-def _view(values: dict[str, str]) -> tuple[SampleFilter, str, bool]:
-    """A grid view from URL parameters: its filter, sort column and direction.
-
-    Raises
-    ------
-    Refused
-        400 for a bad filter or sort, in one line.
-    """
-    try:
-        where = SampleFilter.from_query(values)
-    except DatasetError as exc:
-        raise Refused(400, "Refused: a bad filter", str(exc)) from None
-    sort = values.get("sort") or "sample_id"
-    if sort not in SORTABLE:
-        raise Refused.of(
-            400,
-            "Refused: a bad sort",
-            f"sort by one of {', '.join(SORTABLE)}",
-            shown(sort),
-            "pick a sort column in the filters",
-        )
-    return where, sort, values.get("order") == "desc"
-
-
-def _view_query(values: dict[str, str]) -> str:
-    """The part of a grid URL that is its view (filters, sort), for links back to it."""
-    keep = {k: v for k, v in values.items() if k not in ("dataset", "offset") and v != ""}
-    return urllib.parse.urlencode(keep)
-
-
-class _Pages:
+class Pages:
     """Renders the pages of one request's dataset with what every page shows."""
 
     def __init__(self, env: jinja2.Environment, indexes: Indexes) -> None:
@@ -208,12 +179,12 @@ def build_app(first: SampleIndex) -> Starlette:
     """
     token = new_token()
     indexes = Indexes(first)
-    pages = _Pages(templates(token), indexes)
+    pages = Pages(templates(token), indexes)
 
     def grid(request: Request) -> Response:
         values = dict(request.query_params)
         index = indexes.get(values.get("dataset"))
-        where, sort, descending = _view(values)
+        where, sort, descending = parse_view(values)
         try:
             offset = parse_whole("offset", (values.get("offset") or "0").strip())
         except DatasetError as exc:
@@ -239,7 +210,7 @@ def build_app(first: SampleIndex) -> Starlette:
             page_size=PAGE_SIZE,
             page_url=page_url,
             here=page_url(),
-            view=_view_query(values),
+            view=view_query(values),
             bools=BOOL_FILTERS,
             reasons=index.reasons(),
             transforms=index.transforms(),
@@ -261,7 +232,7 @@ def build_app(first: SampleIndex) -> Starlette:
                 "follow a link from the grid",
             )
         view = request.query_params.get("view", "")
-        where, sort, descending = _view(dict(urllib.parse.parse_qsl(view)))
+        where, sort, descending = parse_view(dict(urllib.parse.parse_qsl(view)))
         prev, next_, position, total = index.neighbours(where, sort, descending, sample_id)
         flip = None
         fragile = row["steps_to_flip"] is not None and row["clean_correct"]
@@ -347,17 +318,17 @@ def build_app(first: SampleIndex) -> Starlette:
 
     async def review(request: Request) -> Response:
         form = await read_form(request, token)
-        index = indexes.get(_first(form, "dataset"))
-        action = _first(form, "action", "review")
-        next_url = safe_next(_first(form, "next", "/"))
-        ids = _chosen(index, form)
+        index = indexes.get(first_value(form, "dataset"))
+        action = first_value(form, "action", "review")
+        next_url = safe_next(first_value(form, "next", "/"))
+        ids = chosen_ids(index, form)
         if action in ("tag", "untag"):
             try:
                 record_tags(
                     index.store,
                     index.dataset,
                     ids,
-                    _first(form, "tag"),
+                    first_value(form, "tag"),
                     action == "tag",
                     index.sample_ids,
                     "browser",
@@ -368,17 +339,17 @@ def build_app(first: SampleIndex) -> Starlette:
                 raise Refused(400, "Not recorded: a bad tag", str(exc)) from None
             index.refresh_tags()
             return RedirectResponse(next_url, status_code=303)
-        reviews = _reviews(index, form, ids)
-        if len(ids) > 1 and _first(form, "confirmed") != str(len(ids)):
-            if _first(form, "confirmed"):
+        reviews = form_reviews(index, form, ids)
+        if len(ids) > 1 and first_value(form, "confirmed") != str(len(ids)):
+            if first_value(form, "confirmed"):
                 raise Refused.of(
                     409,
                     "Not recorded: the selection changed",
-                    f"the {_first(form, 'confirmed')} samples you confirmed",
+                    f"the {first_value(form, 'confirmed')} samples you confirmed",
                     f"{len(ids):,} samples match now",
                     "look at the grid again and confirm the new count",
                 )
-            return _confirm(pages, index, form, reviews, next_url)
+            return confirm_page(pages, index, form, reviews, next_url)
         try:
             record_reviews(index.store, index.dataset, reviews, "browser")
         except (OSError, DatasetError) as exc:
@@ -423,100 +394,6 @@ def _dataset_of(request: Request, indexes: Indexes) -> str | None:
     """The dataset a request named, when it is one of the home's (for the error page's links)."""
     name = request.query_params.get("dataset")
     return name if name in indexes.names() else None
-
-
-def _chosen(index: SampleIndex, form: dict[str, list[str]]) -> list[str]:
-    """The samples a posted form acts on: the checked ones, or every one matching its view.
-
-    Raises
-    ------
-    Refused
-        400 when none is chosen, or for a bad view; 413 above :data:`MAX_BULK`.
-    """
-    if _first(form, "scope") == "filter":
-        where, _, _ = _view(dict(urllib.parse.parse_qsl(_first(form, "view"))))
-        ids = index.ids(where, MAX_BULK + 1)
-    else:
-        ids = list(dict.fromkeys(form.get("sample_id", [])))
-    if not ids:
-        raise Refused.of(
-            400, "Not recorded", "at least one sample", "none checked or matching", "tick one first"
-        )
-    if len(ids) > MAX_BULK:
-        raise Refused.of(
-            413,
-            "Not recorded: too many samples",
-            f"at most {MAX_BULK:,} samples in one action",
-            f"more than {MAX_BULK:,} match",
-            "narrow the filters first",
-        )
-    return ids
-
-
-def _reviews(index: SampleIndex, form: dict[str, list[str]], ids: list[str]) -> list[Review]:
-    """The checked decisions a review form asks for, one per sample.
-
-    Raises
-    ------
-    Refused
-        400 for no decision chosen, a bad label or an unknown sample, in one line.
-    """
-    decision = _first(form, "decision")
-    if decision not in DECISIONS:
-        raise Refused.of(
-            400,
-            "Not recorded: no decision",
-            f"a decision ({', '.join(DECISIONS)})",
-            shown(decision) if decision else "none chosen",
-            "choose one in the form's decision menu",
-        )
-    raw_label = _first(form, "new_label").strip()
-    note = _first(form, "note") or None
-    try:
-        label = None
-        if decision == "relabel" and raw_label:
-            label = parse_whole("new_label", raw_label, "pick a label in the form")
-        reviews = [Review(i, decision, label, note) for i in ids]
-        check_reviews(reviews, index.sample_ids, len(index.class_names))
-    except RobustDataError as exc:
-        raise Refused(400, "Not recorded: a bad review", str(exc)) from None
-    return reviews
-
-
-def _confirm(
-    pages: _Pages,
-    index: SampleIndex,
-    form: dict[str, list[str]],
-    reviews: list[Review],
-    next_url: str,
-) -> Response:
-    """The page that names how many samples a bulk review touches and asks to confirm it."""
-    first = reviews[0]
-    verb = first.decision if first.decision != "relabel" else f"relabel to {first.new_label}"
-    scope = _first(form, "scope", "checked")
-    where = "matching the filters" if scope == "filter" else "checked"
-    summary = (
-        f"Record '{verb}' for all {len(reviews):,} samples {where} in {index.dataset}"
-        + (f", with the note {first.note!r}" if first.note else "")
-        + ". Each gets its own row in the reviews table; the next curation honours it."
-    )
-    fields = [
-        (name, value)
-        for name in ("dataset", "scope", "view", "decision", "new_label", "note", "next", "action")
-        for value in form.get(name, [])[:1]
-    ]
-    if scope != "filter":
-        fields += [("sample_id", r.sample_id) for r in reviews]
-    return pages.html(
-        "confirm",
-        index,
-        title="confirm",
-        verb=verb,
-        ids=[r.sample_id for r in reviews],
-        summary=summary,
-        fields=fields,
-        next_url=next_url,
-    )
 
 
 def listen(port: int) -> socket.socket:
