@@ -128,6 +128,7 @@ def test_filter_review_and_the_next_curation_in_chromium(
         # review: drop the first kept training sample from its own page
         page.goto(f"{browse_url}/?split=train&kept=true&sort=steps_to_flip")
         page.screenshot(IMAGES / "browse-grid.png")
+        first = page.evaluate("document.querySelector('.cell').dataset.sample")
         # the embedding of both splits; a box dragged on it filters the grid
         page.goto(f"{browse_url}/embedding?color=robust")
         assert page.evaluate("document.querySelectorAll('circle.pt.test').length") > 0
@@ -151,7 +152,6 @@ def test_filter_review_and_the_next_curation_in_chromium(
         assert "box=" in page.evaluate("location.href")
         boxed = int(page.evaluate("document.getElementById('count').textContent").replace(",", ""))
         assert 0 < boxed < int(total.replace(",", ""))
-        first = page.evaluate("document.querySelector('.cell').dataset.sample")
         page.goto(f"{browse_url}/sample?id={urllib.parse.quote(first)}")
         assert page.evaluate("document.getElementById('scores').textContent").count(first)
         # the perturbed image that flipped it, regenerated from (seed, sample, try)
