@@ -14,7 +14,6 @@ run long windows and early flippers short ones. Try t of sample s always sees th
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from robust_data.perturb.rng import sample_keys
 from robust_data.perturb.schemes import PerturbationScheme, parse_scheme
 from robust_data.present.progress import progress_bar
 from robust_data.scoring.device import autocast, resolve_device, resolve_precision
+from robust_data.scoring.spec import copy_module
 
 #: Images per forward pass on the CPU (see ``RprOptions.forward_rows``).
 CPU_FORWARD_ROWS = 256
@@ -74,7 +74,7 @@ class RprOptions:
         every forward pass padded to ``forward_rows``, so all passes use one compiled kernel
         set; ``off``: eager PyTorch; ``auto`` (default): on when the work is large enough to
         repay the compile (N * max_steps >= 100,000). A failed compile falls back to eager
-        with a warning.
+        with a warning. A TorchScript model is never compiled (it runs as scripted).
     """
 
     scheme: str = "pixels"
@@ -246,7 +246,7 @@ class ModelRunner:
 def working_copy(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     """A copy of ``model`` on ``device`` in eval mode (channels-last if asked); the caller's
     model is not moved or changed."""
-    copied = copy.deepcopy(model).to(device).eval()
+    copied = copy_module(model).to(device).eval()
     return copied.to(memory_format=torch.channels_last) if channels_last else copied
 
 
@@ -359,8 +359,9 @@ def score_rpr(
     flip_pred = torch.full((n,), -1, dtype=torch.int64, device=device)
     keys = sample_keys(list(sample_ids), device=device)
     labels_d = labels_t.to(device)
-    compiled = options.compile == "on" or (
-        options.compile == "auto" and n * options.max_steps >= COMPILE_MIN_TRIES
+    compiled = not isinstance(model, torch.jit.ScriptModule) and (  # TorchScript runs as is
+        options.compile == "on"
+        or (options.compile == "auto" and n * options.max_steps >= COMPILE_MIN_TRIES)
     )
     with torch.inference_mode(), autocast(device, precision):
         if n:
