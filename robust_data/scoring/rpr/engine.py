@@ -188,7 +188,8 @@ class ModelRunner:
         cuda = next(model.parameters(), torch.zeros(0)).device.type == "cuda"
         self.rows = options.forward_rows or (options.batch_size if cuda else CPU_FORWARD_ROWS)
         self.channels_last = options.channels_last
-        self.compiled = torch.compile(model, dynamic=False) if compiled else None
+        scripted = isinstance(model, torch.jit.ScriptModule)  # runs as scripted, never compiled
+        self.compiled = torch.compile(model, dynamic=False) if compiled and not scripted else None
         self.padded = 0  # padding rows run so far
 
     def close(self) -> None:
@@ -359,9 +360,8 @@ def score_rpr(
     flip_pred = torch.full((n,), -1, dtype=torch.int64, device=device)
     keys = sample_keys(list(sample_ids), device=device)
     labels_d = labels_t.to(device)
-    compiled = not isinstance(model, torch.jit.ScriptModule) and (  # TorchScript runs as is
-        options.compile == "on"
-        or (options.compile == "auto" and n * options.max_steps >= COMPILE_MIN_TRIES)
+    compiled = options.compile == "on" or (
+        options.compile == "auto" and n * options.max_steps >= COMPILE_MIN_TRIES
     )
     with torch.inference_mode(), autocast(device, precision):
         if n:
