@@ -441,11 +441,9 @@ def model_ops(store: Store, args: argparse.Namespace, partition: str) -> dict[st
     spec = ModelSpec.from_flags(args.model, args.arch)
     if spec is None:
         return {}
-    if spec.kind == "builtin":
-        return {"reference_model": {"arch": spec.source}}
     if spec.kind == "torchscript":
         spec = ModelSpec("torchscript", str(Path(spec.source).expanduser().resolve()))
     spec.check()
-    if store.has("raw_samples", partition):
-        check_model_for(store.read("raw_samples", partition), ModelOptions(model=spec.source))
-    return {"reference_model": {"model": spec.source}}
+    if spec.kind != "builtin" and store.has("raw_samples", partition):
+        check_model_for(store.read("raw_samples", partition), ModelOptions(**spec.fields()))
+    return {"reference_model": spec.fields()}

@@ -130,6 +130,12 @@ class ModelSpec:
             return cls("builtin", arch)
         return None if model is None else cls.parse(model)
 
+    def fields(self) -> dict[str, str]:
+        """The :class:`~robust_data.scoring.models.ModelOptions` field that names this model,
+        which is also the ``reference_model`` run config's: ``{"arch": name}`` for a
+        built-in, else ``{"model": source}`` (``ModelOptions(**spec.fields())``)."""
+        return {"arch": self.source} if self.kind == "builtin" else {"model": self.source}
+
     @property
     def label(self) -> str:
         """One short line: ``simple_cnn``, ``factory pkg.mod:make``, ``torchscript model.pt``."""

@@ -112,6 +112,8 @@ def test_parse_and_flags() -> None:
     assert ModelSpec.from_flags(None, "resnet") == ModelSpec("builtin", "resnet")
     assert ModelOptions(model="m:f").spec == ModelSpec("factory", "m:f")
     assert ModelOptions(arch="resnet").spec == ModelSpec("builtin", "resnet")
+    assert ModelOptions(**ModelSpec.parse("m:f").fields()).spec == ModelSpec("factory", "m:f")
+    assert ModelSpec.parse("resnet").fields() == {"arch": "resnet"}
     with pytest.raises(RobustDataError) as both:
         ModelSpec.from_flags("m:f", "resnet")
     assert _one_line(both).startswith("expected `model` or `arch`, not both; found model 'm:f'")
