@@ -445,5 +445,5 @@ def model_ops(store: Store, args: argparse.Namespace, partition: str) -> dict[st
         spec = ModelSpec("torchscript", str(Path(spec.source).expanduser().resolve()))
     spec.check()
     if spec.kind != "builtin" and store.has("raw_samples", partition):
-        check_model_for(store.read("raw_samples", partition), ModelOptions(**spec.fields()))
+        check_model_for(store.read("raw_samples", partition), ModelOptions(model=spec.source))
     return {"reference_model": spec.fields()}

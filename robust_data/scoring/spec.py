@@ -133,7 +133,7 @@ class ModelSpec:
     def fields(self) -> dict[str, str]:
         """The :class:`~robust_data.scoring.models.ModelOptions` field that names this model,
         which is also the ``reference_model`` run config's: ``{"arch": name}`` for a
-        built-in, else ``{"model": source}`` (``ModelOptions(**spec.fields())``)."""
+        built-in, else ``{"model": source}`` (``replace(ModelOptions(), **spec.fields())``)."""
         return {"arch": self.source} if self.kind == "builtin" else {"model": self.source}
 
     @property
