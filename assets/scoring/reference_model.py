@@ -24,7 +24,9 @@ from robust_data.scoring.spec import ModelSpec
 
 
 class ReferenceModelConfig(
-    CoreConfig, core=ModelOptions, unset={"precision": FROM_COMPUTE["precision"]}
+    CoreConfig,
+    core=ModelOptions,
+    unset={"precision": FROM_COMPUTE["precision"], "model": "the built-in `arch`"},
 ):
     """Architecture and training recipe (robust_data.scoring.models.ModelOptions); unset fields
     take its defaults, precision the compute resource's. Your own model goes in ``model``
