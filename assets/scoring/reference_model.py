@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, AssetIn, Output, asset
 
 from assets.checks import check_result, check_spec
-from assets.config import FROM_COMPUTE, CoreConfig, device_field
+from assets.config import FROM_COMPUTE, CoreConfig, device_field, set_fields
 from assets.metadata import summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.resources import (
@@ -20,13 +20,18 @@ from robust_data.scoring.reference import (
     reference_summary,
     train_reference,
 )
+from robust_data.scoring.spec import ModelSpec
 
 
 class ReferenceModelConfig(
-    CoreConfig, core=ModelOptions, unset={"precision": FROM_COMPUTE["precision"]}
+    CoreConfig,
+    core=ModelOptions,
+    unset={"precision": FROM_COMPUTE["precision"], "model": "the built-in `arch`"},
 ):
     """Architecture and training recipe (robust_data.scoring.models.ModelOptions); unset fields
-    take its defaults, precision the compute resource's."""
+    take its defaults, precision the compute resource's. Your own model goes in ``model``
+    (a ``package.module:function`` factory or a TorchScript file's path), a built-in in
+    ``arch``: not both."""
 
     device: str | None = device_field()
 
@@ -56,6 +61,8 @@ def reference_model(
     raw_samples,
 ):
     """Train the reference model (one core call: ``scoring.reference.train_reference``)."""
+    chosen = set_fields(config)
+    ModelSpec.from_flags(chosen.get("model"), chosen.get("arch"))  # not both; nothing written
     options = config.options(precision=compute.precision)
     device = config.device or compute.device
     weights = home.store().weights_location("reference_model", context.partition_key)

@@ -15,6 +15,7 @@ from pipelines.cli.launch import (
     check_source,
     curation_ops,
     ingest_config,
+    model_ops,
     resolve_dataset,
     run_job,
 )
@@ -79,7 +80,7 @@ def run_plan(store: Store, args: argparse.Namespace, dataset: str, job: str) -> 
     name, spec, root = _resolved(store, args, dataset)
     check_source(spec, root)
     config = ingest_config(args, spec, root)
-    ops = curation_ops(args) if job == "curation_job" else {}
+    ops = {**curation_ops(args), **model_ops(store, args, name)} if job == "curation_job" else {}
     if shards > 1:
         ops["rpr_scores"] = {"shards": shards}
     workers = getattr(args, "workers", 1)
@@ -142,11 +143,13 @@ def cmd_score_model(args: argparse.Namespace) -> int:
 
     import pyarrow.compute as pc
 
-    from robust_data.scoring.reference import load_reference
+    from robust_data.scoring.reference import load_reference, scoring_model
     from robust_data.scoring.rpr.engine import RprOptions
     from robust_data.scoring.rpr.plots import plot_curves
     from robust_data.scoring.rpr.score import score_samples
-    from robust_data.scoring.weights import load_model
+    from robust_data.scoring.spec import ModelSpec
+
+    spec = ModelSpec.from_flags(args.model, args.arch)  # before any reading: one line
 
     samples = store.read("raw_samples", dataset)
     split = samples.filter(pc.equal(samples.column("split"), args.split))
@@ -157,10 +160,6 @@ def cmd_score_model(args: argparse.Namespace) -> int:
         )
     if args.limit is not None:
         split = split.slice(0, max(args.limit, 0))
-    if args.model:
-        model, weights = load_model(args.model)
-    else:
-        model, weights = load_reference(store.read("reference_model", args.dataset))
     options = RprOptions(
         scheme=args.scheme,
         max_steps=args.max_steps,
@@ -168,6 +167,10 @@ def cmd_score_model(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
     )
+    if spec is not None:
+        model, weights = scoring_model(spec, samples, device=args.device)
+    else:
+        model, weights = load_reference(store.read("reference_model", args.dataset))
     scores = score_samples(
         samples, model, weights.sha256, options, splits=(args.split,), limit=args.limit
     )

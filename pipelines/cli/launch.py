@@ -6,6 +6,7 @@ import argparse
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipelines.cli.common import CliError, flagged
@@ -417,3 +418,32 @@ def curation_ops(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if curation:
         ops["curation_assets"] = curation
     return ops
+
+
+def model_ops(store: Store, args: argparse.Namespace, partition: str) -> dict[str, dict[str, Any]]:
+    """Run config of ``--model`` / ``--arch`` for the reference model, checked first.
+
+    Your factory is imported and your TorchScript file loaded here, before anything is
+    written; when the dataset's samples are already stored, the model also runs on two of
+    them and must give one logit per class. A TorchScript path is passed on absolute, so a
+    step running in another folder finds it.
+
+    Raises
+    ------
+    RobustDataError
+        One line: both options, an unknown built-in, a missing or unreadable file, a factory
+        that does not import or gives no fitting ``nn.Module``.
+    """
+    from robust_data.scoring.models import ModelOptions
+    from robust_data.scoring.reference import check_model_for
+    from robust_data.scoring.spec import ModelSpec
+
+    spec = ModelSpec.from_flags(args.model, args.arch)
+    if spec is None:
+        return {}
+    if spec.kind == "torchscript":
+        spec = ModelSpec("torchscript", str(Path(spec.source).expanduser().resolve()))
+    spec.check()
+    if spec.kind != "builtin" and store.has("raw_samples", partition):
+        check_model_for(store.read("raw_samples", partition), ModelOptions(model=spec.source))
+    return {"reference_model": spec.fields()}

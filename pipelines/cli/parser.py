@@ -78,6 +78,21 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--model`` (your own) and ``--arch`` (a built-in): at most one (checked by the command)."""
+    parser.add_argument(
+        "--model",
+        metavar="PATH_OR_IMPORT",
+        help=f"{what}: a TorchScript file (torch.jit.save) or a factory package.module:function "
+        "called as function(num_classes, (C, H, W)) (README 'Your own model')",
+    )
+    parser.add_argument(
+        "--arch",
+        metavar="{simple_cnn,resnet}",
+        help="a built-in architecture instead of --model (default simple_cnn)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="robust-data",
@@ -137,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="seeds per model in the report (default 3; 2 is the least that gives intervals)",
     )
+    _model_options(p, "the reference model, the label-quality folds and the report's models")
 
     p = sub.add_parser(
         "score-model",
@@ -144,8 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     p.add_argument("dataset", help="a dataset already ingested in this home (see 'datasets')")
-    p.add_argument(
-        "--model", help="weight file from robust-data (default: the dataset's reference_model)"
+    _model_options(
+        p,
+        "the model to score (default: the dataset's reference_model); a robust-data weight "
+        "file or your TorchScript file is used as is, a built-in or a factory is trained on the "
+        "train split first (nothing stored)",
     )
     p.add_argument("--split", default="test", help="split to score (default test)")
     p.add_argument("--scheme", default="pixels", help="perturbation spec (default pixels)")

@@ -92,8 +92,8 @@ def _reference_line(model: ReferenceSummary) -> str:
     test = model.test_accuracy
     test_text = f"test accuracy {test:.2%}" if test == test else "no test split"  # NaN
     return (
-        f"  reference_model: {model.arch}, train accuracy {model.train_accuracy:.2%}, "
-        f"{test_text} (sha256 {model.sha256[:12]})"
+        f"  reference_model: {model.model or model.arch}, "
+        f"train accuracy {model.train_accuracy:.2%}, {test_text} (sha256 {model.sha256[:12]})"
     )
 
 

@@ -98,6 +98,10 @@ def build_lineage(
             "sha256": model["sha256"],
             "arch": model["arch"],
             "config": json.loads(model["config"]),
+            # your own model (README 'Your own model'): its kind, source and file's sha256
+            "kind": model.get("model_kind") or "builtin",
+            "source": model.get("model_source") or model["arch"],
+            "source_sha256": model.get("model_sha256"),
         },
         "tables": tables,
         "rows": rows,

@@ -360,6 +360,12 @@ class StoredModel:
     sha256: str
 
 
+def reuses(reference: StoredModel) -> bool:
+    """Whether the stored reference is seed 0's ``reference`` model: it is, unless it is your
+    TorchScript file (trained elsewhere, not by the recipe)."""
+    return reference.model.config.spec.kind != "torchscript"
+
+
 def retrain_models(
     train: SampleArrays,
     test: SampleArrays,
@@ -377,7 +383,9 @@ def retrain_models(
     """Train every training set of every seed with ``recipe``, save each, measure test accuracy.
 
     One training set is in memory at a time. The reference of seed 0 is ``reference`` when
-    given (the stored reference model: the same recipe and seed on the same originals).
+    given (the stored reference model: the same recipe and seed on the same originals), except
+    when it is your TorchScript file, which was not trained by the recipe: then it is trained
+    like the others, from the file's model re-initialised (robust_data.scoring.spec).
 
     Parameters
     ----------
@@ -413,7 +421,7 @@ def retrain_models(
                 (name,),
                 inputs,
             ).values()
-            if name == "reference" and seed == 0 and reference is not None:
+            if name == "reference" and seed == 0 and reference is not None and reuses(reference):
                 model, path, sha = reference.model, reference.path, reference.sha256
             else:
                 model = train_on(training, recipe, classes, seed, options.device, progress)

@@ -19,8 +19,8 @@ from torch import nn
 
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.scoring.device import autocast, resolve_device, resolve_precision
+from robust_data.scoring.spec import ARCHS, ModelSpec, build_user_model
 
-ARCHS = ("simple_cnn", "resnet")
 OPTIMIZERS = ("adam", "sgd")
 #: Images per forward pass of predict_logits / embed: fp32 activations of the paper's CNN stay
 #: under glibc's largest mmap threshold (32 MB), so the allocator reuses them.
@@ -36,9 +36,9 @@ class ModelOptions:
     arch : str
         ``simple_cnn`` (the paper's: two 3x3 convolutions, one 2x2 max-pool, one fully
         connected layer; any input of at least 6x6) or ``resnet`` (a ResNet-8 for 32x32 RGB,
-        runs on any size of at least 8x8).
+        runs on any size of at least 8x8). Not used when ``model`` is set.
     width : int
-        Channels of the first convolution (the second has twice as many); >= 1.
+        Channels of the first convolution (the second has twice as many); >= 1. Built-ins only.
     epochs : int
         Passes over the training data; >= 1.
     batch_size : int
@@ -51,6 +51,11 @@ class ModelOptions:
         Seeds weight initialisation and batch order (no global RNG is touched).
     precision : str
         ``auto`` (bf16 autocast where the hardware has bf16 matrix units), ``fp32`` or ``bf16``.
+    model : str
+        Your own model instead of ``arch``: ``package.module:function`` (a factory called as
+        ``function(num_classes, (C, H, W))`` returning an untrained torch.nn.Module, trained by
+        this recipe) or the path of a TorchScript file (a trained model, used as is for the
+        reference model). Empty: the built-in ``arch``. See robust_data.scoring.spec.
     """
 
     arch: str = "simple_cnn"
@@ -61,8 +66,16 @@ class ModelOptions:
     lr: float = 1e-3
     seed: int = 0
     precision: str = "auto"
+    model: str = ""
 
     def __post_init__(self) -> None:
+        if self.model and ModelSpec.parse(self.model).kind == "builtin":
+            raise RobustDataError(
+                "your own model in `model` (a factory or a TorchScript file)",
+                repr(self.model),
+                f"pass `arch={self.model}` for the built-in",
+                options=("model",),
+            )
         if self.arch not in ARCHS:
             raise RobustDataError(
                 f"arch in {ARCHS}", repr(self.arch), "pass one of those", options=("arch",)
@@ -81,6 +94,11 @@ class ModelOptions:
                 )
         if not self.lr > 0:
             raise RobustDataError("lr > 0", str(self.lr), "pass e.g. 0.001", options=("lr",))
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model these options name: ``model`` when set, else the built-in ``arch``."""
+        return ModelSpec.parse(self.model) if self.model else ModelSpec("builtin", self.arch)
 
 
 class SimpleCNN(nn.Module):
@@ -174,9 +192,13 @@ def build_model(
 
     Weights are drawn from a generator seeded with ``config.seed`` (PyTorch's default init
     distributions), so the same config gives the same weights; the global RNG is untouched.
+    With ``config.model`` set, your factory's or TorchScript file's model
+    (:func:`robust_data.scoring.spec.build_user_model`), also the same for the same seed.
     """
     if num_classes < 2:
         raise DatasetError("at least 2 classes", str(num_classes), "add images of another class")
+    if config.model:
+        return build_user_model(config.spec, image_shape(in_shape), num_classes, config.seed)
     cls = SimpleCNN if config.arch == "simple_cnn" else SmallResNet
     model = cls(image_shape(in_shape), num_classes, config.width)
     generator = torch.Generator().manual_seed(config.seed)
@@ -268,15 +290,18 @@ def embed(
     precision: str = "fp32",
     batch_size: int = EVAL_ROWS,
 ) -> np.ndarray:
-    """Penultimate-layer activations (the input of the last linear layer).
+    """Penultimate-layer activations (the input of the last linear layer): the model's
+    ``features`` (a method or submodule) when it has one, else its logits (your own model
+    without ``features``).
 
     Returns
     -------
     np.ndarray
         (N, D) float32; D = 2 * width * ((H - 4) // 2) * ((W - 4) // 2) for simple_cnn,
-        4 * width for resnet.
+        4 * width for resnet, num_classes for a model without ``features``.
     """
-    return _batched(model, images, "features", device, precision, batch_size)
+    layer = "features" if callable(getattr(model, "features", None)) else "forward"
+    return _batched(model, images, layer, device, precision, batch_size)
 
 
 def accuracy(

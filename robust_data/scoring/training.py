@@ -113,7 +113,7 @@ def train_model(
     started = time.perf_counter()
     bar = progress_bar(
         total=config.epochs * batches,
-        desc=desc or f"train {config.arch}",
+        desc=desc or f"train {config.spec.label}",
         unit="batch",
         mininterval=0.5,
         disable=not progress,

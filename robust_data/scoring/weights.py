@@ -3,22 +3,32 @@
 A weight file is one ``torch.save`` of plain data (config, input shape, class count, metrics,
 state dict), written atomically; its sha256 names the model in every table scored with it.
 Loading uses ``torch.load(weights_only=True)`` and checks the sha256 when one is given.
+
+A TorchScript model (your own, robust_data.scoring.spec) is saved as a TorchScript archive
+(``torch.jit.save``) holding the same plain data, without the state dict, as the extra file
+:data:`RECORD`; it loads without your file or code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from robust_data.errors import DatasetError
 from robust_data.io.files import file_exists, read_bytes, write_bytes
 from robust_data.scoring.models import ModelOptions, TrainedModel, build_model, image_shape
+from robust_data.scoring.spec import is_torchscript, scripted_from_bytes
 
 FILE_FORMAT = "robust-data-model/1"
+#: The extra file of a TorchScript weight file holding the record (format, config, ...).
+RECORD = "robust_data.json"
 
 
 @dataclass(frozen=True)
@@ -34,21 +44,47 @@ def save_model(trained: TrainedModel, path: str | Path) -> ModelFile:
 
     ``path`` is a local path (temporary file, then rename) or an fsspec URL (one put).
     """
-    payload = {
+    data = model_bytes(trained)
+    target = write_bytes(data, path)
+    return ModelFile(target, hashlib.sha256(data).hexdigest())
+
+
+def model_bytes(trained: TrainedModel) -> bytes:
+    """The bytes of ``trained``'s weight file (:func:`save_model`); the same model, the same
+    bytes."""
+    record = {
         "format": FILE_FORMAT,
         "config": asdict(trained.config),
         "in_shape": list(trained.in_shape),
         "num_classes": trained.num_classes,
         "metrics": dict(trained.metrics),
-        "state_dict": {
-            k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()
-        },
     }
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    target = write_bytes(data, path)
-    return ModelFile(target, hashlib.sha256(data).hexdigest())
+    if isinstance(trained.model, torch.jit.ScriptModule):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+            extra = {RECORD: json.dumps(record, sort_keys=True)}
+            torch.jit.save(trained.model.cpu(), buffer, _extra_files=extra)
+    else:
+        state = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
+        torch.save({**record, "state_dict": state}, buffer)
+    return buffer.getvalue()
+
+
+def is_weight_file(data: bytes) -> bool:
+    """Whether ``data`` is a weight file written by :func:`save_model` (either form)."""
+    if is_torchscript(data):
+        extra: dict[str, Any] = {RECORD: ""}
+        try:
+            scripted_from_bytes(data, "", extra)
+        except DatasetError:
+            return False
+        return b'"format": "' + FILE_FORMAT.encode() + b'"' in bytes(extra[RECORD])
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception:  # torch raises several types for a file that is not its format
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FILE_FORMAT
 
 
 def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedModel, ModelFile]:
@@ -73,6 +109,8 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
             digest[:12],
             "the file changed since it was recorded: re-materialize reference_model",
         )
+    if is_torchscript(data):
+        return _load_scripted(data, str(path)), ModelFile(str(path), digest)
     try:
         payload = torch.load(io.BytesIO(data), weights_only=True)
     except Exception as exc:  # torch raises several types for a file that is not its format
@@ -96,3 +134,24 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[TrainedMode
         model.eval(), config, in_shape, int(payload["num_classes"]), payload["metrics"]
     )
     return trained, ModelFile(str(path), digest)
+
+
+def _load_scripted(data: bytes, path: str) -> TrainedModel:
+    """A TorchScript weight file written by :func:`save_model` (its :data:`RECORD` read)."""
+    extra = {RECORD: ""}
+    module = scripted_from_bytes(data, path, extra)
+    try:
+        record = json.loads(extra[RECORD] or "{}")
+    except ValueError:
+        record = {}
+    if record.get("format") != FILE_FORMAT:
+        raise DatasetError(
+            f"a {FILE_FORMAT} weight file at {path}",
+            "a TorchScript file without robust-data's record",
+            "pass it as your own model (`model=PATH`), which checks it against the dataset",
+        )
+    config = ModelOptions(**record["config"])
+    in_shape = image_shape(record["in_shape"])
+    return TrainedModel(
+        module.eval(), config, in_shape, int(record["num_classes"]), record["metrics"]
+    )

@@ -14,7 +14,6 @@ run long windows and early flippers short ones. Try t of sample s always sees th
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from robust_data.perturb.rng import sample_keys
 from robust_data.perturb.schemes import PerturbationScheme, parse_scheme
 from robust_data.present.progress import progress_bar
 from robust_data.scoring.device import autocast, resolve_device, resolve_precision
+from robust_data.scoring.spec import copy_module
 
 #: Images per forward pass on the CPU (see ``RprOptions.forward_rows``).
 CPU_FORWARD_ROWS = 256
@@ -74,7 +74,7 @@ class RprOptions:
         every forward pass padded to ``forward_rows``, so all passes use one compiled kernel
         set; ``off``: eager PyTorch; ``auto`` (default): on when the work is large enough to
         repay the compile (N * max_steps >= 100,000). A failed compile falls back to eager
-        with a warning.
+        with a warning. A TorchScript model is never compiled (it runs as scripted).
     """
 
     scheme: str = "pixels"
@@ -188,7 +188,8 @@ class ModelRunner:
         cuda = next(model.parameters(), torch.zeros(0)).device.type == "cuda"
         self.rows = options.forward_rows or (options.batch_size if cuda else CPU_FORWARD_ROWS)
         self.channels_last = options.channels_last
-        self.compiled = torch.compile(model, dynamic=False) if compiled else None
+        scripted = isinstance(model, torch.jit.ScriptModule)  # runs as scripted, never compiled
+        self.compiled = torch.compile(model, dynamic=False) if compiled and not scripted else None
         self.padded = 0  # padding rows run so far
 
     def close(self) -> None:
@@ -246,7 +247,7 @@ class ModelRunner:
 def working_copy(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     """A copy of ``model`` on ``device`` in eval mode (channels-last if asked); the caller's
     model is not moved or changed."""
-    copied = copy.deepcopy(model).to(device).eval()
+    copied = copy_module(model).to(device).eval()
     return copied.to(memory_format=torch.channels_last) if channels_last else copied
 
 
