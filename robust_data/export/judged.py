@@ -92,10 +92,15 @@ def _pairs(found: dict[str, Any]) -> str:
     return ", ".join(f"{k} {_value(v)}" for k, v in found.items()) or "not recorded"
 
 
+def _one(found: dict[str, Any], key: str) -> str:
+    """One recorded value as the card shows it, or "not recorded"."""
+    return _value(found[key]) if key in found else "not recorded"
+
+
 def _missing(found: dict[str, Any], keys: tuple[str, ...]) -> str:
-    """A note naming the keys the table did not record, or nothing."""
+    """A note naming the keys a table recorded others but not these, or nothing."""
     absent = [k for k in keys if k not in found]
-    return f" (not recorded: {', '.join(absent)})" if absent else ""
+    return f" (not recorded: {', '.join(absent)})" if found and absent else ""
 
 
 def judging_lines(lineage: dict[str, Any], variants_sentence: str) -> list[str]:
@@ -121,10 +126,9 @@ def judging_lines(lineage: dict[str, Any], variants_sentence: str) -> list[str]:
         f"- **Out-of-fold predictions**, `oof_predictions` (what cleanlab judged): "
         f"{_pairs(oof)}{_missing(oof, ('folds',))}: each training sample is predicted by a "
         "model that did not train on it (stratified folds).",
-        f"- **Curation**: preset {_value(curation.get('preset', 'not recorded'))}, balance "
-        f"{_value(curation.get('balance', 'not recorded'))}, "
-        f"{curation.get('reviews', 0):,} human review decisions applied; rules: "
-        f"{_pairs(curation['rules'])}.",
+        f"- **Curation**: preset {_one(curation, 'preset')}, balance "
+        f"{_one(curation, 'balance')}, human review decisions applied "
+        f"{_one(curation, 'reviews')}; rules: {_pairs(curation['rules'])}.",
         f"- **Variant plan** (the preset's): {_pairs(curation['plan'])}. {variants_sentence}",
     ]
     if "variants_made" in judged:
