@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 import robust_data.export.export as export_module
@@ -24,6 +25,7 @@ from robust_data.curation.presets import PRESETS, apply_preset, customized, pres
 from robust_data.errors import DatasetError
 from robust_data.export.contents import choose_variants, plan_makes_variants
 from robust_data.export.ledger_file import ledger_csv
+from robust_data.io.files import read_bytes
 from robust_data.label_quality.assess import LabelQualityOptions, assess_labels
 from robust_data.label_quality.oof import OofResult
 from robust_data.report.render import paper_table_markdown
@@ -33,6 +35,7 @@ from robust_data.scoring.rpr.table import rpr_table
 from robust_data.store.schema import table_metadata
 from robust_data.store.store import Store
 from tests.export.test_readers import _write_variants
+from tests.store.test_object_store import s3_store  # noqa: F401  (fixture)
 from tests.test_safety_export_query import DATASET, make_store
 
 # make_store: train 0..5 (labels 0 1 0 1 0 1), test 0..3. Out-of-fold predictions: train:4
@@ -451,3 +454,24 @@ def test_export_refuses_missing_planned_variants_before_writing(
         "train": 5,
         "test": 4,
     }
+
+
+def test_report_at_a_store_url_is_dated_there(
+    judged: Store,
+    s3_store: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """With the tables at a store URL the report's time is the object's (moto's S3 on loopback)."""
+    remote = Store.open(judged.home, s3_store)
+    for table, files in judged.tables().items():
+        for path in files:
+            remote.write(pq.read_table(path), table, path.stem)
+    first = export_module.export_to_store(remote, DATASET, scratch=tmp_path)
+    assert json.loads(read_bytes(f"{first.location}/lineage.json"))["report"]["status"] == "none"
+    _write_report(remote, curated_size=8)
+    again = export_module.export_to_store(remote, DATASET, scratch=tmp_path)
+    lineage = json.loads(read_bytes(f"{again.location}/lineage.json"))
+    assert lineage["report"]["status"] == "included" and lineage["rows"]["train"] == 8
+    card = read_bytes(f"{again.location}/README.md").decode("utf-8")
+    assert all(f"- {line}" in card for line in lineage["report"]["verdicts"])
+    assert read_bytes(f"{again.location}/ledger.csv").startswith(b"sample_id,label,label_name,")
