@@ -14,21 +14,21 @@ from assets.config import CoreConfig
 from assets.metadata import summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.resources import HomeResource
+from robust_data.export.card import LINEAGE_TABLES
 from robust_data.export.export import ExportOptions, export_to_store
 from robust_data.export.result import FILES_SCHEMA, check_export
 from robust_data.export.tables import UPSTREAM
 from robust_data.io.files import read_bytes
-
-#: The step exports the train split the report's curated models train on: variants included
-#: (the core's export leaves them out unless asked).
-WITH_VARIANTS = True
 
 
 class CuratedDatasetConfig(
     CoreConfig,
     core=ExportOptions,
     omit=("fmt",),  # Parquet: the step's table lists the Parquet files, its check reads them
-    unset={"with_variants": f"{WITH_VARIANTS}, as the report's curated models train"},
+    unset={
+        "with_variants": "as the curation's variant plan says (variants when it makes any), "
+        "the same default as `robust-data export`"
+    },
 ):
     """What to export (robust_data.export.export.ExportOptions)."""
 
@@ -52,8 +52,10 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     kinds={"parquet"},
     description="The export at <home>/exports/<dataset>, or <store URL>/exports/<dataset> when "
     "ROBUST_DATA_STORE is a URL: data/train-*.parquet and data/test-*.parquet (one typed "
-    "schema, Hugging Face features), README.md (dataset card with YAML front matter), "
-    "lineage.json (written last); one row per exported data file here.",
+    "schema, Hugging Face features; train: the kept originals plus their variants when the "
+    "curation's plan makes them), README.md (dataset card: what it holds, how samples were "
+    "judged, the report's verdicts when one exists), ledger.csv (every training sample, kept "
+    "or why dropped), lineage.json (written last); one row per exported data file here.",
     metadata=table_definition(FILES_SCHEMA),
     check_specs=[
         check_spec(
@@ -67,8 +69,8 @@ def curated_dataset(
     """Export (one core call: :func:`robust_data.export.export.export_to_store`)."""
     store = home.store()
     dataset = context.partition_key
-    runs = latest_runs(context.instance, dataset, (*UPSTREAM, "variants"))
-    options = config.options(with_variants=WITH_VARIANTS)
+    runs = latest_runs(context.instance, dataset, LINEAGE_TABLES)
+    options = config.options()
     result = export_to_store(store, dataset, options, runs=runs)
     table = result.files_table()
     card = read_bytes(f"{result.where}/README.md").decode("utf-8")

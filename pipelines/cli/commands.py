@@ -222,13 +222,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
-    """Refuse an export before anything is created: no curated dataset, or a bad ``--out``.
+    """Refuse an export before anything is created: no curated dataset, no variants it is to
+    hold, or a bad ``--out``.
 
     Raises
     ------
     DatasetError, ExportError
         One line: the tables to make first, or the ``--out`` rule it breaks.
     """
+    from robust_data.export.export import variant_choice
     from robust_data.export.layout import FORMATS, ExportError
     from robust_data.export.swap import check_target
     from robust_data.export.tables import UPSTREAM
@@ -236,19 +238,19 @@ def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
     if args.format not in FORMATS:
         raise ExportError(f"a format in {FORMATS}", repr(args.format), "pass --format parquet")
     check_target(store, Path(args.out).expanduser().resolve(), dataset, args.force)
-    tables = (*UPSTREAM, "variants") if args.with_variants else UPSTREAM
-    missing = [table for table in tables if not store.has(table, dataset)]
+    missing = [table for table in UPSTREAM if not store.has(table, dataset)]
     if missing:
         raise DatasetError(
             f"a curated dataset {dataset!r} in {store.home}",
             f"no {', '.join(missing)} for it",
             f"run `robust-data curate --dataset {dataset}` with this --home first",
         )
+    variant_choice(store, dataset, args.with_variants)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from robust_data.export.card import LINEAGE_TABLES
     from robust_data.export.export import export_dataset
-    from robust_data.export.tables import UPSTREAM
 
     dataset = dataset_name(args.dataset)
     check = lambda store: check_export(store, args, dataset)  # noqa: E731
@@ -258,13 +260,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         from assets.curation.curated_dataset import latest_runs
 
         with DagsterInstance.get() as instance:
-            runs = latest_runs(instance, dataset, (*UPSTREAM, "variants"))
+            runs = latest_runs(instance, dataset, LINEAGE_TABLES)
         result = export_dataset(
             store, dataset, args.out, args.format, args.with_variants, args.force, runs
         )
     rows = ", ".join(f"{split} {n:,}" for split, n in result.rows.items())
     print(f"exported {args.dataset} as {result.format} to {result.path}: {rows} rows")
-    print(f"  dataset card: {result.path / 'README.md'}; lineage: {result.path / 'lineage.json'}")
+    print(
+        f"  dataset card: {result.path / 'README.md'}; lineage: {result.path / 'lineage.json'}; "
+        f"ledger: {result.path / 'ledger.csv'}"
+    )
     for line in result.cleanup_lines():
         print(f"  {line}", file=sys.stderr)
     return 0

@@ -190,7 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="a dataset curated in this home (robust-data curate)")
     p.add_argument("--format", choices=("parquet", "imagefolder"), default="parquet")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
-    p.add_argument("--with-variants", action="store_true", help="add the kept samples' variants")
+    contents = p.add_mutually_exclusive_group()
+    contents.add_argument(
+        "--with-variants",
+        dest="with_variants",
+        action="store_const",
+        const=True,
+        default=None,
+        help="add the kept samples' stored variants even if the curation's plan makes none "
+        "(default: variants exactly when the plan makes them, as the curate job's export)",
+    )
+    contents.add_argument(
+        "--originals-only",
+        dest="with_variants",
+        action="store_const",
+        const=False,
+        help="leave the variants out: the kept originals and the test split only",
+    )
     p.add_argument(
         "--force", action="store_true", help="replace a non-empty folder that is not an export"
     )

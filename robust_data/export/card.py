@@ -1,10 +1,16 @@
-"""What an export was made from: ``lineage.json`` and the dataset card (``README.md``).
+"""What an export was made from and holds: ``lineage.json`` and the dataset card (``README.md``).
 
-The lineage names every input table (paths relative to the home, sha256, rows, run), the
-reference model, the policy and the source's license; ``files`` (the sha256 of every exported
-file) is added once the files are written. The card opens with Hugging Face YAML (configs,
-dataset_info, license), then says how to load the export, what each column holds, the rows per
-class, the provenance, the policy and the ledger.
+The lineage names every input table (paths relative to the home, sha256, rows, run: the
+:data:`UPSTREAM` tables, the variants when the export holds them, ``oof_predictions`` when
+stored, the report when the card shows it), the reference model, the policy and the source's
+license, and records what the export holds (``contents``: rows per split, originals, variants
+per transform, why variants are or are not in it), how its samples were judged (``judged``:
+RPR, cleanlab, folds, preset, rules, variant plan, the variants' own settings), the ledger file
+(``ledger``: per-class outcomes) and the report (``report``); ``files`` (the sha256 of every
+exported file) is added once the files are written. The card opens with Hugging Face YAML
+(configs, dataset_info, license), then says what the export holds, how to load it, what each
+column holds, the rows per class, how samples were judged, the report's verdicts, the
+provenance, the policy and the ledger.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,8 +26,17 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from robust_data.export.contents import VariantChoice, contents_record
+from robust_data.export.judged import RPR_COLUMNS, judging_lines, judging_record
 from robust_data.export.layout import DATA_FOLDER, MARKER, data_file, safe_name
+from robust_data.export.ledger_file import (
+    LEDGER_COLUMNS,
+    LEDGER_FILE,
+    class_outcome_lines,
+    class_outcomes,
+)
 from robust_data.export.tables import UPSTREAM
+from robust_data.export.verdicts import REPORT_TABLE, ReportFinding, report_lines
 from robust_data.io.files import file_sha256, is_url, local_path, read_bytes
 from robust_data.present.markdown import count_table
 from robust_data.store.home import table_location
@@ -59,18 +75,37 @@ def _license(source: str) -> dict[str, str]:
     return {"id": license_id, "stated_by": stated_by}
 
 
+#: Stored tables the lineage names when the store has them (and, for the report, when the card
+#: shows it), besides :data:`UPSTREAM` and the variants of an export that holds them.
+OPTIONAL_TABLES = ("oof_predictions", REPORT_TABLE)
+#: Every table whose latest run the callers look up for the lineage (``runs``).
+LINEAGE_TABLES = (*UPSTREAM, "variants", *OPTIONAL_TABLES)
+
+
+def lineage_tables(
+    store: Store, dataset: str, choice: VariantChoice, report: ReportFinding
+) -> tuple[str, ...]:
+    """The stored tables an export names in its lineage: what it was made from."""
+    names = [*UPSTREAM, *(("variants",) if choice.included else ())]
+    if store.has("oof_predictions", dataset):
+        names.append("oof_predictions")
+    if report.status == "included":
+        names.append(REPORT_TABLE)
+    return tuple(names)
+
+
 def build_lineage(
     store: Store,
     dataset: str,
     curated: pa.Table,
     runs: dict[str, str],
-    rows: dict[str, int],
     fmt: str,
-    with_variants: bool,
+    export: ExportParts,
 ) -> dict[str, Any]:
-    """What the export was made from; paths relative to the home. ``files`` is added later."""
-    tables, schemas = {}, {}
-    for name in (*UPSTREAM, *(("variants",) if with_variants else ())):
+    """What the export was made from, what it holds and how its samples were judged; paths
+    relative to the home. ``files`` is added later."""
+    tables, schemas, rpr_columns = {}, {}, {}
+    for name in lineage_tables(store, dataset, export.choice, export.report):
         location = table_location(store.tables_root, name, dataset)
         data = read_bytes(location)
         schemas[name] = pq.read_schema(pa.BufferReader(data))
@@ -80,8 +115,14 @@ def build_lineage(
             "rows": pq.read_metadata(pa.BufferReader(data)).num_rows,
             "run_id": runs.get(name),
         }
+        if name == "rpr_scores":
+            kept = [c for c in RPR_COLUMNS if c in schemas[name].names]
+            found = pq.read_table(pa.BufferReader(data), columns=kept)
+            rpr_columns = {c: found.column(c).unique().to_pylist() for c in kept}
     model = store.read("reference_model", dataset).to_pylist()[0]
     source = _source_label(read_metadata(schemas["raw_samples"]).get("source", "unknown"))
+    policy = read_params(curated.schema)
+    report_md = _relative(f"{store.report_location(dataset)}/report.md", store.home)
     return {
         "format": MARKER,
         "dataset": dataset,
@@ -92,7 +133,7 @@ def build_lineage(
         "robust_data_version": __version__,
         "code_revision": code_revision(),
         "paths_relative_to": "the robust-data home",
-        "policy": read_params(curated.schema),
+        "policy": policy,
         "model": {
             "path": _relative(model["path"], store.home),
             "sha256": model["sha256"],
@@ -104,8 +145,39 @@ def build_lineage(
             "source_sha256": model.get("model_sha256"),
         },
         "tables": tables,
-        "rows": rows,
+        "rows": {split: t.num_rows for split, t in export.tables.items()},
+        "contents": contents_record(export.tables, export.choice),
+        "judged": judging_record(schemas, rpr_columns, policy),
+        "ledger": {
+            "file": LEDGER_FILE,
+            "columns": list(LEDGER_COLUMNS),
+            "rows": export.ledger.num_rows,
+            "per_class": {str(k): v for k, v in class_outcomes(export.ledger).items()},
+        },
+        "report": export.report.record(report_md),
     }
+
+
+@dataclass(frozen=True)
+class ExportParts:
+    """What an export is written from: its split tables and the facts its card states.
+
+    Attributes
+    ----------
+    tables : dict of str to pa.Table
+        Split name -> the rows of that split (one schema).
+    ledger : pa.Table
+        The stored ``curation_ledger``.
+    choice : VariantChoice
+        Whether the train split holds variants, and why.
+    report : ReportFinding
+        The robustness report shown on the card, or why none is.
+    """
+
+    tables: dict[str, pa.Table]
+    ledger: pa.Table
+    choice: VariantChoice
+    report: ReportFinding
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -117,14 +189,12 @@ def file_hashes(folder: Path) -> dict[str, str]:
     }
 
 
-def dataset_card(
-    folder: Path, lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table
-) -> str:
+def dataset_card(folder: Path, lineage: dict[str, Any], export: ExportParts) -> str:
     """The dataset card: Hugging Face YAML front matter, then what a reader needs to know."""
     from huggingface_hub import DatasetCard
 
-    header = _card_data(folder, lineage, tables).to_yaml()
-    body = _card_body(lineage, tables, ledger)
+    header = _card_data(folder, lineage, export.tables).to_yaml()
+    body = _card_body(lineage, export)
     return str(DatasetCard(f"---\n{header}\n---\n\n{body}"))
 
 
@@ -175,8 +245,10 @@ def _bytes_under(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _card_body(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.Table) -> str:
-    """The card's markdown: license, how to load, columns, counts, provenance, policy, plots."""
+def _card_body(lineage: dict[str, Any], export: ExportParts) -> str:
+    """The card's markdown: what it holds, license, how to load, columns, counts, how samples
+    were judged, the report, provenance, policy, ledger, plots."""
+    tables = export.tables
     schema = next(iter(tables.values())).schema
     lines = [
         f"# {lineage['dataset']} (curated by robust-data {lineage['robust_data_version']})",
@@ -186,17 +258,65 @@ def _card_body(lineage: dict[str, Any], tables: dict[str, pa.Table], ledger: pa.
         "Training samples were kept by the policy below; "
         "the test split is the dataset's own, untouched.",
         "",
+        *_contents_lines(lineage["contents"]),
         *_license_lines(lineage),
         *_load_lines(lineage["export_format"]),
         *_column_lines(schema),
         *_count_lines(tables),
-        *_provenance_lines(lineage, ledger),
+        *judging_lines(lineage, export.choice.sentence()),
+        *report_lines(
+            export.report, lineage["report"].get("report_md", ""), lineage["rows"]["train"]
+        ),
+        *_provenance_lines(lineage, export.ledger, _label_names(schema)),
         "## Plots",
         "",
         "![samples per class before and after curation](plots/class_counts.png)",
         "",
     ]
     return "\n".join(lines)
+
+
+def _label_names(schema: pa.Schema) -> list[str]:
+    """The export's class names, indexed by label (its ``ClassLabel``'s)."""
+    from datasets import Features
+
+    return list(Features.from_arrow_schema(schema)["label"].names)
+
+
+def _contents_lines(contents: dict[str, Any]) -> list[str]:
+    """What this export holds: rows per split, originals and variants, variants per transform."""
+    splits = contents["splits"]
+    lines = [
+        "## What this export holds",
+        "",
+        "| split | rows | originals | variants |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {split} | {c['rows']:,} | {c['originals']:,} | {c['variants']:,} |"
+            for split, c in splits.items()
+        ),
+        "",
+        contents["why"],
+        "",
+    ]
+    transforms = {
+        (split, name): count
+        for split, c in splits.items()
+        for name, count in c["per_transform"].items()
+    }
+    if transforms:
+        lines += [
+            "| split | transform | variants |",
+            "|---|---|---:|",
+            *(f"| {split} | `{name}` | {n:,} |" for (split, name), n in transforms.items()),
+            "",
+        ]
+    lines += [
+        f"`{LEDGER_FILE}` lists every input training sample with what curation did to it "
+        "(kept, or the rule that dropped it); see Ledger below.",
+        "",
+    ]
+    return lines
 
 
 def _license_lines(lineage: dict[str, Any]) -> list[str]:
@@ -322,13 +442,15 @@ def _class_counts(table: pa.Table) -> dict[tuple[int, str], list[int]]:
     return counts
 
 
-def _provenance_lines(lineage: dict[str, Any], ledger: pa.Table) -> list[str]:
+def _provenance_lines(lineage: dict[str, Any], ledger: pa.Table, names: list[str]) -> list[str]:
     """Model and input tables, the policy, and what the ledger did with the training samples."""
     reasons = ledger.column("reason").to_pylist()
     outcomes = {
         "kept": reasons.count(None),
         **{r: reasons.count(r) for r in sorted({r for r in reasons if r is not None})},
     }
+    rules = {k: v for k, v in lineage["policy"].items() if k != "plan"}
+    per_class = {int(k): v for k, v in lineage["ledger"]["per_class"].items()}
     return [
         "## Provenance",
         "",
@@ -339,16 +461,32 @@ def _provenance_lines(lineage: dict[str, Any], ledger: pa.Table) -> list[str]:
             for name, t in lineage["tables"].items()
         ),
         "",
-        "`lineage.json` holds the full sha256 of these tables and of every file of this export.",
+        "`lineage.json` holds the full sha256 of these tables and of every file of this export, "
+        "and the settings above (`contents`, `judged`, `ledger`, `report`).",
         "",
         "## Policy",
         "",
+        "The curation's parameters as `curated_samples` recorded them (the variant plan is "
+        "under How samples were judged):",
+        "",
         "```json",
-        json.dumps(lineage["policy"], indent=2, sort_keys=True),
+        json.dumps(rules, indent=2, sort_keys=True),
         "```",
         "",
         "## Ledger (input training samples)",
         "",
         count_table(outcomes, "outcome", "samples"),
+        "",
+        "Per class (by stored label; a relabelled sample trains under its new label):",
+        "",
+        *class_outcome_lines(per_class, names),
+        "",
+        f"`{LEDGER_FILE}`: one row per input training sample, columns "
+        + ", ".join(f"`{c}`" for c in LEDGER_COLUMNS)
+        + ". `reason` is the first rule a dropped sample failed (empty when kept); `review` "
+        "and `overridden` show a human decision that changed the outcome; `new_label` is the "
+        "label a repaired or relabelled sample trains with. CSV, so that no reader globbing "
+        "this export's Parquet files takes it for a split; text cells starting with `=`, `+`, "
+        "`-` or `@` carry a leading `'`.",
         "",
     ]

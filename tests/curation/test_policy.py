@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -169,17 +170,24 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
         assert entry["run_id"]
     out = tmp_path / "export"
     result = export_dataset(store, "digits", out)
-    assert result.rows == {"train": curated.num_rows, "test": 359}
+    # one definition of an export: the default holds what the job's export holds, the kept
+    # originals and the plan's variants
+    assert result.rows == lineage["rows"] == {"train": curated.num_rows + variants, "test": 359}
+    mine = json.loads((out / "lineage.json").read_text())
+    assert mine["contents"] == lineage["contents"] and mine["contents"]["variants"] == "included"
     train = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
-    assert train.column("sample_id").to_pylist() == curated.column("sample_id").to_pylist()
+    originals = train.slice(0, curated.num_rows)
+    assert originals.column("sample_id").to_pylist() == curated.column("sample_id").to_pylist()
+    assert originals.column("parent_sample_id").null_count == curated.num_rows
+    assert train.column("parent_sample_id").null_count == curated.num_rows  # the rest: variants
     # the default preset drops or repairs label issues, keeps fragile points (RPR scores
     # still joined on); a repaired sample trains with its new label and that label's name
     ledger = {r["sample_id"]: r for r in store.read("curation_ledger", "digits").to_pylist()}
-    for row in train.select(["sample_id", "is_label_issue", "label", "label_name"]).to_pylist():
+    for row in originals.select(["sample_id", "is_label_issue", "label", "label_name"]).to_pylist():
         if row["is_label_issue"]:
             assert ledger[row["sample_id"]]["new_label"] == row["label"]
         assert row["label_name"] == str(row["label"])
-    assert train.column("robust").null_count == 0
+    assert originals.column("robust").null_count == 0
     meta = {k.decode(): v.decode() for k, v in train.schema.metadata.items()}
     policy = json.loads(meta["robust_data.policy"])
     assert policy["preset"] == DEFAULT_PRESET and policy["plan"] == {
@@ -202,7 +210,7 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
     counts = duckdb.sql(
         f"SELECT split, count(*) FROM '{out}/data/*.parquet' GROUP BY 1 ORDER BY 1"
     ).fetchall()
-    assert counts == [("test", 359), ("train", curated.num_rows)]
+    assert counts == [("test", 359), ("train", curated.num_rows + variants)]
     data = CuratedDataset(out, split="test")
     image, label = data[0]
     assert label == data.labels[0]
@@ -217,11 +225,19 @@ def test_curate_exports_parquet_that_other_tools_read(curated_home: Path, tmp_pa
         and "| kept |" in card
         and (out / "plots" / "class_counts.png").is_file()
     )
+    # the job's export came before its report; this one, after it, shows the verdicts
+    assert mine["report"]["status"] == "included" and lineage["report"]["status"] == "none"
+    assert all(f"- {line}" in card for line in mine["report"]["verdicts"])
+    assert "method `self_confidence`, filter_by `prune_by_noise_rate`" in card
+    assert "scheme `pixels`, max_steps `250`, seed `0`" in card and "folds `5`" in card
+    ledger = pd.read_csv(out / "ledger.csv")
+    assert len(ledger) == store.read("curation_ledger", "digits").num_rows
+    assert ledger["reason"].notna().sum() == len(ledger) - curated.num_rows
     datasets = pytest.importorskip("datasets")
     loaded = datasets.load_dataset(
         "parquet", data_dir=str(out / "data"), cache_dir=str(tmp_path / "hf")
     )
-    assert loaded["train"].num_rows == curated.num_rows
+    assert loaded["train"].num_rows == curated.num_rows + variants
     assert loaded["train"].features["label"].names[:3] == ["0", "1", "2"]
     assert loaded["test"][0]["image"].size == (8, 8)  # decoded to a PIL image
 
