@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.cli.common import CliError, dataset_name, flagged, suggested
+from pipelines.cli.common import CliError, dataset_name, flagged, stored_dataset, suggested
 from pipelines.cli.launch import (
     check_execution,
     check_source,
@@ -135,7 +135,8 @@ CURVE_POINTS = (1, 5, 10, 25, 50, 100, 150, 200, MAX_STEPS)
 
 def cmd_score_model(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
-    dataset = dataset_name(args.dataset)
+    needs = ("raw_samples",) if args.model else ("raw_samples", "reference_model")
+    dataset = stored_dataset(store, args.dataset, needs, "ingest" if args.model else "curate")
     plot = None
     if args.plot:  # checked before the scoring, not after it
         plot = _output_file(store, args.plot, "--plot", f"{dataset}-curve.png", args.force)
@@ -160,7 +161,7 @@ def cmd_score_model(args: argparse.Namespace) -> int:
     if args.model:
         model, weights = load_model(args.model)
     else:
-        model, weights = load_reference(store.read("reference_model", args.dataset))
+        model, weights = load_reference(store.read("reference_model", dataset))
     options = RprOptions(
         scheme=args.scheme,
         max_steps=args.max_steps,
@@ -210,7 +211,8 @@ def _output_file(store: Store, path: str, option: str, example: str, force: bool
 
 def cmd_report(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
-    print("\n".join(report_lines(store, dataset_name(args.dataset))))
+    dataset = stored_dataset(store, args.dataset, ("robustness_report",), "curate")
+    print("\n".join(report_lines(store, dataset)))
     return 0
 
 
@@ -234,13 +236,7 @@ def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
         raise ExportError(f"a format in {FORMATS}", repr(args.format), "pass --format parquet")
     check_target(store, Path(args.out).expanduser().resolve(), dataset, args.force)
     tables = (*UPSTREAM, "variants") if args.with_variants else UPSTREAM
-    missing = [table for table in tables if not store.has(table, dataset)]
-    if missing:
-        raise DatasetError(
-            f"a curated dataset {dataset!r} in {store.home}",
-            f"no {', '.join(missing)} for it",
-            f"run `robust-data curate --dataset {dataset}` with this --home first",
-        )
+    stored_dataset(store, dataset, tables, "curate")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
