@@ -17,11 +17,14 @@ __all__ = [
     "SAMPLES_SCHEMA",
     "SOURCES",
     "CuratedDataset",
+    "CurationTables",
     "DatasetError",
+    "Home",
     "IngestOptions",
     "IngestResult",
     "Store",
     "__version__",
+    "curate",
     "ingest",
     "resolve_home",
     "resolve_source",
@@ -29,9 +32,18 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """``CuratedDataset`` imports torch: load it on first use, not with the package."""
+    """``CuratedDataset``, ``curate`` and ``CurationTables`` import torch, and ``Home`` pandas:
+    each is loaded on first use, not with the package."""
     if name == "CuratedDataset":
         from robust_data.export.dataset import CuratedDataset
 
         return CuratedDataset
+    if name in ("curate", "CurationTables"):
+        from robust_data import notebook
+
+        return getattr(notebook, name)
+    if name == "Home":
+        from robust_data.store.frames import Home
+
+        return Home
     raise AttributeError(f"module 'robust_data' has no attribute {name!r}")

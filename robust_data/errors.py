@@ -14,7 +14,8 @@ flag: a front end rewrites those in its own spelling (the ``robust-data`` comman
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -65,3 +66,13 @@ def _restore(cls: type[RobustDataError], args: tuple[Any, ...], state: dict[str,
 
 class DatasetError(RobustDataError):
     """A dataset could not be read or failed validation."""
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``did you mean 'curate'?`` for the closest of ``known`` to ``word``; ``""`` for none.
+
+    The one "did you mean" of the product: mistyped commands, choices, dataset sources and
+    stored dataset names all go through it (difflib's ratio >= 0.6).
+    """
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"did you mean {close[0]!r}?" if close else ""

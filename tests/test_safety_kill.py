@@ -225,7 +225,9 @@ def test_a_refused_command_creates_no_home(
     monkeypatch.chdir(cwd)
     (cwd / "notes.txt").write_text("the user's own file\n")
     refused = {
-        ("export", "digits", "--format", "parquet", "--out", "out"): "a curated dataset 'digits'",
+        ("export", "digits", "--format", "parquet", "--out", "out"): (
+            "found 'digits', which is not in this home; run `robust-data curate --dataset digits`"
+        ),
         ("ingest", f"imagefolder:{cwd / 'missing'}"): "does not exist",
         ("ingest", "digits", "--test-fraction", "1.5"): "expected test_fraction in (0, 1)",
         ("ingest", "mnist"): "no --root given",
@@ -233,7 +235,12 @@ def test_a_refused_command_creates_no_home(
         ("curate", "--dataset", "digits", "--workers", "0"): "expected --workers >= 1",
         ("curate", "--dataset", "digits", "--preset", "nope"): "expected --preset in",
         ("query", "SELECT * FROM no_such_table"): "no_such_table does not exist",
-        ("review", "export", "nosuchset", "out.csv"): "no raw_samples for 'nosuchset'",
+        (
+            "review",
+            "export",
+            "nosuchset",
+            "out.csv",
+        ): "found 'nosuchset', which is not in this home",
     }
     for argv, message in refused.items():
         assert main(list(argv)) == 1, argv

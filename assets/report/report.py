@@ -270,10 +270,18 @@ def _split_report_config(config: RobustnessReportConfig) -> dict:
 
 @op(out=DynamicOut(pa.Table))
 def plan_evaluations(retrained_model: pa.Table):
-    """One output per retrained model: its one-row slice of the retrained_model table."""
+    """One output per retrained model: its one-row slice of the retrained_model table, with
+    its position among them (``evaluation`` of ``evaluations``, 1-based)."""
+    count = retrained_model.num_rows
     for i, row in enumerate(retrained_model.to_pylist()):
         key = f"{row['model']}_seed{row['seed']}"
-        yield DynamicOutput(retrained_model.slice(i, 1), mapping_key=re.sub(r"\W", "_", key))
+        # which evaluation of how many, for the step's progress lines ([2/4] curated, seed 0)
+        one = (
+            retrained_model.slice(i, 1)
+            .append_column("evaluation", pa.array([i + 1]))
+            .append_column("evaluations", pa.array([count]))
+        )
+        yield DynamicOutput(one, mapping_key=re.sub(r"\W", "_", key))
 
 
 @op(tags=GPU_STEP_TAGS, pool=GPU_POOL)
@@ -295,7 +303,8 @@ def evaluate_model(
     test = decode_samples(raw_samples, splits=("test",))
     known = stored_steps(rpr_scores, test, chosen)
     with transient_failures_retried(context):
-        measured = measure_candidates(setup, chosen, test, corrupted_test, known)
+        position = (row["evaluation"], row["evaluations"])
+        measured = measure_candidates(setup, chosen, test, corrupted_test, known, position=position)
     context.log.info(f"measured {row['model']} (seed {row['seed']}) on {len(test)} test images")
     return measured
 

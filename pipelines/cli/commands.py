@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.cli.common import CliError, dataset_name, flagged, suggested
+from pipelines.cli.common import CliError, dataset_name, flagged, stored_dataset, suggested
 from pipelines.cli.launch import (
     check_execution,
     check_source,
@@ -135,8 +135,12 @@ CURVE_POINTS = (1, 5, 10, 25, 50, 100, 150, 200, MAX_STEPS)
 
 
 def cmd_score_model(args: argparse.Namespace) -> int:
+    from robust_data.scoring.spec import ModelSpec
+
+    spec = ModelSpec.from_flags(args.model, args.arch)  # before any reading: one line
     store = Store.open(args.home)
-    dataset = dataset_name(args.dataset)
+    needs = ("raw_samples",) if spec is not None else ("raw_samples", "reference_model")
+    dataset = stored_dataset(store, args.dataset, needs, "curate" if spec is None else "ingest")
     plot = None
     if args.plot:  # checked before the scoring, not after it
         plot = _output_file(store, args.plot, "--plot", f"{dataset}-curve.png", args.force)
@@ -147,9 +151,6 @@ def cmd_score_model(args: argparse.Namespace) -> int:
     from robust_data.scoring.rpr.engine import RprOptions
     from robust_data.scoring.rpr.plots import plot_curves
     from robust_data.scoring.rpr.score import score_samples
-    from robust_data.scoring.spec import ModelSpec
-
-    spec = ModelSpec.from_flags(args.model, args.arch)  # before any reading: one line
 
     samples = store.read("raw_samples", dataset)
     split = samples.filter(pc.equal(samples.column("split"), args.split))
@@ -170,7 +171,7 @@ def cmd_score_model(args: argparse.Namespace) -> int:
     if spec is not None:
         model, weights = scoring_model(spec, samples, device=args.device)
     else:
-        model, weights = load_reference(store.read("reference_model", args.dataset))
+        model, weights = load_reference(store.read("reference_model", dataset))
     scores = score_samples(
         samples, model, weights.sha256, options, splits=(args.split,), limit=args.limit
     )
@@ -213,7 +214,8 @@ def _output_file(store: Store, path: str, option: str, example: str, force: bool
 
 def cmd_report(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
-    print("\n".join(report_lines(store, dataset_name(args.dataset))))
+    dataset = stored_dataset(store, args.dataset, ("robustness_report",), "curate")
+    print("\n".join(report_lines(store, dataset)))
     return 0
 
 
@@ -238,13 +240,7 @@ def check_export(store: Store, args: argparse.Namespace, dataset: str) -> None:
     if args.format not in FORMATS:
         raise ExportError(f"a format in {FORMATS}", repr(args.format), "pass --format parquet")
     check_target(store, Path(args.out).expanduser().resolve(), dataset, args.force)
-    missing = [table for table in UPSTREAM if not store.has(table, dataset)]
-    if missing:
-        raise DatasetError(
-            f"a curated dataset {dataset!r} in {store.home}",
-            f"no {', '.join(missing)} for it",
-            f"run `robust-data curate --dataset {dataset}` with this --home first",
-        )
+    stored_dataset(store, dataset, UPSTREAM, "curate")
     variant_choice(store, dataset, args.with_variants)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from robust_data.errors import DatasetError, RobustDataError
+from robust_data.errors import DatasetError, RobustDataError, did_you_mean
 from robust_data.ingest.sources import PATH_SOURCES, SOURCES, check_name
+from robust_data.store.store import Store
 
 DEFAULT_DATASET = "mnist-5k"
 EXAMPLE_SQL = "SELECT label_name, count(*) FROM raw_samples GROUP BY 1"
@@ -59,12 +60,6 @@ def dataset_name(name: str) -> str:
         ) from None
 
 
-def did_you_mean(word: str, known: Iterable[str]) -> str:
-    """``did you mean 'curate'?`` for the closest of ``known`` to ``word``; ``""`` for none."""
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f"did you mean {close[0]!r}?" if close else ""
-
-
 def suggested(error: DatasetError, dataset: str, registered: Iterable[str]) -> DatasetError:
     """``error`` with ``did you mean 'mnist-5k'?`` appended when it is about ``dataset``.
 
@@ -84,3 +79,47 @@ def suggested(error: DatasetError, dataset: str, registered: Iterable[str]) -> D
     if not hint:
         return error
     return DatasetError(error.expected, error.found, f"{error.fix}; {hint}", options=error.options)
+
+
+def stored_dataset(
+    store: Store, name: str, tables: Sequence[str] = ("raw_samples",), make: str = "ingest"
+) -> str:
+    """``name`` checked, once ``store`` holds every one of ``tables`` for it (browse, report,
+    export, score-model, review).
+
+    Parameters
+    ----------
+    tables : sequence of str
+        What the command reads (``raw_samples``: an ingested dataset).
+    make : str
+        The command that makes them: ``ingest`` or ``curate``.
+
+    Raises
+    ------
+    DatasetError
+        One line. A dataset not in the home names the closest stored one (``did you mean
+        'digits'?``), and advises ``make`` only when none is close; a stored dataset that lacks
+        some of ``tables`` names them and advises ``make``.
+    """
+    name = dataset_name(name)
+    missing = [table for table in tables if not store.has(table, name)]
+    if not missing:
+        return name
+    run = (
+        f"run `robust-data ingest {name}` (or curate)"
+        if make == "ingest"
+        else f"run `robust-data curate --dataset {name}`"
+    )
+    if store.has("raw_samples", name):
+        raise DatasetError(
+            f"a {'curated' if make == 'curate' else 'stored'} dataset {name!r} in {store.home}",
+            f"no {', '.join(missing)} for it",
+            f"{run} with this --home first",
+        )
+    stored = store.datasets()
+    shown = ", ".join(stored[:10]) + (f" and {len(stored) - 10} more" if len(stored) > 10 else "")
+    raise DatasetError(
+        f"a dataset stored in {store.home} (stored: {shown or 'none'})",
+        f"{name!r}, which is not in this home",
+        did_you_mean(name, stored) or f"{run} with this --home first",
+    )

@@ -13,7 +13,7 @@ from pipelines.cli.common import CliError, flagged
 from pipelines.home import dagster_environment, run_tags, scoped_environ
 from robust_data.errors import DatasetError
 from robust_data.ingest.build import IngestOptions, parse_size
-from robust_data.ingest.sources import PATH_SOURCES, resolve_source
+from robust_data.ingest.sources import PATH_SOURCES, registration_for, resolve_source
 from robust_data.ingest.sources.base import Source, require_root
 from robust_data.store.lock import WRITER_ENV, writer_token
 from robust_data.store.store import Store
@@ -332,15 +332,8 @@ def resolve_dataset(
     store: Store, args: argparse.Namespace, dataset: str
 ) -> tuple[str, str, str | None]:
     """(partition name, source spec, root) for a source spec or a registered dataset name."""
-    registered = store.registrations()
-    if dataset in registered and not args.root and not args.name:
-        reg = registered[dataset]
-        return reg.name, reg.source, reg.root
-    resolved = resolve_source(dataset, root=args.root, name=args.name)
-    if resolved.source.name in PATH_SOURCES:
-        # stored resolved: a relative path must not re-resolve against a later directory
-        return resolved.name, f"{resolved.source.name}:{resolved.root}", None
-    return resolved.name, resolved.spec, str(resolved.root) if resolved.root else None
+    found = registration_for(dataset, store.registrations(), args.root, args.name)
+    return found.name, found.source, found.root
 
 
 def check_source(spec: str, root: str | None) -> None:

@@ -6,9 +6,10 @@ import argparse
 import functools
 from typing import Any, NoReturn
 
-from pipelines.cli.common import DEFAULT_DATASET, did_you_mean
+from pipelines.cli.common import DEFAULT_DATASET
 from pipelines.cli.review import add_parsers as add_review_parsers
 from robust_data.defaults import MAX_STEPS
+from robust_data.errors import did_you_mean
 from robust_data.explore.formats import FORMATS
 from robust_data.store.home import HOME_ENV
 
@@ -178,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="also write the robustness curve as a PNG to this path")
     p.add_argument("--force", action="store_true", help="replace an existing --plot file")
 
-    p = sub.add_parser("report", help="print a dataset's robustness report table and its path")
+    p = sub.add_parser(
+        "report", help="print a dataset's robustness verdicts, report table and its path"
+    )
     _common(p)
     p.add_argument("dataset", help="a dataset curated in this home (robust-data curate)")
 

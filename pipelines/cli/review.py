@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.common import dataset_name
-from robust_data.errors import DatasetError
+from pipelines.cli.common import stored_dataset
 from robust_data.store.store import Store
 
 DEFAULT_PORT = 8765
@@ -33,16 +32,10 @@ def add_parsers(sub: argparse._SubParsersAction, common: object) -> None:
 
 
 def _store(args: argparse.Namespace) -> tuple[Store, str]:
-    """The home's store and the checked dataset name; one-line error when it has no samples."""
-    dataset = dataset_name(args.dataset)
+    """The home's store and the checked dataset name; one-line error when it has no samples
+    (with "did you mean" for a name close to a stored dataset's)."""
     store = Store.open(args.home)
-    if not store.has("raw_samples", dataset):
-        raise DatasetError(
-            f"an ingested dataset in {store.home}",
-            f"no raw_samples for {dataset!r}",
-            f"run `robust-data ingest {dataset}` (or curate) with this --home first",
-        )
-    return store, dataset
+    return store, stored_dataset(store, args.dataset)
 
 
 def cmd_browse(args: argparse.Namespace) -> int:

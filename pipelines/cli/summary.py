@@ -8,7 +8,7 @@ re-reading and recomputing the stored tables. Assets the run did not materialize
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -153,14 +153,33 @@ def _stage_lines(run: RunSummaries) -> list[str]:
 
 
 def report_lines(store: Store, name: str) -> list[str]:
-    """The paper's table from the stored report, and where the full report is."""
+    """The stored report's verdicts on the headline metrics, the paper's table, and where the
+    full report is (``robust-data report``).
+
+    The verdicts are recomputed from the stored ``robustness_report`` table as the run's
+    summary computed them (:func:`robust_data.report.table.headline_verdicts`), the preset and
+    seed count from the table's parameters; nothing on this path loads torch.
+    """
     from robust_data.report.render import paper_table_markdown
+    from robust_data.report.table import headline_verdicts
+    from robust_data.store.schema import read_params
 
     table = store.read("robustness_report", name)
+    params = read_params(table.schema)
+    seeds = params.get("seeds") or len(set(table.column("seed").to_pylist()))
     return [
         f"Robustness report for {name!r} (test split):",
+        *verdict_lines(params.get("preset", "unknown"), seeds, headline_verdicts(table)),
         paper_table_markdown(table),
         f"Full report: {store.report_location(name)}/report.md",
+    ]
+
+
+def verdict_lines(preset: str, seeds: int, verdicts: Sequence[str]) -> list[str]:
+    """The report's verdicts on the headline metrics under one heading line (preset, seeds)."""
+    return [
+        f"  verdict (preset {preset}, {seeds} seeds, 95% intervals; all metrics in report.md):",
+        *(f"    {line}" for line in verdicts),
     ]
 
 
@@ -169,11 +188,7 @@ def _verdict_lines(report: ReportSummary | None) -> list[str]:
     if report is None:
         return []
     headline = report.headline
-    return [
-        f"  verdict (preset {headline.preset}, {headline.seeds} seeds, "
-        "95% intervals; all metrics in report.md):",
-        *(f"    {line}" for line in headline.verdicts),
-    ]
+    return verdict_lines(headline.preset, headline.seeds, headline.verdicts)
 
 
 def _report_section(report: ReportSummary | None, name: str) -> list[str]:

@@ -28,7 +28,8 @@ import pyarrow as pa
 from robust_data.errors import DatasetError
 from robust_data.io.files import write_bytes
 from robust_data.present.summary import StageSummary, logged
-from robust_data.report.evaluate import compare, judged_from
+from robust_data.report.comparison import compare
+from robust_data.report.evaluate import judged_from
 from robust_data.report.measure import ReportSetup, measured_from_row
 from robust_data.report.render import (
     PAPER_TABLE,

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robust_data.ingest.arrays import SampleArrays
+from robust_data.present.progress import progress_step
 from robust_data.report.corruption_suite import SUITE_SCHEMA
 from robust_data.report.evaluate import JudgeOptions, Measured, measure_models
 from robust_data.scoring.models import TrainedModel
@@ -112,11 +113,14 @@ def measure_candidates(
     corrupted: pa.Table | None,
     known_steps: dict[tuple[str, int], np.ndarray] | None = None,
     progress: bool = True,
+    position: tuple[int, int] | None = None,
 ) -> pa.Table:
     """Measure ``candidates`` on ``test`` (one evaluation step's call, with one candidate).
 
     Candidates of a seed are measured together (each corrupted chunk read once for them);
-    the result is the same row by row as one call per candidate.
+    the result is the same row by row as one call per candidate. Their progress lines name
+    them: ``[2/4] curated, seed 0: corruption suite ...``, ``position`` being this step's
+    (1-based index, count) among the report's evaluations (None: no ``[i/n]``).
 
     Returns
     -------
@@ -126,16 +130,18 @@ def measure_candidates(
     rows = []
     for seed in sorted({c.seed for c in candidates}):
         mine = [c for c in candidates if c.seed == seed]
-        measured = measure_models(
-            {c.name: c.model.model for c in mine},
-            test,
-            int(max(c.model.num_classes for c in mine)),
-            setup.judge,
-            corrupted=corrupted,
-            known_steps={n: v for (n, s), v in (known_steps or {}).items() if s == seed},
-            progress=progress,
-            robust=seed < setup.judge.robust_seeds,
-        )
+        label = f"{', '.join(c.name for c in mine)}, seed {seed}"
+        with progress_step(f"[{position[0]}/{position[1]}] {label}" if position else label):
+            measured = measure_models(
+                {c.name: c.model.model for c in mine},
+                test,
+                int(max(c.model.num_classes for c in mine)),
+                setup.judge,
+                corrupted=corrupted,
+                known_steps={n: v for (n, s), v in (known_steps or {}).items() if s == seed},
+                progress=progress,
+                robust=seed < setup.judge.robust_seeds,
+            )
         rows += [_measured_row(c, measured[c.name]) for c in mine]
     return pa.Table.from_pylist(rows, schema=MEASURED_SCHEMA)
 

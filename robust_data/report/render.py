@@ -12,9 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from robust_data.present.plots import grouped_bars
-from robust_data.report.evaluate import METRICS
-from robust_data.scoring.rpr.plots import plot_curves
+from robust_data.report.comparison import METRICS
 
 PAPER_TABLE = [
     {
@@ -170,6 +168,10 @@ def report_figures(
 ) -> dict[str, bytes]:
     """PNG figures of seed 0: each model's RPR robustness curve under ``scheme``, and its
     test accuracy per corruption of ``suite_names`` (mean over severities)."""
+    # matplotlib loads here, not with the module: `robust-data report` renders only tables.
+    from robust_data.present.plots import grouped_bars
+    from robust_data.scoring.rpr.plots import plot_curves
+
     return {
         "robustness_curves": plot_curves(
             curves, f"RPR robustness curves, test split ({scheme}, seed 0)"

@@ -12,7 +12,7 @@ import math
 
 import pyarrow as pa
 
-from robust_data.report.evaluate import compare
+from robust_data.report.comparison import compare
 from robust_data.store.checks import CheckOutcome, nan_problems, range_problems, schema_problems
 from robust_data.store.schema import column
 

@@ -127,6 +127,18 @@ class Store:
         """Whether a table (partition) is stored, locally or at the tables URL."""
         return file_exists(table_location(self.tables_root, table, partition))
 
+    def datasets(self, table: str = "raw_samples") -> list[str]:
+        """The datasets (partitions) of ``table`` stored in this home, sorted; ``[]`` for none.
+
+        ``raw_samples`` (the default) lists the ingested datasets.
+        """
+        names = list_names(f"{self.tables_root}/{table}")
+        return [
+            n.removesuffix(".parquet")
+            for n in names
+            if n.endswith(".parquet") and not n.startswith(".")
+        ]
+
     def read(self, table: str, partition: str | None = None) -> pa.Table:
         """Read a stored table; FileNotFoundError names the path and how to make it."""
         location = table_location(self.tables_root, table, partition)

@@ -128,3 +128,41 @@ def test_report_on_tiny_models_pairs_seeds_and_reuses_stored_steps(tmp_path: Pat
         report_from_measurements(setup, steps[:2], order)
     with pytest.raises(ValueError, match=r"expected each \(seed, model\) measured once"):
         report_from_measurements(setup, [*steps, steps[0]], order)
+
+
+def test_a_models_progress_lines_name_its_step_and_the_model(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from robust_data.ingest.arrays import SampleArrays
+    from robust_data.report.evaluate import JudgeOptions
+    from robust_data.report.measure import Candidate, ReportSetup, measure_candidates
+    from robust_data.scoring.models import ModelOptions, TrainedModel, build_model
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the suite turns progress off
+    rng = np.random.default_rng(0)
+    test = SampleArrays(
+        [f"t:{i}" for i in range(6)],
+        rng.random((6, 1, 8, 8), dtype=np.float32),
+        np.arange(6) % 3,
+        np.full(6, "test", dtype=object),
+    )
+    config = ModelOptions(width=2)
+    torch.manual_seed(0)  # test-only weights; the library never seeds
+    trained = TrainedModel(build_model(config, (1, 8, 8), 3).eval(), config, (1, 8, 8), 3)
+    judge = JudgeOptions(max_steps=3, corruptions=("gaussian_noise",), k=2, device="cpu")
+    setup = ReportSetup("toy", "clean", frozenset({"pixels"}), judge)
+    candidate = Candidate("curated", 0, trained, "c0", 10)
+    measure_candidates(setup, [candidate], test, None, position=(2, 4))
+    lines = capsys.readouterr().err.splitlines()  # not a terminal: plain lines
+    # every loop of the step says which evaluation and model it is: the suite, both flip
+    # rates and the RPR tries
+    assert lines and all(line.startswith("[2/4] curated, seed 0: ") for line in lines), lines
+    kinds = {line.split(": ")[1] for line in lines}
+    assert {"corruption suite", "flips pixels", "rpr pixels"} <= kinds, kinds
+    # without a position (a direct call on several models): the models, no [i/n]
+    two = [Candidate("reference", 0, trained, "r0", 10), candidate]
+    measure_candidates(setup, two, test, None)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("reference, curated, seed 0: ") for line in lines)

@@ -8,6 +8,7 @@ Names: ``digits``, ``mnist-5k`` (bundled), ``mnist``, ``fashion-mnist``, ``kmnis
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from robust_data.ingest.sources.idx import (
     idx_source,
 )
 from robust_data.ingest.sources.parquet import load_parquet
+from robust_data.store.registry import Registration
 
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -112,6 +114,32 @@ class ResolvedSource:
 
     def load(self, options: LoadOptions) -> SourceData:
         return self.source.load(self.root, options)
+
+    def registration(self) -> Registration:
+        """What a home records for it: a path source as ``prefix:RESOLVED_PATH`` (a relative
+        path must not re-resolve against a later directory), another by spec and root."""
+        if self.source.name in PATH_SOURCES:
+            return Registration(self.name, f"{self.source.name}:{self.root}")
+        return Registration(self.name, self.spec, str(self.root) if self.root else None)
+
+
+def registration_for(
+    dataset: str,
+    registered: Mapping[str, Registration],
+    root: str | None = None,
+    name: str | None = None,
+) -> Registration:
+    """The registration of ``dataset``: a home's (``registered``) when it names one and
+    neither ``root`` nor ``name`` is given, else the source spec resolved.
+
+    Raises
+    ------
+    DatasetError
+        When ``dataset`` is neither registered nor a source spec (see :func:`resolve_source`).
+    """
+    if dataset in registered and not root and not name:
+        return registered[dataset]
+    return resolve_source(dataset, root=root, name=name).registration()
 
 
 def slugify(text: str) -> str:

@@ -99,7 +99,10 @@ def test_curate_digits_then_query_formats(
         "| reference | 1,438 |" in out and "| curated |" in out and "| all_with_variants |" in out
     )
     assert run_cli("report", "digits") == 0
-    assert "| random_subset |" in capsys.readouterr().out
+    reported = capsys.readouterr().out
+    assert "| random_subset |" in reported
+    # with the run's verdicts, as its summary printed them (heading and 12 lines)
+    assert reported.splitlines()[1:14] == lines[1:14]
     # the curation job trained the reference model and scored every sample
     assert "reference_model: simple_cnn" in out and "rpr_scores: pixels, max_steps 250" in out
     assert (
