@@ -27,7 +27,6 @@ is recorded.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import functools
 import socket
@@ -55,14 +54,13 @@ from pipelines.browser_guard import Guard, Refused, new_token, read_form, safe_n
 from pipelines.browser_pages import COLOURINGS, legend, link, point_colour, templates
 from pipelines.cli.common import flagged
 from robust_data.curation.reviews import DECISIONS, record_reviews
-from robust_data.errors import DatasetError
+from robust_data.errors import DatasetError, did_you_mean
 from robust_data.explore.embedding import projection_method
 from robust_data.explore.filters import parse_whole, shown
 from robust_data.explore.sample_index import (
     PAGE_SIZE,
     SORTABLE,
     SampleIndex,
-    browsable_datasets,
     flipped_image,
 )
 from robust_data.explore.tags import record_tags
@@ -107,7 +105,7 @@ class Indexes:
 
     def names(self) -> list[str]:
         """Every dataset of the home with stored samples (read now, so new ingests show)."""
-        return sorted({self.default, *browsable_datasets(self.store)})
+        return sorted({self.default, *self.store.datasets()})
 
     def get(self, name: str | None) -> SampleIndex:
         """The index of dataset ``name`` (the default when empty).
@@ -122,13 +120,12 @@ class Indexes:
             return self._built[name]
         known = self.names()
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
             raise Refused.of(
                 404,
                 "No such dataset",
                 f"a dataset of this home ({', '.join(known)})",
                 shown(name),
-                f"did you mean {close[0]!r}?" if close else "pick one in the dataset menu",
+                did_you_mean(name, known) or "pick one in the dataset menu",
             )
         with self._lock:
             if name not in self._built:

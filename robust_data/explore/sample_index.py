@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -77,12 +76,6 @@ FROM samples
 def _order(sort: str, descending: bool) -> str:
     """The ORDER BY of a page: ``sort`` (one of SORTABLE) with NULLs last, then the id."""
     return f"{sort} {'DESC' if descending else 'ASC'} NULLS LAST, sample_id"
-
-
-def browsable_datasets(store: Store) -> list[str]:
-    """The datasets of a home with stored samples (``raw_samples`` partitions), sorted."""
-    files, _ = store.table_files()
-    return sorted(PurePosixPath(f).stem for f in files.get("raw_samples", []))
 
 
 def _or_empty(store: Store, table: str, dataset: str, schema: pa.Schema) -> pa.Table:
