@@ -48,6 +48,7 @@ from robust_data.scoring.reference import load_reference, train_reference
 from robust_data.scoring.rpr.engine import RprOptions
 from robust_data.scoring.rpr.score import score_samples
 from robust_data.scoring.rpr.table import scored_max_steps
+from robust_data.scoring.spec import ModelSpec
 from robust_data.store.lock import home_lock
 from robust_data.store.store import Store
 
@@ -106,6 +107,8 @@ def curate(
     root: str | None = None,
     name: str | None = None,
     device: str = "auto",
+    model: str | None = None,
+    arch: str | None = None,
 ) -> CurationTables:
     """Ingest, score, assess and curate ``dataset`` here; return its tables as DataFrames.
 
@@ -135,6 +138,10 @@ def curate(
         The source's local root and the dataset name, as ``robust-data ingest`` takes them.
     device : str
         ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    model, arch : str, optional
+        Your own model (a TorchScript file, or ``package.module:function``, see
+        robust_data.scoring.spec.ModelSpec) or a built-in architecture (``simple_cnn``,
+        ``resnet``); at most one. Neither: ``simple_cnn``.
 
     Raises
     ------
@@ -144,7 +151,10 @@ def curate(
     """
     chosen = customized(preset, seed=seed)
     rpr = RprOptions(max_steps=max_steps, seed=seed, device=device)
-    recipe = ModelOptions(seed=seed) if epochs is None else ModelOptions(seed=seed, epochs=epochs)
+    spec = ModelSpec.from_flags(model, arch)
+    chosen_model = spec.fields() if spec is not None else {}
+    length = {} if epochs is None else {"epochs": epochs}
+    recipe = ModelOptions(seed=seed, **length, **chosen_model)  # type: ignore[arg-type]
     if home is None:
         registration = registration_for(dataset, {}, root, name)
         with tempfile.TemporaryDirectory(prefix="robust-data-") as folder:

@@ -130,3 +130,32 @@ def test_home_open_and_read_say_what_is_there(tmp_path: Path, isolated_home: Pat
         home.read("raw_samples", "digts")
     with pytest.raises(DatasetError, match=r"found 'raw_sample'; did you mean 'raw_samples'\?$"):
         home.read("raw_sample", "digits")
+
+
+def test_curate_takes_your_model_and_refuses_two(tmp_path: Path) -> None:
+    import sys
+
+    from torch import nn
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "nb_models.py").write_text(
+        "from torch import nn\n\n"
+        "def mlp(num_classes, in_shape):\n"
+        "    c, h, w = in_shape\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 16), nn.ReLU(),\n"
+        "                         nn.Linear(16, num_classes))\n"
+    )
+    sys.path.insert(0, str(folder))
+    spec = small_digits(tmp_path)
+    try:
+        run = robust_data.curate(spec, max_steps=5, epochs=1, model="nb_models:mlp")
+        again = robust_data.curate(spec, max_steps=5, epochs=1, model="nb_models:mlp")
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("nb_models", None)
+    layers = [type(m) for m in run.model.model.modules()]
+    assert nn.Linear in layers and nn.Conv2d not in layers  # the factory's MLP, not simple_cnn
+    assert len(run.scores) == 210 and run.scores.equals(again.scores)  # same seed, same scores
+    with pytest.raises(RobustDataError, match=r"^expected "):
+        robust_data.curate(spec, model="nb_models:mlp", arch="resnet")
