@@ -5,7 +5,6 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     MetadataValue,
-    Output,
     asset,
 )
 
@@ -14,6 +13,7 @@ from assets.config import CoreConfig
 from assets.metadata import summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.resources import HomeResource
+from assets.versions import versioned
 from robust_data.export.export import ExportOptions, export_to_store
 from robust_data.export.result import FILES_SCHEMA, check_export
 from robust_data.export.tables import UPSTREAM
@@ -79,5 +79,5 @@ def curated_dataset(
             "card": MetadataValue.md(card[:4000]),
         },
     )
-    yield Output(table)
+    yield versioned(table)
     yield check_result("curated_dataset", "valid", check_export(table))

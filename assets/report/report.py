@@ -12,7 +12,6 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Out,
-    Output,
     TableMetadataValue,
     asset,
     config_mapping,
@@ -32,6 +31,7 @@ from assets.resources import (
     HomeResource,
     transient_failures_retried,
 )
+from assets.versions import versioned
 from robust_data.curation.presets import preset_from_params
 from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.present.markdown import inline_png
@@ -151,7 +151,7 @@ def retrained_model(
         output_name="result",
         metadata={**_retrained_metadata(table, chosen.name), "guard": guard.summary()},
     )
-    yield Output(table)
+    yield versioned(table)
     yield check_result("retrained_model", "valid", check_model_table(table, RETRAINED_SCHEMA))
     yield check_result("retrained_model", "accuracy_loss", guard, warning=True)
 
@@ -318,7 +318,7 @@ def merge_evaluations(
     path = write_report(report, home.store().report_location(context.partition_key))
     for line in report.verdicts:
         context.log.info(line)
-    yield Output(report.table, "result", metadata=_report_metadata(report, path))
+    yield versioned(report.table, metadata=_report_metadata(report, path))
     yield check_result("robustness_report", "valid", check_report(report.table))
 
 

@@ -16,7 +16,6 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Out,
-    Output,
     config_mapping,
     graph_asset,
     op,
@@ -34,6 +33,7 @@ from assets.resources import (
     Settings,
     transient_failures_retried,
 )
+from assets.versions import versioned
 from robust_data.errors import RobustDataError
 from robust_data.present.markdown import inline_png
 from robust_data.scoring.reference import load_reference
@@ -135,7 +135,7 @@ def score_rpr_shard(
 def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_samples: pa.Table):
     """Merge the shards (one core call: :func:`robust_data.scoring.rpr.score.merge_shards`)."""
     scores = merge_shards(shards, raw_samples)
-    yield Output(scores.table, "result", metadata=_metadata(scores, len(shards)))
+    yield versioned(scores.table, metadata=_metadata(scores, len(shards)))
     yield check_result("rpr_scores", "valid", check_rpr_scores(scores.table, raw_samples))
 
 

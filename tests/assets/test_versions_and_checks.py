@@ -1,0 +1,147 @@
+"""Data versions and per-dataset checks, against Dagster's in-process APIs on tiny image folders.
+
+Re-ingesting identical data keeps ``raw_samples``'s data version, so what was computed from it
+stays fresh; changed data gets a new version and makes it stale. Each check evaluation is
+recorded for the dataset (partition) it checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    materialize,
+)
+from dagster._core.definitions.data_version import StaleStatus
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._utils.test.data_versions import get_stale_status_resolver
+
+from assets.ingest.raw_samples import raw_samples_assets
+from assets.report.corrupted_test import corrupted_test
+from assets.resources import ComputeResource, HomeResource, ParquetIOManager
+from assets.versions import data_version
+from robust_data.store.schema import table_fingerprint, table_metadata
+from robust_data.store.store import Store
+from tests.fixtures import make_imagefolder, png_bytes
+
+ASSETS = [raw_samples_assets, corrupted_test]
+#: Two corruptions keep the downstream step to a fraction of a second.
+CORRUPTED = {"corruptions": ["gaussian_noise", "contrast"]}
+CLASSES = {"cat": 6, "dog": 6}
+INGEST = ["raw_samples", "ingest_rejects"]
+BOTH = [*INGEST, "corrupted_test"]
+
+
+def _run(
+    instance: DagsterInstance, store: Store, partition: str, root: Path, selection: list[str]
+) -> ExecuteInProcessResult:
+    """Materialize the ``selection`` of :data:`ASSETS` for one dataset partition read from the
+    image folder ``root``."""
+    instance.add_dynamic_partitions("datasets", [partition])
+    ops: dict[str, object] = {}
+    if "raw_samples" in selection:
+        ops["raw_samples_assets"] = {"config": {"source": f"imagefolder:{root}"}}
+    if "corrupted_test" in selection:
+        ops["corrupted_test"] = {"config": CORRUPTED}
+    return materialize(
+        ASSETS,
+        selection=selection,
+        partition_key=partition,
+        instance=instance,
+        resources={
+            "io_manager": ParquetIOManager(root=str(store.storage_root)),
+            "home": HomeResource(path=str(store.home)),
+            "compute": ComputeResource(),
+        },
+        run_config={"ops": ops},
+    )
+
+
+def _version(instance: DagsterInstance, asset: str, partition: str) -> str | None:
+    """The data version of an asset partition's latest materialization."""
+    record = instance.get_latest_data_version_record(AssetKey(asset), partition_key=partition)
+    assert record is not None
+    entry = record.event_log_entry.asset_materialization
+    assert entry is not None
+    return entry.tags.get("dagster/data_version") if entry.tags else None
+
+
+def _status(instance: DagsterInstance, asset: str, partition: str) -> StaleStatus:
+    """What Dagster's UI shows for an asset partition: fresh, stale or missing."""
+    resolver = get_stale_status_resolver(instance, ASSETS)  # a CachingStaleStatusResolver
+    return resolver.get_status(AssetKey(asset), partition)
+
+
+def test_identical_reingest_keeps_the_version_and_downstream_fresh(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    store = Store.open(isolated_home)
+    root = make_imagefolder(tmp_path / "pets", CLASSES)
+    with DagsterInstance.get() as instance:
+        _run(instance, store, "pets", root, BOTH)
+        first = _version(instance, "raw_samples", "pets")
+        downstream = _version(instance, "corrupted_test", "pets")
+        # the version is the stored table's fingerprint (the images hashed by content_sha256)
+        assert first == table_fingerprint(store.read("raw_samples", "pets"), ignore=("image",))
+        assert downstream == table_fingerprint(store.read("corrupted_test", "pets"))
+        assert _status(instance, "corrupted_test", "pets") == StaleStatus.FRESH
+
+        _run(instance, store, "pets", root, INGEST)  # the same images again
+        assert _version(instance, "raw_samples", "pets") == first
+        assert _status(instance, "corrupted_test", "pets") == StaleStatus.FRESH
+
+        # one changed test image is a real change: a new version, and the downstream is stale
+        samples = store.read("raw_samples", "pets").to_pylist()
+        path = next(row["image"]["path"] for row in samples if row["split"] == "test")
+        (root / path).write_bytes(png_bytes(np.full((12, 12, 3), 128, np.uint8)))
+        _run(instance, store, "pets", root, INGEST)
+        assert _version(instance, "raw_samples", "pets") != first
+        assert _status(instance, "corrupted_test", "pets") == StaleStatus.STALE
+
+        # recomputing the downstream from it gives a new version of the downstream, fresh again
+        _run(instance, store, "pets", root, ["corrupted_test"])
+        assert _version(instance, "corrupted_test", "pets") != downstream
+        assert _status(instance, "corrupted_test", "pets") == StaleStatus.FRESH
+
+
+def test_checks_are_recorded_per_dataset(isolated_home: Path, tmp_path: Path) -> None:
+    store = Store.open(isolated_home)
+    with DagsterInstance.get() as instance:
+        for name in ("pets", "more-pets"):
+            root = make_imagefolder(tmp_path / name, CLASSES, seed=len(name))
+            _run(instance, store, name, root, INGEST)
+        storage = instance.event_log_storage
+        for check in ("raw_samples", "ingest_rejects"):
+            key = AssetCheckKey(AssetKey(check), "valid")
+            infos = {i.partition_key: i for i in storage.get_asset_check_partition_info([key])}
+            assert set(infos) == {"pets", "more-pets"}, check
+            for info in infos.values():
+                assert info.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED
+                assert info.is_current  # it checked that partition's latest materialization
+            history = storage.get_asset_check_execution_history(key, limit=10)
+            assert sorted(r.partition for r in history) == ["more-pets", "pets"]
+
+
+def test_fingerprint_covers_values_and_params_not_the_code_revision() -> None:
+    def table(values: list[float], params: dict, revision: str = "abc") -> pa.Table:
+        meta = table_metadata("t", "raw_samples", params)
+        meta[b"robust_data.code_revision"] = revision.encode()
+        return pa.table({"x": values, "y": ["a", "b"]}).replace_schema_metadata(meta)
+
+    base = table([0.5, 1.0], {"seed": 0})
+    assert table_fingerprint(base) == table_fingerprint(table([0.5, 1.0], {"seed": 0}, "def"))
+    assert table_fingerprint(base) != table_fingerprint(table([0.5, 1.5], {"seed": 0}))
+    assert table_fingerprint(base) != table_fingerprint(table([0.5, 1.0], {"seed": 1}))
+    # chunking does not matter; an ignored column does not count
+    chunked = pa.concat_tables([base.slice(0, 1), base.slice(1)])
+    assert table_fingerprint(chunked) == table_fingerprint(base)
+    assert table_fingerprint(base, ignore=("y",)) == table_fingerprint(
+        base.set_column(1, "y", pa.array(["c", "d"])), ignore=("y",)
+    )
+    assert data_version(base).value == table_fingerprint(base)
