@@ -12,6 +12,7 @@ import warnings
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, PreviewWarning
 
+from assets.metadata import rounded
 from assets.partitions import DATASETS
 from robust_data.store.checks import CheckOutcome
 
@@ -46,5 +47,5 @@ def check_result(
         passed=outcome.passed,
         severity=AssetCheckSeverity.WARN if warning else AssetCheckSeverity.ERROR,
         description=outcome.summary(),
-        metadata={**outcome.metadata, "problems": len(outcome.problems)},
+        metadata={**rounded(outcome.metadata), "problems": len(outcome.problems)},
     )

@@ -10,7 +10,7 @@ from dagster import (
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
-from assets.metadata import records_table, summary_metadata, table_definition
+from assets.metadata import records_table, rounded, summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.versions import versioned
 from robust_data.ingest.arrays import class_names
@@ -59,7 +59,7 @@ def _metadata(result: LabelQuality, names: list[str], datalab: bool) -> dict[str
             "num_issues": "Samples flagged",
         }
         meta["datalab_summary"] = records_table(result.issue_summary, summary)
-        meta["class_imbalance"] = MetadataValue.json(result.class_imbalance)
+        meta["class_imbalance"] = MetadataValue.json(rounded(result.class_imbalance))
     return meta
 
 

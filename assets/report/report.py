@@ -22,7 +22,7 @@ from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig
-from assets.metadata import records_table, summary_metadata, table_definition
+from assets.metadata import inline_markdown, records_table, summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.resources import (
     GPU_POOL,
@@ -38,7 +38,7 @@ from robust_data.present.markdown import inline_png
 from robust_data.report.build import Report, report_from_measurements, write_report
 from robust_data.report.evaluate import JudgeOptions, held_out_scheme, used_families
 from robust_data.report.measure import Candidate, ReportSetup, measure_candidates, stored_steps
-from robust_data.report.render import summary_rows
+from robust_data.report.render import curve_rows, summary_rows
 from robust_data.report.retrain import (
     RETRAINED_SCHEMA,
     RetrainOptions,
@@ -216,23 +216,40 @@ def _models_table(report: Report) -> TableMetadataValue:
     return records_table(rows, columns)
 
 
+def _curves_table(report: Report) -> TableMetadataValue:
+    """The robustness-curves figure as numbers (seed 0): per model, the share of test images
+    still robust after 1, 2, 5, ... tries (:func:`robust_data.report.render.curve_rows`)."""
+    curves = {model: entry["curve"] for model, entry in report.document["seed0"].items()}
+    rows = curve_rows(curves)
+    columns = {"model": "The training set"}
+    for name in list(rows[0])[1:] if rows else []:
+        tries = name.removeprefix("after_")
+        columns[name] = f"Share of test images still robust after {tries} tries (higher is better)"
+    return records_table(rows, columns)
+
+
 def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
-    """Verdicts first, then the summary numbers, the models table, the plots, and last the
+    """What the asset page shows in place first: the headline verdicts (Markdown under
+    Dagster's inline limit), the main figure's numbers (a table) and the figure (one click);
+    then every verdict, the summary numbers, the models table, the other plot, and last the
     report's summary record (report, headline, paper_table), which the CLI reads.
     """
     figures = report.figures
+    summary = report.summary(str(path))
     return {
-        "verdicts": MetadataValue.text("\n".join(f"- {v}" for v in report.verdicts)),
-        **_headline_numbers(report),
-        "dagster/row_count": MetadataValue.int(report.table.num_rows),
-        "models": _models_table(report),
+        "verdict": inline_markdown(summary.headline.verdicts, "every verdict is under verdicts"),
+        "robustness_curves_table": _curves_table(report),
         "robustness_curves": MetadataValue.md(
             inline_png(figures["robustness_curves"], "robustness curves")
         ),
+        "verdicts": MetadataValue.md("\n".join(f"- {v}" for v in report.verdicts)),
+        **_headline_numbers(report),
+        "dagster/row_count": MetadataValue.int(report.table.num_rows),
+        "models": _models_table(report),
         "corruption_accuracy": MetadataValue.md(
             inline_png(figures["corruption_accuracy"], "accuracy per corruption")
         ),
-        **summary_metadata(report.summary(str(path))),
+        **summary_metadata(summary),
     }
 
 
@@ -334,8 +351,9 @@ def merge_evaluations(
     group_name="report",
     kinds={"parquet"},
     description="Every metric of every retrained model: one row per (seed, model). Higher "
-    "accuracy and robust fraction are better, lower mCE and ECE are better; the verdicts "
-    "(first in the metadata) compare curated with each other model with 95% intervals. The "
+    "accuracy and robust fraction are better, lower mCE and ECE are better. The metadata "
+    "opens with the verdict (curated against each other model on the headline metrics, 95% "
+    "intervals), the robustness curves as a table and as a figure, then every verdict. The "
     "full report is under <home>/reports/<dataset>/ (under the store URL when there is one), "
     "each model measured in a step of its own (evaluate_model).",
     metadata=table_definition(REPORT_SCHEMA),

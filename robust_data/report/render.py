@@ -146,6 +146,38 @@ def summary_rows(
     ]
 
 
+def curve_budgets(max_steps: int) -> list[int]:
+    """The tries at which :func:`curve_rows` reads the curves: 1, 2, 5, 10, 20, 50, ... below
+    ``max_steps`` (>= 1), then ``max_steps`` itself (where the curve is the robust fraction)."""
+    budgets: list[int] = []
+    scale = 1
+    while scale < max_steps:
+        budgets += [k * scale for k in (1, 2, 5) if k * scale < max_steps]
+        scale *= 10
+    return [*budgets, max_steps]
+
+
+def curve_rows(curves: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """The robustness-curves figure as numbers: one row per model, ``model`` and ``after_k``,
+    the share of test images still robust after k tries, for each k of :func:`curve_budgets`.
+
+    Parameters
+    ----------
+    curves : dict of str to list of float
+        Model -> its curve (seed 0's, the figure's), entry k-1 the share after try k, in
+        [0, 1], non-increasing; higher is more robust. Models with an empty curve are left
+        out; curves of one report share one length (its max_steps).
+    """
+    drawn = {model: curve for model, curve in curves.items() if len(curve)}
+    if not drawn:
+        return []
+    budgets = curve_budgets(len(next(iter(drawn.values()))))
+    return [
+        {"model": model, **{f"after_{k}": float(curve[k - 1]) for k in budgets}}
+        for model, curve in drawn.items()
+    ]
+
+
 def paper_table_markdown(table: pa.Table) -> str:
     """Model, training-set size, test accuracy, test robust fraction (means over the seeds
     that measured it)."""
