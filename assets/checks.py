@@ -12,8 +12,8 @@ import warnings
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, PreviewWarning
 
-from assets.metadata import rounded
 from assets.partitions import DATASETS
+from robust_data.present.summary import rounded
 from robust_data.store.checks import CheckOutcome
 
 

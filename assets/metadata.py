@@ -24,36 +24,15 @@ from dagster import (
     TableSchema,
 )
 
-from robust_data.present.summary import Entry, StageSummary
+from robust_data.present.summary import Entry, StageSummary, rounded
 from robust_data.store.schema import describe, with_description
 
 #: The definition metadata key of a table asset's columns (shown on the asset's page).
 COLUMN_SCHEMA = "dagster/column_schema"
 
-#: Decimals of every float shown in asset metadata (0.9304, not 0.9303621169916435).
-DECIMALS = 4
-
 #: Dagster 1.13's asset page shows a Markdown entry in place only when it is shorter than this
 #: (UTF-16 code units, ui-core MetadataEntry.tsx); a longer one is behind "[Show Markdown]".
 INLINE_MARKDOWN_LIMIT = 1000
-
-
-def rounded(value: Any) -> Any:
-    """``value`` with every float rounded for display, inside dicts, lists and tuples too.
-
-    Floats of magnitude 0.001 or more get :data:`DECIMALS` decimals; smaller non-zero ones
-    (p-values, tiny losses) keep 3 significant digits rather than turning into 0. NaN and
-    infinities are kept; other values are returned as they are. Idempotent.
-    """
-    if isinstance(value, float):
-        if not math.isfinite(value) or value == 0.0:
-            return value
-        return round(value, DECIMALS) if abs(value) >= 1e-3 else float(f"{value:.3g}")
-    if isinstance(value, Mapping):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [rounded(v) for v in value]
-    return value
 
 
 def _utf16_length(text: str) -> int:

@@ -10,7 +10,7 @@ from dagster import (
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
-from assets.metadata import records_table, rounded, summary_metadata, table_definition
+from assets.metadata import records_table, summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.versions import versioned
 from robust_data.ingest.arrays import class_names
@@ -22,6 +22,7 @@ from robust_data.label_quality.assess import (
     check_label_quality,
 )
 from robust_data.present.markdown import inline_png
+from robust_data.present.summary import rounded
 
 
 class LabelQualityConfig(CoreConfig, core=LabelQualityOptions):

@@ -15,7 +15,6 @@ from assets.metadata import (
     count_table,
     inline_markdown,
     records_table,
-    rounded,
     summary_metadata,
 )
 from robust_data.curation.ledger import LEDGER_SCHEMA
@@ -23,7 +22,7 @@ from robust_data.curation.reviews import REVIEWS_SCHEMA
 from robust_data.export.result import FILES_SCHEMA
 from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
 from robust_data.label_quality.oof_table import OOF_SCHEMA
-from robust_data.present.summary import StageSummary
+from robust_data.present.summary import StageSummary, rounded
 from robust_data.report.render import curve_budgets, curve_rows
 from robust_data.report.retrain import RETRAINED_SCHEMA
 from robust_data.report.table import REPORT_SCHEMA
