@@ -364,12 +364,15 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     robust_lines = [v for v in document["verdicts"] if "robust_fraction" in v]
     assert len(robust_lines) == 3 and all("1 seed: no interval" in v for v in robust_lines)
     report_meta = _metadata(result, "robustness_report")
-    # verdicts first, then the typed summary numbers, then the models table, then the plots
+    # the headline verdict (in place), the curves as a table and a figure, every verdict, then
+    # the typed summary numbers, then the models table, then the other plot
     order = list(report_meta)
-    assert order[0] == "verdicts"
+    assert order[:4] == ["verdict", "robustness_curves_table", "robustness_curves", "verdicts"]
     assert order.index("curated_test_accuracy") < order.index("models")
-    assert order.index("models") < order.index("robustness_curves")
+    assert order.index("models") < order.index("corruption_accuracy")
     assert report_meta["verdicts"].value.splitlines()[0] == f"- {document['verdicts'][0]}"
+    headline = report_meta["headline"].value["verdicts"]
+    assert report_meta["verdict"].value.splitlines()[0] == f"- {headline[0]}"
     curated_accuracy = document["summary"]["curated"]["test_accuracy"][0]
     assert report_meta["curated_test_accuracy"].value == pytest.approx(curated_accuracy, abs=1e-4)
     models = {r.data["model"]: r.data for r in report_meta["models"].records}
