@@ -50,7 +50,7 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     partitions_def=DATASETS,
     group_name="curation",
     kinds={"parquet"},
-    description="The export at <home>/exports/<dataset>, or <store URL>/exports/<dataset> when "
+    description="The export at `<home>/exports/<dataset>`, or `<store URL>/exports/<dataset>` when "
     "ROBUST_DATA_STORE is a URL: data/train-*.parquet and data/test-*.parquet (one typed "
     "schema, Hugging Face features), README.md (dataset card with YAML front matter), "
     "lineage.json (written last); one row per exported data file here.",

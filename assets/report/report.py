@@ -38,7 +38,7 @@ from robust_data.present.markdown import inline_png
 from robust_data.report.build import Report, report_from_measurements, write_report
 from robust_data.report.evaluate import JudgeOptions, held_out_scheme, used_families
 from robust_data.report.measure import Candidate, ReportSetup, measure_candidates, stored_steps
-from robust_data.report.render import curve_rows, summary_rows
+from robust_data.report.render import curve_rows, metric_rows
 from robust_data.report.retrain import (
     RETRAINED_SCHEMA,
     RetrainOptions,
@@ -206,25 +206,27 @@ def _headline_numbers(report: Report) -> dict[str, MetadataValue]:
 
 
 def _models_table(report: Report) -> TableMetadataValue:
-    """One row per model: training images and each metric's mean over seeds."""
-    rows = summary_rows(report.document["summary"], report.document["train_sizes"])
-    docs = descriptions(REPORT_SCHEMA)
-    columns = {
-        name: docs[name] + ("" if name in ("model", "train_size") else " (mean)")
-        for name in rows[0]
-    }
+    """One row per metric (training images first), one column per model: the metric's mean
+    over seeds. Models as columns keep it narrow: the asset page's metadata column is as wide
+    as its widest table, and the verdict's lines wrap at that width."""
+    rows = metric_rows(report.document["summary"], report.document["train_sizes"])
+    columns = {"metric": "A column of the report (↑ higher is better, ↓ lower is better)"}
+    columns.update({model: "Mean over seeds" for model in list(rows[0])[1:]} if rows else {})
     return records_table(rows, columns)
 
 
 def _curves_table(report: Report) -> TableMetadataValue:
-    """The robustness-curves figure as numbers (seed 0): per model, the share of test images
-    still robust after 1, 2, 5, ... tries (:func:`robust_data.report.render.curve_rows`)."""
+    """The robustness-curves figure as numbers (seed 0): per number of tries (1, 2, 5, ...),
+    each model's share of test images still robust
+    (:func:`robust_data.report.render.curve_rows`)."""
     curves = {model: entry["curve"] for model, entry in report.document["seed0"].items()}
     rows = curve_rows(curves)
-    columns = {"model": "The training set"}
-    for name in list(rows[0])[1:] if rows else []:
-        tries = name.removeprefix("after_")
-        columns[name] = f"Share of test images still robust after {tries} tries (higher is better)"
+    columns = {"tries": "Random perturbations tried per test image"}
+    columns.update(
+        {model: "Share still robust (higher is better)" for model in list(rows[0])[1:]}
+        if rows
+        else {}
+    )
     return records_table(rows, columns)
 
 
@@ -354,7 +356,7 @@ def merge_evaluations(
     "accuracy and robust fraction are better, lower mCE and ECE are better. The metadata "
     "opens with the verdict (curated against each other model on the headline metrics, 95% "
     "intervals), the robustness curves as a table and as a figure, then every verdict. The "
-    "full report is under <home>/reports/<dataset>/ (under the store URL when there is one), "
+    "full report is under `<home>/reports/<dataset>/` (under the store URL when there is one), "
     "each model measured in a step of its own (evaluate_model).",
     metadata=table_definition(REPORT_SCHEMA),
     config=_split_report_config,

@@ -146,7 +146,7 @@ def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_sa
     kinds={"pytorch", "parquet"},
     description="Random Perturbation Robustness under the reference model: one row per sample "
     "of each scored split. Low steps_to_flip (robust false) marks a fragile point, null means "
-    "it survived every try; a higher robust_fraction_<split> is better.",
+    "it survived every try; a higher `robust_fraction_<split>` is better.",
     metadata=table_definition(RPR_SCHEMA),
     config=_split_config,
     check_specs=[

@@ -158,8 +158,9 @@ def curve_budgets(max_steps: int) -> list[int]:
 
 
 def curve_rows(curves: dict[str, list[float]]) -> list[dict[str, Any]]:
-    """The robustness-curves figure as numbers: one row per model, ``model`` and ``after_k``,
-    the share of test images still robust after k tries, for each k of :func:`curve_budgets`.
+    """The robustness-curves figure as numbers: one row per number of tries k (``tries``, from
+    :func:`curve_budgets`), one column per model: the share of test images still robust after
+    k tries. Models are columns so that the table stays narrow.
 
     Parameters
     ----------
@@ -173,8 +174,29 @@ def curve_rows(curves: dict[str, list[float]]) -> list[dict[str, Any]]:
         return []
     budgets = curve_budgets(len(next(iter(drawn.values()))))
     return [
-        {"model": model, **{f"after_{k}": float(curve[k - 1]) for k in budgets}}
-        for model, curve in drawn.items()
+        {"tries": k, **{model: float(curve[k - 1]) for model, curve in drawn.items()}}
+        for k in budgets
+    ]
+
+
+def metric_rows(
+    summary: dict[str, dict[str, list[float]]], sizes: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The models table on its side: one row per metric, one column per model (narrow).
+
+    ``metric`` is the metric's name and good direction (``↑`` higher is better, ``↓`` lower is
+    better); the first row, ``train_size``, counts training images. The other values are the
+    means over seeds of :func:`summary_rows`, NaN where a model has no value.
+    """
+    rows = summary_rows(summary, sizes)
+    arrows = {m.name: "↑" if m.higher_is_better else "↓" for m in METRICS}
+    names = [name for name in rows[0] if name != "model"] if rows else []
+    return [
+        {
+            "metric": f"{name} {arrows[name]}" if name in arrows else name,
+            **{row["model"]: float(row[name]) for row in rows},
+        }
+        for name in names
     ]
 
 

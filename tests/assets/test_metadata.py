@@ -3,6 +3,7 @@ rounded floats, Markdown short enough to show without a click."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -23,7 +24,7 @@ from robust_data.export.result import FILES_SCHEMA
 from robust_data.label_quality.assess import LABEL_QUALITY_SCHEMA
 from robust_data.label_quality.oof_table import OOF_SCHEMA
 from robust_data.present.summary import StageSummary, rounded
-from robust_data.report.render import curve_budgets, curve_rows
+from robust_data.report.render import curve_budgets, curve_rows, metric_rows
 from robust_data.report.retrain import RETRAINED_SCHEMA
 from robust_data.report.table import REPORT_SCHEMA
 from robust_data.report.testset import CORRUPTED_SCHEMA
@@ -150,7 +151,21 @@ def test_curve_rows_read_the_figure_at_one_two_five_tries() -> None:
     assert curve_budgets(1) == [1]
     curve = [1.0 - k / 1000 for k in range(1, 251)]
     rows = curve_rows({"reference": curve, "curated": [0.5] * 250, "random": []})
-    assert [r["model"] for r in rows] == ["reference", "curated"]  # no curve: left out
-    assert rows[0]["after_1"] == curve[0] and rows[0]["after_250"] == curve[-1]
-    assert list(rows[1])[1:] == [f"after_{k}" for k in curve_budgets(250)]
+    assert [r["tries"] for r in rows] == curve_budgets(250)
+    assert list(rows[0]) == ["tries", "reference", "curated"]  # no curve: left out
+    assert rows[0]["reference"] == curve[0] and rows[-1]["reference"] == curve[-1]
+    assert {r["curated"] for r in rows} == {0.5}
     assert curve_rows({}) == []
+
+
+def test_metric_rows_put_models_in_columns_with_the_good_direction() -> None:
+    summary = {
+        "reference": {"flip_rate": [0.2, 0.1, 0.3], "test_accuracy": [0.9, 0.8, 1.0]},
+        "curated": {"flip_rate": [0.1, 0.0, 0.2], "test_accuracy": [0.95, 0.9, 1.0]},
+    }
+    rows = metric_rows(summary, {"reference": 100, "curated": 80})
+    by = {r["metric"]: r for r in rows}
+    assert rows[0] == {"metric": "train_size", "reference": 100.0, "curated": 80.0}
+    assert by["flip_rate ↓"] == {"metric": "flip_rate ↓", "reference": 0.2, "curated": 0.1}
+    assert by["test_accuracy ↑"]["curated"] == 0.95
+    assert math.isnan(by["ece ↓"]["curated"])  # measured by no model: NaN (shown empty)

@@ -375,9 +375,12 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     assert report_meta["verdict"].value.splitlines()[0] == f"- {headline[0]}"
     curated_accuracy = document["summary"]["curated"]["test_accuracy"][0]
     assert report_meta["curated_test_accuracy"].value == pytest.approx(curated_accuracy, abs=1e-4)
-    models = {r.data["model"]: r.data for r in report_meta["models"].records}
-    assert set(models) == {"reference", "curated", "random_subset", "all_with_variants"}
-    assert models["curated"]["mce_seen"] is None  # NaN: no corruption was used as a variant
+    # one row per metric, one column per model (narrow enough for the asset page)
+    metrics = {r.data["metric"]: r.data for r in report_meta["models"].records}
+    columns = [c.name for c in report_meta["models"].schema.columns]
+    assert columns == ["metric", "reference", "curated", "random_subset", "all_with_variants"]
+    assert metrics["mce_seen ↓"]["curated"] is None  # NaN: no corruption was used as a variant
+    assert metrics["train_size"]["curated"] == export.num_rows
     test_scores = scores.filter(pc.equal(scores.column("split"), "test"))
     robust = pc.mean(test_scores.column("robust").cast("int8")).as_py()
     table = store.read("robustness_report", "digits")
