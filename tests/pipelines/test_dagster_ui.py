@@ -42,6 +42,8 @@ ARTIFACT = PROJECT / "test-artifacts" / "dagster-report.png"
 #: Columns a stored table's data version leaves out (see the assets' ``versioned`` calls).
 IGNORED = {"raw_samples": ("image",), "reference_model": ("train_seconds",)}
 PAGE_TIMEOUT_S = 60
+#: A full-HD window: the asset page's metadata column is then wide enough for every table.
+WINDOW = (1920, 1200)
 
 
 @pytest.fixture
@@ -170,7 +172,7 @@ def test_report_page_shows_the_verdict_and_the_main_figure_in_chromium(
     first = headline_verdicts(table)[0]
     with running_webserver(curated_digits.home) as port:
         loaded_asset_nodes(port)
-        with Chromium(chromium, tmp_path / "profile", size=(1400, 1800)) as page:
+        with Chromium(chromium, tmp_path / "profile", size=WINDOW) as page:
             page.goto(f"http://127.0.0.1:{port}/assets/robustness_report?view=overview")
             verdict = ROW.format(name="verdict")
             # the verdict, rendered as Markdown in place: a list item, no click
@@ -182,6 +184,13 @@ def test_report_page_shows_the_verdict_and_the_main_figure_in_chromium(
             )
             assert shown.strip() == first
             assert "Show Markdown" not in page.evaluate(f"{verdict}.innerText")
+            # ... and whole: the metadata table is no wider than the page shows (its widest
+            # table sets the width the verdict's lines wrap at), so nothing is cut off
+            widths = page.evaluate(
+                f"(() => {{ const c = {verdict}.closest('table').parentElement;"
+                " return [c.scrollWidth, c.clientWidth]; })()"
+            )
+            assert widths[0] <= widths[1] + 2, f"the Metadata section scrolls sideways: {widths}"
             # the main figure's numbers, as a table in place
             curves = ROW.format(name="robustness_curves_table")
             headers = _wait(
@@ -214,5 +223,18 @@ def test_report_page_shows_the_verdict_and_the_main_figure_in_chromium(
                 "the robustness curves figure",
             )
             assert width > 300
+            # the check's latest evaluation names its dataset, and there is a Partitions view
+            page.goto(f"http://127.0.0.1:{port}/assets/robustness_report?view=checks")
+            text = _wait(
+                page,
+                "(() => { const t = document.body.innerText;"
+                " return t.includes('Latest execution') && t.includes('Partition') ? t : ''; })()",
+                "the check's latest execution",
+            )
+            assert f"Partition\n{DATASET}" in text
+            tabs = page.evaluate(
+                "Array.from(document.querySelectorAll('[role=tab]')).map(t => t.innerText.trim())"
+            )
+            assert "Partitions" in tabs
     png = ARTIFACT.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000
