@@ -185,9 +185,24 @@ def table_fingerprint(table: pa.Table, ignore: Collection[str] = ()) -> str:
     body = table.select(kept).combine_chunks()
     digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode())
     for name, column in zip(kept, body.columns, strict=True):
-        digest.update(f"\n{name}:{column.type}\n".encode())
+        kind = _canonical(column.type)
+        digest.update(f"\n{name}:{kind}\n".encode())
+        one = pa.schema([pa.field(name, kind)])
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, pa.schema([pa.field(name, column.type)])) as writer:
-            writer.write_table(pa.table([column], schema=pa.schema([pa.field(name, column.type)])))
+        with pa.ipc.new_stream(sink, one) as writer:
+            writer.write_table(pa.table([column.cast(kind)], schema=one))
         digest.update(sink.getvalue())
     return digest.hexdigest()
+
+
+def _canonical(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with the names and nullability of nested fields made uniform: Parquet names a
+    list's values ``element`` where Arrow builds ``item``, so the same values read back from a
+    file would otherwise fingerprint differently from the table that was written."""
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(_canonical(kind.value_type), kind.list_size)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return pa.list_(_canonical(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _canonical(f.type)) for f in kind])
+    return kind
