@@ -8,7 +8,6 @@ multiprocess executor, a pod with a GPU under the Kubernetes executor) and
 
 import pyarrow as pa
 from dagster import (
-    AssetCheckSpec,
     AssetIn,
     Config,
     DynamicOut,
@@ -22,7 +21,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets.checks import check_result
+from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig
 from assets.metadata import summary_metadata, table_definition
 from assets.partitions import DATASETS
@@ -150,11 +149,10 @@ def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_sa
     metadata=table_definition(RPR_SCHEMA),
     config=_split_config,
     check_specs=[
-        AssetCheckSpec(
+        check_spec(
+            "rpr_scores",
             "valid",
-            asset="rpr_scores",
-            blocking=True,
-            description="Schema, one row per scored sample, steps in 1..max_steps, flags agree.",
+            "Schema, one row per scored sample, steps in 1..max_steps, flags agree.",
         )
     ],
 )

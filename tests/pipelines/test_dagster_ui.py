@@ -112,7 +112,7 @@ def test_metadata_floats_are_rounded_and_versions_are_content_hashes(
     assert {i.partition_key for i in infos} == {DATASET}
     for key in graph.asset_check_keys:
         (record,) = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
-        evaluation = record.event.dagster_event.event_specific_data.asset_check_evaluation
+        evaluation = record.event.dagster_event.event_specific_data  # AssetCheckEvaluation
         assert evaluation.partition == DATASET
         assert _unrounded(dict(evaluation.metadata)) == [], key
 
