@@ -352,7 +352,7 @@ def merge_evaluations(
     partitions_def=DATASETS,
     group_name="report",
     kinds={"parquet"},
-    description="Every metric of every retrained model: one row per (seed, model). Higher "
+    description="Every metric of every retrained model: one row per (seed, model); higher "
     "accuracy and robust fraction are better, lower mCE and ECE are better. The metadata "
     "opens with the verdict (curated against each other model on the headline metrics, 95% "
     "intervals), the robustness curves as a table and as a figure, then every verdict. The "
