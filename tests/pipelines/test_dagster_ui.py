@@ -9,6 +9,7 @@ README's copy, docs/images/dagster-report.png, was taken from this test.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,12 @@ from dagster import (
     MetadataValue,
     TableMetadataValue,
 )
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._time import get_current_datetime
 
 from assets.metadata import INLINE_MARKDOWN_LIMIT
+from pipelines.cli import main
 from pipelines.definitions import build_definitions
 from robust_data.present.summary import rounded
 from robust_data.report.render import curve_budgets
@@ -115,6 +120,42 @@ def test_metadata_floats_are_rounded_and_versions_are_content_hashes(
         evaluation = record.event.dagster_event.event_specific_data  # AssetCheckEvaluation
         assert evaluation.partition == DATASET
         assert _unrounded(dict(evaluation.metadata)) == [], key
+
+
+def _status(instance: DagsterInstance, graph: Any, asset: str) -> StaleStatus:
+    """What the UI shows for the digits partition of an asset: fresh, stale or missing."""
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=graph,
+    )
+    resolver = CachingStaleStatusResolver(instance, graph, view)
+    return resolver.get_status(AssetKey(asset), DATASET)
+
+
+@pytest.mark.slow
+def test_reingesting_identical_data_leaves_scores_and_report_fresh(
+    curated_digits: CuratedHome, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home-copy"  # this test ingests again: a copy of the session's home
+    shutil.copytree(curated_digits.home, home, ignore=shutil.ignore_patterns(".lock"))
+    graph = build_definitions(Store.open(home)).resolve_asset_graph()
+    downstream = ("rpr_scores", "robustness_report")
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        before = _latest(instance, "raw_samples")
+        assert {_status(instance, graph, a) for a in downstream} == {StaleStatus.FRESH}
+    assert main(["ingest", DATASET, "--home", str(home)]) == 0
+    capsys.readouterr()
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        after = _latest(instance, "raw_samples")
+        assert (
+            after is not before
+            and after.tags["dagster/data_version"] == (before.tags["dagster/data_version"])
+        )
+        filtered = AssetRecordsFilter(asset_key=AssetKey("raw_samples"))
+        assert len(instance.fetch_materializations(filtered, limit=5).records) == 2  # re-run
+        for asset in downstream:
+            assert _status(instance, graph, asset) == StaleStatus.FRESH, asset
 
 
 @pytest.mark.slow
