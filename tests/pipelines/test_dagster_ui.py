@@ -277,9 +277,18 @@ def test_report_page_shows_the_verdict_and_the_main_figure_in_chromium(
                 "the check's latest execution",
             )
             assert f"Partition\n{DATASET}" in text
-            tabs = page.evaluate(
-                "Array.from(document.querySelectorAll('[role=tab]')).map(t => t.innerText.trim())"
+            # the check's own Partitions tab (the last tab so named; the asset has one too)
+            page.evaluate(
+                "(() => { const t = Array.from(document.querySelectorAll('[role=tab]'))"
+                ".filter(t => t.innerText.trim() === 'Partitions'); t[t.length - 1].click(); })()"
             )
-            assert "Partitions" in tabs
+            statuses = _wait(
+                page,
+                "(() => { const t = document.body.innerText;"
+                " return t.includes('Passed (') && t.includes('Execution Failed (') ? t : ''; })()",
+                "the check's partition statuses",
+            )
+            assert "Passed (1)" in statuses and "Failed (0)" in statuses
+            assert DATASET in statuses.split("Passed (1)")[-1]  # listed under the counts
     png = ARTIFACT.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000
