@@ -97,15 +97,28 @@ def test_identical_reingest_keeps_the_version_and_downstream_fresh(
         assert _version(instance, "raw_samples", "pets") == first
         assert _status(instance, "corrupted_test", "pets") == StaleStatus.FRESH
 
-        # one changed test image is a real change: a new version, and the downstream is stale
         samples = store.read("raw_samples", "pets").to_pylist()
-        path = next(row["image"]["path"] for row in samples if row["split"] == "test")
-        (root / path).write_bytes(png_bytes(np.full((12, 12, 3), 128, np.uint8)))
-        _run(instance, store, "pets", root, INGEST)
+        grey = png_bytes(np.full((12, 12, 3), 128, np.uint8))
+
+        def change(split: str) -> None:
+            """Overwrite the first image of ``split`` in the source folder, and ingest again."""
+            path = next(row["image"]["path"] for row in samples if row["split"] == split)
+            (root / path).write_bytes(grey)
+            _run(instance, store, "pets", root, INGEST)
+
+        # a changed training image is a new raw_samples: corrupted_test is stale, but computed
+        # again it holds the same table (it reads the test split only), so it keeps its
+        # version and what was computed from it would stay fresh
+        change("train")
         assert _version(instance, "raw_samples", "pets") != first
         assert _status(instance, "corrupted_test", "pets") == StaleStatus.STALE
+        _run(instance, store, "pets", root, ["corrupted_test"])
+        assert _version(instance, "corrupted_test", "pets") == downstream
+        assert _status(instance, "corrupted_test", "pets") == StaleStatus.FRESH
 
-        # recomputing the downstream from it gives a new version of the downstream, fresh again
+        # a changed test image changes corrupted_test too: a new version once recomputed
+        change("test")
+        assert _status(instance, "corrupted_test", "pets") == StaleStatus.STALE
         _run(instance, store, "pets", root, ["corrupted_test"])
         assert _version(instance, "corrupted_test", "pets") != downstream
         assert _status(instance, "corrupted_test", "pets") == StaleStatus.FRESH
