@@ -24,11 +24,35 @@ from dagster import (
     TableSchema,
 )
 
-from robust_data.present.summary import Entry, StageSummary
+from robust_data.present.summary import Entry, StageSummary, rounded
 from robust_data.store.schema import describe, with_description
 
 #: The definition metadata key of a table asset's columns (shown on the asset's page).
 COLUMN_SCHEMA = "dagster/column_schema"
+
+#: Dagster 1.13's asset page shows a Markdown entry in place only when it is shorter than this
+#: (UTF-16 code units, ui-core MetadataEntry.tsx); a longer one is behind "[Show Markdown]".
+INLINE_MARKDOWN_LIMIT = 1000
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def inline_markdown(lines: Sequence[str], more: str) -> MetadataValue:
+    """A Markdown bullet list the asset page shows in place: as many of ``lines`` as fit
+    under :data:`INLINE_MARKDOWN_LIMIT`, then ``more`` (say where the rest is) with the count
+    of lines left out, if any were.
+    """
+    shown: list[str] = []
+    for i, line in enumerate(lines):
+        left = len(lines) - i - 1
+        tail = [f"- … {left} more: {more}"] if left else []
+        if _utf16_length("\n".join([*shown, f"- {line}", *tail])) >= INLINE_MARKDOWN_LIMIT:
+            tail = [f"- … {len(lines) - i} more: {more}"]
+            return MetadataValue.md("\n".join([*shown, *tail]))
+        shown.append(f"- {line}")
+    return MetadataValue.md("\n".join(shown))
 
 
 def column_schema(schema: pa.Schema) -> TableSchema:
@@ -60,10 +84,10 @@ def table_definition(schema: pa.Schema) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> str | int | float | bool | None:
-    """A table cell: NaN as empty (JSON has no NaN), anything else as it is."""
+    """A table cell: NaN as empty (JSON has no NaN), a float rounded, anything else as it is."""
     if isinstance(value, float) and math.isnan(value):
         return None
-    return value
+    return rounded(value)
 
 
 def records_table(
@@ -74,7 +98,8 @@ def records_table(
     Parameters
     ----------
     rows : sequence of mapping
-        One mapping per row; values are str, int, float (NaN shown empty), bool or None.
+        One mapping per row; values are str, int, float (NaN shown empty, others
+        :func:`rounded`), bool or None.
     columns : mapping of str to str
         Column name -> description, in display order; keys missing from a row are empty.
     """
@@ -110,10 +135,10 @@ def _typed(entry: Entry) -> MetadataValue:
     if isinstance(value, int):
         return MetadataValue.int(value)
     if isinstance(value, float):
-        return MetadataValue.float(value)
+        return MetadataValue.float(rounded(value))
     if isinstance(value, str):
         return MetadataValue.text(value)
-    return MetadataValue.json(value)
+    return MetadataValue.json(rounded(value))
 
 
 def summary_metadata(record: StageSummary) -> dict[str, MetadataValue]:

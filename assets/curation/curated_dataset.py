@@ -5,7 +5,6 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     MetadataValue,
-    Output,
     asset,
 )
 
@@ -14,6 +13,7 @@ from assets.config import CoreConfig
 from assets.metadata import summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.resources import HomeResource
+from assets.versions import versioned
 from robust_data.export.card import LINEAGE_TABLES
 from robust_data.export.export import ExportOptions, export_to_store
 from robust_data.export.result import FILES_SCHEMA, check_export
@@ -50,7 +50,7 @@ def latest_runs(instance, partition: str, names: tuple[str, ...]) -> dict[str, s
     partitions_def=DATASETS,
     group_name="curation",
     kinds={"parquet"},
-    description="The export at <home>/exports/<dataset>, or <store URL>/exports/<dataset> when "
+    description="The export at `<home>/exports/<dataset>`, or `<store URL>/exports/<dataset>` when "
     "ROBUST_DATA_STORE is a URL: data/train-*.parquet and data/test-*.parquet (one typed "
     "schema, Hugging Face features; train: the kept originals plus their variants when the "
     "curation's plan makes them), README.md (dataset card: what it holds, how samples were "
@@ -81,5 +81,5 @@ def curated_dataset(
             "card": MetadataValue.md(card[:4000]),
         },
     )
-    yield Output(table)
+    yield versioned(table)
     yield check_result("curated_dataset", "valid", check_export(table))

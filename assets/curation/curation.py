@@ -6,7 +6,6 @@ from dagster import (
     AssetOut,
     AssetSpec,
     MetadataValue,
-    Output,
     TableMetadataValue,
     multi_asset,
 )
@@ -17,6 +16,7 @@ from assets.config import CoreConfig, set_fields
 from assets.metadata import count_table, records_table, summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.resources import HomeResource
+from assets.versions import versioned
 from robust_data.curation.ledger import (
     LEDGER_SCHEMA,
     MAX_CLASS_LOSS,
@@ -219,12 +219,12 @@ def curation_assets(
     loss = check_class_loss(result.ledger, names=dict(enumerate(class_names(raw_samples))))
     for problem in loss.problems:
         context.log.warning(problem)
-    yield Output(
+    yield versioned(
         result.curated,
         output_name="curated_samples",
         metadata=_metadata(result, class_names(raw_samples)),
     )
-    yield Output(
+    yield versioned(
         result.ledger,
         output_name="curation_ledger",
         metadata=_ledger_metadata(result, guard.summary()),

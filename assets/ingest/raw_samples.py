@@ -4,7 +4,6 @@ from dagster import (
     AssetExecutionContext,
     AssetOut,
     MetadataValue,
-    Output,
     multi_asset,
 )
 from pydantic import Field
@@ -14,6 +13,7 @@ from assets.config import CoreConfig
 from assets.metadata import count_table, summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.resources import HomeResource
+from assets.versions import versioned
 from robust_data.errors import DatasetError
 from robust_data.ingest.build import IngestOptions, IngestResult, ingest, parse_size
 from robust_data.ingest.preview import preview_grid
@@ -114,11 +114,14 @@ def raw_samples_assets(
         context.log.warning(
             f"{result.rejects.num_rows} unreadable images left out (see ingest_rejects)"
         )
-    yield Output(
+    yield versioned(
         result.rejects,
         output_name="ingest_rejects",
         metadata={"dagster/row_count": MetadataValue.int(result.rejects.num_rows)},
     )
-    yield Output(result.samples, output_name="raw_samples", metadata=_metadata(result))
+    # content_sha256 hashes each image's pixels: the encoded PNGs add nothing to the version
+    yield versioned(
+        result.samples, output_name="raw_samples", metadata=_metadata(result), ignore=("image",)
+    )
     yield check_result("raw_samples", "valid", samples_check)
     yield check_result("ingest_rejects", "valid", check_rejects(result.rejects))

@@ -4,7 +4,6 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     MetadataValue,
-    Output,
     TableMetadataValue,
     asset,
 )
@@ -13,6 +12,7 @@ from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
 from assets.metadata import records_table, summary_metadata, table_definition
 from assets.partitions import DATASETS
+from assets.versions import versioned
 from robust_data.ingest.arrays import class_names
 from robust_data.label_quality.assess import (
     LABEL_QUALITY_SCHEMA,
@@ -22,6 +22,7 @@ from robust_data.label_quality.assess import (
     check_label_quality,
 )
 from robust_data.present.markdown import inline_png
+from robust_data.present.summary import rounded
 
 
 class LabelQualityConfig(CoreConfig, core=LabelQualityOptions):
@@ -59,7 +60,7 @@ def _metadata(result: LabelQuality, names: list[str], datalab: bool) -> dict[str
             "num_issues": "Samples flagged",
         }
         meta["datalab_summary"] = records_table(result.issue_summary, summary)
-        meta["class_imbalance"] = MetadataValue.json(result.class_imbalance)
+        meta["class_imbalance"] = MetadataValue.json(rounded(result.class_imbalance))
     return meta
 
 
@@ -91,5 +92,5 @@ def label_quality(
         inline_png(result.suspect_grid(raw_samples, names), "most suspect labels")
     )
     context.add_output_metadata(meta, output_name="result")
-    yield Output(table)
+    yield versioned(table)
     yield check_result("label_quality", "valid", check_label_quality(table, oof_predictions))

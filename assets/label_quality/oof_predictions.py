@@ -16,7 +16,6 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Out,
-    Output,
     config_mapping,
     graph_asset,
     op,
@@ -28,6 +27,7 @@ from assets.config import FROM_COMPUTE, CoreConfig
 from assets.metadata import table_definition
 from assets.partitions import DATASETS
 from assets.resources import GPU_POOL, GPU_STEP_TAGS, ComputeResource, transient_failures_retried
+from assets.versions import versioned
 from robust_data.label_quality.oof import OofOptions, fold_plan, merge_folds, oof_fold
 from robust_data.label_quality.oof_table import OOF_SCHEMA, check_oof
 from robust_data.scoring.models import ModelOptions
@@ -125,7 +125,7 @@ def merge_oof_folds(
         "warnings": MetadataValue.text("; ".join(result.warnings) or "none"),
     }
     table = result.table({"seed": options.seed, "embedding_dim": options.embedding_dim})
-    yield Output(table, "result", metadata=metadata)
+    yield versioned(table, metadata=metadata)
     yield check_result("oof_predictions", "valid", check_oof(table, raw_samples))
 
 

@@ -1,11 +1,12 @@
 """``corrupted_test``: the test split under every corruption and severity, made once per dataset."""
 
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
 from assets.metadata import table_definition
 from assets.partitions import DATASETS
+from assets.versions import versioned
 from robust_data.ingest.arrays import decode_samples
 from robust_data.report.testset import (
     CORRUPTED_SCHEMA,
@@ -58,5 +59,5 @@ def corrupted_test(context: AssetExecutionContext, config: CorruptedTestConfig, 
             "corruptions": MetadataValue.text(", ".join(corruptions)),
         },
     )
-    yield Output(table)
+    yield versioned(table)
     yield check_result("corrupted_test", "valid", check_corrupted_test(table, raw_samples))

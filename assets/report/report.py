@@ -12,7 +12,6 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Out,
-    Output,
     TableMetadataValue,
     asset,
     config_mapping,
@@ -23,7 +22,7 @@ from pydantic import Field
 
 from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig
-from assets.metadata import records_table, summary_metadata, table_definition
+from assets.metadata import inline_markdown, records_table, summary_metadata, table_definition
 from assets.partitions import DATASETS
 from assets.resources import (
     GPU_POOL,
@@ -32,13 +31,14 @@ from assets.resources import (
     HomeResource,
     transient_failures_retried,
 )
+from assets.versions import versioned
 from robust_data.curation.presets import preset_from_params
 from robust_data.ingest.arrays import decode_samples, num_classes
 from robust_data.present.markdown import inline_png
 from robust_data.report.build import Report, report_from_measurements, write_report
 from robust_data.report.evaluate import JudgeOptions, held_out_scheme, used_families
 from robust_data.report.measure import Candidate, ReportSetup, measure_candidates, stored_steps
-from robust_data.report.render import summary_rows
+from robust_data.report.render import curve_rows, metric_rows
 from robust_data.report.retrain import (
     RETRAINED_SCHEMA,
     RetrainOptions,
@@ -151,7 +151,7 @@ def retrained_model(
         output_name="result",
         metadata={**_retrained_metadata(table, chosen.name), "guard": guard.summary()},
     )
-    yield Output(table)
+    yield versioned(table)
     yield check_result("retrained_model", "valid", check_model_table(table, RETRAINED_SCHEMA))
     yield check_result("retrained_model", "accuracy_loss", guard, warning=True)
 
@@ -206,33 +206,52 @@ def _headline_numbers(report: Report) -> dict[str, MetadataValue]:
 
 
 def _models_table(report: Report) -> TableMetadataValue:
-    """One row per model: training images and each metric's mean over seeds."""
-    rows = summary_rows(report.document["summary"], report.document["train_sizes"])
-    docs = descriptions(REPORT_SCHEMA)
-    columns = {
-        name: docs[name] + ("" if name in ("model", "train_size") else " (mean)")
-        for name in rows[0]
-    }
+    """One row per metric (training images first), one column per model: the metric's mean
+    over seeds. Models as columns keep it narrow: the asset page's metadata column is as wide
+    as its widest table, and the verdict's lines wrap at that width."""
+    rows = metric_rows(report.document["summary"], report.document["train_sizes"])
+    columns = {"metric": "A column of the report (↑ higher is better, ↓ lower is better)"}
+    columns.update({model: "Mean over seeds" for model in list(rows[0])[1:]} if rows else {})
+    return records_table(rows, columns)
+
+
+def _curves_table(report: Report) -> TableMetadataValue:
+    """The robustness-curves figure as numbers (seed 0): per number of tries (1, 2, 5, ...),
+    each model's share of test images still robust
+    (:func:`robust_data.report.render.curve_rows`)."""
+    curves = {model: entry["curve"] for model, entry in report.document["seed0"].items()}
+    rows = curve_rows(curves)
+    columns = {"tries": "Random perturbations tried per test image"}
+    columns.update(
+        {model: "Share still robust (higher is better)" for model in list(rows[0])[1:]}
+        if rows
+        else {}
+    )
     return records_table(rows, columns)
 
 
 def _report_metadata(report: Report, path: str) -> dict[str, MetadataValue]:
-    """Verdicts first, then the summary numbers, the models table, the plots, and last the
+    """What the asset page shows in place first: the headline verdicts (Markdown under
+    Dagster's inline limit), the main figure's numbers (a table) and the figure (one click);
+    then every verdict, the summary numbers, the models table, the other plot, and last the
     report's summary record (report, headline, paper_table), which the CLI reads.
     """
     figures = report.figures
+    summary = report.summary(str(path))
     return {
-        "verdicts": MetadataValue.text("\n".join(f"- {v}" for v in report.verdicts)),
-        **_headline_numbers(report),
-        "dagster/row_count": MetadataValue.int(report.table.num_rows),
-        "models": _models_table(report),
+        "verdict": inline_markdown(summary.headline.verdicts, "every verdict is under verdicts"),
+        "robustness_curves_table": _curves_table(report),
         "robustness_curves": MetadataValue.md(
             inline_png(figures["robustness_curves"], "robustness curves")
         ),
+        "verdicts": MetadataValue.md("\n".join(f"- {v}" for v in report.verdicts)),
+        **_headline_numbers(report),
+        "dagster/row_count": MetadataValue.int(report.table.num_rows),
+        "models": _models_table(report),
         "corruption_accuracy": MetadataValue.md(
             inline_png(figures["corruption_accuracy"], "accuracy per corruption")
         ),
-        **summary_metadata(report.summary(str(path))),
+        **summary_metadata(summary),
     }
 
 
@@ -327,7 +346,7 @@ def merge_evaluations(
     path = write_report(report, home.store().report_location(context.partition_key))
     for line in report.verdicts:
         context.log.info(line)
-    yield Output(report.table, "result", metadata=_report_metadata(report, path))
+    yield versioned(report.table, metadata=_report_metadata(report, path))
     yield check_result("robustness_report", "valid", check_report(report.table))
 
 
@@ -342,10 +361,11 @@ def merge_evaluations(
     partitions_def=DATASETS,
     group_name="report",
     kinds={"parquet"},
-    description="Every metric of every retrained model: one row per (seed, model). Higher "
-    "accuracy and robust fraction are better, lower mCE and ECE are better; the verdicts "
-    "(first in the metadata) compare curated with each other model with 95% intervals. The "
-    "full report is under <home>/reports/<dataset>/ (under the store URL when there is one), "
+    description="Every metric of every retrained model: one row per (seed, model); higher "
+    "accuracy and robust fraction are better, lower mCE and ECE are better. The metadata "
+    "opens with the verdict (curated against each other model on the headline metrics, 95% "
+    "intervals), the robustness curves as a table and as a figure, then every verdict. The "
+    "full report is under `<home>/reports/<dataset>/` (under the store URL when there is one), "
     "each model measured in a step of its own (evaluate_model).",
     metadata=table_definition(REPORT_SCHEMA),
     config=_split_report_config,

@@ -8,7 +8,6 @@ multiprocess executor, a pod with a GPU under the Kubernetes executor) and
 
 import pyarrow as pa
 from dagster import (
-    AssetCheckSpec,
     AssetIn,
     Config,
     DynamicOut,
@@ -16,14 +15,13 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Out,
-    Output,
     config_mapping,
     graph_asset,
     op,
 )
 from pydantic import Field
 
-from assets.checks import check_result
+from assets.checks import check_result, check_spec
 from assets.config import FROM_COMPUTE, CoreConfig
 from assets.metadata import summary_metadata, table_definition
 from assets.partitions import DATASETS
@@ -34,6 +32,7 @@ from assets.resources import (
     Settings,
     transient_failures_retried,
 )
+from assets.versions import versioned
 from robust_data.errors import RobustDataError
 from robust_data.present.markdown import inline_png
 from robust_data.scoring.reference import load_reference
@@ -135,7 +134,7 @@ def score_rpr_shard(
 def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_samples: pa.Table):
     """Merge the shards (one core call: :func:`robust_data.scoring.rpr.score.merge_shards`)."""
     scores = merge_shards(shards, raw_samples)
-    yield Output(scores.table, "result", metadata=_metadata(scores, len(shards)))
+    yield versioned(scores.table, metadata=_metadata(scores, len(shards)))
     yield check_result("rpr_scores", "valid", check_rpr_scores(scores.table, raw_samples))
 
 
@@ -146,15 +145,14 @@ def merge_rpr_shards(context: OpExecutionContext, shards: list[pa.Table], raw_sa
     kinds={"pytorch", "parquet"},
     description="Random Perturbation Robustness under the reference model: one row per sample "
     "of each scored split. Low steps_to_flip (robust false) marks a fragile point, null means "
-    "it survived every try; a higher robust_fraction_<split> is better.",
+    "it survived every try; a higher `robust_fraction_<split>` is better.",
     metadata=table_definition(RPR_SCHEMA),
     config=_split_config,
     check_specs=[
-        AssetCheckSpec(
+        check_spec(
+            "rpr_scores",
             "valid",
-            asset="rpr_scores",
-            blocking=True,
-            description="Schema, one row per scored sample, steps in 1..max_steps, flags agree.",
+            "Schema, one row per scored sample, steps in 1..max_steps, flags agree.",
         )
     ],
 )

@@ -1,11 +1,12 @@
 """``variants``: the curation preset's variants of the kept training samples."""
 
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from assets.checks import check_result, check_spec
 from assets.config import CoreConfig
 from assets.metadata import count_table, summary_metadata, table_definition
 from assets.partitions import DATASETS
+from assets.versions import versioned
 from robust_data.curation.presets import VariantOptions, plan_variants, preset_from_params
 from robust_data.present.markdown import inline_png
 from robust_data.present.plots import image_grid
@@ -79,5 +80,5 @@ def variants(
         gallery = image_grid(list(result.examples.values()), "Variants: one row per transform")
         metadata["gallery"] = MetadataValue.md(inline_png(gallery, "variants"))
     context.add_output_metadata(output_name="result", metadata=metadata)
-    yield Output(result.table)
+    yield versioned(result.table)
     yield check_result("variants", "valid", check_variants(result.table, curated_samples))

@@ -17,6 +17,7 @@ field whose value is None is not logged (e.g. counts of a check that did not run
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,30 @@ from robust_data.errors import DatasetError
 #: The metadata key of a table's row count (Dagster shows it as the asset's row count).
 ROW_COUNT = "dagster/row_count"
 
+#: Decimals of every float shown as metadata (0.9304, not 0.9303621169916435).
+DECIMALS = 4
+
 #: How an entry is shown: by its value's type, as a path, or as Markdown.
 Kind = Literal["value", "path", "md"]
+
+
+def rounded(value: Any) -> Any:
+    """``value`` with every float rounded for display, inside mappings, lists and tuples too.
+
+    Floats of magnitude 0.001 or more get :data:`DECIMALS` decimals; smaller non-zero ones
+    (p-values, tiny shares) keep 3 significant digits rather than turning into 0. NaN and
+    infinities are kept; tuples become lists (as in JSON); anything else is returned as it is.
+    Idempotent.
+    """
+    if isinstance(value, float):
+        if not math.isfinite(value) or value == 0.0:
+            return value
+        return round(value, DECIMALS) if abs(value) >= 1e-3 else float(f"{value:.3g}")
+    if isinstance(value, Mapping):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v) for v in value]
+    return value
 
 
 def logged(

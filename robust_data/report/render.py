@@ -144,6 +144,60 @@ def summary_rows(
     ]
 
 
+def curve_budgets(max_steps: int) -> list[int]:
+    """The tries at which :func:`curve_rows` reads the curves: 1, 2, 5, 10, 20, 50, ... below
+    ``max_steps`` (>= 1), then ``max_steps`` itself (where the curve is the robust fraction)."""
+    budgets: list[int] = []
+    scale = 1
+    while scale < max_steps:
+        budgets += [k * scale for k in (1, 2, 5) if k * scale < max_steps]
+        scale *= 10
+    return [*budgets, max_steps]
+
+
+def curve_rows(curves: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """The robustness-curves figure as numbers: one row per number of tries k (``tries``, from
+    :func:`curve_budgets`), one column per model: the share of test images still robust after
+    k tries. Models are columns so that the table stays narrow.
+
+    Parameters
+    ----------
+    curves : dict of str to list of float
+        Model -> its curve (seed 0's, the figure's), entry k-1 the share after try k, in
+        [0, 1], non-increasing; higher is more robust. Models with an empty curve are left
+        out; curves of one report share one length (its max_steps).
+    """
+    drawn = {model: curve for model, curve in curves.items() if len(curve)}
+    if not drawn:
+        return []
+    budgets = curve_budgets(len(next(iter(drawn.values()))))
+    return [
+        {"tries": k, **{model: float(curve[k - 1]) for model, curve in drawn.items()}}
+        for k in budgets
+    ]
+
+
+def metric_rows(
+    summary: dict[str, dict[str, list[float]]], sizes: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The models table on its side: one row per metric, one column per model (narrow).
+
+    ``metric`` is the metric's name and good direction (``↑`` higher is better, ``↓`` lower is
+    better); the first row, ``train_size``, counts training images. The other values are the
+    means over seeds of :func:`summary_rows`, NaN where a model has no value.
+    """
+    rows = summary_rows(summary, sizes)
+    arrows = {m.name: "↑" if m.higher_is_better else "↓" for m in METRICS}
+    names = [name for name in rows[0] if name != "model"] if rows else []
+    return [
+        {
+            "metric": f"{name} {arrows[name]}" if name in arrows else name,
+            **{row["model"]: float(row[name]) for row in rows},
+        }
+        for name in names
+    ]
+
+
 def paper_table_markdown(table: pa.Table) -> str:
     """Model, training-set size, test accuracy, test robust fraction (means over the seeds
     that measured it)."""

@@ -364,17 +364,23 @@ def test_whole_graph_materializes_on_digits(isolated_home: Path) -> None:
     robust_lines = [v for v in document["verdicts"] if "robust_fraction" in v]
     assert len(robust_lines) == 3 and all("1 seed: no interval" in v for v in robust_lines)
     report_meta = _metadata(result, "robustness_report")
-    # verdicts first, then the typed summary numbers, then the models table, then the plots
+    # the headline verdict (in place), the curves as a table and a figure, every verdict, then
+    # the typed summary numbers, then the models table, then the other plot
     order = list(report_meta)
-    assert order[0] == "verdicts"
+    assert order[:4] == ["verdict", "robustness_curves_table", "robustness_curves", "verdicts"]
     assert order.index("curated_test_accuracy") < order.index("models")
-    assert order.index("models") < order.index("robustness_curves")
+    assert order.index("models") < order.index("corruption_accuracy")
     assert report_meta["verdicts"].value.splitlines()[0] == f"- {document['verdicts'][0]}"
+    headline = report_meta["headline"].value["verdicts"]
+    assert report_meta["verdict"].value.splitlines()[0] == f"- {headline[0]}"
     curated_accuracy = document["summary"]["curated"]["test_accuracy"][0]
     assert report_meta["curated_test_accuracy"].value == pytest.approx(curated_accuracy, abs=1e-4)
-    models = {r.data["model"]: r.data for r in report_meta["models"].records}
-    assert set(models) == {"reference", "curated", "random_subset", "all_with_variants"}
-    assert models["curated"]["mce_seen"] is None  # NaN: no corruption was used as a variant
+    # one row per metric, one column per model (narrow enough for the asset page)
+    metrics = {r.data["metric"]: r.data for r in report_meta["models"].records}
+    columns = [c.name for c in report_meta["models"].schema.columns]
+    assert columns == ["metric", "reference", "curated", "random_subset", "all_with_variants"]
+    assert metrics["mce_seen ↓"]["curated"] is None  # NaN: no corruption was used as a variant
+    assert metrics["train_size"]["curated"] == export.num_rows
     test_scores = scores.filter(pc.equal(scores.column("split"), "test"))
     robust = pc.mean(test_scores.column("robust").cast("int8")).as_py()
     table = store.read("robustness_report", "digits")
