@@ -126,7 +126,9 @@ def confirm_page(
 ) -> Response:
     """The page that names how many samples a bulk review touches and asks to confirm it."""
     first = reviews[0]
-    verb = first.decision if first.decision != "relabel" else f"relabel to {first.new_label}"
+    to = f" to {first.new_label}" if first.decision == "relabel" else ""
+    action = f"{first.decision} {len(reviews):,} samples{to}"
+    verb = f"{first.decision}{to}"
     scope = first_value(form, "scope", "checked")
     where = "matching the filters" if scope == "filter" else "checked"
     summary = (
@@ -145,7 +147,7 @@ def confirm_page(
         "confirm",
         index,
         title="confirm",
-        verb=verb,
+        action=action,
         ids=[r.sample_id for r in reviews],
         summary=summary,
         fields=fields,

@@ -341,15 +341,15 @@ _EMBEDDING = """{% extends "base" %}{% block body %}
 {% endblock %}"""
 
 _CONFIRM = """{% extends "base" %}{% block body %}
-<h1>Confirm: {{ verb }} {{ "{:,}".format(ids|length) }} samples</h1>
+<h1>Confirm: {{ action }}</h1>
 <form method="post" action="/review" id="confirm" class="confirm">
  <p id="confirm-text">{{ summary }}</p>
  <input type="hidden" name="{{ token_field }}" value="{{ csrf_token }}">
  {% for name, value in fields %}<input type="hidden" name="{{ name }}" value="{{ value }}">
  {% endfor %}
  <input type="hidden" name="confirmed" value="{{ ids|length }}">
- <button type="submit" id="confirm-submit">Yes, {{ verb }} {{ "{:,}".format(ids|length) }}
-  samples</button> <a id="cancel" href="{{ next_url }}">Cancel</a>
+ <button type="submit" id="confirm-submit">Yes, {{ action }}</button>
+ <a id="cancel" href="{{ next_url }}">Cancel</a>
 </form>
 <div class="thumbs" id="confirm-thumbs">{% for i in ids[:24] %}<img alt="{{ i }}" title="{{ i }}"
  src="{{ link('/image', id=i) }}">{% endfor %}</div>

@@ -3,7 +3,8 @@
 `robust-data browse` runs as a real subprocess over a copy of the session's curated digits
 home; Chromium is driven over the DevTools protocol (tests/cdp.py) the way a user clicks.
 Screenshots go to test-artifacts/ (browse-grid.png, browse-embedding.png, browse-sample.png,
-browse-bulk.png); the README's copies in docs/images/ were taken from this test.
+browse-bulk.png); the README's copies of the first three in docs/images/ were taken from this
+test (its bulk review is tests/pipelines/test_browser_tools.py's browse-bulk-confirm.png).
 """
 
 from __future__ import annotations
