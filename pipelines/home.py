@@ -172,13 +172,19 @@ def stop_leftover_processes(store: Store, say: Callable[[str], None] = _say) -> 
         say(f"killed pid {pid}: a process of the run of pid {writer}, left running when it ended")
 
 
+#: The home's folders robust-data writes into (besides the store); other folders are the user's.
+OWN_FOLDERS = ("dagster", "reports", "exports")
+
+
 def cleanup(store: Store, instance: Any, say: Callable[[str], None] = _say) -> None:
     """Fail dead runs, drop finished runs' step outputs and dead writers' temporary files."""
     for run_id in fail_dead_runs(instance):
         say(f"marked run {run_id[:8]} failed: the process running it was killed")
     for run_id in remove_finished_step_outputs(store, instance):
         say(f"removed the step outputs of finished run {run_id[:8]}")
-    stale = remove_stale_temps(store.home) + remove_stale_temps(store.storage_root)
+    stale = remove_stale_temps(store.home, recursive=False)  # the home's files, not a user's
+    for folder in (*(store.home / name for name in OWN_FOLDERS), store.storage_root):
+        stale += remove_stale_temps(folder)
     for path in stale:
         say(f"removed {path}: a temporary file left by a killed write")
     for line in remove_stale_exports(store):

@@ -147,6 +147,10 @@ def test_a_killed_run_is_failed_and_its_leftovers_removed_by_the_next_command(
     dead_export = isolated_home / "exports" / f".digits.{host}-{curate.pid}-ab12.tmp"
     dead_export.mkdir(parents=True)
     (dead_export / "train.parquet").write_bytes(b"half an export")
+    # a user's own file in a folder of theirs in the home, named like a dead writer's temp file
+    users = isolated_home / "notes" / f".report.{curate.pid}.final.tmp"
+    users.parent.mkdir()
+    users.write_bytes(b"mine")
     with DagsterInstance.get() as instance:
         (killed,) = instance.get_runs()
         assert killed.status == DagsterRunStatus.STARTED  # Dagster never heard of the kill
@@ -158,6 +162,7 @@ def test_a_killed_run_is_failed_and_its_leftovers_removed_by_the_next_command(
     assert f"removed {dead_tmp}: a temporary file left by a killed write" in err
     assert f"removed {dead_export}: left by an export that was stopped" in err
     assert not dead_tmp.exists() and live_tmp.exists() and not dead_export.exists()
+    assert users.read_bytes() == b"mine" and str(users) not in err  # not robust-data's to remove
     assert not (store.storage_root / "_steps" / "0f0f0f0f-gone-run").exists()
     with DagsterInstance.get() as instance:
         assert instance.get_run_by_id(killed.run_id).status == DagsterRunStatus.FAILURE

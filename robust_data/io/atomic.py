@@ -79,11 +79,13 @@ def temp_owner(name: str) -> int | None:
     return None
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
+def remove_stale_temps(folder: Path, recursive: bool = True) -> list[Path]:
     """Remove temporary files and folders under ``folder`` whose writing process is gone.
 
     Only names of the form ``.<target>.<pid>.<random>.tmp`` whose pid no longer runs are
     removed; a live writer's temporary files and every other file are left alone.
+    ``recursive=False`` looks at ``folder``'s own entries only (a home's top level, where a
+    user may keep folders of their own).
 
     Returns
     -------
@@ -93,7 +95,8 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for path in folder.rglob(f".*{TMP_SUFFIX}"):
+    found = folder.rglob(f".*{TMP_SUFFIX}") if recursive else folder.glob(f".*{TMP_SUFFIX}")
+    for path in found:
         owner = temp_owner(path.name)
         if owner is None or pid_alive(owner):
             continue
