@@ -43,6 +43,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from pipelines.browser_forms import (
+    check_confirmed,
+    check_split,
     chosen_ids,
     confirm_page,
     first_value,
@@ -62,6 +64,7 @@ from robust_data.explore.sample_index import (
     SORTABLE,
     SampleIndex,
     flipped_image,
+    tables_stamp,
 )
 from robust_data.explore.tags import record_tags
 
@@ -116,8 +119,10 @@ class Indexes:
             404 for a dataset this home does not hold, with the closest name.
         """
         name = (name or "").strip() or self.default
-        if name in self._built:
-            return self._built[name]
+        built = self._built.get(name)
+        if built is not None and built.stamp == tables_stamp(self.store, name):
+            built.refresh_notes()  # reviews or tags written by another tool since
+            return built
         known = self.names()
         if name not in known:
             raise Refused.of(
@@ -127,10 +132,11 @@ class Indexes:
                 shown(name),
                 did_you_mean(name, known) or "pick one in the dataset menu",
             )
-        with self._lock:
-            if name not in self._built:
-                self._built[name] = SampleIndex(self.store, name)
-        return self._built[name]
+        with self._lock:  # built again when its tables changed since (a new curation)
+            built = self._built.get(name)
+            if built is None or built.stamp != tables_stamp(self.store, name):
+                built = self._built[name] = SampleIndex(self.store, name)
+        return built
 
 
 class Pages:
@@ -182,6 +188,7 @@ def build_app(first: SampleIndex) -> Starlette:
         values = dict(request.query_params)
         index = indexes.get(values.get("dataset"))
         where, sort, descending = parse_view(values)
+        check_split(index, where)
         try:
             offset = parse_whole("offset", (values.get("offset") or "0").strip())
         except DatasetError as exc:
@@ -337,15 +344,7 @@ def build_app(first: SampleIndex) -> Starlette:
             index.refresh_tags()
             return RedirectResponse(next_url, status_code=303)
         reviews = form_reviews(index, form, ids)
-        if len(ids) > 1 and first_value(form, "confirmed") != str(len(ids)):
-            if first_value(form, "confirmed"):
-                raise Refused.of(
-                    409,
-                    "Not recorded: the selection changed",
-                    f"the {first_value(form, 'confirmed')} samples you confirmed",
-                    f"{len(ids):,} samples match now",
-                    "look at the grid again and confirm the new count",
-                )
+        if not check_confirmed(form, ids) and len(ids) > 1:
             return confirm_page(pages, index, form, reviews, next_url)
         try:
             record_reviews(index.store, index.dataset, reviews, "browser")

@@ -6,6 +6,7 @@ from (``scope=filter`` and ``view``, the grid's query string, parsed and checked
 
 from __future__ import annotations
 
+import hashlib
 import urllib.parse
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,7 @@ def chosen_ids(index: SampleIndex, form: dict[str, list[str]]) -> list[str]:
     """
     if first_value(form, "scope") == "filter":
         where, _, _ = parse_view(dict(urllib.parse.parse_qsl(first_value(form, "view"))))
+        check_split(index, where)
         ids = index.ids(where, MAX_BULK + 1)
     else:
         ids = list(dict.fromkeys(form.get("sample_id", [])))
@@ -143,6 +145,7 @@ def confirm_page(
     ]
     if scope != "filter":
         fields += [("sample_id", r.sample_id) for r in reviews]
+    fields += [("selection", selection_digest([r.sample_id for r in reviews]))]
     return pages.html(
         "confirm",
         index,
@@ -153,3 +156,49 @@ def confirm_page(
         fields=fields,
         next_url=next_url,
     )
+
+
+def selection_digest(ids: list[str]) -> str:
+    """A short digest of which samples a bulk action touches (order-free), for its confirm."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:32]
+
+
+def check_confirmed(form: dict[str, list[str]], ids: list[str]) -> bool:
+    """Whether a bulk action was confirmed for exactly ``ids``; False when not confirmed yet.
+
+    Raises
+    ------
+    Refused
+        409 when it was confirmed for other samples (the filter or the tables changed since
+        the confirm page): a different count, or as many but not the same ones.
+    """
+    confirmed = first_value(form, "confirmed")
+    if not confirmed:
+        return False
+    if confirmed == str(len(ids)) and first_value(form, "selection") == selection_digest(ids):
+        return True
+    found = (
+        f"{len(ids):,} samples match now"
+        if confirmed != str(len(ids))
+        else "as many samples match now, but not the same ones"
+    )
+    raise Refused.of(
+        409,
+        "Not recorded: the selection changed",
+        f"the {confirmed} samples you confirmed",
+        found,
+        "look at the grid again and confirm what it shows now",
+    )
+
+
+def check_split(index: SampleIndex, where: SampleFilter) -> None:
+    """Refuse a split filter naming no split of the dataset (400, one line)."""
+    splits = index.splits()
+    if where.split is not None and where.split not in splits:
+        raise Refused.of(
+            400,
+            "Refused: a bad filter",
+            f"split as one of {', '.join(splits)}",
+            shown(where.split),
+            "pick a split in the filters",
+        )

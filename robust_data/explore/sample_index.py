@@ -78,6 +78,41 @@ def _order(sort: str, descending: bool) -> str:
     return f"{sort} {'DESC' if descending else 'ASC'} NULLS LAST, sample_id"
 
 
+#: The tables an index is built from (reviews and tags are re-read on their own).
+INDEXED_TABLES = (
+    "raw_samples",
+    "rpr_scores",
+    "label_quality",
+    "curation_ledger",
+    "variants",
+    "oof_predictions",
+    "reference_model",
+)
+
+
+#: What people write beside the index (the browser, ``review import``, the API): re-read alone.
+NOTE_TABLES = ("reviews", "tags")
+
+
+def tables_stamp(
+    store: Store, dataset: str, tables: tuple[str, ...] = INDEXED_TABLES
+) -> tuple[int | None, ...]:
+    """When each of ``tables`` of ``dataset`` was last written (ns; None: absent).
+
+    A changed stamp means the stored tables changed (a new curation, a re-ingest) and an
+    index built before is stale. Stores at a URL have no local times: always ``()``.
+    """
+    if store.tables_url:
+        return ()
+    stamps: list[int | None] = []
+    for table in tables:
+        try:
+            stamps.append(store.table_path(table, dataset).stat().st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
+
+
 def _or_empty(store: Store, table: str, dataset: str, schema: pa.Schema) -> pa.Table:
     """A stored table partition, or an empty one with its schema when it is not made yet."""
     if store.has(table, dataset):
@@ -103,6 +138,8 @@ class SampleIndex:
     def __init__(self, store: Store, dataset: str) -> None:
         self.store = store
         self.dataset = dataset
+        self.stamp = tables_stamp(store, dataset)  # before reading: a later write shows as new
+        self.notes_stamp = tables_stamp(store, dataset, NOTE_TABLES)
         raw = store.read("raw_samples", dataset)
         self._row = {sid: i for i, sid in enumerate(raw.column("sample_id").to_pylist())}
         self._images = raw.column("image")
@@ -167,6 +204,16 @@ class SampleIndex:
             self._con.execute("INSERT INTO tags SELECT sid, tag FROM current")
             self._con.unregister("current")
         return tags
+
+    def refresh_notes(self) -> bool:
+        """Re-read reviews and tags when they were written since (by anyone); whether they were."""
+        stamp = tables_stamp(self.store, self.dataset, NOTE_TABLES)
+        if stamp == self.notes_stamp:
+            return False
+        self.notes_stamp = stamp
+        self.refresh_reviews()
+        self.refresh_tags()
+        return True
 
     def tag_names(self) -> list[str]:
         """Every tag some sample carries now, sorted."""
@@ -305,6 +352,10 @@ class SampleIndex:
             "SELECT sample_id FROM samples WHERE near_duplicate_group = ? ORDER BY 1", [group]
         )
         return [r["sample_id"] for r in rows]
+
+    def splits(self) -> list[str]:
+        """The splits of the dataset (``train``, ``test``), sorted."""
+        return [r["split"] for r in self._rows("SELECT DISTINCT split FROM samples ORDER BY 1", [])]
 
     def transforms(self) -> list[str]:
         """The transform specs the variants table holds."""

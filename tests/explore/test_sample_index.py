@@ -305,3 +305,20 @@ def test_umap_projects_when_the_extra_is_installed() -> None:
     # the two clusters stay apart
     gap = np.linalg.norm(xy[:40].mean(axis=0) - xy[40:].mean(axis=0))
     assert gap > 0.5
+
+
+def test_the_browser_indexes_a_dataset_again_when_its_tables_change(scored_home: Store) -> None:
+    from pipelines.browser import Indexes
+
+    indexes = Indexes(SampleIndex(scored_home, "digits"))
+    first = indexes.get("digits")
+    assert indexes.get("digits") is first  # unchanged tables: the same index
+    ledger = scored_home.read("curation_ledger", "digits")
+    none_kept = ledger.set_column(
+        ledger.schema.get_field_index("kept"), "kept", pa.array([False] * ledger.num_rows)
+    )
+    scored_home.write(none_kept, "curation_ledger", "digits")  # a new curation, say
+    fresh = indexes.get("digits")
+    assert fresh is not first
+    assert fresh.count(SampleFilter(kept=False)) == ledger.num_rows
+    assert first.count(SampleFilter(kept=False)) < ledger.num_rows  # what was shown before

@@ -258,3 +258,44 @@ def test_a_bulk_review_whose_selection_changed_is_refused(served: tuple[str, Sto
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 400 and "found none chosen" in refused.value.read().decode()
     assert load_reviews(store, DATASET).num_rows == before
+
+
+def test_a_bulk_review_confirmed_for_other_samples_of_the_same_count_is_refused(
+    served: tuple[str, Store],
+) -> None:
+    """The hostile review's case: the confirm page showed samples A and B; by the time it was
+    confirmed the filter matched A and C. Two still match, but not the two shown."""
+    import urllib.request
+
+    from robust_data.explore.tags import record_tags
+
+    url, store = served
+    with urllib.request.urlopen(f"{url}/?dataset={DATASET}", timeout=30) as response:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode()).group(1)
+    a, b, c = sorted(SampleIndex(store, DATASET).sample_ids)[:3]
+    record_tags(store, DATASET, [a, b], "swap")
+    fields = [
+        ("csrf_token", token),
+        ("dataset", DATASET),
+        ("scope", "filter"),
+        ("view", "tag=swap"),
+        ("decision", "drop"),
+    ]
+
+    def post(extra: list[tuple[str, str]]) -> tuple[int, str]:
+        body = urllib.parse.urlencode([*fields, *extra]).encode()
+        try:
+            with urllib.request.urlopen(f"{url}/review", body, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    status, page = post([])
+    assert status == 200 and f'value="{a}"' not in page, page[-600:]  # ids not re-posted
+    selection = re.search(r'name="selection" value="([0-9a-f]+)"', page).group(1)
+    record_tags(store, DATASET, [b], "swap", present=False)
+    record_tags(store, DATASET, [c], "swap")
+    before = load_reviews(store, DATASET).num_rows
+    status, page = post([("confirmed", "2"), ("selection", selection)])
+    assert status == 409 and "as many samples match now, but not the same ones" in page
+    assert load_reviews(store, DATASET).num_rows == before
