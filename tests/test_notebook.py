@@ -130,6 +130,13 @@ def test_home_open_and_read_say_what_is_there(tmp_path: Path, isolated_home: Pat
         home.read("raw_samples", "digts")
     with pytest.raises(DatasetError, match=r"found 'raw_sample'; did you mean 'raw_samples'\?$"):
         home.read("raw_sample", "digits")
+    # names are matched whole: no path leads out of the store (the hostile review's reads)
+    outside = isolated_home.parent / "outside"
+    outside.mkdir()
+    pq.write_table(pa.table({"secret": [1]}), outside / "secret.parquet")
+    for table, dataset in (("raw_samples", "../../../outside/secret"), ("../../outside", "secret")):
+        with pytest.raises(DatasetError, match=r"^expected a"):
+            home.read(table, dataset)
 
 
 def test_curate_takes_your_model_and_refuses_two(tmp_path: Path) -> None:

@@ -75,15 +75,15 @@ class Home:
             One line, when the home has no such table or no such dataset in it, naming the
             closest stored one ("did you mean 'digits'?").
         """
-        if not self.store.has(table, dataset):
-            tables = self.tables()
-            if table not in tables:
-                raise DatasetError(
-                    f"a table stored in {self.store.home} (one of {tables})",
-                    repr(table),
-                    did_you_mean(table, tables) or "ingest or curate a dataset into this home",
-                )
-            stored = self.datasets(table)
+        tables = self.tables()  # names are matched whole against what is stored: no paths
+        if table not in tables:
+            raise DatasetError(
+                f"a table stored in {self.store.home} (one of {tables})",
+                repr(table),
+                did_you_mean(table, tables) or "ingest or curate a dataset into this home",
+            )
+        stored = self.datasets(table)
+        if dataset not in stored:
             raise DatasetError(
                 f"a dataset with a stored {table} in {self.store.home} (stored: {stored})",
                 repr(dataset),
