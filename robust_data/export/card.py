@@ -38,7 +38,7 @@ from robust_data.export.ledger_file import (
 from robust_data.export.tables import UPSTREAM
 from robust_data.export.verdicts import REPORT_TABLE, ReportFinding, report_lines
 from robust_data.io.files import file_sha256, is_url, local_path, read_bytes
-from robust_data.present.markdown import count_table
+from robust_data.present.markdown import count_table, markdown_cell
 from robust_data.store.home import table_location
 from robust_data.store.schema import describe, read_metadata, read_params
 from robust_data.store.store import Store
@@ -421,9 +421,7 @@ def _count_lines(tables: dict[str, pa.Table]) -> list[str]:
     ]
     for label, name in classes:
         cells = [f"{counts[s].get((label, name), [0, 0])[k]:,}" for s in tables for k in (0, 1)]
-        lines.append(
-            f"| {label} | {str(name).replace('|', '&#124;')} | " + " | ".join(cells) + " |"
-        )
+        lines.append(f"| {label} | {markdown_cell(name)} | " + " | ".join(cells) + " |")
     totals = [f"{sum(c[k] for c in counts[s].values()):,}" for s in tables for k in (0, 1)]
     return [*lines, "| | **total** | " + " | ".join(totals) + " |", ""]
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from robust_data.curation.ledger import REASONS
 from robust_data.curation.reviews_csv import csv_cell
+from robust_data.present.markdown import markdown_cell
 
 LEDGER_FILE = "ledger.csv"
 #: ``ledger.csv``'s columns: the stored ledger's, with the class name after the label.
@@ -117,6 +118,6 @@ def class_outcome_lines(per_class: dict[int, dict[str, int]], names: list[str]) 
     for label, counts in per_class.items():
         name = names[label] if 0 <= label < len(names) else str(label)
         cells = [f"{counts.get(key, 0):,}" for key in header]
-        lines.append(f"| {label} | {name.replace('|', '&#124;')} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {markdown_cell(name)} | " + " | ".join(cells) + " |")
     totals = [f"{sum(c.get(key, 0) for c in per_class.values()):,}" for key in header]
     return [*lines, "| | **total** | " + " | ".join(totals) + " |"]

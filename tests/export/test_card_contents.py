@@ -475,3 +475,18 @@ def test_report_at_a_store_url_is_dated_there(
     card = read_bytes(f"{again.location}/README.md").decode("utf-8")
     assert all(f"- {line}" in card for line in lineage["report"]["verdicts"])
     assert read_bytes(f"{again.location}/ledger.csv").startswith(b"sample_id,label,label_name,")
+
+
+def test_class_names_are_shown_as_typed_in_the_card(judged: Store, tmp_path: Path) -> None:
+    """The hostile review's class names: HTML, a line break, a pipe, Markdown image syntax."""
+    raw = judged.read("raw_samples", DATASET)
+    hostile = {0: "<img src=x onerror=alert(1)>", 1: "a\nb | ![x](http://e.example)"}
+    names = pa.array([hostile[label] for label in raw.column("label").to_pylist()])
+    raw = raw.set_column(raw.schema.get_field_index("label_name"), "label_name", names)
+    judged.write(raw, "raw_samples", DATASET)
+    card = _card(export_module.export_dataset(judged, DATASET, tmp_path / "out").path)
+    body = card.split("\n---\n", 1)[1]  # after the YAML header, which quotes names itself
+    assert "<img" not in body and "![x]" not in body
+    assert "| 0 | &lt;img src=x onerror=alert(1)&gt; |" in body
+    assert "| 1 | a b &#124; \\!\\[x\\](http://e.example) |" in body
+    assert not [line for line in body.splitlines() if line.startswith("b |")]  # no row cut
