@@ -39,12 +39,13 @@ from robust_data.curation.presets import (
 )
 from robust_data.curation.reviews import load_reviews
 from robust_data.defaults import MAX_STEPS
-from robust_data.ingest.build import IngestOptions, ingest
+from robust_data.errors import DatasetError
+from robust_data.ingest.build import IngestOptions, IngestResult, ingest
 from robust_data.ingest.sources import registration_for
 from robust_data.label_quality.assess import LabelQualityOptions, assess_labels
 from robust_data.label_quality.oof import OofOptions, oof_predictions
 from robust_data.scoring.models import ModelOptions, TrainedModel
-from robust_data.scoring.reference import load_reference, train_reference
+from robust_data.scoring.reference import check_model_for, load_reference, train_reference
 from robust_data.scoring.rpr.engine import RprOptions
 from robust_data.scoring.rpr.score import score_samples
 from robust_data.scoring.rpr.table import scored_max_steps
@@ -149,6 +150,10 @@ def curate(
         One line, for an unknown preset or dataset, a bad option, or a name the home binds to
         another source; checked before anything is trained or written.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise DatasetError(
+            "seed as a whole number in 0..4294967295", repr(seed), "pass seed=0 (or another)"
+        )
     chosen = customized(preset, seed=seed)
     rpr = RprOptions(max_steps=max_steps, seed=seed, device=device)
     spec = ModelSpec.from_flags(model, arch)
@@ -160,6 +165,7 @@ def curate(
         with tempfile.TemporaryDirectory(prefix="robust-data-") as folder:
             options = IngestOptions(seed=seed)
             made = ingest(registration.source, registration.root, registration.name, options)
+            check_model_for(made.samples, recipe)
             weights = str(Path(folder) / "reference_model.pt")
             stages = _Stages(chosen, recipe, rpr, weights, _in_memory)
             return stages.run(registration.name, made.samples)
@@ -172,14 +178,17 @@ def curate(
         def keep(table: pa.Table, asset: str) -> None:
             store.write(table, asset, partition)
 
+        fresh: IngestResult | None = None
         if store.has("raw_samples", partition):
             samples = store.read("raw_samples", partition)
         else:
             options = IngestOptions(seed=seed)
-            made = ingest(registration.source, registration.root, partition, options)
-            keep(made.rejects, "ingest_rejects")
-            keep(made.samples, "raw_samples")
-            samples = made.samples
+            fresh = ingest(registration.source, registration.root, partition, options)
+            samples = fresh.samples
+        check_model_for(samples, recipe)  # your model, on the dataset: before any write
+        if fresh is not None:
+            keep(fresh.rejects, "ingest_rejects")
+            keep(fresh.samples, "raw_samples")
         store.register(registration)
         weights = store.weights_location("reference_model", partition)
         stages = _Stages(chosen, recipe, rpr, weights, keep, store.home)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,31 @@ def test_curate_takes_your_model_and_refuses_two(tmp_path: Path) -> None:
     assert len(run.scores) == 210 and run.scores.equals(again.scores)  # same seed, same scores
     with pytest.raises(RobustDataError, match=r"^expected "):
         robust_data.curate(spec, model="nb_models:mlp", arch="resnet")
+
+
+def test_curate_refuses_a_bad_seed_or_model_before_writing_anything(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    """The hostile review's cases: seed=-1 and a factory returning an int used to fail only
+    after raw_samples, the registration and (for the seed) the reference model were stored."""
+    import sys
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "nb_bad.py").write_text("def returns_int(num_classes, in_shape):\n    return 7\n")
+    spec = small_digits(tmp_path)
+    sys.path.insert(0, str(folder))
+    try:
+        for kwargs, words in (
+            ({"seed": -1}, "expected seed as a whole number in 0..4294967295; found -1"),
+            ({"seed": 2**32}, "found 4294967296"),
+            ({"model": "nb_bad:returns_int"}, "to return a torch.nn.Module; found a int"),
+            ({"model": str(tmp_path / "none.pt")}, "found no such file"),
+        ):
+            with pytest.raises(RobustDataError, match=re.escape(words)):
+                robust_data.curate(spec, home=isolated_home, max_steps=5, epochs=1, **kwargs)
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("nb_bad", None)
+    store = Store.open(isolated_home)
+    assert store.tables() == {} and not store.registrations()  # nothing of the dataset stored

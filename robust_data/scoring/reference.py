@@ -19,7 +19,7 @@ from robust_data.io.files import file_exists, file_sha256, read_bytes
 from robust_data.present.summary import StageSummary, logged
 from robust_data.scoring.device import resolve_device
 from robust_data.scoring.models import ModelOptions, TrainedModel, accuracy, build_model
-from robust_data.scoring.spec import ModelSpec, check_model, load_scripted
+from robust_data.scoring.spec import ModelSpec, check_archive, check_model, load_scripted
 from robust_data.scoring.training import train_model
 from robust_data.scoring.weights import (
     ModelFile,
@@ -100,7 +100,7 @@ def train_reference(
         )
     classes = num_classes(samples)
     spec = config.spec
-    script_sha = check_spec_on(spec, config, train.images[:2], classes)
+    script_sha = check_spec_on(spec, config, train.images[:CHECK_IMAGES], classes)
     if spec.kind == "torchscript":  # a trained model: used as is
         trained = scripted_reference(config, train, test, classes, device)
         saved = save_model(trained, weights_path)
@@ -117,6 +117,10 @@ def train_reference(
     )
     saved = save_model(trained, weights_path)
     return reference_row(trained, saved, len(train))
+
+
+CHECK_IMAGES = 3
+"""Images your own model is tried on first (an odd count: a batch size no model expects)."""
 
 
 def check_spec_on(
@@ -151,7 +155,7 @@ def check_spec_on(
 
 def check_model_for(samples: pa.Table, config: ModelOptions) -> str | None:
     """:func:`check_spec_on` with a few train images of a stored samples table (``raw_samples``)."""
-    train = samples.filter(pc.equal(samples.column("split"), "train")).slice(0, 2)
+    train = samples.filter(pc.equal(samples.column("split"), "train")).slice(0, CHECK_IMAGES)
     images = decode_samples(train).images if train.num_rows else np.zeros((0, 1, 1, 1))
     return check_spec_on(config.spec, config, images, num_classes(samples))
 
@@ -302,10 +306,10 @@ def scoring_model(
     """
     config = config or ModelOptions()
     if spec.kind == "torchscript":
-        if file_exists(spec.source) and is_weight_file(read_bytes(spec.source)):
+        if file_exists(spec.source) and is_weight_file(read_bytes(check_archive(spec.source))):
             return load_model(spec.source)
         module, sha = load_scripted(spec.source)
-        data = decode_samples(samples.slice(0, 2))
+        data = decode_samples(samples.slice(0, CHECK_IMAGES))
         classes = num_classes(samples)
         check_spec_on(spec, replace(config, model=spec.source), data.images, classes)
         shape = (int(data.images.shape[1]), int(data.images.shape[2]), int(data.images.shape[3]))

@@ -188,6 +188,42 @@ def load_factory(source: str) -> Callable[..., Any]:
     return factory
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+"""The first bytes of every archive torch.jit.save writes (a zip file)."""
+
+
+def check_archive(path: str | Path) -> Path:
+    """``path`` as a local regular file that starts like a zip archive (what torch.jit.save
+    and torch.save write), checked from its first bytes, before the whole file is read.
+
+    Raises
+    ------
+    DatasetError
+        One line for a missing file, a folder, a device or pipe, or other content.
+    """
+    where = Path(path)
+    if not where.is_file():
+        found = "no such file" if not where.exists() else "a folder"
+        if where.exists() and not where.is_dir():
+            found = "not a regular file (a device or a pipe)"
+        raise DatasetError(
+            f"a TorchScript file at {path}",
+            found,
+            f"check the path ({SCRIPT_FIX})",
+            options=("model",),
+        )
+    with where.open("rb") as handle:
+        head = handle.read(4)
+    if head != ZIP_MAGIC:
+        raise DatasetError(
+            f"a TorchScript file (torch.jit.save, a zip archive) at {path}",
+            f"a file starting with {head!r}",
+            SCRIPT_FIX,
+            options=("model",),
+        )
+    return where
+
+
 def load_scripted(path: str | Path) -> tuple[torch.jit.ScriptModule, str]:
     """The TorchScript module saved at ``path`` (on the CPU, eval mode) and its file's sha256.
 
@@ -196,14 +232,7 @@ def load_scripted(path: str | Path) -> tuple[torch.jit.ScriptModule, str]:
     DatasetError
         When the file is missing or is not a TorchScript archive.
     """
-    where = Path(path)
-    if not where.is_file():
-        raise DatasetError(
-            f"a TorchScript file at {path}",
-            "no such file" if not where.exists() else "a folder",
-            f"check the path ({SCRIPT_FIX})",
-            options=("model",),
-        )
+    where = check_archive(path)
     data = where.read_bytes()
     return scripted_from_bytes(data, str(path)), hashlib.sha256(data).hexdigest()
 
@@ -372,6 +401,14 @@ def check_model(model: nn.Module, sample: torch.Tensor, num_classes: int, source
             f"for {len(sample)} images of {num_classes} classes",
             f"{shape}",
             f"give its last layer {num_classes} outputs (a factory gets num_classes)",
+            options=("model",),
+        )
+    bad = int((~torch.isfinite(out)).any(dim=1).sum())
+    if bad:
+        raise DatasetError(
+            f"model {source} to output finite logits",
+            f"NaN or infinite logits for {bad} of {len(sample)} images",
+            "check its layers and initialisation (a factory's untrained model, a file's weights)",
             options=("model",),
         )
 

@@ -58,6 +58,23 @@ FACTORIES = textwrap.dedent(
     def broken(num_classes, in_shape):
         raise KeyError("no such layer")
 
+    def nan_model(num_classes, in_shape):
+        model = mlp(num_classes, in_shape)
+        nn.init.constant_(model[-1].bias, float("nan"))
+        return model
+
+    class _Liar(nn.Module):
+        def __init__(self, num_classes, in_shape):
+            super().__init__()
+            self.inner = mlp(num_classes, in_shape)
+
+        def forward(self, x):
+            out = self.inner(x)
+            return out if len(x) == 2 else out[:, :-1]  # right only for a batch of 2
+
+    def liar(num_classes, in_shape):
+        return _Liar(num_classes, in_shape)
+
     NOT_CALLABLE = 3
     """
 )
@@ -248,13 +265,16 @@ def test_bad_models_are_one_line_errors_and_write_nothing(
     weights = tmp_path / "store" / "ref.pt"
     cases = {
         str(tmp_path / "missing.pt"): "expected a TorchScript file at .*missing.pt; found no such",
-        str(junk): "expected a TorchScript file .* at .*junk.pt; found unreadable content",
+        str(junk): "a TorchScript file .* at .*junk.pt; found a file starting with b'not '",
         "no_such_pkg.models:make": "found module 'no_such_pkg.models' does not import",
         f"{factories}:nothing": f"expected a function 'nothing' in module '{factories}'",
         f"{factories}:NOT_CALLABLE": "found a value of type int of that name",
         f"{factories}:not_a_module": "to return a torch.nn.Module; found a str; return",
-        f"{factories}:too_wide": r"to output \(2, 10\) logits .*; found \(2, 11\); give its last",
+        f"{factories}:too_wide": r"to output \(3, 10\) logits .*; found \(3, 11\); give its last",
         f"{factories}:broken": r"found KeyError: 'no such layer'; fix the factory",
+        f"{factories}:nan_model": r"finite logits; found NaN or infinite logits for 3 of 3",
+        f"{factories}:liar": r"to output \(3, 10\) logits .*; found \(3, 9\)",
+        "/dev/zero": "expected a TorchScript file at /dev/zero; found not a regular file",
     }
     for model, message in cases.items():
         with pytest.raises(DatasetError, match=message) as error:

@@ -68,7 +68,7 @@ def test_model_flags_are_checked_before_anything_runs(
 
     # with the samples stored, the model also runs on two of them first
     store.write(ingest("digits", name="digits").samples, "raw_samples", "digits")
-    assert "found (2, 11)" in _refused(
+    assert "found (3, 11)" in _refused(
         ["curate", "--dataset", "digits", "--model", f"{MODULE}:too_wide"], capsys
     )
     assert (
