@@ -82,7 +82,32 @@ def variant_choice(store: Store, dataset: str, with_variants: bool | None) -> Va
             f"materialize variants (`robust-data curate --dataset {dataset}`), or export "
             "originals only (--originals-only, with_variants=False)",
         )
+    if choice.included:
+        _check_variants_match(store, dataset)
     return choice
+
+
+def _check_variants_match(store: Store, dataset: str) -> None:
+    """Refuse variants made from another curation than the stored one: a variant whose parent
+    the stored ``curated_samples`` does not keep (a curation stopped before its variants).
+
+    Raises
+    ------
+    DatasetError
+        One line with the count and both ways out.
+    """
+    curated = store.read("curated_samples", dataset, ["sample_id"])
+    kept = set(curated.column("sample_id").to_pylist())
+    parents = store.read("variants", dataset, ["parent_sample_id"]).column(0).to_pylist()
+    stale = sum(parent not in kept for parent in parents)
+    if stale:
+        raise DatasetError(
+            f"the variants of {dataset!r} made from its stored curation",
+            f"{stale:,} of {len(parents):,} variants of samples that curation does not keep "
+            "(variants of an earlier curation: was a run stopped before its variants?)",
+            f"run `robust-data curate --dataset {dataset}` again, or export originals only "
+            "(--originals-only, with_variants=False)",
+        )
 
 
 def export_dataset(

@@ -59,8 +59,8 @@ def write_parquet(table: pa.Table, location: str | os.PathLike[str]) -> str:
     return write_bytes(parquet_bytes(table), location)
 
 
-def read_parquet(location: str | os.PathLike[str]) -> pa.Table:
-    """Read the Parquet table at ``location``.
+def read_parquet(location: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """Read the Parquet table at ``location`` (only ``columns`` when given).
 
     A local file is read in place; an object is fetched whole in one get, then decoded.
 
@@ -73,5 +73,5 @@ def read_parquet(location: str | os.PathLike[str]) -> pa.Table:
     if not fs.isfile(path):
         raise FileNotFoundError(f"expected a Parquet file at {location}; found no file")
     if is_url(location):
-        return pq.read_table(pa.BufferReader(fs.cat_file(path)))
-    return pq.read_table(path)
+        return pq.read_table(pa.BufferReader(fs.cat_file(path)), columns=columns)
+    return pq.read_table(path, columns=columns)

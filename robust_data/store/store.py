@@ -139,11 +139,14 @@ class Store:
             if n.endswith(".parquet") and not n.startswith(".")
         ]
 
-    def read(self, table: str, partition: str | None = None) -> pa.Table:
-        """Read a stored table; FileNotFoundError names the path and how to make it."""
+    def read(
+        self, table: str, partition: str | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
+        """Read a stored table (only ``columns`` when given); FileNotFoundError names the path
+        and how to make it."""
         location = table_location(self.tables_root, table, partition)
         try:
-            return read_parquet(location)
+            return read_parquet(location, columns)
         except FileNotFoundError:
             what = table if partition is None else f"{table}[{partition}]"
             raise FileNotFoundError(

@@ -490,3 +490,20 @@ def test_class_names_are_shown_as_typed_in_the_card(judged: Store, tmp_path: Pat
     assert "| 0 | &lt;img src=x onerror=alert(1)&gt; |" in body
     assert "| 1 | a b &#124; \\!\\[x\\](http://e.example) |" in body
     assert not [line for line in body.splitlines() if line.startswith("b |")]  # no row cut
+
+
+def test_variants_of_an_earlier_curation_are_refused(judged: Store, tmp_path: Path) -> None:
+    """The hostile review's kill: curated_samples re-made, variants still the old run's."""
+    variants = judged.read("variants", DATASET)
+    parents = variants.column("parent_sample_id").to_pylist()
+    parents[0] = f"{DATASET}:train:5"  # a sample this curation dropped (a label issue)
+    index = variants.schema.get_field_index("parent_sample_id")
+    judged.write(
+        variants.set_column(index, "parent_sample_id", pa.array(parents)), "variants", DATASET
+    )
+    out = tmp_path / "out"
+    with pytest.raises(DatasetError, match="found 1 of 3 variants of samples that curation does"):
+        export_module.export_dataset(judged, DATASET, out)
+    assert not out.exists()
+    originals = export_module.export_dataset(judged, DATASET, out, with_variants=False)
+    assert originals.rows["train"] == judged.read("curated_samples", DATASET).num_rows
