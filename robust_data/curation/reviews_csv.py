@@ -42,16 +42,20 @@ _LAYOUT = "export one with `robust-data review export` to see the layout"
 _LABEL = re.compile(r"[+-]?[0-9]+")
 
 
+def _guarded(value: str) -> bool:
+    """Whether a spreadsheet could read ``value`` as a formula (leading spaces skipped, as
+    spreadsheets do), or it starts with the quote itself."""
+    return value.startswith(TEXT_PREFIX) or value.lstrip(" ").startswith(FORMULA_STARTS)
+
+
 def csv_cell(value: str) -> str:
     """A cell as review export writes it: a formula start (or the quote) behind a ``'``."""
-    if value.startswith((*FORMULA_STARTS, TEXT_PREFIX)):
-        return TEXT_PREFIX + value
-    return value
+    return TEXT_PREFIX + value if _guarded(value) else value
 
 
 def csv_value(cell: str) -> str:
     """The value of a cell :func:`csv_cell` wrote: its added ``'`` dropped, else the cell."""
-    if cell.startswith(TEXT_PREFIX) and cell[1:].startswith((*FORMULA_STARTS, TEXT_PREFIX)):
+    if cell.startswith(TEXT_PREFIX) and _guarded(cell[1:]):
         return cell[1:]
     return cell
 

@@ -243,18 +243,23 @@ def test_ledger_ships_every_drop_with_its_reason(judged: Store, tmp_path: Path) 
 def test_ledger_csv_cells_are_spreadsheet_safe() -> None:
     ledger = pa.table(
         {
-            "sample_id": ["=HYPERLINK(1)", "plain"],
-            "label": pa.array([0, 7], pa.int64()),
-            "kept": [False, True],
-            "reason": ["outlier", None],
+            "sample_id": ["=HYPERLINK(1)", "plain", "x"],
+            "label": pa.array([0, 7, 1], pa.int64()),
+            "kept": [False, True, True],
+            "reason": ["outlier", None, None],
         }
     )  # a ledger from before reviews: no review, overridden, new_label
-    text = ledger_csv(ledger, ["@zero"])
+    text = ledger_csv(ledger, ["@zero", " =5+5"])  # spreadsheets skip leading spaces
     assert text.splitlines() == [
         "sample_id,label,label_name,kept,reason,review,overridden,new_label",
         "'=HYPERLINK(1),0,'@zero,false,outlier,,,",
         "plain,7,7,true,,,,",
+        "x,1,' =5+5,true,,,,",
     ]
+    from robust_data.curation.reviews_csv import csv_cell, csv_value
+
+    for value in (" =5+5", "' =5", "'x", " x", "-3"):
+        assert csv_value(csv_cell(value)) == value  # what import reads back is what was there
 
 
 # ---------------------------------------------------------------------------------------------
