@@ -294,6 +294,8 @@ def test_numeric_query_parameters_are_bounded(browser: Browser) -> None:
         assert status == 400, (query, page[-400:])
         line = _one_line(page)
         assert line.startswith(f"expected {name} as a whole number in 0.."), line
+    status, _, page = browser.request("GET", "/?split=%3Cscript%3E")  # no such split
+    assert status == 400 and _one_line(page).startswith("expected split as one of test, train")
     status, _, page = browser.request("GET", "/?offset=1000000&label=3&min_steps=0")
     assert status == 200 and '<b id="count">' in page
 
