@@ -103,7 +103,7 @@ def test_curate_stores_what_the_assets_would_and_repeats_in_memory(
 def test_curate_refuses_bad_input_before_any_work(isolated_home: Path) -> None:
     with pytest.raises(RobustDataError, match=r"found 'nope'; pass e.g. `preset=mined`$"):
         robust_data.curate("digits", preset="nope", home=isolated_home)
-    with pytest.raises(DatasetError, match=r"expected a dataset source, .* found 'digts'; "):
+    with pytest.raises(DatasetError, match=r"found 'digts'; .*; did you mean 'digits'\?$"):
         robust_data.curate("digts", home=isolated_home)
     with pytest.raises(RobustDataError, match=r"expected max_steps >= 1; found 0"):
         robust_data.curate("digits", max_steps=0, home=isolated_home)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.cli.common import CliError, dataset_name, flagged, stored_dataset, suggested
+from pipelines.cli.common import CliError, dataset_name, flagged, stored_dataset
 from pipelines.cli.launch import (
     check_execution,
     check_source,
@@ -24,7 +24,7 @@ from pipelines.home import writing_home
 from robust_data.defaults import MAX_STEPS
 from robust_data.errors import DatasetError
 from robust_data.explore.query import TABLE_MAX_ROWS, stream_query
-from robust_data.ingest.sources import PATH_SOURCES, SOURCES
+from robust_data.ingest.sources import PATH_SOURCES, SOURCES, suggested
 from robust_data.store.registry import Registration
 from robust_data.store.store import Store
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 
 from robust_data.errors import DatasetError, RobustDataError, did_you_mean
-from robust_data.ingest.sources import PATH_SOURCES, SOURCES, check_name
+from robust_data.ingest.sources import check_name
 from robust_data.store.store import Store
 
 DEFAULT_DATASET = "mnist-5k"
@@ -58,27 +57,6 @@ def dataset_name(name: str) -> str:
         raise DatasetError(
             error.expected, error.found, "pass a dataset listed by 'robust-data datasets'"
         ) from None
-
-
-def suggested(error: DatasetError, dataset: str, registered: Iterable[str]) -> DatasetError:
-    """``error`` with ``did you mean 'mnist-5k'?`` appended when it is about ``dataset``.
-
-    The candidates are the built-in sources and the home's ``registered`` names; for a
-    ``prefix:PATH`` spec, the path sources' prefixes (``imagefoldr:/x`` -> ``imagefolder:/x``).
-    Without a close match (or for an error about something else) ``error`` itself.
-    """
-    if error.found != repr(dataset):
-        return error
-    prefix, sep, path = dataset.partition(":")
-    if sep:
-        close = difflib.get_close_matches(prefix, [p for p in PATH_SOURCES if p != prefix], n=1)
-        hint = f"did you mean {close[0] + sep + path!r}?" if close else ""
-    else:
-        names = [n for n in SOURCES if n not in PATH_SOURCES] + list(registered)
-        hint = did_you_mean(dataset, [n for n in dict.fromkeys(names) if n != dataset])
-    if not hint:
-        return error
-    return DatasetError(error.expected, error.found, f"{error.fix}; {hint}", options=error.options)
 
 
 def stored_dataset(

@@ -7,12 +7,13 @@ Names: ``digits``, ``mnist-5k`` (bundled), ``mnist``, ``fashion-mnist``, ``kmnis
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from robust_data.errors import DatasetError
+from robust_data.errors import DatasetError, did_you_mean
 from robust_data.ingest.sources.base import LoadOptions, Reject, Source, SourceData
 from robust_data.ingest.sources.bundled import load_digits, load_mnist_5k
 from robust_data.ingest.sources.cifar import SVHN_SOURCE, cifar_source
@@ -123,6 +124,27 @@ class ResolvedSource:
         return Registration(self.name, self.spec, str(self.root) if self.root else None)
 
 
+def suggested(error: DatasetError, dataset: str, registered: Iterable[str]) -> DatasetError:
+    """``error`` with ``did you mean 'mnist-5k'?`` appended when it is about ``dataset``.
+
+    The candidates are the built-in sources and the home's ``registered`` names; for a
+    ``prefix:PATH`` spec, the path sources' prefixes (``imagefoldr:/x`` -> ``imagefolder:/x``).
+    Without a close match (or for an error about something else) ``error`` itself.
+    """
+    if error.found != repr(dataset) or "did you mean" in error.fix:
+        return error
+    prefix, sep, path = dataset.partition(":")
+    if sep:
+        close = difflib.get_close_matches(prefix, [p for p in PATH_SOURCES if p != prefix], n=1)
+        hint = f"did you mean {close[0] + sep + path!r}?" if close else ""
+    else:
+        names = [n for n in SOURCES if n not in PATH_SOURCES] + list(registered)
+        hint = did_you_mean(dataset, [n for n in dict.fromkeys(names) if n != dataset])
+    if not hint:
+        return error
+    return DatasetError(error.expected, error.found, f"{error.fix}; {hint}", options=error.options)
+
+
 def registration_for(
     dataset: str,
     registered: Mapping[str, Registration],
@@ -139,7 +161,10 @@ def registration_for(
     """
     if dataset in registered and not root and not name:
         return registered[dataset]
-    return resolve_source(dataset, root=root, name=name).registration()
+    try:
+        return resolve_source(dataset, root=root, name=name).registration()
+    except DatasetError as error:  # "did you mean 'digits'?" for a mistyped name
+        raise suggested(error, dataset, registered) from None
 
 
 def slugify(text: str) -> str:
