@@ -59,11 +59,11 @@ from robust_data.curation.reviews import DECISIONS, record_reviews
 from robust_data.errors import DatasetError, did_you_mean
 from robust_data.explore.embedding import projection_method
 from robust_data.explore.filters import parse_whole, shown
+from robust_data.explore.flipped import flipped_image
 from robust_data.explore.sample_index import (
     PAGE_SIZE,
     SORTABLE,
     SampleIndex,
-    flipped_image,
     tables_stamp,
 )
 from robust_data.explore.tags import record_tags
