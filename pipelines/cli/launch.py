@@ -86,6 +86,31 @@ PRODUCT_ERRORS = (
 )
 
 
+#: Thread-count settings of the math libraries (torch reads them when a process imports it).
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker_threads(
+    workers: int, cores: int | None = None, environ: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The thread settings for ``workers`` step processes sharing this machine's cores.
+
+    Each process gets ``cores // workers`` threads (at least 1), so that two workers on two
+    cores run one thread each instead of two each (four threads fighting over two cores).
+    Nothing is set for one worker, or when the user set ``OMP_NUM_THREADS`` themselves.
+
+    Returns
+    -------
+    dict
+        Variables to add to the run's environment (empty: none).
+    """
+    environ = dict(os.environ) if environ is None else environ
+    if workers <= 1 or "OMP_NUM_THREADS" in environ:
+        return {}
+    share = str(max(1, (cores or os.cpu_count() or 1) // workers))
+    return {name: share for name in THREAD_ENV}
+
+
 #: How a step or run stopped by Ctrl-C or SIGTERM (the executor passes both on) reports it.
 INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
@@ -157,7 +182,8 @@ def run_job(
 
     ``ops`` adds run config per asset (``{"rpr_scores": {"shards": 2}}``). With ``workers``
     above 1 the multiprocess executor runs up to that many steps at once, each in its own
-    process (the RPR shards in parallel); with 1, everything runs in this process. With
+    process (the RPR shards in parallel) with its share of the cores (:func:`worker_threads`);
+    with 1, everything runs in this process. With
     ``ROBUST_DATA_EXECUTOR=celery`` the curation and scoring jobs' steps go to the Celery
     workers (:func:`cluster_execution`).
 
@@ -193,6 +219,7 @@ def run_job(
     environment = {**dagster_environment(store), WRITER_ENV: writer_token()}
     if workers > 1:
         environment[MAX_CONCURRENT_ENV] = str(workers)
+        environment.update(worker_threads(workers))  # the cores divided between the workers
     started = time.perf_counter()
     with scoped_environ(environment), DagsterInstance.get() as instance:
         if not instance.has_dynamic_partition(DATASETS_NAME, partition):
