@@ -22,9 +22,8 @@ from pipelines.cli.launch import (
 from pipelines.cli.summary import report_lines, summary
 from pipelines.home import writing_home
 from robust_data.defaults import MAX_STEPS
-from robust_data.errors import DatasetError
 from robust_data.explore.query import TABLE_MAX_ROWS, stream_query
-from robust_data.ingest.sources import PATH_SOURCES, SOURCES, suggested
+from robust_data.ingest.sources import PATH_SOURCES, SOURCES
 from robust_data.store.registry import Registration
 from robust_data.store.store import Store
 
@@ -77,7 +76,7 @@ def run_plan(store: Store, args: argparse.Namespace, dataset: str, job: str) -> 
     shards = getattr(args, "shards", 1)
     if shards < 1:
         raise CliError(f"expected --shards >= 1; found {shards}; pass --shards 2")
-    name, spec, root = _resolved(store, args, dataset)
+    name, spec, root = resolve_dataset(store, args, dataset)  # with its "did you mean"
     check_source(spec, root)
     config = ingest_config(args, spec, root)
     ops = {**curation_ops(args), **model_ops(store, args, name)} if job == "curation_job" else {}
@@ -110,14 +109,6 @@ def run_dataset(args: argparse.Namespace, dataset: str, job: str) -> int:
                 store.register(registration)
         print(summary(store, name, outcome, job))
     return 0
-
-
-def _resolved(store: Store, args: argparse.Namespace, dataset: str) -> tuple[str, str, str | None]:
-    """:func:`resolve_dataset`, its unknown-dataset error with a "did you mean"."""
-    try:
-        return resolve_dataset(store, args, dataset)
-    except DatasetError as error:
-        raise suggested(error, dataset, store.registrations()) from None
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -131,7 +131,7 @@ def suggested(error: DatasetError, dataset: str, registered: Iterable[str]) -> D
     ``prefix:PATH`` spec, the path sources' prefixes (``imagefoldr:/x`` -> ``imagefolder:/x``).
     Without a close match (or for an error about something else) ``error`` itself.
     """
-    if error.found != repr(dataset) or "did you mean" in error.fix:
+    if error.found != repr(dataset):
         return error
     prefix, sep, path = dataset.partition(":")
     if sep:
