@@ -341,7 +341,7 @@ def build_app(first: SampleIndex) -> Starlette:
                 raise _unwritable(exc) from None
             except DatasetError as exc:
                 raise Refused(400, "Not recorded: a bad tag", str(exc)) from None
-            index.refresh_tags()
+            index.refresh_notes(force=True)  # now, and its stamp spares the next request
             return RedirectResponse(next_url, status_code=303)
         reviews = form_reviews(index, form, ids)
         if not check_confirmed(form, ids) and len(ids) > 1:
@@ -350,7 +350,7 @@ def build_app(first: SampleIndex) -> Starlette:
             record_reviews(index.store, index.dataset, reviews, "browser")
         except (OSError, DatasetError) as exc:
             raise _unwritable(exc) from None
-        index.refresh_reviews()
+        index.refresh_notes(force=True)  # now, and its stamp spares the next request
         return RedirectResponse(next_url, status_code=303)
 
     def refused(request: Request, exc: Exception) -> Response:

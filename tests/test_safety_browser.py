@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import html
 import http.client
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +28,7 @@ from robust_data.curation.reviews import load_reviews
 from robust_data.ingest.build import ingest
 from robust_data.store.store import Store
 from tests.fixtures import synthetic_scores
-from tests.pipelines.test_webserver import free_port, wait_for
+from tests.pipelines.browse_home import start_browse, stop_browse
 
 DATASET = "digits"
 N = 120
@@ -110,44 +107,14 @@ def _scored_home(home: Path) -> Path:
     return home
 
 
-def _start(home: Path, prefix: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    """``robust-data browse digits`` over ``home`` (optionally under ``prefix``); its port."""
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "robust-data"), "browse", DATASET]
-    command += ["--home", str(home), "--port", str(port)]
-    env = {**os.environ, "ROBUST_DATA_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    process = subprocess.Popen(
-        [*(prefix or []), *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
-    except (RuntimeError, TimeoutError):
-        os.killpg(process.pid, signal.SIGKILL)
-        out = process.communicate()[0]
-        pytest.fail(f"browse did not start ({process.returncode}): {out[-800:]!r}")
-    return process, port
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(10)
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     home = _scored_home(tmp_path_factory.mktemp("browse") / "home")
-    process, port = _start(home)
+    process, port = start_browse(home)
     try:
         yield Browser(home, port)
     finally:
-        _stop(process)
+        stop_browse(process)
 
 
 def _one_line(page: str) -> str:
@@ -328,7 +295,7 @@ def test_a_read_only_home_gets_a_clear_page_and_records_nothing(tmp_path: Path) 
     prefix = _unshare_read_only()
     home = _scored_home(tmp_path / "ro-home")
     mount = f'mount --bind "{home}" "{home}" && mount -o remount,bind,ro "{home}" && exec "$0" "$@"'
-    process, port = _start(home, [*prefix, mount])
+    process, port = start_browse(home, [*prefix, mount])
     try:
         browser = Browser(home, port)
         before = browser.reviews()
@@ -341,7 +308,7 @@ def test_a_read_only_home_gets_a_clear_page_and_records_nothing(tmp_path: Path) 
         assert browser.reviews() == before is None
         assert browser.request("GET", "/")[0] == 200  # still browsing
     finally:
-        _stop(process)
+        stop_browse(process)
 
 
 def _tags(browser: Browser) -> bytes | None:

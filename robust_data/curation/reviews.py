@@ -118,20 +118,33 @@ def check_reviews(
     DatasetError
         One line naming the first bad decision (and where it came from) and how to fix it.
     """
+    check_sample_ids([r.sample_id for r in reviews], sample_ids, where)
     for k, review in enumerate(reviews):
         at = f" on {where[k]}" if k < len(where) else ""
-        if review.sample_id not in sample_ids:
-            raise DatasetError(
-                "a sample id of this dataset",
-                f"{review.sample_id!r}{at}",
-                "copy ids from the browser or `robust-data query`",
-            )
         label = review.new_label
         if label is not None and not 0 <= label < num_classes:
             raise DatasetError(
                 f"a new label in 0..{num_classes - 1}",
                 f"{label} for {review.sample_id}{at}",
                 "relabel to a class index of this dataset",
+            )
+
+
+def check_sample_ids(ids: Sequence[str], known: set[str], where: Sequence[str] = ()) -> None:
+    """Refuse the first id that is not one of ``known`` (``where[k]`` names id k's origin).
+
+    Raises
+    ------
+    DatasetError
+        One line with the id, where it came from and where to copy ids from.
+    """
+    for k, sample_id in enumerate(ids):
+        if sample_id not in known:
+            at = f" on {where[k]}" if k < len(where) else ""
+            raise DatasetError(
+                "a sample id of this dataset",
+                f"{sample_id!r}{at}",
+                "copy ids from the browser or `robust-data query`",
             )
 
 

@@ -204,10 +204,12 @@ class SampleIndex:
             self._con.unregister("current")
         return tags
 
-    def refresh_notes(self) -> bool:
-        """Re-read reviews and tags when they were written since (by anyone); whether they were."""
+    def refresh_notes(self, force: bool = False) -> bool:
+        """Re-read reviews and tags when they were written since (by anyone), or ``force``
+        (after a write of this process: a coarse file clock may not show it); whether they were.
+        """
         stamp = tables_stamp(self.store, self.dataset, NOTE_TABLES)
-        if stamp == self.notes_stamp:
+        if stamp == self.notes_stamp and not force:
             return False
         self.notes_stamp = stamp
         self.refresh_reviews()

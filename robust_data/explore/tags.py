@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robust_data.curation.reviews import append_rows
+from robust_data.curation.reviews import append_rows, check_sample_ids
 from robust_data.errors import DatasetError
 from robust_data.explore.filters import parse_tag
 from robust_data.store.schema import column
@@ -85,11 +85,8 @@ def record_tags(
     name = parse_tag(tag)
     if not sample_ids:
         raise DatasetError("at least one sample to tag", "none", "tick one first")
-    unknown = [s for s in sample_ids if known is not None and s not in known]
-    if unknown:
-        raise DatasetError(
-            "a sample id of this dataset", repr(unknown[0]), "copy ids from the browser"
-        )
+    if known is not None:
+        check_sample_ids(sample_ids, known)
     at = datetime.now(UTC)
     rows = pa.table(
         {

@@ -9,11 +9,7 @@ test (its bulk review is tests/pipelines/test_browser_tools.py's browse-bulk-con
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -26,8 +22,8 @@ from robust_data.curation.reviews import load_reviews
 from robust_data.store.store import Store
 from tests.cdp import Chromium
 from tests.conftest import CuratedHome
+from tests.pipelines.browse_home import start_browse, stop_browse
 from tests.pipelines.test_browser import chromium  # noqa: F401  (the fixture: found or installed)
-from tests.pipelines.test_webserver import free_port, wait_for
 
 PROJECT = Path(__file__).resolve().parents[2]
 IMAGES = PROJECT / "test-artifacts"
@@ -45,24 +41,11 @@ def review_home(curated_digits: CuratedHome, tmp_path: Path) -> Path:
 @pytest.fixture
 def browse_url(review_home: Path) -> Iterator[str]:
     """``robust-data browse digits`` running over the copy; its URL. The group is killed after."""
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "robust-data"), "browse", DATASET]
-    process = subprocess.Popen(
-        [*command, "--home", str(review_home), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, port = start_browse(review_home)
     try:
-        try:
-            wait_for(f"{url}/healthz", process)
-        except RuntimeError:
-            pytest.fail(f"browse exited {process.returncode}: {process.stdout.read()[-800:]!r}")
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+        stop_browse(process)
 
 
 def _duckdb_count(home: Path, sql: str) -> int:

@@ -11,12 +11,10 @@ test-artifacts/.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,9 +27,15 @@ from robust_data.explore.sample_index import SampleIndex
 from robust_data.explore.tags import load_tags
 from robust_data.store.store import Store
 from tests.cdp import Chromium
-from tests.pipelines.browse_home import DATASET, OTHER, build_browse_home, misclassified_ids
+from tests.pipelines.browse_home import (
+    DATASET,
+    OTHER,
+    build_browse_home,
+    misclassified_ids,
+    start_browse,
+    stop_browse,
+)
 from tests.pipelines.test_browser import chromium  # noqa: F401  (the fixture: found or installed)
-from tests.pipelines.test_webserver import free_port, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -41,24 +45,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Stor
     """``robust-data browse digits`` over a fresh small home: its URL and store."""
     home = tmp_path_factory.mktemp("browse-tools") / "home"
     store = build_browse_home(home)
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "robust-data"), "browse", DATASET]
-    process = subprocess.Popen(
-        [*command, "--home", str(home), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, port = start_browse(home)
     try:
-        try:
-            wait_for(f"{url}/healthz", process)
-        except RuntimeError:
-            pytest.fail(f"browse exited {process.returncode}: {process.stdout.read()[-800:]!r}")
-        yield url, store
+        yield f"http://127.0.0.1:{port}", store
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+        stop_browse(process)
 
 
 def _count(page: Chromium) -> int:
@@ -232,31 +223,37 @@ def test_bulk_review_embedding_box_switcher_and_error_pages(
     }
 
 
-def test_a_bulk_review_whose_selection_changed_is_refused(served: tuple[str, Store]) -> None:
-    import urllib.request
-
-    url, store = served
+def _token(url: str) -> str:
+    """The CSRF token of the running browser's forms."""
     with urllib.request.urlopen(f"{url}/?dataset={DATASET}", timeout=30) as response:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode()).group(1)
+        return re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode()).group(1)
+
+
+def _post(url: str, fields: list[tuple[str, str]]) -> tuple[int, str]:
+    """POST a review form (no Origin, as a script would): status and page, refusals too."""
+    body = urllib.parse.urlencode(fields).encode()
+    try:
+        with urllib.request.urlopen(f"{url}/review", body, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_bulk_review_whose_selection_changed_is_refused(served: tuple[str, Store]) -> None:
+    url, store = served
     before = load_reviews(store, DATASET).num_rows
     fields = [
-        ("csrf_token", token),
+        ("csrf_token", _token(url)),
         ("dataset", DATASET),
         ("scope", "filter"),
         ("view", "split=test"),
         ("decision", "keep"),
         ("confirmed", "3"),  # the page said 3; far more match
     ]
-    request = urllib.request.Request(f"{url}/review", urllib.parse.urlencode(fields).encode())
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=30)
-    body = refused.value.read().decode()
-    assert refused.value.code == 409 and "expected the 3 samples you confirmed" in body
-    no_decision = [f for f in fields if f[0] not in ("decision", "confirmed")]
-    request = urllib.request.Request(f"{url}/review", urllib.parse.urlencode(no_decision).encode())
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=30)
-    assert refused.value.code == 400 and "found none chosen" in refused.value.read().decode()
+    status, page = _post(url, fields)
+    assert status == 409 and "expected the 3 samples you confirmed" in page
+    status, page = _post(url, [f for f in fields if f[0] not in ("decision", "confirmed")])
+    assert status == 400 and "found none chosen" in page
     assert load_reviews(store, DATASET).num_rows == before
 
 
@@ -265,37 +262,24 @@ def test_a_bulk_review_confirmed_for_other_samples_of_the_same_count_is_refused(
 ) -> None:
     """The hostile review's case: the confirm page showed samples A and B; by the time it was
     confirmed the filter matched A and C. Two still match, but not the two shown."""
-    import urllib.request
-
     from robust_data.explore.tags import record_tags
 
     url, store = served
-    with urllib.request.urlopen(f"{url}/?dataset={DATASET}", timeout=30) as response:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode()).group(1)
     a, b, c = sorted(SampleIndex(store, DATASET).sample_ids)[:3]
     record_tags(store, DATASET, [a, b], "swap")
     fields = [
-        ("csrf_token", token),
+        ("csrf_token", _token(url)),
         ("dataset", DATASET),
         ("scope", "filter"),
         ("view", "tag=swap"),
         ("decision", "drop"),
     ]
-
-    def post(extra: list[tuple[str, str]]) -> tuple[int, str]:
-        body = urllib.parse.urlencode([*fields, *extra]).encode()
-        try:
-            with urllib.request.urlopen(f"{url}/review", body, timeout=30) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    status, page = post([])
+    status, page = _post(url, fields)
     assert status == 200 and f'value="{a}"' not in page, page[-600:]  # ids not re-posted
     selection = re.search(r'name="selection" value="([0-9a-f]+)"', page).group(1)
     record_tags(store, DATASET, [b], "swap", present=False)
     record_tags(store, DATASET, [c], "swap")
     before = load_reviews(store, DATASET).num_rows
-    status, page = post([("confirmed", "2"), ("selection", selection)])
+    status, page = _post(url, [*fields, ("confirmed", "2"), ("selection", selection)])
     assert status == 409 and "as many samples match now, but not the same ones" in page
     assert load_reviews(store, DATASET).num_rows == before
