@@ -1,17 +1,25 @@
-"""Benchmark: the main job (`robust-data curate`) at growing dataset sizes, real digits.
+"""Benchmark: the main job (`robust-data curate`) at growing dataset sizes, real images.
 
-For each size the bundled MNIST subset (mnist-5k, 5,000 real digits) gives the images: a
-seeded subset below 5,000; above, all 5,000 plus copies of seeded random originals, each
-shifted by a seeded 1-2 pixel translation (so copies are not exact duplicates). Splits are
-seeded too (test: 400 / 1,000 / 5,000 / 10,000 for 2k / 5k / 15k / 60k, else a fifth). The
-images go to a Parquet file and through the whole job in a fresh home, one process; the run
-records wall time per stage (from the Dagster instance), seconds per 1,000 images, user and
-system CPU time and peak RSS of the job's process.
+``--source fashion-mnist`` (issue 32): real Fashion-MNIST from its IDX files (Debian's
+``dataset-fashion-mnist``, /usr/share/datasets/fashion-mnist, or ``--fashion-root``), its own
+train/test split kept: at 70,000 every image (60,000 train / 10,000 test), below a seeded
+subset with the same 6:1 share of each split. Nothing is copied or shifted.
+
+``--source digits`` (the default, issue 14): for each size the bundled MNIST subset
+(mnist-5k, 5,000 real digits) gives the images: a seeded subset below 5,000; above, all
+5,000 plus copies of seeded random originals, each shifted by a seeded 1-2 pixel translation
+(so copies are not exact duplicates). Splits are seeded too (test: 400 / 1,000 / 5,000 /
+10,000 for 2k / 5k / 15k / 60k, else a fifth).
+
+Either way the images go to a Parquet file and through the whole job in a fresh home, one
+process; the run records wall time per stage (from the Dagster instance), seconds per 1,000
+images, user and system CPU time and peak RSS of the job's process.
 
 Copies share their original's digit, so above 5k a test image can be a shifted copy of a
 training image: accuracies there are optimistic; the timings are what this measures.
 
 Prints and appends to bench/RESULTS.md. Run: .venv/bin/python bench/scale.py
+(issue 32: --source fashion-mnist --sizes 5000,15000,70000 --seeds 1)
 """
 
 from __future__ import annotations
@@ -35,9 +43,32 @@ from results import cpu_model, record
 
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
+from robust_data.ingest.sources.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 TEST_SIZES = {2000: 400, 5000: 1000, 15000: 5000, 60000: 10000}
 PROJECT = Path(__file__).resolve().parents[1]
+FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def fashion(size: int, seed: int, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(size, 28, 28) uint8 images, labels and splits of real Fashion-MNIST, its own splits.
+
+    All 70,000 at ``size`` 70,000; below, a seeded subset of each split in the 6:1 share of
+    the full dataset (5,000: 4,286 train / 714 test).
+    """
+    rng = np.random.default_rng(seed)
+    parts = []
+    for split, (image_file, label_file) in FASHION_FILES.items():
+        images = read_idx(root / image_file, IMAGES_MAGIC)
+        labels = read_idx(root / label_file, LABELS_MAGIC)
+        share = round(size * len(images) / 70000)
+        index = np.sort(rng.permutation(len(images))[:share])
+        parts.append((images[index], labels[index], np.full(len(index), split, dtype=object)))
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
 def digits(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,9 +92,12 @@ def digits(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return images, labels, splits
 
 
-def write_dataset(path: Path, size: int, seed: int) -> dict[str, int]:
+def write_dataset(path: Path, size: int, seed: int, source: str, root: Path) -> dict[str, int]:
     """The dataset as a Parquet file of PNG images; returns its split counts."""
-    images, labels, splits = digits(size, seed)
+    if source == "fashion-mnist":
+        images, labels, splits = fashion(size, seed, root)
+    else:
+        images, labels, splits = digits(size, seed)
     pngs = []
     for image in images:
         buffer = io.BytesIO()
@@ -122,11 +156,13 @@ class RssSampler:
         return max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
 
 
-def run_job(root: Path, size: int, seed: int, seeds: int | None) -> dict[str, object]:
+def run_job(
+    root: Path, size: int, seed: int, seeds: int | None, kind: str, fashion_root: Path
+) -> dict[str, object]:
     """Build the dataset, run the main job in a fresh home, measure it."""
-    name = f"mnist-scale-{size}"
+    name = f"{'fashion' if kind == 'fashion-mnist' else 'mnist'}-scale-{size}"
     source = root / "data" / f"{name}.parquet"
-    counts = write_dataset(source, size, seed)
+    counts = write_dataset(source, size, seed, kind, fashion_root)
     home = root / f"home-{size}"
     shutil.rmtree(home, ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -168,6 +204,8 @@ def run_job(root: Path, size: int, seed: int, seeds: int | None) -> dict[str, ob
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", choices=("digits", "fashion-mnist"), default="digits")
+    parser.add_argument("--fashion-root", type=Path, default=FASHION_ROOT, help="IDX files")
     parser.add_argument("--sizes", default="2000,5000,15000,60000", help="comma-separated")
     parser.add_argument("--root", default="/tmp/robust-data-scale", help="data and homes")
     parser.add_argument("--seed", type=int, default=0, help="seed of subsets, copies, splits")
@@ -179,7 +217,7 @@ def main() -> None:
     root = Path(args.root)
     results = []
     for size in sizes:
-        result = run_job(root, size, args.seed, args.seeds)
+        result = run_job(root, size, args.seed, args.seeds, args.source, args.fashion_root)
         results.append(result)
         print(
             f"{size:,} images: {result['wall']:.0f} s, user {result['user']:.0f} s, sys "
@@ -210,7 +248,7 @@ def main() -> None:
     ]
     record(
         "Main job at growing dataset sizes",
-        f"`python bench/scale.py --sizes {args.sizes}"
+        f"`python bench/scale.py --source {args.source} --sizes {args.sizes}"
         + (f" --seeds {args.seeds}" if args.seeds else "")
         + "`: `robust-data curate` (the whole graph, "
         + (
@@ -218,8 +256,14 @@ def main() -> None:
             if not args.seeds
             else f"defaults but {args.seeds} training seed(s) per model"
         )
-        + f", one process) in a fresh home per size; real MNIST digits of mnist-5k, above "
-        f"5,000 with seeded 1-2 pixel shifted copies (seed {args.seed}); {os.cpu_count()} cores, "
+        + ", one process) in a fresh home per size; "
+        + (
+            f"real Fashion-MNIST, its own splits, seeded subsets below 70,000 (seed {args.seed})"
+            if args.source == "fashion-mnist"
+            else f"real MNIST digits of mnist-5k, above 5,000 with seeded 1-2 pixel shifted "
+            f"copies (seed {args.seed})"
+        )
+        + f"; {os.cpu_count()} cores, "
         f"{cpu_model()}. s/1k: wall seconds per 1,000 images (ratio to the 5k run). Peak RSS: "
         "the job process. Stage columns: wall seconds / peak sampled RSS "
         "(GB, every 0.5 s) per step.",
@@ -245,7 +289,7 @@ def _summary(results: list[dict], base_rate: float) -> str:
     system = sum(r["sys"] for r in results)
     return (
         f"Seconds per 1,000 images at {largest['size']:,}: {growth:.2f}x the 5k run (target "
-        f"<= 1.2x); peak RSS there {largest['rss_gb']:.2f} GB (target <= 4 GB at 60k); system "
+        f"<= 1.2x); peak RSS there {largest['rss_gb']:.2f} GB (target <= 4 GB); system "
         f"time {system / user:.1%} of user time over all runs (target <= 10%)."
     )
 
