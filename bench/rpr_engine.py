@@ -1,16 +1,23 @@
 """Benchmark: the batched RPR engine against the paper's per-image loop, on mnist-5k.
 
-One run, same model (the reference simple CNN trained on mnist-5k's train split) and data
-(its test split), the paper's scheme (28 pixels) and MAX_STEPS 250:
+One run, same model (the reference model, ``--arch``, trained on mnist-5k's train split) and
+data (its test split), the paper's scheme (28 pixels) and MAX_STEPS 250. ``--colour`` makes
+the images 32x32 RGB (issue 32): each digit padded to 32x32 and painted in seeded colours
+(a foreground colour and a background half a turn away on each channel), so the shapes are
+real digits and every channel carries them.
 
 - the per-image loop (perturb, one forward pass, repeat; fp32), on the first --loop images;
 - the engine in fp32 and in bf16 autocast, on --n images; the loop's scores must equal the
   engine's fp32 scores on the images both scored;
 - plain batched inference of as many forward passes, same batch size, each precision;
 - achieved FLOP/s against a measured matrix-multiply rate in the same precision;
-- how often the robust flag agrees between bf16 and fp32 on the same perturbations.
+- how often the robust flag agrees between bf16 and fp32 on the same perturbations;
+- training: images per second of the reference model's training (bf16 autocast where the
+  CPU has it, channels-last) and its achieved FLOP/s (three forward passes per image) against
+  the same matmul rate.
 
 Prints and appends to bench/RESULTS.md. Run: .venv/bin/python bench/rpr_engine.py
+(colour: --colour --arch resnet, --colour --arch simple_cnn)
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import copy
 import time
 
+import numpy as np
 import torch
 from results import cpu_model, record
 from torch.utils.flop_counter import FlopCounterMode
@@ -45,6 +53,19 @@ def matmul_rate(
     if device.type == "cuda":
         torch.cuda.synchronize()
     return 2 * size**3 * count / (time.perf_counter() - start)
+
+
+def colour_digits(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, 1, 28, 28) digits in [0, 1] as (N, 3, 32, 32) colour images in [0, 1].
+
+    Each image gets a seeded foreground colour and the background half a turn away on every
+    channel (contrast 0.5 per channel): the digit's shape is in all three channels.
+    """
+    rng = np.random.default_rng(seed)
+    padded = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    foreground = rng.uniform(0, 1, (len(images), 3, 1, 1)).astype(np.float32)
+    background = (foreground + 0.5) % 1.0
+    return (background * (1 - padded) + foreground * padded).astype(np.float32)
 
 
 def forward_flops(model: torch.nn.Module, image: torch.Tensor) -> int:
@@ -99,24 +120,31 @@ def main() -> None:
     parser.add_argument("--loop", type=int, default=100, help="images the per-image loop scores")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--width", type=int, default=ModelOptions().width, help="CNN channels")
+    parser.add_argument("--arch", default="simple_cnn", choices=("simple_cnn", "resnet"))
+    parser.add_argument("--width", type=int, default=None, help="channels (default: arch's)")
+    parser.add_argument("--colour", action="store_true", help="32x32 RGB digits")
     args = parser.parse_args()
     tune_allocator()
     device = resolve_device(args.device)
 
     data = decode_samples(ingest("mnist-5k", name="mnist-5k").samples)
     train, test = data.where(data.splits == "train"), data.where(data.splits == "test")
+    train_images, test_images = train.images, test.images
+    if args.colour:
+        train_images, test_images = colour_digits(train_images, 0), colour_digits(test_images, 1)
+    width = args.width or (ModelOptions().width if args.arch == "simple_cnn" else 16)
+    model_options = ModelOptions(arch=args.arch, width=width)
     trained = train_model(
-        ModelOptions(width=args.width),
-        train.images,
+        model_options,
+        train_images,
         train.labels,
         10,
-        test.images,
+        test_images,
         test.labels,
         device=str(device),
     )
     model = trained.model
-    images = torch.from_numpy(test.images[: args.n])
+    images = torch.from_numpy(test_images[: args.n])
     labels, ids = test.labels[: args.n], test.sample_ids[: args.n]
 
     loop_scores, loop_tries, loop_seconds = per_image_loop(
@@ -180,16 +208,39 @@ def main() -> None:
             f"({run.computed / run.tries - 1:.2%}: tries after a flip, padding), "
             f"robust fraction {run.robust.mean():.4f}"
         )
+    train_rate = len(train_images) * model_options.epochs / trained.seconds
+    train_flops = 3 * flops * train_rate
+    rows.append(
+        [
+            f"training, {trained.metrics['precision']} ({model_options.epochs} epochs, "
+            f"batch {model_options.batch_size})",
+            f"{len(train_images):,}",
+            f"{len(train_images) * model_options.epochs:,} images",
+            f"{trained.seconds:.1f}",
+            f"{train_rate:,.0f} images",
+            "-",
+            "-",
+            f"{train_flops / 1e9:.1f}",
+            f"{train_flops / rates[trained.metrics['precision']]:.0%} of "
+            f"{rates[trained.metrics['precision']] / 1e9:.0f}",
+        ]
+    )
     accel = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    shape = "x".join(str(v) for v in images.shape[1:])
     record(
-        f"RPR engine vs per-image loop ({device.type})",
-        "`python bench/rpr_engine.py`: reference simple CNN "
-        f"({args.width}/{2 * args.width} channels, "
-        f"{flops / 1e6:.1f} MFLOP per forward) trained on mnist-5k (test accuracy "
-        f"{trained.metrics['test_accuracy']:.3f}); its test split; scheme `pixels` (28 pixels), "
+        f"RPR engine vs per-image loop ({device.type}, {args.arch}, {shape})",
+        f"`python bench/rpr_engine.py --arch {args.arch}"
+        + (" --colour" if args.colour else "")
+        + f"`: reference {args.arch} (width {width}, "
+        f"{flops / 1e6:.1f} MFLOP per forward) trained on mnist-5k"
+        + (" painted as 32x32 RGB (colour_digits)" if args.colour else "")
+        + " (test accuracy "
+        f"{trained.metrics['test_accuracy']:.3f}); its test split; scheme `pixels` "
+        f"({int(np.sqrt(images.shape[2] * images.shape[3]))} pixels), "
         f"MAX_STEPS 250, seed 0; batch {args.batch_size}; {cpu_model()}. 'vs plain' is the "
         "engine's time over plain batched inference of the same number of forward passes in the "
-        "same precision; matmul rate measured in this run (2048x2048).",
+        "same precision; matmul rate measured in this run (2048x2048). Training row: "
+        "images/s, and FLOP/s counting a training image as three forward passes.",
         [
             "method",
             "images",

@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from cleanlab.filter import find_label_issues
-from cleanlab.rank import get_label_quality_scores
 
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import decode_samples
@@ -213,6 +211,9 @@ def assess_labels(oof: pa.Table, options: LabelQualityOptions | None = None) -> 
     DatasetError
         When labels fall outside the pred_probs width or the table is empty.
     """
+    from cleanlab.filter import find_label_issues  # imported when used: sklearn takes seconds
+    from cleanlab.rank import get_label_quality_scores
+
     options = options or LabelQualityOptions()
     labels = np.asarray(oof.column("label").to_numpy(), np.int64)
     pred_probs = matrix_column(oof, "pred_probs")

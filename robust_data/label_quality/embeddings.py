@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import PCA
 from torch import nn
 
 from robust_data.scoring.models import embed
@@ -43,6 +42,8 @@ def reference_embeddings(model: nn.Module, images: np.ndarray, options: OofOptio
     components = min(options.embedding_dim, sample.shape[1])
     pca = None
     if components < sample.shape[1]:
+        from sklearn.decomposition import PCA  # imported when used: it takes seconds
+
         pca = PCA(n_components=components, svd_solver="randomized", random_state=options.seed)
         pca.fit(sample)
     del sample
@@ -59,5 +60,7 @@ def reduce_dim(features: np.ndarray, options: OofOptions) -> np.ndarray:
     components = min(options.embedding_dim, d, n)
     if components >= d:
         return features.astype(np.float32)
+    from sklearn.decomposition import PCA  # imported when used: it takes seconds
+
     pca = PCA(n_components=components, svd_solver="randomized", random_state=options.seed)
     return pca.fit_transform(features).astype(np.float32)

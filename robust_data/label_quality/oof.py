@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
-from sklearn.model_selection import StratifiedKFold
 
 from robust_data.errors import DatasetError, RobustDataError
 from robust_data.ingest.arrays import SampleArrays, decode_samples, num_classes
@@ -166,6 +165,8 @@ class FoldPlan:
 
 def plan_folds(labels: np.ndarray, options: OofOptions) -> FoldPlan:
     """The seeded stratified folds of ``labels`` (N,); the same on every machine."""
+    from sklearn.model_selection import StratifiedKFold  # imported when used: it takes seconds
+
     folds, notes = fold_count(labels, options.folds)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=options.seed)
     held = tuple(h for _, h in splitter.split(np.zeros(len(labels)), labels))

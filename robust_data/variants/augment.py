@@ -14,13 +14,14 @@ elastic transform, Gaussian noise.
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torchvision.transforms.v2.functional as TF
 
 from robust_data.errors import RobustDataError
 from robust_data.perturb.corrupt.ops import gaussian_blur, normal
@@ -28,6 +29,20 @@ from robust_data.perturb.rng import Stream, purpose_key, sample_keys
 
 BINS = 31
 Op = Callable[[torch.Tensor, float], torch.Tensor]  # (C, H, W) uint8, signed magnitude in [-1, 1]
+
+
+class _Lazy:
+    """A module imported on first use: ``import torchvision`` takes seconds (it imports its
+    models), and every step process of a run imports this module without augmenting."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+TF: Any = _Lazy("torchvision.transforms.v2.functional")
 
 
 def _affine(

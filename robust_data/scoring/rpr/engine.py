@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch._inductor.config as inductor_config
 from torch import nn
 
 from robust_data.defaults import MAX_STEPS
@@ -230,6 +229,8 @@ class ModelRunner:
         if pad:
             filler = batch[:1].expand(pad, *batch.shape[1:])
             batch = torch.cat([batch, filler]).contiguous(memory_format=batch_format(batch))
+        import torch._inductor.config as inductor_config  # 1 s to import: only when compiling
+
         try:
             with inductor_config.patch(freezing=True):
                 out = self.compiled(batch)[:rows]
