@@ -6,7 +6,9 @@ Runs ``robust-data curate`` on one dataset, each arm in a fresh home, one after 
 - ``--workers 2 --shards 2``, each step process given half the cores (``OMP_NUM_THREADS``
   set by the command: pipelines.cli.launch.worker_threads);
 - ``--workers 2 --shards 2`` with ``OMP_NUM_THREADS`` set to all the cores, as before the
-  command divided them (each worker takes every core).
+  command divided them (each worker takes every core);
+- the same with ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of spinning,
+  so two oversubscribed step processes do not burn each other's cores).
 
 Records wall seconds, user and system CPU seconds (of the command and its children) and the
 ratio to the baseline in bench/RESULTS.md.
@@ -33,6 +35,15 @@ ARMS = (
         "--workers 2, each with every core",
         ["--workers", "2", "--shards", "2"],
         {"OMP_NUM_THREADS": str(os.cpu_count()), "MKL_NUM_THREADS": str(os.cpu_count())},
+    ),
+    (
+        "--workers 2, each with every core, passive OpenMP waits",
+        ["--workers", "2", "--shards", "2"],
+        {
+            "OMP_NUM_THREADS": str(os.cpu_count()),
+            "MKL_NUM_THREADS": str(os.cpu_count()),
+            "OMP_WAIT_POLICY": "PASSIVE",
+        },
     ),
 )
 
@@ -70,9 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="mnist-5k")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument(
+        "--arms", default="0,1,2", help="which arms, by index (0: the baseline, always run)"
+    )
     args = parser.parse_args()
+    chosen = sorted({0, *(int(i) for i in args.arms.split(","))})
     rows, walls = [], []
-    for name, flags, env in ARMS:
+    for name, flags, env in (ARMS[i] for i in chosen):
         wall, user, system = run(args.dataset, args.seeds, flags, env)
         walls.append(wall)
         rows.append(
@@ -86,7 +101,8 @@ def main() -> None:
     )
     record(
         "curate --workers 1 against 2",
-        f"`.venv/bin/python bench/workers.py --dataset {args.dataset} --seeds {args.seeds}`",
+        f"`.venv/bin/python bench/workers.py --dataset {args.dataset} --seeds {args.seeds} "
+        f"--arms {','.join(map(str, chosen))}`",
         ["arm", "wall s", "user s", "system s", "wall vs --workers 1"],
         rows,
         summary,
