@@ -108,9 +108,14 @@ def with_variants(
     (np.ndarray, np.ndarray)
         (N + V, C, H, W) float32 images and (N + V,) labels.
     """
-    images, labels = [data.images], [data.labels]
+    copies = np.asarray(copies, np.int64)
+    total = len(data) + len(transforms) * int(copies.sum())
+    images = np.empty((total, *data.images.shape[1:]), np.float32)  # filled in place: the
+    images[: len(data)] = data.images  # variants are held once, not once more to concatenate
+    labels = [data.labels]
     x = torch.from_numpy(np.ascontiguousarray(data.images))
     y = torch.from_numpy(np.array(data.labels, np.int64))  # a writable copy
+    start = len(data)
     for spec in transforms:
         transform = parse_transform(spec)
         for c in range(int(copies.max(initial=0))):
@@ -118,9 +123,10 @@ def with_variants(
             ids = [data.sample_ids[i] for i in chosen]
             index = torch.from_numpy(chosen)
             out = apply_transform(transform, x[index], y[index], ids, copy_key(seed, c))
-            images.append(out.clamp(0, 1).numpy().astype(np.float32))
+            images[start : start + len(chosen)] = out.clamp(0, 1).numpy()
+            start += len(chosen)
             labels.append(data.labels[chosen])
-    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+    return images, np.concatenate(labels).astype(np.int64)
 
 
 def add_variants(data: SampleArrays, variants: pa.Table) -> SampleArrays:
@@ -214,8 +220,10 @@ def curated_variants(
         MiningOptions(plan.mining, plan.candidates, seed),
         FlipSource(steps, inputs.flip_scheme, inputs.flip_seed),
     )
-    images = np.concatenate([chosen.images, mined.images.astype(np.float32)])
     labels = np.concatenate([chosen.labels, chosen.labels[mined.parent]]).astype(np.int64)
+    images = np.empty((len(labels), *chosen.images.shape[1:]), np.float32)
+    images[: len(chosen)] = chosen.images  # filled in place: no second copy of the variants
+    images[len(chosen) :] = mined.images
     return images, labels
 
 

@@ -192,3 +192,17 @@ def test_a_mining_plan_round_trips_through_table_parameters() -> None:
     assert preset_params(mined)["plan"]["mining"] == "hard"
     assert preset_from_params(preset_params(mined)) == mined
     assert preset_from_params(preset_params(clean)) == clean
+
+
+def test_stacked_parts_and_pixels_equal_the_whole_array_operations() -> None:
+    """The in-place helpers that bound the variants' memory give numpy's whole-array results."""
+    from robust_data.variants.mining import _as_pixels, _stack_parts
+
+    rng = np.random.default_rng(0)
+    parts = [rng.uniform(-0.2, 1.2, (n, 3, 5, 4)).astype(np.float32) for n in (7, 1, 12)]
+    whole = np.concatenate(parts)
+    given = list(parts)
+    assert np.array_equal(_stack_parts(given), whole)
+    assert given == []  # each part dropped once copied
+    expected = (np.clip(whole, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.array_equal(_as_pixels(whole, chunk=5), expected)
