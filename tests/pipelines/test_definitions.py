@@ -474,3 +474,23 @@ def test_executor_comes_from_the_environment(
     else:  # pragma: no cover - dagster-k8s is not a dependency here
         job = build_definitions(store).resolve_job_def("curation_job")
         assert job.executor_def.name == "k8s"
+
+
+def test_a_step_process_imports_no_library_it_may_not_use() -> None:
+    """Loading the code location (what every step process of ``--workers N`` does first)
+    leaves cleanlab, scikit-learn, torchvision and inductor to the steps that use them: each
+    took seconds to import (issue 32)."""
+    heavy = ["cleanlab", "sklearn", "torchvision", "torch._inductor.config"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, pipelines.definitions; print([m for m in {heavy!r} if m in sys.modules])",
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout
