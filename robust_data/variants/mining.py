@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from robust_data.errors import RobustDataError
 from robust_data.ingest.images import encode_png
 from robust_data.perturb.rng import purpose_key, sample_keys, uniform
-from robust_data.scoring.device import autocast, resolve_precision
+from robust_data.scoring.device import autocast, resolve_precision, trim_heap
 from robust_data.scoring.rpr.engine import ModelRunner, RprOptions, perturbed_at, working_copy
 from robust_data.store.schema import table_metadata
 from robust_data.variants.make import (
@@ -267,7 +267,9 @@ def mine(
                     images, labels, sample_ids, (model, scorer), spec, counts, index, options, flip
                 )
             )
-    return _concatenate(parts, images.shape[1:])
+    mined = _concatenate(parts, images.shape[1:])
+    trim_heap()  # the batches' heap memory, freed, returned before the caller trains on it
+    return mined
 
 
 def _mine_batch(
