@@ -92,7 +92,9 @@ def digits(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return images, labels, splits
 
 
-def write_dataset(path: Path, size: int, seed: int, source: str, root: Path) -> dict[str, int]:
+def write_dataset(
+    path: Path, size: int, seed: int, source: str = "digits", root: Path = FASHION_ROOT
+) -> dict[str, int]:
     """The dataset as a Parquet file of PNG images; returns its split counts."""
     if source == "fashion-mnist":
         images, labels, splits = fashion(size, seed, root)
