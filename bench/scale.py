@@ -1,9 +1,10 @@
 """Benchmark: the main job (`robust-data curate`) at growing dataset sizes, real images.
 
 ``--source fashion-mnist`` (issue 32): real Fashion-MNIST from its IDX files (Debian's
-``dataset-fashion-mnist``, /usr/share/datasets/fashion-mnist, or ``--fashion-root``), its own
-train/test split kept: at 70,000 every image (60,000 train / 10,000 test), below a seeded
-subset with the same 6:1 share of each split. Nothing is copied or shifted.
+``dataset-fashion-mnist``, /usr/share/datasets/fashion-mnist, or ``--fashion-root``), read
+by the project's ``fashion-mnist`` source, its own train/test split kept: at 70,000 every
+image (60,000 train / 10,000 test), below a seeded subset with the same 6:1 share of each
+split. Nothing is copied or shifted.
 
 ``--source digits`` (the default, issue 14): for each size the bundled MNIST subset
 (mnist-5k, 5,000 real digits) gives the images: a seeded subset below 5,000; above, all
@@ -43,31 +44,31 @@ from results import cpu_model, record
 
 from robust_data.ingest.arrays import decode_samples
 from robust_data.ingest.build import ingest
-from robust_data.ingest.sources.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 TEST_SIZES = {2000: 400, 5000: 1000, 15000: 5000, 60000: 10000}
 PROJECT = Path(__file__).resolve().parents[1]
-FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
-FASHION_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
 
 
-def fashion(size: int, seed: int, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fashion(
+    size: int, seed: int, root: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(size, 28, 28) uint8 images, labels and splits of real Fashion-MNIST, its own splits.
 
+    Read by the ``fashion-mnist`` source (``root`` None: its default, Debian's package folder).
     All 70,000 at ``size`` 70,000; below, a seeded subset of each split in the 6:1 share of
     the full dataset (5,000: 4,286 train / 714 test).
     """
+    data = decode_samples(
+        ingest("fashion-mnist", root=None if root is None else str(root), name="fashion").samples
+    )
+    pixels = np.round(data.images[:, 0] * 255).astype(np.uint8)
     rng = np.random.default_rng(seed)
     parts = []
-    for split, (image_file, label_file) in FASHION_FILES.items():
-        images = read_idx(root / image_file, IMAGES_MAGIC)
-        labels = read_idx(root / label_file, LABELS_MAGIC)
-        share = round(size * len(images) / 70000)
-        index = np.sort(rng.permutation(len(images))[:share])
-        parts.append((images[index], labels[index], np.full(len(index), split, dtype=object)))
+    for split in ("train", "test"):
+        rows = np.flatnonzero(data.splits == split)
+        share = round(size * len(rows) / 70000)
+        index = rows[np.sort(rng.permutation(len(rows))[:share])]
+        parts.append((pixels[index], data.labels[index], np.full(len(index), split, dtype=object)))
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
@@ -93,7 +94,7 @@ def digits(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def write_dataset(
-    path: Path, size: int, seed: int, source: str = "digits", root: Path = FASHION_ROOT
+    path: Path, size: int, seed: int, source: str = "digits", root: Path | None = None
 ) -> dict[str, int]:
     """The dataset as a Parquet file of PNG images; returns its split counts."""
     if source == "fashion-mnist":
@@ -159,7 +160,7 @@ class RssSampler:
 
 
 def run_job(
-    root: Path, size: int, seed: int, seeds: int | None, kind: str, fashion_root: Path
+    root: Path, size: int, seed: int, seeds: int | None, kind: str, fashion_root: Path | None
 ) -> dict[str, object]:
     """Build the dataset, run the main job in a fresh home, measure it."""
     name = f"{'fashion' if kind == 'fashion-mnist' else 'mnist'}-scale-{size}"
@@ -207,7 +208,9 @@ def run_job(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("digits", "fashion-mnist"), default="digits")
-    parser.add_argument("--fashion-root", type=Path, default=FASHION_ROOT, help="IDX files")
+    parser.add_argument(
+        "--fashion-root", type=Path, default=None, help="IDX files (default: the source's)"
+    )
     parser.add_argument("--sizes", default="2000,5000,15000,60000", help="comma-separated")
     parser.add_argument("--root", default="/tmp/robust-data-scale", help="data and homes")
     parser.add_argument("--seed", type=int, default=0, help="seed of subsets, copies, splits")
