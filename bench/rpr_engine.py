@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--arch", default="simple_cnn", choices=("simple_cnn", "resnet"))
-    parser.add_argument("--width", type=int, default=None, help="channels (default: arch's)")
+    parser.add_argument("--width", type=int, default=None, help="channels (default: the job's)")
     parser.add_argument("--colour", action="store_true", help="32x32 RGB digits")
     args = parser.parse_args()
     tune_allocator()
@@ -139,7 +139,7 @@ def main() -> None:
     train_images, test_images = train.images, test.images
     if args.colour:
         train_images, test_images = colour_digits(train_images, 0), colour_digits(test_images, 1)
-    width = args.width or (ModelOptions().width if args.arch == "simple_cnn" else 16)
+    width = args.width or ModelOptions().width  # the reference model's, either arch
     model_options = ModelOptions(arch=args.arch, width=width)
     trained = train_model(
         model_options,
